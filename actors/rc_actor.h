@@ -1,0 +1,218 @@
+/*
+ * rc_actor: the actor runtime.
+ *
+ * An actor is a behaviour function plus state, run by a pool of worker
+ * threads, one message at a time, in order, never on two threads at once.
+ * Senders never block.  This library knows nothing of runs, nng or
+ * WebSockets.
+ *
+ * Lifetimes:
+ *   rc_actor_system_new -> _start -> ... -> _stop -> _free
+ *   rc_actor_spawn returns an actor holding one reference for the caller;
+ *   rc_actor_hold/_release count references to the actor's *handle*, so a
+ *   sender may keep a pointer to an actor that has stopped: sending to it
+ *   then fails with RC_ECLOSED.  The state is finalised (fini) when the actor
+ *   stops; the handle is freed when the last reference goes.
+ */
+#ifndef RC_ACTOR_H
+#define RC_ACTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rc_actor_system;
+struct rc_actor;
+struct rc_msg;
+
+/* ---- Messages ---- */
+
+typedef void (*rc_msg_free_fn)(struct rc_msg *msg);
+
+/*
+ * Every message starts with this header; the payload follows (embed the
+ * header as the first member of your message struct).  Allocated with
+ * rc_msg_new; the runtime frees it after the behaviour returns unless the
+ * behaviour called rc_msg_keep.  free_fn, when set, is called instead of
+ * rc_free when the runtime drops the message (also when a mailbox is
+ * dropped at stop), so messages holding references can release them.
+ */
+struct rc_msg {
+    struct rc_msg *_Atomic next; /* mailbox link; owned by the runtime */
+    uint32_t type;               /* application-defined; < RC_MSG_SYSTEM_BASE */
+    uint32_t flags;              /* owned by the runtime */
+    rc_msg_free_fn free_fn;      /* NULL: rc_free */
+};
+
+/* Types at and above this value are the runtime's own (down, timer). */
+#define RC_MSG_SYSTEM_BASE 0xFFFF0000u
+
+/* A message of size bytes (>= sizeof(struct rc_msg)), header initialised. */
+struct rc_msg *rc_msg_new(size_t size, uint32_t type);
+/* Frees msg through its free_fn (or rc_free). */
+void rc_msg_free(struct rc_msg *msg);
+/* Called from a behaviour: the runtime will not free msg after it returns
+ * (the behaviour may re-send it or free it later). */
+void rc_msg_keep(struct rc_msg *msg);
+
+/* ---- Actors ---- */
+
+/* Handles one message.  self may be used to send to oneself or to stop. */
+typedef void (*rc_actor_behaviour)(struct rc_actor *self, void *state, struct rc_msg *msg);
+/* Frees the state once the actor has stopped; reason as given to stop. */
+typedef void (*rc_actor_fini)(void *state, int reason);
+
+struct rc_actor_opts {
+    uint32_t mailbox_limit; /* 0: unlimited; see rc_actor_try_send */
+    const char *name;       /* static string for diagnostics; may be NULL */
+};
+
+/* Spawns an actor; *out holds one reference for the caller.  RC_ECLOSED
+ * when the system is stopping. */
+int rc_actor_spawn(struct rc_actor_system *sys, rc_actor_behaviour fn, void *state,
+                   rc_actor_fini fini, const struct rc_actor_opts *opts, struct rc_actor **out);
+
+struct rc_actor *rc_actor_hold(struct rc_actor *a);
+/* NULL does nothing. */
+void rc_actor_release(struct rc_actor *a);
+
+/*
+ * Queues msg for actor to; never blocks, from any thread.  On success the
+ * runtime owns msg.  On failure (RC_ECLOSED: the actor has stopped) the
+ * caller still owns msg.  Ignores the mailbox limit.
+ */
+int rc_actor_send(struct rc_actor *to, struct rc_msg *msg);
+
+/* As rc_actor_send, but fails with RC_EOVERLOAD (caller keeps msg) when the
+ * mailbox already holds mailbox_limit or more messages. */
+int rc_actor_try_send(struct rc_actor *to, struct rc_msg *msg);
+
+/* Approximate number of queued messages; for metrics and backpressure. */
+size_t rc_actor_mailbox_len(const struct rc_actor *a);
+bool rc_actor_overloaded(const struct rc_actor *a);
+
+/*
+ * Stops actor a with reason (0: normal).  From any thread.  The actor
+ * finishes the message it is handling, if any; messages still queued are
+ * dropped (freed through their free_fn); then fini runs on a worker thread,
+ * monitors are notified, and later sends fail with RC_ECLOSED.  Idempotent:
+ * the first reason wins.
+ */
+void rc_actor_stop(struct rc_actor *a, int reason);
+
+/* The system an actor belongs to. */
+struct rc_actor_system *rc_actor_system_of(const struct rc_actor *a);
+
+/* ---- Monitors ---- */
+
+#define RC_MSG_DOWN (RC_MSG_SYSTEM_BASE + 1)
+
+/* Sent to a watcher when a monitored actor stops. */
+struct rc_msg_down {
+    struct rc_msg hdr;      /* type RC_MSG_DOWN */
+    struct rc_actor *actor; /* holds a reference, released with the message */
+    int reason;
+    uint64_t tag; /* as given to rc_actor_monitor */
+};
+
+/* watcher receives one RC_MSG_DOWN when target stops (at once if it already
+ * has). */
+int rc_actor_monitor(struct rc_actor *watcher, struct rc_actor *target, uint64_t tag);
+
+/* ---- The system ---- */
+
+struct rc_actor_system_opts {
+    uint32_t workers; /* 0: the number of online CPUs */
+    uint32_t batch;   /* messages per actor turn; 0: 64 */
+    uint32_t tick_ms; /* timer wheel resolution; 0: 1 ms */
+};
+
+int rc_actor_system_new(struct rc_actor_system **out, const struct rc_actor_system_opts *opts);
+/* Starts the worker threads and the timer thread. */
+int rc_actor_system_start(struct rc_actor_system *sys);
+/* Stops accepting new work, stops every live actor (their fini runs, queued
+ * messages are dropped), joins the threads.  Safe to call twice. */
+void rc_actor_system_stop(struct rc_actor_system *sys);
+/* Frees the system; call after stop.  NULL does nothing. */
+void rc_actor_system_free(struct rc_actor_system *sys);
+
+uint32_t rc_actor_system_workers(const struct rc_actor_system *sys);
+
+/* Counters for metrics (each read with relaxed loads). */
+struct rc_actor_system_stats {
+    uint64_t actors_live;
+    uint64_t messages_handled;
+    uint64_t steals;
+    uint64_t overloads; /* try_send refusals */
+};
+void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_system_stats *st);
+
+/* ---- Timers ---- */
+
+#define RC_MSG_TIMER (RC_MSG_SYSTEM_BASE + 2)
+
+/*
+ * A timer lives inside its owner's state (no allocation to arm).  When it
+ * expires the runtime sends the owner an rc_msg_timer.  Arm, re-arm and
+ * cancel are O(1) and may be called from the owner's behaviour (or any
+ * thread).  A cancel or re-arm that races with an expiry already in flight
+ * is resolved by the generation: rc_timer_msg_current says whether a
+ * received timer message belongs to the timer's latest arming; stale ones
+ * must be ignored.
+ */
+struct rc_timer {
+    /* owned by the system's timer wheel; opaque to users */
+    struct rc_timer *next, *prev;
+    uint64_t expires; /* in ticks */
+    struct rc_actor *owner;
+    uint64_t arg;
+    uint32_t gen;
+    uint32_t level_slot;
+    bool armed;
+};
+
+struct rc_msg_timer {
+    struct rc_msg hdr; /* type RC_MSG_TIMER */
+    struct rc_timer *timer;
+    uint64_t arg;
+    uint32_t gen;
+};
+
+/* Binds timer to its owner (not held: the owner must cancel its timers in
+ * its fini or before it stops) and an argument echoed in the message. */
+void rc_timer_init(struct rc_timer *t, struct rc_actor *owner, uint64_t arg);
+/* Arms (or re-arms) t to fire after delay_ms. */
+int rc_timer_arm(struct rc_actor_system *sys, struct rc_timer *t, uint64_t delay_ms);
+/* Cancels t if armed; a message already sent becomes stale. */
+void rc_timer_cancel(struct rc_actor_system *sys, struct rc_timer *t);
+bool rc_timer_msg_current(const struct rc_msg_timer *m);
+
+/* ---- Supervision (one-for-one, Erlang/OTP style) ---- */
+
+struct rc_supervisor;
+
+/* Starts (or restarts) one child; returns its actor with one reference held
+ * for the supervisor, or NULL on failure. */
+typedef struct rc_actor *(*rc_child_start_fn)(void *arg);
+/* Called once, from a worker thread, when restarts exceed the intensity. */
+typedef void (*rc_supervisor_giveup_fn)(void *arg, const char *child_name, int reason);
+
+struct rc_supervisor_opts {
+    uint32_t max_restarts; /* intensity: at most this many restarts ... */
+    uint32_t period_ms;    /* ... within this period; more gives up */
+    rc_supervisor_giveup_fn giveup;
+    void *giveup_arg;
+};
+
+int rc_supervisor_new(struct rc_actor_system *sys, const struct rc_supervisor_opts *opts,
+                      struct rc_supervisor **out);
+/* Starts a child now and restarts it whenever it stops with reason != 0. */
+int rc_supervisor_add_child(struct rc_supervisor *sup, const char *name, rc_child_start_fn start,
+                            void *arg);
+/* The child's current actor (held; release it), or NULL. */
+struct rc_actor *rc_supervisor_child(struct rc_supervisor *sup, const char *name);
+uint32_t rc_supervisor_restarts(const struct rc_supervisor *sup);
+/* Stops the children (reason 0, not restarted) and frees the supervisor. */
+void rc_supervisor_free(struct rc_supervisor *sup);
+
+#endif
