@@ -98,7 +98,7 @@ struct rc_config {
     uint64_t ws_max_conns;        /* --ws-max-conns: 10000, then 4429 */
     uint64_t ws_max_subs;         /* --ws-max-subs: 256 per connection */
     uint64_t ws_max_frame;        /* --ws-max-frame: 64KiB client frame */
-    uint64_t ws_abuse_limit;      /* --ws-abuse-limit: 16 invalid client messages, then 4400 */
+    uint64_t ws_abuse_limit;      /* --ws-abuse-limit: 10 invalid client messages, then 4400 */
     uint64_t http_runs_limit;     /* --http-runs-limit: 1000 entries max in GET /runs */
     struct rc_config_strv allow_origin; /* --allow-origin: [] = default policy */
 
