@@ -1348,6 +1348,12 @@ int rc_config_dump(const struct rc_config *cfg, FILE *out)
     for (size_t i = 0; i < NOPTS; i++) {
         const struct opt *o = &opts[i];
         size_t n = value_count(cfg, o);
+        if (o->pub.kind == RC_CONFIG_PATH) {
+            /* not settable in a file: a comment, so a dump loads as a file */
+            format_value(cfg, o, buf, sizeof(buf), 0);
+            fprintf(out, "# %s = %s\n", o->pub.name, buf);
+            continue;
+        }
         if (o->pub.repeatable && n == 0) {
             fprintf(out, "%s =\n", o->pub.name);
             continue;
