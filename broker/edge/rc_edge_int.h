@@ -1,0 +1,138 @@
+/*
+ * rc_edge_int: what the edge's files share (not a public header).
+ *
+ *   rc_edge.c        lifecycle, the HTTP server, the /ws upgrade handler,
+ *                    the connection registry
+ *   rc_edge_conn.c   the connection actor: WebSocket framing, output queue,
+ *                    coalescing, slow consumers, heartbeats, subscriptions
+ *   rc_edge_http.c   /healthz, /metrics, /runs...
+ *   rc_ws.c          RFC 6455 codec
+ */
+#ifndef RC_EDGE_INT_H
+#define RC_EDGE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+
+#include "rc_actor.h"
+#include "rc_edge.h"
+#include "rc_metrics.h"
+#include "rc_proto.h"
+
+struct rc_config;
+struct rc_broker;
+struct rc_edge_conn;
+
+/* Fan-out latency histogram (broker receive -> frame written to the
+ * socket), upper bounds in microseconds; the last bucket is +Inf. */
+#define RC_EDGE_LAT_BUCKETS 17
+extern const uint64_t rc_edge_lat_bound_us[RC_EDGE_LAT_BUCKETS - 1];
+
+/* The edge's own counters: relaxed atomics like rc_metrics (independent
+ * statistics, read by /metrics). */
+struct rc_edge_metrics {
+    rc_metric conns_open;       /* gauge: WebSocket connections */
+    rc_metric conns_accepted;   /* counter: upgrades done */
+    rc_metric conns_full;       /* counter: closed 4429 (over --ws-max-conns) */
+    rc_metric conns_forbidden;  /* counter: 403, Origin not allowed */
+    rc_metric conns_bad;        /* counter: bad upgrade requests (400/426) */
+    rc_metric closes_slow;      /* counter: closed 4008 */
+    rc_metric closes_abuse;     /* counter: closed 4400 */
+    rc_metric closes_protocol;  /* counter: closed 1002/1007/1009 (broken framing) */
+    rc_metric closes_dropped;   /* counter: peer vanished without a close frame (1006) */
+    rc_metric closes_timeout;   /* counter: a send exceeded --ws-write-timeout */
+    rc_metric closes_shutdown;  /* counter: closed 1001 */
+    rc_metric closes_normal;    /* counter: the peer closed with a close frame */
+    rc_metric subs;             /* gauge: subscriptions held by connections */
+    rc_metric sub_requests;     /* counter: sub ok */
+    rc_metric unsub_requests;   /* counter: unsub ok */
+    rc_metric client_msgs;      /* counter: client messages received */
+    rc_metric client_errors;    /* counter: client messages answered with err */
+    rc_metric frames_sent;      /* counter: WebSocket frames written */
+    rc_metric bytes_sent;       /* counter: bytes written (frame headers included) */
+    rc_metric msgs_sent;        /* counter: server messages written (frames coalesce them) */
+    rc_metric coalesced_frames; /* counter: frames that carried an array of >1 messages */
+    rc_metric hb_sent;          /* counter */
+    rc_metric events_dropped;   /* counter: frames dropped for closing connections */
+    rc_metric http_requests;    /* counter: HTTP requests served (not /ws) */
+    rc_metric http_errors;      /* counter: HTTP 4xx/5xx answers (not /ws) */
+    rc_metric lat[RC_EDGE_LAT_BUCKETS];
+    rc_metric lat_sum_us;
+    rc_metric lat_count;
+};
+
+struct rc_edge {
+    const struct rc_config *cfg; /* read-only */
+    struct rc_broker *broker;    /* may be NULL in transport-only tests */
+    struct rc_actor_system *sys; /* where connection actors live */
+    struct rc_runs *runs;        /* NULL without a broker */
+    struct rc_proto_limits lim;  /* client frame limits; read-only after new */
+    uint64_t epoch;              /* read-only after new */
+
+    nng_http_server *server; /* set in start, cleared in stop (owner: start/stop caller) */
+    nng_http_handler *handlers[8];
+    size_t n_handlers;
+    uint16_t port;
+    int64_t started_ms; /* wall ms at start */
+
+    /* atomic: release store in start/stop, acquire load in the handlers, so
+     * a handler that sees true also sees everything start set up. */
+    _Atomic bool serving;
+
+    pthread_mutex_t mtx;        /* protects conns and stopping */
+    pthread_cond_t cv;          /* signalled when a connection leaves */
+    struct rc_edge_conn *conns; /* every live connection actor (intrusive list) */
+    bool stopping;
+
+    /* atomic: HTTP requests answered asynchronously (rc_runs callbacks)
+     * that have not finished; stop waits for 0.  acq_rel on the decrement
+     * pairs with stop's acquire load, so the callback's last use of the
+     * edge happens before the edge is freed. */
+    _Atomic uint64_t http_pending;
+
+    struct rc_edge_metrics m;
+};
+
+/* ---- rc_edge.c ---- */
+void rc_edge_conn_register(struct rc_edge *e, struct rc_edge_conn *c);
+void rc_edge_conn_unregister(struct rc_edge *e, struct rc_edge_conn *c);
+void rc_edge_lat_observe(struct rc_edge *e, uint64_t us);
+
+/* ---- rc_edge_conn.c ---- */
+
+/* Starts a connection actor on a hijacked HTTP connection (whose request
+ * has been answered by nothing yet).  accept_key: the Sec-WebSocket-Accept
+ * value.  full: over --ws-max-conns (the actor closes it with 4429).
+ * Takes ownership of conn (closes it on failure too). */
+int rc_edge_conn_spawn(struct rc_edge *e, nng_http_conn *conn, const char *accept_key, bool json,
+                       bool full, const char *peer);
+
+/* The connection's actor (valid while the connection is registered). */
+struct rc_actor *rc_edge_conn_actor(struct rc_edge_conn *c);
+/* Asks a connection actor to flush and close with 1001 (edge stop). */
+void rc_edge_conn_shutdown(struct rc_actor *a);
+
+/* List links (protected by rc_edge.mtx); defined here for rc_edge.c. */
+struct rc_edge_conn_link {
+    struct rc_edge_conn *prev, *next;
+};
+struct rc_edge_conn_link *rc_edge_conn_link(struct rc_edge_conn *c);
+
+/* Registers an HTTP handler with e as its data (method NULL: any). */
+int rc_edge_add_handler(struct rc_edge *e, const char *path, void (*cb)(nng_aio *), bool tree,
+                        const char *method);
+
+/* ---- rc_edge_http.c ---- */
+int rc_edge_http_add_handlers(struct rc_edge *e);
+/* Waits until no asynchronous HTTP request is pending. */
+void rc_edge_http_wait(struct rc_edge *e);
+
+/* Writes a JSON error body {"error": code, "message": msg} with status. */
+void rc_edge_http_error(nng_aio *aio, uint16_t status, const char *code, const char *msg);
+
+#endif
