@@ -145,6 +145,28 @@ static const struct opt opts[] = {
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
+/* Headings for --help and the sample config, by the first option of each
+ * group in the table above. */
+static const struct {
+    const char *first;
+    const char *title;
+} sections[] = {
+    {"config", "General"},
+    {"ingest", "Ingress (nng)"},
+    {"max-runs", "Limits on input"},
+    {"history-max-events", "Run state and retention"},
+    {"watchdog", "Supervisor and watchdog"},
+    {"http", "Edge: HTTP and WebSocket"},
+};
+
+static const char *section_at(size_t i)
+{
+    for (size_t k = 0; k < sizeof(sections) / sizeof(sections[0]); k++)
+        if (strcmp(sections[k].first, opts[i].pub.name) == 0)
+            return sections[k].title;
+    return NULL;
+}
+
 size_t rc_config_option_count(void)
 {
     return NOPTS;
@@ -1315,7 +1337,10 @@ int rc_config_usage(FILE *out, const char *prog)
             prog);
     for (size_t i = 0; i < NOPTS; i++) {
         const struct rc_config_option *o = &opts[i].pub;
+        const char *title = section_at(i);
         char left[64];
+        if (title != NULL)
+            fprintf(out, "%s%s:\n", i > 0 ? "\n" : "", title);
         snprintf(left, sizeof(left), "--%s %s", o->name, o->arg);
         fprintf(out, "  %-32s default: %s%s\n      %s\n      env %s\n", left,
                 o->def[0] != '\0' ? o->def : "(none)", o->repeatable ? " (repeatable)" : "",
@@ -1333,6 +1358,9 @@ int rc_config_write_sample(FILE *out)
                  "# Durations: 250ms, 2s, 5m, 1h.  Sizes: 512, 64KiB, 4MiB, 1GiB.\n");
     for (size_t i = 0; i < NOPTS; i++) {
         const struct rc_config_option *o = &opts[i].pub;
+        const char *title = section_at(i);
+        if (title != NULL)
+            fprintf(out, "\n# ---- %s ----\n", title);
         fprintf(out, "\n# %s\n", o->help);
         if (o->kind == RC_CONFIG_PATH)
             fprintf(out, "# config: --config FILE or RUNCAST_CONFIG only (not in a file)\n");

@@ -5,6 +5,7 @@
  */
 #include "rc_log.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,6 +34,13 @@ static _Atomic uint64_t log_suppressed;
 static _Atomic(rc_log_wall_clock_cb) log_wall_cb;
 static _Atomic(rc_log_mono_clock_cb) log_mono_cb;
 
+/* Signal-driven level changes: the level a SIGHUP restores, and the signal
+ * whose notice is still to be written (0: none).  Written in signal handlers
+ * (lock-free atomics only); notice_signo is exchanged with acq_rel so the
+ * writer of the notice sees the level store that preceded it. */
+static _Atomic int signal_configured = RC_LOG_INFO;
+static _Atomic int notice_signo;
+
 static pthread_mutex_t out_mtx = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_out; /* protected by out_mtx; NULL: stderr */
 
@@ -46,6 +54,7 @@ void rc_log_init(FILE *out, enum rc_log_level level, enum rc_log_format format)
     pthread_mutex_unlock(&out_mtx);
     rc_log_set_format(format);
     rc_log_set_level(level);
+    rc_log_signal_configured(level);
 }
 
 void rc_log_set_level(enum rc_log_level level)
@@ -378,6 +387,9 @@ void rc_log_vwrite(enum rc_log_level level, const char *component, const char *r
 {
     if (!rc_log_enabled(level))
         return;
+    /* relaxed peek: the exchange in rc_log_notice_flush orders the rest */
+    if (atomic_load_explicit(&notice_signo, memory_order_relaxed) != 0)
+        rc_log_notice_flush();
     char msg[RC_LOG_MSG_MAX + 4];
     int n = vsnprintf(msg, RC_LOG_MSG_MAX + 1, fmt, ap);
     size_t len;
@@ -487,4 +499,61 @@ uint64_t rc_log_ratelimit_flush(struct rc_log_ratelimit *rl, enum rc_log_level l
         rc_log(level, component, NULL, NULL, "suppressed %llu similar messages",
                (unsigned long long)n);
     return n;
+}
+
+/* ---- signals ---- */
+
+void rc_log_signal_configured(enum rc_log_level level)
+{
+    /* relaxed: read by the SIGHUP handler, only the value matters */
+    atomic_store_explicit(&signal_configured, (int)level, memory_order_relaxed);
+}
+
+void rc_log_signal(int signo)
+{
+    if (signo == SIGUSR1)
+        rc_log_level_step(-1);
+    else if (signo == SIGUSR2)
+        rc_log_level_step(+1);
+    else if (signo == SIGHUP)
+        rc_log_set_level(
+            (enum rc_log_level)atomic_load_explicit(&signal_configured, memory_order_relaxed));
+    else
+        return;
+    /* release: pairs with the acq_rel exchange in rc_log_notice_flush */
+    atomic_store_explicit(&notice_signo, signo, memory_order_release);
+}
+
+static void signal_cb(int signo)
+{
+    rc_log_signal(signo);
+}
+
+int rc_log_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = signal_cb;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGUSR1, &sa, NULL) != 0 || sigaction(SIGUSR2, &sa, NULL) != 0 ||
+        sigaction(SIGHUP, &sa, NULL) != 0)
+        return RC_EIO;
+    return 0;
+}
+
+bool rc_log_notice_flush(void)
+{
+    /* acq_rel: acquire pairs with the release in rc_log_signal; only one
+     * thread wins the exchange and writes the notice */
+    int signo = atomic_exchange_explicit(&notice_signo, 0, memory_order_acq_rel);
+    if (signo == 0)
+        return false;
+    const char *name = signo == SIGUSR1 ? "SIGUSR1" : signo == SIGUSR2 ? "SIGUSR2" : "SIGHUP";
+    enum rc_log_level now = rc_log_get_level();
+    /* written at the new threshold so it is never filtered out */
+    char msg[96];
+    int n = snprintf(msg, sizeof(msg), "log level set to %s by %s", rc_log_level_name(now), name);
+    emit(now, "log", NULL, NULL, msg, (size_t)n);
+    return true;
 }

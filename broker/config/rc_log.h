@@ -55,7 +55,8 @@ enum rc_log_format {
  * eventually, and the line itself is written under the output mutex. */
 extern _Atomic int rc_log_level_current;
 
-/* Sets the output (NULL: stderr), the threshold and the format.  May be called
+/* Sets the output (NULL: stderr), the threshold (also the level SIGHUP
+ * restores) and the format.  May be called
  * again (tests do); the previous FILE* is not closed.  Before any call the
  * logger writes text at info level to stderr. */
 void rc_log_init(FILE *out, enum rc_log_level level, enum rc_log_format format);
@@ -99,6 +100,22 @@ void rc_log_vwrite(enum rc_log_level level, const char *component, const char *r
         if (rc_log_enabled(level))                                                                 \
             rc_log_write((level), (component), (run), (conv), __VA_ARGS__);                        \
     } while (0)
+
+/* ---- Changing the level with signals ----
+ * runcastd's convention: SIGUSR1 = one level more verbose, SIGUSR2 = one
+ * level less verbose, SIGHUP = back to the configured level (the one given
+ * to rc_log_signal_configured).  rc_log_signal is async-signal-safe (atomic
+ * operations only): call it from the program's own handler, or let
+ * rc_log_install_signals install handlers for the three signals.  The line
+ * "log level set to X by SIGNAME" is written by the next rc_log call (any
+ * level) or by rc_log_notice_flush (e.g. from the main loop). */
+void rc_log_signal_configured(enum rc_log_level level);
+void rc_log_signal(int signo);
+/* Installs SA_RESTART handlers for SIGUSR1, SIGUSR2 and SIGHUP that call
+ * rc_log_signal.  Returns 0 or RC_EIO. */
+int rc_log_install_signals(void);
+/* Writes a pending level-change notice now; returns true if there was one. */
+bool rc_log_notice_flush(void);
 
 /* Injectable clock for tests: wall_ms gives the time printed on each line and
  * mono_ms drives the rate limiters.  NULL restores the real clocks. */

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -413,5 +414,44 @@ Test(log, concurrent_lines_are_whole)
         seen[id]++;
         line = nl + 1;
     }
+    cap_end(&c);
+}
+
+/* ---- level changes by signal ---- */
+
+Test(log, signal_level_changes)
+{
+    struct capture c;
+    cap_start(&c, RC_LOG_WARN, RC_LOG_TEXT);
+    cr_assert_eq(rc_log_install_signals(), 0);
+    raise(SIGUSR1); /* warn -> info */
+    cr_assert_eq(rc_log_get_level(), RC_LOG_INFO);
+    raise(SIGUSR1); /* info -> debug */
+    cr_assert_eq(rc_log_get_level(), RC_LOG_DEBUG);
+    raise(SIGUSR1); /* stays debug */
+    cr_assert_eq(rc_log_get_level(), RC_LOG_DEBUG);
+    /* the notice comes with the next line */
+    rc_log(RC_LOG_DEBUG, "x", NULL, NULL, "after");
+    const char *t = cap_text(&c);
+    cr_assert_str_eq(t, "2026-11-27T07:09:07.123Z DEBUG log: log level set to debug by SIGUSR1\n"
+                        "2026-11-27T07:09:07.123Z DEBUG x: after\n");
+    raise(SIGUSR2);
+    raise(SIGUSR2);
+    cr_assert_eq(rc_log_get_level(), RC_LOG_WARN);
+    raise(SIGHUP); /* back to the level given to rc_log_init */
+    cr_assert_eq(rc_log_get_level(), RC_LOG_WARN);
+    rc_log_signal_configured(RC_LOG_ERROR);
+    raise(SIGHUP);
+    cr_assert_eq(rc_log_get_level(), RC_LOG_ERROR);
+    /* a notice is written even when nothing else is logged */
+    cr_assert(rc_log_notice_flush());
+    cr_assert(!rc_log_notice_flush());
+    t = cap_text(&c);
+    cr_assert(strstr(t, "ERROR log: log level set to error by SIGHUP\n") != NULL, "%s", t);
+    cr_assert_eq(count_lines(t), 3);
+    /* other signals are ignored */
+    rc_log_signal(SIGTERM);
+    cr_assert_eq(rc_log_get_level(), RC_LOG_ERROR);
+    cr_assert(!rc_log_notice_flush());
     cap_end(&c);
 }
