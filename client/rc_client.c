@@ -1,0 +1,1151 @@
+/*
+ * rc_client: the publisher library behind runcast.h.
+ *
+ * PUSH path: a FIFO of encoded events (protected by mtx) and one nng send
+ * aio.  `inflight` says whether that aio is busy; whoever flips it from false
+ * to true (a publisher, or the aio callback finishing the previous send)
+ * detaches the next batch from the FIFO under the lock and sends it after
+ * unlocking, so at most one message is ever in flight and nothing is sent
+ * with the lock held.  This is the adaptive batching: the FIFO only grows
+ * while a send is in flight.
+ *
+ * REQ path: each acknowledged call opens its own nng context on the shared
+ * REQ socket (contexts make concurrent requests from many threads safe) and
+ * resends the same bytes, with the same idempotency ids, on timeout.
+ */
+#include "runcast.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
+
+#include "rc_alloc.h"
+#include "rc_buf.h"
+#include "rc_clock.h"
+#include "rc_error.h"
+#include "rc_proto.h"
+
+struct rc_client_qnode {
+    struct rc_client_qnode *next;
+    size_t len;
+    uint8_t bytes[];
+};
+
+struct rc_client {
+    struct rc_client_opts opts; /* immutable after open; URLs point at our copies */
+    struct rc_proto_limits lim; /* immutable after open */
+    char *push_url;
+    char *req_url;
+    bool has_push; /* immutable after open */
+    bool has_req;  /* immutable after open */
+    nng_socket push;
+    nng_socket req;
+    nng_aio *send_aio; /* used by one send at a time: the holder of `inflight` */
+
+    pthread_mutex_t mtx;
+    pthread_cond_t cond; /* signalled when a send completes (room, flush) */
+    /* protected by mtx: */
+    struct rc_client_qnode *head, *tail;
+    size_t q_bytes;
+    uint64_t q_count;
+    bool inflight;           /* the send aio is busy */
+    uint32_t inflight_count; /* events in the in-flight message */
+    bool aborting;           /* close gave up flushing: start no new send */
+    struct rc_client_stats stats;
+};
+
+/* ---- Small helpers ---- */
+
+static void result_clear(struct rc_client_result *r)
+{
+    memset(r, 0, sizeof(*r));
+}
+
+static int result_set(struct rc_client_result *r, int err, const char *code, const char *field,
+                      const char *message)
+{
+    r->err = err;
+    snprintf(r->code, sizeof(r->code), "%s", code ? code : "");
+    snprintf(r->field, sizeof(r->field), "%s", field ? field : "");
+    snprintf(r->message, sizeof(r->message), "%s", message ? message : rc_error_message(err));
+    return err;
+}
+
+static int map_nng_err(int rv)
+{
+    switch (rv) {
+    case 0:
+        return RC_OK;
+    case NNG_ENOMEM:
+        return RC_ENOMEM;
+    case NNG_EINVAL:
+    case NNG_EADDRINVAL:
+        return RC_EINVAL;
+    case NNG_ETIMEDOUT:
+        return RC_ETIMEDOUT;
+    case NNG_ECLOSED:
+    case NNG_ECANCELED:
+        return RC_ECLOSED;
+    case NNG_ENOTSUP:
+        return RC_ENOTSUP;
+    default:
+        return RC_EIO;
+    }
+}
+
+void rc_client_new_id(char out[33])
+{
+    uint8_t raw[16];
+    size_t got = 0;
+    while (got < sizeof(raw)) {
+        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        got += (size_t)n;
+    }
+    for (; got < sizeof(raw); got += 4) { /* no getrandom: nng's generator */
+        uint32_t v = nng_random();
+        memcpy(raw + got, &v, sizeof(raw) - got < 4 ? sizeof(raw) - got : 4);
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+/* Reads a msgpack map header at p; returns its size in bytes (0: not a map). */
+static size_t map_header(const uint8_t *p, size_t len, uint32_t *n)
+{
+    if (len >= 1 && (p[0] & 0xf0) == 0x80) {
+        *n = p[0] & 0x0f;
+        return 1;
+    }
+    if (len >= 3 && p[0] == 0xde) {
+        *n = (uint32_t)p[1] << 8 | p[2];
+        return 3;
+    }
+    if (len >= 5 && p[0] == 0xdf) {
+        *n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+        return 5;
+    }
+    return 0;
+}
+
+/* Validates one encoded event against the protocol; fills r on error. */
+static int validate_event(struct rc_client *c, const uint8_t *p, size_t len, struct rc_event *ev,
+                          struct rc_client_result *r)
+{
+    struct rc_proto_error perr;
+    memset(&perr, 0, sizeof(perr));
+    enum rc_proto_code code = rc_proto_decode_event(p, len, &c->lim, ev, &perr);
+    if (code == RC_PROTO_OK)
+        return RC_OK;
+    return result_set(r, RC_EPROTO, rc_proto_code_name(code), perr.field, perr.reason);
+}
+
+/* ---- Encoding an rc_client_event ---- */
+
+#define CK(x)                                                                                      \
+    do {                                                                                           \
+        int rv_ = (x);                                                                             \
+        if (rv_ != 0)                                                                              \
+            return rv_;                                                                            \
+    } while (0)
+
+static bool has(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+static int encode_event(struct rc_buf *b, const struct rc_client_event *ev, const char *gen_id)
+{
+    if (ev == NULL || !has(ev->run) || !has(ev->type))
+        return RC_EINVAL;
+    const char *id = has(ev->id) ? ev->id : gen_id;
+    uint32_t n = 3; /* run, type, ts */
+    n += has(ev->conv) + has(ev->phase) + (ev->text != NULL) + has(id);
+    n += (ev->tool_len > 0) + (ev->item_len > 0) + (ev->data_len > 0);
+    n += (has(ev->error_code) || has(ev->error_message));
+    n += (ev->n_timeouts > 0) + (ev->deadline_ms > 0);
+    CK(rc_mpw_map(b, n));
+    CK(rc_mpw_cstr(b, "run"));
+    CK(rc_mpw_cstr(b, ev->run));
+    CK(rc_mpw_cstr(b, "type"));
+    CK(rc_mpw_cstr(b, ev->type));
+    CK(rc_mpw_cstr(b, "ts"));
+    CK(rc_mpw_int(b, ev->ts != 0 ? ev->ts : rc_clock_wall_ms()));
+    if (has(ev->conv)) {
+        CK(rc_mpw_cstr(b, "conv"));
+        CK(rc_mpw_cstr(b, ev->conv));
+    }
+    if (has(ev->phase)) {
+        CK(rc_mpw_cstr(b, "phase"));
+        CK(rc_mpw_cstr(b, ev->phase));
+    }
+    if (ev->text != NULL) {
+        CK(rc_mpw_cstr(b, "text"));
+        CK(rc_mpw_str(b, ev->text, ev->text_len ? ev->text_len : strlen(ev->text)));
+    }
+    if (has(id)) {
+        CK(rc_mpw_cstr(b, "id"));
+        CK(rc_mpw_cstr(b, id));
+    }
+    if (ev->tool_len > 0) {
+        CK(rc_mpw_cstr(b, "tool"));
+        CK(rc_mpw_raw(b, ev->tool, ev->tool_len));
+    }
+    if (ev->item_len > 0) {
+        CK(rc_mpw_cstr(b, "item"));
+        CK(rc_mpw_raw(b, ev->item, ev->item_len));
+    }
+    if (ev->data_len > 0) {
+        CK(rc_mpw_cstr(b, "data"));
+        CK(rc_mpw_raw(b, ev->data, ev->data_len));
+    }
+    if (has(ev->error_code) || has(ev->error_message)) {
+        CK(rc_mpw_cstr(b, "error"));
+        CK(rc_mpw_map(b, (uint32_t)has(ev->error_code) + has(ev->error_message)));
+        if (has(ev->error_code)) {
+            CK(rc_mpw_cstr(b, "code"));
+            CK(rc_mpw_cstr(b, ev->error_code));
+        }
+        if (has(ev->error_message)) {
+            CK(rc_mpw_cstr(b, "message"));
+            CK(rc_mpw_cstr(b, ev->error_message));
+        }
+    }
+    if (ev->n_timeouts > 0) {
+        CK(rc_mpw_cstr(b, "timeouts"));
+        CK(rc_mpw_map(b, ev->n_timeouts));
+        for (uint32_t i = 0; i < ev->n_timeouts; i++) {
+            if (ev->timeouts[i].phase == NULL)
+                return RC_EINVAL;
+            CK(rc_mpw_cstr(b, ev->timeouts[i].phase));
+            CK(rc_mpw_uint(b, ev->timeouts[i].ms));
+        }
+    }
+    if (ev->deadline_ms > 0) {
+        CK(rc_mpw_cstr(b, "deadline"));
+        CK(rc_mpw_uint(b, ev->deadline_ms));
+    }
+    return RC_OK;
+}
+
+/* Copies map (an event) into out, adding "id": gen_id when it has none.
+ * ev must be its decoded form.  *id_out gets the id string used ("" when
+ * the id is a uint). */
+static int ensure_id(struct rc_buf *out, const uint8_t *map, size_t len, const struct rc_event *ev,
+                     char id_out[129])
+{
+    id_out[0] = '\0';
+    if (ev->id_raw.len > 0) {
+        const uint8_t *p = (const uint8_t *)ev->id_raw.ptr;
+        size_t l = 0, off = 0;
+        if ((p[0] & 0xe0) == 0xa0) {
+            l = p[0] & 0x1f;
+            off = 1;
+        } else if (p[0] == 0xd9) {
+            l = p[1];
+            off = 2;
+        }
+        if (off > 0 && l < 129) {
+            memcpy(id_out, p + off, l);
+            id_out[l] = '\0';
+        }
+        return rc_buf_append(out, map, len);
+    }
+    uint32_t n;
+    size_t hl = map_header(map, len, &n);
+    if (hl == 0)
+        return RC_EINVAL;
+    rc_client_new_id(id_out);
+    CK(rc_mpw_map(out, n + 1));
+    CK(rc_buf_append(out, map + hl, len - hl));
+    CK(rc_mpw_cstr(out, "id"));
+    return rc_mpw_cstr(out, id_out);
+}
+
+/* ---- Open / close ---- */
+
+void rc_client_opts_init(struct rc_client_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->push_url = RC_CLIENT_DEFAULT_PUSH_URL;
+    o->req_url = RC_CLIENT_DEFAULT_REQ_URL;
+    o->batch_max_events = 256;
+    o->batch_max_bytes = 1u << 20;
+    o->queue_max_bytes = (size_t)16 << 20;
+    o->queue_wait_ms = 2000;
+    o->ack_timeout_ms = 2000;
+    o->ack_retries = 4;
+    o->close_timeout_ms = 2000;
+    o->reconnect_min_ms = 100;
+    o->reconnect_max_ms = 2000;
+    o->validate = true;
+}
+
+static void send_cb(void *arg);
+
+static int open_socket(nng_socket *s, bool push, const char *url, const struct rc_client_opts *o)
+{
+    int rv = push ? nng_push0_open(s) : nng_req0_open(s);
+    if (rv != 0)
+        return map_nng_err(rv);
+    nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, (nng_duration)o->reconnect_min_ms);
+    nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, (nng_duration)o->reconnect_max_ms);
+    /* The broker refuses larger messages anyway; let ours through. */
+    nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, (size_t)8 << 20);
+    /* NONBLOCK: open succeeds while runcastd is down; nng keeps redialing. */
+    rv = nng_dial(*s, url, NULL, NNG_FLAG_NONBLOCK);
+    if (rv != 0) {
+        nng_close(*s);
+        return map_nng_err(rv);
+    }
+    return RC_OK;
+}
+
+int rc_client_open_opts(struct rc_client **cp, const struct rc_client_opts *o)
+{
+    if (cp == NULL || o == NULL)
+        return RC_EINVAL;
+    *cp = NULL;
+    bool want_push = o->push_url != NULL && o->push_url[0] != '\0';
+    bool want_req = o->req_url != NULL && o->req_url[0] != '\0';
+    if (!want_push && !want_req)
+        return RC_EINVAL;
+    if (o->batch_max_events == 0 || o->batch_max_bytes == 0 || o->queue_max_bytes == 0)
+        return RC_EINVAL;
+
+    struct rc_client *c = rc_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return RC_ENOMEM;
+    c->opts = *o;
+    rc_proto_limits_default(&c->lim);
+    if (c->opts.batch_max_events > c->lim.batch_max_events)
+        c->opts.batch_max_events = c->lim.batch_max_events;
+    if (c->opts.batch_max_bytes > c->lim.batch_max_bytes)
+        c->opts.batch_max_bytes = c->lim.batch_max_bytes;
+    pthread_mutex_init(&c->mtx, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    int rv = RC_OK;
+    if (want_push) {
+        c->push_url = rc_strndup(o->push_url, strlen(o->push_url));
+        if (c->push_url == NULL)
+            rv = RC_ENOMEM;
+        if (rv == RC_OK)
+            rv = map_nng_err(nng_aio_alloc(&c->send_aio, send_cb, c));
+        if (rv == RC_OK)
+            rv = open_socket(&c->push, true, c->push_url, o);
+        if (rv == RC_OK)
+            c->has_push = true;
+    }
+    if (rv == RC_OK && want_req) {
+        c->req_url = rc_strndup(o->req_url, strlen(o->req_url));
+        if (c->req_url == NULL)
+            rv = RC_ENOMEM;
+        if (rv == RC_OK)
+            rv = open_socket(&c->req, false, c->req_url, o);
+        if (rv == RC_OK)
+            c->has_req = true;
+    }
+    c->opts.push_url = c->push_url;
+    c->opts.req_url = c->req_url;
+    if (rv != RC_OK) {
+        rc_client_close(c);
+        return rv;
+    }
+    *cp = c;
+    return RC_OK;
+}
+
+int rc_client_open(struct rc_client **cp, const char *url, enum rc_client_mode mode)
+{
+    struct rc_client_opts o;
+    rc_client_opts_init(&o);
+    switch (mode) {
+    case RC_CLIENT_PUSH:
+        if (url != NULL) {
+            o.push_url = url;
+            o.req_url = NULL;
+        }
+        break;
+    case RC_CLIENT_REQ:
+        o.push_url = NULL;
+        if (url != NULL)
+            o.req_url = url;
+        break;
+    default:
+        if (cp != NULL)
+            *cp = NULL;
+        return RC_EINVAL;
+    }
+    return rc_client_open_opts(cp, &o);
+}
+
+static void deadline_after(struct timespec *ts, uint32_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int rc_client_flush(struct rc_client *c, uint32_t timeout_ms)
+{
+    if (c == NULL)
+        return RC_EINVAL;
+    if (!c->has_push)
+        return RC_OK;
+    struct timespec dl;
+    deadline_after(&dl, timeout_ms);
+    int rv = RC_OK;
+    pthread_mutex_lock(&c->mtx);
+    while (c->inflight || c->head != NULL) {
+        if (pthread_cond_timedwait(&c->cond, &c->mtx, &dl) == ETIMEDOUT) {
+            rv = (c->inflight || c->head != NULL) ? RC_ETIMEDOUT : RC_OK;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mtx);
+    return rv;
+}
+
+int rc_client_close(struct rc_client *c)
+{
+    if (c == NULL)
+        return RC_OK;
+    int rv = RC_OK;
+    if (c->has_push) {
+        rv = rc_client_flush(c, c->opts.close_timeout_ms);
+        pthread_mutex_lock(&c->mtx);
+        c->aborting = true; /* the send callback starts nothing new from here on */
+        pthread_mutex_unlock(&c->mtx);
+        nng_aio_cancel(c->send_aio);
+        pthread_mutex_lock(&c->mtx);
+        while (c->inflight) /* the cancelled send's callback clears it */
+            pthread_cond_wait(&c->cond, &c->mtx);
+        struct rc_client_qnode *n = c->head;
+        c->head = c->tail = NULL;
+        c->stats.dropped += c->q_count;
+        c->q_count = 0;
+        c->q_bytes = 0;
+        pthread_mutex_unlock(&c->mtx);
+        while (n != NULL) {
+            struct rc_client_qnode *next = n->next;
+            rc_free(n);
+            n = next;
+        }
+        nng_close(c->push);
+    }
+    if (c->send_aio != NULL)
+        nng_aio_free(c->send_aio);
+    if (c->has_req)
+        nng_close(c->req);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->mtx);
+    rc_free(c->push_url);
+    rc_free(c->req_url);
+    rc_free(c);
+    return rv;
+}
+
+void rc_client_get_stats(struct rc_client *c, struct rc_client_stats *st)
+{
+    pthread_mutex_lock(&c->mtx);
+    *st = c->stats;
+    st->queued = c->q_count;
+    pthread_mutex_unlock(&c->mtx);
+}
+
+/* ---- PUSH path ---- */
+
+/* Detaches the next batch from the FIFO.  Called with mtx held. */
+static struct rc_client_qnode *take_batch(struct rc_client *c, uint32_t *count, size_t *bytes)
+{
+    struct rc_client_qnode *first = c->head, *last = NULL, *n = c->head;
+    uint32_t k = 0;
+    size_t sz = 0;
+    while (n != NULL && k < c->opts.batch_max_events &&
+           (k == 0 || sz + n->len + 5 <= c->opts.batch_max_bytes)) {
+        sz += n->len;
+        k++;
+        last = n;
+        n = n->next;
+    }
+    if (k == 0)
+        return NULL;
+    c->head = n;
+    if (n == NULL)
+        c->tail = NULL;
+    last->next = NULL;
+    c->q_count -= k;
+    c->q_bytes -= sz;
+    *count = k;
+    *bytes = sz;
+    return first;
+}
+
+/* Builds one message from a detached batch and starts sending it.  The
+ * caller holds `inflight` (set under mtx) but not mtx. */
+static void send_batch(struct rc_client *c, struct rc_client_qnode *batch, uint32_t count,
+                       size_t bytes)
+{
+    nng_msg *m = NULL;
+    int rv = nng_msg_alloc(&m, 0);
+    if (rv == 0)
+        rv = nng_msg_reserve(m, bytes + 5);
+    if (rv == 0 && count > 1) {
+        struct rc_buf h;
+        rc_buf_init(&h);
+        rv = rc_mpw_array(&h, count) == RC_OK ? nng_msg_append(m, h.data, h.len) : NNG_ENOMEM;
+        rc_buf_fini(&h);
+    }
+    for (struct rc_client_qnode *n = batch; n != NULL;) {
+        struct rc_client_qnode *next = n->next;
+        if (rv == 0)
+            rv = nng_msg_append(m, n->bytes, n->len);
+        rc_free(n);
+        n = next;
+    }
+    if (rv != 0) {
+        if (m != NULL)
+            nng_msg_free(m);
+        pthread_mutex_lock(&c->mtx);
+        c->stats.dropped += count;
+        c->inflight = false;
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->mtx);
+        return;
+    }
+    pthread_mutex_lock(&c->mtx);
+    c->inflight_count = count;
+    pthread_mutex_unlock(&c->mtx);
+    nng_aio_set_msg(c->send_aio, m);
+    nng_aio_set_timeout(c->send_aio, NNG_DURATION_INFINITE);
+    nng_send_aio(c->push, c->send_aio);
+}
+
+static void send_cb(void *arg)
+{
+    struct rc_client *c = arg;
+    int rv = nng_aio_result(c->send_aio);
+    if (rv != 0) {
+        nng_msg *m = nng_aio_get_msg(c->send_aio);
+        if (m != NULL)
+            nng_msg_free(m);
+    }
+    struct rc_client_qnode *batch = NULL;
+    uint32_t count = 0;
+    size_t bytes = 0;
+    pthread_mutex_lock(&c->mtx);
+    if (rv == 0) {
+        c->stats.events_pushed += c->inflight_count;
+        c->stats.messages_pushed++;
+        if (c->inflight_count > c->stats.max_batch)
+            c->stats.max_batch = c->inflight_count;
+    } else {
+        c->stats.dropped += c->inflight_count;
+    }
+    c->inflight_count = 0;
+    if (!c->aborting)
+        batch = take_batch(c, &count, &bytes);
+    if (batch == NULL)
+        c->inflight = false;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mtx);
+    if (batch != NULL)
+        send_batch(c, batch, count, bytes);
+}
+
+static int push_enqueue(struct rc_client *c, const uint8_t *p, size_t len,
+                        struct rc_client_result *r)
+{
+    struct rc_client_qnode *node = rc_malloc(sizeof(*node) + len);
+    if (node == NULL)
+        return result_set(r, RC_ENOMEM, NULL, NULL, NULL);
+    node->next = NULL;
+    node->len = len;
+    memcpy(node->bytes, p, len);
+
+    struct timespec dl;
+    deadline_after(&dl, c->opts.queue_wait_ms);
+    pthread_mutex_lock(&c->mtx);
+    while (!c->aborting && c->head != NULL && c->q_bytes + len > c->opts.queue_max_bytes) {
+        if (pthread_cond_timedwait(&c->cond, &c->mtx, &dl) == ETIMEDOUT &&
+            c->q_bytes + len > c->opts.queue_max_bytes) {
+            c->stats.rejected++;
+            pthread_mutex_unlock(&c->mtx);
+            rc_free(node);
+            return result_set(r, RC_EOVERLOAD, "overloaded", NULL,
+                              "the publish queue stayed full (is runcastd reachable?)");
+        }
+    }
+    if (c->aborting) {
+        pthread_mutex_unlock(&c->mtx);
+        rc_free(node);
+        return result_set(r, RC_ECLOSED, NULL, NULL, NULL);
+    }
+    if (c->tail != NULL)
+        c->tail->next = node;
+    else
+        c->head = node;
+    c->tail = node;
+    c->q_count++;
+    c->q_bytes += len;
+    struct rc_client_qnode *batch = NULL;
+    uint32_t count = 0;
+    size_t bytes = 0;
+    if (!c->inflight) {
+        batch = take_batch(c, &count, &bytes);
+        c->inflight = true;
+    }
+    pthread_mutex_unlock(&c->mtx);
+    if (batch != NULL)
+        send_batch(c, batch, count, bytes);
+    return RC_OK;
+}
+
+/* ---- REQ path ---- */
+
+static bool mp_key_is(const msgpack_object *k, const char *s)
+{
+    size_t n = strlen(s);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, s, n) == 0;
+}
+
+static void mp_copy_str(char *dst, size_t cap, const msgpack_object *o)
+{
+    if (o->type != MSGPACK_OBJECT_STR) {
+        dst[0] = '\0';
+        return;
+    }
+    size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
+    memcpy(dst, o->via.str.ptr, n);
+    dst[n] = '\0';
+}
+
+static void decode_one_result(const msgpack_object *o, struct rc_client_result *r, uint64_t epoch)
+{
+    r->epoch = epoch;
+    if (o->type != MSGPACK_OBJECT_MAP) {
+        result_set(r, RC_EPROTO, "malformed", NULL, "ack result is not a map");
+        return;
+    }
+    bool have_seq = false;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        if (mp_key_is(k, "seq") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            r->seq = v->via.u64;
+            have_seq = true;
+        } else if (mp_key_is(k, "dup") && v->type == MSGPACK_OBJECT_BOOLEAN) {
+            r->dup = v->via.boolean;
+        } else if (mp_key_is(k, "error") && v->type == MSGPACK_OBJECT_MAP) {
+            r->err = RC_EPROTO;
+            for (uint32_t j = 0; j < v->via.map.size; j++) {
+                const msgpack_object *ek = &v->via.map.ptr[j].key, *ev = &v->via.map.ptr[j].val;
+                if (mp_key_is(ek, "code"))
+                    mp_copy_str(r->code, sizeof(r->code), ev);
+                else if (mp_key_is(ek, "message"))
+                    mp_copy_str(r->message, sizeof(r->message), ev);
+                else if (mp_key_is(ek, "field"))
+                    mp_copy_str(r->field, sizeof(r->field), ev);
+            }
+        }
+    }
+    if (r->err == RC_OK && !have_seq)
+        result_set(r, RC_EPROTO, "malformed", "seq", "ack result has neither seq nor error");
+}
+
+/* Decodes an ack for n events into results[0..n).  Returns RC_EPROTO when the
+ * reply itself is unusable. */
+static int decode_ack(const void *buf, size_t len, struct rc_client_result *results, uint32_t n)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int rv = RC_EPROTO;
+    if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        u.data.type != MSGPACK_OBJECT_MAP)
+        goto out;
+    uint64_t epoch = 0;
+    const msgpack_object *res = NULL;
+    for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+        const msgpack_object *k = &u.data.via.map.ptr[i].key, *v = &u.data.via.map.ptr[i].val;
+        if (mp_key_is(k, "epoch") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            epoch = v->via.u64;
+        else if (mp_key_is(k, "results") && v->type == MSGPACK_OBJECT_ARRAY)
+            res = v;
+    }
+    if (res == NULL)
+        goto out;
+    if (res->via.array.size == n) {
+        for (uint32_t i = 0; i < n; i++)
+            decode_one_result(&res->via.array.ptr[i], &results[i], epoch);
+        rv = RC_OK;
+    } else if (res->via.array.size == 1) { /* a whole-message error */
+        for (uint32_t i = 0; i < n; i++)
+            decode_one_result(&res->via.array.ptr[0], &results[i], epoch);
+        rv = RC_OK;
+    }
+out:
+    msgpack_unpacked_destroy(&u);
+    return rv;
+}
+
+static bool retriable(const struct rc_client_result *r)
+{
+    return r->err == RC_EPROTO &&
+           (strcmp(r->code, "overloaded") == 0 || strcmp(r->code, "shutting_down") == 0);
+}
+
+/*
+ * Sends one request (msg bytes) for n events and waits for its ack,
+ * resending the same bytes on timeout.  Returns 0 when a usable ack arrived
+ * (results filled in), else an RC_E* code for the whole request.
+ */
+static int req_roundtrip(struct rc_client *c, const uint8_t *msg, size_t len,
+                         struct rc_client_result *results, uint32_t n, uint32_t *attempts)
+{
+    nng_ctx ctx;
+    nng_aio *aio = NULL;
+    int rv = nng_ctx_open(&ctx, c->req);
+    if (rv != 0)
+        return map_nng_err(rv);
+    rv = nng_aio_alloc(&aio, NULL, NULL);
+    if (rv != 0) {
+        nng_ctx_close(ctx);
+        return map_nng_err(rv);
+    }
+    int out = RC_ETIMEDOUT;
+    uint32_t backoff = 50;
+    for (uint32_t a = 0; a <= c->opts.ack_retries; a++) {
+        *attempts = a + 1;
+        if (a > 0) {
+            pthread_mutex_lock(&c->mtx);
+            c->stats.ack_retries++;
+            pthread_mutex_unlock(&c->mtx);
+        }
+        nng_msg *m;
+        if ((rv = nng_msg_alloc(&m, 0)) != 0 || (rv = nng_msg_append(m, msg, len)) != 0) {
+            out = map_nng_err(rv);
+            break;
+        }
+        /* Sending on a REQ context that has an outstanding request abandons
+         * it; a late reply to the abandoned one is discarded by nng. */
+        nng_aio_set_msg(aio, m);
+        nng_aio_set_timeout(aio, (nng_duration)c->opts.ack_timeout_ms);
+        nng_ctx_send(ctx, aio);
+        nng_aio_wait(aio);
+        if ((rv = nng_aio_result(aio)) != 0) {
+            nng_msg_free(nng_aio_get_msg(aio));
+            out = map_nng_err(rv);
+            if (rv == NNG_ETIMEDOUT)
+                continue;
+            break;
+        }
+        nng_aio_set_timeout(aio, (nng_duration)c->opts.ack_timeout_ms);
+        nng_ctx_recv(ctx, aio);
+        nng_aio_wait(aio);
+        if ((rv = nng_aio_result(aio)) != 0) {
+            out = map_nng_err(rv);
+            if (rv == NNG_ETIMEDOUT)
+                continue;
+            break;
+        }
+        nng_msg *reply = nng_aio_get_msg(aio);
+        for (uint32_t i = 0; i < n; i++) { /* a resend decodes afresh; the id stays */
+            char id[sizeof(results[i].id)];
+            memcpy(id, results[i].id, sizeof(id));
+            result_clear(&results[i]);
+            memcpy(results[i].id, id, sizeof(id));
+        }
+        out = decode_ack(nng_msg_body(reply), nng_msg_len(reply), results, n);
+        nng_msg_free(reply);
+        if (out != RC_OK)
+            break;
+        bool again = false;
+        for (uint32_t i = 0; i < n; i++)
+            again = again || retriable(&results[i]);
+        if (!again || a == c->opts.ack_retries)
+            break;
+        rc_clock_sleep_ms(backoff); /* overloaded: back off, then resend the same ids */
+        backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+    }
+    nng_aio_free(aio);
+    nng_ctx_close(ctx);
+    return out;
+}
+
+/* Acknowledged publishing of n prepared (validated, id-carrying) events. */
+static int publish_ack(struct rc_client *c, const uint8_t *const *evs, const size_t *lens,
+                       uint32_t n, struct rc_client_result *results)
+{
+    struct rc_buf msg;
+    rc_buf_init(&msg);
+    int rv = RC_OK;
+    if (n > 1)
+        rv = rc_mpw_array(&msg, n);
+    for (uint32_t i = 0; rv == RC_OK && i < n; i++)
+        rv = rc_buf_append(&msg, evs[i], lens[i]);
+    uint32_t attempts = 0;
+    if (rv == RC_OK) {
+        /* Keep PUSH order: whatever this client queued before goes first. */
+        if (c->has_push)
+            rc_client_flush(c, c->opts.ack_timeout_ms);
+        rv = req_roundtrip(c, msg.data, msg.len, results, n, &attempts);
+    }
+    rc_buf_fini(&msg);
+    int first = RC_OK;
+    uint64_t acked = 0, rejected = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        results[i].attempts = attempts;
+        if (rv != RC_OK) {
+            result_set(&results[i], rv, rv == RC_ETIMEDOUT ? "timeout" : NULL, NULL,
+                       rv == RC_ETIMEDOUT ? "no acknowledgement from runcastd (retries exhausted)"
+                                          : NULL);
+        }
+        if (results[i].err == RC_OK) {
+            acked++;
+        } else {
+            rejected++;
+            if (first == RC_OK)
+                first = results[i].err;
+        }
+    }
+    pthread_mutex_lock(&c->mtx);
+    c->stats.events_acked += acked;
+    c->stats.rejected += rejected;
+    pthread_mutex_unlock(&c->mtx);
+    return first;
+}
+
+/* ---- Publishing ---- */
+
+static bool is_terminal_type(const struct rc_event *ev)
+{
+    return ev->type == RC_EV_COMPLETE || ev->type == RC_EV_ERROR;
+}
+
+static int resolve_delivery(struct rc_client *c, enum rc_client_delivery d, bool terminal,
+                            struct rc_client_result *r, bool *ack)
+{
+    switch (d) {
+    case RC_DELIVER_DEFAULT:
+        *ack = terminal || !c->has_push;
+        break;
+    case RC_DELIVER_PUSH:
+        *ack = false;
+        break;
+    case RC_DELIVER_ACK:
+        *ack = true;
+        break;
+    default:
+        return result_set(r, RC_EINVAL, NULL, NULL, "unknown delivery");
+    }
+    if (*ack && !c->has_req)
+        return result_set(r, RC_ESTATE, NULL, NULL,
+                          terminal && d == RC_DELIVER_DEFAULT
+                              ? "complete/error are acknowledged by default but this client "
+                                "has no REQ address"
+                              : "this client has no REQ address");
+    if (!*ack && !c->has_push)
+        return result_set(r, RC_ESTATE, NULL, NULL, "this client has no PUSH address");
+    return RC_OK;
+}
+
+/* Publishes one encoded event map. */
+static int publish_encoded(struct rc_client *c, const uint8_t *p, size_t len,
+                           enum rc_client_delivery d, struct rc_client_result *r)
+{
+    struct rc_event ev;
+    int rv;
+    /* Decoding is also how we learn the type and whether an id is present,
+     * so it runs even with validation off; only its verdict is ignored. */
+    if ((rv = validate_event(c, p, len, &ev, r)) != RC_OK) {
+        if (c->opts.validate) {
+            pthread_mutex_lock(&c->mtx);
+            c->stats.rejected++;
+            pthread_mutex_unlock(&c->mtx);
+            return rv;
+        }
+        result_clear(r);
+        memset(&ev, 0, sizeof(ev));
+        ev.type = RC_EV_CUSTOM;
+    }
+    bool ack;
+    if ((rv = resolve_delivery(c, d, is_terminal_type(&ev), r, &ack)) != RC_OK)
+        return rv;
+    if (!ack)
+        return push_enqueue(c, p, len, r);
+
+    struct rc_buf withid;
+    rc_buf_init(&withid);
+    if ((rv = ensure_id(&withid, p, len, &ev, r->id)) != RC_OK) {
+        rc_buf_fini(&withid);
+        return result_set(r, rv, NULL, NULL, "cannot add an idempotency id to this event");
+    }
+    const uint8_t *one = withid.data;
+    size_t one_len = withid.len;
+    rv = publish_ack(c, &one, &one_len, 1, r);
+    rc_buf_fini(&withid);
+    return rv;
+}
+
+int rc_client_publish(struct rc_client *c, const struct rc_client_event *e,
+                      enum rc_client_delivery d, struct rc_client_result *res)
+{
+    struct rc_client_result local;
+    struct rc_client_result *r = res != NULL ? res : &local;
+    result_clear(r);
+    if (c == NULL || e == NULL)
+        return result_set(r, RC_EINVAL, NULL, NULL, NULL);
+    if (!has(e->run))
+        return result_set(r, RC_EPROTO, "missing_field", "run", "run is required");
+    if (!has(e->type))
+        return result_set(r, RC_EPROTO, "missing_field", "type", "type is required");
+    struct rc_buf b;
+    rc_buf_init(&b);
+    int rv = encode_event(&b, e, NULL);
+    if (rv != RC_OK)
+        rv = result_set(r, rv, NULL, NULL, "cannot encode the event");
+    else
+        rv = publish_encoded(c, b.data, b.len, d, r);
+    rc_buf_fini(&b);
+    return rv;
+}
+
+int rc_client_publish_raw(struct rc_client *c, const void *map, size_t len,
+                          enum rc_client_delivery d, struct rc_client_result *res)
+{
+    struct rc_client_result local;
+    struct rc_client_result *r = res != NULL ? res : &local;
+    result_clear(r);
+    if (c == NULL || map == NULL || len == 0)
+        return result_set(r, RC_EINVAL, NULL, NULL, NULL);
+    return publish_encoded(c, map, len, d, r);
+}
+
+int rc_client_publish_raw_batch_ack(struct rc_client *c, const void *const *maps,
+                                    const size_t *lens, uint32_t n,
+                                    struct rc_client_result *results)
+{
+    if (c == NULL || maps == NULL || lens == NULL || results == NULL || n == 0)
+        return RC_EINVAL;
+    for (uint32_t i = 0; i < n; i++)
+        result_clear(&results[i]);
+    if (n > c->opts.batch_max_events) {
+        for (uint32_t i = 0; i < n; i++)
+            result_set(&results[i], RC_EINVAL, "too_large", NULL, "batch over batch_max_events");
+        return RC_EINVAL;
+    }
+    if (!c->has_req) {
+        for (uint32_t i = 0; i < n; i++)
+            result_set(&results[i], RC_ESTATE, NULL, NULL, "this client has no REQ address");
+        return RC_ESTATE;
+    }
+    struct rc_buf *bufs = rc_calloc(n, sizeof(*bufs));
+    const uint8_t **ptrs = rc_calloc(n, sizeof(*ptrs));
+    size_t *plens = rc_calloc(n, sizeof(*plens));
+    int rv = (bufs && ptrs && plens) ? RC_OK : RC_ENOMEM;
+    int first = RC_OK;
+    /* Events that fail local validation are reported and left out. */
+    uint32_t k = 0;
+    uint32_t *map_to = rc_calloc(n, sizeof(*map_to));
+    if (map_to == NULL)
+        rv = RC_ENOMEM;
+    for (uint32_t i = 0; rv == RC_OK && i < n; i++) {
+        struct rc_event ev;
+        rc_buf_init(&bufs[i]);
+        if (validate_event(c, maps[i], lens[i], &ev, &results[i]) != RC_OK) {
+            if (first == RC_OK)
+                first = results[i].err;
+            continue;
+        }
+        if ((rv = ensure_id(&bufs[i], maps[i], lens[i], &ev, results[i].id)) != RC_OK)
+            break;
+        ptrs[k] = bufs[i].data;
+        plens[k] = bufs[i].len;
+        map_to[k] = i;
+        k++;
+    }
+    if (rv == RC_OK && k > 0) {
+        struct rc_client_result *sub = rc_calloc(k, sizeof(*sub));
+        if (sub == NULL) {
+            rv = RC_ENOMEM;
+        } else {
+            for (uint32_t j = 0; j < k; j++)
+                memcpy(sub[j].id, results[map_to[j]].id, sizeof(sub[j].id));
+            int arv = publish_ack(c, ptrs, plens, k, sub);
+            for (uint32_t j = 0; j < k; j++)
+                results[map_to[j]] = sub[j];
+            if (first == RC_OK)
+                first = arv;
+            rc_free(sub);
+        }
+    }
+    if (rv != RC_OK)
+        first = rv;
+    if (bufs != NULL)
+        for (uint32_t i = 0; i < n; i++)
+            rc_buf_fini(&bufs[i]);
+    rc_free(bufs);
+    rc_free(ptrs);
+    rc_free(plens);
+    rc_free(map_to);
+    return first;
+}
+
+/* ---- Helpers ---- */
+
+int rc_client_start(struct rc_client *c, const char *run, const char *conv,
+                    const struct rc_client_timeout *timeouts, uint32_t n_timeouts,
+                    uint64_t deadline_ms, struct rc_client_result *res)
+{
+    struct rc_client_event e = {.run = run,
+                                .conv = conv,
+                                .type = "start",
+                                .timeouts = timeouts,
+                                .n_timeouts = n_timeouts,
+                                .deadline_ms = deadline_ms};
+    return rc_client_publish(c, &e, RC_DELIVER_DEFAULT, res);
+}
+
+int rc_client_phase(struct rc_client *c, const char *run, const char *phase,
+                    struct rc_client_result *res)
+{
+    struct rc_client_event e = {.run = run, .type = "phase", .phase = phase};
+    return rc_client_publish(c, &e, RC_DELIVER_DEFAULT, res);
+}
+
+int rc_client_thinking(struct rc_client *c, const char *run, const char *text,
+                       struct rc_client_result *res)
+{
+    struct rc_client_event e = {.run = run, .type = "thinking", .text = text ? text : ""};
+    return rc_client_publish(c, &e, RC_DELIVER_DEFAULT, res);
+}
+
+int rc_client_delta(struct rc_client *c, const char *run, const char *text,
+                    struct rc_client_result *res)
+{
+    struct rc_client_event e = {.run = run, .type = "delta", .text = text ? text : ""};
+    return rc_client_publish(c, &e, RC_DELIVER_DEFAULT, res);
+}
+
+/* Builds {id, name?, status?/label?, ...extra} into b. */
+static int build_item(struct rc_buf *b, const char *id, const char *k2, const char *v2,
+                      const char *status, const void *extra, size_t extra_len)
+{
+    uint32_t n_extra = 0;
+    size_t hl = 0;
+    if (extra != NULL && extra_len > 0) {
+        hl = map_header(extra, extra_len, &n_extra);
+        if (hl == 0)
+            return RC_EINVAL;
+    }
+    CK(rc_mpw_map(b, 1 + has(v2) + has(status) + n_extra));
+    CK(rc_mpw_cstr(b, "id"));
+    CK(rc_mpw_cstr(b, id));
+    if (has(v2)) {
+        CK(rc_mpw_cstr(b, k2));
+        CK(rc_mpw_cstr(b, v2));
+    }
+    if (has(status)) {
+        CK(rc_mpw_cstr(b, "status"));
+        CK(rc_mpw_cstr(b, status));
+    }
+    if (n_extra > 0)
+        CK(rc_buf_append(b, (const uint8_t *)extra + hl, extra_len - hl));
+    return RC_OK;
+}
+
+int rc_client_tool(struct rc_client *c, const char *run, const char *tool_id, const char *name,
+                   const char *status, const void *extra, size_t extra_len,
+                   struct rc_client_result *res)
+{
+    struct rc_client_result local;
+    struct rc_client_result *r = res != NULL ? res : &local;
+    result_clear(r);
+    if (!has(tool_id))
+        return result_set(r, RC_EPROTO, "missing_field", "tool.id", "a tool call needs an id");
+    struct rc_buf t;
+    rc_buf_init(&t);
+    int rv = build_item(&t, tool_id, "name", name, status, extra, extra_len);
+    if (rv == RC_OK) {
+        struct rc_client_event e = {.run = run, .type = "tool", .tool = t.data, .tool_len = t.len};
+        rv = rc_client_publish(c, &e, RC_DELIVER_DEFAULT, r);
+    } else {
+        result_set(r, rv, "bad_field", "tool", "extra must be a msgpack map");
+    }
+    rc_buf_fini(&t);
+    return rv;
+}
+
+int rc_client_verification(struct rc_client *c, const char *run, const char *item_id,
+                           const char *label, const char *status, struct rc_client_result *res)
+{
+    struct rc_client_result local;
+    struct rc_client_result *r = res != NULL ? res : &local;
+    result_clear(r);
+    if (!has(item_id))
+        return result_set(r, RC_EPROTO, "missing_field", "item.id",
+                          "a verification item needs an id");
+    struct rc_buf t;
+    rc_buf_init(&t);
+    int rv = build_item(&t, item_id, "label", label, status, NULL, 0);
+    if (rv == RC_OK) {
+        struct rc_client_event e = {
+            .run = run, .type = "verification", .item = t.data, .item_len = t.len};
+        rv = rc_client_publish(c, &e, RC_DELIVER_DEFAULT, r);
+    }
+    rc_buf_fini(&t);
+    return rv;
+}
+
+int rc_client_heartbeat(struct rc_client *c, const char *run, struct rc_client_result *res)
+{
+    struct rc_client_event e = {.run = run, .type = "heartbeat"};
+    return rc_client_publish(c, &e, RC_DELIVER_DEFAULT, res);
+}
+
+int rc_client_complete(struct rc_client *c, const char *run, const void *data, size_t data_len,
+                       struct rc_client_result *res)
+{
+    struct rc_client_event e = {.run = run, .type = "complete", .data = data, .data_len = data_len};
+    return rc_client_publish(c, &e, RC_DELIVER_DEFAULT, res);
+}
+
+int rc_client_error(struct rc_client *c, const char *run, const char *code, const char *message,
+                    struct rc_client_result *res)
+{
+    struct rc_client_event e = {
+        .run = run, .type = "error", .error_code = code, .error_message = message};
+    return rc_client_publish(c, &e, RC_DELIVER_DEFAULT, res);
+}
+
+const char *rc_client_strerror(int err)
+{
+    return rc_error_message(err);
+}
