@@ -6,7 +6,8 @@
  * Decoded structures never own memory: every rc_str and every *_raw field is
  * a view into the buffer that was decoded, valid as long as that buffer is.
  * `*_raw` fields hold the exact msgpack bytes of a value (forwarded byte for
- * byte, never re-encoded).  Encoders append to an rc_buf.
+ * byte, never re-encoded).  Encoders append to an rc_buf and return 0, or
+ * RC_ENOMEM / RC_ETOOBIG with the buffer left as it was before the call.
  *
  * This library knows nothing of nng, actors or the broker.
  */
@@ -49,6 +50,10 @@ enum rc_proto_code {
 
 /* "malformed", ...; "ok" for RC_PROTO_OK. */
 const char *rc_proto_code_name(enum rc_proto_code code);
+/* A one-line meaning of the code (the default `message` of an error). */
+const char *rc_proto_code_describe(enum rc_proto_code code);
+/* The code whose name is name[0..len), or -1. */
+int rc_proto_code_from_name(const char *name, size_t len);
 
 /* A precise validation error. field is a static string naming the key
  * ("run", "tool.id", "data", ...) or NULL; reason is a short sentence. */
@@ -134,6 +139,11 @@ struct rc_event {
     struct rc_phase_timeout timeouts[32];
     bool has_deadline;
     uint64_t deadline_ms;
+    /* The idempotency key decoded (when id_raw.len > 0), so that the broker
+     * can compare keys whatever integer encoding the publisher used. */
+    bool id_is_uint;
+    uint64_t id_uint;     /* when id_is_uint */
+    struct rc_str id_str; /* when !id_is_uint */
 };
 
 /*
@@ -218,6 +228,9 @@ int rc_proto_encode_hello(struct rc_buf *out, uint64_t epoch, const char *server
 int rc_proto_encode_ok(struct rc_buf *out, struct rc_str req_raw);
 int rc_proto_encode_err(struct rc_buf *out, enum rc_proto_code code, const char *message,
                         struct rc_str req_raw);
+/* Like rc_proto_encode_err, with `field` (NULL: none) naming the key at fault. */
+int rc_proto_encode_err_field(struct rc_buf *out, enum rc_proto_code code, const char *field,
+                              const char *message, struct rc_str req_raw);
 int rc_proto_encode_pong(struct rc_buf *out, struct rc_str req_raw);
 int rc_proto_encode_hb(struct rc_buf *out, int64_t ts);
 
@@ -259,7 +272,14 @@ struct rc_client_msg {
     struct rc_str req_raw; /* correlation id as msgpack; len 0: absent */
 };
 
-/* Decodes one client frame (a single map). */
+/* Largest `req` a client may send (encoded bytes) and its deepest nesting. */
+#define RC_PROTO_REQ_MAX_BYTES 256
+#define RC_PROTO_REQ_MAX_DEPTH 8
+
+/* Decodes one client frame (a single map).  On an error after the frame was
+ * found to be a map, msg->req_raw is still set when the frame carried a
+ * valid `req`, so that the `err` reply can echo it; msg->req_raw.len is 0
+ * otherwise. */
 enum rc_proto_code rc_proto_decode_client(const void *buf, size_t len,
                                           const struct rc_proto_limits *lim,
                                           struct rc_client_msg *msg, struct rc_proto_error *err);

@@ -1,0 +1,982 @@
+/*
+ * rc_proto decoders: publish messages (events) and subscriber frames.
+ *
+ * An event map is decoded in two steps.  The scan walks the map once,
+ * remembering the byte range of the value of every key runcast knows
+ * (unknown keys are skipped), so that the second step can check the rules
+ * in one fixed order whatever the key order of the publisher: the error
+ * reported for an event breaking several rules is always the same one.
+ *
+ * A value of nil counts as absent for every key but `data` (serializers
+ * often write absent optional fields as null); `data: nil` is forwarded.
+ */
+#include "rc_proto.h"
+#include "rc_mpr.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#define TYPE_MAX_BYTES 64 /* custom "x-..." type names */
+
+static void fail(struct rc_proto_error *err, enum rc_proto_code code, const char *field,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void fail(struct rc_proto_error *err, enum rc_proto_code code, const char *field,
+                 const char *fmt, ...)
+{
+    if (err == NULL)
+        return;
+    err->code = code;
+    err->field = field;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->reason, sizeof err->reason, fmt, ap);
+    va_end(ap);
+}
+
+static void ok(struct rc_proto_error *err)
+{
+    if (err == NULL)
+        return;
+    err->code = RC_PROTO_OK;
+    err->field = NULL;
+    err->reason[0] = '\0';
+}
+
+/* A byte range of one value; p == NULL: key absent. */
+struct slot {
+    const uint8_t *p;
+    uint32_t len;
+};
+
+static inline bool slot_present(const struct slot *s)
+{
+    return s->p != NULL && s->p[0] != 0xc0; /* nil is absent */
+}
+
+static inline void slot_reader(const struct slot *s, struct rc_mpr *r)
+{
+    rc_mpr_init(r, s->p, s->len);
+}
+
+static inline struct rc_str view(const void *p, size_t len)
+{
+    return (struct rc_str){.ptr = p, .len = (uint32_t)len};
+}
+
+/* Whether buf is exactly one msgpack value. */
+static bool one_value(const void *buf, size_t len)
+{
+    struct rc_mpr r;
+    rc_mpr_init(&r, buf, len);
+    return rc_mpr_skip(&r) && rc_mpr_left(&r) == 0;
+}
+
+/* ---- Events ---- */
+
+enum ev_key {
+    K_RUN,
+    K_CONV,
+    K_TYPE,
+    K_PHASE,
+    K_ID,
+    K_TS,
+    K_TEXT,
+    K_TOOL,
+    K_ITEM,
+    K_DATA,
+    K_ERROR,
+    K_TIMEOUTS,
+    K_DEADLINE,
+    K_COUNT
+};
+
+static const char *const ev_key_names[K_COUNT] = {
+    "run",  "conv", "type", "phase", "id",       "ts",       "text",
+    "tool", "item", "data", "error", "timeouts", "deadline",
+};
+
+static int ev_key_lookup(const char *k, uint32_t len)
+{
+#define IS(s) (len == sizeof(s) - 1 && memcmp(k, s, sizeof(s) - 1) == 0)
+    switch (len) {
+    case 2:
+        return IS("id") ? K_ID : IS("ts") ? K_TS : -1;
+    case 3:
+        return IS("run") ? K_RUN : -1;
+    case 4:
+        switch (k[0]) {
+        case 'c':
+            return IS("conv") ? K_CONV : -1;
+        case 't':
+            return IS("type") ? K_TYPE : IS("text") ? K_TEXT : IS("tool") ? K_TOOL : -1;
+        case 'i':
+            return IS("item") ? K_ITEM : -1;
+        case 'd':
+            return IS("data") ? K_DATA : -1;
+        default:
+            return -1;
+        }
+    case 5:
+        return IS("phase") ? K_PHASE : IS("error") ? K_ERROR : -1;
+    case 8:
+        return IS("timeouts") ? K_TIMEOUTS : IS("deadline") ? K_DEADLINE : -1;
+    default:
+        return -1;
+    }
+#undef IS
+}
+
+static bool type_lookup(const char *s, uint32_t len, enum rc_event_type *t)
+{
+    for (int i = 0; i < RC_EV_CUSTOM; i++) {
+        const char *n = rc_event_type_name((enum rc_event_type)i);
+        if (strlen(n) == len && memcmp(n, s, len) == 0) {
+            *t = (enum rc_event_type)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Every string inside the value at r (keys included) is valid UTF-8. */
+static bool utf8_walk(struct rc_mpr *r)
+{
+    uint64_t owed = 1;
+    struct rc_mp_item it;
+    while (owed > 0) {
+        if (!rc_mpr_next(r, &it))
+            return false;
+        owed--;
+        if (it.type == RC_MP_ARRAY)
+            owed += it.v.n;
+        else if (it.type == RC_MP_MAP)
+            owed += (uint64_t)it.v.n * 2;
+        else if (it.type == RC_MP_STR && !rc_proto_valid_utf8(it.v.s.ptr, it.v.s.len))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * An idempotency-style key: a str of 1..max bytes of UTF-8, or a
+ * non-negative integer.  On success *raw is the value's msgpack.
+ */
+static enum rc_proto_code check_key_value(const struct slot *s, uint32_t max, struct rc_str *raw,
+                                          struct rc_mp_item *it, const char **why)
+{
+    struct rc_mpr r;
+    slot_reader(s, &r);
+    if (!rc_mpr_next(&r, it))
+        return RC_PROTO_MALFORMED;
+    if (it->type == RC_MP_UINT) {
+        *raw = view(s->p, s->len);
+        return RC_PROTO_OK;
+    }
+    if (it->type != RC_MP_STR) {
+        *why = "must be a string or a non-negative integer";
+        return RC_PROTO_BAD_FIELD;
+    }
+    if (it->v.s.len == 0 || it->v.s.len > max) {
+        *why = "must be 1 to id_max_bytes bytes";
+        return RC_PROTO_BAD_FIELD;
+    }
+    if (!rc_proto_valid_utf8(it->v.s.ptr, it->v.s.len)) {
+        *why = "is not valid UTF-8";
+        return RC_PROTO_BAD_UTF8;
+    }
+    *raw = view(s->p, s->len);
+    return RC_PROTO_OK;
+}
+
+/* Reads an optional str value: 0 ok, else the code, with *why set. */
+static enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t max,
+                                    struct rc_str *out, const char **why)
+{
+    struct rc_mpr r;
+    struct rc_mp_item it;
+    slot_reader(s, &r);
+    if (!rc_mpr_next(&r, &it))
+        return RC_PROTO_MALFORMED;
+    if (it.type != RC_MP_STR) {
+        *why = "must be a string";
+        return RC_PROTO_BAD_FIELD;
+    }
+    if (it.v.s.len < min || it.v.s.len > max) {
+        *why = min > 0 ? "is empty or too long" : "is too long";
+        return RC_PROTO_BAD_FIELD;
+    }
+    if (!rc_proto_valid_utf8(it.v.s.ptr, it.v.s.len)) {
+        *why = "is not valid UTF-8";
+        return RC_PROTO_BAD_UTF8;
+    }
+    *out = view(it.v.s.ptr, it.v.s.len);
+    return RC_PROTO_OK;
+}
+
+/* Fields of an object map (`tool`, `item`, `error`) looked up by name. */
+struct obj_spec {
+    const char *name;   /* "tool" */
+    const char *f_id;   /* "tool.id" or NULL */
+    const char *f_str1; /* "tool.name" */
+    const char *f_str2; /* "tool.status" */
+    const char *k_str1; /* "name" */
+    const char *k_str2; /* "status" */
+    bool strs_required; /* error: code and message are required */
+    uint32_t str1_max;  /* max bytes of str1 (0: unbounded) */
+};
+
+static const struct obj_spec spec_tool = {"tool", "tool.id", "tool.name", "tool.status",
+                                          "name", "status",  false,       0};
+static const struct obj_spec spec_item = {"item",  "item.id", "item.label", "item.status",
+                                          "label", "status",  false,        0};
+static const struct obj_spec spec_error = {"error", NULL,      "error.code", "error.message",
+                                           "code",  "message", true,         0};
+
+static bool key_is(const struct rc_mp_item *k, const char *s)
+{
+    size_t n = strlen(s);
+    return k->type == RC_MP_STR && k->v.s.len == n && memcmp(k->v.s.ptr, s, n) == 0;
+}
+
+static enum rc_proto_code check_obj(const struct slot *s, const struct obj_spec *sp,
+                                    const struct rc_proto_limits *lim, struct rc_str *id_raw,
+                                    struct rc_str *str1, struct rc_str *str2,
+                                    struct rc_proto_error *err)
+{
+    struct rc_mpr r;
+    struct rc_mp_item it, k;
+    slot_reader(s, &r);
+    if (!rc_mpr_next(&r, &it))
+        return RC_PROTO_MALFORMED;
+    if (it.type != RC_MP_MAP) {
+        fail(err, RC_PROTO_BAD_FIELD, sp->name, "%s must be a map", sp->name);
+        return RC_PROTO_BAD_FIELD;
+    }
+    struct slot sid = {0}, s1 = {0}, s2 = {0};
+    for (uint32_t i = 0; i < it.v.n; i++) {
+        if (!rc_mpr_next(&r, &k))
+            return RC_PROTO_MALFORMED;
+        struct slot *dst = NULL;
+        const char *fname = NULL;
+        if (k.type == RC_MP_STR) {
+            if (sp->f_id && key_is(&k, "id")) {
+                dst = &sid;
+                fname = sp->f_id;
+            } else if (key_is(&k, sp->k_str1)) {
+                dst = &s1;
+                fname = sp->f_str1;
+            } else if (key_is(&k, sp->k_str2)) {
+                dst = &s2;
+                fname = sp->f_str2;
+            }
+        } else if (!rc_mpr_skip_rest(&r, &k)) {
+            return RC_PROTO_MALFORMED;
+        }
+        const uint8_t *vstart = r.p;
+        if (!rc_mpr_skip(&r))
+            return RC_PROTO_MALFORMED;
+        if (dst != NULL) {
+            if (dst->p != NULL) {
+                fail(err, RC_PROTO_BAD_FIELD, fname, "duplicate key %s", fname);
+                return RC_PROTO_BAD_FIELD;
+            }
+            dst->p = vstart;
+            dst->len = (uint32_t)(r.p - vstart);
+        }
+    }
+    const char *why = NULL;
+    enum rc_proto_code c;
+    if (sp->f_id) {
+        if (!slot_present(&sid)) {
+            fail(err, RC_PROTO_MISSING_FIELD, sp->f_id, "%s is required", sp->f_id);
+            return RC_PROTO_MISSING_FIELD;
+        }
+        c = check_key_value(&sid, lim->id_max_bytes, id_raw, &it, &why);
+        if (c != RC_PROTO_OK) {
+            fail(err, c, sp->f_id, "%s %s", sp->f_id, why);
+            return c;
+        }
+    }
+    struct slot *ss[2] = {&s1, &s2};
+    const char *fn[2] = {sp->f_str1, sp->f_str2};
+    struct rc_str *outs[2] = {str1, str2};
+    for (int j = 0; j < 2; j++) {
+        if (!slot_present(ss[j])) {
+            if (sp->strs_required) {
+                fail(err, RC_PROTO_MISSING_FIELD, fn[j], "%s is required", fn[j]);
+                return RC_PROTO_MISSING_FIELD;
+            }
+            continue;
+        }
+        struct rc_str tmp;
+        c = check_str(ss[j], 0, UINT32_MAX, outs[j] ? outs[j] : &tmp, &why);
+        if (c != RC_PROTO_OK) {
+            fail(err, c, fn[j], "%s %s", fn[j], why);
+            return c;
+        }
+    }
+    /* Every other string in the map (keys included) must be UTF-8 too. */
+    slot_reader(s, &r);
+    if (!utf8_walk(&r)) {
+        fail(err, RC_PROTO_BAD_UTF8, sp->name, "a string in %s is not valid UTF-8", sp->name);
+        return RC_PROTO_BAD_UTF8;
+    }
+    return RC_PROTO_OK;
+}
+
+static enum rc_proto_code check_timeouts(const struct slot *s, const struct rc_proto_limits *lim,
+                                         struct rc_event *ev, struct rc_proto_error *err)
+{
+    struct rc_mpr r;
+    struct rc_mp_item it, k, v;
+    slot_reader(s, &r);
+    if (!rc_mpr_next(&r, &it))
+        return RC_PROTO_MALFORMED;
+    if (it.type != RC_MP_MAP) {
+        fail(err, RC_PROTO_BAD_FIELD, "timeouts", "timeouts must be a map phase -> ms");
+        return RC_PROTO_BAD_FIELD;
+    }
+    uint32_t max = lim->timeouts_max;
+    uint32_t cap = sizeof ev->timeouts / sizeof ev->timeouts[0];
+    if (max > cap)
+        max = cap;
+    if (it.v.n > max) {
+        fail(err, RC_PROTO_TOO_LARGE, "timeouts", "timeouts has %u entries, limit %u", it.v.n, max);
+        return RC_PROTO_TOO_LARGE;
+    }
+    for (uint32_t i = 0; i < it.v.n; i++) {
+        if (!rc_mpr_next(&r, &k))
+            return RC_PROTO_MALFORMED;
+        if (k.type != RC_MP_STR || k.v.s.len == 0 || k.v.s.len > lim->phase_max_bytes) {
+            fail(err, RC_PROTO_BAD_FIELD, "timeouts",
+                 "timeouts keys must be phase names of 1 to %u bytes", lim->phase_max_bytes);
+            return RC_PROTO_BAD_FIELD;
+        }
+        if (!rc_proto_valid_utf8(k.v.s.ptr, k.v.s.len)) {
+            fail(err, RC_PROTO_BAD_UTF8, "timeouts", "a timeouts key is not valid UTF-8");
+            return RC_PROTO_BAD_UTF8;
+        }
+        if (!rc_mpr_next(&r, &v))
+            return RC_PROTO_MALFORMED;
+        if (v.type != RC_MP_UINT) {
+            fail(err, RC_PROTO_BAD_FIELD, "timeouts",
+                 "timeouts values must be non-negative integers (ms)");
+            return RC_PROTO_BAD_FIELD;
+        }
+        for (uint32_t j = 0; j < i; j++) {
+            const struct rc_str *p = &ev->timeouts[j].phase;
+            if (p->len == k.v.s.len && memcmp(p->ptr, k.v.s.ptr, p->len) == 0) {
+                fail(err, RC_PROTO_BAD_FIELD, "timeouts", "timeouts names a phase twice");
+                return RC_PROTO_BAD_FIELD;
+            }
+        }
+        ev->timeouts[i].phase = view(k.v.s.ptr, k.v.s.len);
+        ev->timeouts[i].ms = v.v.u;
+    }
+    ev->n_timeouts = it.v.n;
+    return RC_PROTO_OK;
+}
+
+/*
+ * Scans the event map whose header is at r and checks every rule.  On
+ * RC_PROTO_OK, r is just past the map.  On an error r is unspecified.
+ */
+static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_proto_limits *lim,
+                                          struct rc_event *ev, struct rc_proto_error *err)
+{
+    struct rc_mp_item it, k;
+    const uint8_t *start = r->p;
+    memset(ev, 0, offsetof(struct rc_event, timeouts));
+    ev->n_timeouts = 0;
+    ev->has_deadline = false;
+    ev->deadline_ms = 0;
+    ev->id_is_uint = false;
+    ev->id_uint = 0;
+    ev->id_str = view(NULL, 0);
+
+    if (!rc_mpr_next(r, &it)) {
+        fail(err, RC_PROTO_MALFORMED, NULL, "truncated or invalid msgpack");
+        return RC_PROTO_MALFORMED;
+    }
+    if (it.type != RC_MP_MAP) {
+        fail(err, RC_PROTO_NOT_A_MAP, NULL, "an event must be a map");
+        return RC_PROTO_NOT_A_MAP;
+    }
+
+    struct slot s[K_COUNT];
+    memset(s, 0, sizeof s);
+    uint32_t depth = lim->data_max_depth;
+    for (uint32_t i = 0; i < it.v.n; i++) {
+        if (!rc_mpr_next(r, &k))
+            goto malformed;
+        int key = -1;
+        if (k.type == RC_MP_STR)
+            key = ev_key_lookup(k.v.s.ptr, k.v.s.len);
+        else if (!rc_mpr_skip_rest(r, &k))
+            goto malformed;
+        const uint8_t *vstart = r->p;
+        if (key == K_DATA || key == K_TOOL || key == K_ITEM || key == K_ERROR) {
+            enum rc_mpr_skip_result sr = rc_mpr_skip_depth(r, depth);
+            if (sr == RC_MPR_BAD)
+                goto malformed;
+            if (sr == RC_MPR_DEEP) {
+                fail(err, RC_PROTO_TOO_DEEP, ev_key_names[key], "%s nests deeper than %u levels",
+                     ev_key_names[key], depth);
+                return RC_PROTO_TOO_DEEP;
+            }
+        } else if (!rc_mpr_skip(r)) {
+            goto malformed;
+        }
+        if (key < 0)
+            continue;
+        if (s[key].p != NULL) {
+            fail(err, RC_PROTO_BAD_FIELD, ev_key_names[key], "duplicate key %s", ev_key_names[key]);
+            return RC_PROTO_BAD_FIELD;
+        }
+        s[key].p = vstart;
+        s[key].len = (uint32_t)(r->p - vstart);
+    }
+    ev->raw = view(start, (size_t)(r->p - start));
+
+    const char *why = NULL;
+    enum rc_proto_code c;
+
+    /* run */
+    if (!slot_present(&s[K_RUN])) {
+        fail(err, RC_PROTO_MISSING_FIELD, "run", "run is required");
+        return RC_PROTO_MISSING_FIELD;
+    }
+    c = check_str(&s[K_RUN], 1, lim->id_max_bytes, &ev->run, &why);
+    if (c == RC_PROTO_OK && !rc_proto_valid_id(ev->run.ptr, ev->run.len, lim->id_max_bytes)) {
+        c = RC_PROTO_BAD_FIELD;
+        why = "must be 1 to id_max_bytes bytes of [A-Za-z0-9._:-]";
+    }
+    if (c != RC_PROTO_OK) {
+        fail(err, c == RC_PROTO_BAD_UTF8 ? RC_PROTO_BAD_FIELD : c, "run", "run %s", why);
+        return c == RC_PROTO_BAD_UTF8 ? RC_PROTO_BAD_FIELD : c;
+    }
+
+    /* conv */
+    if (slot_present(&s[K_CONV])) {
+        c = check_str(&s[K_CONV], 1, lim->id_max_bytes, &ev->conv, &why);
+        if (c == RC_PROTO_OK && !rc_proto_valid_id(ev->conv.ptr, ev->conv.len, lim->id_max_bytes)) {
+            c = RC_PROTO_BAD_FIELD;
+            why = "must be 1 to id_max_bytes bytes of [A-Za-z0-9._:-]";
+        }
+        if (c != RC_PROTO_OK) {
+            fail(err, RC_PROTO_BAD_FIELD, "conv", "conv %s", why);
+            return RC_PROTO_BAD_FIELD;
+        }
+    }
+
+    /* type */
+    if (!slot_present(&s[K_TYPE])) {
+        fail(err, RC_PROTO_MISSING_FIELD, "type", "type is required");
+        return RC_PROTO_MISSING_FIELD;
+    }
+    c = check_str(&s[K_TYPE], 1, TYPE_MAX_BYTES, &ev->type_name, &why);
+    if (c != RC_PROTO_OK) {
+        fail(err, c, "type", "type %s", why);
+        return c;
+    }
+    if (!type_lookup(ev->type_name.ptr, ev->type_name.len, &ev->type)) {
+        if (ev->type_name.len > 2 && ev->type_name.ptr[0] == 'x' && ev->type_name.ptr[1] == '-') {
+            ev->type = RC_EV_CUSTOM;
+        } else {
+            fail(err, RC_PROTO_UNKNOWN_TYPE, "type", "unknown type \"%.*s\"",
+                 (int)(ev->type_name.len > 40 ? 40 : ev->type_name.len), ev->type_name.ptr);
+            return RC_PROTO_UNKNOWN_TYPE;
+        }
+    }
+
+    /* phase */
+    if (slot_present(&s[K_PHASE])) {
+        c = check_str(&s[K_PHASE], 1, lim->phase_max_bytes, &ev->phase, &why);
+        if (c != RC_PROTO_OK) {
+            fail(err, c, "phase", "phase %s", why);
+            return c;
+        }
+    } else if (ev->type == RC_EV_PHASE) {
+        fail(err, RC_PROTO_MISSING_FIELD, "phase", "a phase event needs phase");
+        return RC_PROTO_MISSING_FIELD;
+    }
+
+    /* id */
+    if (slot_present(&s[K_ID])) {
+        c = check_key_value(&s[K_ID], lim->id_max_bytes, &ev->id_raw, &it, &why);
+        if (c != RC_PROTO_OK) {
+            fail(err, c, "id", "id %s", why);
+            return c;
+        }
+        if (it.type == RC_MP_UINT) {
+            ev->id_is_uint = true;
+            ev->id_uint = it.v.u;
+        } else {
+            ev->id_str = view(it.v.s.ptr, it.v.s.len);
+        }
+    }
+
+    /* ts */
+    if (slot_present(&s[K_TS])) {
+        struct rc_mpr sr;
+        slot_reader(&s[K_TS], &sr);
+        if (!rc_mpr_next(&sr, &it))
+            goto malformed;
+        if (it.type == RC_MP_INT) {
+            ev->ts = it.v.i;
+        } else if (it.type == RC_MP_UINT && it.v.u <= INT64_MAX) {
+            ev->ts = (int64_t)it.v.u;
+        } else {
+            fail(err, RC_PROTO_BAD_FIELD, "ts", "ts must be an integer (ms since the epoch)");
+            return RC_PROTO_BAD_FIELD;
+        }
+        ev->has_ts = true;
+    }
+
+    /* text */
+    if (slot_present(&s[K_TEXT])) {
+        c = check_str(&s[K_TEXT], 0, UINT32_MAX, &ev->text, &why);
+        if (c != RC_PROTO_OK) {
+            fail(err, c, "text", "text %s", why);
+            return c;
+        }
+        ev->has_text = true;
+    }
+
+    /* tool, item, data, error */
+    if (slot_present(&s[K_TOOL])) {
+        c = check_obj(&s[K_TOOL], &spec_tool, lim, &ev->tool_id_raw, NULL, NULL, err);
+        if (c == RC_PROTO_MALFORMED)
+            goto malformed;
+        if (c != RC_PROTO_OK)
+            return c;
+        ev->tool_raw = view(s[K_TOOL].p, s[K_TOOL].len);
+    } else if (ev->type == RC_EV_TOOL) {
+        fail(err, RC_PROTO_MISSING_FIELD, "tool", "a tool event needs tool");
+        return RC_PROTO_MISSING_FIELD;
+    }
+    if (slot_present(&s[K_ITEM])) {
+        c = check_obj(&s[K_ITEM], &spec_item, lim, &ev->item_id_raw, NULL, NULL, err);
+        if (c == RC_PROTO_MALFORMED)
+            goto malformed;
+        if (c != RC_PROTO_OK)
+            return c;
+        ev->item_raw = view(s[K_ITEM].p, s[K_ITEM].len);
+    } else if (ev->type == RC_EV_VERIFICATION) {
+        fail(err, RC_PROTO_MISSING_FIELD, "item", "a verification event needs item");
+        return RC_PROTO_MISSING_FIELD;
+    }
+    if (s[K_DATA].p != NULL) /* nil data is forwarded as nil */
+        ev->data_raw = view(s[K_DATA].p, s[K_DATA].len);
+    if (slot_present(&s[K_ERROR])) {
+        c = check_obj(&s[K_ERROR], &spec_error, lim, NULL, &ev->error_code, &ev->error_message,
+                      err);
+        if (c == RC_PROTO_MALFORMED)
+            goto malformed;
+        if (c != RC_PROTO_OK)
+            return c;
+        ev->error_raw = view(s[K_ERROR].p, s[K_ERROR].len);
+    } else if (ev->type == RC_EV_ERROR) {
+        fail(err, RC_PROTO_MISSING_FIELD, "error", "an error event needs error");
+        return RC_PROTO_MISSING_FIELD;
+    }
+
+    /* start: per-run watchdog overrides (ignored on other types) */
+    if (ev->type == RC_EV_START) {
+        if (slot_present(&s[K_TIMEOUTS])) {
+            c = check_timeouts(&s[K_TIMEOUTS], lim, ev, err);
+            if (c == RC_PROTO_MALFORMED)
+                goto malformed;
+            if (c != RC_PROTO_OK)
+                return c;
+        }
+        if (slot_present(&s[K_DEADLINE])) {
+            struct rc_mpr sr;
+            slot_reader(&s[K_DEADLINE], &sr);
+            if (!rc_mpr_next(&sr, &it))
+                goto malformed;
+            if (it.type != RC_MP_UINT) {
+                fail(err, RC_PROTO_BAD_FIELD, "deadline",
+                     "deadline must be a non-negative integer (ms)");
+                return RC_PROTO_BAD_FIELD;
+            }
+            ev->has_deadline = true;
+            ev->deadline_ms = it.v.u;
+        }
+    }
+    return RC_PROTO_OK;
+
+malformed:
+    fail(err, RC_PROTO_MALFORMED, NULL, "truncated or invalid msgpack");
+    return RC_PROTO_MALFORMED;
+}
+
+/* Checks the size of the element [start, end) and the rules of its map.
+ * The size limit wins over any other error of the element. */
+static enum rc_proto_code decode_element(const uint8_t *start, const uint8_t *end,
+                                         const struct rc_proto_limits *lim, struct rc_event *ev,
+                                         struct rc_proto_error *err)
+{
+    size_t size = (size_t)(end - start);
+    if (size > lim->event_max_bytes) {
+        fail(err, RC_PROTO_TOO_LARGE, NULL, "event is %zu bytes, limit %u", size,
+             lim->event_max_bytes);
+        return RC_PROTO_TOO_LARGE;
+    }
+    struct rc_mpr r;
+    rc_mpr_init(&r, start, size);
+    enum rc_proto_code c = decode_event_at(&r, lim, ev, err);
+    if (c == RC_PROTO_OK)
+        ok(err);
+    return c;
+}
+
+enum rc_proto_code rc_proto_decode_event(const void *buf, size_t len,
+                                         const struct rc_proto_limits *lim, struct rc_event *ev,
+                                         struct rc_proto_error *err)
+{
+    struct rc_proto_limits dflt;
+    if (lim == NULL) {
+        rc_proto_limits_default(&dflt);
+        lim = &dflt;
+    }
+    if (!one_value(buf, len)) {
+        fail(err, RC_PROTO_MALFORMED, NULL,
+             "not exactly one msgpack value (invalid, truncated or trailing bytes)");
+        return RC_PROTO_MALFORMED;
+    }
+    return decode_element(buf, (const uint8_t *)buf + len, lim, ev, err);
+}
+
+enum rc_proto_code rc_proto_decode_publish(const void *buf, size_t len,
+                                           const struct rc_proto_limits *lim, rc_proto_event_cb cb,
+                                           void *arg, uint32_t *count, bool *is_batch,
+                                           struct rc_proto_error *err)
+{
+    struct rc_proto_limits dflt;
+    if (lim == NULL) {
+        rc_proto_limits_default(&dflt);
+        lim = &dflt;
+    }
+    if (count)
+        *count = 0;
+    if (is_batch)
+        *is_batch = false;
+    if (len > lim->batch_max_bytes) {
+        fail(err, RC_PROTO_TOO_LARGE, NULL, "message is %zu bytes, limit %u", len,
+             lim->batch_max_bytes);
+        return RC_PROTO_TOO_LARGE;
+    }
+    const uint8_t *p = buf;
+    const uint8_t *end = p + len;
+    struct rc_mpr r;
+    struct rc_mp_item top;
+    rc_mpr_init(&r, p, len);
+    if (!rc_mpr_next(&r, &top) || !rc_mpr_skip_rest(&r, &top) || rc_mpr_left(&r) != 0) {
+        fail(err, RC_PROTO_MALFORMED, NULL,
+             "not exactly one msgpack value (invalid, truncated or trailing bytes)");
+        return RC_PROTO_MALFORMED;
+    }
+    struct rc_event ev;
+    struct rc_proto_error eerr;
+    if (top.type == RC_MP_MAP) {
+        enum rc_proto_code c = decode_element(p, end, lim, &ev, &eerr);
+        if (count)
+            *count = 1;
+        ok(err);
+        if (cb)
+            cb(arg, 0, c == RC_PROTO_OK ? &ev : NULL, c == RC_PROTO_OK ? NULL : &eerr);
+        return RC_PROTO_OK;
+    }
+    if (top.type != RC_MP_ARRAY) {
+        fail(err, RC_PROTO_NOT_A_MAP, NULL, "a publish message is an event map or an array");
+        return RC_PROTO_NOT_A_MAP;
+    }
+    if (top.v.n > lim->batch_max_events) {
+        fail(err, RC_PROTO_TOO_LARGE, NULL, "batch has %u events, limit %u", top.v.n,
+             lim->batch_max_events);
+        return RC_PROTO_TOO_LARGE;
+    }
+    if (is_batch)
+        *is_batch = true;
+    if (count)
+        *count = top.v.n;
+    ok(err);
+    /* The envelope is whole: walk the elements again and report each. */
+    rc_mpr_init(&r, p, len);
+    (void)rc_mpr_next(&r, &top);
+    for (uint32_t i = 0; i < top.v.n; i++) {
+        const uint8_t *es = r.p;
+        struct rc_mpr er;
+        rc_mpr_init(&er, es, (size_t)(end - es));
+        /* Fast path: decode in place; the scan finds the element's end. */
+        enum rc_proto_code c = decode_event_at(&er, lim, &ev, &eerr);
+        if (c == RC_PROTO_OK && (size_t)(er.p - es) > lim->event_max_bytes)
+            c = decode_element(es, er.p, lim, &ev, &eerr);
+        else if (c == RC_PROTO_OK)
+            ok(&eerr);
+        if (c != RC_PROTO_OK) {
+            /* Find the element's end, then report the size limit first. */
+            rc_mpr_init(&er, es, (size_t)(end - es));
+            (void)rc_mpr_skip(&er);
+            c = decode_element(es, er.p, lim, &ev, &eerr);
+        }
+        r.p = er.p;
+        if (cb)
+            cb(arg, i, c == RC_PROTO_OK ? &ev : NULL, c == RC_PROTO_OK ? NULL : &eerr);
+    }
+    return RC_PROTO_OK;
+}
+
+/* ---- Subscriber frames ---- */
+
+enum cl_key { C_OP, C_RUN, C_CONV, C_ALL, C_SINCE, C_EPOCH, C_SNAPSHOT, C_REQ, C_COUNT };
+
+static const char *const cl_key_names[C_COUNT] = {"op",    "run",   "conv",     "all",
+                                                  "since", "epoch", "snapshot", "req"};
+
+static int cl_key_lookup(const char *k, uint32_t len)
+{
+    for (int i = 0; i < C_COUNT; i++) {
+        size_t n = strlen(cl_key_names[i]);
+        if (n == len && memcmp(cl_key_names[i], k, n) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static enum rc_proto_code check_since_map(const struct slot *s, const struct rc_proto_limits *lim)
+{
+    struct rc_mpr r;
+    struct rc_mp_item it, k, v;
+    slot_reader(s, &r);
+    if (!rc_mpr_next(&r, &it) || it.type != RC_MP_MAP)
+        return RC_PROTO_BAD_FIELD;
+    for (uint32_t i = 0; i < it.v.n; i++) {
+        if (!rc_mpr_next(&r, &k) || k.type != RC_MP_STR ||
+            !rc_proto_valid_id(k.v.s.ptr, k.v.s.len, lim->id_max_bytes))
+            return RC_PROTO_BAD_FIELD;
+        if (!rc_mpr_next(&r, &v) || v.type != RC_MP_UINT)
+            return RC_PROTO_BAD_FIELD;
+    }
+    return RC_PROTO_OK;
+}
+
+enum rc_proto_code rc_proto_decode_client(const void *buf, size_t len,
+                                          const struct rc_proto_limits *lim,
+                                          struct rc_client_msg *msg, struct rc_proto_error *err)
+{
+    struct rc_proto_limits dflt;
+    if (lim == NULL) {
+        rc_proto_limits_default(&dflt);
+        lim = &dflt;
+    }
+    memset(msg, 0, sizeof *msg);
+    msg->snapshot = -1;
+    if (len > lim->client_frame_max) {
+        fail(err, RC_PROTO_TOO_LARGE, NULL, "frame is %zu bytes, limit %u", len,
+             lim->client_frame_max);
+        return RC_PROTO_TOO_LARGE;
+    }
+    if (!one_value(buf, len)) {
+        fail(err, RC_PROTO_MALFORMED, NULL,
+             "not exactly one msgpack value (invalid, truncated or trailing bytes)");
+        return RC_PROTO_MALFORMED;
+    }
+    struct rc_mpr r;
+    struct rc_mp_item it, k;
+    rc_mpr_init(&r, buf, len);
+    (void)rc_mpr_next(&r, &it);
+    if (it.type != RC_MP_MAP) {
+        fail(err, RC_PROTO_NOT_A_MAP, NULL, "a client message is a map");
+        return RC_PROTO_NOT_A_MAP;
+    }
+    /* The frame is one whole value: the walk below cannot run out. */
+    struct slot s[C_COUNT];
+    memset(s, 0, sizeof s);
+    int dup = -1;
+    for (uint32_t i = 0; i < it.v.n; i++) {
+        (void)rc_mpr_next(&r, &k);
+        int key = -1;
+        if (k.type == RC_MP_STR)
+            key = cl_key_lookup(k.v.s.ptr, k.v.s.len);
+        else
+            (void)rc_mpr_skip_rest(&r, &k);
+        const uint8_t *vstart = r.p;
+        (void)rc_mpr_skip(&r);
+        if (key < 0)
+            continue;
+        if (s[key].p != NULL) {
+            if (dup < 0)
+                dup = key;
+            continue;
+        }
+        s[key].p = vstart;
+        s[key].len = (uint32_t)(r.p - vstart);
+    }
+
+    /* req first, so that every later error can echo it */
+    if (slot_present(&s[C_REQ]) && dup != C_REQ) {
+        if (s[C_REQ].len > RC_PROTO_REQ_MAX_BYTES) {
+            fail(err, RC_PROTO_TOO_LARGE, "req", "req is %u bytes, limit %d", s[C_REQ].len,
+                 RC_PROTO_REQ_MAX_BYTES);
+            return RC_PROTO_TOO_LARGE;
+        }
+        struct rc_mpr rr;
+        slot_reader(&s[C_REQ], &rr);
+        if (rc_mpr_skip_depth(&rr, RC_PROTO_REQ_MAX_DEPTH) != RC_MPR_OK) {
+            fail(err, RC_PROTO_TOO_DEEP, "req", "req nests deeper than %d levels",
+                 RC_PROTO_REQ_MAX_DEPTH);
+            return RC_PROTO_TOO_DEEP;
+        }
+        msg->req_raw = view(s[C_REQ].p, s[C_REQ].len);
+    }
+    if (dup >= 0) {
+        fail(err, RC_PROTO_BAD_FIELD, cl_key_names[dup], "duplicate key %s", cl_key_names[dup]);
+        return RC_PROTO_BAD_FIELD;
+    }
+
+    /* op */
+    if (!slot_present(&s[C_OP])) {
+        fail(err, RC_PROTO_MISSING_FIELD, "op", "op is required");
+        return RC_PROTO_MISSING_FIELD;
+    }
+    struct rc_mpr sr;
+    slot_reader(&s[C_OP], &sr);
+    (void)rc_mpr_next(&sr, &it);
+    if (it.type != RC_MP_STR) {
+        fail(err, RC_PROTO_BAD_FIELD, "op", "op must be a string");
+        return RC_PROTO_BAD_FIELD;
+    }
+    if (it.v.s.len == 3 && memcmp(it.v.s.ptr, "sub", 3) == 0) {
+        msg->op = RC_OP_SUB;
+    } else if (it.v.s.len == 5 && memcmp(it.v.s.ptr, "unsub", 5) == 0) {
+        msg->op = RC_OP_UNSUB;
+    } else if (it.v.s.len == 4 && memcmp(it.v.s.ptr, "ping", 4) == 0) {
+        msg->op = RC_OP_PING;
+        ok(err);
+        return RC_PROTO_OK;
+    } else {
+        bool printable = rc_proto_valid_utf8(it.v.s.ptr, it.v.s.len);
+        fail(err, RC_PROTO_UNKNOWN_OP, "op", "unknown op \"%.*s\"",
+             printable ? (int)(it.v.s.len > 40 ? 40 : it.v.s.len) : 0, it.v.s.ptr);
+        return RC_PROTO_UNKNOWN_OP;
+    }
+
+    /* target: exactly one of run, conv, all */
+    int target = -1;
+    for (int key = C_RUN; key <= C_ALL; key++) {
+        if (!slot_present(&s[key]))
+            continue;
+        if (target >= 0) {
+            fail(err, RC_PROTO_BAD_FIELD, cl_key_names[key],
+                 "give exactly one of run, conv and all (got %s and %s)", cl_key_names[target],
+                 cl_key_names[key]);
+            return RC_PROTO_BAD_FIELD;
+        }
+        target = key;
+    }
+    if (target < 0) {
+        fail(err, RC_PROTO_MISSING_FIELD, "run", "one of run, conv or all is required");
+        return RC_PROTO_MISSING_FIELD;
+    }
+    slot_reader(&s[target], &sr);
+    (void)rc_mpr_next(&sr, &it);
+    if (target == C_ALL) {
+        if (it.type != RC_MP_BOOL || !it.v.b) {
+            fail(err, RC_PROTO_BAD_FIELD, "all", "all must be true");
+            return RC_PROTO_BAD_FIELD;
+        }
+        msg->kind = RC_SUB_ALL;
+    } else {
+        if (it.type != RC_MP_STR || !rc_proto_valid_id(it.v.s.ptr, it.v.s.len, lim->id_max_bytes)) {
+            fail(err, RC_PROTO_BAD_FIELD, cl_key_names[target],
+                 "%s must be 1 to %u bytes of [A-Za-z0-9._:-]", cl_key_names[target],
+                 lim->id_max_bytes);
+            return RC_PROTO_BAD_FIELD;
+        }
+        msg->kind = target == C_RUN ? RC_SUB_RUN : RC_SUB_CONV;
+        msg->target = view(it.v.s.ptr, it.v.s.len);
+    }
+    if (msg->op == RC_OP_UNSUB) {
+        ok(err);
+        return RC_PROTO_OK;
+    }
+
+    /* since, epoch, snapshot (sub only) */
+    if (slot_present(&s[C_SINCE])) {
+        if (msg->kind == RC_SUB_RUN) {
+            slot_reader(&s[C_SINCE], &sr);
+            (void)rc_mpr_next(&sr, &it);
+            if (it.type != RC_MP_UINT) {
+                fail(err, RC_PROTO_BAD_FIELD, "since",
+                     "since must be the last seq seen (a non-negative integer)");
+                return RC_PROTO_BAD_FIELD;
+            }
+            msg->has_since = true;
+            msg->since = it.v.u;
+        } else {
+            if (check_since_map(&s[C_SINCE], lim) != RC_PROTO_OK) {
+                fail(err, RC_PROTO_BAD_FIELD, "since",
+                     "since must be a map of run id -> last seq seen");
+                return RC_PROTO_BAD_FIELD;
+            }
+            msg->has_since = true;
+            msg->since_map = view(s[C_SINCE].p, s[C_SINCE].len);
+        }
+    }
+    if (slot_present(&s[C_EPOCH])) {
+        slot_reader(&s[C_EPOCH], &sr);
+        (void)rc_mpr_next(&sr, &it);
+        if (it.type != RC_MP_UINT) {
+            fail(err, RC_PROTO_BAD_FIELD, "epoch", "epoch must be a non-negative integer");
+            return RC_PROTO_BAD_FIELD;
+        }
+        msg->has_epoch = true;
+        msg->epoch = it.v.u;
+    }
+    if (slot_present(&s[C_SNAPSHOT])) {
+        slot_reader(&s[C_SNAPSHOT], &sr);
+        (void)rc_mpr_next(&sr, &it);
+        if (it.type != RC_MP_BOOL) {
+            fail(err, RC_PROTO_BAD_FIELD, "snapshot", "snapshot must be a bool");
+            return RC_PROTO_BAD_FIELD;
+        }
+        msg->snapshot = it.v.b ? 1 : 0;
+    }
+    ok(err);
+    return RC_PROTO_OK;
+}
+
+bool rc_proto_since_lookup(struct rc_str since_map, struct rc_str run, uint64_t *seq)
+{
+    struct rc_mpr r;
+    struct rc_mp_item it, k, v;
+    if (since_map.len == 0)
+        return false;
+    rc_mpr_init(&r, since_map.ptr, since_map.len);
+    if (!rc_mpr_next(&r, &it) || it.type != RC_MP_MAP)
+        return false;
+    for (uint32_t i = 0; i < it.v.n; i++) {
+        if (!rc_mpr_next(&r, &k))
+            return false;
+        if (k.type != RC_MP_STR) {
+            if (!rc_mpr_skip_rest(&r, &k) || !rc_mpr_skip(&r))
+                return false;
+            continue;
+        }
+        if (!rc_mpr_next(&r, &v))
+            return false;
+        if (k.v.s.len == run.len && memcmp(k.v.s.ptr, run.ptr, run.len) == 0 &&
+            v.type == RC_MP_UINT) {
+            *seq = v.v.u;
+            return true;
+        }
+        if (!rc_mpr_skip_rest(&r, &v))
+            return false;
+    }
+    return false;
+}

@@ -1,0 +1,349 @@
+/*
+ * rc_proto encoders: every broker -> subscriber message and the publisher
+ * ack.  Each encoder appends one msgpack map to the buffer; on failure the
+ * buffer is restored to its length before the call.
+ */
+#include "rc_proto.h"
+#include "rc_error.h"
+
+#include <string.h>
+
+/* Keys are string literals: their length is known at compile time. */
+#define KEY(b, lit) rc_mpw_str((b), (lit), sizeof(lit) - 1)
+
+/* Runs the statement list, stopping at the first failure. */
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        if ((rv = (expr)) != RC_OK)                                                                \
+            goto fail;                                                                             \
+    } while (0)
+
+static inline int put_str(struct rc_buf *b, struct rc_str s)
+{
+    return rc_mpw_str(b, s.ptr, s.len);
+}
+
+int rc_proto_encode_ev(struct rc_buf *out, const struct rc_event *ev, const struct rc_ev_meta *m)
+{
+    size_t mark = out->len;
+    int rv;
+    struct rc_str conv = m->conv.len ? m->conv : ev->conv;
+    uint32_t n = 6; /* op run epoch seq type ts, then the optional keys */
+    n += conv.len > 0;
+    n += ev->phase.len > 0;
+    n += ev->has_ts;
+    n += ev->id_raw.len > 0;
+    n += ev->has_text;
+    n += ev->tool_raw.len > 0;
+    n += ev->item_raw.len > 0;
+    n += ev->data_raw.len > 0;
+    n += ev->error_raw.len > 0;
+    n += m->synthetic;
+    /* One reservation for everything: keys and headers are under 160 bytes. */
+    TRY(rc_buf_reserve(out, 160 + ev->run.len + conv.len + ev->type_name.len + ev->phase.len +
+                                ev->id_raw.len + ev->text.len + ev->tool_raw.len +
+                                ev->item_raw.len + ev->data_raw.len + ev->error_raw.len));
+    TRY(rc_mpw_map(out, n));
+    TRY(KEY(out, "op"));
+    TRY(KEY(out, "ev"));
+    TRY(KEY(out, "run"));
+    TRY(put_str(out, ev->run));
+    if (conv.len > 0) {
+        TRY(KEY(out, "conv"));
+        TRY(put_str(out, conv));
+    }
+    TRY(KEY(out, "epoch"));
+    TRY(rc_mpw_uint(out, m->epoch));
+    TRY(KEY(out, "seq"));
+    TRY(rc_mpw_uint(out, m->seq));
+    TRY(KEY(out, "type"));
+    TRY(put_str(out, ev->type_name));
+    if (ev->phase.len > 0) {
+        TRY(KEY(out, "phase"));
+        TRY(put_str(out, ev->phase));
+    }
+    TRY(KEY(out, "ts"));
+    TRY(rc_mpw_int(out, m->ts));
+    if (ev->has_ts) {
+        TRY(KEY(out, "pts"));
+        TRY(rc_mpw_int(out, ev->ts));
+    }
+    if (ev->id_raw.len > 0) {
+        TRY(KEY(out, "id"));
+        TRY(rc_mpw_raw(out, ev->id_raw.ptr, ev->id_raw.len));
+    }
+    if (ev->has_text) {
+        TRY(KEY(out, "text"));
+        TRY(put_str(out, ev->text));
+    }
+    if (ev->tool_raw.len > 0) {
+        TRY(KEY(out, "tool"));
+        TRY(rc_mpw_raw(out, ev->tool_raw.ptr, ev->tool_raw.len));
+    }
+    if (ev->item_raw.len > 0) {
+        TRY(KEY(out, "item"));
+        TRY(rc_mpw_raw(out, ev->item_raw.ptr, ev->item_raw.len));
+    }
+    if (ev->data_raw.len > 0) {
+        TRY(KEY(out, "data"));
+        TRY(rc_mpw_raw(out, ev->data_raw.ptr, ev->data_raw.len));
+    }
+    if (ev->error_raw.len > 0) {
+        TRY(KEY(out, "error"));
+        TRY(rc_mpw_raw(out, ev->error_raw.ptr, ev->error_raw.len));
+    }
+    if (m->synthetic) {
+        TRY(KEY(out, "synthetic"));
+        TRY(rc_mpw_bool(out, true));
+    }
+    return RC_OK;
+fail:
+    out->len = mark;
+    return rv;
+}
+
+int rc_proto_encode_snap(struct rc_buf *out, const struct rc_proto_snap *s)
+{
+    size_t mark = out->len;
+    int rv;
+    /* op run epoch seq status phases created_at last_event_at thinking output
+     * tools verification, then the optional keys */
+    uint32_t n = 12;
+    n += s->conv.len > 0;
+    n += s->phase.len > 0;
+    n += s->started_at != 0;
+    n += s->ended_at != 0;
+    n += s->terminal_raw.len > 0;
+    n += s->truncated;
+    TRY(rc_mpw_map(out, n));
+    TRY(KEY(out, "op"));
+    TRY(KEY(out, "snap"));
+    TRY(KEY(out, "run"));
+    TRY(put_str(out, s->run));
+    if (s->conv.len > 0) {
+        TRY(KEY(out, "conv"));
+        TRY(put_str(out, s->conv));
+    }
+    TRY(KEY(out, "epoch"));
+    TRY(rc_mpw_uint(out, s->epoch));
+    TRY(KEY(out, "seq"));
+    TRY(rc_mpw_uint(out, s->seq));
+    TRY(KEY(out, "status"));
+    TRY(rc_mpw_cstr(out, rc_run_status_name(s->status)));
+    if (s->phase.len > 0) {
+        TRY(KEY(out, "phase"));
+        TRY(put_str(out, s->phase));
+    }
+    TRY(KEY(out, "phases"));
+    TRY(rc_mpw_array(out, s->n_phases));
+    for (uint32_t i = 0; i < s->n_phases; i++) {
+        TRY(rc_mpw_map(out, 2));
+        TRY(KEY(out, "phase"));
+        TRY(put_str(out, s->phases[i].phase));
+        TRY(KEY(out, "at"));
+        TRY(rc_mpw_int(out, s->phases[i].at));
+    }
+    TRY(KEY(out, "created_at"));
+    TRY(rc_mpw_int(out, s->created_at));
+    if (s->started_at != 0) {
+        TRY(KEY(out, "started_at"));
+        TRY(rc_mpw_int(out, s->started_at));
+    }
+    TRY(KEY(out, "last_event_at"));
+    TRY(rc_mpw_int(out, s->last_event_at));
+    if (s->ended_at != 0) {
+        TRY(KEY(out, "ended_at"));
+        TRY(rc_mpw_int(out, s->ended_at));
+    }
+    TRY(KEY(out, "thinking"));
+    TRY(put_str(out, s->thinking));
+    TRY(KEY(out, "output"));
+    TRY(put_str(out, s->output));
+    TRY(KEY(out, "tools"));
+    TRY(rc_mpw_array(out, s->n_tools));
+    for (uint32_t i = 0; i < s->n_tools; i++)
+        TRY(rc_mpw_raw(out, s->tools[i].ptr, s->tools[i].len));
+    TRY(KEY(out, "verification"));
+    TRY(rc_mpw_array(out, s->n_verification));
+    for (uint32_t i = 0; i < s->n_verification; i++)
+        TRY(rc_mpw_raw(out, s->verification[i].ptr, s->verification[i].len));
+    if (s->terminal_raw.len > 0) {
+        TRY(KEY(out, "terminal"));
+        TRY(rc_mpw_raw(out, s->terminal_raw.ptr, s->terminal_raw.len));
+    }
+    if (s->truncated) {
+        TRY(KEY(out, "truncated"));
+        TRY(rc_mpw_bool(out, true));
+    }
+    return RC_OK;
+fail:
+    out->len = mark;
+    return rv;
+}
+
+int rc_proto_encode_gap(struct rc_buf *out, struct rc_str run, uint64_t from, uint64_t to)
+{
+    size_t mark = out->len;
+    int rv;
+    TRY(rc_mpw_map(out, 4));
+    TRY(KEY(out, "op"));
+    TRY(KEY(out, "gap"));
+    TRY(KEY(out, "run"));
+    TRY(put_str(out, run));
+    TRY(KEY(out, "from"));
+    TRY(rc_mpw_uint(out, from));
+    TRY(KEY(out, "to"));
+    TRY(rc_mpw_uint(out, to));
+    return RC_OK;
+fail:
+    out->len = mark;
+    return rv;
+}
+
+int rc_proto_encode_hello(struct rc_buf *out, uint64_t epoch, const char *server, uint32_t hb_ms)
+{
+    size_t mark = out->len;
+    int rv;
+    TRY(rc_mpw_map(out, 5));
+    TRY(KEY(out, "op"));
+    TRY(KEY(out, "hello"));
+    TRY(KEY(out, "epoch"));
+    TRY(rc_mpw_uint(out, epoch));
+    TRY(KEY(out, "server"));
+    TRY(rc_mpw_cstr(out, server ? server : ""));
+    TRY(KEY(out, "hb_ms"));
+    TRY(rc_mpw_uint(out, hb_ms));
+    TRY(KEY(out, "proto"));
+    TRY(rc_mpw_uint(out, 1));
+    return RC_OK;
+fail:
+    out->len = mark;
+    return rv;
+}
+
+/* {op: <op>, req?} */
+static int encode_op_req(struct rc_buf *out, const char *op, size_t oplen, struct rc_str req_raw)
+{
+    size_t mark = out->len;
+    int rv;
+    TRY(rc_mpw_map(out, req_raw.len > 0 ? 2 : 1));
+    TRY(KEY(out, "op"));
+    TRY(rc_mpw_str(out, op, oplen));
+    if (req_raw.len > 0) {
+        TRY(KEY(out, "req"));
+        TRY(rc_mpw_raw(out, req_raw.ptr, req_raw.len));
+    }
+    return RC_OK;
+fail:
+    out->len = mark;
+    return rv;
+}
+
+int rc_proto_encode_ok(struct rc_buf *out, struct rc_str req_raw)
+{
+    return encode_op_req(out, "ok", 2, req_raw);
+}
+
+int rc_proto_encode_pong(struct rc_buf *out, struct rc_str req_raw)
+{
+    return encode_op_req(out, "pong", 4, req_raw);
+}
+
+int rc_proto_encode_err_field(struct rc_buf *out, enum rc_proto_code code, const char *field,
+                              const char *message, struct rc_str req_raw)
+{
+    size_t mark = out->len;
+    int rv;
+    if (message == NULL)
+        message = rc_proto_code_describe(code);
+    TRY(rc_mpw_map(out, 3 + (field != NULL) + (req_raw.len > 0)));
+    TRY(KEY(out, "op"));
+    TRY(KEY(out, "err"));
+    TRY(KEY(out, "code"));
+    TRY(rc_mpw_cstr(out, rc_proto_code_name(code)));
+    TRY(KEY(out, "message"));
+    TRY(rc_mpw_cstr(out, message));
+    if (field != NULL) {
+        TRY(KEY(out, "field"));
+        TRY(rc_mpw_cstr(out, field));
+    }
+    if (req_raw.len > 0) {
+        TRY(KEY(out, "req"));
+        TRY(rc_mpw_raw(out, req_raw.ptr, req_raw.len));
+    }
+    return RC_OK;
+fail:
+    out->len = mark;
+    return rv;
+}
+
+int rc_proto_encode_err(struct rc_buf *out, enum rc_proto_code code, const char *message,
+                        struct rc_str req_raw)
+{
+    return rc_proto_encode_err_field(out, code, NULL, message, req_raw);
+}
+
+int rc_proto_encode_hb(struct rc_buf *out, int64_t ts)
+{
+    size_t mark = out->len;
+    int rv;
+    TRY(rc_mpw_map(out, 2));
+    TRY(KEY(out, "op"));
+    TRY(KEY(out, "hb"));
+    TRY(KEY(out, "ts"));
+    TRY(rc_mpw_int(out, ts));
+    return RC_OK;
+fail:
+    out->len = mark;
+    return rv;
+}
+
+int rc_proto_encode_array_header(struct rc_buf *out, uint32_t n)
+{
+    return rc_mpw_array(out, n);
+}
+
+int rc_proto_encode_ack(struct rc_buf *out, uint64_t epoch, const struct rc_proto_ack_result *r,
+                        uint32_t n)
+{
+    size_t mark = out->len;
+    int rv;
+    bool all_ok = true;
+    for (uint32_t i = 0; i < n; i++)
+        all_ok = all_ok && r[i].code == RC_PROTO_OK;
+    TRY(rc_mpw_map(out, 3));
+    TRY(KEY(out, "ok"));
+    TRY(rc_mpw_bool(out, all_ok));
+    TRY(KEY(out, "epoch"));
+    TRY(rc_mpw_uint(out, epoch));
+    TRY(KEY(out, "results"));
+    TRY(rc_mpw_array(out, n));
+    for (uint32_t i = 0; i < n; i++) {
+        if (r[i].code == RC_PROTO_OK) {
+            TRY(rc_mpw_map(out, r[i].dup ? 2 : 1));
+            TRY(KEY(out, "seq"));
+            TRY(rc_mpw_uint(out, r[i].seq));
+            if (r[i].dup) {
+                TRY(KEY(out, "dup"));
+                TRY(rc_mpw_bool(out, true));
+            }
+            continue;
+        }
+        const char *msg = r[i].message ? r[i].message : rc_proto_code_describe(r[i].code);
+        TRY(rc_mpw_map(out, 1));
+        TRY(KEY(out, "error"));
+        TRY(rc_mpw_map(out, r[i].field ? 3 : 2));
+        TRY(KEY(out, "code"));
+        TRY(rc_mpw_cstr(out, rc_proto_code_name(r[i].code)));
+        TRY(KEY(out, "message"));
+        TRY(rc_mpw_cstr(out, msg));
+        if (r[i].field) {
+            TRY(KEY(out, "field"));
+            TRY(rc_mpw_cstr(out, r[i].field));
+        }
+    }
+    return RC_OK;
+fail:
+    out->len = mark;
+    return rv;
+}
