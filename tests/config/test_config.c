@@ -937,3 +937,28 @@ Test(config, workers_resolved)
     cr_assert_eq(rc_config_workers(&c), 3);
     rc_config_fini(&c);
 }
+
+/* docs/CONFIG.md documents every option with its environment name and
+ * default (its table is generated from the same option table). */
+Test(config, docs_list_every_option)
+{
+    char *text = read_all(RC_SOURCE_DIR "/docs/CONFIG.md");
+    for (size_t i = 0; i < rc_config_option_count(); i++) {
+        const struct rc_config_option *o = rc_config_option_at(i);
+        char want[160];
+        snprintf(want, sizeof(want), "| `--%s %s`", o->name, o->arg);
+        const char *row = strstr(text, want);
+        cr_assert_not_null(row, "docs/CONFIG.md lacks a row for --%s", o->name);
+        const char *eol = strchr(row, '\n');
+        snprintf(want, sizeof(want), "| `%s` |", o->env);
+        const char *e = strstr(row, want);
+        cr_assert(e != NULL && e < eol, "docs/CONFIG.md row of --%s lacks %s", o->name, o->env);
+        if (o->def[0] != '\0') {
+            snprintf(want, sizeof(want), "| `%s` |", o->def);
+            const char *d = strstr(row, want);
+            cr_assert(d != NULL && d < eol, "docs/CONFIG.md row of --%s lacks default %s", o->name,
+                      o->def);
+        }
+    }
+    free(text);
+}
