@@ -1,0 +1,348 @@
+/*
+ * runcast-bench: the load benchmark of runcast (issue 8).
+ *
+ *   runcast-bench SCENARIO [options]     SCENARIO: ingest ack fanout conns runs soak all
+ *   runcast-bench --smoke [--json]       every scenario, tiny (CI; asserts no figures)
+ *
+ * Exit status: 0 when every scenario ran, 1 when one could not run (broker
+ * missing, could not connect, hard cap hit), 2 on a usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rcb.h"
+
+struct rcb_opts rcb_o;
+
+uint64_t rcb_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void rcb_sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+void rcb_sleep_until(uint64_t due_ns)
+{
+    struct timespec ts = {(time_t)(due_ns / 1000000000ull), (long)(due_ns % 1000000000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+void rcb_log(const char *fmt, ...)
+{
+    if (rcb_o.quiet)
+        return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    fprintf(stderr, "[%02d:%02d:%02d] %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec, buf);
+}
+
+/* ---- hard wall-clock cap ---- */
+
+/* atomic: written by the main thread when a scenario starts (release),
+ * read by scenario threads and the cap thread (acquire). */
+static _Atomic uint64_t deadline_ns;
+static _Atomic uint64_t kill_ns; /* deadline + grace: the cap thread ends the process */
+static char cur_name[32];
+
+bool rcb_expired(void)
+{
+    uint64_t d = atomic_load_explicit(&deadline_ns, memory_order_acquire);
+    return d != 0 && rcb_now_ns() >= d;
+}
+
+double rcb_left_s(void)
+{
+    uint64_t d = atomic_load_explicit(&deadline_ns, memory_order_acquire);
+    uint64_t now = rcb_now_ns();
+    if (d == 0)
+        return 1e9;
+    return d > now ? (double)(d - now) / 1e9 : 0.0;
+}
+
+static void *cap_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        rcb_sleep_ns(200000000);
+        uint64_t k = atomic_load_explicit(&kill_ns, memory_order_acquire);
+        if (k != 0 && rcb_now_ns() >= k) {
+            fprintf(stderr,
+                    "runcast-bench: scenario %s overran its hard cap; stopping the "
+                    "process (spawned brokers die with it: PR_SET_PDEATHSIG)\n",
+                    cur_name);
+            fflush(stdout);
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+/* ---- helpers ---- */
+
+static char tag_buf[16];
+
+const char *rcb_tag(void)
+{
+    if (tag_buf[0] == 0)
+        snprintf(tag_buf, sizeof(tag_buf), "%x%x", (unsigned)getpid() & 0xffff,
+                 (unsigned)(rcb_now_ns() / 1000) & 0xffff);
+    return tag_buf;
+}
+
+void rcb_run_id(char *buf, size_t len, const char *tag, uint64_t i)
+{
+    snprintf(buf, len, "b%s-%s-%llu", rcb_tag(), tag, (unsigned long long)i);
+}
+
+/* ---- command line ---- */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: runcast-bench SCENARIO [options]\n"
+               "       runcast-bench --smoke [--json]\n"
+               "\n"
+               "Scenarios (each bounded in count and time, loopback only):\n"
+               "  ingest   P publishers (publisher library) over PUSH, R runs, events of S bytes,\n"
+               "           unbatched and batched, vs raw nng PUSH/PULL in the same run\n"
+               "  ack      acknowledged publishing over REQ: events/s with batches, round-trip\n"
+               "           latency, vs raw nng REQ/REP in the same run\n"
+               "  fanout   W1 (1 run, 1 subscriber), W2 (1 run, S subscribers), W3 (R runs, 1\n"
+               "           subscriber each): deliveries/s and publish-to-receive latency (open\n"
+               "           loop, coordinated-omission corrected), vs raw nng WebSocket\n"
+               "  conns    N idle WebSocket connections: broker memory per connection\n"
+               "  runs     N concurrent runs with armed watchdogs: memory per run, creation\n"
+               "           rate, watchdog lateness\n"
+               "  soak     mixed load for --duration: broker memory at start, peak and end\n"
+               "  all      every scenario in turn\n"
+               "\n"
+               "Target (default: start the runcastd built next to runcast-bench on free ports):\n"
+               "  --spawn PATH          runcastd to start\n"
+               "  --broker-args STR     extra options for the started runcastd\n"
+               "  --ingest URL --ingest-ack URL --http HOST:PORT [--pid PID]\n"
+               "                        use a running broker instead (pid: for its RSS)\n"
+               "\n"
+               "Workload (0 or absent: the scenario's default, shown in its table):\n"
+               "  -P, --publishers N    publisher threads          -R, --runs N     runs\n"
+               "  -n, --events N        events per measurement     -s, --size B     event bytes\n"
+               "  -b, --batch N         events per message         -S, --subs N     subscribers\n"
+               "  -N, --conns N         connections (conns)        --addrs N        127.0.0.x "
+               "sources\n"
+               "  -r, --rate R          offered events/s (open loop; fanout: one step)\n"
+               "  -w, --workload W      fanout: W1, W2, W3 or all\n"
+               "  --timeout-ms MS       runs: per-run watchdog\n"
+               "  -d, --duration S      soak length; fanout: seconds per rate step\n"
+               "  --cap S               hard wall-clock cap per scenario\n"
+               "\n"
+               "Output:\n"
+               "  --json                one JSON document instead of tables\n"
+               "  --smoke               tiny sizes (CI); asserts no figures\n"
+               "  -q, --quiet           no progress on stderr\n");
+}
+
+static uint64_t num(const char *s, const char *opt)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v < 0) {
+        fprintf(stderr, "runcast-bench: %s wants a non-negative number, not '%s'\n", opt, s);
+        exit(2);
+    }
+    return (uint64_t)v;
+}
+
+struct scenario {
+    const char *name;
+    int (*fn)(void);
+    double cap_s;       /* default hard cap */
+    double smoke_cap_s; /* in --smoke */
+};
+
+static const struct scenario scenarios[] = {
+    {"ingest", rcb_s_ingest, 180, 15}, {"ack", rcb_s_ack, 120, 15},
+    {"fanout", rcb_s_fanout, 300, 25}, {"conns", rcb_s_conns, 300, 15},
+    {"runs", rcb_s_runs, 300, 15},     {"soak", rcb_s_soak, 0, 20},
+};
+
+static int run_one(const struct scenario *s)
+{
+    double cap = rcb_o.cap_s > 0 ? rcb_o.cap_s : rcb_o.smoke ? s->smoke_cap_s : s->cap_s;
+    if (s->fn == rcb_s_soak && rcb_o.cap_s <= 0 && !rcb_o.smoke)
+        cap = (rcb_o.duration_s > 0 ? rcb_o.duration_s : 60) + 120;
+    snprintf(cur_name, sizeof(cur_name), "%s", s->name);
+    uint64_t now = rcb_now_ns();
+    atomic_store_explicit(&deadline_ns, now + (uint64_t)(cap * 1e9), memory_order_release);
+    /* grace after the cap: scenarios stop by themselves at the cap and still
+     * stop the broker and report; only a hang gets the process killed */
+    atomic_store_explicit(&kill_ns, now + (uint64_t)((cap + 30) * 1e9), memory_order_release);
+    rcb_log("== %s (hard cap %.0f s)", s->name, cap);
+    int rv = s->fn();
+    atomic_store_explicit(&kill_ns, 0, memory_order_release);
+    atomic_store_explicit(&deadline_ns, 0, memory_order_release);
+    return rv;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"ingest", required_argument, 0, 1000},  {"ingest-ack", required_argument, 0, 1001},
+        {"http", required_argument, 0, 1002},    {"spawn", required_argument, 0, 1003},
+        {"pid", required_argument, 0, 1004},     {"broker-args", required_argument, 0, 1005},
+        {"json", no_argument, 0, 1006},          {"smoke", no_argument, 0, 1007},
+        {"addrs", required_argument, 0, 1008},   {"timeout-ms", required_argument, 0, 1009},
+        {"cap", required_argument, 0, 1010},     {"publishers", required_argument, 0, 'P'},
+        {"runs", required_argument, 0, 'R'},     {"events", required_argument, 0, 'n'},
+        {"size", required_argument, 0, 's'},     {"batch", required_argument, 0, 'b'},
+        {"subs", required_argument, 0, 'S'},     {"conns", required_argument, 0, 'N'},
+        {"rate", required_argument, 0, 'r'},     {"workload", required_argument, 0, 'w'},
+        {"duration", required_argument, 0, 'd'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "P:R:n:s:b:S:N:r:w:d:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 1000:
+            rcb_o.ingest = optarg;
+            break;
+        case 1001:
+            rcb_o.ack = optarg;
+            break;
+        case 1002:
+            rcb_o.http = optarg;
+            break;
+        case 1003:
+            rcb_o.spawn = optarg;
+            break;
+        case 1004:
+            rcb_o.pid = (pid_t)num(optarg, "--pid");
+            break;
+        case 1005:
+            rcb_o.broker_args = optarg;
+            break;
+        case 1006:
+            rcb_o.json = true;
+            break;
+        case 1007:
+            rcb_o.smoke = true;
+            break;
+        case 1008:
+            rcb_o.addrs = (uint32_t)num(optarg, "--addrs");
+            break;
+        case 1009:
+            rcb_o.timeout_ms = (uint32_t)num(optarg, "--timeout-ms");
+            break;
+        case 1010:
+            rcb_o.cap_s = (double)num(optarg, "--cap");
+            break;
+        case 'P':
+            rcb_o.publishers = (uint32_t)num(optarg, "-P");
+            break;
+        case 'R':
+            rcb_o.runs = (uint32_t)num(optarg, "-R");
+            break;
+        case 'n':
+            rcb_o.events = num(optarg, "-n");
+            break;
+        case 's':
+            rcb_o.size = (uint32_t)num(optarg, "-s");
+            break;
+        case 'b':
+            rcb_o.batch = (uint32_t)num(optarg, "-b");
+            break;
+        case 'S':
+            rcb_o.subs = (uint32_t)num(optarg, "-S");
+            break;
+        case 'N':
+            rcb_o.conns = (uint32_t)num(optarg, "-N");
+            break;
+        case 'r':
+            rcb_o.rate = strtod(optarg, NULL);
+            break;
+        case 'w':
+            rcb_o.workload = optarg;
+            break;
+        case 'd':
+            rcb_o.duration_s = strtod(optarg, NULL);
+            break;
+        case 'q':
+            rcb_o.quiet = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    const char *what = optind < argc ? argv[optind] : (rcb_o.smoke ? "all" : NULL);
+    if (what == NULL || optind + 1 < argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (rcb_o.size != 0 && (rcb_o.size < 64 || rcb_o.size > 60000)) {
+        fprintf(stderr, "runcast-bench: --size must be 64..60000 bytes\n");
+        return 2;
+    }
+    if (rcb_o.batch > 1024) {
+        fprintf(stderr, "runcast-bench: --batch must be at most 1024 (the protocol's limit)\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    pthread_t cap;
+    pthread_create(&cap, NULL, cap_thread, NULL);
+    pthread_detach(cap);
+
+    if (!rcb_o.json) {
+        long np = sysconf(_SC_NPROCESSORS_ONLN);
+        double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+        double la[3] = {0, 0, 0};
+        getloadavg(la, 3);
+        printf("runcast-bench %s: %ld cores, %.1f GiB, load %.2f%s\n", RUNCAST_VERSION, np,
+               mem / (1 << 30), la[0],
+               rcb_o.smoke ? " (smoke: tiny sizes, figures meaningless)" : "");
+    }
+
+    int failed = 0, ran = 0;
+    for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+        if (strcmp(what, "all") != 0 && strcmp(what, scenarios[i].name) != 0)
+            continue;
+        ran++;
+        if (run_one(&scenarios[i]) != 0)
+            failed++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "runcast-bench: unknown scenario '%s'\n", what);
+        usage(stderr);
+        return 2;
+    }
+    rcb_report_finish();
+    if (failed)
+        fprintf(stderr, "runcast-bench: %d scenario(s) could not run\n", failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,760 @@
+/*
+ * rcb_nng: see rcb_nng.h.
+ */
+#include "rcb_nng.h"
+
+#include <math.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef RCB_HAVE_CLIENT
+#include "runcast.h"
+#endif
+
+/* ---- PULL sink ---- */
+
+struct sink_aio {
+    struct rcb_sink *k;
+    nng_aio *aio;
+};
+
+struct rcb_sink {
+    nng_socket s;
+    int n;
+    struct sink_aio *a;
+    _Atomic uint64_t msgs, bytes; /* relaxed: totals only */
+    _Atomic bool stop;
+};
+
+static void sink_cb(void *arg)
+{
+    struct sink_aio *a = arg;
+    if (nng_aio_result(a->aio) != 0)
+        return;
+    nng_msg *m = nng_aio_get_msg(a->aio);
+    atomic_fetch_add_explicit(&a->k->bytes, nng_msg_len(m), memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->k->msgs, 1, memory_order_relaxed);
+    nng_msg_free(m);
+    if (!atomic_load_explicit(&a->k->stop, memory_order_relaxed))
+        nng_recv_aio(a->k->s, a->aio);
+}
+
+struct rcb_sink *rcb_sink_new(const char *url, int naio)
+{
+    struct rcb_sink *k = calloc(1, sizeof(*k));
+    if (nng_pull0_open(&k->s) != 0) {
+        free(k);
+        return NULL;
+    }
+    nng_socket_set_size(k->s, NNG_OPT_RECVMAXSZ, 8u << 20);
+    nng_socket_set_int(k->s, NNG_OPT_RECVBUF, 1024);
+    if (nng_listen(k->s, url, NULL, 0) != 0) {
+        nng_close(k->s);
+        free(k);
+        return NULL;
+    }
+    k->n = naio;
+    k->a = calloc((size_t)naio, sizeof(*k->a));
+    for (int i = 0; i < naio; i++) {
+        k->a[i].k = k;
+        nng_aio_alloc(&k->a[i].aio, sink_cb, &k->a[i]);
+        nng_recv_aio(k->s, k->a[i].aio);
+    }
+    return k;
+}
+
+uint64_t rcb_sink_msgs(struct rcb_sink *k)
+{
+    return atomic_load(&k->msgs);
+}
+
+uint64_t rcb_sink_bytes(struct rcb_sink *k)
+{
+    return atomic_load(&k->bytes);
+}
+
+void rcb_sink_free(struct rcb_sink *k)
+{
+    if (k == NULL)
+        return;
+    atomic_store(&k->stop, true);
+    for (int i = 0; i < k->n; i++)
+        nng_aio_stop(k->a[i].aio);
+    nng_close(k->s);
+    for (int i = 0; i < k->n; i++)
+        nng_aio_free(k->a[i].aio);
+    free(k->a);
+    free(k);
+}
+
+/* ---- REP echo ---- */
+
+struct echo_ctx {
+    struct rcb_echo *e;
+    nng_ctx ctx;
+    nng_aio *aio;
+    bool sending; /* callback only */
+};
+
+struct rcb_echo {
+    nng_socket s;
+    int n;
+    struct echo_ctx *c;
+    _Atomic bool stop;
+};
+
+/* A reply shaped like the broker's ack: {ok, epoch, results: [{seq}...]} for
+ * as many events as the request held (counted from its array header). */
+static nng_msg *echo_reply(nng_msg *req)
+{
+    const uint8_t *p = nng_msg_body(req);
+    size_t len = nng_msg_len(req);
+    uint32_t n = 1;
+    struct rcb_mp r = {p, p + len};
+    if (rcb_mp_is_array(&r))
+        rcb_mp_array(&r, &n);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    static const uint8_t head[] = {0x83, 0xa2, 'o',  'k', 0xc3, 0xa5, 'e', 'p', 'o', 'c',
+                                   'h',  0x01, 0xa7, 'r', 'e',  's',  'u', 'l', 't', 's'};
+    rc_buf_append(&b, head, sizeof(head));
+    rcb_array_header(&b, n);
+    for (uint32_t i = 0; i < n; i++) {
+        static const uint8_t res[] = {0x81, 0xa3, 's', 'e', 'q', 0xce, 0, 0, 0, 1};
+        rc_buf_append(&b, res, sizeof(res));
+    }
+    nng_msg *m = NULL;
+    if (nng_msg_alloc(&m, 0) == 0)
+        nng_msg_append(m, b.data, b.len);
+    rc_buf_fini(&b);
+    return m;
+}
+
+static void echo_cb(void *arg)
+{
+    struct echo_ctx *c = arg;
+    int rv = nng_aio_result(c->aio);
+    if (atomic_load_explicit(&c->e->stop, memory_order_relaxed))
+        return;
+    if (c->sending) {
+        c->sending = false;
+        if (rv != 0)
+            nng_msg_free(nng_aio_get_msg(c->aio));
+        nng_ctx_recv(c->ctx, c->aio);
+        return;
+    }
+    if (rv != 0) {
+        if (rv != NNG_ECLOSED)
+            nng_ctx_recv(c->ctx, c->aio);
+        return;
+    }
+    nng_msg *req = nng_aio_get_msg(c->aio);
+    nng_msg *rep = echo_reply(req);
+    nng_msg_free(req);
+    c->sending = true;
+    nng_aio_set_msg(c->aio, rep);
+    nng_ctx_send(c->ctx, c->aio);
+}
+
+struct rcb_echo *rcb_echo_new(const char *url, int nctx)
+{
+    struct rcb_echo *e = calloc(1, sizeof(*e));
+    if (nng_rep0_open(&e->s) != 0) {
+        free(e);
+        return NULL;
+    }
+    nng_socket_set_size(e->s, NNG_OPT_RECVMAXSZ, 8u << 20);
+    if (nng_listen(e->s, url, NULL, 0) != 0) {
+        nng_close(e->s);
+        free(e);
+        return NULL;
+    }
+    e->n = nctx;
+    e->c = calloc((size_t)nctx, sizeof(*e->c));
+    for (int i = 0; i < nctx; i++) {
+        e->c[i].e = e;
+        nng_ctx_open(&e->c[i].ctx, e->s);
+        nng_aio_alloc(&e->c[i].aio, echo_cb, &e->c[i]);
+        nng_ctx_recv(e->c[i].ctx, e->c[i].aio);
+    }
+    return e;
+}
+
+void rcb_echo_free(struct rcb_echo *e)
+{
+    if (e == NULL)
+        return;
+    atomic_store(&e->stop, true);
+    for (int i = 0; i < e->n; i++)
+        nng_aio_stop(e->c[i].aio);
+    for (int i = 0; i < e->n; i++)
+        nng_ctx_close(e->c[i].ctx);
+    nng_close(e->s);
+    for (int i = 0; i < e->n; i++)
+        nng_aio_free(e->c[i].aio);
+    free(e->c);
+    free(e);
+}
+
+/* ---- acks ---- */
+
+bool rcb_parse_ack(const void *buf, size_t len, uint32_t *accepted, uint64_t *seq_sum,
+                   uint32_t *results, char *err, size_t errlen)
+{
+    *accepted = 0;
+    *seq_sum = 0;
+    *results = 0;
+    struct rcb_mp r = {buf, (const uint8_t *)buf + len};
+    uint32_t n;
+    if (!rcb_mp_map(&r, &n))
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        if (!rcb_mp_str(&r, &k, &kl))
+            return false;
+        if (kl == 7 && memcmp(k, "results", 7) == 0) {
+            uint32_t m;
+            if (!rcb_mp_array(&r, &m))
+                return false;
+            *results = m;
+            for (uint32_t j = 0; j < m; j++) {
+                uint32_t f;
+                if (!rcb_mp_map(&r, &f))
+                    return false;
+                for (uint32_t q = 0; q < f; q++) {
+                    const char *fk;
+                    uint32_t fkl;
+                    if (!rcb_mp_str(&r, &fk, &fkl))
+                        return false;
+                    uint64_t seq;
+                    if (fkl == 3 && memcmp(fk, "seq", 3) == 0 && rcb_mp_uint(&r, &seq)) {
+                        (*accepted)++;
+                        *seq_sum += seq;
+                        continue;
+                    }
+                    if (fkl == 5 && memcmp(fk, "error", 5) == 0 && err && err[0] == 0) {
+                        /* keep the first error's message */
+                        struct rcb_mp t = r;
+                        uint32_t em;
+                        if (rcb_mp_map(&t, &em))
+                            for (uint32_t z = 0; z < em; z++) {
+                                const char *ek, *ev;
+                                uint32_t ekl, evl;
+                                if (!rcb_mp_str(&t, &ek, &ekl))
+                                    break;
+                                if (rcb_mp_str(&t, &ev, &evl)) {
+                                    if ((ekl == 7 && memcmp(ek, "message", 7) == 0) ||
+                                        (ekl == 4 && memcmp(ek, "code", 4) == 0 && !err[0]))
+                                        snprintf(err, errlen, "%.*s", (int)evl, ev);
+                                } else if (!rcb_mp_skip(&t)) {
+                                    break;
+                                }
+                            }
+                    }
+                    if (!rcb_mp_skip(&r))
+                        return false;
+                }
+            }
+            continue;
+        }
+        if (!rcb_mp_skip(&r))
+            return false;
+    }
+    return true;
+}
+
+static int req_open(nng_socket *s, const char *url)
+{
+    int rv = nng_req0_open(s);
+    if (rv != 0)
+        return rv;
+    nng_socket_set_ms(*s, NNG_OPT_REQ_RESENDTIME, 60000);
+    nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, 10000);
+    nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, 10000);
+    nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, 8u << 20);
+    rv = nng_dial(*s, url, NULL, 0);
+    if (rv != 0)
+        nng_close(*s);
+    return rv;
+}
+
+/* One request: send buf, wait for the reply, parse it. */
+static int req_once(nng_socket s, const void *buf, size_t len, uint32_t *accepted,
+                    uint64_t *seq_sum, char *err, size_t errlen)
+{
+    nng_msg *m;
+    int rv = nng_msg_alloc(&m, 0);
+    if (rv != 0)
+        return rv;
+    nng_msg_append(m, buf, len);
+    if ((rv = nng_sendmsg(s, m, 0)) != 0) {
+        nng_msg_free(m);
+        return rv;
+    }
+    if ((rv = nng_recvmsg(s, &m, 0)) != 0)
+        return rv;
+    uint32_t results;
+    bool ok =
+        rcb_parse_ack(nng_msg_body(m), nng_msg_len(m), accepted, seq_sum, &results, err, errlen);
+    nng_msg_free(m);
+    return ok ? 0 : NNG_EPROTO;
+}
+
+int64_t rcb_retire_runs(const char *req_url, const char *run_tag, uint32_t runs)
+{
+    nng_socket s;
+    if (req_open(&s, req_url) != 0)
+        return -1;
+    struct rc_buf b;
+    rc_buf_init(&b);
+    int64_t total = 0;
+    char id[96], err[128] = "";
+    for (uint32_t i = 0; i < runs;) {
+        uint32_t n = runs - i < 256 ? runs - i : 256;
+        rc_buf_reset(&b);
+        rcb_array_header(&b, n);
+        for (uint32_t j = 0; j < n; j++) {
+            rcb_run_id(id, sizeof(id), run_tag, i + j);
+            rcb_ev_encode_complete(&b, id);
+        }
+        uint32_t acc;
+        uint64_t sum;
+        if (req_once(s, b.data, b.len, &acc, &sum, err, sizeof(err)) != 0) {
+            total = -1;
+            break;
+        }
+        total += (int64_t)sum - (int64_t)acc;
+        i += n;
+    }
+    if (err[0])
+        rcb_log("retire %s: first error: %s", run_tag, err);
+    rc_buf_fini(&b);
+    nng_close(s);
+    return total;
+}
+
+uint64_t rcb_wait_accepted(const struct rcb_broker *b, double target, uint64_t deadline_ns,
+                           uint32_t poll_ms, double *seen)
+{
+    *seen = NAN;
+    for (;;) {
+        double v = rcb_broker_events_accepted(b);
+        uint64_t now = rcb_now_ns();
+        if (isnan(v))
+            return 0;
+        *seen = v;
+        if (v >= target)
+            return now;
+        if (now > deadline_ns || rcb_expired())
+            return 0;
+        rcb_sleep_ns((uint64_t)poll_ms * 1000000ull);
+    }
+}
+
+/* ---- publisher threads ---- */
+
+struct pth {
+    const struct rcb_pubs_cfg *cfg;
+    uint32_t idx;
+    uint64_t n; /* events for this thread */
+    pthread_t th;
+    _Atomic int *ready;
+    _Atomic bool *go;
+    uint64_t *t0; /* written before go (release), read after (acquire) */
+    uint64_t t_end, sent, msgs, errors, acked;
+    uint32_t max_batch;
+    struct rcb_hist *rtt;
+    char err[160];
+};
+
+static void thread_run_id(const struct pth *t, uint64_t k, char *id, size_t len)
+{
+    uint32_t P = t->cfg->threads, R = t->cfg->runs;
+    uint64_t r;
+    if (R >= P) {
+        uint32_t mine = (R - t->idx + P - 1) / P; /* runs idx, idx+P, ... */
+        r = t->idx + (k % mine) * P;
+    } else {
+        r = t->idx % R;
+    }
+    rcb_run_id(id, len, t->cfg->run_tag, r);
+}
+
+static void wait_go(struct pth *t)
+{
+    atomic_fetch_add_explicit(t->ready, 1, memory_order_release);
+    while (!atomic_load_explicit(t->go, memory_order_acquire))
+        rcb_sleep_ns(200000);
+}
+
+static uint64_t due_of(const struct pth *t, uint64_t t0, uint64_t i)
+{
+    /* thread idx sends events idx, idx+P, ... of the global schedule */
+    double per = 1e9 / t->cfg->rate;
+    return t0 + (uint64_t)(per * (double)(i * t->cfg->threads + t->idx));
+}
+
+static void *pth_raw(void *arg)
+{
+    struct pth *t = arg;
+    const struct rcb_pubs_cfg *c = t->cfg;
+    bool req = c->mode == RCB_PUB_RAW_REQ;
+    nng_socket s;
+    int rv = req ? req_open(&s, c->url) : nng_push0_open(&s);
+    if (rv == 0 && !req) {
+        nng_socket_set_int(s, NNG_OPT_SENDBUF, 1024);
+        nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 10000);
+        rv = nng_dial(s, c->url, NULL, 0);
+        if (rv != 0)
+            nng_close(s);
+    }
+    if (rv != 0) {
+        snprintf(t->err, sizeof(t->err), "dial %s: %s", c->url, nng_strerror(rv));
+        t->errors++;
+        wait_go(t);
+        return NULL;
+    }
+    struct rc_buf b;
+    rc_buf_init(&b);
+    char id[96];
+    uint32_t batch = c->batch ? c->batch : 1;
+    if (c->rate > 0)
+        batch = 1;
+    wait_go(t);
+    uint64_t t0 = *t->t0;
+    uint64_t i = 0;
+    while (i < t->n && !rcb_expired()) {
+        uint32_t n = t->n - i < batch ? (uint32_t)(t->n - i) : batch;
+        uint64_t ts;
+        if (c->rate > 0) {
+            ts = due_of(t, t0, i);
+            rcb_sleep_until(ts);
+        } else {
+            ts = rcb_now_ns();
+        }
+        rc_buf_reset(&b);
+        if (batch > 1)
+            rcb_array_header(&b, n);
+        for (uint32_t j = 0; j < n; j++) {
+            thread_run_id(t, i + j, id, sizeof(id));
+            rcb_ev_encode(&b, id, "delta", ts, i + j, c->size);
+        }
+        nng_msg *m;
+        nng_msg_alloc(&m, 0);
+        nng_msg_append(m, b.data, b.len);
+        uint64_t s0 = rcb_now_ns();
+        if ((rv = nng_sendmsg(s, m, 0)) != 0) {
+            nng_msg_free(m);
+            t->errors++;
+            snprintf(t->err, sizeof(t->err), "send: %s", nng_strerror(rv));
+            break;
+        }
+        if (req) {
+            nng_msg *rep;
+            if ((rv = nng_recvmsg(s, &rep, 0)) != 0) {
+                t->errors++;
+                snprintf(t->err, sizeof(t->err), "recv: %s", nng_strerror(rv));
+                break;
+            }
+            uint64_t now = rcb_now_ns();
+            if (t->rtt)
+                rcb_hist_record(t->rtt, now - (c->rate > 0 ? ts : s0));
+            uint32_t acc, results;
+            uint64_t sum;
+            char e[128] = "";
+            if (rcb_parse_ack(nng_msg_body(rep), nng_msg_len(rep), &acc, &sum, &results, e,
+                              sizeof(e))) {
+                t->acked += acc;
+                if (acc < n) {
+                    t->errors += n - acc;
+                    if (!t->err[0])
+                        snprintf(t->err, sizeof(t->err), "rejected: %s", e);
+                }
+            }
+            nng_msg_free(rep);
+        }
+        t->msgs++;
+        t->sent += n;
+        if (n > t->max_batch)
+            t->max_batch = n;
+        i += n;
+    }
+    t->t_end = rcb_now_ns();
+    rc_buf_fini(&b);
+    /* PUSH: give queued messages a moment to leave before closing */
+    if (!req)
+        rcb_sleep_ns(100000000);
+    nng_close(s);
+    return NULL;
+}
+
+#ifdef RCB_HAVE_CLIENT
+static void *pth_lib(void *arg)
+{
+    struct pth *t = arg;
+    const struct rcb_pubs_cfg *c = t->cfg;
+    bool ack = c->mode == RCB_PUB_LIB_ACK;
+    struct rc_client_opts o;
+    rc_client_opts_init(&o);
+    o.push_url = ack ? NULL : c->url;
+    o.req_url = ack ? c->url : NULL;
+    uint32_t batch = c->batch ? c->batch : 1;
+    o.batch_max_events = batch;
+    o.validate = false; /* the broker validates; keep the load generator light */
+    o.ack_timeout_ms = 10000;
+    o.queue_wait_ms = 10000;
+    o.close_timeout_ms = 10000;
+    struct rc_client *cl;
+    int rv = rc_client_open_opts(&cl, &o);
+    if (rv != 0) {
+        snprintf(t->err, sizeof(t->err), "rc_client_open: %d", rv);
+        t->errors++;
+        wait_go(t);
+        return NULL;
+    }
+    struct rc_buf b;
+    rc_buf_init(&b);
+    char id[96];
+    uint32_t nb = ack ? batch : 1;
+    const void **maps = calloc(nb, sizeof(*maps));
+    size_t *lens = calloc(nb, sizeof(*lens));
+    size_t *offs = calloc(nb, sizeof(*offs));
+    struct rc_client_result *res = calloc(nb, sizeof(*res));
+    wait_go(t);
+    uint64_t t0 = *t->t0;
+    uint64_t i = 0;
+    while (i < t->n && !rcb_expired()) {
+        if (!ack) {
+            uint64_t ts;
+            if (c->rate > 0) {
+                ts = due_of(t, t0, i);
+                rcb_sleep_until(ts);
+            } else {
+                ts = rcb_now_ns();
+            }
+            rc_buf_reset(&b);
+            thread_run_id(t, i, id, sizeof(id));
+            rcb_ev_encode(&b, id, "delta", ts, i, c->size);
+            rv = rc_client_publish_raw(cl, b.data, b.len, RC_DELIVER_PUSH, NULL);
+            if (rv != 0) {
+                t->errors++;
+                snprintf(t->err, sizeof(t->err), "publish: %d", rv);
+                if (t->errors > 100)
+                    break;
+            } else {
+                t->sent++;
+            }
+            i++;
+            continue;
+        }
+        uint32_t n = t->n - i < nb ? (uint32_t)(t->n - i) : nb;
+        uint64_t ts = c->rate > 0 ? due_of(t, t0, i) : rcb_now_ns();
+        if (c->rate > 0)
+            rcb_sleep_until(ts);
+        rc_buf_reset(&b);
+        for (uint32_t j = 0; j < n; j++) {
+            offs[j] = b.len;
+            thread_run_id(t, i + j, id, sizeof(id));
+            rcb_ev_encode(&b, id, "delta", ts, i + j, c->size);
+            lens[j] = b.len - offs[j];
+        }
+        for (uint32_t j = 0; j < n; j++)
+            maps[j] = b.data + offs[j];
+        uint64_t s0 = rcb_now_ns();
+        rv = n == 1 ? rc_client_publish_raw(cl, maps[0], lens[0], RC_DELIVER_ACK, &res[0])
+                    : rc_client_publish_raw_batch_ack(cl, maps, lens, n, res);
+        uint64_t now = rcb_now_ns();
+        if (t->rtt)
+            rcb_hist_record(t->rtt, now - (c->rate > 0 ? ts : s0));
+        for (uint32_t j = 0; j < n; j++) {
+            if (res[j].err == 0) {
+                t->acked++;
+            } else {
+                t->errors++;
+                if (!t->err[0])
+                    snprintf(t->err, sizeof(t->err), "ack: %s %s", res[j].code, res[j].message);
+            }
+        }
+        if (rv != 0 && rv != -1 && t->errors > 100)
+            break;
+        t->msgs++;
+        t->sent += n;
+        if (n > t->max_batch)
+            t->max_batch = n;
+        i += n;
+    }
+    if (!ack)
+        rc_client_flush(cl, 10000);
+    t->t_end = rcb_now_ns();
+    struct rc_client_stats st;
+    rc_client_get_stats(cl, &st);
+    if (!ack) {
+        t->msgs = st.messages_pushed;
+        t->max_batch = st.max_batch;
+    }
+    rc_client_close(cl);
+    rc_buf_fini(&b);
+    free(maps);
+    free(lens);
+    free(offs);
+    free(res);
+    return NULL;
+}
+#endif
+
+int rcb_pubs_run(const struct rcb_pubs_cfg *cfg, struct rcb_pubs_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    uint32_t P = cfg->threads ? cfg->threads : 1;
+#ifndef RCB_HAVE_CLIENT
+    if (cfg->mode == RCB_PUB_LIB || cfg->mode == RCB_PUB_LIB_ACK) {
+        snprintf(res->err, sizeof(res->err), "built without the publisher library");
+        return -1;
+    }
+#endif
+    struct pth *t = calloc(P, sizeof(*t));
+    _Atomic int ready = 0;
+    _Atomic bool go = false;
+    uint64_t t0 = 0;
+    for (uint32_t i = 0; i < P; i++) {
+        t[i].cfg = cfg;
+        t[i].idx = i;
+        t[i].n = cfg->events / P + (i < cfg->events % P ? 1 : 0);
+        t[i].ready = &ready;
+        t[i].go = &go;
+        t[i].t0 = &t0;
+        if (cfg->record_rtt)
+            t[i].rtt = rcb_hist_new();
+        void *(*fn)(void *) = pth_raw;
+#ifdef RCB_HAVE_CLIENT
+        if (cfg->mode == RCB_PUB_LIB || cfg->mode == RCB_PUB_LIB_ACK)
+            fn = pth_lib;
+#endif
+        pthread_create(&t[i].th, NULL, fn, &t[i]);
+    }
+    while (atomic_load_explicit(&ready, memory_order_acquire) < (int)P)
+        rcb_sleep_ns(1000000);
+    rcb_sleep_ns(100000000); /* let the dials complete */
+    t0 = rcb_now_ns() + 1000000;
+    res->t_start = t0;
+    atomic_store_explicit(&go, true, memory_order_release); /* pairs with wait_go */
+    for (uint32_t i = 0; i < P; i++)
+        pthread_join(t[i].th, NULL);
+    if (cfg->record_rtt)
+        res->rtt = rcb_hist_new();
+    for (uint32_t i = 0; i < P; i++) {
+        if (t[i].t_end > res->t_end)
+            res->t_end = t[i].t_end;
+        res->events_sent += t[i].sent;
+        res->messages_sent += t[i].msgs;
+        res->errors += t[i].errors;
+        res->acked += t[i].acked;
+        if (t[i].max_batch > res->max_batch)
+            res->max_batch = t[i].max_batch;
+        if (t[i].err[0] && !res->err[0])
+            snprintf(res->err, sizeof(res->err), "%s", t[i].err);
+        if (t[i].rtt) {
+            rcb_hist_merge(res->rtt, t[i].rtt);
+            rcb_hist_free(t[i].rtt);
+        }
+    }
+    free(t);
+    return res->events_sent > 0 ? 0 : -1;
+}
+
+/* ---- starting runs in batches ---- */
+
+struct starter {
+    const char *url, *tag;
+    uint32_t first, last, timeout_ms, batch;
+    uint64_t acked, t_done;
+    uint64_t *t_sent; /* per run: when its start was sent (may be NULL) */
+    char err[160];
+};
+
+static void *starter_main(void *arg)
+{
+    struct starter *s = arg;
+    nng_socket sock;
+    int rv = req_open(&sock, s->url);
+    if (rv != 0) {
+        snprintf(s->err, sizeof(s->err), "dial %s: %s", s->url, nng_strerror(rv));
+        return NULL;
+    }
+    struct rc_buf b;
+    rc_buf_init(&b);
+    char id[96];
+    for (uint32_t i = s->first; i < s->last && !rcb_expired();) {
+        uint32_t n = s->last - i < s->batch ? s->last - i : s->batch;
+        rc_buf_reset(&b);
+        rcb_array_header(&b, n);
+        for (uint32_t j = 0; j < n; j++) {
+            rcb_run_id(id, sizeof(id), s->tag, i + j);
+            rcb_ev_encode_start(&b, id, s->timeout_ms);
+        }
+        uint64_t now = rcb_now_ns();
+        if (s->t_sent)
+            for (uint32_t j = 0; j < n; j++)
+                s->t_sent[i + j] = now;
+        uint32_t acc;
+        uint64_t sum;
+        char e[128] = "";
+        rv = req_once(sock, b.data, b.len, &acc, &sum, e, sizeof(e));
+        if (rv != 0) {
+            snprintf(s->err, sizeof(s->err), "start request: %s", nng_strerror(rv));
+            break;
+        }
+        if (acc < n && !s->err[0])
+            snprintf(s->err, sizeof(s->err), "%u of %u starts rejected: %s", n - acc, n, e);
+        s->acked += acc;
+        i += n;
+    }
+    s->t_done = rcb_now_ns();
+    rc_buf_fini(&b);
+    nng_close(sock);
+    return NULL;
+}
+
+uint64_t rcb_start_runs(const char *req_url, const char *run_tag, uint32_t runs,
+                        uint32_t timeout_ms, uint32_t threads, uint32_t batch, uint64_t *t_done,
+                        uint64_t *t_sent, char *err, size_t errlen)
+{
+    if (threads == 0)
+        threads = 1;
+    if (batch == 0)
+        batch = 256;
+    struct starter *s = calloc(threads, sizeof(*s));
+    pthread_t *th = calloc(threads, sizeof(*th));
+    uint32_t per = (runs + threads - 1) / threads;
+    for (uint32_t i = 0; i < threads; i++) {
+        s[i] = (struct starter){.url = req_url,
+                                .tag = run_tag,
+                                .first = i * per < runs ? i * per : runs,
+                                .last = (i + 1) * per < runs ? (i + 1) * per : runs,
+                                .timeout_ms = timeout_ms,
+                                .batch = batch,
+                                .t_sent = t_sent};
+        pthread_create(&th[i], NULL, starter_main, &s[i]);
+    }
+    uint64_t acked = 0;
+    *t_done = 0;
+    if (err)
+        err[0] = 0;
+    for (uint32_t i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        acked += s[i].acked;
+        if (s[i].t_done > *t_done)
+            *t_done = s[i].t_done;
+        if (s[i].err[0] && err && !err[0])
+            snprintf(err, errlen, "%s", s[i].err);
+    }
+    free(s);
+    free(th);
+    return acked;
+}

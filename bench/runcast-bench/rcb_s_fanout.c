@@ -1,0 +1,324 @@
+/*
+ * Scenario `fanout`: WebSocket delivery through the edge (issue 6).
+ *
+ *   W1  1 run, 1 subscriber      latency at 5,000 events/s, then max events/s
+ *   W2  1 run, S subscribers     deliveries/s and latency as the publish rate
+ *                                rises (open loop), then at the maximum
+ *   W3  R runs, 1 subscriber each
+ *
+ * Events go through the publisher library (PUSH, adaptive batching) from one
+ * open-loop thread: event i is due at t0 + i/rate and carries its due time
+ * (CLOCK_MONOTONIC ns) in data[0]; the subscriber records receive time minus
+ * due time, so a stall anywhere (publisher included) counts in full
+ * (coordinated omission corrected).  Subscribers are nng ws dialers with aio
+ * callbacks.  In the same run, the raw nng WebSocket baseline: our own ws
+ * listener sending ev frames of the same size to the same number of
+ * connections as fast as nng sends them.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rcb_nng.h"
+
+struct recv_state {
+    _Atomic uint64_t last_ns; /* relaxed: latest receive time seen (monotonic max is close
+                                 enough: one store per delivery, read after quiescence) */
+};
+
+static void ev_cb(void *arg, uint32_t conn, const struct rcb_msg *m, uint64_t now)
+{
+    struct recv_state *rs = arg;
+    (void)conn;
+    (void)m;
+    uint64_t prev = atomic_load_explicit(&rs->last_ns, memory_order_relaxed);
+    while (now > prev && !atomic_compare_exchange_weak_explicit(
+                             &rs->last_ns, &prev, now, memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+struct step {
+    double offered;   /* events/s published (0: max) */
+    double delivered; /* deliveries/s achieved */
+    uint64_t expect, got;
+    struct rcb_hist h;
+    uint64_t closed;
+};
+
+static enum rcb_pub_mode pub_mode(void)
+{
+#ifdef RCB_HAVE_CLIENT
+    return RCB_PUB_LIB;
+#else
+    return RCB_PUB_RAW;
+#endif
+}
+
+/* One step: publish `events` to runs of tag (round robin) at `rate` (0:
+ * max), wait for every delivery (bounded), measure. */
+static void do_step(struct rcb_broker *b, struct rcb_subs *subs, struct recv_state *rs,
+                    const char *tag, uint32_t runs, uint32_t fan, uint64_t events, double rate,
+                    uint32_t size, struct step *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->offered = rate;
+    struct rcb_subs_stats s0, s1;
+    rcb_subs_stats(subs, &s0);
+    rcb_subs_hist_reset(subs);
+    atomic_store(&rs->last_ns, 0);
+    struct rcb_pubs_cfg c = {.mode = pub_mode(),
+                             .url = b->ingest,
+                             .threads = 1,
+                             .runs = runs,
+                             .run_tag = tag,
+                             .events = events,
+                             .batch = rate > 0 ? 64 : 256,
+                             .size = size,
+                             .rate = rate};
+    struct rcb_pubs_result r;
+    rcb_pubs_run(&c, &r);
+    st->expect = r.events_sent * fan;
+    uint64_t deadline = rcb_now_ns() + 5000000000ull, last_change = rcb_now_ns(), prev = 0;
+    for (;;) {
+        rcb_subs_stats(subs, &s1);
+        uint64_t got = s1.evs - s0.evs;
+        uint64_t now = rcb_now_ns();
+        if (got >= st->expect || now > deadline || rcb_expired())
+            break;
+        if (got != prev) {
+            prev = got;
+            last_change = now;
+        } else if (now - last_change > 2000000000ull) {
+            break; /* nothing more is coming */
+        }
+        rcb_sleep_ns(2000000);
+    }
+    rcb_subs_stats(subs, &s1);
+    st->got = s1.evs - s0.evs;
+    st->closed = s1.closed - s0.closed;
+    uint64_t last = atomic_load(&rs->last_ns);
+    st->delivered = last > r.t_start ? rcb_rate((double)st->got, last - r.t_start) : 0;
+    rcb_subs_hist(subs, &st->h);
+}
+
+static void baseline(uint32_t conns, uint64_t per_conn, uint32_t size, double *rate,
+                     struct rcb_hist *h, char *note, size_t nl)
+{
+    *rate = NAN;
+    note[0] = 0;
+    int port = rcb_free_port();
+    struct rcb_wsbase *w = rcb_wsbase_new(port, size);
+    if (w == NULL) {
+        snprintf(note, nl, "cannot listen");
+        return;
+    }
+    char url[96];
+    snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws", port);
+    struct recv_state rs = {0};
+    struct rcb_subs *s = rcb_subs_new(url, conns, ev_cb, &rs);
+    if (s == NULL || rcb_subs_wait_connected(s, 20000) != 0) {
+        snprintf(note, nl, "connect failed");
+        rcb_subs_free(s);
+        rcb_wsbase_free(w);
+        return;
+    }
+    /* wait for every hello so all connections were accepted */
+    struct rcb_subs_stats st;
+    uint64_t dl = rcb_now_ns() + 10000000000ull;
+    do {
+        rcb_subs_stats(s, &st);
+        if (st.hellos >= conns)
+            break;
+        rcb_sleep_ns(2000000);
+    } while (rcb_now_ns() < dl);
+    rcb_subs_hist_reset(s);
+    uint64_t t0 = rcb_now_ns();
+    rcb_wsbase_go(w, per_conn, 0);
+    uint64_t expect = per_conn * conns, prev = 0, last_change = rcb_now_ns();
+    dl = rcb_now_ns() + 60000000000ull;
+    for (;;) {
+        rcb_subs_stats(s, &st);
+        uint64_t now = rcb_now_ns();
+        if (st.evs >= expect || now > dl || rcb_expired())
+            break;
+        if (st.evs != prev) {
+            prev = st.evs;
+            last_change = now;
+        } else if (now - last_change > 2000000000ull) {
+            break;
+        }
+        rcb_sleep_ns(1000000);
+    }
+    rcb_subs_stats(s, &st);
+    uint64_t last = atomic_load(&rs.last_ns);
+    *rate = last > t0 ? rcb_rate((double)st.evs, last - t0) : 0;
+    rcb_subs_hist(s, h);
+    if (st.evs < expect)
+        snprintf(note, nl, "got %llu of %llu", (unsigned long long)st.evs,
+                 (unsigned long long)expect);
+    else
+        snprintf(note, nl, "%u conns x %llu frames, 1 ev/frame, as fast as nng sends", conns,
+                 (unsigned long long)per_conn);
+    rcb_subs_free(s);
+    rcb_wsbase_free(w);
+}
+
+static bool workload(struct rcb_broker *b, const char *name, uint32_t runs, uint32_t nsubs,
+                     const double *rates, int nrates, double step_s, uint64_t max_events,
+                     uint32_t size, const char *goal_rate, const char *goals[3],
+                     double goal_rate_at)
+{
+    char tag[16], fname[96], note[160];
+    snprintf(tag, sizeof(tag), "%s", name);
+    char err[160];
+    uint64_t t_done;
+    rcb_log("fanout %s: starting %u runs, %u subscribers", name, runs, nsubs);
+    uint64_t started = rcb_start_runs(b->ack, tag, runs, 0, runs > 100 ? 2 : 1, 256, &t_done, NULL,
+                                      err, sizeof(err));
+    if (started < runs) {
+        snprintf(fname, sizeof(fname), "%s", name);
+        rcb_fig_na(fname, "", err[0] ? err : "runs not started");
+        return false;
+    }
+    struct recv_state rs = {0};
+    struct rcb_subs *subs = rcb_subs_new(b->ws_url, nsubs, ev_cb, &rs);
+    if (subs == NULL || rcb_subs_wait_connected(subs, 30000) != 0) {
+        struct rcb_subs_stats st = {0};
+        if (subs)
+            rcb_subs_stats(subs, &st);
+        snprintf(note, sizeof(note), "subscribers: %llu up, %llu failed: %s",
+                 (unsigned long long)st.connected, (unsigned long long)st.failed, st.last_err);
+        rcb_fig_na(name, "", note);
+        rcb_subs_free(subs);
+        return false;
+    }
+    char id[96];
+    for (uint32_t i = 0; i < nsubs; i++) {
+        rcb_run_id(id, sizeof(id), tag, runs == 1 ? 0 : i % runs);
+        rcb_subs_sub(subs, i, id, false);
+    }
+    if (rcb_subs_wait_oks(subs, nsubs, 20000) != 0) {
+        struct rcb_subs_stats st;
+        rcb_subs_stats(subs, &st);
+        snprintf(note, sizeof(note), "%llu of %u subscriptions confirmed; %s",
+                 (unsigned long long)st.oks, nsubs, st.last_err);
+        rcb_fig_na(name, "", note);
+        rcb_subs_free(subs);
+        return false;
+    }
+    uint32_t fan = runs == 1 ? nsubs : 1;
+    double best = 0;
+    for (int i = 0; i < nrates && !rcb_expired(); i++) {
+        struct step st;
+        uint64_t n = (uint64_t)(rates[i] * step_s);
+        if (n < 10)
+            n = 10;
+        rcb_log("fanout %s: %.0f events/s for %.1f s (%llu deliveries expected)", name, rates[i],
+                step_s, (unsigned long long)(n * fan));
+        do_step(b, subs, &rs, tag, runs, fan, n, rates[i], size, &st);
+        snprintf(fname, sizeof(fname), "%s @ %.0f ev/s: deliveries", name, rates[i]);
+        snprintf(note, sizeof(note), "offered %.0f/s; got %llu/%llu%s", rates[i] * fan,
+                 (unsigned long long)st.got, (unsigned long long)st.expect,
+                 st.closed ? "; connections closed!" : "");
+        rcb_fig(fname, st.delivered, "deliv/s", rates[i] == goal_rate_at ? goal_rate : NULL, note);
+        snprintf(fname, sizeof(fname), "%s @ %.0f ev/s:", name, rates[i]);
+        bool goal_here = goal_rate_at <= 0 || rates[i] == goal_rate_at;
+        rcb_fig_latency(fname, &st.h, goal_here ? goals[0] : NULL, goal_here ? goals[1] : NULL,
+                        goal_here ? goals[2] : NULL);
+        if (st.delivered > best)
+            best = st.delivered;
+        if (st.got < st.expect * 9 / 10) {
+            rcb_log("fanout %s: saturated (%.0f%% delivered); no higher steps", name,
+                    100.0 * (double)st.got / (double)(st.expect ? st.expect : 1));
+            break;
+        }
+    }
+    if (max_events > 0 && !rcb_expired()) {
+        struct step st;
+        rcb_log("fanout %s: %llu events as fast as possible", name, (unsigned long long)max_events);
+        do_step(b, subs, &rs, tag, runs, fan, max_events, 0, size, &st);
+        snprintf(fname, sizeof(fname), "%s max: deliveries", name);
+        snprintf(note, sizeof(note), "got %llu/%llu%s", (unsigned long long)st.got,
+                 (unsigned long long)st.expect, st.closed ? "; connections closed!" : "");
+        rcb_fig(fname, st.delivered, "deliv/s", goal_rate, note);
+        if (st.delivered > best)
+            best = st.delivered;
+    }
+    /* the edge's ceiling: raw nng WebSocket, same connection count */
+    double base;
+    struct rcb_hist *bh = rcb_hist_new();
+    uint64_t per = nsubs >= 100 ? (rcb_o.smoke ? 20 : 2000) : (rcb_o.smoke ? 2000 : 200000);
+    rcb_log("fanout %s: raw nng WebSocket baseline, %u connections", name, nsubs);
+    baseline(nsubs, per, size, &base, bh, note, sizeof(note));
+    snprintf(fname, sizeof(fname), "%s raw nng ws: deliveries", name);
+    rcb_fig(fname, base, "deliv/s", "baseline", note);
+    snprintf(fname, sizeof(fname), "%s best / raw nng ws", name);
+    rcb_fig(fname, best / base, "x", NULL, NULL);
+    rcb_hist_free(bh);
+
+    struct rcb_subs_stats st;
+    rcb_subs_stats(subs, &st);
+    if (st.errs)
+        rcb_log("fanout %s: %llu err frames, last: %s", name, (unsigned long long)st.errs,
+                st.last_err);
+    rcb_subs_free(subs);
+    rcb_retire_runs(b->ack, tag, runs);
+    return true;
+}
+
+int rcb_s_fanout(void)
+{
+    bool sm = rcb_o.smoke;
+    const char *w = rcb_o.workload ? rcb_o.workload : "all";
+    uint32_t S = rcb_o.subs ? rcb_o.subs : sm ? 20 : 1000;
+    uint32_t R = rcb_o.runs ? rcb_o.runs : sm ? 20 : 1000;
+    uint32_t size = rcb_o.size ? rcb_o.size : 200;
+    double step = rcb_o.duration_s > 0 ? rcb_o.duration_s : sm ? 0.3 : 3;
+    bool all = strcasecmp(w, "all") == 0;
+
+    rcb_report_begin("fanout", "WebSocket fan-out through the edge vs raw nng WebSocket");
+    rcb_report_param("workload", "%s", w);
+    rcb_report_param("S", "%u", S);
+    rcb_report_param("R", "%u", R);
+    rcb_report_param("size", "%u", size);
+    rcb_report_param("step_s", "%.1f", step);
+    rcb_raise_nofile(65536);
+
+    struct rcb_broker b;
+    char conns[32];
+    snprintf(conns, sizeof(conns), "%u", (S > R ? S : R) + 1000);
+    const char *extra[] = {"--ws-max-conns", conns, "--retention", "2s", NULL};
+    if (rcb_broker_start(&b, extra) != 0) {
+        rcb_report_end(false, "could not start or reach runcastd");
+        return -1;
+    }
+    bool ok = true;
+    if (all || strcasecmp(w, "W1") == 0) {
+        double r1[] = {rcb_o.rate > 0 ? rcb_o.rate : 5000};
+        const char *g[3] = {NULL, "< 1,000 (at 5,000 ev/s)", NULL};
+        ok &=
+            workload(&b, "W1", 1, 1, r1, 1, sm ? step : 5, sm ? 2000 : 300000, size, NULL, g, 5000);
+    }
+    if ((all || strcasecmp(w, "W2") == 0) && !rcb_expired()) {
+        double r2[] = {100, 250, 500, 1000, 2000, 4000};
+        double one[] = {rcb_o.rate};
+        const char *g[3] = {"<= 300 (at <= half max)", "<= 2,000", "<= 10,000"};
+        ok &= workload(&b, "W2", 1, S, rcb_o.rate > 0 ? one : r2, rcb_o.rate > 0 ? 1 : (sm ? 2 : 6),
+                       step, sm ? 100 : 3000, size, ">= 1,000,000", g, 0);
+    }
+    if ((all || strcasecmp(w, "W3") == 0) && !rcb_expired()) {
+        double r3[] = {1000, 5000, 20000, 50000};
+        double one[] = {rcb_o.rate};
+        const char *g[3] = {NULL, NULL, NULL};
+        ok &= workload(&b, "W3", R, R, rcb_o.rate > 0 ? one : r3, rcb_o.rate > 0 ? 1 : (sm ? 1 : 4),
+                       step, sm ? 2000 : 300000, size, NULL, g, 0);
+    }
+    struct rcb_mem m;
+    rcb_broker_mem(&b, &m);
+    rcb_fig("broker RSS at end", m.rss / 1048576.0, "MiB", NULL, NULL);
+    rcb_fig("broker jemalloc allocated at end", m.allocated / 1048576.0, "MiB", NULL, NULL);
+    rcb_broker_stop(&b);
+    rcb_report_end(ok, ok ? NULL : "a workload could not run");
+    return ok ? 0 : -1;
+}

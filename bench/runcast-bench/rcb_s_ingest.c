@@ -1,0 +1,181 @@
+/*
+ * Scenario `ingest`: events/s the broker accepts over PUSH, one event per
+ * message and in batches, against raw nng PUSH/PULL carrying the same
+ * messages to our own PULL sink in the same run (issue 5's goals: >= 150,000
+ * events/s unbatched with several publishers, >= 1,000,000 events/s of
+ * 200-byte events in batches of >= 32, both >= 0.8 of raw).
+ *
+ * Accepted = the broker's events-accepted counter on /metrics reaching the
+ * number sent; time = from the go signal to that moment.  At the end every
+ * run gets an acknowledged `complete`, whose seq confirms through the ack
+ * path how many events each run accepted.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rcb_nng.h"
+
+struct phase_out {
+    double rate;     /* events/s */
+    double accepted; /* events confirmed */
+    double mean_batch;
+    bool ok;
+    char note[128];
+};
+
+static void raw_phase(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
+                      struct phase_out *o)
+{
+    memset(o, 0, sizeof(*o));
+    char url[64];
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", rcb_free_port());
+    struct rcb_sink *k = rcb_sink_new(url, 8);
+    if (k == NULL) {
+        snprintf(o->note, sizeof(o->note), "cannot listen on %s", url);
+        return;
+    }
+    struct rcb_pubs_cfg c = {.mode = RCB_PUB_RAW,
+                             .url = url,
+                             .threads = P,
+                             .runs = R,
+                             .run_tag = "raw",
+                             .events = n,
+                             .batch = batch,
+                             .size = size};
+    struct rcb_pubs_result r;
+    rcb_pubs_run(&c, &r);
+    /* wait for the sink to have every message */
+    uint64_t end = 0, deadline = rcb_now_ns() + 20000000000ull;
+    while (rcb_sink_msgs(k) < r.messages_sent && rcb_now_ns() < deadline && !rcb_expired())
+        rcb_sleep_ns(1000000);
+    end = rcb_now_ns();
+    uint64_t got = rcb_sink_msgs(k);
+    /* the sink counts messages; events = messages * batch (the last may be short) */
+    double events =
+        got >= r.messages_sent ? (double)r.events_sent : (double)got * (batch ? batch : 1);
+    o->accepted = events;
+    o->rate = rcb_rate(events, end - r.t_start);
+    o->mean_batch = r.messages_sent ? (double)r.events_sent / (double)r.messages_sent : 0;
+    o->ok = got >= r.messages_sent && r.errors == 0;
+    if (!o->ok)
+        snprintf(o->note, sizeof(o->note), "sink got %llu/%llu msgs %s", (unsigned long long)got,
+                 (unsigned long long)r.messages_sent, r.err);
+    rcb_sink_free(k);
+}
+
+static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, const char *tag,
+                         uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
+                         struct phase_out *o)
+{
+    memset(o, 0, sizeof(*o));
+    double base = rcb_broker_events_accepted(b);
+    struct rcb_pubs_cfg c = {.mode = mode,
+                             .url = b->ingest,
+                             .threads = P,
+                             .runs = R,
+                             .run_tag = tag,
+                             .events = n,
+                             .batch = batch,
+                             .size = size};
+    struct rcb_pubs_result r;
+    if (rcb_pubs_run(&c, &r) != 0) {
+        snprintf(o->note, sizeof(o->note), "publishers failed: %s", r.err);
+        return;
+    }
+    o->mean_batch = r.messages_sent ? (double)r.events_sent / (double)r.messages_sent : 0;
+    uint64_t end;
+    double seen = NAN;
+    if (!isnan(base)) {
+        end = rcb_wait_accepted(b, base + (double)r.events_sent, rcb_now_ns() + 30000000000ull, 5,
+                                &seen);
+        if (end == 0) {
+            end = rcb_now_ns();
+            snprintf(o->note, sizeof(o->note), "accepted %.0f of %llu sent", seen - base,
+                     (unsigned long long)r.events_sent);
+            o->accepted = seen - base;
+        } else {
+            o->accepted = (double)r.events_sent;
+            o->ok = true;
+        }
+    } else {
+        end = r.t_end;
+        o->accepted = (double)r.events_sent;
+        snprintf(o->note, sizeof(o->note), "no /metrics: publisher-side rate");
+        o->ok = true;
+    }
+    o->rate = rcb_rate(o->accepted, end - r.t_start);
+    if (r.errors)
+        snprintf(o->note + strlen(o->note), sizeof(o->note) - strlen(o->note),
+                 "%s%llu publish errors (%s)", o->note[0] ? "; " : "", (unsigned long long)r.errors,
+                 r.err);
+    /* confirm through the ack path: complete's seq - 1 per run */
+    int64_t by_ack = rcb_retire_runs(b->ack, tag, R < n ? R : (uint32_t)n);
+    if (by_ack >= 0 && (double)by_ack != o->accepted)
+        snprintf(o->note + strlen(o->note), sizeof(o->note) - strlen(o->note),
+                 "%sack path counts %lld", o->note[0] ? "; " : "", (long long)by_ack);
+    else if (by_ack >= 0 && isnan(base))
+        o->accepted = (double)by_ack;
+}
+
+int rcb_s_ingest(void)
+{
+    bool sm = rcb_o.smoke;
+    uint32_t P = rcb_o.publishers ? rcb_o.publishers : sm ? 2 : 4;
+    uint32_t R = rcb_o.runs ? rcb_o.runs : sm ? 4 : 100;
+    uint32_t S = rcb_o.size ? rcb_o.size : 200;
+    uint32_t B = rcb_o.batch ? rcb_o.batch : 64;
+    uint64_t n1 = rcb_o.events ? rcb_o.events : sm ? 2000 : 300000;
+    uint64_t nb = rcb_o.events ? rcb_o.events : sm ? 5000 : 3000000;
+
+    rcb_report_begin("ingest", "fire-and-forget ingest over PUSH vs raw nng PUSH/PULL");
+    rcb_report_param("P", "%u", P);
+    rcb_report_param("R", "%u", R);
+    rcb_report_param("size", "%u", S);
+    rcb_report_param("batch", "%u", B);
+    rcb_report_param("events_unbatched", "%llu", (unsigned long long)n1);
+    rcb_report_param("events_batched", "%llu", (unsigned long long)nb);
+
+    struct rcb_broker b;
+    const char *extra[] = {"--history-max-events", "1000", "--retention", "2s", NULL};
+    if (rcb_broker_start(&b, extra) != 0) {
+        rcb_report_end(false, "could not start or reach runcastd");
+        return -1;
+    }
+    struct rcb_mem m0;
+    rcb_broker_mem(&b, &m0);
+
+    struct phase_out raw1, lib1, rawb, brkb, libb;
+    rcb_log("ingest: raw PUSH/PULL, 1 event/message");
+    raw_phase(P, R, n1, 1, S, &raw1);
+    rcb_log("ingest: broker via publisher library, 1 event/message");
+    broker_phase(&b, RCB_PUB_LIB, "lib1", P, R, n1, 1, S, &lib1);
+    rcb_log("ingest: raw PUSH/PULL, batches of %u", B);
+    raw_phase(P, R, nb, B, S, &rawb);
+    rcb_log("ingest: broker via raw PUSH, batches of %u (the same messages)", B);
+    broker_phase(&b, RCB_PUB_RAW, "rawb", P, R, nb, B, S, &brkb);
+    rcb_log("ingest: broker via publisher library, adaptive batching up to %u", B);
+    broker_phase(&b, RCB_PUB_LIB, "libb", P, R, nb, B, S, &libb);
+
+    struct rcb_mem m1;
+    rcb_broker_mem(&b, &m1);
+    char note[160];
+
+    rcb_fig("raw nng PUSH/PULL, 1 event/msg", raw1.rate, "ev/s", "baseline", raw1.note);
+    snprintf(note, sizeof(note), "ratio %.2f of raw; %s", lib1.rate / raw1.rate, lib1.note);
+    rcb_fig("broker, library, 1 event/msg", lib1.rate, "ev/s", ">= 150,000", note);
+    rcb_fig("  ratio to raw (1 event/msg)", lib1.rate / raw1.rate, "x", ">= 0.8", NULL);
+    rcb_fig("raw nng PUSH/PULL, batches", rawb.rate, "ev/s", "baseline", rawb.note);
+    snprintf(note, sizeof(note), "mean batch %.1f; %s", brkb.mean_batch, brkb.note);
+    rcb_fig("broker, raw PUSH, batches", brkb.rate, "ev/s", ">= 1,000,000", note);
+    rcb_fig("  ratio to raw (batches)", brkb.rate / rawb.rate, "x", ">= 0.8", NULL);
+    snprintf(note, sizeof(note), "mean batch %.1f; %s", libb.mean_batch, libb.note);
+    rcb_fig("broker, library, adaptive batches", libb.rate, "ev/s", ">= 1,000,000", note);
+    rcb_fig("  ratio to raw (batches)", libb.rate / rawb.rate, "x", ">= 0.8", NULL);
+    rcb_fig("broker RSS after", m1.rss / 1048576.0, "MiB", NULL, "process VmRSS");
+    rcb_fig("broker jemalloc allocated after", m1.allocated / 1048576.0, "MiB", NULL, "/metrics");
+    rcb_broker_stop(&b);
+    bool ok = lib1.accepted > 0 && brkb.accepted > 0 && libb.accepted > 0;
+    rcb_report_end(ok, ok ? NULL : "the broker accepted nothing in some phase");
+    return ok ? 0 : -1;
+}

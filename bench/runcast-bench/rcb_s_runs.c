@@ -1,0 +1,206 @@
+/*
+ * Scenario `runs`: N concurrent runs (default 1,000,000), each created by
+ * one `start` event (batched, acknowledged) with its watchdog armed.
+ *
+ *   pass 1  creation rate and broker memory per run (RSS and jemalloc
+ *           allocated, before/after, no subscriber attached); then every run
+ *           is retired with `complete`.
+ *   pass 2  one subscriber `sub all`; N runs with a short per-run watchdog
+ *           (start.timeouts {"*": T}); every run goes silent, and each
+ *           synthesized terminal's arrival is compared with the moment its
+ *           start was sent + T (end-to-end lateness), and its idle_ms with T
+ *           (the broker's own lateness).
+ *
+ * Issue 5's goals: <= 512 bytes per active run, create + arm <= 2 us, the
+ * watchdog never more than one tick late at that scale.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rcb_nng.h"
+
+struct lat {
+    uint32_t T;
+    uint64_t *t_sent; /* per run index */
+    uint32_t n;
+    struct rcb_hist *e2e;   /* arrival - (sent + T); one connection: one callback at a time */
+    struct rcb_hist *idle;  /* idle_ms - T, in ns */
+    _Atomic uint64_t synth; /* synthetic terminals seen */
+    _Atomic uint64_t early; /* arrived before sent + T (should be none) */
+    size_t tag_len;         /* length of the "b<tag>-w-" prefix */
+};
+
+static void ev_cb(void *arg, uint32_t conn, const struct rcb_msg *m, uint64_t now)
+{
+    struct lat *l = arg;
+    (void)conn;
+    if (!m->synthetic || m->run == NULL)
+        return;
+    /* run id "b<tag>-w-<index>" */
+    uint64_t idx = 0;
+    uint32_t i = m->run_len;
+    while (i > 0 && m->run[i - 1] >= '0' && m->run[i - 1] <= '9')
+        i--;
+    for (uint32_t k = i; k < m->run_len; k++)
+        idx = idx * 10 + (uint64_t)(m->run[k] - '0');
+    atomic_fetch_add_explicit(&l->synth, 1, memory_order_relaxed);
+    if (idx >= l->n)
+        return;
+    uint64_t due = l->t_sent[idx] + (uint64_t)l->T * 1000000ull;
+    if (now >= due)
+        rcb_hist_record(l->e2e, now - due);
+    else
+        atomic_fetch_add_explicit(&l->early, 1, memory_order_relaxed);
+    if (m->idle_ms >= l->T)
+        rcb_hist_record(l->idle, (m->idle_ms - l->T) * 1000000ull);
+}
+
+int rcb_s_runs(void)
+{
+    bool sm = rcb_o.smoke;
+    uint32_t N = rcb_o.runs ? rcb_o.runs : sm ? 2000 : 1000000;
+    uint32_t T = rcb_o.timeout_ms ? rcb_o.timeout_ms : sm ? 500 : 10000;
+    uint32_t B = rcb_o.batch ? rcb_o.batch : 1024;
+    uint32_t P = rcb_o.publishers ? rcb_o.publishers : 2;
+
+    rcb_report_begin("runs", "concurrent runs with armed watchdogs");
+    rcb_report_param("N", "%u", N);
+    rcb_report_param("watchdog_ms", "%u", T);
+    rcb_report_param("batch", "%u", B);
+    rcb_report_param("requesters", "%u", P);
+
+    struct rcb_broker b;
+    char maxr[32], qmax[32];
+    snprintf(maxr, sizeof(maxr), "%u", N * 2 + 1000);
+    snprintf(qmax, sizeof(qmax), "%s", "1GiB");
+    const char *extra[] = {"--max-runs",
+                           maxr,
+                           "--retention",
+                           "1s",
+                           "--tombstone-ttl",
+                           "2s",
+                           "--ws-queue-max",
+                           qmax,
+                           "--watchdog-tick",
+                           "10ms",
+                           NULL};
+    if (rcb_broker_start(&b, extra) != 0) {
+        rcb_report_end(false, "could not start or reach runcastd");
+        return -1;
+    }
+    bool ok = true;
+    char err[200], note[256];
+
+    /* ---- pass 1: creation rate and memory per run ---- */
+    rcb_sleep_ns(500000000);
+    struct rcb_mem m0, m1, m2;
+    rcb_broker_mem(&b, &m0);
+    rcb_log("runs: pass 1: creating %u runs (start events in batches of %u)", N, B);
+    uint64_t t0 = rcb_now_ns(), t1;
+    uint64_t made = rcb_start_runs(b.ack, "m", N, 0, P, B, &t1, NULL, err, sizeof(err));
+    double active = rcb_broker_runs_active(&b);
+    rcb_broker_mem(&b, &m1);
+    double rate = rcb_rate((double)made, t1 - t0);
+    rcb_log("runs: %llu created in %.2f s", (unsigned long long)made, (double)(t1 - t0) / 1e9);
+    rcb_fig("runs created (pass 1)", (double)made, "runs", NULL, err[0] ? err : NULL);
+    rcb_fig("creation rate (acknowledged batches)", rate, "runs/s", NULL,
+            "start + watchdog armed, end to end over REQ");
+    rcb_fig("  time per run", rate > 0 ? 1e6 / rate : NAN, "us", "<= 2",
+            "wall time / runs, bench and broker on 2 cores");
+    rcb_fig("broker-reported active runs", active, "runs", NULL, "/metrics");
+    double n = made ? (double)made : NAN;
+    rcb_fig("RSS per run", (m1.rss - m0.rss) / n, "B", "<= 512", "VmRSS delta / N");
+    rcb_fig("allocated per run", (m1.allocated - m0.allocated) / n, "B", "<= 512",
+            "jemalloc allocated delta / N");
+    rcb_fig("broker RSS with N runs", m1.rss / 1048576.0, "MiB", "<= 512 (1M runs)", NULL);
+    rcb_log("runs: retiring pass 1");
+    uint64_t r0 = rcb_now_ns();
+    rcb_retire_runs(b.ack, "m", (uint32_t)made);
+    uint64_t r1 = rcb_now_ns();
+    rcb_fig("retire rate (acked complete)", rcb_rate((double)made, r1 - r0), "runs/s", NULL, NULL);
+    rcb_sleep_ns(sm ? 500000000ull : 3500000000ull); /* retention 1s + tombstone 2s */
+    rcb_broker_mem(&b, &m2);
+    rcb_fig("broker RSS after retiring", m2.rss / 1048576.0, "MiB", NULL, NULL);
+    rcb_fig("allocated after retiring", m2.allocated / 1048576.0, "MiB", NULL, NULL);
+    if (made == 0)
+        ok = false;
+
+    /* ---- pass 2: watchdog lateness ---- */
+    if (!rcb_expired() && made > 0) {
+        struct lat l = {.T = T, .n = N};
+        l.t_sent = calloc(N, sizeof(uint64_t));
+        l.e2e = rcb_hist_new();
+        l.idle = rcb_hist_new();
+        struct rcb_subs *s = rcb_subs_new(b.ws_url, 1, ev_cb, &l);
+        if (s == NULL || rcb_subs_wait_connected(s, 10000) != 0 ||
+            rcb_subs_sub(s, 0, NULL, true) != 0 || rcb_subs_wait_oks(s, 1, 10000) != 0) {
+            struct rcb_subs_stats st = {0};
+            if (s)
+                rcb_subs_stats(s, &st);
+            rcb_fig_na("watchdog lateness", "ms",
+                       st.last_err[0] ? st.last_err : "subscriber failed");
+            ok = false;
+        } else {
+            rcb_log("runs: pass 2: %u runs with a %u ms watchdog, subscribed to all", N, T);
+            uint64_t a0 = rcb_now_ns(), a1;
+            err[0] = 0;
+            uint64_t made2 =
+                rcb_start_runs(b.ack, "w", N, T, P, B, &a1, l.t_sent, err, sizeof(err));
+            uint64_t deadline = a1 + (uint64_t)T * 1000000ull + 30000000000ull;
+            uint64_t prev = 0, last_change = rcb_now_ns();
+            while (atomic_load(&l.synth) < made2 && rcb_now_ns() < deadline && !rcb_expired()) {
+                uint64_t v = atomic_load(&l.synth);
+                if (v != prev) {
+                    prev = v;
+                    last_change = rcb_now_ns();
+                } else if (rcb_now_ns() - last_change > (uint64_t)T * 1000000ull + 5000000000ull) {
+                    break;
+                }
+                rcb_sleep_ns(10000000);
+            }
+            rcb_sleep_ns(100000000);
+            double creation_s = (double)(a1 - a0) / 1e9;
+            snprintf(note, sizeof(note), "of %llu runs; creation took %.1f s vs T %.1f s",
+                     (unsigned long long)made2, creation_s, T / 1000.0);
+            rcb_fig("synthesized terminals received", (double)atomic_load(&l.synth), "runs", NULL,
+                    note);
+            snprintf(note, sizeof(note), "arrival - (start sent + T); %llu early",
+                     (unsigned long long)atomic_load(&l.early));
+            if (l.e2e->count) {
+                rcb_fig("watchdog lateness p50 (end to end)", (double)rcb_hist_pct(l.e2e, 50) / 1e6,
+                        "ms", NULL, note);
+                rcb_fig("watchdog lateness p99 (end to end)", (double)rcb_hist_pct(l.e2e, 99) / 1e6,
+                        "ms", NULL, NULL);
+                rcb_fig("watchdog lateness max (end to end)", (double)l.e2e->max / 1e6, "ms", NULL,
+                        NULL);
+            } else {
+                rcb_fig_na("watchdog lateness (end to end)", "ms", "no synthetic terminals");
+            }
+            if (l.idle->count) {
+                rcb_fig("broker idle_ms - T p50", (double)rcb_hist_pct(l.idle, 50) / 1e6, "ms",
+                        "<= 1 tick (10 ms)", "from the terminal's data.idle_ms");
+                rcb_fig("broker idle_ms - T p99", (double)rcb_hist_pct(l.idle, 99) / 1e6, "ms",
+                        "<= 1 tick (10 ms)", NULL);
+                rcb_fig("broker idle_ms - T max", (double)l.idle->max / 1e6, "ms",
+                        "<= 1 tick (10 ms)", NULL);
+            } else {
+                rcb_fig_na("broker idle_ms - T", "ms", "no idle_ms in the terminals");
+            }
+            struct rcb_subs_stats st;
+            rcb_subs_stats(s, &st);
+            if (st.closed)
+                rcb_log("runs: the subscriber was closed (%s)", st.last_err);
+            if (atomic_load(&l.synth) == 0)
+                ok = false;
+        }
+        rcb_subs_free(s);
+        rcb_hist_free(l.e2e);
+        rcb_hist_free(l.idle);
+        free(l.t_sent);
+    }
+    rcb_broker_stop(&b);
+    rcb_report_end(ok, ok ? NULL : "runs could not be created or no watchdog fired");
+    return ok ? 0 : -1;
+}
