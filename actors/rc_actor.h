@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rc_wheel.h"
+
 struct rc_actor_system;
 struct rc_actor;
 struct rc_msg;
@@ -102,6 +104,10 @@ void rc_actor_stop(struct rc_actor *a, int reason);
 
 /* The system an actor belongs to. */
 struct rc_actor_system *rc_actor_system_of(const struct rc_actor *a);
+/* The name given at spawn (may be NULL). */
+const char *rc_actor_name(const struct rc_actor *a);
+/* True once the actor has begun its stop: sends fail from then on. */
+bool rc_actor_stopped(const struct rc_actor *a);
 
 /* ---- Monitors ---- */
 
@@ -162,13 +168,11 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
  */
 struct rc_timer {
     /* owned by the system's timer wheel; opaque to users */
-    struct rc_timer *next, *prev;
-    uint64_t expires; /* in ticks */
-    struct rc_actor *owner;
-    uint64_t arg;
-    uint32_t gen;
-    uint32_t level_slot;
-    bool armed;
+    struct rc_wheel_timer wt; /* protected by the system's timer lock */
+    struct rc_actor *owner;   /* set by rc_timer_init; not held */
+    uint64_t arg;             /* set by rc_timer_init */
+    uint32_t gen;             /* written under the timer lock with __atomic
+                                 stores; read lock-free by rc_timer_msg_current */
 };
 
 struct rc_msg_timer {
@@ -186,6 +190,8 @@ int rc_timer_arm(struct rc_actor_system *sys, struct rc_timer *t, uint64_t delay
 /* Cancels t if armed; a message already sent becomes stale. */
 void rc_timer_cancel(struct rc_actor_system *sys, struct rc_timer *t);
 bool rc_timer_msg_current(const struct rc_msg_timer *m);
+/* Whether t is armed (not yet expired or cancelled); takes the timer lock. */
+bool rc_timer_armed(struct rc_actor_system *sys, const struct rc_timer *t);
 
 /* ---- Supervision (one-for-one, Erlang/OTP style) ---- */
 
@@ -212,6 +218,8 @@ int rc_supervisor_add_child(struct rc_supervisor *sup, const char *name, rc_chil
 /* The child's current actor (held; release it), or NULL. */
 struct rc_actor *rc_supervisor_child(struct rc_supervisor *sup, const char *name);
 uint32_t rc_supervisor_restarts(const struct rc_supervisor *sup);
+/* True once the intensity was exceeded (giveup called). */
+bool rc_supervisor_gave_up(struct rc_supervisor *sup);
 /* Stops the children (reason 0, not restarted) and frees the supervisor. */
 void rc_supervisor_free(struct rc_supervisor *sup);
 

@@ -1,0 +1,131 @@
+/*
+ * rc_actor_internal: the structures shared by the runtime's own files
+ * (rc_actor.c: actors, mailboxes, scheduler, monitors, system;
+ * rc_timer.c: the timer thread).  Not for users of the library.
+ */
+#ifndef RC_ACTOR_INTERNAL_H
+#define RC_ACTOR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "rc_actor.h"
+#include "rc_wheel.h"
+
+#define RC_CACHELINE 64
+
+/*
+ * The actor's count word: the low 48 bits count messages accepted by send
+ * and not yet finished by a turn; the high bits carry the stop state.  The
+ * word is the scheduling token: whoever moves it from "no work" (count 0 and
+ * no STOP_REQ) to "work" queues the actor, and only the worker running the
+ * actor moves it back (see rc_actor.c, "The scheduling rule").
+ */
+#define RC_ACTOR_COUNT_MASK ((UINT64_C(1) << 48) - 1)
+#define RC_ACTOR_CLAIM      (UINT64_C(1) << 60) /* a stop reason was chosen */
+#define RC_ACTOR_STOP_REQ   (UINT64_C(1) << 61) /* stop requested: run the stop */
+#define RC_ACTOR_CLOSED     (UINT64_C(1) << 62) /* sends fail from here on */
+#define RC_ACTOR_WORK       (RC_ACTOR_COUNT_MASK | RC_ACTOR_STOP_REQ)
+
+struct rc_actor {
+    /* Senders' side. */
+    _Atomic uint64_t count;      /* the token word above */
+    struct rc_msg *_Atomic head; /* mailbox: last message pushed (Vyukov) */
+    /* The side of the worker that holds the token (one at a time). */
+    struct rc_msg *tail;         /* mailbox: next to pop; token holder only */
+    struct rc_msg stub;          /* mailbox stub node */
+    rc_actor_behaviour fn;       /* immutable after spawn */
+    void *state;                 /* token holder only */
+    rc_actor_fini fini;          /* immutable after spawn */
+    struct rc_actor_system *sys; /* immutable after spawn */
+    const char *name;            /* immutable after spawn */
+    struct rc_actor *run_next;   /* inject queue link; sys->inject_mtx */
+    struct rc_actor *reg_prev;   /* live list; sys->reg_mtx */
+    struct rc_actor *reg_next;   /* live list; sys->reg_mtx */
+    struct rc_msg *monitors;     /* DOWN records to send; monitor stripe lock */
+    _Atomic uint32_t refs;       /* handle references */
+    uint32_t mailbox_limit;      /* immutable after spawn */
+    int exit_reason;             /* written by the stop winner before
+                                    STOP_REQ (release); read after it (acquire) */
+    bool down;                   /* stopped and monitors sent; stripe lock */
+};
+
+/* A worker's run queue: a bounded ring with one producer (the owning
+ * worker) and many consumers (the owner and thieves), FIFO. */
+#define RC_RUNQ_CAP 1024u
+
+struct rc_runq {
+    _Atomic uint64_t head; /* next to take; CAS by any consumer */
+    char pad0[RC_CACHELINE - sizeof(uint64_t)];
+    _Atomic uint64_t tail; /* next free; written by the owner only */
+    char pad1[RC_CACHELINE - sizeof(uint64_t)];
+    struct rc_actor *_Atomic buf[RC_RUNQ_CAP];
+};
+
+struct rc_worker {
+    struct rc_runq q;
+    struct rc_actor_system *sys;
+    uint32_t index;
+    pthread_t thread;
+    uint64_t rng;             /* owner only */
+    uint64_t turns;           /* owner only */
+    struct rc_msg *cur_msg;   /* owner only: the message being handled */
+    bool kept;                /* owner only: rc_msg_keep(cur_msg) called */
+    _Atomic uint64_t handled; /* owner writes (relaxed), stats read */
+    _Atomic uint64_t steals;  /* owner writes (relaxed), stats read */
+} __attribute__((aligned(RC_CACHELINE)));
+
+#define RC_MON_STRIPES 64u
+
+struct rc_actor_system {
+    uint32_t nworkers; /* immutable after new */
+    uint32_t batch;    /* immutable after new */
+    uint64_t tick_ns;  /* immutable after new */
+    struct rc_worker *workers;
+
+    /* The inject queue: actors made runnable by threads that are not this
+     * system's workers (and local overflow). */
+    pthread_mutex_t inject_mtx;
+    struct rc_actor *inject_head; /* inject_mtx */
+    struct rc_actor *inject_tail; /* inject_mtx */
+    _Atomic uint64_t inject_len;  /* written under inject_mtx; read as a hint */
+
+    /* Sleeping workers. */
+    pthread_mutex_t sleep_mtx;
+    pthread_cond_t sleep_cv;
+    _Atomic uint32_t nsleeping;  /* changed under sleep_mtx; read lock-free by wakers */
+    uint32_t wake_tokens;        /* sleep_mtx */
+    bool exiting;                /* sleep_mtx: workers leave when idle */
+    _Atomic uint64_t fence_word; /* TSan builds: stands in for seq_cst fences */
+
+    /* Live actors, for system stop. */
+    pthread_mutex_t reg_mtx;
+    pthread_cond_t reg_cv;
+    struct rc_actor *reg_head; /* reg_mtx */
+    uint64_t reg_live;         /* reg_mtx */
+    bool stopping;             /* reg_mtx: spawn fails */
+    bool started;              /* reg_mtx */
+    bool joined;               /* reg_mtx */
+    _Atomic uint64_t actors_live;
+    _Atomic uint64_t overloads;
+
+    /* Monitor lists, striped by target address. */
+    pthread_mutex_t mon_mtx[RC_MON_STRIPES];
+
+    /* Timers (rc_timer.c). */
+    pthread_mutex_t timer_mtx;
+    pthread_cond_t timer_cv;  /* CLOCK_MONOTONIC */
+    struct rc_wheel wheel;    /* timer_mtx */
+    uint64_t timer_wake_tick; /* timer_mtx: tick the timer thread sleeps until */
+    bool timer_exit;          /* timer_mtx */
+    bool timer_running;       /* owned by start/stop */
+    pthread_t timer_thread;
+};
+
+/* rc_timer.c */
+int rc__timer_sys_init(struct rc_actor_system *sys);
+void rc__timer_sys_fini(struct rc_actor_system *sys);
+int rc__timer_start(struct rc_actor_system *sys);
+void rc__timer_stop(struct rc_actor_system *sys);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * rc_timer: actor timers.  One rc_wheel per system behind timer_mtx, driven
+ * by one timer thread that sleeps until the wheel's next event (or forever
+ * when no timer is armed) and sends an rc_msg_timer to the owner of each
+ * expired timer.  The expired timers are collected under the lock (owner
+ * held, generation copied) and the messages are allocated and sent after it
+ * is released, so the lock is held only for wheel operations.
+ *
+ * Never early: a timer armed at time t for d ms gets expiry tick
+ * ceil((t + d) / tick), and tick k is processed only once the monotonic
+ * clock has reached k * tick.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "rc_actor_internal.h"
+#include "rc_alloc.h"
+#include "rc_clock.h"
+#include "rc_error.h"
+
+/* Delays above this are clamped (~34 years): keeps the tick arithmetic far
+ * from overflow. */
+#define RC_TIMER_MAX_DELAY_MS (UINT64_C(1) << 40)
+
+struct expired {
+    struct rc_actor *owner; /* held */
+    struct rc_timer *timer;
+    uint64_t arg;
+    uint32_t gen;
+};
+
+struct collect {
+    struct expired *v;
+    size_t n, cap;
+    size_t lost; /* no memory to record an expiry */
+};
+
+static uint64_t now_tick(const struct rc_actor_system *sys)
+{
+    return rc_clock_mono_ns() / sys->tick_ns;
+}
+
+int rc__timer_sys_init(struct rc_actor_system *sys)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int e = pthread_cond_init(&sys->timer_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (e != 0)
+        return RC_ENOMEM;
+    pthread_mutex_init(&sys->timer_mtx, NULL);
+    rc_wheel_init(&sys->wheel, now_tick(sys));
+    sys->timer_wake_tick = RC_WHEEL_NEVER;
+    return RC_OK;
+}
+
+void rc__timer_sys_fini(struct rc_actor_system *sys)
+{
+    pthread_cond_destroy(&sys->timer_cv);
+    pthread_mutex_destroy(&sys->timer_mtx);
+}
+
+static void collect_cb(struct rc_wheel_timer *wt, uint64_t tick, void *ctx)
+{
+    struct collect *c = ctx;
+    struct rc_timer *t = (struct rc_timer *)wt; /* wt is the first member */
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        struct expired *v = rc_realloc(c->v, cap * sizeof(*v));
+        if (!v) {
+            c->lost++;
+            return;
+        }
+        c->v = v;
+        c->cap = cap;
+    }
+    /* The owner is alive: it must cancel its timers before it stops, and
+     * cancel needs the lock we hold.  Hold it for the send after unlock. */
+    struct expired *x = &c->v[c->n++];
+    x->owner = rc_actor_hold(t->owner);
+    x->timer = t;
+    x->arg = t->arg;
+    x->gen = __atomic_load_n(&t->gen, __ATOMIC_RELAXED); /* under timer_mtx */
+}
+
+static void deliver(struct collect *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        struct expired *x = &c->v[i];
+        struct rc_msg_timer *m =
+            (struct rc_msg_timer *)rc_msg_new(sizeof(struct rc_msg_timer), RC_MSG_TIMER);
+        if (m) {
+            m->timer = x->timer;
+            m->arg = x->arg;
+            m->gen = x->gen;
+            if (rc_actor_send(x->owner, &m->hdr) != RC_OK)
+                rc_msg_free(&m->hdr); /* the owner has stopped */
+        }
+        rc_actor_release(x->owner);
+    }
+    c->n = 0;
+}
+
+static void *timer_main(void *arg)
+{
+    struct rc_actor_system *sys = arg;
+    struct collect c = {0};
+    pthread_mutex_lock(&sys->timer_mtx);
+    while (!sys->timer_exit) {
+        rc_wheel_advance(&sys->wheel, now_tick(sys), collect_cb, &c);
+        if (c.n > 0) {
+            /* Arms during delivery need not signal: we look again after. */
+            sys->timer_wake_tick = 0;
+            pthread_mutex_unlock(&sys->timer_mtx);
+            deliver(&c);
+            pthread_mutex_lock(&sys->timer_mtx);
+            continue;
+        }
+        uint64_t next = rc_wheel_next(&sys->wheel);
+        sys->timer_wake_tick = next;
+        if (next == RC_WHEEL_NEVER) {
+            pthread_cond_wait(&sys->timer_cv, &sys->timer_mtx);
+        } else {
+            uint64_t ns = next * sys->tick_ns;
+            struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+                                  .tv_nsec = (long)(ns % 1000000000u)};
+            pthread_cond_timedwait(&sys->timer_cv, &sys->timer_mtx, &ts);
+        }
+    }
+    pthread_mutex_unlock(&sys->timer_mtx);
+    rc_free(c.v);
+    return NULL;
+}
+
+int rc__timer_start(struct rc_actor_system *sys)
+{
+    sys->timer_exit = false;
+    if (pthread_create(&sys->timer_thread, NULL, timer_main, sys) != 0)
+        return RC_ENOMEM;
+    sys->timer_running = true;
+    return RC_OK;
+}
+
+void rc__timer_stop(struct rc_actor_system *sys)
+{
+    if (!sys->timer_running)
+        return;
+    pthread_mutex_lock(&sys->timer_mtx);
+    sys->timer_exit = true;
+    pthread_cond_signal(&sys->timer_cv);
+    pthread_mutex_unlock(&sys->timer_mtx);
+    pthread_join(sys->timer_thread, NULL);
+    sys->timer_running = false;
+}
+
+void rc_timer_init(struct rc_timer *t, struct rc_actor *owner, uint64_t arg)
+{
+    rc_wheel_timer_init(&t->wt);
+    t->owner = owner;
+    t->arg = arg;
+    t->gen = 0;
+}
+
+int rc_timer_arm(struct rc_actor_system *sys, struct rc_timer *t, uint64_t delay_ms)
+{
+    if (!sys || !t || !t->owner)
+        return RC_EINVAL;
+    if (delay_ms > RC_TIMER_MAX_DELAY_MS)
+        delay_ms = RC_TIMER_MAX_DELAY_MS;
+    /* The first tick whose start is at or after now + delay. */
+    uint64_t at = rc_clock_mono_ns() + delay_ms * 1000000u;
+    uint64_t expires = (at + sys->tick_ns - 1) / sys->tick_ns;
+    pthread_mutex_lock(&sys->timer_mtx);
+    rc_wheel_del(&sys->wheel, &t->wt);
+    /* relaxed: written under timer_mtx; rc_timer_msg_current reads it
+     * without the lock and only compares. */
+    __atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELAXED);
+    rc_wheel_add(&sys->wheel, &t->wt, expires);
+    bool wake = expires < sys->timer_wake_tick;
+    if (wake)
+        sys->timer_wake_tick = expires;
+    pthread_mutex_unlock(&sys->timer_mtx);
+    if (wake)
+        pthread_cond_signal(&sys->timer_cv);
+    return RC_OK;
+}
+
+void rc_timer_cancel(struct rc_actor_system *sys, struct rc_timer *t)
+{
+    if (!sys || !t)
+        return;
+    pthread_mutex_lock(&sys->timer_mtx);
+    rc_wheel_del(&sys->wheel, &t->wt);
+    /* relaxed: as in rc_timer_arm; makes a message in flight stale. */
+    __atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&sys->timer_mtx);
+}
+
+bool rc_timer_armed(struct rc_actor_system *sys, const struct rc_timer *t)
+{
+    pthread_mutex_lock(&sys->timer_mtx);
+    bool armed = rc_wheel_pending(&t->wt);
+    pthread_mutex_unlock(&sys->timer_mtx);
+    return armed;
+}
+
+bool rc_timer_msg_current(const struct rc_msg_timer *m)
+{
+    /* relaxed: see rc_timer_arm. */
+    return __atomic_load_n(&m->timer->gen, __ATOMIC_RELAXED) == m->gen;
+}

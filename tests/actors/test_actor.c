@@ -1,0 +1,653 @@
+/*
+ * Tests of rc_actor: delivery (no loss, no duplicates, per-sender order,
+ * one thread at a time), fairness, backpressure, keep/resend, stop and
+ * monitors, system stop with work pending, and an idle system's CPU use.
+ * Every test builds its own system inside the test body (Criterion forks).
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+
+#include "rc_actor.h"
+#include "rc_alloc.h"
+#include "rc_clock.h"
+#include "rc_error.h"
+
+/* Waits up to ms for *v to reach want (polling: tests only). */
+static bool wait_u64(_Atomic uint64_t *v, uint64_t want, uint64_t ms)
+{
+    uint64_t end = rc_clock_mono_ms() + ms;
+    while (atomic_load(v) < want) {
+        if (rc_clock_mono_ms() > end)
+            return false;
+        rc_clock_sleep_ms(1);
+    }
+    return true;
+}
+
+static struct rc_actor_system *new_sys(uint32_t workers, uint32_t batch)
+{
+    struct rc_actor_system *sys = NULL;
+    struct rc_actor_system_opts o = {.workers = workers, .batch = batch};
+    cr_assert_eq(rc_actor_system_new(&sys, &o), RC_OK);
+    return sys;
+}
+
+/* ---- delivery ---- */
+
+#define P 4
+#define K 8
+
+struct seq_msg {
+    struct rc_msg hdr;
+    uint32_t producer;
+    uint64_t seq;
+};
+
+struct counter_state {
+    _Atomic int guard; /* >0 while a thread runs the behaviour */
+    uint64_t count;    /* owner only */
+    uint64_t last[P];  /* last seq + 1 per producer; owner only */
+    bool order_broken; /* owner only */
+    bool overlap;      /* set if two threads ever ran at once */
+    _Atomic uint64_t *total;
+};
+
+static void counter_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct counter_state *s = st;
+    if (atomic_fetch_add(&s->guard, 1) != 0)
+        s->overlap = true;
+    struct seq_msg *m = (struct seq_msg *)msg;
+    if (m->seq + 1 <= s->last[m->producer])
+        s->order_broken = true;
+    s->last[m->producer] = m->seq + 1;
+    s->count++;
+    atomic_fetch_add(s->total, 1);
+    atomic_fetch_sub(&s->guard, 1);
+}
+
+struct producer {
+    pthread_t th;
+    uint32_t id;
+    uint64_t m;
+    struct rc_actor **actors;
+};
+
+static void *producer_main(void *arg)
+{
+    struct producer *p = arg;
+    for (uint64_t i = 0; i < p->m; i++) {
+        /* Spread a producer's messages over the actors; per (producer,
+         * actor) the seq must arrive increasing. */
+        struct seq_msg *m = (struct seq_msg *)rc_msg_new(sizeof(*m), 1);
+        cr_assert_not_null(m);
+        m->producer = p->id;
+        m->seq = i;
+        cr_assert_eq(rc_actor_send(p->actors[(i * 7 + p->id) % K], &m->hdr), RC_OK);
+    }
+    return NULL;
+}
+
+static void run_counts(uint32_t workers, uint32_t batch, uint64_t m)
+{
+    struct rc_actor_system *sys = new_sys(workers, batch);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    _Atomic uint64_t total = 0;
+    static struct counter_state st[K];
+    memset(st, 0, sizeof(st));
+    struct rc_actor *actors[K];
+    for (int k = 0; k < K; k++) {
+        st[k].total = &total;
+        cr_assert_eq(rc_actor_spawn(sys, counter_fn, &st[k], NULL, NULL, &actors[k]), RC_OK);
+    }
+    struct producer prod[P];
+    for (uint32_t i = 0; i < P; i++) {
+        prod[i] = (struct producer){.id = i, .m = m, .actors = actors};
+        pthread_create(&prod[i].th, NULL, producer_main, &prod[i]);
+    }
+    for (int i = 0; i < P; i++)
+        pthread_join(prod[i].th, NULL);
+    cr_assert(wait_u64(&total, P * m, 20000), "handled %lu of %lu",
+              (unsigned long)atomic_load(&total), (unsigned long)(P * m));
+    rc_actor_system_stop(sys);
+    uint64_t sum = 0;
+    for (int k = 0; k < K; k++) {
+        cr_assert(!st[k].overlap, "actor %d ran on two threads at once", k);
+        cr_assert(!st[k].order_broken, "actor %d saw a producer's messages out of order", k);
+        sum += st[k].count;
+    }
+    cr_assert_eq(sum, P * m, "no loss, no duplicates");
+    cr_assert_eq(atomic_load(&total), P * m);
+    struct rc_actor_system_stats stats;
+    rc_actor_system_stats(sys, &stats);
+    cr_assert_eq(stats.messages_handled, P * m);
+    cr_assert_eq(stats.actors_live, 0);
+    for (int k = 0; k < K; k++)
+        rc_actor_release(actors[k]);
+    rc_actor_system_free(sys);
+}
+
+Test(actor, exact_counts_and_order_two_workers, .timeout = 60)
+{
+    run_counts(2, 64, 20000);
+}
+
+Test(actor, exact_counts_and_order_small_batch_many_workers, .timeout = 60)
+{
+    run_counts(4, 1, 5000);
+}
+
+/* Actors sending to actors: a chain of hops from worker threads, checked
+ * for exact counts and single-threadedness. */
+struct hop_msg {
+    struct rc_msg hdr;
+    uint32_t hops;
+};
+
+struct ring_state {
+    _Atomic int guard;
+    bool overlap;
+    struct rc_actor *next;
+    _Atomic uint64_t *arrived; /* messages that finished their hops */
+    _Atomic uint64_t *handled;
+};
+
+static void ring_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct ring_state *s = st;
+    if (atomic_fetch_add(&s->guard, 1) != 0)
+        s->overlap = true;
+    atomic_fetch_add(s->handled, 1);
+    struct hop_msg *m = (struct hop_msg *)msg;
+    if (m->hops == 0) {
+        atomic_fetch_add(s->arrived, 1);
+    } else {
+        m->hops--;
+        rc_msg_keep(msg); /* pooled: the same message goes round */
+        cr_assert_eq(rc_actor_send(s->next, msg), RC_OK);
+    }
+    atomic_fetch_sub(&s->guard, 1);
+}
+
+static int frees;
+static void count_free(struct rc_msg *m)
+{
+    __atomic_add_fetch(&frees, 1, __ATOMIC_RELAXED);
+    rc_free(m);
+}
+
+Test(actor, ring_with_kept_messages)
+{
+    enum { N = 50, MSGS = 20, HOPS = 2000 };
+    struct rc_actor_system *sys = new_sys(2, 8);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    _Atomic uint64_t arrived = 0, handled = 0;
+    static struct ring_state st[N];
+    memset(st, 0, sizeof(st));
+    struct rc_actor *a[N];
+    for (int i = 0; i < N; i++) {
+        st[i].arrived = &arrived;
+        st[i].handled = &handled;
+        cr_assert_eq(rc_actor_spawn(sys, ring_fn, &st[i], NULL, NULL, &a[i]), RC_OK);
+    }
+    for (int i = 0; i < N; i++)
+        st[i].next = a[(i + 1) % N];
+    frees = 0;
+    for (int i = 0; i < MSGS; i++) {
+        struct hop_msg *m = (struct hop_msg *)rc_msg_new(sizeof(*m), 1);
+        m->hdr.free_fn = count_free;
+        m->hops = HOPS;
+        cr_assert_eq(rc_actor_send(a[(i * 13) % N], &m->hdr), RC_OK);
+    }
+    cr_assert(wait_u64(&arrived, MSGS, 20000));
+    rc_actor_system_stop(sys);
+    cr_assert_eq(atomic_load(&handled), (uint64_t)MSGS * (HOPS + 1));
+    cr_assert_eq(__atomic_load_n(&frees, __ATOMIC_RELAXED), MSGS, "each message freed once");
+    for (int i = 0; i < N; i++) {
+        cr_assert(!st[i].overlap);
+        rc_actor_release(a[i]);
+    }
+    rc_actor_system_free(sys);
+}
+
+/* ---- fairness ---- */
+
+struct fair_state {
+    _Atomic uint64_t *a_count; /* messages A has handled */
+    _Atomic uint64_t *b_seen;  /* A's count when B ran, + 1 */
+    struct rc_actor *b;
+    uint64_t flood_until; /* A re-sends to itself until it handled this many */
+    uint64_t poke_at;     /* A pokes B after handling this many */
+};
+
+static void fair_a(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct fair_state *s = st;
+    uint64_t n = atomic_fetch_add(s->a_count, 1) + 1;
+    if (s->poke_at && n == s->poke_at)
+        cr_assert_eq(rc_actor_send(s->b, rc_msg_new(sizeof(struct rc_msg), 2)), RC_OK);
+    if (n < s->flood_until) {
+        rc_msg_keep(msg);
+        cr_assert_eq(rc_actor_send(self, msg), RC_OK);
+    }
+}
+
+static void fair_b(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct fair_state *s = st;
+    atomic_store(s->b_seen, atomic_load(s->a_count) + 1);
+}
+
+/* Messages queued for A before B's one: B runs after at most one batch of A. */
+Test(actor, fairness_preloaded_flood)
+{
+    enum { BATCH = 16 };
+    for (uint32_t workers = 1; workers <= 2; workers++) {
+        struct rc_actor_system *sys = new_sys(workers, BATCH);
+        _Atomic uint64_t a_count = 0, b_seen = 0;
+        struct fair_state s = {.a_count = &a_count, .b_seen = &b_seen};
+        struct rc_actor *a, *b;
+        cr_assert_eq(rc_actor_spawn(sys, fair_a, &s, NULL, NULL, &a), RC_OK);
+        cr_assert_eq(rc_actor_spawn(sys, fair_b, &s, NULL, NULL, &b), RC_OK);
+        for (int i = 0; i < 1000; i++)
+            cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+        cr_assert_eq(rc_actor_send(b, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+        cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+        cr_assert(wait_u64(&b_seen, 1, 5000));
+        cr_assert(wait_u64(&a_count, 1000, 5000));
+        uint64_t at = atomic_load(&b_seen) - 1;
+        cr_assert_leq(at, BATCH, "B ran after A handled %lu (> one batch)", (unsigned long)at);
+        rc_actor_system_stop(sys);
+        rc_actor_release(a);
+        rc_actor_release(b);
+        rc_actor_system_free(sys);
+    }
+}
+
+/* A floods itself from a worker and wakes B mid-flood: B runs within one
+ * batch of A after being woken. */
+Test(actor, fairness_self_flood)
+{
+    enum { BATCH = 32, POKE = 500 };
+    for (uint32_t workers = 1; workers <= 2; workers++) {
+        struct rc_actor_system *sys = new_sys(workers, BATCH);
+        cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+        _Atomic uint64_t a_count = 0, b_seen = 0;
+        struct fair_state s = {
+            .a_count = &a_count, .b_seen = &b_seen, .flood_until = 20000, .poke_at = POKE};
+        struct rc_actor *a, *b;
+        cr_assert_eq(rc_actor_spawn(sys, fair_b, &s, NULL, NULL, &b), RC_OK);
+        s.b = b;
+        cr_assert_eq(rc_actor_spawn(sys, fair_a, &s, NULL, NULL, &a), RC_OK);
+        /* Several messages in A's mailbox so each turn is a full batch. */
+        for (int i = 0; i < 4 * BATCH; i++)
+            cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+        cr_assert(wait_u64(&b_seen, 1, 5000));
+        uint64_t at = atomic_load(&b_seen) - 1;
+        cr_assert_geq(at, POKE);
+        cr_assert_leq(at, POKE + BATCH, "B ran after A handled %lu", (unsigned long)at);
+        rc_actor_system_stop(sys);
+        rc_actor_release(a);
+        rc_actor_release(b);
+        rc_actor_system_free(sys);
+    }
+}
+
+/* ---- backpressure ---- */
+
+static void nop_fn(struct rc_actor *self, void *st, struct rc_msg *msg) {}
+
+Test(actor, try_send_refuses_over_limit)
+{
+    struct rc_actor_system *sys = new_sys(1, 0);
+    struct rc_actor *a;
+    struct rc_actor_opts o = {.mailbox_limit = 10, .name = "limited"};
+    cr_assert_eq(rc_actor_spawn(sys, nop_fn, NULL, NULL, &o, &a), RC_OK);
+    cr_assert_str_eq(rc_actor_name(a), "limited");
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(rc_actor_try_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert(rc_actor_overloaded(a));
+    cr_assert_eq(rc_actor_mailbox_len(a), 10);
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+    cr_assert_eq(rc_actor_try_send(a, m), RC_EOVERLOAD);
+    cr_assert_eq(rc_actor_send(a, m), RC_OK, "send ignores the limit");
+    cr_assert_eq(rc_actor_mailbox_len(a), 11);
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.overloads, 1);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    uint64_t end = rc_clock_mono_ms() + 5000;
+    while (rc_actor_mailbox_len(a) > 0 && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+    cr_assert_eq(rc_actor_mailbox_len(a), 0);
+    cr_assert(!rc_actor_overloaded(a));
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
+/* ---- stop and monitors ---- */
+
+struct stop_state {
+    _Atomic uint64_t handled;
+    _Atomic int fini_reason;
+    _Atomic int fini_calls;
+    _Atomic int fini_on_worker; /* fini ran on a thread other than the test's */
+    pthread_t test_thread;
+};
+
+static void stop_fini(void *st, int reason)
+{
+    struct stop_state *s = st;
+    atomic_store(&s->fini_reason, reason);
+    atomic_store(&s->fini_on_worker, !pthread_equal(pthread_self(), s->test_thread));
+    atomic_fetch_add(&s->fini_calls, 1);
+}
+
+static void stop_count_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct stop_state *s = st;
+    atomic_fetch_add(&s->handled, 1);
+    rc_clock_sleep_ms(1);
+}
+
+Test(actor, stop_drops_queued_messages_and_runs_fini)
+{
+    struct rc_actor_system *sys = new_sys(2, 0);
+    struct stop_state s = {.test_thread = pthread_self()};
+    struct rc_actor *a;
+    cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, &s, stop_fini, NULL, &a), RC_OK);
+    frees = 0;
+    for (int i = 0; i < 1000; i++) {
+        struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+        m->free_fn = count_free;
+        cr_assert_eq(rc_actor_send(a, m), RC_OK);
+    }
+    rc_actor_stop(a, -77);
+    rc_actor_stop(a, -78); /* the first reason wins */
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    uint64_t end = rc_clock_mono_ms() + 5000;
+    while (atomic_load(&s.fini_calls) == 0 && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+    cr_assert_eq(atomic_load(&s.fini_calls), 1);
+    cr_assert_eq(atomic_load(&s.fini_reason), -77);
+    cr_assert(atomic_load(&s.fini_on_worker));
+    cr_assert_eq(atomic_load(&s.handled), 0, "stop comes before queued messages");
+    cr_assert_eq(__atomic_load_n(&frees, __ATOMIC_RELAXED), 1000, "every queued message freed");
+    cr_assert(rc_actor_stopped(a));
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+    cr_assert_eq(rc_actor_send(a, m), RC_ECLOSED);
+    rc_msg_free(m); /* the caller kept it */
+    rc_actor_system_stop(sys);
+    cr_assert_eq(atomic_load(&s.fini_calls), 1);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
+/* Senders race a stop: every message send accepted is handled or freed
+ * exactly once, every refused one stays with its sender. */
+struct race_sender {
+    pthread_t th;
+    struct rc_actor *to;
+    _Atomic uint64_t accepted;
+};
+
+static _Atomic uint64_t race_freed, race_handled;
+
+static void race_free(struct rc_msg *m)
+{
+    atomic_fetch_add(&race_freed, 1);
+    rc_free(m);
+}
+
+static void race_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    atomic_fetch_add(&race_handled, 1);
+}
+
+static void *race_main(void *arg)
+{
+    struct race_sender *r = arg;
+    for (int i = 0; i < 200000; i++) {
+        struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+        m->free_fn = race_free;
+        if (rc_actor_send(r->to, m) != RC_OK) {
+            rc_free(m); /* ours: not counted */
+            break;
+        }
+        atomic_fetch_add(&r->accepted, 1);
+    }
+    return NULL;
+}
+
+Test(actor, send_racing_stop_never_leaks, .timeout = 60)
+{
+    for (int round = 0; round < 5; round++) {
+        atomic_store(&race_freed, 0);
+        atomic_store(&race_handled, 0);
+        struct rc_actor_system *sys = new_sys(2, 0);
+        cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+        struct rc_actor *a;
+        cr_assert_eq(rc_actor_spawn(sys, race_fn, NULL, NULL, NULL, &a), RC_OK);
+        struct race_sender r[3];
+        for (int i = 0; i < 3; i++) {
+            r[i] = (struct race_sender){.to = a};
+            pthread_create(&r[i].th, NULL, race_main, &r[i]);
+        }
+        rc_clock_sleep_ms(2 + round * 3);
+        rc_actor_stop(a, 1);
+        uint64_t accepted = 0;
+        for (int i = 0; i < 3; i++) {
+            pthread_join(r[i].th, NULL);
+            accepted += atomic_load(&r[i].accepted);
+        }
+        rc_actor_system_stop(sys);
+        /* Handled messages are freed by the runtime too (through free_fn). */
+        cr_assert_eq(atomic_load(&race_freed), accepted, "freed %lu, accepted %lu",
+                     (unsigned long)atomic_load(&race_freed), (unsigned long)accepted);
+        cr_assert_leq(atomic_load(&race_handled), accepted);
+        rc_actor_release(a);
+        rc_actor_system_free(sys);
+    }
+}
+
+struct watch_state {
+    _Atomic int downs;
+    _Atomic int reason;
+    _Atomic uint64_t tag;
+    struct rc_actor *_Atomic who;
+};
+
+static void watch_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct watch_state *s = st;
+    if (msg->type != RC_MSG_DOWN)
+        return;
+    struct rc_msg_down *d = (struct rc_msg_down *)msg;
+    atomic_store(&s->reason, d->reason);
+    atomic_store(&s->tag, d->tag);
+    atomic_store(&s->who, d->actor);
+    atomic_fetch_add(&s->downs, 1);
+}
+
+static bool wait_int(_Atomic int *v, int want, uint64_t ms)
+{
+    uint64_t end = rc_clock_mono_ms() + ms;
+    while (atomic_load(v) < want) {
+        if (rc_clock_mono_ms() > end)
+            return false;
+        rc_clock_sleep_ms(1);
+    }
+    return true;
+}
+
+Test(actor, monitor_gets_down_with_reason)
+{
+    struct rc_actor_system *sys = new_sys(2, 0);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct watch_state ws = {0};
+    struct stop_state ts = {.test_thread = pthread_self()};
+    struct rc_actor *w, *t;
+    cr_assert_eq(rc_actor_spawn(sys, watch_fn, &ws, NULL, NULL, &w), RC_OK);
+    cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, &ts, stop_fini, NULL, &t), RC_OK);
+    cr_assert_eq(rc_actor_monitor(w, t, 99), RC_OK);
+    rc_actor_stop(t, -42);
+    cr_assert(wait_int(&ws.downs, 1, 5000));
+    cr_assert_eq(atomic_load(&ws.reason), -42);
+    cr_assert_eq(atomic_load(&ws.tag), 99);
+    cr_assert_eq(atomic_load(&ws.who), t);
+    cr_assert_eq(atomic_load(&ts.fini_calls), 1, "fini runs before monitors hear");
+    /* Monitoring a stopped actor: DOWN at once. */
+    cr_assert_eq(rc_actor_monitor(w, t, 7), RC_OK);
+    cr_assert(wait_int(&ws.downs, 2, 5000));
+    cr_assert_eq(atomic_load(&ws.tag), 7);
+    cr_assert_eq(atomic_load(&ws.reason), -42);
+    rc_clock_sleep_ms(20);
+    cr_assert_eq(atomic_load(&ws.downs), 2, "exactly one DOWN per monitor");
+    rc_actor_system_stop(sys);
+    rc_actor_release(w);
+    rc_actor_release(t);
+    rc_actor_system_free(sys);
+}
+
+/* A self-stop from inside the behaviour. */
+static void self_stop_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct stop_state *s = st;
+    atomic_fetch_add(&s->handled, 1);
+    if (msg->type == 9)
+        rc_actor_stop(self, 5);
+}
+
+Test(actor, self_stop_finishes_current_message_only)
+{
+    struct rc_actor_system *sys = new_sys(1, 0);
+    struct stop_state s = {.test_thread = pthread_self()};
+    struct rc_actor *a;
+    cr_assert_eq(rc_actor_spawn(sys, self_stop_fn, &s, stop_fini, NULL, &a), RC_OK);
+    for (int i = 0; i < 10; i++)
+        rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), i == 3 ? 9 : 1));
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    cr_assert(wait_int(&s.fini_calls, 1, 5000));
+    cr_assert_eq(atomic_load(&s.handled), 4);
+    cr_assert_eq(atomic_load(&s.fini_reason), 5);
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
+/* ---- system stop with work pending ---- */
+
+struct busy_state {
+    struct rc_actor *peer;
+    _Atomic int *finis;
+};
+
+static void busy_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct busy_state *s = st;
+    /* Bounce forever between peers; when the peer is gone, drop it. */
+    rc_msg_keep(msg);
+    if (rc_actor_send(s->peer, msg) != RC_OK)
+        rc_msg_free(msg);
+}
+
+static void busy_fini(void *st, int reason)
+{
+    struct busy_state *s = st;
+    cr_assert_eq(reason, RC_ESHUTDOWN);
+    atomic_fetch_add(s->finis, 1);
+}
+
+Test(actor, system_stop_with_work_pending_frees_everything)
+{
+    enum { N = 64, MSGS = 200 };
+    struct rc_actor_system *sys = new_sys(2, 0);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    _Atomic int finis = 0;
+    static struct busy_state st[N];
+    struct rc_actor *a[N];
+    for (int i = 0; i < N; i++) {
+        st[i].finis = &finis;
+        cr_assert_eq(rc_actor_spawn(sys, busy_fn, &st[i], busy_fini, NULL, &a[i]), RC_OK);
+    }
+    for (int i = 0; i < N; i++)
+        st[i].peer = a[(i + 1) % N];
+    frees = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < MSGS; j++) {
+            struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+            m->free_fn = count_free;
+            cr_assert_eq(rc_actor_send(a[i], m), RC_OK);
+        }
+    /* And some that will never run before the stop. */
+    rc_clock_sleep_ms(20);
+    rc_actor_system_stop(sys);
+    cr_assert_eq(atomic_load(&finis), N);
+    cr_assert_eq(__atomic_load_n(&frees, __ATOMIC_RELAXED), N * MSGS);
+    struct rc_actor *late;
+    cr_assert_eq(rc_actor_spawn(sys, nop_fn, NULL, NULL, NULL, &late), RC_ECLOSED);
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+    cr_assert_eq(rc_actor_send(a[0], m), RC_ECLOSED);
+    rc_msg_free(m);
+    rc_actor_system_stop(sys); /* twice is fine */
+    rc_actor_system_free(sys);
+    /* Handles outlive the system; releasing them frees them. */
+    for (int i = 0; i < N; i++)
+        rc_actor_release(a[i]);
+}
+
+Test(actor, stop_never_started_system)
+{
+    struct rc_actor_system *sys = new_sys(2, 0);
+    struct stop_state s = {.test_thread = pthread_self()};
+    struct rc_actor *a;
+    cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, &s, stop_fini, NULL, &a), RC_OK);
+    frees = 0;
+    for (int i = 0; i < 10; i++) {
+        struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+        m->free_fn = count_free;
+        rc_actor_send(a, m);
+    }
+    rc_actor_system_stop(sys);
+    cr_assert_eq(atomic_load(&s.fini_calls), 1);
+    cr_assert_eq(atomic_load(&s.fini_reason), RC_ESHUTDOWN);
+    cr_assert_eq(__atomic_load_n(&frees, __ATOMIC_RELAXED), 10);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+    rc_actor_system_free(NULL);
+    rc_actor_release(NULL);
+}
+
+/* ---- idle ---- */
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+Test(actor, idle_system_uses_no_cpu)
+{
+    struct rc_actor_system *sys = new_sys(8, 0);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor *a[16];
+    for (int i = 0; i < 16; i++)
+        cr_assert_eq(rc_actor_spawn(sys, nop_fn, NULL, NULL, NULL, &a[i]), RC_OK);
+    for (int i = 0; i < 16; i++)
+        rc_actor_send(a[i], rc_msg_new(sizeof(struct rc_msg), 1));
+    rc_clock_sleep_ms(100); /* let the workers go to sleep */
+    double before = cpu_seconds();
+    rc_clock_sleep_ms(1000);
+    double used = cpu_seconds() - before;
+    /* Generous: a spinning worker would burn ~1 s per core. */
+    cr_assert_lt(used, 0.05, "idle system used %.3f s of CPU in 1 s", used);
+    rc_actor_system_stop(sys);
+    for (int i = 0; i < 16; i++)
+        rc_actor_release(a[i]);
+    rc_actor_system_free(sys);
+}
