@@ -1396,6 +1396,13 @@ int rc_config_dump(const struct rc_config *cfg, FILE *out)
 
 /* ---- helpers for consumers ---- */
 
+void rc_config_apply_logging(const struct rc_config *cfg, FILE *out)
+{
+    rc_log_init(out, cfg->log_level, cfg->log_format);
+    rc_log_set_ratelimit_default(cfg->log_ratelimit > UINT32_MAX ? UINT32_MAX
+                                                                 : (uint32_t)cfg->log_ratelimit);
+}
+
 uint64_t rc_config_phase_timeout_ms(const struct rc_config *cfg, const char *phase,
                                     size_t phase_len)
 {

@@ -20,6 +20,11 @@
  * The option table inside rc_config.c is the single source of truth: it
  * drives parsing, validation, --help, the environment names and the sample
  * config (deploy/runcast.conf is checked against it by tests/config).
+ *
+ * Threads: loading happens once, on the main thread, before anything starts;
+ * afterwards the struct is read-only and shared by every thread without
+ * locking (it must outlive them).  Only the log level changes at run time,
+ * and that lives in rc_log, not here.
  */
 #ifndef RC_CONFIG_H
 #define RC_CONFIG_H
@@ -190,6 +195,11 @@ const struct rc_config_option *rc_config_option_at(size_t i);
 const struct rc_config_option *rc_config_option_find(const char *name);
 
 /* ---- Helpers for the modules that consume the configuration ---- */
+
+/* Sets up rc_log from cfg: output (NULL: stderr), --log-level (also the level
+ * SIGHUP restores), --log-format and --log-ratelimit.  Signal handlers are
+ * separate (rc_log_install_signals). */
+void rc_config_apply_logging(const struct rc_config *cfg, FILE *out);
 
 /* The idle timeout of a phase: its --phase-timeout, else --watchdog. */
 uint64_t rc_config_phase_timeout_ms(const struct rc_config *cfg, const char *phase,

@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -961,4 +962,33 @@ Test(config, docs_list_every_option)
         }
     }
     free(text);
+}
+
+Test(config, apply_logging)
+{
+    struct rc_config c;
+    char err[ERRLEN];
+    char *argv[] = {"runcastd", "--log-level=error", "--log-format=json", "--log-ratelimit=1",
+                    NULL};
+    cr_assert_eq(load(&c, argv, empty_env, err), 0, "%s", err);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    rc_config_apply_logging(&c, f);
+    cr_assert_eq(rc_log_get_level(), RC_LOG_ERROR);
+    cr_assert_eq(rc_log_get_format(), RC_LOG_JSON);
+    rc_log(RC_LOG_WARN, "t", NULL, NULL, "filtered");
+    for (int i = 0; i < 3; i++)
+        RC_LOG_RATELIMITED(RC_LOG_ERROR, "t", NULL, NULL, "limited %d", i);
+    /* SIGHUP restores the configured level */
+    rc_log_set_level(RC_LOG_DEBUG);
+    rc_log_signal(SIGHUP);
+    cr_assert_eq(rc_log_get_level(), RC_LOG_ERROR);
+    rc_log_init(NULL, RC_LOG_INFO, RC_LOG_TEXT);
+    fclose(f);
+    cr_assert(strstr(buf, "filtered") == NULL);
+    cr_assert(strstr(buf, "\"msg\":\"limited 0\"") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "limited 1") == NULL, "%s", buf);
+    free(buf);
+    rc_config_fini(&c);
 }
