@@ -1,0 +1,341 @@
+/*
+ * rc_broker: wires the actor system, the run registry, the metrics, the
+ * supervisor and the nng ingress together (see rc_broker.h).
+ */
+#include "rc_broker.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "rc_alloc.h"
+#include "rc_clock.h"
+#include "rc_config.h"
+#include "rc_error.h"
+#include "rc_ingest.h"
+#include "rc_ingress.h"
+#include "rc_log.h"
+#include "rc_run.h"
+
+struct rc_broker {
+    const struct rc_config *cfg;
+    struct rc_actor_system *sys;
+    struct rc_runs *runs;
+    struct rc_metrics metrics;
+    uint64_t epoch;
+    struct rc_supervisor *sup;
+    pthread_mutex_t mtx;      /* protects ings, n_ings, cur */
+    struct rc_ingress **ings; /* every instance opened (freed at stop) */
+    size_t n_ings, cap_ings;
+    struct rc_ingress *cur; /* the live one */
+    atomic_bool accepting;  /* release at start/quiesce, acquire per message */
+    atomic_bool serving;    /* relaxed: a health flag */
+    bool started, stopped;  /* caller's thread only */
+    int64_t started_at;
+    char err[256];
+    rc_broker_fatal_cb fatal;
+    void *fatal_arg;
+};
+
+static uint64_t derive_epoch(void)
+{
+    uint16_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint16_t)rc_clock_mono_ns();
+    return (uint64_t)rc_clock_wall_ms() * 1024u + (r & 1023u);
+}
+
+int rc_broker_new(const struct rc_config *cfg, struct rc_broker **out)
+{
+    struct rc_broker *b = rc_calloc(1, sizeof(*b));
+    if (!b)
+        return RC_ENOMEM;
+    b->cfg = cfg;
+    rc_metrics_init(&b->metrics);
+    b->epoch = cfg->epoch ? cfg->epoch : derive_epoch();
+    pthread_mutex_init(&b->mtx, NULL);
+    atomic_init(&b->accepting, false);
+    atomic_init(&b->serving, false);
+    struct rc_actor_system_opts o = {
+        .workers = rc_config_workers(cfg),
+        .batch = (uint32_t)cfg->actor_batch,
+        .tick_ms = (uint32_t)cfg->watchdog_tick_ms,
+    };
+    int rc = rc_actor_system_new(&b->sys, &o);
+    if (rc == 0)
+        rc = rc_runs_new(b->sys, cfg, &b->metrics, b->epoch, &b->runs);
+    if (rc != 0) {
+        rc_broker_free(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+const char *rc_broker_error(const struct rc_broker *b)
+{
+    return b->err;
+}
+
+void rc_broker_set_fatal_cb(struct rc_broker *b, rc_broker_fatal_cb cb, void *arg)
+{
+    b->fatal = cb;
+    b->fatal_arg = arg;
+}
+
+static void giveup_cb(void *arg, const char *child, int reason)
+{
+    struct rc_broker *b = arg;
+    rc_log(RC_LOG_CRITICAL, "supervisor", NULL, NULL,
+           "%s failed more than %llu times within %llu ms (last: %s); giving up", child,
+           (unsigned long long)b->cfg->restart_intensity,
+           (unsigned long long)b->cfg->restart_period_ms, rc_error_name(reason));
+    if (b->fatal)
+        b->fatal(b->fatal_arg, child, reason);
+}
+
+/* ---- the ingress as a supervised child ---- */
+
+static void ingress_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
+{
+    if (msg->type == RC_MSG_INGRESS_FAIL)
+        rc_actor_stop(self, RC_EIO);
+}
+
+static void ingress_fini(void *state, int reason)
+{
+    rc_ingress_close(state);
+}
+
+static struct rc_actor *ingress_start(void *arg)
+{
+    struct rc_broker *b = arg;
+    struct rc_ingress_env env = {
+        .runs = b->runs,
+        .metrics = &b->metrics,
+        .cfg = b->cfg,
+        .epoch = b->epoch,
+        .accepting = &b->accepting,
+    };
+    struct rc_ingress *ing = NULL;
+    char err[sizeof(b->err)] = "";
+    int rc = rc_ingress_open(&env, &ing, err, sizeof(err));
+    if (rc != 0) {
+        pthread_mutex_lock(&b->mtx);
+        snprintf(b->err, sizeof(b->err), "%s", err);
+        pthread_mutex_unlock(&b->mtx);
+        rc_log(RC_LOG_ERROR, "ingress", NULL, NULL, "%s", err);
+        return NULL;
+    }
+    pthread_mutex_lock(&b->mtx);
+    if (b->n_ings == b->cap_ings) {
+        size_t nc = b->cap_ings ? b->cap_ings * 2 : 4;
+        struct rc_ingress **nv = rc_realloc(b->ings, nc * sizeof(*nv));
+        if (!nv) {
+            pthread_mutex_unlock(&b->mtx);
+            rc_ingress_free(ing);
+            return NULL;
+        }
+        b->ings = nv;
+        b->cap_ings = nc;
+    }
+    b->ings[b->n_ings++] = ing;
+    b->cur = ing;
+    pthread_mutex_unlock(&b->mtx);
+    struct rc_actor *a = NULL;
+    struct rc_actor_opts o = {.mailbox_limit = 0, .name = "ingress"};
+    if (rc_actor_spawn(b->sys, ingress_behaviour, ing, ingress_fini, &o, &a) != 0) {
+        rc_ingress_close(ing);
+        return NULL;
+    }
+    rc_ingress_set_owner(ing, a);
+    return a;
+}
+
+int rc_broker_start(struct rc_broker *b)
+{
+    if (b->started)
+        return RC_ESTATE;
+    b->err[0] = 0;
+    int rc = rc_actor_system_start(b->sys);
+    if (rc != 0) {
+        snprintf(b->err, sizeof(b->err), "start the actor system: %s", rc_error_message(rc));
+        return rc;
+    }
+    b->started = true;
+    b->started_at = rc_clock_wall_ms();
+    struct rc_supervisor_opts so = {
+        .max_restarts = (uint32_t)b->cfg->restart_intensity,
+        .period_ms = (uint32_t)b->cfg->restart_period_ms,
+        .giveup = giveup_cb,
+        .giveup_arg = b,
+    };
+    rc = rc_supervisor_new(b->sys, &so, &b->sup);
+    if (rc != 0) {
+        snprintf(b->err, sizeof(b->err), "start the supervisor: %s", rc_error_message(rc));
+        return rc;
+    }
+    /* release: the first messages' acquire loads see everything above */
+    atomic_store_explicit(&b->accepting, true, memory_order_release);
+    rc = rc_supervisor_add_child(b->sup, "ingress", ingress_start, b);
+    if (rc != 0) {
+        atomic_store_explicit(&b->accepting, false, memory_order_release);
+        if (!b->err[0])
+            snprintf(b->err, sizeof(b->err), "start the ingress: %s", rc_error_message(rc));
+        return rc;
+    }
+    atomic_store_explicit(&b->serving, true, memory_order_relaxed);
+    return 0;
+}
+
+int rc_broker_supervise(struct rc_broker *b, const char *name, rc_child_start_fn start, void *arg)
+{
+    if (!b->sup)
+        return RC_ESTATE;
+    return rc_supervisor_add_child(b->sup, name, start, arg);
+}
+
+int rc_broker_quiesce(struct rc_broker *b, uint64_t timeout_ms)
+{
+    /* release: pairs with the acquire per received message */
+    atomic_store_explicit(&b->accepting, false, memory_order_release);
+    atomic_store_explicit(&b->serving, false, memory_order_relaxed);
+    uint64_t end = rc_clock_mono_ms() + timeout_ms;
+    while (rc_runs_inflight(b->runs) > 0) {
+        if (rc_clock_mono_ms() >= end)
+            return RC_ETIMEDOUT;
+        rc_clock_sleep_ms(1);
+    }
+    return 0;
+}
+
+void rc_broker_stop(struct rc_broker *b)
+{
+    if (!b || b->stopped)
+        return;
+    b->stopped = true;
+    atomic_store_explicit(&b->accepting, false, memory_order_release);
+    atomic_store_explicit(&b->serving, false, memory_order_relaxed);
+    pthread_mutex_lock(&b->mtx);
+    for (size_t i = 0; i < b->n_ings; i++)
+        rc_ingress_close(b->ings[i]); /* no new messages; pending acks fail to send */
+    pthread_mutex_unlock(&b->mtx);
+    if (b->sup) {
+        rc_supervisor_free(b->sup);
+        b->sup = NULL;
+    }
+    if (b->runs)
+        rc_runs_close(b->runs);
+    if (b->sys)
+        rc_actor_system_stop(b->sys);
+    pthread_mutex_lock(&b->mtx);
+    for (size_t i = 0; i < b->n_ings; i++)
+        rc_ingress_free(b->ings[i]);
+    b->n_ings = 0;
+    b->cur = NULL;
+    pthread_mutex_unlock(&b->mtx);
+}
+
+void rc_broker_free(struct rc_broker *b)
+{
+    if (!b)
+        return;
+    rc_broker_stop(b);
+    rc_runs_free(b->runs);
+    rc_actor_system_free(b->sys);
+    rc_free(b->ings);
+    pthread_mutex_destroy(&b->mtx);
+    rc_free(b);
+}
+
+struct rc_runs *rc_broker_runs(struct rc_broker *b)
+{
+    return b->runs;
+}
+struct rc_metrics *rc_broker_metrics(struct rc_broker *b)
+{
+    return &b->metrics;
+}
+struct rc_actor_system *rc_broker_system(struct rc_broker *b)
+{
+    return b->sys;
+}
+const struct rc_config *rc_broker_config(const struct rc_broker *b)
+{
+    return b->cfg;
+}
+uint64_t rc_broker_epoch(const struct rc_broker *b)
+{
+    return b->epoch;
+}
+bool rc_broker_serving(const struct rc_broker *b)
+{
+    /* relaxed: a health flag */
+    return atomic_load_explicit((atomic_bool *)&b->serving, memory_order_relaxed);
+}
+int64_t rc_broker_started_at(const struct rc_broker *b)
+{
+    return b->started_at;
+}
+
+const char *rc_broker_listen_url(const struct rc_broker *b, enum rc_ingest_kind kind, size_t i)
+{
+    struct rc_broker *mb = (struct rc_broker *)b;
+    pthread_mutex_lock(&mb->mtx);
+    const char *u = rc_ingress_url(mb->cur, kind, i);
+    pthread_mutex_unlock(&mb->mtx);
+    return u;
+}
+
+/* ---- in-process publishing ---- */
+
+struct pub_ctx {
+    rc_publish_done_cb done;
+    void *arg;
+};
+
+static void pub_complete(struct rc_ack *ack)
+{
+    struct pub_ctx *p = ack->arg;
+    p->done(p->arg, ack->results, ack->n);
+    rc_free(p);
+    rc_ack_free(ack);
+}
+
+static struct rc_ack *pub_ack_for(void *arg, uint32_t n)
+{
+    return rc_ack_new(n, pub_complete, arg);
+}
+
+int rc_broker_publish(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
+                      rc_publish_done_cb done, void *arg)
+{
+    /* acquire: pairs with the release stores at start/quiesce */
+    if (!atomic_load_explicit(&b->accepting, memory_order_acquire))
+        return RC_ESHUTDOWN;
+    struct rc_ingest_buf *ib = rc_ingest_buf_copy(buf, len);
+    if (!ib)
+        return RC_ENOMEM;
+    struct pub_ctx *p = NULL;
+    if (done) {
+        p = rc_malloc(sizeof(*p));
+        if (!p) {
+            rc_ingest_buf_release(ib);
+            return RC_ENOMEM;
+        }
+        p->done = done;
+        p->arg = arg;
+    }
+    struct rc_ingest_ctx c;
+    rc_ingest_ctx_init(&c, b->runs, &b->metrics, RC_INGEST_INPROC, NULL);
+    rc_ingest_dispatch(&c, ib, pipe, p ? pub_ack_for : NULL, p);
+    rc_ingest_ctx_fini(&c);
+    return 0;
+}
+
+void rc_broker_pipe_closed(struct rc_broker *b, uint32_t pipe)
+{
+    rc_metric_add(&b->metrics.pipes_closed, 1);
+    rc_runs_pipe_closed(b->runs, pipe);
+}

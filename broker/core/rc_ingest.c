@@ -1,0 +1,342 @@
+/*
+ * rc_ingest: decode, validate, group by run, hand off (see rc_ingest.h).
+ */
+#include "rc_ingest.h"
+
+#include <inttypes.h>
+#include <msgpack.h>
+#include <string.h>
+
+#include "rc_alloc.h"
+#include "rc_clock.h"
+#include "rc_config.h"
+#include "rc_error.h"
+#include "rc_log.h"
+
+struct rc_ingest_err {
+    uint32_t index;
+    struct rc_proto_error err;
+};
+
+void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
+                        enum rc_ingest_kind kind, rc_ingest_peer_fn peer)
+{
+    memset(c, 0, sizeof(*c));
+    c->runs = runs;
+    c->metrics = m;
+    c->kind = kind;
+    c->peer = peer;
+}
+
+void rc_ingest_ctx_fini(struct rc_ingest_ctx *c)
+{
+    rc_free(c->slots);
+    rc_free(c->errs);
+    rc_free(c->group);
+    c->slots = NULL;
+    c->errs = NULL;
+    c->group = NULL;
+}
+
+static void on_element(void *arg, uint32_t index, const struct rc_event *ev,
+                       const struct rc_proto_error *err)
+{
+    struct rc_ingest_ctx *c = arg;
+    if (ev) {
+        if (c->n == c->cap) {
+            uint32_t nc = c->cap ? c->cap * 2 : 8;
+            struct rc_ev_slot *ns = rc_realloc(c->slots, nc * sizeof(*ns));
+            if (!ns)
+                goto nomem;
+            c->slots = ns;
+            c->cap = nc;
+        }
+        struct rc_ev_slot *s = &c->slots[c->n++];
+        s->index = index;
+        s->hash = rc_runs_hash(ev->run.ptr, ev->run.len);
+        rc_ev_pack(s, ev);
+        return;
+    }
+    if (c->n_errs == c->cap_errs) {
+        uint32_t nc = c->cap_errs ? c->cap_errs * 2 : 4;
+        struct rc_ingest_err *ne = rc_realloc(c->errs, nc * sizeof(*ne));
+        if (!ne)
+            return; /* the element gets no specific answer: see dispatch */
+        c->errs = ne;
+        c->cap_errs = nc;
+    }
+    c->errs[c->n_errs].index = index;
+    c->errs[c->n_errs].err = *err;
+    c->n_errs++;
+    return;
+nomem:
+    if (c->n_errs < c->cap_errs) {
+        struct rc_ingest_err *e = &c->errs[c->n_errs++];
+        memset(e, 0, sizeof(*e));
+        e->index = index;
+        e->err.code = RC_PROTO_OVERLOADED;
+        snprintf(e->err.reason, sizeof(e->err.reason), "out of memory");
+    }
+}
+
+/* Error path only: finds element index of the message and reads its run and
+ * type strings (if any), to recognise a terminal that failed validation. */
+static bool peek_element(const uint8_t *buf, size_t len, uint32_t index, char *run, size_t run_cap,
+                         char *type, size_t type_cap)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    bool ok = false;
+    if (msgpack_unpack_next(&u, (const char *)buf, len, &off) != MSGPACK_UNPACK_SUCCESS)
+        goto out;
+    msgpack_object o = u.data;
+    if (o.type == MSGPACK_OBJECT_ARRAY) {
+        if (index >= o.via.array.size)
+            goto out;
+        o = o.via.array.ptr[index];
+    }
+    if (o.type != MSGPACK_OBJECT_MAP)
+        goto out;
+    run[0] = type[0] = 0;
+    for (uint32_t i = 0; i < o.via.map.size; i++) {
+        msgpack_object_kv *kv = &o.via.map.ptr[i];
+        if (kv->key.type != MSGPACK_OBJECT_STR || kv->val.type != MSGPACK_OBJECT_STR)
+            continue;
+        char *dst = NULL;
+        size_t cap = 0;
+        if (kv->key.via.str.size == 3 && memcmp(kv->key.via.str.ptr, "run", 3) == 0) {
+            dst = run;
+            cap = run_cap;
+        } else if (kv->key.via.str.size == 4 && memcmp(kv->key.via.str.ptr, "type", 4) == 0) {
+            dst = type;
+            cap = type_cap;
+        }
+        if (!dst)
+            continue;
+        size_t n = kv->val.via.str.size < cap - 1 ? kv->val.via.str.size : cap - 1;
+        memcpy(dst, kv->val.via.str.ptr, n);
+        dst[n] = 0;
+        for (size_t k = 0; k < n; k++) /* keep the log line printable */
+            if ((unsigned char)dst[k] < 0x20 || (unsigned char)dst[k] >= 0x7f)
+                dst[k] = '?';
+    }
+    ok = true;
+out:
+    msgpack_unpacked_destroy(&u);
+    return ok;
+}
+
+static void report_error(struct rc_ingest_ctx *c, const struct rc_ingest_buf *buf, uint32_t pipe,
+                         const struct rc_ingest_err *e, bool whole)
+{
+    char peer[96] = "inproc";
+    if (c->peer && rc_log_enabled(RC_LOG_WARN))
+        c->peer(pipe, peer, sizeof(peer));
+    if (!whole) {
+        char run[130], type[40];
+        if (peek_element(buf->data, buf->len, e->index, run, sizeof(run), type, sizeof(type)) &&
+            (strcmp(type, "complete") == 0 || strcmp(type, "error") == 0)) {
+            rc_metric_add(&c->metrics->terminal_rejected, 1);
+            rc_log(RC_LOG_CRITICAL, "ingress", run[0] ? run : NULL, NULL,
+                   "terminal event (%s) rejected by validation, the run stays open: %s%s%s: %s "
+                   "(from %s)",
+                   type, rc_proto_code_name(e->err.code), e->err.field ? " field " : "",
+                   e->err.field ? e->err.field : "", e->err.reason, peer);
+            return;
+        }
+    }
+    RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", NULL, NULL,
+                       "%s %s rejected from %s (%s): %s%s%s: %s", whole ? "message" : "event",
+                       whole ? "" : "in batch", peer, rc_ingest_kind_name(c->kind),
+                       rc_proto_code_name(e->err.code), e->err.field ? " field " : "",
+                       e->err.field ? e->err.field : "", e->err.reason);
+}
+
+void rc_ingest_refuse(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, enum rc_proto_code code,
+                      const char *message, rc_ingest_ack_fn ack_for, void *arg)
+{
+    rc_metric_add(&c->metrics->messages_rejected, 1);
+    rc_metric_add(&c->metrics->events_rejected[code], 1);
+    struct rc_ack *ack = ack_for ? ack_for(arg, 1) : NULL;
+    if (ack) {
+        rc_ack_set_code(ack, 0, code, message);
+        rc_ack_done(ack);
+    }
+    rc_ingest_buf_release(buf);
+}
+
+static bool same_run(const struct rc_ev_slot *a, const struct rc_ev_slot *b)
+{
+    if (a->hash != b->hash)
+        return false;
+    const struct rc_event *x = (const struct rc_event *)(const void *)a->ev;
+    const struct rc_event *y = (const struct rc_event *)(const void *)b->ev;
+    /* run is in the packed head, at its usual offset */
+    return x->run.len == y->run.len && memcmp(x->run.ptr, y->run.ptr, x->run.len) == 0;
+}
+
+static const struct rc_str *slot_run(const struct rc_ev_slot *s)
+{
+    return &((const struct rc_event *)(const void *)s->ev)->run;
+}
+
+static void fail_group(struct rc_ingest_ctx *c, struct rc_ack *ack, uint32_t g, uint32_t *group,
+                       enum rc_proto_code code, const char *msg)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (group[i] != g)
+            continue;
+        k++;
+        if (ack)
+            rc_ack_set_code(ack, c->slots[i].index, code, msg);
+    }
+    rc_metric_add(&c->metrics->events_rejected[code], k);
+}
+
+void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                        rc_ingest_ack_fn ack_for, void *arg)
+{
+    struct rc_metrics *m = c->metrics;
+    uint64_t recv_ns = rc_clock_mono_ns();
+    int64_t recv_wall = rc_clock_wall_ms();
+    rc_metric_add(&m->messages_received[c->kind], 1);
+    rc_metric_add(&m->bytes_received[c->kind], buf->len);
+    c->n = 0;
+    c->n_errs = 0;
+    uint32_t count = 0;
+    bool is_batch = false;
+    struct rc_proto_error err;
+    memset(&err, 0, sizeof(err));
+    enum rc_proto_code rc = rc_proto_decode_publish(buf->data, buf->len, rc_runs_limits(c->runs),
+                                                    on_element, c, &count, &is_batch, &err);
+    if (rc != RC_PROTO_OK) {
+        struct rc_ingest_err e = {.index = 0, .err = err};
+        e.err.code = rc;
+        report_error(c, buf, pipe, &e, true);
+        rc_metric_add(&m->messages_rejected, 1);
+        rc_metric_add(&m->events_rejected[rc], 1);
+        struct rc_ack *ack = ack_for ? ack_for(arg, 1) : NULL;
+        if (ack) {
+            rc_ack_set_error(ack, 0, &e.err);
+            rc_ack_done(ack);
+        }
+        rc_ingest_buf_release(buf);
+        return;
+    }
+    rc_metrics_batch(m, count);
+    struct rc_ack *ack = ack_for ? ack_for(arg, count) : NULL;
+    if (ack) {
+        /* elements that got neither an event nor an error (ENOMEM in the
+         * scratch arrays) answer `overloaded` unless filled below */
+        for (uint32_t i = 0; i < count; i++)
+            rc_ack_set_code(ack, i, RC_PROTO_OVERLOADED, "the broker is out of memory");
+    }
+    for (uint32_t i = 0; i < c->n_errs; i++) {
+        rc_metric_add(&m->events_rejected[c->errs[i].err.code], 1);
+        if (ack)
+            rc_ack_set_error(ack, c->errs[i].index, &c->errs[i].err);
+        report_error(c, buf, pipe, &c->errs[i], false);
+    }
+
+    /* group the good events by run, in publish order within each group */
+    if (c->n > c->cap_group) {
+        uint32_t *ng = rc_realloc(c->group, c->n * sizeof(*ng));
+        if (!ng) {
+            c->n = 0; /* answered `overloaded` above */
+        } else {
+            c->group = ng;
+            c->cap_group = c->n;
+        }
+    }
+    uint32_t ngroups = 0;
+    for (uint32_t i = 0; i < c->n; i++)
+        c->group[i] = UINT32_MAX;
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (c->group[i] != UINT32_MAX)
+            continue;
+        c->group[i] = ngroups;
+        for (uint32_t j = i + 1; j < c->n; j++)
+            if (c->group[j] == UINT32_MAX && same_run(&c->slots[i], &c->slots[j]))
+                c->group[j] = ngroups;
+        ngroups++;
+    }
+    if (ack && ngroups)
+        /* relaxed: the dispatcher's own share is still held, so the count
+         * cannot reach zero before this add */
+        atomic_fetch_add_explicit(&ack->pending, ngroups, memory_order_relaxed);
+
+    uint32_t first = 0;
+    for (uint32_t g = 0; g < ngroups; g++) {
+        while (c->group[first] != g)
+            first++;
+        uint32_t k = 0;
+        for (uint32_t i = first; i < c->n; i++)
+            k += c->group[i] == g;
+        const struct rc_str *run = slot_run(&c->slots[first]);
+        int grc = RC_ECLOSED;
+        for (int attempt = 0; attempt < 3 && grc == RC_ECLOSED; attempt++) {
+            struct rc_actor *a = NULL;
+            grc = rc_runs_get(c->runs, run->ptr, run->len, c->slots[first].hash, true, &a);
+            if (grc != 0)
+                break;
+            struct rc_ingest_msg *msg = rc_ingest_msg_new(c->runs, k);
+            if (!msg) {
+                rc_actor_release(a);
+                grc = RC_ENOMEM;
+                break;
+            }
+            msg->buf = rc_ingest_buf_hold(buf);
+            msg->ack = ack;
+            msg->pipe = pipe;
+            msg->recv_wall_ms = recv_wall;
+            msg->recv_ns = recv_ns;
+            uint32_t w = 0;
+            for (uint32_t i = first; i < c->n; i++)
+                if (c->group[i] == g)
+                    msg->slots[w++] = c->slots[i];
+            grc = rc_actor_try_send(a, &msg->hdr);
+            rc_actor_release(a);
+            if (grc != 0) {
+                msg->ack = NULL; /* this group is answered below */
+                msg->handled = true;
+                rc_msg_free(&msg->hdr);
+            }
+            /* RC_ECLOSED: the run retired between lookup and send: retry */
+        }
+        if (grc == 0)
+            continue;
+        char runbuf[130];
+        size_t rl = run->len < 129 ? run->len : 129;
+        memcpy(runbuf, run->ptr, rl);
+        runbuf[rl] = 0;
+        switch (grc) {
+        case RC_ELIMIT:
+            fail_group(c, ack, g, c->group, RC_PROTO_LIMIT,
+                       "the broker is at --max-runs; no new run is accepted");
+            RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", runbuf, NULL,
+                               "new run refused: --max-runs (%" PRIu64 ") reached",
+                               rc_runs_config(c->runs)->max_runs);
+            break;
+        case RC_EOVERLOAD:
+            rc_metric_add(&m->mailbox_overloads, 1);
+            fail_group(c, ack, g, c->group, RC_PROTO_OVERLOADED,
+                       "the run's mailbox is full; retry later");
+            RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", runbuf, NULL,
+                               "run mailbox full: %" PRIu32 " events refused (overloaded)", k);
+            break;
+        case RC_ECLOSED:
+            fail_group(c, ack, g, c->group, RC_PROTO_SHUTTING_DOWN, "the broker is shutting down");
+            break;
+        default:
+            fail_group(c, ack, g, c->group, RC_PROTO_OVERLOADED, "the broker is out of memory");
+            break;
+        }
+        if (ack)
+            rc_ack_done(ack);
+    }
+    if (ack)
+        rc_ack_done(ack);
+    rc_ingest_buf_release(buf);
+}

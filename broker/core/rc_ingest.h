@@ -1,0 +1,59 @@
+/*
+ * rc_ingest: from one received publish message to run-actor messages.
+ * Private to broker/core; the nng ingress and rc_broker_publish share it.
+ *
+ * rc_ingest_dispatch decodes and validates the message, answers bad
+ * elements, groups the good events by run and sends ONE message per
+ * (run, message) to that run's actor (creating the run when needed).  The
+ * buffer stays alive (refcounted) until every run actor is done with the
+ * events, which are views into it.
+ */
+#ifndef RC_INGEST_H
+#define RC_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rc_metrics.h"
+#include "rc_run.h"
+
+/* Writes a description of the peer behind pipe into out (for logs). */
+typedef void (*rc_ingest_peer_fn)(uint32_t pipe, char *out, size_t cap);
+
+/* Scratch state of one receive context; used by one thread at a time. */
+struct rc_ingest_ctx {
+    struct rc_runs *runs;
+    struct rc_metrics *metrics;
+    enum rc_ingest_kind kind;
+    rc_ingest_peer_fn peer;
+    /* per message */
+    struct rc_ev_slot *slots;
+    uint32_t n, cap;
+    struct rc_ingest_err *errs;
+    uint32_t n_errs, cap_errs;
+    uint32_t *group;
+    uint32_t cap_group;
+};
+
+void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
+                        enum rc_ingest_kind kind, rc_ingest_peer_fn peer);
+void rc_ingest_ctx_fini(struct rc_ingest_ctx *c);
+
+/* Returns the ack to fill for a message of n elements, or NULL (no reply).
+ * The ack's complete callback sends the reply. */
+typedef struct rc_ack *(*rc_ingest_ack_fn)(void *arg, uint32_t n);
+
+/*
+ * Handles one message.  Consumes the caller's reference on buf.  When
+ * ack_for returns an ack, its complete callback runs exactly once (maybe
+ * before this returns, maybe later on a worker thread).
+ */
+void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                        rc_ingest_ack_fn ack_for, void *arg);
+
+/* Answers a whole message with one error (shutting_down, ...). */
+void rc_ingest_refuse(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, enum rc_proto_code code,
+                      const char *message, rc_ingest_ack_fn ack_for, void *arg);
+
+#endif

@@ -1,0 +1,482 @@
+/*
+ * rc_ingress: nng PULL and REP sockets feeding rc_ingest_dispatch.
+ */
+#include "rc_ingress.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rc_alloc.h"
+#include "rc_config.h"
+#include "rc_error.h"
+#include "rc_ingest.h"
+#include "rc_log.h"
+#include "rc_proto.h"
+#include "rc_runs.h"
+
+/* Consecutive receive errors (not closing) after which the ingress reports
+ * itself failed to its supervisor. */
+#define RC_INGRESS_MAX_ERRORS 1000
+
+struct rc_ingress;
+
+/* One receive in flight (PULL) or one request context (REP). */
+struct rc_rx {
+    struct rc_ingress *ing;
+    nng_socket sock;
+    enum rc_ingest_kind kind;
+    nng_aio *aio;      /* receive */
+    nng_aio *send_aio; /* REP reply */
+    nng_ctx ctx;       /* REP */
+    bool has_ctx;
+    /* REP: two parties must finish before the next receive is started (the
+     * receive callback returning, the reply send completing); acq_rel, the
+     * last one re-arms */
+    atomic_uint rearm;
+    uint32_t errors; /* consecutive receive errors; receive callback only */
+    bool ack_made;   /* REP: this request has an ack (receive callback only) */
+    struct rc_ingest_ctx ictx;
+};
+
+struct rc_sock {
+    nng_socket sock;
+    enum rc_ingest_kind kind;
+    char *url; /* resolved */
+};
+
+struct rc_ingress {
+    struct rc_ingress_env env;
+    struct rc_sock *socks;
+    size_t n_socks;
+    struct rc_rx **rx;
+    size_t n_rx;
+    pthread_mutex_t mtx;    /* protects closed and the nng_close calls */
+    bool closed;            /* protected by mtx */
+    atomic_bool stopping;   /* release in close, acquire in callbacks */
+    struct rc_actor *owner; /* held; set once before traffic */
+    atomic_bool failed;     /* one failure report only; relaxed exchange */
+};
+
+static bool ing_stopping(struct rc_ingress *ing)
+{
+    /* acquire: pairs with the release store in rc_ingress_close */
+    return atomic_load_explicit(&ing->stopping, memory_order_acquire);
+}
+
+static bool accepting(struct rc_ingress *ing)
+{
+    /* acquire: pairs with the broker's release store at quiesce */
+    return atomic_load_explicit(ing->env.accepting, memory_order_acquire);
+}
+
+/* ---- peers and buffers ---- */
+
+static void peer_of(uint32_t pipe_id, char *out, size_t cap)
+{
+    nng_pipe p = NNG_PIPE_INITIALIZER;
+    nng_sockaddr sa;
+    p.id = pipe_id;
+    snprintf(out, cap, "pipe %" PRIu32, pipe_id);
+    if (!pipe_id || nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+        return;
+    char host[64];
+    switch (sa.s_family) {
+    case NNG_AF_INET:
+        inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof(host));
+        snprintf(out, cap, "%s:%u", host, ntohs(sa.s_in.sa_port));
+        break;
+    case NNG_AF_INET6:
+        inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof(host));
+        snprintf(out, cap, "[%s]:%u", host, ntohs(sa.s_in6.sa_port));
+        break;
+    case NNG_AF_IPC:
+        snprintf(out, cap, "ipc:%s (pipe %" PRIu32 ")", sa.s_ipc.sa_path, pipe_id);
+        break;
+    default:
+        break;
+    }
+}
+
+static void nngbuf_free(struct rc_ingest_buf *b)
+{
+    nng_msg_free(b->owner);
+    rc_free(b);
+}
+
+static struct rc_ingest_buf *wrap(nng_msg *msg)
+{
+    struct rc_ingest_buf *b = rc_malloc(sizeof(*b));
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->free_fn = nngbuf_free;
+    b->owner = msg;
+    b->data = nng_msg_body(msg);
+    b->len = nng_msg_len(msg);
+    return b;
+}
+
+static void report_failure(struct rc_ingress *ing, int rv)
+{
+    /* relaxed: only decides who reports; nothing else is ordered by it */
+    if (atomic_exchange_explicit(&ing->failed, true, memory_order_relaxed) || !ing->owner)
+        return;
+    rc_log(RC_LOG_ERROR, "ingress", NULL, NULL, "receiving keeps failing (%s); restarting",
+           nng_strerror(rv));
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), RC_MSG_INGRESS_FAIL);
+    if (m && rc_actor_send(ing->owner, m) != 0)
+        rc_msg_free(m);
+}
+
+/* ---- PULL ---- */
+
+static void pull_cb(void *arg)
+{
+    struct rc_rx *rx = arg;
+    struct rc_ingress *ing = rx->ing;
+    int rv = nng_aio_result(rx->aio);
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || ing_stopping(ing))
+        goto out;
+    if (rv != 0) {
+        rc_metric_add(&ing->env.metrics->ingest_errors, 1);
+        RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", NULL, NULL, "PULL receive failed: %s",
+                           nng_strerror(rv));
+        if (++rx->errors >= RC_INGRESS_MAX_ERRORS) {
+            report_failure(ing, rv);
+            goto out;
+        }
+        nng_recv_aio(rx->sock, rx->aio);
+        return;
+    }
+    rx->errors = 0;
+    nng_msg *msg = nng_aio_get_msg(rx->aio);
+    nng_aio_set_msg(rx->aio, NULL);
+    uint32_t pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg));
+    struct rc_ingest_buf *b = wrap(msg);
+    if (!b) {
+        nng_msg_free(msg);
+        rc_metric_add(&ing->env.metrics->events_rejected[RC_PROTO_OVERLOADED], 1);
+    } else if (!accepting(ing)) {
+        rc_ingest_refuse(&rx->ictx, b, RC_PROTO_SHUTTING_DOWN, "the broker is shutting down", NULL,
+                         NULL);
+    } else {
+        rc_ingest_dispatch(&rx->ictx, b, pipe, NULL, NULL);
+    }
+    nng_recv_aio(rx->sock, rx->aio);
+    return;
+out:
+    return;
+}
+
+/* ---- REP ---- */
+
+static void rep_rearm(struct rc_rx *rx)
+{
+    /* acq_rel: see struct rc_rx.rearm */
+    if (atomic_fetch_sub_explicit(&rx->rearm, 1, memory_order_acq_rel) != 1)
+        return;
+    if (ing_stopping(rx->ing))
+        return;
+    nng_ctx_recv(rx->ctx, rx->aio);
+}
+
+static void rep_complete(struct rc_ack *ack)
+{
+    struct rc_rx *rx = ack->arg;
+    struct rc_ingress *ing = rx->ing;
+    struct rc_buf b;
+    rc_buf_init(&b);
+    nng_msg *reply = NULL;
+    if (rc_proto_encode_ack(&b, ing->env.epoch, ack->results, ack->n) == 0 &&
+        nng_msg_alloc(&reply, 0) == 0 && nng_msg_append(reply, b.data, b.len) != 0) {
+        nng_msg_free(reply);
+        reply = NULL;
+    }
+    rc_buf_fini(&b);
+    rc_ack_free(ack);
+    if (!reply) {
+        rc_metric_add(&ing->env.metrics->ack_failures, 1);
+        /* no reply: the requester's resend timer retries; re-arm now */
+        rep_rearm(rx);
+        return;
+    }
+    nng_aio_set_msg(rx->send_aio, reply);
+    nng_ctx_send(rx->ctx, rx->send_aio);
+}
+
+static void rep_send_cb(void *arg)
+{
+    struct rc_rx *rx = arg;
+    int rv = nng_aio_result(rx->send_aio);
+    if (rv != 0) {
+        if (nng_aio_get_msg(rx->send_aio))
+            nng_msg_free(nng_aio_get_msg(rx->send_aio));
+        nng_aio_set_msg(rx->send_aio, NULL);
+        if (rv != NNG_ECLOSED)
+            rc_metric_add(&rx->ing->env.metrics->ack_failures, 1);
+    } else {
+        rc_metric_add(&rx->ing->env.metrics->acks_sent, 1);
+    }
+    rep_rearm(rx);
+}
+
+static struct rc_ack *rep_ack_for(void *arg, uint32_t n)
+{
+    struct rc_rx *rx = arg;
+    struct rc_ack *ack = rc_ack_new(n, rep_complete, arg);
+    rx->ack_made = ack != NULL;
+    return ack;
+}
+
+static void rep_recv_cb(void *arg)
+{
+    struct rc_rx *rx = arg;
+    struct rc_ingress *ing = rx->ing;
+    int rv = nng_aio_result(rx->aio);
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || ing_stopping(ing))
+        return;
+    if (rv != 0) {
+        rc_metric_add(&ing->env.metrics->ingest_errors, 1);
+        RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", NULL, NULL, "REP receive failed: %s",
+                           nng_strerror(rv));
+        if (++rx->errors >= RC_INGRESS_MAX_ERRORS) {
+            report_failure(ing, rv);
+            return;
+        }
+        nng_ctx_recv(rx->ctx, rx->aio);
+        return;
+    }
+    rx->errors = 0;
+    nng_msg *msg = nng_aio_get_msg(rx->aio);
+    nng_aio_set_msg(rx->aio, NULL);
+    uint32_t pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg));
+    /* relaxed: nothing else is in flight on this context yet */
+    atomic_store_explicit(&rx->rearm, 2, memory_order_relaxed);
+    rx->ack_made = false;
+    struct rc_ingest_buf *b = wrap(msg);
+    if (!b) {
+        nng_msg_free(msg);
+        b = rc_ingest_buf_copy("", 0);
+        if (!b) {
+            atomic_store_explicit(&rx->rearm, 1, memory_order_relaxed);
+            rep_rearm(rx); /* no reply possible; the requester retries */
+            return;
+        }
+        rc_ingest_refuse(&rx->ictx, b, RC_PROTO_OVERLOADED, "the broker is out of memory",
+                         rep_ack_for, rx);
+    } else if (!accepting(ing)) {
+        rc_ingest_refuse(&rx->ictx, b, RC_PROTO_SHUTTING_DOWN, "the broker is shutting down",
+                         rep_ack_for, rx);
+    } else {
+        rc_ingest_dispatch(&rx->ictx, b, pipe, rep_ack_for, rx);
+    }
+    if (!rx->ack_made)
+        rep_rearm(rx); /* no reply will be sent (ENOMEM): stand in for the send */
+    rep_rearm(rx);
+}
+
+/* ---- pipes ---- */
+
+static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    struct rc_ingress *ing = arg;
+    if (ev != NNG_PIPE_EV_REM_POST)
+        return;
+    rc_metric_add(&ing->env.metrics->pipes_closed, 1);
+    rc_runs_pipe_closed(ing->env.runs, (uint32_t)nng_pipe_id(p));
+}
+
+/* ---- open / close / free ---- */
+
+static char *resolve_url(const char *url, nng_listener l)
+{
+    nng_url *u = NULL;
+    int port = 0;
+    char *out = NULL;
+    if (strncmp(url, "tcp", 3) == 0 && nng_url_parse(&u, url) == 0 &&
+        nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0) {
+        size_t n = strlen(url) + 32;
+        out = rc_malloc(n);
+        if (out) {
+            bool v6 = strchr(u->u_hostname, ':') != NULL;
+            snprintf(out, n, "%s://%s%s%s:%d", u->u_scheme, v6 ? "[" : "", u->u_hostname,
+                     v6 ? "]" : "", port);
+        }
+    }
+    if (u)
+        nng_url_free(u);
+    if (!out)
+        out = rc_strndup(url, strlen(url));
+    return out;
+}
+
+static int open_sock(struct rc_ingress *ing, enum rc_ingest_kind kind, const char *url, char *err,
+                     size_t errlen)
+{
+    struct rc_sock *s = &ing->socks[ing->n_socks];
+    int rv = kind == RC_INGEST_PULL ? nng_pull0_open(&s->sock) : nng_rep0_open(&s->sock);
+    if (rv != 0) {
+        snprintf(err, errlen, "open %s socket: %s", kind == RC_INGEST_PULL ? "PULL" : "REP",
+                 nng_strerror(rv));
+        return RC_EIO;
+    }
+    s->kind = kind;
+    ing->n_socks++;
+    /* Messages up to twice --max-batch-bytes are received and answered
+     * `too_large`; larger ones make nng drop the connection (documented). */
+    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)ing->env.cfg->max_batch_bytes * 2);
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, ing);
+    nng_listener l;
+    rv = nng_listen(s->sock, url, &l, 0);
+    if (rv != 0) {
+        snprintf(err, errlen, "listen %s (%s): %s", url,
+                 kind == RC_INGEST_PULL ? "--ingest" : "--ingest-ack", nng_strerror(rv));
+        return rv == NNG_EADDRINUSE ? RC_EEXIST : RC_EIO;
+    }
+    s->url = resolve_url(url, l);
+    return 0;
+}
+
+static int start_rx(struct rc_ingress *ing, struct rc_sock *s, char *err, size_t errlen)
+{
+    struct rc_rx *rx = rc_calloc(1, sizeof(*rx));
+    if (!rx)
+        return RC_ENOMEM;
+    ing->rx[ing->n_rx++] = rx;
+    rx->ing = ing;
+    rx->sock = s->sock;
+    rx->kind = s->kind;
+    rc_ingest_ctx_init(&rx->ictx, ing->env.runs, ing->env.metrics, s->kind, peer_of);
+    int rv;
+    if (s->kind == RC_INGEST_PULL) {
+        rv = nng_aio_alloc(&rx->aio, pull_cb, rx);
+        if (rv == 0)
+            nng_recv_aio(rx->sock, rx->aio);
+    } else {
+        rv = nng_aio_alloc(&rx->aio, rep_recv_cb, rx);
+        if (rv == 0)
+            rv = nng_aio_alloc(&rx->send_aio, rep_send_cb, rx);
+        if (rv == 0)
+            rv = nng_ctx_open(&rx->ctx, rx->sock);
+        if (rv == 0) {
+            rx->has_ctx = true;
+            atomic_init(&rx->rearm, 1);
+            nng_ctx_recv(rx->ctx, rx->aio);
+        }
+    }
+    if (rv != 0) {
+        snprintf(err, errlen, "start receiving: %s", nng_strerror(rv));
+        return RC_EIO;
+    }
+    return 0;
+}
+
+int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, char *err,
+                    size_t errlen)
+{
+    const struct rc_config *cfg = env->cfg;
+    struct rc_ingress *ing = rc_calloc(1, sizeof(*ing));
+    if (!ing)
+        return RC_ENOMEM;
+    ing->env = *env;
+    pthread_mutex_init(&ing->mtx, NULL);
+    atomic_init(&ing->stopping, false);
+    atomic_init(&ing->failed, false);
+    size_t n = cfg->ingest.n + cfg->ingest_ack.n;
+    size_t per = cfg->ingest_inflight ? (size_t)cfg->ingest_inflight : 1;
+    ing->socks = rc_calloc(n ? n : 1, sizeof(*ing->socks));
+    ing->rx = rc_calloc(n ? n * per : 1, sizeof(*ing->rx));
+    int rc = (!ing->socks || !ing->rx) ? RC_ENOMEM : 0;
+    for (size_t i = 0; rc == 0 && i < cfg->ingest.n; i++)
+        rc = open_sock(ing, RC_INGEST_PULL, cfg->ingest.v[i], err, errlen);
+    for (size_t i = 0; rc == 0 && i < cfg->ingest_ack.n; i++)
+        rc = open_sock(ing, RC_INGEST_REP, cfg->ingest_ack.v[i], err, errlen);
+    for (size_t i = 0; rc == 0 && i < ing->n_socks; i++)
+        for (size_t k = 0; rc == 0 && k < per; k++)
+            rc = start_rx(ing, &ing->socks[i], err, errlen);
+    if (rc != 0) {
+        if (rc == RC_ENOMEM && err[0] == 0)
+            snprintf(err, errlen, "out of memory");
+        rc_ingress_close(ing);
+        rc_ingress_free(ing);
+        return rc;
+    }
+    *out = ing;
+    return 0;
+}
+
+void rc_ingress_set_owner(struct rc_ingress *ing, struct rc_actor *owner)
+{
+    ing->owner = owner ? rc_actor_hold(owner) : NULL;
+}
+
+void rc_ingress_close(struct rc_ingress *ing)
+{
+    if (!ing)
+        return;
+    pthread_mutex_lock(&ing->mtx);
+    if (!ing->closed) {
+        ing->closed = true;
+        /* release: pairs with the acquire in ing_stopping */
+        atomic_store_explicit(&ing->stopping, true, memory_order_release);
+        for (size_t i = 0; i < ing->n_socks; i++)
+            nng_close(ing->socks[i].sock);
+    }
+    pthread_mutex_unlock(&ing->mtx);
+}
+
+void rc_ingress_free(struct rc_ingress *ing)
+{
+    if (!ing)
+        return;
+    rc_ingress_close(ing);
+    for (size_t i = 0; i < ing->n_rx; i++) {
+        struct rc_rx *rx = ing->rx[i];
+        if (rx->aio)
+            nng_aio_stop(rx->aio);
+        if (rx->send_aio)
+            nng_aio_stop(rx->send_aio);
+    }
+    for (size_t i = 0; i < ing->n_rx; i++) {
+        struct rc_rx *rx = ing->rx[i];
+        if (rx->aio) {
+            if (nng_aio_get_msg(rx->aio))
+                nng_msg_free(nng_aio_get_msg(rx->aio));
+            nng_aio_free(rx->aio);
+        }
+        if (rx->send_aio) {
+            if (nng_aio_get_msg(rx->send_aio))
+                nng_msg_free(nng_aio_get_msg(rx->send_aio));
+            nng_aio_free(rx->send_aio);
+        }
+        rc_ingest_ctx_fini(&rx->ictx);
+        rc_free(rx);
+    }
+    for (size_t i = 0; i < ing->n_socks; i++)
+        rc_free(ing->socks[i].url);
+    rc_free(ing->socks);
+    rc_free(ing->rx);
+    rc_actor_release(ing->owner);
+    pthread_mutex_destroy(&ing->mtx);
+    rc_free(ing);
+}
+
+const char *rc_ingress_url(const struct rc_ingress *ing, enum rc_ingest_kind kind, size_t i)
+{
+    if (!ing)
+        return NULL;
+    for (size_t k = 0; k < ing->n_socks; k++) {
+        if (ing->socks[k].kind != kind)
+            continue;
+        if (i == 0)
+            return ing->socks[k].url;
+        i--;
+    }
+    return NULL;
+}

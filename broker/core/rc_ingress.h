@@ -1,0 +1,50 @@
+/*
+ * rc_ingress: the nng sockets of the broker (private to broker/core).
+ *
+ * One instance listens on every --ingest URL (PULL) and --ingest-ack URL
+ * (REP) with --ingest-inflight receives in flight per socket (REP: one
+ * nng_ctx per in-flight request).  Received messages go through
+ * rc_ingest_dispatch; REP replies are sent by the ack collector's last
+ * party.  A pipe-removal callback tells the registry when a publisher's
+ * connection closes.
+ *
+ * Lifetime: open -> close (sockets closed; may run on any thread, more
+ * than once) -> free (only after the actor system has stopped, so no ack
+ * can still try to reply).
+ */
+#ifndef RC_INGRESS_H
+#define RC_INGRESS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rc_actor.h"
+#include "rc_metrics.h"
+
+struct rc_runs;
+struct rc_config;
+struct rc_ingress;
+
+struct rc_ingress_env {
+    struct rc_runs *runs;
+    struct rc_metrics *metrics;
+    const struct rc_config *cfg;
+    uint64_t epoch;
+    atomic_bool *accepting; /* acquire-loaded per message; false -> shutting_down */
+};
+
+/* Opens and listens; on error writes one line into err naming the URL. */
+int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, char *err,
+                    size_t errlen);
+/* Where fatal receive errors are reported (an RC_MSG_INGRESS_FAIL message). */
+void rc_ingress_set_owner(struct rc_ingress *ing, struct rc_actor *owner);
+void rc_ingress_close(struct rc_ingress *ing);
+void rc_ingress_free(struct rc_ingress *ing);
+/* The i-th resolved URL of kind (RC_INGEST_PULL / RC_INGEST_REP) or NULL. */
+const char *rc_ingress_url(const struct rc_ingress *ing, enum rc_ingest_kind kind, size_t i);
+
+#define RC_MSG_INGRESS_FAIL 0x52430020u
+
+#endif

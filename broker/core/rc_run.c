@@ -1,0 +1,1533 @@
+/*
+ * rc_run: one actor per run.
+ *
+ * The run actor assigns seq numbers, fences the terminal, answers
+ * idempotency repeats, keeps the snapshot state and the bounded history of
+ * `ev` encodings, serves subscriptions (history replay and the switch to
+ * live in one turn), fans each accepted event out to its subscribers
+ * (encoded once, the same blob for all), and runs its own watchdog on one
+ * rc_timer: armed once, re-checked lazily when it fires against the time of
+ * the last event, re-armed only when a due time moves earlier (phase change,
+ * start overrides, publisher gone).  See rc_runs.h and docs/ARCHITECTURE.md.
+ */
+#include "rc_run.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rc_alloc.h"
+#include "rc_clock.h"
+#include "rc_config.h"
+#include "rc_error.h"
+#include "rc_log.h"
+#include "rc_metrics.h"
+
+#define RC_SNAP_MAX_PHASES 1024u
+#define RC_SNAP_MAX_TABLE  4096u
+
+/* ---------------------------------------------------------------------- */
+/* Ingest buffers, acks, packed events                                     */
+
+struct rc_ingest_buf *rc_ingest_buf_hold(struct rc_ingest_buf *b)
+{
+    /* relaxed: the caller already holds a reference, so the buffer is alive */
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    return b;
+}
+
+void rc_ingest_buf_release(struct rc_ingest_buf *b)
+{
+    if (!b)
+        return;
+    /* acq_rel: releases this holder's reads of the bytes; the last one
+     * acquires every other holder's before freeing */
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+        if (b->free_fn)
+            b->free_fn(b);
+        else
+            rc_free(b);
+    }
+}
+
+struct rc_ingest_buf *rc_ingest_buf_copy(const void *p, size_t len)
+{
+    struct rc_ingest_buf *b = rc_malloc(sizeof(*b) + (len ? len : 1));
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->free_fn = NULL;
+    b->owner = NULL;
+    memcpy(b + 1, p, len);
+    b->data = (const uint8_t *)(b + 1);
+    b->len = len;
+    return b;
+}
+
+struct rc_ack *rc_ack_new(uint32_t n, void (*complete)(struct rc_ack *), void *arg)
+{
+    struct rc_ack *a = rc_calloc(1, sizeof(*a) + (size_t)(n ? n : 1) * sizeof(a->results[0]));
+    if (!a)
+        return NULL;
+    atomic_init(&a->pending, 1);
+    a->n = n;
+    a->complete = complete;
+    a->arg = arg;
+    return a;
+}
+
+void rc_ack_done(struct rc_ack *ack)
+{
+    /* acq_rel: see struct rc_ack */
+    if (atomic_fetch_sub_explicit(&ack->pending, 1, memory_order_acq_rel) == 1)
+        ack->complete(ack);
+}
+
+void rc_ack_free(struct rc_ack *ack)
+{
+    if (!ack)
+        return;
+    rc_free(ack->reasons);
+    rc_free(ack);
+}
+
+void rc_ack_set_code(struct rc_ack *ack, uint32_t i, enum rc_proto_code code, const char *message)
+{
+    if (i >= ack->n)
+        return;
+    ack->results[i].code = code;
+    ack->results[i].seq = 0;
+    ack->results[i].dup = false;
+    ack->results[i].field = NULL;
+    ack->results[i].message = message;
+}
+
+void rc_ack_set_error(struct rc_ack *ack, uint32_t i, const struct rc_proto_error *err)
+{
+    if (i >= ack->n)
+        return;
+    const char *msg = rc_proto_code_name(err->code);
+    if (!ack->reasons)
+        ack->reasons = rc_calloc(ack->n, sizeof(*ack->reasons));
+    if (ack->reasons && err->reason[0]) {
+        memcpy(ack->reasons[i], err->reason, sizeof(ack->reasons[i]));
+        ack->reasons[i][sizeof(ack->reasons[i]) - 1] = 0;
+        msg = ack->reasons[i];
+    }
+    rc_ack_set_code(ack, i, err->code, msg);
+    ack->results[i].field = err->field;
+}
+
+void rc_ev_pack(struct rc_ev_slot *s, const struct rc_event *ev)
+{
+    memcpy(s->ev, ev, RC_EV_HEAD);
+    memcpy(s->ev + RC_EV_HEAD, (const char *)ev + RC_EV_TAIL, sizeof(*ev) - RC_EV_TAIL);
+}
+
+void rc_ev_unpack(const struct rc_ev_slot *s, struct rc_event *ev,
+                  const struct rc_proto_limits *lim)
+{
+    memcpy(ev, s->ev, RC_EV_HEAD);
+    memcpy((char *)ev + RC_EV_TAIL, s->ev + RC_EV_HEAD, sizeof(*ev) - RC_EV_TAIL);
+    if (ev->n_timeouts > 0) {
+        /* Start events with timeouts (rare): decode again for the table.
+         * The bytes are the ones the ingress validated, so this succeeds. */
+        struct rc_proto_error err;
+        struct rc_event full;
+        if (rc_proto_decode_event(ev->raw.ptr, ev->raw.len, lim, &full, &err) == RC_PROTO_OK)
+            *ev = full;
+        else
+            ev->n_timeouts = 0;
+    }
+}
+
+static void ingest_msg_free(struct rc_msg *msg)
+{
+    struct rc_ingest_msg *m = (struct rc_ingest_msg *)msg;
+    if (m->ack) {
+        if (!m->handled) {
+            /* Dropped unhandled: the run retired in between, or the system
+             * is stopping. */
+            bool closing = rc_runs_closed(m->runs);
+            for (uint32_t i = 0; i < m->n; i++) {
+                struct rc_proto_ack_result *r = &m->ack->results[m->slots[i].index];
+                r->code = closing ? RC_PROTO_SHUTTING_DOWN : RC_PROTO_RUN_TERMINAL;
+                r->message = closing ? "the broker is shutting down" : "the run already ended";
+            }
+        }
+        rc_ack_done(m->ack);
+    }
+    rc_ingest_buf_release(m->buf);
+    rc_runs_inflight_add(m->runs, -1);
+    rc_free(m);
+}
+
+struct rc_ingest_msg *rc_ingest_msg_new(struct rc_runs *runs, uint32_t n)
+{
+    struct rc_ingest_msg *m = (struct rc_ingest_msg *)rc_msg_new(
+        sizeof(struct rc_ingest_msg) + (size_t)n * sizeof(struct rc_ev_slot), RC_RMSG_INGEST);
+    if (!m)
+        return NULL;
+    m->hdr.free_fn = ingest_msg_free;
+    m->runs = runs;
+    m->buf = NULL;
+    m->ack = NULL;
+    m->pipe = 0;
+    m->n = n;
+    m->handled = false;
+    rc_runs_inflight_add(runs, 1);
+    return m;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Small helpers                                                           */
+
+static uint64_t hash64(const void *p, size_t len)
+{
+    /* FNV-1a */
+    const uint8_t *s = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static bool blob_eq(const struct rc_blob *b, const void *p, size_t len)
+{
+    return b && b->len == len && memcmp(b->data, p, len) == 0;
+}
+
+static struct rc_str blob_str(const struct rc_blob *b)
+{
+    struct rc_str s = {NULL, 0};
+    if (b) {
+        s.ptr = (const char *)b->data;
+        s.len = b->len;
+    }
+    return s;
+}
+
+/* A NUL-terminated copy for logging (ids are short and printable). */
+static void cstr(char *out, size_t cap, const struct rc_blob *b)
+{
+    size_t n = b ? b->len : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(out, b->data, n);
+    out[n] = 0;
+}
+
+/* "120 s", "1.5 s", "250 ms" */
+static void fmt_dur(char *out, size_t cap, uint64_t ms)
+{
+    if (ms < 1000)
+        snprintf(out, cap, "%" PRIu64 " ms", ms);
+    else if (ms % 1000 == 0)
+        snprintf(out, cap, "%" PRIu64 " s", ms / 1000);
+    else
+        snprintf(out, cap, "%" PRIu64 ".%" PRIu64 " s", ms / 1000, (ms % 1000) / 100);
+}
+
+/* ---------------------------------------------------------------------- */
+/* History ring: `ev` encodings, oldest first                              */
+
+struct rc_run_hist {
+    struct rc_blob **ring;
+    uint32_t cap, head, count;
+    uint64_t first_seq; /* seq of ring[head] */
+    uint64_t bytes;
+};
+
+static struct rc_blob *hist_at(const struct rc_run_hist *h, uint32_t i)
+{
+    return h->ring[(h->head + i) % h->cap];
+}
+
+static void hist_pop(struct rc_run *run)
+{
+    struct rc_run_hist *h = run->hist;
+    struct rc_metrics *m = rc_runs_metrics(run->runs);
+    struct rc_blob *b = h->ring[h->head];
+    h->bytes -= b->len;
+    rc_metric_sub(&m->history_events, 1);
+    rc_metric_sub(&m->history_bytes, b->len);
+    rc_blob_release(b);
+    h->head = (h->head + 1) % h->cap;
+    h->count--;
+    h->first_seq++;
+}
+
+static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool terminal)
+{
+    const struct rc_config *cfg = rc_runs_config(run->runs);
+    uint64_t max_ev = cfg->history_max_events, max_bytes = cfg->history_max_bytes;
+    if (!terminal && max_ev == 0)
+        goto evict; /* no history kept; still drop what is there */
+    if (!run->hist) {
+        run->hist = rc_calloc(1, sizeof(*run->hist));
+        if (!run->hist)
+            return;
+    }
+    struct rc_run_hist *h = run->hist;
+    if (h->count == h->cap) {
+        uint64_t ncap = h->cap ? (uint64_t)h->cap * 2 : 4;
+        if (ncap > max_ev + 1)
+            ncap = max_ev + 1;
+        if (ncap <= h->cap) {
+            hist_pop(run); /* full at its bound: make room */
+        } else {
+            struct rc_blob **nr = rc_malloc(ncap * sizeof(*nr));
+            if (!nr)
+                return;
+            for (uint32_t i = 0; i < h->count; i++)
+                nr[i] = hist_at(h, i);
+            rc_free(h->ring);
+            h->ring = nr;
+            h->cap = (uint32_t)ncap;
+            h->head = 0;
+        }
+    }
+    if (h->count == 0)
+        h->first_seq = seq;
+    h->ring[(h->head + h->count) % h->cap] = rc_blob_hold(b);
+    h->count++;
+    h->bytes += b->len;
+    struct rc_metrics *m = rc_runs_metrics(run->runs);
+    rc_metric_add(&m->history_events, 1);
+    rc_metric_add(&m->history_bytes, b->len);
+evict:
+    h = run->hist;
+    if (!h)
+        return;
+    while (h->count > 0 && (h->count > max_ev || h->bytes > max_bytes)) {
+        /* the terminal always stays (it is always the newest) */
+        if (h->count == 1 && run->terminal && h->first_seq == run->seq)
+            break;
+        hist_pop(run);
+    }
+    if (h->count == 0)
+        h->first_seq = run->seq + 1;
+}
+
+static void hist_free(struct rc_run *run)
+{
+    if (!run->hist)
+        return;
+    while (run->hist->count)
+        hist_pop(run);
+    rc_free(run->hist->ring);
+    rc_free(run->hist);
+    run->hist = NULL;
+}
+
+/* First retained seq, or seq + 1 when nothing is retained. */
+static uint64_t hist_first(const struct rc_run *run)
+{
+    if (run->hist && run->hist->count)
+        return run->hist->first_seq;
+    return run->seq + 1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Snapshot state                                                          */
+
+struct rc_kv {
+    struct rc_blob *key; /* id as msgpack */
+    struct rc_blob *val; /* latest raw map */
+};
+
+struct rc_phase_at {
+    struct rc_blob *phase;
+    int64_t at;
+};
+
+struct rc_run_snap {
+    struct rc_buf thinking, output;
+    struct rc_phase_at *phases;
+    uint32_t n_phases, cap_phases;
+    struct rc_kv *tools, *verif;
+    uint32_t n_tools, cap_tools, n_verif, cap_verif;
+};
+
+static struct rc_run_snap *snap_get(struct rc_run *run)
+{
+    if (!run->snap) {
+        run->snap = rc_calloc(1, sizeof(*run->snap));
+        if (run->snap) {
+            rc_buf_init(&run->snap->thinking);
+            rc_buf_init(&run->snap->output);
+        }
+    }
+    return run->snap;
+}
+
+static void snap_free(struct rc_run *run)
+{
+    struct rc_run_snap *s = run->snap;
+    if (!s)
+        return;
+    rc_buf_fini(&s->thinking);
+    rc_buf_fini(&s->output);
+    for (uint32_t i = 0; i < s->n_phases; i++)
+        rc_blob_release(s->phases[i].phase);
+    rc_free(s->phases);
+    for (uint32_t i = 0; i < s->n_tools; i++) {
+        rc_blob_release(s->tools[i].key);
+        rc_blob_release(s->tools[i].val);
+    }
+    rc_free(s->tools);
+    for (uint32_t i = 0; i < s->n_verif; i++) {
+        rc_blob_release(s->verif[i].key);
+        rc_blob_release(s->verif[i].val);
+    }
+    rc_free(s->verif);
+    rc_free(s);
+    run->snap = NULL;
+}
+
+/* Appends t to b within max bytes, cutting at a UTF-8 character boundary. */
+static void text_append(struct rc_run *run, struct rc_buf *b, struct rc_str t, uint64_t max)
+{
+    if (t.len == 0)
+        return;
+    if (b->len >= max) {
+        run->truncated = true;
+        return;
+    }
+    size_t n = t.len, room = (size_t)(max - b->len);
+    if (n > room) {
+        n = room;
+        while (n > 0 && ((uint8_t)t.ptr[n] & 0xC0) == 0x80)
+            n--;
+        run->truncated = true;
+    }
+    if (n)
+        rc_buf_append(b, t.ptr, n);
+}
+
+static void table_put(struct rc_run *run, struct rc_kv **tab, uint32_t *n, uint32_t *cap,
+                      struct rc_str key, struct rc_str val)
+{
+    for (uint32_t i = 0; i < *n; i++) {
+        if (blob_eq((*tab)[i].key, key.ptr, key.len)) {
+            struct rc_blob *nv = rc_blob_copy(val.ptr, val.len);
+            if (nv) {
+                rc_blob_release((*tab)[i].val);
+                (*tab)[i].val = nv;
+            }
+            return;
+        }
+    }
+    if (*n >= RC_SNAP_MAX_TABLE) {
+        run->truncated = true;
+        return;
+    }
+    if (*n == *cap) {
+        uint32_t nc = *cap ? *cap * 2 : 4;
+        struct rc_kv *nt = rc_realloc(*tab, nc * sizeof(*nt));
+        if (!nt)
+            return;
+        *tab = nt;
+        *cap = nc;
+    }
+    struct rc_blob *k = rc_blob_copy(key.ptr, key.len);
+    struct rc_blob *v = rc_blob_copy(val.ptr, val.len);
+    if (!k || !v) {
+        rc_blob_release(k);
+        rc_blob_release(v);
+        return;
+    }
+    (*tab)[*n].key = k;
+    (*tab)[*n].val = v;
+    (*n)++;
+}
+
+static void snap_apply(struct rc_run *run, const struct rc_event *ev, int64_t at)
+{
+    const struct rc_config *cfg = rc_runs_config(run->runs);
+    struct rc_run_snap *s;
+    switch (ev->type) {
+    case RC_EV_THINKING:
+    case RC_EV_DELTA:
+        if (!ev->has_text || ev->text.len == 0 || !(s = snap_get(run)))
+            return;
+        text_append(run, ev->type == RC_EV_THINKING ? &s->thinking : &s->output, ev->text,
+                    cfg->snapshot_text_max);
+        return;
+    case RC_EV_TOOL:
+        if (ev->tool_raw.len && (s = snap_get(run)))
+            table_put(run, &s->tools, &s->n_tools, &s->cap_tools, ev->tool_id_raw, ev->tool_raw);
+        return;
+    case RC_EV_VERIFICATION:
+        if (ev->item_raw.len && (s = snap_get(run)))
+            table_put(run, &s->verif, &s->n_verif, &s->cap_verif, ev->item_id_raw, ev->item_raw);
+        return;
+    case RC_EV_PHASE:
+        if (!ev->phase.len || !(s = snap_get(run)))
+            return;
+        if (s->n_phases >= RC_SNAP_MAX_PHASES) {
+            run->truncated = true;
+            return;
+        }
+        if (s->n_phases == s->cap_phases) {
+            uint32_t nc = s->cap_phases ? s->cap_phases * 2 : 4;
+            struct rc_phase_at *np = rc_realloc(s->phases, nc * sizeof(*np));
+            if (!np)
+                return;
+            s->phases = np;
+            s->cap_phases = nc;
+        }
+        s->phases[s->n_phases].phase = rc_blob_hold(run->phase);
+        s->phases[s->n_phases].at = at;
+        s->n_phases++;
+        return;
+    default:
+        return;
+    }
+}
+
+/* Encodes the run's `snap` into a new blob (NULL on ENOMEM). */
+static struct rc_blob *snap_encode(struct rc_run *run)
+{
+    if (run->tomb_snap)
+        return rc_blob_hold(run->tomb_snap);
+    struct rc_run_snap *s = run->snap;
+    struct rc_proto_snap p;
+    memset(&p, 0, sizeof(p));
+    p.run = blob_str(run->name);
+    p.conv = blob_str(run->conv);
+    p.epoch = rc_runs_epoch(run->runs);
+    p.seq = run->seq;
+    p.status = (enum rc_run_status)run->status;
+    p.phase = blob_str(run->phase);
+    p.created_at = run->created_at;
+    p.started_at = run->started_at;
+    p.last_event_at = run->last_event_at;
+    p.ended_at = run->ended_at;
+    p.terminal_raw = blob_str(run->terminal);
+    p.truncated = run->truncated;
+    struct rc_snap_phase *ph = NULL;
+    struct rc_str *tools = NULL, *verif = NULL;
+    if (s) {
+        p.thinking.ptr = (const char *)s->thinking.data;
+        p.thinking.len = (uint32_t)s->thinking.len;
+        p.output.ptr = (const char *)s->output.data;
+        p.output.len = (uint32_t)s->output.len;
+        ph = rc_malloc((s->n_phases + 1) * sizeof(*ph));
+        tools = rc_malloc((s->n_tools + 1) * sizeof(*tools));
+        verif = rc_malloc((s->n_verif + 1) * sizeof(*verif));
+        if (!ph || !tools || !verif) {
+            rc_free(ph);
+            rc_free(tools);
+            rc_free(verif);
+            return NULL;
+        }
+        for (uint32_t i = 0; i < s->n_phases; i++) {
+            ph[i].phase = blob_str(s->phases[i].phase);
+            ph[i].at = s->phases[i].at;
+        }
+        for (uint32_t i = 0; i < s->n_tools; i++)
+            tools[i] = blob_str(s->tools[i].val);
+        for (uint32_t i = 0; i < s->n_verif; i++)
+            verif[i] = blob_str(s->verif[i].val);
+        p.phases = ph;
+        p.n_phases = s->n_phases;
+        p.tools = tools;
+        p.n_tools = s->n_tools;
+        p.verification = verif;
+        p.n_verification = s->n_verif;
+    }
+    struct rc_buf b;
+    rc_buf_init(&b);
+    struct rc_blob *out = NULL;
+    if (rc_proto_encode_snap(&b, &p) == 0)
+        out = rc_blob_copy(b.data, b.len);
+    rc_buf_fini(&b);
+    rc_free(ph);
+    rc_free(tools);
+    rc_free(verif);
+    return out;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Idempotency ids: open addressing, id msgpack bytes -> seq                */
+
+struct rc_idem_e {
+    uint64_t h;
+    uint64_t seq;
+    struct rc_blob *key; /* NULL: empty slot */
+};
+
+struct rc_idem {
+    uint32_t cap, n;
+    struct rc_idem_e *tab;
+};
+
+static bool idem_find(const struct rc_run *run, struct rc_str id, uint64_t *seq)
+{
+    if (run->term_id && blob_eq(run->term_id, id.ptr, id.len)) {
+        *seq = run->seq; /* the terminal is always the last seq */
+        return true;
+    }
+    const struct rc_idem *d = run->idem;
+    if (!d || !d->n)
+        return false;
+    uint64_t h = hash64(id.ptr, id.len);
+    for (uint32_t i = (uint32_t)h & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
+        const struct rc_idem_e *e = &d->tab[i];
+        if (!e->key)
+            return false;
+        if (e->h == h && blob_eq(e->key, id.ptr, id.len)) {
+            *seq = e->seq;
+            return true;
+        }
+    }
+}
+
+static void idem_insert(struct rc_idem *d, uint64_t h, uint64_t seq, struct rc_blob *key)
+{
+    uint32_t i = (uint32_t)h & (d->cap - 1);
+    while (d->tab[i].key)
+        i = (i + 1) & (d->cap - 1);
+    d->tab[i].h = h;
+    d->tab[i].seq = seq;
+    d->tab[i].key = key;
+    d->n++;
+}
+
+static void idem_add(struct rc_run *run, struct rc_str id, uint64_t seq)
+{
+    if (!run->idem) {
+        run->idem = rc_calloc(1, sizeof(*run->idem));
+        if (!run->idem)
+            return;
+    }
+    struct rc_idem *d = run->idem;
+    if ((uint64_t)(d->n + 1) * 10 > (uint64_t)d->cap * 7) {
+        uint32_t nc = d->cap ? d->cap * 2 : 8;
+        struct rc_idem_e *old = d->tab;
+        uint32_t oc = d->cap;
+        d->tab = rc_calloc(nc, sizeof(*d->tab));
+        if (!d->tab) {
+            d->tab = old;
+            return;
+        }
+        d->cap = nc;
+        d->n = 0;
+        for (uint32_t i = 0; i < oc; i++)
+            if (old[i].key)
+                idem_insert(d, old[i].h, old[i].seq, old[i].key);
+        rc_free(old);
+    }
+    struct rc_blob *k = rc_blob_copy(id.ptr, id.len);
+    if (k)
+        idem_insert(d, hash64(id.ptr, id.len), seq, k);
+}
+
+static void idem_free(struct rc_run *run)
+{
+    struct rc_idem *d = run->idem;
+    if (!d)
+        return;
+    for (uint32_t i = 0; i < d->cap; i++)
+        rc_blob_release(d->tab[i].key);
+    rc_free(d->tab);
+    rc_free(d);
+    run->idem = NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Subscribers                                                             */
+
+struct rc_sub_e {
+    struct rc_actor *actor; /* held */
+    uint64_t sub_id;
+    bool shadow; /* the same actor is already listed: no live delivery */
+    bool dead;
+};
+
+struct rc_run_subs {
+    struct rc_sub_e *v;
+    uint32_t n, cap;
+};
+
+static void frame_free(struct rc_msg *msg)
+{
+    struct rc_sub_frame *f = (struct rc_sub_frame *)msg;
+    rc_blob_release(f->blob);
+    rc_blob_release(f->run);
+    rc_free(f);
+}
+
+/* Sends one frame; RC_ECLOSED when the subscriber has stopped. */
+static int send_frame(struct rc_run *run, struct rc_actor *to, uint64_t sub_id, struct rc_blob *b,
+                      enum rc_frame_kind kind, uint64_t seq, bool terminal, uint64_t recv_ns,
+                      bool replay)
+{
+    struct rc_metrics *m = rc_runs_metrics(run->runs);
+    struct rc_sub_frame *f =
+        (struct rc_sub_frame *)rc_msg_new(sizeof(struct rc_sub_frame), RC_MSG_SUB_FRAME);
+    if (!f)
+        return RC_ENOMEM;
+    f->hdr.free_fn = frame_free;
+    f->blob = rc_blob_hold(b);
+    f->run = rc_blob_hold(run->name);
+    f->sub_id = sub_id;
+    f->seq = seq;
+    f->recv_ns = recv_ns;
+    f->kind = (uint8_t)kind;
+    f->terminal = terminal;
+    f->replay = replay;
+    int rc = rc_actor_send(to, &f->hdr);
+    if (rc != 0) {
+        rc_msg_free(&f->hdr);
+        rc_metric_add(&m->frames_dropped, 1);
+        return rc;
+    }
+    rc_metric_add(&m->frames_out, 1);
+    return 0;
+}
+
+static void subs_compact(struct rc_run *run)
+{
+    struct rc_run_subs *s = run->subs;
+    struct rc_metrics *m = rc_runs_metrics(run->runs);
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->v[i].dead) {
+            rc_actor_release(s->v[i].actor);
+            rc_metric_sub(&m->subscriptions, 1);
+        } else {
+            s->v[j++] = s->v[i];
+        }
+    }
+    s->n = j;
+}
+
+/* Marks entry i (and its shadows when the actor is gone) dead, promoting a
+ * shadow of the same actor when only this subscription ends. */
+static void subs_kill(struct rc_run_subs *s, uint32_t i, bool actor_gone)
+{
+    struct rc_actor *a = s->v[i].actor;
+    bool was_primary = !s->v[i].shadow;
+    s->v[i].dead = true;
+    for (uint32_t j = 0; j < s->n; j++) {
+        if (j == i || s->v[j].actor != a || s->v[j].dead)
+            continue;
+        if (actor_gone) {
+            s->v[j].dead = true;
+        } else if (was_primary) {
+            s->v[j].shadow = false;
+            break;
+        }
+    }
+}
+
+static void subs_add(struct rc_run *run, struct rc_actor *a, uint64_t sub_id)
+{
+    if (!run->subs) {
+        run->subs = rc_calloc(1, sizeof(*run->subs));
+        if (!run->subs)
+            return;
+    }
+    struct rc_run_subs *s = run->subs;
+    bool shadow = false;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->v[i].actor == a) {
+            if (s->v[i].sub_id == sub_id)
+                return; /* already attached under this id */
+            shadow = true;
+        }
+    }
+    if (s->n == s->cap) {
+        uint32_t nc = s->cap ? s->cap * 2 : 2;
+        struct rc_sub_e *nv = rc_realloc(s->v, nc * sizeof(*nv));
+        if (!nv)
+            return;
+        s->v = nv;
+        s->cap = nc;
+    }
+    s->v[s->n].actor = rc_actor_hold(a);
+    s->v[s->n].sub_id = sub_id;
+    s->v[s->n].shadow = shadow;
+    s->v[s->n].dead = false;
+    s->n++;
+    rc_metric_add(&rc_runs_metrics(run->runs)->subscriptions, 1);
+}
+
+static void subs_free(struct rc_run *run)
+{
+    struct rc_run_subs *s = run->subs;
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < s->n; i++)
+        s->v[i].dead = true;
+    subs_compact(run);
+    rc_free(s->v);
+    rc_free(s);
+    run->subs = NULL;
+}
+
+static void fanout(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool terminal,
+                   uint64_t recv_ns)
+{
+    struct rc_run_subs *s = run->subs;
+    if (!s || !s->n)
+        return;
+    bool any_dead = false;
+    for (uint32_t i = 0; i < s->n; i++) {
+        struct rc_sub_e *e = &s->v[i];
+        if (e->shadow || e->dead)
+            continue;
+        if (send_frame(run, e->actor, e->sub_id, b, RC_FRAME_EV, seq, terminal, recv_ns, false) ==
+            RC_ECLOSED) {
+            subs_kill(s, i, true);
+            any_dead = true;
+        }
+    }
+    if (any_dead)
+        subs_compact(run);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Watchdog                                                                */
+
+struct rc_run_timeout {
+    struct rc_blob *phase;
+    uint64_t ms;
+};
+
+struct rc_run_limits {
+    bool has_default, has_deadline;
+    uint64_t default_ms, deadline_ms;
+    uint32_t n;
+    struct rc_run_timeout *v;
+};
+
+static void limits_free(struct rc_run *run)
+{
+    if (!run->lim)
+        return;
+    for (uint32_t i = 0; i < run->lim->n; i++)
+        rc_blob_release(run->lim->v[i].phase);
+    rc_free(run->lim->v);
+    rc_free(run->lim);
+    run->lim = NULL;
+}
+
+/* The idle timeout of the current phase: per-run phase entry, per-run "*",
+ * --phase-timeout of the phase, --watchdog.  Per-run values are capped by
+ * --max-watchdog.  0: no idle watchdog. */
+static uint64_t idle_timeout(const struct rc_run *run)
+{
+    const struct rc_config *cfg = rc_runs_config(run->runs);
+    const struct rc_run_limits *l = run->lim;
+    if (l) {
+        for (uint32_t i = 0; i < l->n; i++)
+            if (run->phase && blob_eq(l->v[i].phase, run->phase->data, run->phase->len))
+                return l->v[i].ms;
+        if (l->has_default)
+            return l->default_ms;
+    }
+    if (run->phase)
+        return rc_config_phase_timeout_ms(cfg, (const char *)run->phase->data, run->phase->len);
+    return cfg->watchdog_ms;
+}
+
+static uint64_t deadline_ms(const struct rc_run *run)
+{
+    if (run->lim && run->lim->has_deadline)
+        return run->lim->deadline_ms;
+    return rc_runs_config(run->runs)->run_deadline_ms;
+}
+
+/* The earliest due time (mono ms) and its cause; UINT64_MAX: none. */
+static uint64_t watchdog_due(const struct rc_run *run, enum rc_term_cause *cause)
+{
+    const struct rc_config *cfg = rc_runs_config(run->runs);
+    uint64_t due = UINT64_MAX, t;
+    *cause = RC_TERM_WATCHDOG_TIMEOUT;
+    if ((t = deadline_ms(run)) != 0 && run->created_mono + t < due) {
+        due = run->created_mono + t;
+        *cause = RC_TERM_DEADLINE_EXCEEDED;
+    }
+    if (run->gone && cfg->publisher_grace_ms && run->gone_mono + cfg->publisher_grace_ms < due) {
+        due = run->gone_mono + cfg->publisher_grace_ms;
+        *cause = RC_TERM_PUBLISHER_GONE;
+    }
+    if ((t = idle_timeout(run)) != 0 && run->last_event_mono + t < due) {
+        due = run->last_event_mono + t;
+        *cause = RC_TERM_WATCHDOG_TIMEOUT;
+    }
+    return due;
+}
+
+static void arm_at(struct rc_run *run, uint64_t due, uint64_t now)
+{
+    run->timer_due = due;
+    if (due == UINT64_MAX) {
+        rc_timer_cancel(rc_runs_system(run->runs), &run->timer);
+        return;
+    }
+    rc_timer_arm(rc_runs_system(run->runs), &run->timer, due > now ? due - now : 0);
+}
+
+/* A due time may have moved earlier: re-arm only then (lazy otherwise). */
+static void watchdog_tighten(struct rc_run *run, uint64_t now)
+{
+    enum rc_term_cause c;
+    uint64_t due = watchdog_due(run, &c);
+    if (due < run->timer_due)
+        arm_at(run, due, now);
+}
+
+void rc_run_arm_initial(struct rc_run *run)
+{
+    enum rc_term_cause c;
+    rc_timer_init(&run->timer, run->actor, 0);
+    uint64_t now = rc_clock_mono_ms();
+    run->created_mono = run->last_event_mono = now;
+    arm_at(run, watchdog_due(run, &c), now);
+}
+
+static void apply_start(struct rc_run *run, const struct rc_event *ev, uint64_t now)
+{
+    const struct rc_config *cfg = rc_runs_config(run->runs);
+    if (!ev->n_timeouts && !ev->has_deadline)
+        return;
+    if (!run->lim) {
+        run->lim = rc_calloc(1, sizeof(*run->lim));
+        if (!run->lim)
+            return;
+    }
+    struct rc_run_limits *l = run->lim;
+    if (ev->has_deadline) {
+        l->has_deadline = true;
+        l->deadline_ms = ev->deadline_ms;
+    }
+    for (uint32_t i = 0; i < ev->n_timeouts; i++) {
+        const struct rc_phase_timeout *t = &ev->timeouts[i];
+        uint64_t ms = t->ms;
+        if (ms > cfg->max_watchdog_ms)
+            ms = cfg->max_watchdog_ms;
+        if (ms == 0)
+            ms = 1; /* a per-run 0 cannot switch the watchdog off */
+        if (t->phase.len == 1 && t->phase.ptr[0] == '*') {
+            l->has_default = true;
+            l->default_ms = ms;
+            continue;
+        }
+        uint32_t j;
+        for (j = 0; j < l->n; j++)
+            if (blob_eq(l->v[j].phase, t->phase.ptr, t->phase.len))
+                break;
+        if (j == l->n) {
+            struct rc_run_timeout *nv = rc_realloc(l->v, (l->n + 1) * sizeof(*nv));
+            struct rc_blob *p = rc_blob_copy(t->phase.ptr, t->phase.len);
+            if (!nv || !p) {
+                if (nv)
+                    l->v = nv;
+                rc_blob_release(p);
+                continue;
+            }
+            l->v = nv;
+            l->v[j].phase = p;
+            l->n++;
+        }
+        l->v[j].ms = ms;
+    }
+    watchdog_tighten(run, now);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Accepting an event                                                      */
+
+struct accept_ctx {
+    uint32_t pipe;
+    int64_t recv_wall_ms;
+    uint64_t recv_ns;
+    uint64_t now_ms; /* mono */
+    bool synthetic;
+    struct rc_buf *enc;
+};
+
+static void set_status(struct rc_run *run, enum rc_run_status st)
+{
+    struct rc_metrics *m = rc_runs_metrics(run->runs);
+    if (run->status == st)
+        return;
+    if (run->status == RC_RUN_PENDING)
+        rc_metric_sub(&m->runs_pending, 1);
+    else if (run->status == RC_RUN_RUNNING)
+        rc_metric_sub(&m->runs_running, 1);
+    if (st == RC_RUN_RUNNING)
+        rc_metric_add(&m->runs_running, 1);
+    else if (st == RC_RUN_COMPLETED)
+        rc_metric_add(&m->runs_completed, 1);
+    else if (st == RC_RUN_FAILED)
+        rc_metric_add(&m->runs_failed, 1);
+    run->status = (uint8_t)st;
+}
+
+static void end_run(struct rc_run *run, enum rc_term_cause cause, uint64_t now)
+{
+    const struct rc_config *cfg = rc_runs_config(run->runs);
+    struct rc_metrics *m = rc_runs_metrics(run->runs);
+    rc_metric_add(&m->terminals[cause], 1);
+    rc_metric_add(&m->runs_retained, 1);
+    run->state = RC_RS_RETAINED;
+    rc_runs_run_ended(run->runs, run);
+    rc_runs_pipe_untrack(run->runs, run);
+    subs_free(run); /* every subscriber has the terminal; nothing more will come */
+    limits_free(run);
+    arm_at(run, now + cfg->retention_ms, now);
+}
+
+static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event *ev,
+                                       const struct accept_ctx *c, uint64_t *seq_out, bool *dup_out)
+{
+    struct rc_metrics *m = rc_runs_metrics(run->runs);
+    uint64_t seq;
+    if (ev->id_raw.len && idem_find(run, ev->id_raw, &seq)) {
+        *seq_out = seq;
+        *dup_out = true;
+        rc_metric_add(&m->events_dup, 1);
+        return RC_PROTO_OK;
+    }
+    if (run->state != RC_RS_ACTIVE) {
+        rc_metric_add(&m->events_rejected[RC_PROTO_RUN_TERMINAL], 1);
+        rc_metric_add(&m->run_terminal_rejections, 1);
+        return RC_PROTO_RUN_TERMINAL;
+    }
+    if (ev->conv.len && !run->conv) {
+        run->conv = rc_blob_copy(ev->conv.ptr, ev->conv.len);
+        if (run->conv)
+            rc_runs_bind_conv(run->runs, run);
+    }
+    bool terminal = rc_event_type_is_terminal(ev->type);
+    seq = run->seq + 1;
+    struct rc_ev_meta meta = {
+        .epoch = rc_runs_epoch(run->runs),
+        .seq = seq,
+        .ts = c->recv_wall_ms,
+        .conv = blob_str(run->conv),
+        .synthetic = c->synthetic,
+    };
+    rc_buf_reset(c->enc);
+    struct rc_blob *b = NULL;
+    if (rc_proto_encode_ev(c->enc, ev, &meta) == 0)
+        b = rc_blob_copy(c->enc->data, c->enc->len);
+    if (!b)
+        return RC_PROTO_INTERNAL;
+    run->seq = seq;
+    if (ev->id_raw.len && !terminal)
+        idem_add(run, ev->id_raw, seq);
+    rc_metric_add(&m->events_accepted, 1);
+
+    /* state machine: pending -> running -> completed | failed */
+    if (terminal) {
+        set_status(run, ev->type == RC_EV_COMPLETE ? RC_RUN_COMPLETED : RC_RUN_FAILED);
+        run->ended_at = c->recv_wall_ms;
+        if (ev->id_raw.len)
+            run->term_id = rc_blob_copy(ev->id_raw.ptr, ev->id_raw.len);
+        run->terminal = rc_blob_hold(b);
+    } else if (ev->type != RC_EV_START && run->status == RC_RUN_PENDING) {
+        set_status(run, RC_RUN_RUNNING);
+        run->started_at = c->recv_wall_ms;
+    }
+    run->last_event_at = c->recv_wall_ms;
+    run->last_type = (uint8_t)ev->type;
+    if (!c->synthetic) {
+        run->last_event_mono = c->now_ms;
+        run->gone = false;
+        if (c->pipe != run->pipe && !terminal)
+            rc_runs_pipe_track(run->runs, run, c->pipe);
+    }
+    if (ev->type == RC_EV_PHASE && ev->phase.len &&
+        !blob_eq(run->phase, ev->phase.ptr, ev->phase.len)) {
+        struct rc_blob *p = rc_blob_copy(ev->phase.ptr, ev->phase.len);
+        if (p) {
+            rc_blob_release(run->phase);
+            run->phase = p;
+        }
+    }
+    snap_apply(run, ev, c->recv_wall_ms);
+    hist_push(run, b, seq, terminal);
+    fanout(run, b, seq, terminal, c->recv_ns);
+    rc_blob_release(b);
+
+    if (terminal) {
+        enum rc_term_cause cause = ev->type == RC_EV_COMPLETE ? RC_TERM_COMPLETE : RC_TERM_ERROR;
+        if (!c->synthetic) {
+            char name[130];
+            cstr(name, sizeof(name), run->name);
+            char conv[130];
+            cstr(conv, sizeof(conv), run->conv);
+            rc_log(RC_LOG_DEBUG, "run", name, conv[0] ? conv : NULL, "run %s at seq %" PRIu64,
+                   cause == RC_TERM_COMPLETE ? "completed" : "failed", seq);
+            end_run(run, cause, c->now_ms);
+        }
+        /* synthesized terminals: the caller ends the run with its cause */
+    } else if (ev->type == RC_EV_START) {
+        apply_start(run, ev, c->now_ms);
+    } else if (ev->type == RC_EV_PHASE) {
+        watchdog_tighten(run, c->now_ms);
+    }
+    *seq_out = seq;
+    *dup_out = false;
+    return RC_PROTO_OK;
+}
+
+static const char *code_message(enum rc_proto_code code)
+{
+    switch (code) {
+    case RC_PROTO_RUN_TERMINAL:
+        return "the run already ended; no event is accepted after its terminal";
+    case RC_PROTO_INTERNAL:
+        return "the broker could not encode the event (out of memory)";
+    default:
+        return rc_proto_code_name(code);
+    }
+}
+
+static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
+{
+    const struct rc_proto_limits *lim = rc_runs_limits(run->runs);
+    struct rc_buf enc;
+    rc_buf_init(&enc);
+    struct accept_ctx c = {
+        .pipe = m->pipe,
+        .recv_wall_ms = m->recv_wall_ms,
+        .recv_ns = m->recv_ns,
+        .now_ms = rc_clock_mono_ms(),
+        .synthetic = false,
+        .enc = &enc,
+    };
+    m->handled = true;
+    for (uint32_t i = 0; i < m->n; i++) {
+        struct rc_event ev;
+        rc_ev_unpack(&m->slots[i], &ev, lim);
+        uint64_t seq = 0;
+        bool dup = false;
+        enum rc_proto_code code = accept_event(run, &ev, &c, &seq, &dup);
+        if (m->ack) {
+            struct rc_proto_ack_result *r = &m->ack->results[m->slots[i].index];
+            r->code = code;
+            r->seq = seq;
+            r->dup = dup;
+            r->field = NULL;
+            r->message = code == RC_PROTO_OK ? NULL : code_message(code);
+        }
+    }
+    rc_buf_fini(&enc);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Synthesized terminals                                                   */
+
+static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t now)
+{
+    const struct rc_config *cfg = rc_runs_config(run->runs);
+    char name[130], conv[130], phase[70], dur[32], msg[320];
+    cstr(name, sizeof(name), run->name);
+    cstr(conv, sizeof(conv), run->conv);
+    cstr(phase, sizeof(phase), run->phase);
+    uint64_t idle = now - run->last_event_mono;
+    const char *last = run->seq ? rc_event_type_name((enum rc_event_type)run->last_type) : NULL;
+    char lastbuf[64];
+    if (last)
+        snprintf(lastbuf, sizeof(lastbuf), "last event: %s%s, seq %" PRIu64, last,
+                 run->last_type == RC_EV_CUSTOM ? "..." : "", run->seq);
+    else
+        snprintf(lastbuf, sizeof(lastbuf), "no event yet");
+    const char *code;
+    switch (cause) {
+    case RC_TERM_DEADLINE_EXCEEDED:
+        code = "deadline_exceeded";
+        fmt_dur(dur, sizeof(dur), deadline_ms(run));
+        snprintf(msg, sizeof(msg),
+                 "Terminal event never received from backend: the run did not end within its "
+                 "deadline of %s (phase %s, %s)",
+                 dur, phase[0] ? phase : "none", lastbuf);
+        break;
+    case RC_TERM_PUBLISHER_GONE:
+        code = "publisher_gone";
+        fmt_dur(dur, sizeof(dur), cfg->publisher_grace_ms);
+        snprintf(msg, sizeof(msg),
+                 "Terminal event never received from backend: the publisher's connection closed "
+                 "and no event came within the %s grace period (phase %s, %s)",
+                 dur, phase[0] ? phase : "none", lastbuf);
+        break;
+    default:
+        code = "watchdog_timeout";
+        fmt_dur(dur, sizeof(dur), idle);
+        snprintf(msg, sizeof(msg),
+                 "Terminal event never received from backend: no event for %s in phase %s (%s)",
+                 dur, phase[0] ? phase : "none", lastbuf);
+        break;
+    }
+
+    /* Build the event as a publisher would, decode it, accept it. */
+    struct rc_buf b;
+    rc_buf_init(&b);
+    rc_mpw_map(&b, 4);
+    rc_mpw_cstr(&b, "run");
+    rc_mpw_str(&b, (const char *)run->name->data, run->name->len);
+    rc_mpw_cstr(&b, "type");
+    rc_mpw_cstr(&b, "error");
+    rc_mpw_cstr(&b, "error");
+    rc_mpw_map(&b, 2);
+    rc_mpw_cstr(&b, "code");
+    rc_mpw_cstr(&b, code);
+    rc_mpw_cstr(&b, "message");
+    rc_mpw_cstr(&b, msg);
+    rc_mpw_cstr(&b, "data");
+    rc_mpw_map(&b, 3);
+    rc_mpw_cstr(&b, "phase");
+    if (run->phase)
+        rc_mpw_str(&b, (const char *)run->phase->data, run->phase->len);
+    else
+        rc_mpw_nil(&b);
+    rc_mpw_cstr(&b, "idle_ms");
+    rc_mpw_uint(&b, idle);
+    rc_mpw_cstr(&b, "last_seq");
+    rc_mpw_uint(&b, run->seq);
+
+    rc_log(RC_LOG_WARN, "supervisor", name, conv[0] ? conv : NULL, "%s: %s", code, msg);
+
+    struct rc_event ev;
+    struct rc_proto_error err;
+    struct rc_buf enc;
+    rc_buf_init(&enc);
+    struct accept_ctx c = {
+        .pipe = 0,
+        .recv_wall_ms = rc_clock_wall_ms(),
+        .recv_ns = rc_clock_mono_ns(),
+        .now_ms = now,
+        .synthetic = true,
+        .enc = &enc,
+    };
+    uint64_t seq;
+    bool dup;
+    enum rc_proto_code rc =
+        rc_proto_decode_event(b.data, b.len, rc_runs_limits(run->runs), &ev, &err);
+    if (rc == RC_PROTO_OK)
+        rc = accept_event(run, &ev, &c, &seq, &dup);
+    if (rc != RC_PROTO_OK) {
+        /* Cannot happen short of ENOMEM; end the run anyway (no event). */
+        rc_log(RC_LOG_CRITICAL, "supervisor", name, conv[0] ? conv : NULL,
+               "could not synthesize the terminal (%s); ending the run without it",
+               rc_proto_code_name(rc));
+        set_status(run, RC_RUN_FAILED);
+        run->ended_at = c.recv_wall_ms;
+    }
+    end_run(run, cause, now);
+    rc_buf_fini(&enc);
+    rc_buf_fini(&b);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Subscriptions and queries                                               */
+
+static void replay_from(struct rc_run *run, struct rc_actor *to, uint64_t sub_id, uint64_t since)
+{
+    struct rc_run_hist *h = run->hist;
+    if (!h)
+        return;
+    for (uint64_t s = since + 1; s <= run->seq; s++) {
+        struct rc_blob *b = hist_at(h, (uint32_t)(s - h->first_seq));
+        bool term = run->terminal && s == run->seq;
+        if (send_frame(run, to, sub_id, b, RC_FRAME_EV, s, term, 0, true) == RC_ECLOSED)
+            return;
+    }
+}
+
+static void send_snap(struct rc_run *run, struct rc_actor *to, uint64_t sub_id)
+{
+    struct rc_blob *s = snap_encode(run);
+    if (!s)
+        return;
+    send_frame(run, to, sub_id, s, RC_FRAME_SNAP, run->seq, run->state != RC_RS_ACTIVE, 0, false);
+    rc_blob_release(s);
+}
+
+static void send_gap(struct rc_run *run, struct rc_actor *to, uint64_t sub_id, uint64_t from,
+                     uint64_t to_seq)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    if (rc_proto_encode_gap(&b, blob_str(run->name), from, to_seq) == 0) {
+        struct rc_blob *g = rc_blob_copy(b.data, b.len);
+        if (g) {
+            send_frame(run, to, sub_id, g, RC_FRAME_GAP, to_seq, false, 0, false);
+            rc_blob_release(g);
+        }
+    }
+    rc_buf_fini(&b);
+}
+
+static void handle_sub(struct rc_run *run, struct rc_sub_msg *m)
+{
+    struct rc_metrics *met = rc_runs_metrics(run->runs);
+    bool has_since = m->has_since;
+    uint64_t since = m->since;
+    if (m->since_map) {
+        struct rc_str map = blob_str(m->since_map);
+        has_since = rc_proto_since_lookup(map, blob_str(run->name), &since);
+    }
+    bool epoch_ok = !m->has_epoch || m->epoch == rc_runs_epoch(run->runs);
+    bool want_snap = m->snapshot == 1 || (m->snapshot == -1 && !has_since);
+    struct rc_actor *to = m->subscriber;
+
+    if (has_since && epoch_ok && since <= run->seq) {
+        uint64_t first = hist_first(run);
+        if (since >= run->seq) {
+            rc_metric_add(&met->resumes_exact, 1); /* nothing missed */
+        } else if (run->state != RC_RS_TOMBSTONE && run->state != RC_RS_RETIRED &&
+                   first <= since + 1) {
+            rc_metric_add(&met->resumes_exact, 1);
+            replay_from(run, to, m->sub_id, since);
+        } else {
+            rc_metric_add(&met->resumes_gap, 1);
+            uint64_t to_seq = first - 1;
+            if (run->state == RC_RS_TOMBSTONE || run->state == RC_RS_RETIRED || to_seq > run->seq)
+                to_seq = run->seq;
+            send_gap(run, to, m->sub_id, since + 1, to_seq);
+            send_snap(run, to, m->sub_id);
+        }
+    } else if (has_since) {
+        /* another epoch (or a seq this run never reached): start over */
+        rc_metric_add(&met->resumes_reset, 1);
+        if (run->seq > 0)
+            send_snap(run, to, m->sub_id);
+    } else if (want_snap && run->seq > 0) {
+        send_snap(run, to, m->sub_id);
+    }
+    if (run->state == RC_RS_ACTIVE)
+        subs_add(run, to, m->sub_id);
+}
+
+static void handle_unsub(struct rc_run *run, struct rc_sub_msg *m)
+{
+    struct rc_run_subs *s = run->subs;
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->v[i].actor == m->subscriber && s->v[i].sub_id == m->sub_id && !s->v[i].dead) {
+            subs_kill(s, i, false);
+            subs_compact(run);
+            return;
+        }
+    }
+}
+
+static void handle_pipe_gone(struct rc_run *run, struct rc_pipe_msg *m)
+{
+    const struct rc_config *cfg = rc_runs_config(run->runs);
+    if (run->state != RC_RS_ACTIVE || run->pipe != m->pipe || run->gone || !cfg->publisher_grace_ms)
+        return;
+    run->gone = true;
+    run->gone_mono = m->at_ms;
+    if (rc_log_enabled(RC_LOG_DEBUG)) {
+        char name[130];
+        cstr(name, sizeof(name), run->name);
+        rc_log(RC_LOG_DEBUG, "supervisor", name, NULL,
+               "publisher connection closed; waiting %" PRIu64 " ms for an event",
+               cfg->publisher_grace_ms);
+    }
+    watchdog_tighten(run, rc_clock_mono_ms());
+}
+
+static void fill_summary(struct rc_run *run, struct rc_run_summary *s)
+{
+    memset(s, 0, sizeof(*s));
+    cstr(s->run, sizeof(s->run), run->name);
+    cstr(s->conv, sizeof(s->conv), run->conv);
+    cstr(s->phase, sizeof(s->phase), run->phase);
+    s->status = (enum rc_run_status)run->status;
+    s->created_at = run->created_at;
+    s->last_event_at = run->last_event_at;
+    s->seq = run->seq;
+    s->tombstone = run->state >= RC_RS_TOMBSTONE;
+}
+
+static void handle_query(struct rc_run *run, struct rc_query_msg *q)
+{
+    q->handled = true;
+    if (q->hdr.type == RC_RMSG_SUMMARY) {
+        struct rc_run_summary s;
+        fill_summary(run, &s);
+        rc_runs_list_add(q->list, &s);
+    } else if (q->hdr.type == RC_RMSG_SNAP) {
+        struct rc_blob *b = snap_encode(run);
+        q->snap_cb(q->arg, b ? 0 : RC_ENOMEM, b);
+        rc_blob_release(b);
+    } else {
+        struct rc_run_hist *h = run->hist;
+        uint64_t first = (h && h->count) ? h->first_seq : 0;
+        size_t n = 0;
+        struct rc_blob **v = NULL;
+        if (first) {
+            uint64_t from = q->since + 1 > first ? q->since + 1 : first;
+            if (from <= run->seq) {
+                n = (size_t)(run->seq - from + 1);
+                if (q->max && n > q->max)
+                    n = q->max;
+                v = rc_malloc(n * sizeof(*v));
+                if (!v)
+                    n = 0;
+                for (size_t i = 0; i < n; i++)
+                    v[i] = hist_at(h, (uint32_t)(from - first + i));
+            }
+        }
+        q->events_cb(q->arg, 0, v, n, first, run->seq);
+        rc_free(v);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Life cycle                                                              */
+
+struct rc_run *rc_run_new(struct rc_runs *runs, const char *name, size_t len, uint32_t hash)
+{
+    struct rc_run *run = rc_calloc(1, sizeof(*run));
+    if (!run)
+        return NULL;
+    run->name = rc_blob_copy(name, len);
+    if (!run->name) {
+        rc_free(run);
+        return NULL;
+    }
+    run->runs = runs;
+    run->hash = hash;
+    run->status = RC_RUN_PENDING;
+    run->state = RC_RS_ACTIVE;
+    run->created_at = rc_clock_wall_ms();
+    run->timer_due = UINT64_MAX;
+    return run;
+}
+
+static void to_tombstone(struct rc_run *run, uint64_t now)
+{
+    const struct rc_config *cfg = rc_runs_config(run->runs);
+    struct rc_metrics *m = rc_runs_metrics(run->runs);
+    struct rc_blob *s = snap_encode(run);
+    hist_free(run);
+    snap_free(run);
+    idem_free(run);
+    rc_blob_release(run->phase);
+    run->phase = NULL;
+    run->tomb_snap = s; /* NULL on ENOMEM: snaps are then re-encoded from what is left */
+    run->state = RC_RS_TOMBSTONE;
+    rc_metric_sub(&m->runs_retained, 1);
+    rc_metric_add(&m->runs_tombstoned, 1);
+    arm_at(run, now + cfg->tombstone_ttl_ms, now);
+}
+
+static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_msg_timer *t)
+{
+    if (!rc_timer_msg_current(t))
+        return;
+    uint64_t now = rc_clock_mono_ms();
+    switch (run->state) {
+    case RC_RS_ACTIVE: {
+        enum rc_term_cause cause;
+        uint64_t due = watchdog_due(run, &cause);
+        if (now >= due)
+            synthesize(run, cause, now);
+        else
+            arm_at(run, due, now);
+        return;
+    }
+    case RC_RS_RETAINED:
+        if (now + 1 < run->timer_due) {
+            arm_at(run, run->timer_due, now); /* early tick: wait for the rest */
+            return;
+        }
+        to_tombstone(run, now);
+        return;
+    case RC_RS_TOMBSTONE: {
+        if (now + 1 < run->timer_due) {
+            arm_at(run, run->timer_due, now);
+            return;
+        }
+        struct rc_metrics *m = rc_runs_metrics(run->runs);
+        rc_metric_sub(&m->runs_tombstoned, 1);
+        rc_metric_add(&m->runs_removed, 1);
+        rc_runs_remove(run->runs, run);
+        run->state = RC_RS_RETIRED;
+        rc_actor_stop(self, 0);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+void rc_run_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
+{
+    struct rc_run *run = state;
+    switch (msg->type) {
+    case RC_RMSG_INGEST:
+        handle_ingest(run, (struct rc_ingest_msg *)msg);
+        break;
+    case RC_RMSG_SUB:
+        handle_sub(run, (struct rc_sub_msg *)msg);
+        break;
+    case RC_RMSG_UNSUB:
+        handle_unsub(run, (struct rc_sub_msg *)msg);
+        break;
+    case RC_RMSG_PIPE_GONE:
+        handle_pipe_gone(run, (struct rc_pipe_msg *)msg);
+        break;
+    case RC_RMSG_SUMMARY:
+    case RC_RMSG_SNAP:
+    case RC_RMSG_EVENTS:
+        handle_query(run, (struct rc_query_msg *)msg);
+        break;
+    case RC_MSG_TIMER:
+        handle_timer(self, run, (struct rc_msg_timer *)msg);
+        break;
+    default:
+        break;
+    }
+}
+
+void rc_run_fini(void *state, int reason)
+{
+    struct rc_run *run = state;
+    struct rc_metrics *m = rc_runs_metrics(run->runs);
+    rc_timer_cancel(rc_runs_system(run->runs), &run->timer);
+    if (run->state != RC_RS_RETIRED) {
+        /* stopped by the system (shutdown): unlist it now */
+        if (run->state == RC_RS_ACTIVE) {
+            if (run->status == RC_RUN_PENDING)
+                rc_metric_sub(&m->runs_pending, 1);
+            else if (run->status == RC_RUN_RUNNING)
+                rc_metric_sub(&m->runs_running, 1);
+            rc_runs_run_ended(run->runs, run);
+        } else if (run->state == RC_RS_RETAINED) {
+            rc_metric_sub(&m->runs_retained, 1);
+        } else if (run->state == RC_RS_TOMBSTONE) {
+            rc_metric_sub(&m->runs_tombstoned, 1);
+        }
+        rc_runs_remove(run->runs, run);
+    }
+    rc_runs_pipe_untrack(run->runs, run);
+    hist_free(run);
+    snap_free(run);
+    idem_free(run);
+    subs_free(run);
+    limits_free(run);
+    rc_blob_release(run->phase);
+    rc_blob_release(run->terminal);
+    rc_blob_release(run->tomb_snap);
+    rc_blob_release(run->term_id);
+    rc_blob_release(run->conv);
+    rc_blob_release(run->name);
+    rc_actor_release(run->actor); /* the registry's reference */
+    rc_free(run);
+}

@@ -1,0 +1,238 @@
+/*
+ * rc_run: the run actor and the messages between the registry / ingress and
+ * run actors.  Private to broker/core (rc_runs.h is the public face).
+ *
+ * Ownership: a struct rc_run is the state of its actor.  Fields marked
+ * "owner" are touched only by the run actor's behaviour (one thread at a
+ * time, ordered by the mailbox); "immutable" fields are set before the
+ * actor is published in the registry and never change; the registry and
+ * the pipe index have their own locks, named at each field.
+ */
+#ifndef RC_RUN_H
+#define RC_RUN_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rc_actor.h"
+#include "rc_blob.h"
+#include "rc_buf.h"
+#include "rc_proto.h"
+#include "rc_runs.h"
+
+struct rc_runs;
+struct rc_metrics;
+
+/* ---- Message types a run actor handles ---- */
+enum {
+    RC_RMSG_INGEST = 0x52430010u,
+    RC_RMSG_SUB,
+    RC_RMSG_UNSUB,
+    RC_RMSG_PIPE_GONE,
+    RC_RMSG_SUMMARY,
+    RC_RMSG_SNAP,
+    RC_RMSG_EVENTS,
+};
+
+/* ---- The received message, shared by every run message built from it ---- */
+
+struct rc_ingest_buf {
+    atomic_uint refs; /* atomic: acq_rel on release so the last releaser sees every use */
+    void (*free_fn)(struct rc_ingest_buf *b);
+    const uint8_t *data;
+    size_t len;
+    void *owner; /* the nng_msg, or NULL when data is owned by this struct */
+};
+
+struct rc_ingest_buf *rc_ingest_buf_hold(struct rc_ingest_buf *b);
+void rc_ingest_buf_release(struct rc_ingest_buf *b);
+/* A buffer holding a copy of len bytes. */
+struct rc_ingest_buf *rc_ingest_buf_copy(const void *p, size_t len);
+
+/* ---- Ack collector (REP replies, in-process publish callbacks) ---- */
+
+struct rc_ack {
+    /* atomic countdown: one for the dispatcher and one per run message.
+     * acq_rel in rc_ack_done: each decrement releases that party's writes
+     * to results[] and the last one acquires them all before encoding. */
+    atomic_uint pending;
+    uint32_t n;
+    void (*complete)(struct rc_ack *ack); /* runs once, on the last done; calls rc_ack_free */
+    void *arg;
+    char (*reasons)[112];                 /* lazily allocated: error texts, one slot per element */
+    struct rc_proto_ack_result results[]; /* one per element; each written by one party */
+};
+
+struct rc_ack *rc_ack_new(uint32_t n, void (*complete)(struct rc_ack *), void *arg);
+void rc_ack_done(struct rc_ack *ack);
+void rc_ack_free(struct rc_ack *ack);
+/* Sets element i's result to err (its reason copied into the ack). */
+void rc_ack_set_error(struct rc_ack *ack, uint32_t i, const struct rc_proto_error *err);
+/* Sets element i's result to code with a static message. */
+void rc_ack_set_code(struct rc_ack *ack, uint32_t i, enum rc_proto_code code, const char *message);
+
+/* ---- One decoded event, packed without the 32 start timeouts (they are
+ * decoded again from raw in the run actor when n_timeouts > 0) ---- */
+
+#define RC_EV_HEAD   offsetof(struct rc_event, timeouts)
+#define RC_EV_TAIL   (offsetof(struct rc_event, timeouts) + sizeof(((struct rc_event *)0)->timeouts))
+#define RC_EV_PACKED (RC_EV_HEAD + sizeof(struct rc_event) - RC_EV_TAIL)
+
+struct rc_ev_slot {
+    uint32_t index; /* position in the publish message */
+    uint32_t hash;  /* of the run id */
+    _Alignas(8) unsigned char ev[RC_EV_PACKED];
+};
+
+void rc_ev_pack(struct rc_ev_slot *s, const struct rc_event *ev);
+/* Unpacks into ev; re-decodes start timeouts from ev->raw when needed. */
+void rc_ev_unpack(const struct rc_ev_slot *s, struct rc_event *ev,
+                  const struct rc_proto_limits *lim);
+
+/* ---- Messages to run actors ---- */
+
+struct rc_ingest_msg {
+    struct rc_msg hdr; /* RC_RMSG_INGEST; free_fn: rc_ingest_msg_free */
+    struct rc_runs *runs;
+    struct rc_ingest_buf *buf; /* held: the events are views into it */
+    struct rc_ack *ack;        /* NULL: fire and forget */
+    uint32_t pipe;
+    uint32_t n;
+    int64_t recv_wall_ms;
+    uint64_t recv_ns;
+    bool handled; /* set by the run actor; unhandled (dropped) -> error results */
+    struct rc_ev_slot slots[];
+};
+
+struct rc_ingest_msg *rc_ingest_msg_new(struct rc_runs *runs, uint32_t n);
+
+/* A subscription as carried to a run actor. */
+struct rc_sub_msg {
+    struct rc_msg hdr;           /* RC_RMSG_SUB / RC_RMSG_UNSUB */
+    struct rc_actor *subscriber; /* held */
+    uint64_t sub_id;
+    struct rc_blob *since_map; /* held or NULL: conv/all since map */
+    bool has_since;
+    uint64_t since;
+    bool has_epoch;
+    uint64_t epoch;
+    int snapshot;
+};
+
+struct rc_pipe_msg {
+    struct rc_msg hdr; /* RC_RMSG_PIPE_GONE */
+    uint32_t pipe;
+    uint64_t at_ms; /* mono */
+};
+
+struct rc_list_collector;
+struct rc_query_msg {
+    struct rc_msg hdr; /* RC_RMSG_SUMMARY / _SNAP / _EVENTS */
+    bool handled;
+    struct rc_list_collector *list; /* SUMMARY */
+    rc_runs_snap_cb snap_cb;        /* SNAP */
+    rc_runs_events_cb events_cb;    /* EVENTS */
+    void *arg;
+    uint64_t since;
+    size_t max;
+};
+
+/* ---- The run ---- */
+
+enum rc_run_state {
+    RC_RS_ACTIVE,    /* pending or running: watchdog armed */
+    RC_RS_RETAINED,  /* ended; history kept for --retention */
+    RC_RS_TOMBSTONE, /* history freed; final snap kept for --tombstone-ttl */
+    RC_RS_RETIRED,   /* removed from the registry, stopping */
+};
+
+struct rc_run_hist;
+struct rc_run_snap;
+struct rc_idem;
+struct rc_run_subs;
+struct rc_run_limits;
+
+struct rc_run {
+    struct rc_run *next;    /* registry shard chain: protected by the shard mutex */
+    struct rc_actor *actor; /* immutable; the registry's reference */
+    struct rc_runs *runs;   /* immutable */
+    struct rc_blob *name;   /* immutable: the run id */
+    uint32_t hash;          /* immutable: of name */
+
+    /* pipe index: protected by the mutex of pipe shard `pipe_linked` */
+    uint32_t pipe_linked; /* pipe the run is listed under; 0: none */
+    struct rc_run *pipe_next, *pipe_prev;
+
+    /* owner */
+    uint32_t pipe;  /* pipe of the last accepted event (0: in-process) */
+    uint8_t status; /* enum rc_run_status */
+    uint8_t state;  /* enum rc_run_state */
+    uint8_t last_type;
+    bool gone;       /* the last-delivering pipe closed since the last event */
+    bool conv_bound; /* registered in the conv index */
+    bool truncated;
+    uint64_t seq;
+    uint64_t created_mono, last_event_mono, gone_mono, timer_due; /* ms */
+    int64_t created_at, started_at, last_event_at, ended_at;      /* wall ms */
+    struct rc_blob *conv;      /* owner writes once; the registry reads it
+                                  under its wide mutex after conv_bound */
+    struct rc_blob *phase;     /* current phase or NULL */
+    struct rc_blob *terminal;  /* the terminal `ev` encoding */
+    struct rc_blob *tomb_snap; /* TOMBSTONE: the final snap */
+    struct rc_blob *term_id;   /* id_raw of the terminal event (dup answers) */
+    struct rc_run_hist *hist;
+    struct rc_run_snap *snap;
+    struct rc_idem *idem;
+    struct rc_run_subs *subs;
+    struct rc_run_limits *lim;
+    struct rc_timer timer;
+};
+
+/* Creates the run state (not the actor). */
+struct rc_run *rc_run_new(struct rc_runs *runs, const char *name, size_t len, uint32_t hash);
+/* Behaviour and fini of run actors. */
+void rc_run_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg);
+void rc_run_fini(void *state, int reason);
+/* Arms the first watchdog (called by the registry after spawn). */
+void rc_run_arm_initial(struct rc_run *run);
+
+/* ---- Registry internals used by run actors and the ingress ---- */
+
+struct rc_actor_system *rc_runs_system(struct rc_runs *runs);
+const struct rc_config *rc_runs_config(struct rc_runs *runs);
+struct rc_metrics *rc_runs_metrics(struct rc_runs *runs);
+const struct rc_proto_limits *rc_runs_limits(struct rc_runs *runs);
+bool rc_runs_closed(const struct rc_runs *runs);
+uint32_t rc_runs_hash(const char *p, size_t len);
+
+/*
+ * Finds (or, when create, creates) the run and returns its actor with one
+ * reference held.  0, RC_ENOTFOUND, RC_ELIMIT (--max-runs), RC_ECLOSED
+ * (registry closed), RC_ENOMEM.
+ */
+int rc_runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t hash, bool create,
+                struct rc_actor **out);
+
+/* The run's conv was set (owner thread): index it and attach conv subs. */
+void rc_runs_bind_conv(struct rc_runs *runs, struct rc_run *run);
+/* The run ended (owner thread): releases its --max-runs slot. */
+void rc_runs_run_ended(struct rc_runs *runs, struct rc_run *run);
+/* The tombstone expired (owner thread): unlists the run. */
+void rc_runs_remove(struct rc_runs *runs, struct rc_run *run);
+/* Pipe index (owner thread): list the run under its current pipe. */
+void rc_runs_pipe_track(struct rc_runs *runs, struct rc_run *run, uint32_t pipe);
+void rc_runs_pipe_untrack(struct rc_runs *runs, struct rc_run *run);
+/* A publisher connection closed. */
+void rc_runs_pipe_closed(struct rc_runs *runs, uint32_t pipe);
+
+/* In-flight ingest messages (quiesce waits for 0). */
+void rc_runs_inflight_add(struct rc_runs *runs, int delta);
+uint64_t rc_runs_inflight(const struct rc_runs *runs);
+
+/* List collector entry point for run actors. */
+void rc_runs_list_add(struct rc_list_collector *c, const struct rc_run_summary *s);
+void rc_runs_list_done(struct rc_list_collector *c);
+
+#endif
