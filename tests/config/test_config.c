@@ -17,13 +17,27 @@
 
 #define ERRLEN 512
 
-/* Writes text to a fresh temporary file; returns its path (static buffer
- * per call slot). */
+/* Writes text to a fresh temporary file and returns its path.  Paths live in
+ * a ring of slots: a slot's old file is removed when the slot is reused and
+ * the rest at exit (each test runs in its own process). */
+#define TMP_SLOTS 16
+static char tmp_paths[TMP_SLOTS][64];
+static int tmp_next;
+
+static void tmp_cleanup(void)
+{
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (tmp_paths[i][0] != '\0')
+            unlink(tmp_paths[i]);
+}
+
 static const char *tmpfile_with(const char *text)
 {
-    static char paths[8][64];
-    static int slot;
-    char *path = paths[slot++ % 8];
+    if (tmp_next == 0)
+        atexit(tmp_cleanup);
+    char *path = tmp_paths[tmp_next++ % TMP_SLOTS];
+    if (path[0] != '\0')
+        unlink(path);
     snprintf(path, 64, "/tmp/rc_config_test_XXXXXX");
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
@@ -991,4 +1005,90 @@ Test(config, apply_logging)
     cr_assert(strstr(buf, "limited 1") == NULL, "%s", buf);
     free(buf);
     rc_config_fini(&c);
+}
+
+/* envp NULL reads the process environment. */
+Test(config, process_environment)
+{
+    setenv("RUNCAST_WS_MAX_SUBS", "7", 1);
+    struct rc_config c;
+    char err[ERRLEN];
+    cr_assert_eq(rc_config_init(&c), 0);
+    char *argv[] = {"runcastd", NULL};
+    cr_assert_eq(rc_config_load(&c, 1, argv, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.ws_max_subs, 7);
+    rc_config_fini(&c);
+    unsetenv("RUNCAST_WS_MAX_SUBS");
+}
+
+/* Random config files (a fixed seed): never a crash or a leak; either they
+ * load, or the message names the file and a line within it. */
+Test(config, random_files_are_handled, .timeout = 30)
+{
+    static const char *const pieces[] = {"watchdog",
+                                         "=",
+                                         " ",
+                                         "\n",
+                                         "#",
+                                         "\"",
+                                         "5s",
+                                         "ingest",
+                                         "tcp://",
+                                         "1:2",
+                                         "\\",
+                                         "\r\n",
+                                         "phase-timeout",
+                                         "a=1s",
+                                         "max-runs",
+                                         "99",
+                                         "KiB",
+                                         "\t",
+                                         ",",
+                                         "allow-origin",
+                                         "http://h",
+                                         "\x01",
+                                         "\xff",
+                                         "config",
+                                         "retention",
+                                         "-1",
+                                         "",
+                                         "=="};
+    unsigned seed = 12345;
+    for (int iter = 0; iter < 1000; iter++) {
+        char text[512];
+        size_t len = 0;
+        int n = 1 + (int)(rand_r(&seed) % 24);
+        for (int k = 0; k < n; k++) {
+            const char *p = pieces[rand_r(&seed) % (sizeof(pieces) / sizeof(pieces[0]))];
+            size_t pl = strlen(p);
+            if (len + pl >= sizeof(text))
+                break;
+            memcpy(text + len, p, pl);
+            len += pl;
+        }
+        text[len] = '\0';
+        const char *path = tmpfile_with(text);
+        char cf[128];
+        snprintf(cf, sizeof(cf), "--config=%s", path);
+        char *argv[] = {"runcastd", cf, NULL};
+        struct rc_config c;
+        char err[ERRLEN] = "";
+        int rv = load(&c, argv, empty_env, err);
+        if (rv != 0) {
+            cr_assert_eq(rv, RC_EINVAL);
+            char prefix[96];
+            snprintf(prefix, sizeof(prefix), "%s:", path);
+            bool names_line = strncmp(err, prefix, strlen(prefix)) == 0;
+            bool cross = strncmp(err, "configuration: ", 15) == 0;
+            cr_assert(names_line || cross, "file '%s': message '%s'", text, err);
+            if (names_line) {
+                long line = strtol(err + strlen(prefix), NULL, 10);
+                long lines = 1;
+                for (const char *q = text; *q != '\0'; q++)
+                    lines += *q == '\n';
+                cr_assert(line >= 1 && line <= lines, "line %ld of %ld: %s", line, lines, err);
+            }
+        }
+        rc_config_fini(&c);
+    }
 }
