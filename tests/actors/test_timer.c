@@ -1,0 +1,233 @@
+/*
+ * Tests of actor timers (rc_timer_*) on a running system: expiry messages
+ * reach the owner never early, cancel and re-arm make older expiries
+ * vanish or stale (rc_timer_msg_current), many timers all fire, and
+ * owners cancel in fini cleanly.  Only lower bounds on real time are
+ * asserted (never early); lateness is measured in bench_actors.
+ */
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+
+#include "rc_actor.h"
+#include "rc_alloc.h"
+#include "rc_clock.h"
+#include "rc_error.h"
+
+#define NT 20
+
+struct tstate {
+    struct rc_actor_system *sys;
+    struct rc_timer t[NT];
+    uint64_t armed_ns[NT];
+    _Atomic int current, stale;
+    _Atomic int early; /* a current expiry before its delay elapsed */
+    _Atomic uint64_t arg_mismatch;
+    uint64_t delay_ms[NT];
+};
+
+static void timer_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct tstate *s = st;
+    if (msg->type == 1) { /* arm all */
+        for (int i = 0; i < NT; i++) {
+            s->armed_ns[i] = rc_clock_mono_ns();
+            cr_assert_eq(rc_timer_arm(s->sys, &s->t[i], s->delay_ms[i]), RC_OK);
+        }
+        return;
+    }
+    if (msg->type != RC_MSG_TIMER)
+        return;
+    struct rc_msg_timer *m = (struct rc_msg_timer *)msg;
+    if (!rc_timer_msg_current(m)) {
+        atomic_fetch_add(&s->stale, 1);
+        return;
+    }
+    size_t i = (size_t)(m->timer - s->t);
+    if (m->arg != 1000 + i)
+        atomic_fetch_add(&s->arg_mismatch, 1);
+    if (rc_clock_mono_ns() - s->armed_ns[i] < s->delay_ms[i] * 1000000u)
+        atomic_store(&s->early, 1);
+    atomic_fetch_add(&s->current, 1);
+}
+
+static void cancel_all_fini(void *st, int reason)
+{
+    struct tstate *s = st;
+    for (int i = 0; i < NT; i++)
+        rc_timer_cancel(s->sys, &s->t[i]);
+}
+
+static bool wait_int(_Atomic int *v, int want, uint64_t ms)
+{
+    uint64_t end = rc_clock_mono_ms() + ms;
+    while (atomic_load(v) < want) {
+        if (rc_clock_mono_ms() > end)
+            return false;
+        rc_clock_sleep_ms(1);
+    }
+    return true;
+}
+
+static struct rc_actor *spawn_timer_actor(struct rc_actor_system *sys, struct tstate *s)
+{
+    struct rc_actor *a;
+    s->sys = sys;
+    cr_assert_eq(rc_actor_spawn(sys, timer_fn, s, cancel_all_fini, NULL, &a), RC_OK);
+    for (int i = 0; i < NT; i++)
+        rc_timer_init(&s->t[i], a, 1000 + (uint64_t)i);
+    return a;
+}
+
+Test(timer, fires_never_early_with_its_arg)
+{
+    struct rc_actor_system *sys;
+    cr_assert_eq(rc_actor_system_new(&sys, &(struct rc_actor_system_opts){.workers = 2}), RC_OK);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct tstate s;
+    for (int i = 0; i < NT; i++)
+        s.delay_ms[i] = (uint64_t)i * 5; /* 0 .. 95 ms */
+    struct rc_actor *a = spawn_timer_actor(sys, &s);
+    cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert(wait_int(&s.current, NT, 5000));
+    cr_assert_eq(atomic_load(&s.early), 0, "a timer fired early");
+    cr_assert_eq(atomic_load(&s.arg_mismatch), 0);
+    cr_assert_eq(atomic_load(&s.stale), 0);
+    for (int i = 0; i < NT; i++)
+        cr_assert(!rc_timer_armed(sys, &s.t[i]));
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
+Test(timer, cancel_before_expiry_sends_nothing)
+{
+    struct rc_actor_system *sys;
+    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct tstate s;
+    struct rc_actor *a = spawn_timer_actor(sys, &s);
+    for (int i = 0; i < NT; i++) {
+        cr_assert_eq(rc_timer_arm(sys, &s.t[i], 30), RC_OK);
+        cr_assert(rc_timer_armed(sys, &s.t[i]));
+    }
+    for (int i = 0; i < NT; i++)
+        rc_timer_cancel(sys, &s.t[i]);
+    rc_timer_cancel(sys, &s.t[0]); /* twice is fine */
+    rc_clock_sleep_ms(80);
+    cr_assert_eq(atomic_load(&s.current) + atomic_load(&s.stale), 0);
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
+/* Re-arm before expiry: one expiry, for the latest arming. */
+Test(timer, rearm_replaces)
+{
+    struct rc_actor_system *sys;
+    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct tstate s;
+    struct rc_actor *a = spawn_timer_actor(sys, &s);
+    s.delay_ms[0] = 40;
+    s.armed_ns[0] = rc_clock_mono_ns();
+    cr_assert_eq(rc_timer_arm(sys, &s.t[0], 5), RC_OK);
+    cr_assert_eq(rc_timer_arm(sys, &s.t[0], 40), RC_OK);
+    cr_assert(wait_int(&s.current, 1, 5000));
+    rc_clock_sleep_ms(30);
+    cr_assert_eq(atomic_load(&s.current), 1);
+    cr_assert_eq(atomic_load(&s.stale), 0);
+    cr_assert_eq(atomic_load(&s.early), 0);
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
+/* An expiry already in the mailbox when the owner re-arms is stale. */
+struct stale_state {
+    struct rc_actor_system *sys;
+    struct rc_timer t;
+    _Atomic int current, stale;
+};
+
+static void stale_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct stale_state *s = st;
+    if (msg->type == 1) {
+        cr_assert_eq(rc_timer_arm(s->sys, &s->t, 1), RC_OK);
+        /* Let it expire and queue behind this message, then re-arm. */
+        uint64_t end = rc_clock_mono_ms() + 3000;
+        while (rc_actor_mailbox_len(self) < 2 && rc_clock_mono_ms() < end)
+            rc_clock_sleep_ms(1);
+        cr_assert_eq(rc_timer_arm(s->sys, &s->t, 5), RC_OK);
+        return;
+    }
+    struct rc_msg_timer *m = (struct rc_msg_timer *)msg;
+    cr_assert_eq(msg->type, RC_MSG_TIMER);
+    if (rc_timer_msg_current(m))
+        atomic_fetch_add(&s->current, 1);
+    else
+        atomic_fetch_add(&s->stale, 1);
+}
+
+Test(timer, expiry_in_flight_becomes_stale)
+{
+    struct rc_actor_system *sys;
+    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct stale_state s;
+    s.sys = sys;
+    struct rc_actor *a;
+    cr_assert_eq(rc_actor_spawn(sys, stale_fn, &s, NULL, NULL, &a), RC_OK);
+    rc_timer_init(&s.t, a, 0);
+    cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert(wait_int(&s.current, 1, 5000));
+    cr_assert_eq(atomic_load(&s.stale), 1);
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
+/* Many owners, many timers; owners stopped with timers armed cancel them
+ * in fini. */
+Test(timer, many_timers_all_fire)
+{
+    enum { A = 50 };
+    struct rc_actor_system *sys;
+    cr_assert_eq(rc_actor_system_new(&sys, &(struct rc_actor_system_opts){.workers = 2}), RC_OK);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct tstate s[A];
+    struct rc_actor *a[A];
+    for (int k = 0; k < A; k++) {
+        for (int i = 0; i < NT; i++)
+            s[k].delay_ms[i] = (uint64_t)((k * 7 + i * 13) % 60);
+        a[k] = spawn_timer_actor(sys, &s[k]);
+        cr_assert_eq(rc_actor_send(a[k], rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    }
+    for (int k = 0; k < A; k++) {
+        cr_assert(wait_int(&s[k].current, NT, 5000));
+        cr_assert_eq(atomic_load(&s[k].early), 0);
+    }
+    /* Arm long timers and stop: fini cancels them. */
+    for (int k = 0; k < A; k++)
+        for (int i = 0; i < NT; i++)
+            rc_timer_arm(sys, &s[k].t[i], 60000);
+    rc_actor_system_stop(sys);
+    for (int k = 0; k < A; k++) {
+        cr_assert(!rc_timer_armed(sys, &s[k].t[0]));
+        rc_actor_release(a[k]);
+    }
+    rc_actor_system_free(sys);
+}
+
+Test(timer, bad_arguments)
+{
+    struct rc_actor_system *sys;
+    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
+    struct rc_timer t;
+    rc_timer_init(&t, NULL, 0);
+    cr_assert_eq(rc_timer_arm(sys, &t, 5), RC_EINVAL);
+    cr_assert_eq(rc_timer_arm(NULL, &t, 5), RC_EINVAL);
+    rc_timer_cancel(sys, &t);
+    rc_actor_system_stop(sys);
+    rc_actor_system_free(sys);
+}
