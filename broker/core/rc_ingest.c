@@ -146,9 +146,8 @@ static void report_error(struct rc_ingest_ctx *c, const struct rc_ingest_buf *bu
             return;
         }
     }
-    RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", NULL, NULL,
-                       "%s %s rejected from %s (%s): %s%s%s: %s", whole ? "message" : "event",
-                       whole ? "" : "in batch", peer, rc_ingest_kind_name(c->kind),
+    RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", NULL, NULL, "%s rejected from %s (%s): %s%s%s: %s",
+                       whole ? "message" : "event in a batch", peer, rc_ingest_kind_name(c->kind),
                        rc_proto_code_name(e->err.code), e->err.field ? " field " : "",
                        e->err.field ? e->err.field : "", e->err.reason);
 }

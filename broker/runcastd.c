@@ -1,0 +1,214 @@
+/*
+ * runcastd: the runcast broker daemon.
+ *
+ * Loads the configuration (flags > environment > file > defaults), sets up
+ * logging, starts the broker core (actor system, run registry, nng ingress)
+ * and, when built, the edge (WebSocket/HTTP), prints where it listens, and
+ * waits for signals in the main thread (every other thread has them
+ * blocked):
+ *
+ *   SIGTERM, SIGINT  graceful stop: stop accepting (acks answer
+ *                    `shutting_down`), flush what was accepted to the
+ *                    subscribers, close WebSockets with 1001, exit 0, all
+ *                    within --shutdown-timeout (past it: exit 1)
+ *   SIGUSR1          log one level more verbose
+ *   SIGUSR2          log one level less verbose
+ *   SIGHUP           log level back to --log-level
+ *
+ * Exit codes: 0 normal stop, 1 start-up failure or shutdown overrun,
+ * 2 bad configuration, 70 a supervised part failed beyond
+ * --restart-intensity (so systemd / Kubernetes restart the process).
+ */
+#include <errno.h>
+#include <nng/nng.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rc_alloc.h"
+#include "rc_broker.h"
+#include "rc_clock.h"
+#include "rc_config.h"
+#include "rc_error.h"
+#include "rc_log.h"
+#ifdef RC_HAVE_EDGE
+#include "rc_edge.h"
+#endif
+
+#define EXIT_FATAL 70
+
+static atomic_bool fatal_flag; /* relaxed: read after sigwait returns */
+
+static void fatal_cb(void *arg, const char *child, int reason)
+{
+    (void)arg;
+    (void)child;
+    (void)reason;
+    atomic_store_explicit(&fatal_flag, true, memory_order_relaxed);
+    kill(getpid(), SIGTERM);
+}
+
+struct overrun {
+    uint64_t ms;
+};
+
+static void *overrun_main(void *arg)
+{
+    struct overrun *o = arg;
+    rc_clock_sleep_ms(o->ms);
+    rc_log(RC_LOG_ERROR, "runcastd", NULL, NULL,
+           "shutdown did not finish within --shutdown-timeout (%llu ms); exiting now",
+           (unsigned long long)o->ms);
+    _exit(1);
+    return NULL;
+}
+
+static void print_list(FILE *f, struct rc_broker *b, enum rc_ingest_kind kind, const char *label,
+                       bool *first)
+{
+    for (size_t i = 0;; i++) {
+        const char *u = rc_broker_listen_url(b, kind, i);
+        if (!u)
+            break;
+        fprintf(f, "%s%s %s", *first ? "" : ", ", label, u);
+        *first = false;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct rc_config cfg;
+    char err[512] = "";
+    if (rc_config_init(&cfg) != 0) {
+        fprintf(stderr, "runcastd: out of memory\n");
+        return 1;
+    }
+    if (rc_config_load(&cfg, argc, argv, NULL, err, sizeof(err)) != 0) {
+        fprintf(stderr, "runcastd: %s\n(see runcastd --help)\n", err);
+        rc_config_fini(&cfg);
+        return 2;
+    }
+    if (cfg.show_help) {
+        rc_config_usage(stdout, "runcastd");
+        rc_config_fini(&cfg);
+        return 0;
+    }
+    if (cfg.show_version) {
+        printf("runcastd %s (nng %s, allocator %s)\n", RUNCAST_VERSION, nng_version(),
+               rc_alloc_backend());
+        rc_config_fini(&cfg);
+        return 0;
+    }
+    rc_config_apply_logging(&cfg, NULL);
+
+    /* Every thread created from here on inherits the blocked set; the main
+     * thread takes the signals with sigwait. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct rc_broker *b = NULL;
+    int rc = rc_broker_new(&cfg, &b);
+    if (rc != 0) {
+        rc_log(RC_LOG_CRITICAL, "runcastd", NULL, NULL, "cannot create the broker: %s",
+               rc_error_message(rc));
+        rc_config_fini(&cfg);
+        return 1;
+    }
+    rc_broker_set_fatal_cb(b, fatal_cb, NULL);
+    rc = rc_broker_start(b);
+    if (rc != 0) {
+        rc_log(RC_LOG_CRITICAL, "runcastd", NULL, NULL, "cannot start: %s",
+               rc_broker_error(b)[0] ? rc_broker_error(b) : rc_error_message(rc));
+        fprintf(stderr, "runcastd: cannot start: %s\n",
+                rc_broker_error(b)[0] ? rc_broker_error(b) : rc_error_message(rc));
+        rc_broker_free(b);
+        rc_config_fini(&cfg);
+        return 1;
+    }
+#ifdef RC_HAVE_EDGE
+    struct rc_edge *edge = NULL;
+    rc = rc_edge_new(&cfg, b, &edge);
+    if (rc == 0)
+        rc = rc_edge_start(edge);
+    if (rc != 0) {
+        rc_log(RC_LOG_CRITICAL, "runcastd", NULL, NULL, "cannot start the edge on --http %s: %s",
+               cfg.http ? cfg.http : "?", rc_error_message(rc));
+        fprintf(stderr, "runcastd: cannot listen on --http %s: %s\n", cfg.http ? cfg.http : "?",
+                rc_error_message(rc));
+        rc_edge_free(edge);
+        rc_broker_free(b);
+        rc_config_fini(&cfg);
+        return 1;
+    }
+#endif
+
+    bool first = true;
+    printf("runcastd listening: ");
+    print_list(stdout, b, RC_INGEST_PULL, "ingest", &first);
+    print_list(stdout, b, RC_INGEST_REP, "ingest-ack", &first);
+#ifdef RC_HAVE_EDGE
+    printf("%shttp %s:%u", first ? "" : ", ", cfg.http_host ? cfg.http_host : "127.0.0.1",
+           (unsigned)rc_edge_port(edge));
+    first = false;
+#endif
+    if (first)
+        printf("nothing (no --ingest or --ingest-ack URL)");
+    printf("\n");
+    fflush(stdout);
+    rc_log(RC_LOG_INFO, "runcastd", NULL, NULL,
+           "runcastd %s started (epoch %llu, %u workers, allocator %s)", RUNCAST_VERSION,
+           (unsigned long long)rc_broker_epoch(b), rc_actor_system_workers(rc_broker_system(b)),
+           rc_alloc_backend());
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        rc_log_signal(sig);
+        rc_log_notice_flush();
+    }
+
+    bool fatal = atomic_load_explicit(&fatal_flag, memory_order_relaxed);
+    uint64_t t0 = rc_clock_mono_ms();
+    rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "%s: stopping (at most %llu ms)",
+           fatal ? "a supervised part failed" : "signal received",
+           (unsigned long long)cfg.shutdown_timeout_ms);
+    struct overrun ov = {cfg.shutdown_timeout_ms + 250};
+    pthread_t ovt;
+    if (pthread_create(&ovt, NULL, overrun_main, &ov) == 0)
+        pthread_detach(ovt);
+
+    /* 1. stop accepting and let the run actors hand everything accepted to
+     *    the subscribers (half the budget at most) */
+    if (rc_broker_quiesce(b, cfg.shutdown_timeout_ms / 2) != 0)
+        rc_log(RC_LOG_WARN, "runcastd", NULL, NULL,
+               "some accepted messages were still queued after %llu ms",
+               (unsigned long long)(cfg.shutdown_timeout_ms / 2));
+#ifdef RC_HAVE_EDGE
+    /* 2. flush the WebSockets and close them with 1001 */
+    rc_edge_stop(edge);
+#endif
+    /* 3. close the sockets, stop the actors */
+    rc_broker_stop(b);
+#ifdef RC_HAVE_EDGE
+    rc_edge_free(edge);
+#endif
+    rc_broker_free(b);
+    rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "stopped in %llu ms",
+           (unsigned long long)(rc_clock_mono_ms() - t0));
+    rc_config_fini(&cfg);
+    return fatal ? EXIT_FATAL : 0;
+}
