@@ -221,10 +221,10 @@ void rcb_subs_free(struct rcb_subs *s);
 
 struct rcb_wsbase;
 /* Listens on ws://127.0.0.1:PORT/ws; each accepted connection gets the hello
- * frame, then `per_conn` ev frames of `size` bytes as fast as nng sends
+ * frame, then `per_conn` frames of `per_frame` ev maps of `size` bytes as fast as nng sends
  * (rate_per_conn > 0: open loop, that many frames/s) once rcb_wsbase_go is
  * called. */
-struct rcb_wsbase *rcb_wsbase_new(int port, uint32_t size);
+struct rcb_wsbase *rcb_wsbase_new(int port, uint32_t size, uint32_t per_frame);
 int rcb_wsbase_go(struct rcb_wsbase *w, uint64_t per_conn, double rate_per_conn);
 /* Frames sent so far. */
 uint64_t rcb_wsbase_sent(struct rcb_wsbase *w);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "rcb.h"
+#include "rcb_raw.h"
 
 struct rcb_opts rcb_o;
 
@@ -136,7 +137,8 @@ static void usage(FILE *f)
                "  runs     N concurrent runs with armed watchdogs: memory per run, creation\n"
                "           rate, watchdog lateness\n"
                "  soak     mixed load for --duration: broker memory at start, peak and end\n"
-               "  all      every scenario in turn\n"
+               "  raw      the raw nng baselines alone (no broker)\n"
+               "  all      every scenario in turn (raw excluded: each scenario runs its own)\n"
                "\n"
                "Target (default: start the runcastd built next to runcast-bench on free ports):\n"
                "  --spawn PATH          runcastd to start\n"
@@ -185,6 +187,7 @@ static const struct scenario scenarios[] = {
     {"ingest", rcb_s_ingest, 180, 15}, {"ack", rcb_s_ack, 120, 15},
     {"fanout", rcb_s_fanout, 300, 25}, {"conns", rcb_s_conns, 300, 15},
     {"runs", rcb_s_runs, 300, 15},     {"soak", rcb_s_soak, 0, 20},
+    {"raw", rcb_s_raw, 120, 15},
 };
 
 static int run_one(const struct scenario *s)
@@ -330,7 +333,9 @@ int main(int argc, char **argv)
 
     int failed = 0, ran = 0;
     for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
-        if (strcmp(what, "all") != 0 && strcmp(what, scenarios[i].name) != 0)
+        bool sel = strcmp(what, scenarios[i].name) == 0 ||
+                   (strcmp(what, "all") == 0 && scenarios[i].fn != rcb_s_raw);
+        if (!sel)
             continue;
         ran++;
         if (run_one(&scenarios[i]) != 0)

@@ -16,16 +16,10 @@
 
 #include "rcb_nng.h"
 
-struct phase_out {
-    double rate;     /* events/s */
-    double accepted; /* events confirmed */
-    double mean_batch;
-    bool ok;
-    char note[128];
-};
+#include "rcb_raw.h"
 
-static void raw_phase(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
-                      struct phase_out *o)
+void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
+                    struct rcb_phase_out *o)
 {
     memset(o, 0, sizeof(*o));
     char url[64];
@@ -66,7 +60,7 @@ static void raw_phase(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32
 
 static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, const char *tag,
                          uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
-                         struct phase_out *o)
+                         struct rcb_phase_out *o)
 {
     memset(o, 0, sizeof(*o));
     double base = rcb_broker_events_accepted(b);
@@ -145,13 +139,13 @@ int rcb_s_ingest(void)
     struct rcb_mem m0;
     rcb_broker_mem(&b, &m0);
 
-    struct phase_out raw1, lib1, rawb, brkb, libb;
+    struct rcb_phase_out raw1, lib1, rawb, brkb, libb;
     rcb_log("ingest: raw PUSH/PULL, 1 event/message");
-    raw_phase(P, R, n1, 1, S, &raw1);
+    rcb_ingest_raw(P, R, n1, 1, S, &raw1);
     rcb_log("ingest: broker via publisher library, 1 event/message");
     broker_phase(&b, RCB_PUB_LIB, "lib1", P, R, n1, 1, S, &lib1);
     rcb_log("ingest: raw PUSH/PULL, batches of %u", B);
-    raw_phase(P, R, nb, B, S, &rawb);
+    rcb_ingest_raw(P, R, nb, B, S, &rawb);
     rcb_log("ingest: broker via raw PUSH, batches of %u (the same messages)", B);
     broker_phase(&b, RCB_PUB_RAW, "rawb", P, R, nb, B, S, &brkb);
     rcb_log("ingest: broker via publisher library, adaptive batching up to %u", B);

@@ -398,6 +398,7 @@ struct rcb_wsbase {
     nng_mtx *mtx;
     struct bconn *conns; /* protected by mtx */
     uint32_t size;
+    uint32_t per_frame; /* ev maps per frame (an array when > 1) */
     _Atomic uint64_t sent;
     _Atomic bool stopping;
 };
@@ -405,7 +406,12 @@ struct rcb_wsbase {
 static void b_send(struct bconn *b)
 {
     rc_buf_reset(&b->fr);
-    rcb_ev_encode_server(&b->fr, "baseline", b->sent + 1, rcb_now_ns(), b->w->size);
+    uint64_t now = rcb_now_ns();
+    uint32_t k = b->w->per_frame;
+    if (k > 1)
+        rcb_array_header(&b->fr, k);
+    for (uint32_t i = 0; i < k; i++)
+        rcb_ev_encode_server(&b->fr, "baseline", b->sent * k + i + 1, now, b->w->size);
     nng_iov iov = {.iov_buf = b->fr.data, .iov_len = b->fr.len};
     nng_aio_set_iov(b->tx, 1, &iov);
     nng_stream_send(b->st, b->tx);
@@ -448,9 +454,10 @@ static void b_acc_cb(void *arg)
         nng_stream_listener_accept(w->l, w->acc);
 }
 
-struct rcb_wsbase *rcb_wsbase_new(int port, uint32_t size)
+struct rcb_wsbase *rcb_wsbase_new(int port, uint32_t size, uint32_t per_frame)
 {
     struct rcb_wsbase *w = calloc(1, sizeof(*w));
+    w->per_frame = per_frame ? per_frame : 1;
     char url[96];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws", port);
     w->size = size;

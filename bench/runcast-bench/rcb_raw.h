@@ -1,0 +1,31 @@
+/*
+ * rcb_raw: the raw nng baselines, shared by the scenarios that run them next
+ * to the broker and by the `raw` scenario that runs them alone.
+ */
+#ifndef RCB_RAW_H
+#define RCB_RAW_H
+
+#include "rcb.h"
+
+struct rcb_phase_out {
+    double rate;     /* events/s */
+    double accepted; /* events confirmed */
+    double mean_batch;
+    bool ok;
+    char note[128];
+};
+
+/* Raw nng PUSH/PULL: P pushers to our own PULL sink (8 receive aios),
+ * n events of `size` bytes in messages of `batch`. */
+void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
+                    struct rcb_phase_out *o);
+
+/* Raw nng WebSocket: our own ws listener sends per_conn ev frames to each of
+ * `conns` nng ws dialers (per_frame ev maps per frame); *rate = deliveries/s, h = send-to-receive
+ * latency. */
+void rcb_fanout_raw(uint32_t conns, uint64_t per_conn, uint32_t per_frame, uint32_t size,
+                    double *rate, struct rcb_hist *h, char *note, size_t nl);
+
+int rcb_s_raw(void);
+
+#endif
