@@ -120,7 +120,8 @@ struct rc_edge_conn {
 
     struct out_item *fl; /* in flight */
     uint32_t fl_n, fl_cap;
-    size_t fl_bytes;
+    size_t fl_bytes;    /* frame bytes of the write in flight (metrics) */
+    uint32_t fl_own;    /* messages in it that are not queue items (hello) */
     struct rc_buf wbuf; /* frame header (+ coalesced payload) being written */
     struct rc_buf ctl;  /* control frames (pong) to write before the next data */
     struct rc_buf jtmp; /* JSON conversion scratch */
@@ -720,7 +721,8 @@ static void on_start(struct rc_edge_conn *c)
     }
     nng_iov iov = {.iov_buf = c->wbuf.data, .iov_len = c->wbuf.len};
     c->fl_n = 0;
-    c->fl_bytes = 0; /* the 101 is not a frame */
+    c->fl_bytes = c->wbuf.len - (size_t)n; /* the 101 is not a frame */
+    c->fl_own = c->full ? 0 : 1;
     write_iov(c, &iov, 1);
     if (c->full)
         arm_linger(c);
@@ -752,6 +754,10 @@ static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
     if (c->fl_bytes > 0) {
         rc_metric_add(&e->m.frames_sent, 1);
         rc_metric_add(&e->m.bytes_sent, c->fl_bytes);
+    }
+    if (c->fl_own > 0) {
+        rc_metric_add(&e->m.msgs_sent, c->fl_own);
+        c->fl_own = 0;
     }
     if (c->fl_n > 0) {
         uint64_t now = rc_clock_mono_ns();

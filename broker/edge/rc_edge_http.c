@@ -703,7 +703,10 @@ static void h_runs(nng_aio *aio)
         /* The callback will not run. */
         rc_free(r);
         pending_done(e);
-        error_reply(aio, e, 503, "unavailable", rc_error_message(rv));
+        if (rv == RC_ENOTFOUND)
+            error_reply(aio, e, 404, "not_found", "no such run");
+        else
+            error_reply(aio, e, 503, "unavailable", rc_error_message(rv));
     }
 }
 

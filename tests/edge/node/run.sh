@@ -1,0 +1,14 @@
+#!/bin/sh
+# Runs the Node.js client test: installs ws + @msgpack/msgpack from the
+# committed lockfile into the build tree the first time (npm ci), then runs
+# the test against a real runcastd.
+set -e
+here=$(cd "$(dirname "$0")" && pwd)
+work="${RC_BINARY_DIR:-.}/tests/edge/node"
+mkdir -p "$work"
+cp "$here/package.json" "$here/package-lock.json" "$here/test_ws_node.mjs" "$work/"
+cd "$work"
+if [ ! -d node_modules ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+fi
+exec node test_ws_node.mjs

@@ -1,0 +1,206 @@
+/*
+ * Integration tests of the edge's HTTP endpoints: /healthz, /metrics (parsed,
+ * its counters matching what the test did), /runs and friends, and request
+ * validation.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "edge_fixture.h"
+#include "rc_clock.h"
+#include "ws_client.h"
+
+#define T 3000
+
+/* The value of the sample `name` (with labels, exactly as written) in a
+ * Prometheus text body; -1 when absent. */
+static double metric_value(const char *body, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = body;
+    while (p != NULL && *p != '\0') {
+        if (*p != '#' && strncmp(p, name, nl) == 0 && p[nl] == ' ')
+            return strtod(p + nl + 1, NULL);
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return -1;
+}
+
+/* Counters are updated when a write completes, which may be just after the
+ * client read the bytes: poll until name reaches at least want. */
+static char *metrics_when(struct fx *f, const char *name, double want)
+{
+    for (int i = 0; i < 200; i++) {
+        char *m;
+        cr_assert_eq(http_get(f->port, "/metrics", &m), 200);
+        if (metric_value(m, name) >= want || i == 199)
+            return m;
+        free(m);
+        rc_clock_sleep_ms(10);
+    }
+    return NULL;
+}
+
+static json_t *get_json(struct fx *f, const char *path, int want_status)
+{
+    char *body;
+    int st = http_get(f->port, path, &body);
+    cr_assert_eq(st, want_status, "GET %s: %d %s", path, st, body ? body : "");
+    json_t *v = json_loads(body, 0, NULL);
+    cr_assert_not_null(v, "GET %s: not JSON: %s", path, body);
+    free(body);
+    return v;
+}
+
+Test(http, healthz_is_ok_while_serving)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    json_t *v = get_json(&f, "/healthz", 200);
+    cr_assert_str_eq(json_string_value(json_object_get(v, "status")), "ok");
+    cr_assert_eq((uint64_t)json_integer_value(json_object_get(v, "epoch")), f.epoch);
+    json_decref(v);
+    /* after quiesce the ingress no longer serves: 503 with a reason */
+    rc_broker_quiesce(f.b, 2000);
+    v = get_json(&f, "/healthz", 503);
+    cr_assert_str_eq(json_string_value(json_object_get(v, "status")), "unavailable");
+    cr_assert_not_null(json_string_value(json_object_get(v, "reason")));
+    json_decref(v);
+    fx_stop(&f);
+}
+
+Test(http, metrics_count_what_happened)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    struct ws_client *c[3];
+    for (int i = 0; i < 3; i++) {
+        int st;
+        c[i] = ws_connect(f.port, "/ws", NULL, &st, NULL, 0);
+        cr_assert_not_null(c[i]);
+        json_decref(ws_next(c[i], T, NULL)); /* hello */
+        cr_assert_eq(ws_send_json_as_msgpack(c[i], "{\"op\":\"sub\",\"run\":\"m1\"}"), 0);
+        json_decref(ws_next_op(c[i], "ok", T, NULL));
+    }
+    fx_publish(&f, "[{\"run\":\"m1\",\"type\":\"start\"},{\"run\":\"m1\",\"type\":\"complete\"}]");
+    for (int i = 0; i < 3; i++) {
+        json_t *v;
+        int evs = 0;
+        while (evs < 2 && (v = ws_next(c[i], T, NULL)) != NULL) {
+            evs++;
+            json_decref(v);
+        }
+        cr_assert_eq(evs, 2);
+    }
+    int st;
+    char body[256];
+    cr_assert_null(ws_connect(f.port, "/ws", "http://evil.example", &st, body, sizeof(body)));
+    cr_assert_eq(st, 403);
+
+    char *m = metrics_when(&f, "runcast_fanout_latency_seconds_count", 6);
+    cr_assert_eq(metric_value(m, "runcast_ws_connections"), 3, "%s", m);
+    cr_assert_eq(metric_value(m, "runcast_ws_connections_accepted_total"), 3);
+    cr_assert_eq(metric_value(m, "runcast_ws_sub_requests_total"), 3);
+    cr_assert_eq(metric_value(m, "runcast_ws_subscriptions"), 3);
+    cr_assert_eq(metric_value(m, "runcast_ws_refused_total{reason=\"origin\"}"), 1);
+    /* per connection: hello + ok + 2 ev (some may share a frame) */
+    cr_assert_geq(metric_value(m, "runcast_ws_messages_sent_total"), 12);
+    cr_assert_geq(metric_value(m, "runcast_ws_frames_sent_total"), 9);
+    cr_assert_gt(metric_value(m, "runcast_ws_bytes_sent_total"), 0);
+    cr_assert_eq(metric_value(m, "runcast_events_accepted_total"), 2);
+    cr_assert_eq(metric_value(m, "runcast_terminals_total{cause=\"complete\"}"), 1);
+    cr_assert_eq(metric_value(m, "runcast_runs{status=\"completed\"}"), 1);
+    /* the 6 live deliveries were timed */
+    cr_assert_eq(metric_value(m, "runcast_fanout_latency_seconds_count"), 6);
+    cr_assert_eq(metric_value(m, "runcast_fanout_latency_seconds_bucket{le=\"+Inf\"}"), 6);
+    cr_assert_geq(metric_value(m, "runcast_uptime_seconds"), 0);
+    cr_assert_not_null(strstr(m, "runcast_build_info{version=\"" RUNCAST_VERSION "\""));
+    cr_assert_not_null(strstr(m, "# TYPE runcast_fanout_latency_seconds histogram\n"));
+    free(m);
+    for (int i = 0; i < 3; i++)
+        ws_close(c[i]);
+    fx_stop(&f);
+}
+
+Test(http, runs_list_snapshot_and_events)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    fx_publish(&f, "[{\"run\":\"ra\",\"conv\":\"cx\",\"type\":\"start\"},"
+                   "{\"run\":\"ra\",\"type\":\"phase\",\"phase\":\"execute\"},"
+                   "{\"run\":\"ra\",\"type\":\"delta\",\"text\":\"hi\"}]");
+    fx_publish(&f, "[{\"run\":\"rb\",\"type\":\"start\"},{\"run\":\"rb\",\"type\":\"complete\"}]");
+
+    json_t *v = get_json(&f, "/runs", 200);
+    json_t *runs = json_object_get(v, "runs");
+    cr_assert_eq(json_array_size(runs), 2);
+    json_decref(v);
+
+    v = get_json(&f, "/runs?status=completed", 200);
+    runs = json_object_get(v, "runs");
+    cr_assert_eq(json_array_size(runs), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(runs, 0), "run")), "rb");
+    json_decref(v);
+
+    v = get_json(&f, "/runs?conv=cx&limit=5", 200);
+    runs = json_object_get(v, "runs");
+    cr_assert_eq(json_array_size(runs), 1);
+    json_t *r = json_array_get(runs, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(r, "run")), "ra");
+    cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "running");
+    cr_assert_str_eq(json_string_value(json_object_get(r, "phase")), "execute");
+    cr_assert_eq(json_integer_value(json_object_get(r, "seq")), 3);
+    json_decref(v);
+
+    v = get_json(&f, "/runs/ra", 200);
+    cr_assert_str_eq(json_string_value(json_object_get(v, "op")), "snap");
+    cr_assert_str_eq(json_string_value(json_object_get(v, "output")), "hi");
+    json_decref(v);
+
+    v = get_json(&f, "/runs/ra/events?since=1", 200);
+    json_t *evs = json_object_get(v, "events");
+    cr_assert_eq(json_array_size(evs), 2);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(evs, 0), "seq")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(v, "last")), 3);
+    json_decref(v);
+
+    json_decref(get_json(&f, "/runs/nope", 404));
+    json_decref(get_json(&f, "/runs/nope/events", 404));
+    fx_stop(&f);
+}
+
+Test(http, requests_are_validated)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    static const struct {
+        const char *path;
+        int status;
+    } cases[] = {
+        {"/nope", 404},
+        {"/runs?status=weird", 400},
+        {"/runs?limit=0", 400},
+        {"/runs?limit=abc", 400},
+        {"/runs?conv=bad%20id", 400},
+        {"/runs?color=red", 400},
+        {"/runs/ra/events?since=-1", 400},
+        {"/runs/ra/events?since=x", 400},
+        {"/runs/ra/other", 404},
+        {"/runs/bad$id", 404},
+        {"/metrics?x=1", 400},
+        {"/healthz?x=1", 400},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = get_json(&f, cases[i].path, cases[i].status);
+        cr_assert_not_null(json_string_value(json_object_get(v, "error")), "%s", cases[i].path);
+        cr_assert_not_null(json_string_value(json_object_get(v, "message")));
+        json_decref(v);
+    }
+    fx_stop(&f);
+}
