@@ -22,6 +22,8 @@ int rc_json_base64(const void *p, size_t len, struct rc_buf *out)
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const uint8_t *s = p;
     size_t n = (len + 2) / 3 * 4;
+    if (n == 0)
+        return RC_OK;
     int rv = rc_buf_reserve(out, n);
     if (rv != RC_OK)
         return rv;
@@ -99,11 +101,8 @@ static json_t *make_base64(struct m2j *c, const void *p, size_t len)
     return json_stringn_nocheck((const char *)c->tmp.data, c->tmp.len);
 }
 
-static json_t *m2j_value(struct m2j *c, int depth);
-
 /* The key of a map pair as a string: appended to keybuf (a fresh buffer). */
-static int stringify_key(struct m2j *c, const struct rc_mp_item *k, int depth,
-                         struct rc_buf *keybuf)
+static int stringify_key(struct m2j *c, const struct rc_mp_item *k, struct rc_buf *keybuf)
 {
     char num[40];
     int n;
@@ -132,18 +131,13 @@ static int stringify_key(struct m2j *c, const struct rc_mp_item *k, int depth,
     case RC_MP_BIN:
         return rc_json_base64(k->v.s.ptr, k->v.s.len, keybuf);
     default: {
-        /* ext and containers: their compact JSON text */
+        /* ext and containers: the base64 of their msgpack bytes (their JSON
+         * text would escape the quotes of nested keys once per level, which
+         * grows exponentially with depth) */
         c->r.p = k->start;
-        json_t *v = m2j_value(c, depth);
-        if (v == NULL)
-            return c->err ? c->err : RC_ENOMEM;
-        char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        json_decref(v);
-        if (txt == NULL)
-            return RC_ENOMEM;
-        int rv = rc_buf_append(keybuf, txt, strlen(txt));
-        free(txt);
-        return rv;
+        if (!rc_mpr_skip(&c->r))
+            return RC_EPROTO;
+        return rc_json_base64(k->start, (size_t)(c->r.p - k->start), keybuf);
     }
     }
 }
@@ -228,7 +222,7 @@ static json_t *m2j_value(struct m2j *c, int depth)
                 c->err = RC_EPROTO;
                 goto map_fail;
             }
-            int rv = stringify_key(c, &k, depth + 1, &key);
+            int rv = stringify_key(c, &k, &key);
             if (rv != RC_OK) {
                 c->err = rv;
                 goto map_fail;

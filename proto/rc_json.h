@@ -9,7 +9,8 @@
  *   infinities, which JSON lacks, become null); bin becomes a base64 string
  *   (RFC 4648, padded); ext becomes {"ext": type, "data": base64}; map keys
  *   that are not strings are stringified (42 -> "42", true -> "true",
- *   nil -> "null", bin -> base64, containers -> their compact JSON); when
+ *   nil -> "null", 1.5 -> "1.5", bin -> base64, arrays, maps and ext ->
+ *   the base64 of their msgpack bytes); when
  *   two keys stringify alike, the later one wins.  Strings that are not
  *   valid UTF-8 (only possible inside an event's opaque `data`) have each
  *   bad byte replaced by U+FFFD.
