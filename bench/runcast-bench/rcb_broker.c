@@ -49,7 +49,8 @@ int rcb_raise_nofile(uint64_t n)
     if (rl.rlim_cur >= n)
         return 0;
     if (rl.rlim_max < n) {
-        /* root may raise the hard limit up to fs.nr_open */
+        /* root with CAP_SYS_RESOURCE may raise the hard limit up to
+         * fs.nr_open; otherwise take what the hard limit allows */
         struct rlimit r2 = {n, n};
         if (setrlimit(RLIMIT_NOFILE, &r2) == 0)
             return 0;

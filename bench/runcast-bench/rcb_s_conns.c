@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "rcb.h"
 
@@ -28,8 +29,22 @@ int rcb_s_conns(void)
     rcb_report_begin("conns", "idle WebSocket connections: broker memory per connection");
     rcb_report_param("N", "%u", N);
     rcb_report_param("source_addrs", "%u", A);
-    if (rcb_raise_nofile((uint64_t)N + 20000) != 0)
-        rcb_log("conns: could not raise RLIMIT_NOFILE to %u", N + 20000);
+    char limnote[160] = "";
+    if (rcb_raise_nofile((uint64_t)N + 2000) != 0) {
+        /* without CAP_SYS_RESOURCE the hard limit stays; both this process
+         * and the broker it starts hold one descriptor per connection */
+        struct rlimit rl;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        uint32_t fit = rl.rlim_cur > 1500 ? (uint32_t)(rl.rlim_cur - 1500) : 0;
+        if (fit < N) {
+            snprintf(limnote, sizeof(limnote),
+                     "RLIMIT_NOFILE hard limit %llu here (no CAP_SYS_RESOURCE): %u of %u",
+                     (unsigned long long)rl.rlim_cur, fit, N);
+            rcb_log("conns: %s", limnote);
+            N = fit;
+        }
+    }
+    rcb_report_param("N_run", "%u", N);
 
     struct rcb_broker b;
     char maxc[32];
@@ -64,7 +79,7 @@ int rcb_s_conns(void)
     rcb_broker_mem(&b, &m2);
 
     char note[256];
-    snprintf(note, sizeof(note), "%s", err);
+    snprintf(note, sizeof(note), "%s%s%s", limnote, limnote[0] && err[0] ? "; " : "", err);
     rcb_fig("connections upgraded", ok, "conns", ">= 100,000", note[0] ? note : NULL);
     rcb_fig("connect + upgrade rate", rcb_rate(ok, t1 - t0), "conns/s", NULL, NULL);
     rcb_fig("broker-reported connections", connected, "conns", NULL, "/metrics");
