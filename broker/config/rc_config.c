@@ -971,6 +971,10 @@ static int parse_flags(struct loader *ld, int argc, char **argv, struct flag_ite
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         char label[96];
+        if (strcmp(arg, "--print-config") == 0) {
+            ld->cfg->show_config = true;
+            continue;
+        }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
             snprintf(label, sizeof(label), "argument '%s'", arg);
             return fail(ld->errbuf, ld->errlen, label,
@@ -1043,8 +1047,8 @@ static char *trim(char *s)
 
 static int load_file(struct loader *ld, const char *path)
 {
-    char *buf;
-    size_t len;
+    char *buf = NULL;
+    size_t len = 0;
     int rv = read_file(path, &buf, &len, ld->errbuf, ld->errlen);
     if (rv != 0)
         return rv;
@@ -1205,6 +1209,7 @@ int rc_config_load(struct rc_config *cfg, int argc, char **argv, char **envp, ch
         envp = environ;
     cfg->show_help = false;
     cfg->show_version = false;
+    cfg->show_config = false;
 
     /* --help and --version win over everything else on the line */
     for (int i = 1; i < argc; i++) {
@@ -1318,22 +1323,52 @@ static size_t value_count(const struct rc_config *cfg, const struct opt *o)
     return 1;
 }
 
+/* Writes text word-wrapped to lines of at most width columns (a longer word
+ * stays whole), each line starting with prefix. */
+static void write_wrapped(FILE *out, const char *prefix, const char *text, size_t width)
+{
+    size_t plen = strlen(prefix);
+    const char *p = text;
+    while (*p != '\0') {
+        size_t room = width > plen + 20 ? width - plen : 20;
+        size_t len = strlen(p);
+        size_t cut = len;
+        if (len > room) {
+            cut = room;
+            while (cut > 0 && p[cut] != ' ')
+                cut--;
+            if (cut == 0) { /* one long word: up to the next blank */
+                cut = room;
+                while (p[cut] != '\0' && p[cut] != ' ')
+                    cut++;
+            }
+        }
+        fprintf(out, "%s%.*s\n", prefix, (int)cut, p);
+        p += cut;
+        while (*p == ' ')
+            p++;
+    }
+}
+
 int rc_config_usage(FILE *out, const char *prog)
 {
     if (prog == NULL)
         prog = "runcastd";
     fprintf(out,
             "Usage: %s [--name VALUE | --name=VALUE]...\n"
-            "runcast broker: receives run events over nng, keeps one actor per run, guarantees "
-            "one terminal\nevent per run and fans events out to WebSocket subscribers.\n\n"
-            "Sources, highest first: flags, environment (RUNCAST_<NAME>, dashes as underscores;\n"
-            "repeatable options comma-separated), config file (--config FILE or RUNCAST_CONFIG),\n"
-            "embedded defaults.  For a repeatable option the highest source that sets it\n"
-            "replaces the lower ones; an empty value means none.\n"
-            "Durations: 250ms, 2s, 5m, 1h (a bare number is milliseconds).  Sizes: 512, 64KiB,\n"
-            "4MiB, 1GiB (k, M, G are also 1024-based).\n\n"
-            "  -h, --help     print this help and exit\n"
-            "  -V, --version  print the version and exit\n\n",
+            "runcast broker: receives run events over nng, keeps one actor per run,\n"
+            "guarantees one terminal event per run and fans events out to WebSocket\n"
+            "subscribers.\n\n"
+            "Sources, highest first: flags, environment (RUNCAST_<NAME>, dashes as\n"
+            "underscores; repeatable options comma-separated), config file (--config\n"
+            "FILE or RUNCAST_CONFIG), embedded defaults.  For a repeatable option the\n"
+            "highest source that sets it replaces the lower ones; an empty value means\n"
+            "none.  Durations: 250ms, 2s, 5m, 1h (a bare number is milliseconds).\n"
+            "Sizes: 512, 64KiB, 4MiB, 1GiB (k, M, G are also 1024-based).\n\n"
+            "  -h, --help      print this help and exit\n"
+            "  -V, --version   print the version and exit\n"
+            "  --print-config  load and check the configuration, print the effective\n"
+            "                  values as a config file, and exit (2 if invalid)\n\n",
             prog);
     for (size_t i = 0; i < NOPTS; i++) {
         const struct rc_config_option *o = &opts[i].pub;
@@ -1342,9 +1377,10 @@ int rc_config_usage(FILE *out, const char *prog)
         if (title != NULL)
             fprintf(out, "%s%s:\n", i > 0 ? "\n" : "", title);
         snprintf(left, sizeof(left), "--%s %s", o->name, o->arg);
-        fprintf(out, "  %-32s default: %s%s\n      %s\n      env %s\n", left,
-                o->def[0] != '\0' ? o->def : "(none)", o->repeatable ? " (repeatable)" : "",
-                o->help, o->env);
+        fprintf(out, "  %-32s default: %s%s\n", left, o->def[0] != '\0' ? o->def : "(none)",
+                o->repeatable ? " (repeatable)" : "");
+        write_wrapped(out, "      ", o->help, 80);
+        fprintf(out, "      env %s\n", o->env);
     }
     return ferror(out) ? RC_EIO : 0;
 }
@@ -1361,7 +1397,8 @@ int rc_config_write_sample(FILE *out)
         const char *title = section_at(i);
         if (title != NULL)
             fprintf(out, "\n# ---- %s ----\n", title);
-        fprintf(out, "\n# %s\n", o->help);
+        fputc('\n', out);
+        write_wrapped(out, "# ", o->help, 80);
         if (o->kind == RC_CONFIG_PATH)
             fprintf(out, "# config: --config FILE or RUNCAST_CONFIG only (not in a file)\n");
         else

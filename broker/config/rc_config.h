@@ -110,6 +110,7 @@ struct rc_config {
     /* ---- set by rc_config_load, for main ---- */
     bool show_help;    /* --help / -h was given: print rc_config_usage, exit 0 */
     bool show_version; /* --version / -V was given: print the version, exit 0 */
+    bool show_config;  /* --print-config: the load succeeded; print rc_config_dump, exit 0 */
 };
 
 /* Fills cfg with the embedded defaults (allocates the default lists; pair
@@ -128,7 +129,17 @@ void rc_config_fini(struct rc_config *cfg);
  *   "environment RUNCAST_WORKER: unknown option 'worker'"
  *   "/etc/runcast.conf:12: unknown option 'histroy-max-events'"
  * --help / --version set cfg->show_help / show_version and return 0 without
- * reading the file or the environment.
+ * reading the file or the environment; --print-config sets show_config after
+ * a full load (an invalid configuration still returns the error).
+ *
+ * In main:
+ *     if (rc_config_load(&cfg, argc, argv, NULL, err, sizeof(err)) != 0)
+ *         { fprintf(stderr, "runcastd: %s\n", err); return 2; }
+ *     if (cfg.show_help) { rc_config_usage(stdout, "runcastd"); return 0; }
+ *     if (cfg.show_version) { puts("runcastd " RUNCAST_VERSION); return 0; }
+ *     if (cfg.show_config) { rc_config_dump(&cfg, stdout); return 0; }
+ *     rc_config_apply_logging(&cfg, NULL);
+ *     rc_log_install_signals();
  */
 int rc_config_load(struct rc_config *cfg, int argc, char **argv, char **envp, char *errbuf,
                    size_t errlen);

@@ -753,6 +753,44 @@ Test(config, set_by_name)
 
 /* ---- help, version, sample ---- */
 
+/* A copy of s with every occurrence of sep (a line break plus the wrap
+ * prefix) replaced by one space, undoing word wrapping. */
+static char *flatten(const char *s, const char *sep)
+{
+    size_t sl = strlen(sep);
+    char *out = malloc(strlen(s) + 1), *w = out;
+    while (*s != '\0') {
+        if (strncmp(s, sep, sl) == 0) {
+            *w++ = ' ';
+            s += sl;
+        } else {
+            *w++ = *s++;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+/* Every line of --help and of the sample fits in 80 columns, except a
+ * single word too long to break. */
+static void assert_width(const char *text, const char *what)
+{
+    const char *line = text;
+    while (*line != '\0') {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - line) : strlen(line);
+        const char *last_space = NULL;
+        for (const char *c = line; c < line + len; c++)
+            if (*c == ' ')
+                last_space = c;
+        bool one_word = last_space == NULL || (size_t)(last_space - line) < 8;
+        cr_assert(len <= 80 || one_word, "%s line too long (%zu): %.*s", what, len, (int)len, line);
+        if (nl == NULL)
+            break;
+        line = nl + 1;
+    }
+}
+
 Test(config, help_lists_every_option)
 {
     struct rc_config c;
@@ -770,6 +808,7 @@ Test(config, help_lists_every_option)
     cr_assert_eq(rc_config_usage(f, "runcastd"), 0);
     fclose(f);
     cr_assert(strstr(buf, "Usage: runcastd") != NULL);
+    assert_width(buf, "--help");
     cr_assert(strstr(buf, "--version") != NULL);
     for (size_t i = 0; i < rc_config_option_count(); i++) {
         const struct rc_config_option *o = rc_config_option_at(i);
@@ -782,10 +821,36 @@ Test(config, help_lists_every_option)
         snprintf(want, sizeof(want), "default: %s", o->def[0] != '\0' ? o->def : "(none)");
         const char *d = strstr(line, want);
         cr_assert(d != NULL && d < eol, "--help line of %s lacks '%s'", o->name, want);
-        cr_assert(strstr(eol, o->help) == eol + 7, "--help lacks the description of %s", o->name);
+        /* the description follows, wrapped at 80 columns */
+        char *desc = flatten(eol + 1, "\n      ");
+        cr_assert(strncmp(desc, "      ", 6) == 0 &&
+                      strncmp(desc + 6, o->help, strlen(o->help)) == 0,
+                  "--help lacks the description of %s", o->name);
+        free(desc);
         cr_assert(strstr(buf, o->env) != NULL, "--help lacks %s", o->env);
     }
     free(buf);
+}
+
+/* --print-config: a full load (errors still reported), then the flag. */
+Test(config, print_config_flag)
+{
+    struct rc_config c;
+    char err[ERRLEN];
+    char *argv[] = {"runcastd", "--print-config", "--watchdog=3s", NULL};
+    cr_assert_eq(load(&c, argv, empty_env, err), 0, "%s", err);
+    cr_assert(c.show_config);
+    cr_assert(!c.show_help);
+    cr_assert_eq(c.watchdog_ms, 3000);
+    rc_config_fini(&c);
+    char *bad[] = {"runcastd", "--watchdog=3x", "--print-config", NULL};
+    cr_assert_eq(load(&c, bad, empty_env, err), RC_EINVAL);
+    cr_assert(strstr(err, "bad duration '3x'") != NULL);
+    rc_config_fini(&c);
+    char *none[] = {"runcastd", NULL};
+    cr_assert_eq(load(&c, none, empty_env, err), 0, "%s", err);
+    cr_assert(!c.show_config);
+    rc_config_fini(&c);
 }
 
 Test(config, version_flag)
@@ -824,6 +889,7 @@ Test(config, sample_config_matches_table)
 {
     const char *path = RC_SOURCE_DIR "/deploy/runcast.conf";
     char *text = read_all(path);
+    assert_width(text, "deploy/runcast.conf");
     for (size_t i = 0; i < rc_config_option_count(); i++) {
         const struct rc_config_option *o = rc_config_option_at(i);
         char want[128];
@@ -832,8 +898,10 @@ Test(config, sample_config_matches_table)
         else
             snprintf(want, sizeof(want), "\n%s = %s\n", o->name, o->def);
         cr_assert(strstr(text, want) != NULL, "deploy/runcast.conf lacks '%s'", want + 1);
-        cr_assert(strstr(text, o->help) != NULL, "deploy/runcast.conf lacks the reason of %s",
+        char *flat = flatten(text, "\n# ");
+        cr_assert(strstr(flat, o->help) != NULL, "deploy/runcast.conf lacks the reason of %s",
                   o->name);
+        free(flat);
     }
 
     struct rc_config def, c;
