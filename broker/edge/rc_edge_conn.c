@@ -490,7 +490,7 @@ static struct sub *sub_find(struct rc_edge_conn *c, enum rc_sub_kind kind, struc
     for (uint32_t i = 0; i < c->n_subs; i++) {
         struct sub *s = &c->subs[i];
         if (s->kind == kind && s->target_len == target.len &&
-            memcmp(s->target, target.ptr, target.len) == 0)
+            (target.len == 0 || memcmp(s->target, target.ptr, target.len) == 0))
             return s;
     }
     return NULL;
@@ -535,7 +535,7 @@ static void handle_sub(struct rc_edge_conn *c, const struct rc_client_msg *m)
     s->id = c->next_sub_id++;
     s->kind = m->kind;
     s->target_len = m->target.len;
-    s->target = rc_strndup(m->target.ptr, m->target.len);
+    s->target = rc_strndup(m->target.len > 0 ? m->target.ptr : "", m->target.len);
     if (s->target == NULL) {
         send_err(c, RC_PROTO_INTERNAL, "out of memory", m->req_raw);
         return;
