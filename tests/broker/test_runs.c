@@ -1,0 +1,612 @@
+/*
+ * Unit tests of the run actors and the registry, in process (no sockets):
+ * the state machine, seq, terminal fence, idempotency, snapshots, history,
+ * gap, tombstones, limits, subscriptions and queries.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "rc_clock.h"
+#include "rc_error.h"
+#include "rc_metrics.h"
+#include "rc_testsub.h"
+#include "rc_tutil.h"
+
+static struct rc_testsub *sub_run(struct rc_tb *t, const char *run, uint64_t sub_id, bool has_since,
+                                  uint64_t since, int snapshot)
+{
+    struct rc_testsub *ts;
+    cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
+    struct rc_sub_req r = {
+        .kind = RC_SUB_RUN,
+        .target = run,
+        .target_len = strlen(run),
+        .subscriber = rc_testsub_actor(ts),
+        .sub_id = sub_id,
+        .has_since = has_since,
+        .since = since,
+        .snapshot = snapshot,
+    };
+    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
+    return ts;
+}
+
+static void frame_str(struct rc_testsub *ts, size_t i, const char *path, char *out, size_t cap)
+{
+    struct rc_tframe f;
+    cr_assert(rc_testsub_get(ts, i, &f), "no frame %zu", i);
+    cr_assert(rc_mp_str(f.raw, f.len, path, out, cap), "frame %zu has no string %s", i, path);
+}
+
+static uint64_t frame_uint(struct rc_testsub *ts, size_t i, const char *path)
+{
+    struct rc_tframe f;
+    uint64_t v = 0;
+    cr_assert(rc_testsub_get(ts, i, &f), "no frame %zu", i);
+    cr_assert(rc_mp_uint(f.raw, f.len, path, &v), "frame %zu has no uint %s", i, path);
+    return v;
+}
+
+/* Waits for the snapshot query of run and returns its status string. */
+struct snapw {
+    pthread_mutex_t mtx;
+    bool done;
+    int rc;
+    uint8_t raw[65536];
+    size_t len;
+};
+
+static void snap_cb(void *arg, int rc, struct rc_blob *snap)
+{
+    struct snapw *w = arg;
+    pthread_mutex_lock(&w->mtx);
+    w->rc = rc;
+    if (snap && snap->len <= sizeof(w->raw)) {
+        memcpy(w->raw, snap->data, snap->len);
+        w->len = snap->len;
+    }
+    w->done = true;
+    pthread_mutex_unlock(&w->mtx);
+}
+
+static int get_snap(struct rc_tb *t, const char *run, struct snapw *w)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->mtx, NULL);
+    int rc = rc_runs_snapshot(rc_broker_runs(t->b), run, strlen(run), snap_cb, w);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < 5000; i++) {
+        pthread_mutex_lock(&w->mtx);
+        bool d = w->done;
+        pthread_mutex_unlock(&w->mtx);
+        if (d)
+            return w->rc;
+        rc_clock_sleep_ms(1);
+    }
+    cr_assert_fail("snapshot query timed out");
+    return -1;
+}
+
+static void snap_status(struct rc_tb *t, const char *run, char *out, size_t cap)
+{
+    struct snapw *w = malloc(sizeof(*w));
+    cr_assert_eq(get_snap(t, run, w), 0);
+    cr_assert(rc_mp_str(w->raw, w->len, "status", out, cap));
+    free(w);
+}
+
+Test(runs, state_machine_pending_running_completed)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    char st[32];
+    uint64_t seq;
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "r1", .type = "start"}, 0, &seq), RC_PROTO_OK);
+    cr_assert_eq(seq, 1);
+    snap_status(&t, "r1", st, sizeof(st));
+    cr_assert_str_eq(st, "pending");
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "r1", .type = "thinking", .text = "a"}, 0, &seq),
+                 RC_PROTO_OK);
+    cr_assert_eq(seq, 2);
+    snap_status(&t, "r1", st, sizeof(st));
+    cr_assert_str_eq(st, "running");
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "r1", .type = "complete"}, 0, &seq), RC_PROTO_OK);
+    cr_assert_eq(seq, 3);
+    snap_status(&t, "r1", st, sizeof(st));
+    cr_assert_str_eq(st, "completed");
+    /* exactly one terminal: a second terminal and any later event are fenced */
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "r1", .type = "complete"}, 0, &seq),
+                 RC_PROTO_RUN_TERMINAL);
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "r1", .type = "error", .err_code = "x"}, 0, &seq),
+                 RC_PROTO_RUN_TERMINAL);
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "r1", .type = "delta", .text = "x"}, 0, &seq),
+                 RC_PROTO_RUN_TERMINAL);
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    cr_assert_eq(rc_metric_get(&m->run_terminal_rejections), 3);
+    cr_assert_eq(rc_metric_get(&m->terminals[RC_TERM_COMPLETE]), 1);
+    cr_assert_eq(rc_metric_get(&m->runs_completed), 1);
+    cr_assert_eq(rc_metric_get(&m->runs_created), 1);
+    tb_stop(&t);
+}
+
+Test(runs, first_event_without_start_is_running_and_error_fails)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    char st[32];
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "r2", .type = "phase", .phase = "plan"}, 0, NULL),
+                 RC_PROTO_OK);
+    snap_status(&t, "r2", st, sizeof(st));
+    cr_assert_str_eq(st, "running");
+    cr_assert_eq(
+        tb_pub(&t, &(struct tev){.run = "r2", .type = "error", .err_code = "boom"}, 0, NULL),
+        RC_PROTO_OK);
+    snap_status(&t, "r2", st, sizeof(st));
+    cr_assert_str_eq(st, "failed");
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->terminals[RC_TERM_ERROR]), 1);
+    /* start after the end is fenced too */
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "r2", .type = "start"}, 0, NULL),
+                 RC_PROTO_RUN_TERMINAL);
+    tb_stop(&t);
+}
+
+Test(runs, batch_mixing_good_and_bad_events)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    struct tev evs[] = {
+        {.run = "a", .type = "start"},
+        {.run = "a", .type = "bogus"},
+        {.run = "b", .type = "thinking", .text = "x"},
+        {.run = "bad run!", .type = "delta"},
+        {.run = "a", .type = "delta", .text = "y"},
+        {.type = "delta"},
+        {.run = "b", .type = "complete"},
+    };
+    struct tack a;
+    tb_pub_batch(&t, evs, 7, 0, &a);
+    cr_assert_eq(a.n, 7);
+    cr_assert_eq(a.code[0], RC_PROTO_OK);
+    cr_assert_eq(a.seq[0], 1);
+    cr_assert_eq(a.code[1], RC_PROTO_UNKNOWN_TYPE);
+    cr_assert_eq(a.code[2], RC_PROTO_OK);
+    cr_assert_eq(a.seq[2], 1);
+    cr_assert_eq(a.code[3], RC_PROTO_BAD_FIELD);
+    cr_assert_eq(a.code[4], RC_PROTO_OK);
+    cr_assert_eq(a.seq[4], 2);
+    cr_assert_eq(a.code[5], RC_PROTO_MISSING_FIELD);
+    cr_assert_eq(a.code[6], RC_PROTO_OK);
+    cr_assert_eq(a.seq[6], 2);
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    cr_assert_eq(rc_metric_get(&m->events_accepted), 4);
+    cr_assert_eq(rc_metric_get(&m->events_rejected[RC_PROTO_UNKNOWN_TYPE]), 1);
+    cr_assert_eq(rc_metric_get(&m->events_rejected[RC_PROTO_MISSING_FIELD]), 1);
+    /* garbage: one whole-message error */
+    tb_publish_raw(&t, "\xc1garbage", 8, 0, &a);
+    cr_assert_eq(a.n, 1);
+    cr_assert_eq(a.code[0], RC_PROTO_MALFORMED);
+    cr_assert_eq(rc_metric_get(&m->messages_rejected), 1);
+    tb_stop(&t);
+}
+
+Test(runs, idempotency_ids_answer_dup_with_the_original_seq)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    struct rc_testsub *ts = sub_run(&t, "r", 1, false, 0, -1);
+    uint64_t seq;
+    cr_assert_eq(
+        tb_pub(&t, &(struct tev){.run = "r", .type = "delta", .text = "a", .id = "e1"}, 0, &seq),
+        RC_PROTO_OK);
+    cr_assert_eq(seq, 1);
+    cr_assert_eq(
+        tb_pub(&t, &(struct tev){.run = "r", .type = "delta", .text = "b", .id = "e2"}, 0, &seq),
+        RC_PROTO_OK);
+    cr_assert_eq(seq, 2);
+    struct tev again = {.run = "r", .type = "delta", .text = "a", .id = "e1"};
+    struct tack a;
+    tb_pub_batch(&t, &again, 1, 0, &a);
+    cr_assert_eq(a.code[0], RC_PROTO_OK);
+    cr_assert_eq(a.seq[0], 1);
+    cr_assert(a.dup[0]);
+    /* terminal with an id; its retry is a dup, not run_terminal */
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "r", .type = "complete", .id = "end"}, 0, &seq),
+                 RC_PROTO_OK);
+    cr_assert_eq(seq, 3);
+    tb_pub_batch(&t, &(struct tev){.run = "r", .type = "complete", .id = "end"}, 1, 0, &a);
+    cr_assert_eq(a.code[0], RC_PROTO_OK);
+    cr_assert(a.dup[0]);
+    cr_assert_eq(a.seq[0], 3);
+    cr_assert(rc_testsub_wait_terminal(ts, "r", 2000));
+    rc_clock_sleep_ms(20);
+    /* delivered once each: seqs 1, 2, 3 */
+    cr_assert_eq(rc_testsub_count(ts), 3);
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq(frame_uint(ts, i, "seq"), i + 1);
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->events_dup), 2);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(runs, snapshot_accumulates_and_is_bounded)
+{
+    struct rc_tb t;
+    const char *opts[] = {"snapshot-text-max", "10", NULL};
+    tb_start(&t, opts);
+    struct tev evs[] = {
+        {.run = "s", .type = "start", .conv = "c1"},
+        {.run = "s", .type = "phase", .phase = "plan"},
+        {.run = "s", .type = "thinking", .text = "think "},
+        {.run = "s", .type = "thinking", .text = "more and more"},
+        {.run = "s", .type = "delta", .text = "out"},
+        {.run = "s", .type = "tool", .tool_id = "t1", .tool_status = "running"},
+        {.run = "s", .type = "tool", .tool_id = "t2", .tool_status = "running"},
+        {.run = "s", .type = "tool", .tool_id = "t1", .tool_status = "done"},
+        {.run = "s", .type = "verification", .item_id = "v1", .item_status = "ok"},
+        {.run = "s", .type = "phase", .phase = "execute"},
+    };
+    struct tack a;
+    tb_pub_batch(&t, evs, 10, 0, &a);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(a.code[i], RC_PROTO_OK);
+    struct snapw *w = malloc(sizeof(*w));
+    cr_assert_eq(get_snap(&t, "s", w), 0);
+    char s[64];
+    cr_assert(rc_mp_str(w->raw, w->len, "thinking", s, sizeof(s)));
+    cr_assert_str_eq(s, "think more"); /* cut at 10 bytes */
+    cr_assert(rc_mp_str(w->raw, w->len, "output", s, sizeof(s)));
+    cr_assert_str_eq(s, "out");
+    bool tr = false;
+    cr_assert(rc_mp_bool(w->raw, w->len, "truncated", &tr));
+    cr_assert(tr);
+    cr_assert_eq(rc_mp_len(w->raw, w->len, "tools"), 2);
+    cr_assert_eq(rc_mp_len(w->raw, w->len, "verification"), 1);
+    cr_assert_eq(rc_mp_len(w->raw, w->len, "phases"), 2);
+    cr_assert(rc_mp_str(w->raw, w->len, "phase", s, sizeof(s)));
+    cr_assert_str_eq(s, "execute");
+    cr_assert(rc_mp_str(w->raw, w->len, "conv", s, sizeof(s)));
+    cr_assert_str_eq(s, "c1");
+    uint64_t seq = 0;
+    cr_assert(rc_mp_uint(w->raw, w->len, "seq", &seq));
+    cr_assert_eq(seq, 10);
+    cr_assert_not(rc_mp_has(w->raw, w->len, "terminal"));
+    free(w);
+    tb_stop(&t);
+}
+
+Test(runs, utf8_text_is_cut_at_a_character_boundary)
+{
+    struct rc_tb t;
+    const char *opts[] = {"snapshot-text-max", "4", NULL};
+    tb_start(&t, opts);
+    /* "aé" is 3 bytes; "éé" would need 4 more: only the whole first é fits */
+    cr_assert_eq(
+        tb_pub(&t, &(struct tev){.run = "u", .type = "delta", .text = "a\xc3\xa9"}, 0, NULL),
+        RC_PROTO_OK);
+    cr_assert_eq(
+        tb_pub(&t, &(struct tev){.run = "u", .type = "delta", .text = "\xc3\xa9\xc3\xa9"}, 0, NULL),
+        RC_PROTO_OK);
+    struct snapw *w = malloc(sizeof(*w));
+    cr_assert_eq(get_snap(&t, "u", w), 0);
+    char s[16];
+    cr_assert(rc_mp_str(w->raw, w->len, "output", s, sizeof(s)));
+    cr_assert_str_eq(s, "a\xc3\xa9");
+    free(w);
+    tb_stop(&t);
+}
+
+Test(runs, history_bound_gives_gap_then_snap)
+{
+    struct rc_tb t;
+    const char *opts[] = {"history-max-events", "5", NULL};
+    tb_start(&t, opts);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(tb_pub(&t, &(struct tev){.run = "h", .type = "delta", .text = "x"}, 0, NULL),
+                     RC_PROTO_OK);
+    /* within history: exact replay 7..10 */
+    struct rc_testsub *a = sub_run(&t, "h", 1, true, 6, -1);
+    cr_assert(rc_testsub_wait(a, 4, 2000));
+    rc_clock_sleep_ms(20);
+    cr_assert_eq(rc_testsub_count(a), 4);
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert_eq(frame_uint(a, i, "seq"), 7 + i);
+        struct rc_tframe f;
+        rc_testsub_get(a, i, &f);
+        cr_assert(f.replay);
+    }
+    /* older than history: gap {3..5} + snap */
+    struct rc_testsub *b = sub_run(&t, "h", 2, true, 2, -1);
+    cr_assert(rc_testsub_wait(b, 2, 2000));
+    char op[16];
+    frame_str(b, 0, "op", op, sizeof(op));
+    cr_assert_str_eq(op, "gap");
+    cr_assert_eq(frame_uint(b, 0, "from"), 3);
+    cr_assert_eq(frame_uint(b, 0, "to"), 5);
+    frame_str(b, 1, "op", op, sizeof(op));
+    cr_assert_str_eq(op, "snap");
+    cr_assert_eq(frame_uint(b, 1, "seq"), 10);
+    /* another epoch: snap */
+    struct rc_testsub *c;
+    cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &c), 0);
+    struct rc_sub_req r = {.kind = RC_SUB_RUN,
+                           .target = "h",
+                           .target_len = 1,
+                           .subscriber = rc_testsub_actor(c),
+                           .sub_id = 3,
+                           .has_since = true,
+                           .since = 8,
+                           .has_epoch = true,
+                           .epoch = rc_broker_epoch(t.b) + 1,
+                           .snapshot = -1};
+    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t.b), &r), 0);
+    cr_assert(rc_testsub_wait(c, 1, 2000));
+    frame_str(c, 0, "op", op, sizeof(op));
+    cr_assert_str_eq(op, "snap");
+    /* live after each: one more event reaches all three */
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "h", .type = "complete"}, 0, NULL), RC_PROTO_OK);
+    cr_assert(rc_testsub_wait_terminal(a, "h", 2000));
+    cr_assert(rc_testsub_wait_terminal(b, "h", 2000));
+    cr_assert(rc_testsub_wait_terminal(c, "h", 2000));
+    cr_assert_eq(frame_uint(a, 4, "seq"), 11);
+    rc_testsub_free(a);
+    rc_testsub_free(b);
+    rc_testsub_free(c);
+    tb_stop(&t);
+}
+
+Test(runs, history_bytes_bound_keeps_the_terminal)
+{
+    struct rc_tb t;
+    const char *opts[] = {"history-max-bytes", "1", NULL};
+    tb_start(&t, opts);
+    for (int i = 0; i < 3; i++)
+        tb_pub(&t, &(struct tev){.run = "hb", .type = "delta", .text = "x"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "hb", .type = "complete"}, 0, NULL);
+    /* since 3: the terminal (seq 4) is still retained */
+    struct rc_testsub *a = sub_run(&t, "hb", 1, true, 3, -1);
+    cr_assert(rc_testsub_wait_terminal(a, "hb", 2000));
+    cr_assert_eq(frame_uint(a, 0, "seq"), 4);
+    char ty[16];
+    frame_str(a, 0, "type", ty, sizeof(ty));
+    cr_assert_str_eq(ty, "complete");
+    rc_testsub_free(a);
+    tb_stop(&t);
+}
+
+Test(runs, tombstone_fences_late_events_and_answers_late_subscribers)
+{
+    struct rc_tb t;
+    const char *opts[] = {"retention", "20ms", "tombstone-ttl", "10s", "watchdog-tick",
+                          "1ms",       NULL};
+    tb_start(&t, opts);
+    tb_pub(&t, &(struct tev){.run = "t", .type = "delta", .text = "x"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "t", .type = "complete", .id = "fin"}, 0, NULL);
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    for (int i = 0; i < 2000 && rc_metric_get(&m->runs_tombstoned) == 0; i++)
+        rc_clock_sleep_ms(1);
+    cr_assert_eq(rc_metric_get(&m->runs_tombstoned), 1);
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "t", .type = "delta", .text = "late"}, 0, NULL),
+                 RC_PROTO_RUN_TERMINAL);
+    /* the terminal's retry is still a dup */
+    struct tack a;
+    tb_pub_batch(&t, &(struct tev){.run = "t", .type = "complete", .id = "fin"}, 1, 0, &a);
+    cr_assert_eq(a.code[0], RC_PROTO_OK);
+    cr_assert(a.dup[0]);
+    cr_assert_eq(a.seq[0], 2);
+    /* late subscriber with since: gap + final snap holding the terminal */
+    struct rc_testsub *s = sub_run(&t, "t", 1, true, 0, -1);
+    cr_assert(rc_testsub_wait(s, 2, 2000));
+    char op[16];
+    frame_str(s, 0, "op", op, sizeof(op));
+    cr_assert_str_eq(op, "gap");
+    frame_str(s, 1, "op", op, sizeof(op));
+    cr_assert_str_eq(op, "snap");
+    char ty[16];
+    frame_str(s, 1, "terminal.type", ty, sizeof(ty));
+    cr_assert_str_eq(ty, "complete");
+    struct rc_tframe f;
+    rc_testsub_get(s, 1, &f);
+    cr_assert(f.terminal);
+    rc_testsub_free(s);
+    tb_stop(&t);
+}
+
+Test(runs, tombstone_expiry_forgets_the_run)
+{
+    struct rc_tb t;
+    const char *opts[] = {"retention", "0", "tombstone-ttl", "20ms", "watchdog-tick", "1ms", NULL};
+    tb_start(&t, opts);
+    tb_pub(&t, &(struct tev){.run = "x", .type = "complete"}, 0, NULL);
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    for (int i = 0; i < 2000 && rc_metric_get(&m->runs_removed) == 0; i++)
+        rc_clock_sleep_ms(1);
+    cr_assert_eq(rc_metric_get(&m->runs_removed), 1);
+    cr_assert_eq(rc_runs_count(rc_broker_runs(t.b)), 0);
+    /* the id is free again: a new run starts at seq 1 */
+    uint64_t seq;
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "x", .type = "start"}, 0, &seq), RC_PROTO_OK);
+    cr_assert_eq(seq, 1);
+    tb_stop(&t);
+}
+
+Test(runs, max_runs_refuses_new_runs_with_limit)
+{
+    struct rc_tb t;
+    const char *opts[] = {"max-runs", "3", NULL};
+    tb_start(&t, opts);
+    char id[8];
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        cr_assert_eq(tb_pub(&t, &(struct tev){.run = id, .type = "start"}, 0, NULL), RC_PROTO_OK);
+    }
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "m3", .type = "start"}, 0, NULL), RC_PROTO_LIMIT);
+    /* existing runs still work */
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "m0", .type = "complete"}, 0, NULL), RC_PROTO_OK);
+    /* the ended run frees a slot */
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "m3", .type = "start"}, 0, NULL), RC_PROTO_OK);
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->limit_rejections), 1);
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->events_rejected[RC_PROTO_LIMIT]), 1);
+    tb_stop(&t);
+}
+
+Test(runs, waiting_conv_and_all_subscriptions)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    struct rc_actor_system *sys = rc_broker_system(t.b);
+    struct rc_runs *runs = rc_broker_runs(t.b);
+    struct rc_testsub *all, *conv, *wait;
+    cr_assert_eq(rc_testsub_new(sys, &all), 0);
+    cr_assert_eq(rc_testsub_new(sys, &conv), 0);
+    cr_assert_eq(rc_testsub_new(sys, &wait), 0);
+    struct rc_sub_req ra = {
+        .kind = RC_SUB_ALL, .subscriber = rc_testsub_actor(all), .sub_id = 1, .snapshot = -1};
+    struct rc_sub_req rc_ = {.kind = RC_SUB_CONV,
+                             .target = "c",
+                             .target_len = 1,
+                             .subscriber = rc_testsub_actor(conv),
+                             .sub_id = 2,
+                             .snapshot = -1};
+    struct rc_sub_req rw = {.kind = RC_SUB_RUN,
+                            .target = "later",
+                            .target_len = 5,
+                            .subscriber = rc_testsub_actor(wait),
+                            .sub_id = 3,
+                            .snapshot = -1};
+    cr_assert_eq(rc_runs_subscribe(runs, &ra), 0);
+    cr_assert_eq(rc_runs_subscribe(runs, &rc_), 0);
+    cr_assert_eq(rc_runs_subscribe(runs, &rw), 0);
+    /* "later" joins conv c with its second event */
+    tb_pub(&t, &(struct tev){.run = "later", .type = "start"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "later", .type = "delta", .text = "x", .conv = "c"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "other", .type = "delta", .text = "y"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "later", .type = "complete"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "other", .type = "complete"}, 0, NULL);
+    cr_assert(rc_testsub_wait_terminal(wait, "later", 2000));
+    cr_assert(rc_testsub_wait_terminal(all, "later", 2000));
+    cr_assert(rc_testsub_wait_terminal(all, "other", 2000));
+    cr_assert(rc_testsub_wait_terminal(conv, "later", 2000));
+    rc_clock_sleep_ms(20);
+    cr_assert_eq(rc_testsub_count(wait), 3); /* all of it, from seq 1 */
+    cr_assert_eq(rc_testsub_count(all), 5);
+    /* conv: attached when the conv was set (after seq 2 was accepted): it
+     * gets the snapshot at its attach, then seq 3 */
+    size_t n = rc_testsub_count(conv);
+    struct rc_tframe f;
+    rc_testsub_get(conv, n - 1, &f);
+    cr_assert_eq(f.seq, 3);
+    for (size_t i = 0; i < n; i++) {
+        rc_testsub_get(conv, i, &f);
+        cr_assert_str_eq(f.run, "later");
+    }
+    rc_testsub_free(all);
+    rc_testsub_free(conv);
+    rc_testsub_free(wait);
+    tb_stop(&t);
+}
+
+Test(runs, two_subscriptions_of_one_subscriber_deliver_once)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    struct rc_runs *runs = rc_broker_runs(t.b);
+    tb_pub(&t, &(struct tev){.run = "d", .type = "start"}, 0, NULL);
+    struct rc_testsub *ts = sub_run(&t, "d", 1, true, 1, -1);
+    struct rc_sub_req ra = {
+        .kind = RC_SUB_ALL, .subscriber = rc_testsub_actor(ts), .sub_id = 2, .snapshot = 0};
+    cr_assert_eq(rc_runs_subscribe(runs, &ra), 0);
+    for (int i = 0; i < 5; i++)
+        tb_pub(&t, &(struct tev){.run = "d", .type = "delta", .text = "x"}, 0, NULL);
+    /* unsubscribing the run subscription keeps delivery through "all" */
+    cr_assert_eq(rc_runs_unsubscribe(runs, RC_SUB_RUN, "d", 1, rc_testsub_actor(ts), 1), 0);
+    tb_pub(&t, &(struct tev){.run = "d", .type = "complete"}, 0, NULL);
+    cr_assert(rc_testsub_wait_terminal(ts, "d", 2000));
+    rc_clock_sleep_ms(20);
+    cr_assert_eq(rc_testsub_count(ts), 6);
+    for (size_t i = 0; i < 6; i++)
+        cr_assert_eq(frame_uint(ts, i, "seq"), i + 2);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(runs, unsubscribe_stops_delivery)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    struct rc_testsub *ts = sub_run(&t, "u", 1, false, 0, -1);
+    tb_pub(&t, &(struct tev){.run = "u", .type = "delta", .text = "x"}, 0, NULL);
+    cr_assert(rc_testsub_wait(ts, 1, 2000));
+    cr_assert_eq(
+        rc_runs_unsubscribe(rc_broker_runs(t.b), RC_SUB_RUN, "u", 1, rc_testsub_actor(ts), 1), 0);
+    tb_pub(&t, &(struct tev){.run = "u", .type = "complete"}, 0, NULL);
+    rc_clock_sleep_ms(50);
+    cr_assert_eq(rc_testsub_count(ts), 1);
+    cr_assert_eq(
+        rc_runs_unsubscribe(rc_broker_runs(t.b), RC_SUB_CONV, "nope", 4, rc_testsub_actor(ts), 9),
+        RC_ENOTFOUND);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+struct listw {
+    pthread_mutex_t mtx;
+    bool done;
+    size_t n;
+    struct rc_run_summary v[16];
+};
+
+static void list_cb(void *arg, int rc, const struct rc_run_summary *v, size_t n)
+{
+    struct listw *w = arg;
+    pthread_mutex_lock(&w->mtx);
+    w->n = n;
+    for (size_t i = 0; i < n && i < 16; i++)
+        w->v[i] = v[i];
+    w->done = true;
+    pthread_mutex_unlock(&w->mtx);
+}
+
+static void list_wait(struct rc_tb *t, const struct rc_runs_filter *f, struct listw *w)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->mtx, NULL);
+    cr_assert_eq(rc_runs_list(rc_broker_runs(t->b), f, list_cb, w), 0);
+    for (int i = 0; i < 5000; i++) {
+        pthread_mutex_lock(&w->mtx);
+        bool d = w->done;
+        pthread_mutex_unlock(&w->mtx);
+        if (d)
+            return;
+        rc_clock_sleep_ms(1);
+    }
+    cr_assert_fail("list timed out");
+}
+
+Test(runs, list_and_queries)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    tb_pub(&t, &(struct tev){.run = "q1", .type = "start", .conv = "cv"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "q2", .type = "phase", .phase = "plan"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "q2", .type = "complete"}, 0, NULL);
+    struct listw w;
+    list_wait(&t, NULL, &w);
+    cr_assert_eq(w.n, 2);
+    struct rc_runs_filter f = {.status = RC_RUN_COMPLETED, .conv = NULL, .limit = 0};
+    list_wait(&t, &f, &w);
+    cr_assert_eq(w.n, 1);
+    cr_assert_str_eq(w.v[0].run, "q2");
+    cr_assert_str_eq(w.v[0].phase, "plan");
+    cr_assert_eq(w.v[0].seq, 2);
+    struct rc_runs_filter fc = {.status = -1, .conv = "cv", .conv_len = 2, .limit = 0};
+    list_wait(&t, &fc, &w);
+    cr_assert_eq(w.n, 1);
+    cr_assert_str_eq(w.v[0].run, "q1");
+    cr_assert_str_eq(w.v[0].conv, "cv");
+    struct snapw *sw = malloc(sizeof(*sw));
+    cr_assert_eq(get_snap(&t, "nope", sw), RC_ENOTFOUND);
+    free(sw);
+    tb_stop(&t);
+}

@@ -1,0 +1,277 @@
+/*
+ * The supervisor's watchdog, with millisecond timeouts: idle per phase,
+ * per-run overrides and their cap, the absolute deadline while events keep
+ * coming, publisher-gone after the publisher's connection closes,
+ * heartbeats keeping a run alive, and the synthesized terminal's content.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "rc_clock.h"
+#include "rc_metrics.h"
+#include "rc_testsub.h"
+#include "rc_tutil.h"
+
+static struct rc_testsub *watch(struct rc_tb *t, const char *run)
+{
+    struct rc_testsub *ts;
+    cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
+    struct rc_sub_req r = {.kind = RC_SUB_RUN,
+                           .target = run,
+                           .target_len = strlen(run),
+                           .subscriber = rc_testsub_actor(ts),
+                           .sub_id = 1,
+                           .snapshot = 0};
+    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
+    return ts;
+}
+
+/* The last frame must be a synthesized error terminal with this code. */
+static void expect_synth(struct rc_testsub *ts, const char *code, struct rc_tframe *out)
+{
+    size_t n = rc_testsub_count(ts);
+    cr_assert(n > 0);
+    struct rc_tframe f;
+    rc_testsub_get(ts, n - 1, &f);
+    cr_assert(f.terminal);
+    char s[400];
+    cr_assert(rc_mp_str(f.raw, f.len, "type", s, sizeof(s)));
+    cr_assert_str_eq(s, "error");
+    bool syn = false;
+    cr_assert(rc_mp_bool(f.raw, f.len, "synthetic", &syn));
+    cr_assert(syn);
+    cr_assert(rc_mp_str(f.raw, f.len, "error.code", s, sizeof(s)));
+    cr_assert_str_eq(s, code);
+    cr_assert(rc_mp_str(f.raw, f.len, "error.message", s, sizeof(s)));
+    cr_assert(strstr(s, "Terminal event never received from backend") != NULL, "%s", s);
+    if (out)
+        *out = f;
+}
+
+Test(watchdog, idle_timeout_synthesizes_an_actionable_terminal)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "60ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = watch(&t, "w");
+    tb_pub(&t, &(struct tev){.run = "w", .type = "phase", .phase = "execute"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "w", .type = "tool", .tool_id = "t1"}, 0, NULL);
+    cr_assert(rc_testsub_wait_terminal(ts, "w", 3000));
+    struct rc_tframe f;
+    expect_synth(ts, "watchdog_timeout", &f);
+    cr_assert_eq(f.seq, 3);
+    char s[400];
+    rc_mp_str(f.raw, f.len, "error.message", s, sizeof(s));
+    cr_assert(strstr(s, "in phase execute") != NULL, "%s", s);
+    cr_assert(strstr(s, "last event: tool, seq 2") != NULL, "%s", s);
+    cr_assert(rc_mp_str(f.raw, f.len, "data.phase", s, sizeof(s)));
+    cr_assert_str_eq(s, "execute");
+    uint64_t v = 0;
+    cr_assert(rc_mp_uint(f.raw, f.len, "data.last_seq", &v));
+    cr_assert_eq(v, 2);
+    cr_assert(rc_mp_uint(f.raw, f.len, "data.idle_ms", &v));
+    cr_assert_geq(v, 60);
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    cr_assert_eq(rc_metric_get(&m->terminals[RC_TERM_WATCHDOG_TIMEOUT]), 1);
+    cr_assert_eq(rc_metric_get(&m->runs_failed), 1);
+    /* the publisher's late terminal is fenced */
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "w", .type = "complete"}, 0, NULL),
+                 RC_PROTO_RUN_TERMINAL);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(watchdog, phase_timeout_overrides_one_phase)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms",         "watchdog", "30s",
+                          "phase-timeout", "verify=50ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = watch(&t, "p");
+    tb_pub(&t, &(struct tev){.run = "p", .type = "phase", .phase = "execute"}, 0, NULL);
+    rc_clock_sleep_ms(120);
+    cr_assert_eq(rc_testsub_count(ts), 1, "execute uses the 30 s default");
+    tb_pub(&t, &(struct tev){.run = "p", .type = "phase", .phase = "verify"}, 0, NULL);
+    cr_assert(rc_testsub_wait_terminal(ts, "p", 3000));
+    struct rc_tframe f;
+    expect_synth(ts, "watchdog_timeout", &f);
+    char s[64];
+    rc_mp_str(f.raw, f.len, "data.phase", s, sizeof(s));
+    cr_assert_str_eq(s, "verify");
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(watchdog, start_timeouts_override_per_run_and_are_capped)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "30s", "max-watchdog", "80ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *a = watch(&t, "a");
+    struct rc_testsub *b = watch(&t, "b");
+    /* a: "*" = 40 ms */
+    tb_pub(&t, &(struct tev){.run = "a", .type = "start", .timeouts = "*=40"}, 0, NULL);
+    /* b: asks for an hour in "plan", capped to 80 ms */
+    tb_pub(&t, &(struct tev){.run = "b", .type = "start", .timeouts = "plan=3600000"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "b", .type = "phase", .phase = "plan"}, 0, NULL);
+    cr_assert(rc_testsub_wait_terminal(a, "a", 3000));
+    expect_synth(a, "watchdog_timeout", NULL);
+    cr_assert(rc_testsub_wait_terminal(b, "b", 3000));
+    expect_synth(b, "watchdog_timeout", NULL);
+    rc_testsub_free(a);
+    rc_testsub_free(b);
+    tb_stop(&t);
+}
+
+Test(watchdog, heartbeats_keep_a_run_alive)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "100ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = watch(&t, "hb");
+    uint64_t end = rc_clock_mono_ms() + 400;
+    int n = 0;
+    while (rc_clock_mono_ms() < end) {
+        cr_assert_eq(tb_pub(&t, &(struct tev){.run = "hb", .type = "heartbeat"}, 0, NULL),
+                     RC_PROTO_OK);
+        n++;
+        rc_clock_sleep_ms(15);
+    }
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "hb", .type = "complete"}, 0, NULL), RC_PROTO_OK);
+    cr_assert(rc_testsub_wait_terminal(ts, "hb", 3000));
+    struct rc_tframe f;
+    rc_testsub_get(ts, rc_testsub_count(ts) - 1, &f);
+    char s[32];
+    rc_mp_str(f.raw, f.len, "type", s, sizeof(s));
+    cr_assert_str_eq(s, "complete");
+    cr_assert_eq(f.seq, (uint64_t)n + 1);
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->terminals[RC_TERM_WATCHDOG_TIMEOUT]), 0);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(watchdog, deadline_ends_a_run_that_keeps_sending)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms",   "watchdog", "100ms",
+                          "run-deadline",  "150ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = watch(&t, "dl");
+    uint64_t end = rc_clock_mono_ms() + 2000;
+    while (rc_clock_mono_ms() < end) {
+        if (tb_pub(&t, &(struct tev){.run = "dl", .type = "delta", .text = "x"}, 0, NULL) ==
+            RC_PROTO_RUN_TERMINAL)
+            break;
+        rc_clock_sleep_ms(10);
+    }
+    cr_assert(rc_testsub_wait_terminal(ts, "dl", 3000));
+    expect_synth(ts, "deadline_exceeded", NULL);
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->terminals[RC_TERM_DEADLINE_EXCEEDED]), 1);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(watchdog, start_deadline_overrides_the_default)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "10s", "run-deadline", "1h", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = watch(&t, "sd");
+    tb_pub(&t, &(struct tev){.run = "sd", .type = "start", .deadline = 60}, 0, NULL);
+    cr_assert(rc_testsub_wait_terminal(ts, "sd", 3000));
+    expect_synth(ts, "deadline_exceeded", NULL);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(watchdog, publisher_gone_after_its_connection_closes)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick",   "1ms",  "watchdog", "30s",
+                          "publisher-grace", "50ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *g = watch(&t, "gone");
+    struct rc_testsub *k = watch(&t, "kept");
+    tb_pub(&t, &(struct tev){.run = "gone", .type = "phase", .phase = "execute"}, 7, NULL);
+    tb_pub(&t, &(struct tev){.run = "kept", .type = "start"}, 7, NULL);
+    /* "kept" moves to another connection before 7 closes */
+    tb_pub(&t, &(struct tev){.run = "kept", .type = "delta", .text = "x"}, 8, NULL);
+    rc_broker_pipe_closed(t.b, 7);
+    cr_assert(rc_testsub_wait_terminal(g, "gone", 3000));
+    struct rc_tframe f;
+    expect_synth(g, "publisher_gone", &f);
+    char s[400];
+    rc_mp_str(f.raw, f.len, "error.message", s, sizeof(s));
+    cr_assert(strstr(s, "connection closed") != NULL, "%s", s);
+    rc_clock_sleep_ms(150);
+    cr_assert_eq(rc_testsub_count(k), 2, "kept's pipe did not close");
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->terminals[RC_TERM_PUBLISHER_GONE]), 1);
+    rc_testsub_free(g);
+    rc_testsub_free(k);
+    tb_stop(&t);
+}
+
+Test(watchdog, an_event_after_the_close_cancels_publisher_gone)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick",   "1ms",  "watchdog", "30s",
+                          "publisher-grace", "80ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = watch(&t, "back");
+    tb_pub(&t, &(struct tev){.run = "back", .type = "start"}, 9, NULL);
+    rc_broker_pipe_closed(t.b, 9);
+    /* the publisher reconnects (new pipe) within the grace period */
+    tb_pub(&t, &(struct tev){.run = "back", .type = "delta", .text = "again"}, 10, NULL);
+    rc_clock_sleep_ms(200);
+    cr_assert_eq(rc_testsub_count(ts), 2);
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "back", .type = "complete"}, 10, NULL),
+                 RC_PROTO_OK);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(watchdog, many_runs_each_get_exactly_one_terminal)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "300ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts;
+    cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &ts), 0);
+    struct rc_sub_req r = {
+        .kind = RC_SUB_ALL, .subscriber = rc_testsub_actor(ts), .sub_id = 1, .snapshot = 0};
+    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t.b), &r), 0);
+    enum { N = 200 };
+    char id[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "r%d", i);
+        /* half end by themselves, half by the watchdog; some race it */
+        tb_pub(&t, &(struct tev){.run = id, .type = "start"}, 0, NULL);
+        if (i % 2 == 0)
+            tb_pub(&t, &(struct tev){.run = id, .type = "complete"}, 0, NULL);
+    }
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    for (int i = 0; i < 3000; i++) {
+        uint64_t n = 0;
+        for (int c = 0; c < RC_TERM_CAUSE_COUNT; c++)
+            n += rc_metric_get(&m->terminals[c]);
+        if (n >= N)
+            break;
+        rc_clock_sleep_ms(1);
+    }
+    rc_clock_sleep_ms(30);
+    int terminals[N];
+    memset(terminals, 0, sizeof(terminals));
+    size_t n = rc_testsub_count(ts);
+    for (size_t i = 0; i < n; i++) {
+        struct rc_tframe f;
+        rc_testsub_get(ts, i, &f);
+        if (f.terminal)
+            terminals[atoi(f.run + 1)]++;
+    }
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(terminals[i], 1, "run r%d had %d terminals", i, terminals[i]);
+    cr_assert_eq(rc_metric_get(&m->terminals[RC_TERM_COMPLETE]), N / 2);
+    cr_assert_eq(rc_metric_get(&m->terminals[RC_TERM_WATCHDOG_TIMEOUT]), N / 2);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
