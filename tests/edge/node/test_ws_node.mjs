@@ -145,10 +145,12 @@ async function main() {
 
     // conv and all
     const cc = await connect(b);
-    await cc.request({ op: "sub", conv: "nc", snapshot: false });
+    await cc.request({ op: "sub", conv: "nc" });
+    const s0 = await cc.next();
+    check(s0.op === "snap" && s0.run === "n1", `conv snap ${JSON.stringify(s0)}`);
     b.publish({ run: "n2", conv: "nc", type: "start" }, { run: "n3", type: "start" });
-    const m = await cc.next();
-    check(m.run === "n2", `conv ${JSON.stringify(m)}`);
+    const m = await cc.next(); // n2 joined later: ev#1 (or its snap at seq 1)
+    check(m.run === "n2" && m.seq === 1, `conv ${JSON.stringify(m)}`);
     await cc.quiet();
     cc.ws.close();
     console.log("ok   conv subscription");

@@ -138,7 +138,9 @@ async def test_subscribe_run_conv_all(b):
     cc, _ = await connect(b)
     ca, _ = await connect(b)
     await cr.request({"op": "sub", "run": "p1", "snapshot": False})
-    await cc.request({"op": "sub", "conv": "pc", "snapshot": False})
+    await cc.request({"op": "sub", "conv": "pc"})
+    s = await cc.next()
+    check(s["op"] == "snap" and s["run"] == "p1", f"conv snap: {s}")
     await ca.request({"op": "sub", "all": True, "snapshot": False})
     b.publish({"run": "p1", "type": "delta", "text": "x"},
               {"run": "p2", "conv": "pc", "type": "start"},
@@ -146,8 +148,9 @@ async def test_subscribe_run_conv_all(b):
     ev = await cr.next()
     check(ev["op"] == "ev" and ev["run"] == "p1" and ev["seq"] == 2, f"run sub: {ev}")
     await cr.quiet()
-    got = {(await cc.next())["run"] for _ in range(2)}
-    check(got == {"p1", "p2"}, f"conv sub: {got}")
+    # p2 joined the conversation later: its start as ev#1 (or a snap at seq 1)
+    got = {(m["run"], m["seq"]) for m in [await cc.next() for _ in range(2)]}
+    check(got == {("p1", 2), ("p2", 1)}, f"conv sub: {got}")
     await cc.quiet()
     got = {(await ca.next())["run"] for _ in range(3)}
     check(got == {"p1", "p2", "p3"}, f"all sub: {got}")
@@ -204,8 +207,8 @@ async def test_terminal_once(b):
         c, _ = await connect(b)
         await c.request(dict(op="sub", snapshot=False, **sub))
         cs.append(c)
-    b.publish({"run": "tt", "conv": "tc", "type": "start"})
-    # no more events: the watchdog (--watchdog 300ms) synthesizes the terminal
+    b.publish({"run": "tt", "conv": "tc", "type": "start", "timeouts": {"*": 300}})
+    # no more events: the run's watchdog (300 ms) synthesizes the terminal
     for c in cs:
         terms = 0
         syn = None
@@ -309,7 +312,13 @@ async def test_metrics(b):
     b.publish({"run": "mt", "type": "start"}, {"run": "mt", "type": "complete"})
     for _ in range(2):
         await c.next()
-    st, after = b.get("/metrics")
+    # counters move when a write completes, maybe just after the client read it
+    for _ in range(200):
+        st, after = b.get("/metrics")
+        if (metric(after, "runcast_fanout_latency_seconds_count")
+                - metric(before, "runcast_fanout_latency_seconds_count")) >= 2:
+            break
+        await asyncio.sleep(0.01)
     check(metric(after, "runcast_ws_connections") >= 1, "connections gauge")
     d = metric(after, "runcast_ws_sub_requests_total") - metric(before, "runcast_ws_sub_requests_total")
     check(d == 1, f"sub requests +{d}")
@@ -342,27 +351,28 @@ async def test_restart(b):
 
 
 async def main():
-    b = Broker(["--watchdog", "300ms", "--watchdog-tick", "10ms", "--history-max-events", "5",
+    b = Broker(["--watchdog-tick", "10ms", "--history-max-events", "5",
                 "--ws-queue-max", "64KiB"])
     b.start()
     try:
         _, h = await connect(b)
         epoch = h["epoch"]
         tests = [
-            ("subscribe by run, conv, all", test_subscribe_run_conv_all(b)),
-            ("snapshot", test_snapshot(b)),
-            ("resume exact", test_resume_exact(b, epoch)),
-            ("resume gap", test_resume_gap(b, epoch)),
-            ("terminal once (synthesized)", test_terminal_once(b)),
-            ("json mode", test_json_mode(b)),
-            ("bad origin and garbage", test_bad_origin_and_garbage(b)),
-            ("metrics and http", test_metrics(b)),
-            ("slow consumer", test_slow_consumer(b)),
-            ("restart", test_restart(b)),
+            ("subscribe by run, conv, all", lambda: test_subscribe_run_conv_all(b)),
+            ("snapshot", lambda: test_snapshot(b)),
+            ("resume exact", lambda: test_resume_exact(b, epoch)),
+            ("resume gap", lambda: test_resume_gap(b, epoch)),
+            ("terminal once (synthesized)", lambda: test_terminal_once(b)),
+            ("json mode", lambda: test_json_mode(b)),
+            ("bad origin and garbage", lambda: test_bad_origin_and_garbage(b)),
+            ("metrics and http", lambda: test_metrics(b)),
+            ("slow consumer", lambda: test_slow_consumer(b)),
+            ("restart", lambda: test_restart(b)),
         ]
         for name, t in tests:
             t0 = time.time()
-            await t
+            print(f"run  {name}", flush=True)
+            await t()
             print(f"ok   {name} ({time.time() - t0:.2f}s)", flush=True)
     finally:
         b.stop()
@@ -372,5 +382,7 @@ if __name__ == "__main__":
     try:
         asyncio.run(main())
     except Exception as e:  # report and fail
+        import traceback
+        traceback.print_exc()
         print(f"FAIL {type(e).__name__}: {e}", flush=True)
         sys.exit(1)
