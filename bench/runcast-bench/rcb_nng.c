@@ -340,21 +340,39 @@ int64_t rcb_retire_runs(const char *req_url, const char *run_tag, uint32_t runs)
 }
 
 uint64_t rcb_wait_accepted(const struct rcb_broker *b, double target, uint64_t deadline_ns,
-                           uint32_t poll_ms, double *seen)
+                           uint32_t poll_ms, double *seen, uint64_t *t_last)
 {
     *seen = NAN;
+    *t_last = rcb_now_ns();
+    double prev = NAN;
     for (;;) {
         double v = rcb_broker_events_accepted(b);
         uint64_t now = rcb_now_ns();
         if (isnan(v))
             return 0;
         *seen = v;
+        if (v != prev) {
+            prev = v;
+            *t_last = now;
+        }
         if (v >= target)
             return now;
-        if (now > deadline_ns || rcb_expired())
+        /* stalled: nothing more is coming (refused or lost) */
+        if (now - *t_last > 3000000000ull || now > deadline_ns || rcb_expired())
             return 0;
         rcb_sleep_ns((uint64_t)poll_ms * 1000000ull);
     }
+}
+
+double rcb_broker_rejected(const struct rcb_broker *b, const char *reason)
+{
+    char *t = rcb_metrics(b);
+    char label[64];
+    if (reason)
+        snprintf(label, sizeof(label), "reason=\"%s\"", reason);
+    double v = rcb_metric(t, "runcast_events_rejected_total", reason ? label : NULL);
+    free(t);
+    return v;
 }
 
 /* ---- publisher threads ---- */

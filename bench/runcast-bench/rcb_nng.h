@@ -79,9 +79,12 @@ bool rcb_parse_ack(const void *buf, size_t len, uint32_t *accepted, uint64_t *se
                    uint32_t *results, char *err, size_t errlen);
 
 /* Waits until the broker's accepted-events counter reaches target (polling
- * /metrics every poll_ms).  Returns the time it did, 0 when it did not before
- * the deadline (or /metrics is unavailable). */
+ * /metrics every poll_ms).  Returns the time it did; 0 when it did not before
+ * the deadline, stalled for 3 s, or /metrics is unavailable.  *seen: the last
+ * value, *t_last: when it last moved. */
 uint64_t rcb_wait_accepted(const struct rcb_broker *b, double target, uint64_t deadline_ns,
-                           uint32_t poll_ms, double *seen);
+                           uint32_t poll_ms, double *seen, uint64_t *t_last);
+/* runcast_events_rejected_total for one reason (NULL: all); NAN if absent. */
+double rcb_broker_rejected(const struct rcb_broker *b, const char *reason);
 
 #endif

@@ -62,7 +62,8 @@ int rcb_s_ack(void)
     rcb_report_param("events_batched", "%llu", (unsigned long long)nb);
 
     struct rcb_broker b;
-    const char *extra[] = {"--history-max-events", "1000", "--retention", "2s", NULL};
+    const char *extra[] = {
+        "--publisher-grace", "0", "--history-max-events", "1000", "--retention", "2s", NULL};
     if (rcb_broker_start(&b, extra) != 0) {
         rcb_report_end(false, "could not start or reach runcastd");
         return -1;

@@ -49,7 +49,7 @@ int rcb_s_conns(void)
     struct rcb_broker b;
     char maxc[32];
     snprintf(maxc, sizeof(maxc), "%u", N + 1000);
-    const char *extra[] = {"--ws-max-conns", maxc, NULL};
+    const char *extra[] = {"--publisher-grace", "0", "--ws-max-conns", maxc, NULL};
     if (rcb_broker_start(&b, extra) != 0) {
         rcb_report_end(false, "could not start or reach runcastd");
         return -1;

@@ -301,7 +301,8 @@ int rcb_s_fanout(void)
     struct rcb_broker b;
     char conns[32];
     snprintf(conns, sizeof(conns), "%u", (S > R ? S : R) + 1000);
-    const char *extra[] = {"--ws-max-conns", conns, "--retention", "2s", NULL};
+    const char *extra[] = {
+        "--publisher-grace", "0", "--ws-max-conns", conns, "--retention", "2s", NULL};
     if (rcb_broker_start(&b, extra) != 0) {
         rcb_report_end(false, "could not start or reach runcastd");
         return -1;

@@ -64,6 +64,7 @@ static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, con
 {
     memset(o, 0, sizeof(*o));
     double base = rcb_broker_events_accepted(b);
+    double rej0 = rcb_broker_rejected(b, NULL), ovl0 = rcb_broker_rejected(b, "overloaded");
     struct rcb_pubs_cfg c = {.mode = mode,
                              .url = b->ingest,
                              .threads = P,
@@ -78,13 +79,13 @@ static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, con
         return;
     }
     o->mean_batch = r.messages_sent ? (double)r.events_sent / (double)r.messages_sent : 0;
-    uint64_t end;
+    uint64_t end, t_last;
     double seen = NAN;
     if (!isnan(base)) {
-        end = rcb_wait_accepted(b, base + (double)r.events_sent, rcb_now_ns() + 30000000000ull, 5,
-                                &seen);
+        end = rcb_wait_accepted(b, base + (double)r.events_sent, rcb_now_ns() + 120000000000ull, 5,
+                                &seen, &t_last);
         if (end == 0) {
-            end = rcb_now_ns();
+            end = t_last;
             snprintf(o->note, sizeof(o->note), "accepted %.0f of %llu sent", seen - base,
                      (unsigned long long)r.events_sent);
             o->accepted = seen - base;
@@ -99,6 +100,11 @@ static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, con
         o->ok = true;
     }
     o->rate = rcb_rate(o->accepted, end - r.t_start);
+    double rej = rcb_broker_rejected(b, NULL) - rej0;
+    double ovl = rcb_broker_rejected(b, "overloaded") - ovl0;
+    if (rej > 0)
+        snprintf(o->note + strlen(o->note), sizeof(o->note) - strlen(o->note),
+                 "%srejected %.0f (overloaded %.0f)", o->note[0] ? "; " : "", rej, ovl);
     if (r.errors)
         snprintf(o->note + strlen(o->note), sizeof(o->note) - strlen(o->note),
                  "%s%llu publish errors (%s)", o->note[0] ? "; " : "", (unsigned long long)r.errors,
@@ -120,7 +126,7 @@ int rcb_s_ingest(void)
     uint32_t S = rcb_o.size ? rcb_o.size : 200;
     uint32_t B = rcb_o.batch ? rcb_o.batch : 64;
     uint64_t n1 = rcb_o.events ? rcb_o.events : sm ? 2000 : 300000;
-    uint64_t nb = rcb_o.events ? rcb_o.events : sm ? 5000 : 3000000;
+    uint64_t nb = rcb_o.events ? rcb_o.events : sm ? 5000 : 2000000;
 
     rcb_report_begin("ingest", "fire-and-forget ingest over PUSH vs raw nng PUSH/PULL");
     rcb_report_param("P", "%u", P);
@@ -131,7 +137,10 @@ int rcb_s_ingest(void)
     rcb_report_param("events_batched", "%llu", (unsigned long long)nb);
 
     struct rcb_broker b;
-    const char *extra[] = {"--history-max-events", "1000", "--retention", "2s", NULL};
+    /* publisher-grace 0: each phase's publishers disconnect when done, which
+     * must not end the runs (the bench retires them itself) */
+    const char *extra[] = {"--history-max-events", "1000", "--retention", "2s",
+                           "--publisher-grace",    "0",    NULL};
     if (rcb_broker_start(&b, extra) != 0) {
         rcb_report_end(false, "could not start or reach runcastd");
         return -1;

@@ -75,7 +75,9 @@ int rcb_s_runs(void)
     char maxr[32], qmax[32];
     snprintf(maxr, sizeof(maxr), "%u", N * 2 + 1000);
     snprintf(qmax, sizeof(qmax), "%s", "1GiB");
-    const char *extra[] = {"--max-runs",
+    const char *extra[] = {"--publisher-grace",
+                           "0",
+                           "--max-runs",
                            maxr,
                            "--retention",
                            "1s",
