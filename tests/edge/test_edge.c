@@ -13,6 +13,7 @@
 #include "rc_buf.h"
 #include "rc_clock.h"
 #include "rc_json.h"
+#include "rc_log.h"
 #include "ws_client.h"
 
 #define T 3000 /* ms: the longest a test waits for one message */
@@ -675,5 +676,67 @@ Test(edge, nng_websocket_dialer_interoperates)
     nng_stream_free(s);
     nng_stream_dialer_free(d);
     nng_aio_free(aio);
+    fx_stop(&f);
+}
+
+Test(edge, a_stuck_send_is_cut_after_the_write_timeout, .timeout = 60)
+{
+    struct fx f;
+    fx_start(&f, (const char *[]){"ws-write-timeout", "300ms", "ws-queue-max", "1GiB", NULL});
+    struct ws_client *c = open_ws(&f, "/ws");
+    send_ok(c, "{\"op\":\"sub\",\"run\":\"wt\",\"snapshot\":false}");
+    /* the client reads nothing more: ~20 MiB fill both socket buffers */
+    static char text[4001];
+    memset(text, 'w', sizeof(text) - 1);
+    fx_publish(&f, "{\"run\":\"wt\",\"type\":\"start\"}");
+    for (int i = 0; i < 5000 && rc_edge_connections(f.e) > 0; i++)
+        fx_publishf(&f, "{\"run\":\"wt\",\"type\":\"delta\",\"text\":\"%s\"}", text);
+    for (int i = 0; i < 500 && rc_edge_connections(f.e) > 0; i++)
+        rc_clock_sleep_ms(10);
+    cr_assert_eq(rc_edge_connections(f.e), 0, "the stuck connection was closed");
+    char *m;
+    cr_assert_eq(http_get(f.port, "/metrics", &m), 200);
+    cr_assert_not_null(strstr(m, "runcast_ws_closes_total{cause=\"write_timeout\"} 1\n"), "%s", m);
+    free(m);
+    ws_close(c);
+    fx_stop(&f);
+}
+
+Test(edge, a_dropped_connection_logs_its_running_runs)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    char *logbuf = NULL;
+    size_t loglen = 0;
+    FILE *log = open_memstream(&logbuf, &loglen);
+    rc_log_init(log, RC_LOG_WARN, RC_LOG_TEXT);
+    fx_publish(&f, "[{\"run\":\"dr1\",\"type\":\"start\"},{\"run\":\"dr1\",\"type\":\"delta\","
+                   "\"text\":\"a\"},{\"run\":\"dr2\",\"type\":\"start\"},{\"run\":\"dr2\","
+                   "\"type\":\"complete\"}]");
+    struct ws_client *c = open_ws(&f, "/ws");
+    char sub[128];
+    snprintf(sub, sizeof(sub), "{\"op\":\"sub\",\"run\":\"dr1\",\"since\":0,\"epoch\":%llu}",
+             (unsigned long long)f.epoch);
+    send_ok(c, sub);
+    snprintf(sub, sizeof(sub), "{\"op\":\"sub\",\"run\":\"dr2\",\"since\":0,\"epoch\":%llu}",
+             (unsigned long long)f.epoch);
+    cr_assert_eq(ws_send_json_as_msgpack(c, sub), 0);
+    json_t *skipped = json_array();
+    json_decref(ws_next_op(c, "ok", T, skipped));
+    for (size_t i = json_array_size(skipped); i < 4; i++)
+        json_decref(ws_next(c, T, NULL));
+    json_decref(skipped);
+    ws_close(c); /* no close frame: 1006 */
+    for (int i = 0; i < 300 && rc_edge_connections(f.e) > 0; i++)
+        rc_clock_sleep_ms(10);
+    cr_assert_eq(rc_edge_connections(f.e), 0);
+    rc_log_init(stderr, RC_LOG_ERROR, RC_LOG_TEXT);
+    fclose(log);
+    cr_assert_not_null(strstr(logbuf, "WARN"), "%s", logbuf);
+    cr_assert_not_null(strstr(logbuf, "1006"), "%s", logbuf);
+    cr_assert_not_null(strstr(logbuf, "1 subscribed runs still running"), "%s", logbuf);
+    cr_assert_not_null(strstr(logbuf, "dr1@2"), "%s", logbuf);
+    cr_assert_not_null(strstr(logbuf, "resume"), "%s", logbuf);
+    free(logbuf);
     fx_stop(&f);
 }
