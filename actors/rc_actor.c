@@ -219,24 +219,64 @@ static void inject_push(struct rc_actor_system *sys, struct rc_actor *a)
     pthread_mutex_unlock(&sys->inject_mtx);
 }
 
-static struct rc_actor *inject_pop(struct rc_actor_system *sys)
+/* Appends a list of actors linked by run_next (n of them) in one go. */
+static void inject_push_list(struct rc_actor_system *sys, struct rc_actor *first,
+                             struct rc_actor *last, uint64_t n)
+{
+    pthread_mutex_lock(&sys->inject_mtx);
+    last->run_next = NULL;
+    if (sys->inject_tail)
+        sys->inject_tail->run_next = first;
+    else
+        sys->inject_head = first;
+    sys->inject_tail = last;
+    /* relaxed: as in inject_push. */
+    atomic_store_explicit(&sys->inject_len,
+                          atomic_load_explicit(&sys->inject_len, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&sys->inject_mtx);
+}
+
+static bool runq_push(struct rc_runq *q, struct rc_actor *a, uint64_t *len);
+
+/* Takes the first actor of the inject queue and, when w is given, moves a
+ * fair share of the rest (len / workers, at most 32) to w's own queue in
+ * the same critical section (Go's globrunqget): one lock per batch. */
+static struct rc_actor *inject_pop(struct rc_actor_system *sys, struct rc_worker *w)
 {
     /* relaxed: a hint; a stale zero is corrected by the wake protocol. */
     if (atomic_load_explicit(&sys->inject_len, memory_order_relaxed) == 0)
         return NULL;
     pthread_mutex_lock(&sys->inject_mtx);
-    struct rc_actor *a = sys->inject_head;
-    if (a) {
+    uint64_t len = atomic_load_explicit(&sys->inject_len, memory_order_relaxed); /* mutex */
+    uint64_t take = w ? len / sys->nworkers : 1;
+    if (take > 33)
+        take = 33;
+    if (take < 1)
+        take = 1;
+    struct rc_actor *first = NULL;
+    uint64_t got = 0;
+    while (got < take && sys->inject_head) {
+        struct rc_actor *a = sys->inject_head;
         sys->inject_head = a->run_next;
-        if (!sys->inject_head)
-            sys->inject_tail = NULL;
         a->run_next = NULL;
-        atomic_store_explicit(&sys->inject_len, /* relaxed: as in inject_push */
-                              atomic_load_explicit(&sys->inject_len, memory_order_relaxed) - 1,
-                              memory_order_relaxed);
+        uint64_t qlen;
+        if (!first)
+            first = a;
+        else if (!runq_push(&w->q, a, &qlen)) {
+            /* local queue full: put it back at the head */
+            a->run_next = sys->inject_head;
+            sys->inject_head = a;
+            break;
+        }
+        got++;
     }
+    if (!sys->inject_head)
+        sys->inject_tail = NULL;
+    /* relaxed: as in inject_push. */
+    atomic_store_explicit(&sys->inject_len, len - got, memory_order_relaxed);
     pthread_mutex_unlock(&sys->inject_mtx);
-    return a;
+    return first;
 }
 
 /* ---- Sleeping and waking ---- */
@@ -246,6 +286,19 @@ static void wake_one(struct rc_actor_system *sys)
     pthread_mutex_lock(&sys->sleep_mtx);
     /* relaxed: nsleeping only changes under sleep_mtx, which we hold. */
     if (sys->wake_tokens < atomic_load_explicit(&sys->nsleeping, memory_order_relaxed)) {
+        sys->wake_tokens++;
+        pthread_cond_signal(&sys->sleep_cv);
+    }
+    pthread_mutex_unlock(&sys->sleep_mtx);
+}
+
+/* Wakes up to n sleepers that have no wake-up pending. */
+static void wake_many(struct rc_actor_system *sys, uint64_t n)
+{
+    pthread_mutex_lock(&sys->sleep_mtx);
+    /* relaxed: nsleeping only changes under sleep_mtx, which we hold. */
+    uint32_t sleeping = atomic_load_explicit(&sys->nsleeping, memory_order_relaxed);
+    while (n-- > 0 && sys->wake_tokens < sleeping) {
         sys->wake_tokens++;
         pthread_cond_signal(&sys->sleep_cv);
     }
@@ -319,6 +372,15 @@ static bool worker_sleep(struct rc_worker *w)
 
 /* ---- Finding work ---- */
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 static uint64_t rng_next(uint64_t *s)
 {
     /* xorshift64 */
@@ -376,11 +438,11 @@ static struct rc_actor *find_work(struct rc_worker *w)
     struct rc_actor *a;
     /* Now and then look at the inject queue first so that a worker kept
      * busy by its own queue does not starve actors woken from outside. */
-    if (++w->turns % 61 == 0 && (a = inject_pop(sys)))
+    if (++w->turns % 61 == 0 && (a = inject_pop(sys, w)))
         return a;
     if ((a = runq_pop(&w->q)))
         return a;
-    if ((a = inject_pop(sys)))
+    if ((a = inject_pop(sys, w)))
         return a;
     return steal(w);
 }
@@ -434,7 +496,7 @@ static void run_turn(struct rc_worker *w, struct rc_actor *a)
         if (!(c & RC_ACTOR_STOP_REQ)) {
             /* More work: back of the queue, behind anything woken from
              * outside meanwhile (fairness). */
-            struct rc_actor *x = inject_pop(sys);
+            struct rc_actor *x = inject_pop(sys, NULL);
             if (x)
                 push_local_or_inject(w, x);
             schedule(a);
@@ -656,6 +718,43 @@ int rc_actor_send(struct rc_actor *to, struct rc_msg *msg)
     return RC_OK;
 }
 
+int rc__send_deferred(struct rc_actor *to, struct rc_msg *msg, struct rc__batch *b)
+{
+    msg->flags = 0;
+    /* acq_rel: as in rc_actor_send. */
+    uint64_t prev = atomic_fetch_add_explicit(&to->count, 1, memory_order_acq_rel);
+    if (prev & RC_ACTOR_CLOSED) {
+        /* relaxed: as in rc_actor_send. */
+        atomic_fetch_sub_explicit(&to->count, 1, memory_order_relaxed);
+        return RC_ECLOSED;
+    }
+    mb_push(to, msg);
+    if (!(prev & RC_ACTOR_WORK)) {
+        /* We hold the token: run_next is ours until the actor is queued. */
+        to->run_next = NULL;
+        if (b->last)
+            b->last->run_next = to;
+        else
+            b->first = to;
+        b->last = to;
+        b->n++;
+    }
+    return RC_OK;
+}
+
+void rc__batch_flush(struct rc_actor_system *sys, struct rc__batch *b)
+{
+    if (b->n == 0)
+        return;
+    inject_push_list(sys, b->first, b->last, b->n);
+    uint64_t n = b->n;
+    *b = (struct rc__batch){0};
+    SEQ_CST_FENCE(sys); /* the Dekker pair of worker_sleep, as in wake_if_sleeping */
+    /* relaxed: ordered by the fence above. */
+    if (atomic_load_explicit(&sys->nsleeping, memory_order_relaxed) > 0)
+        wake_many(sys, n);
+}
+
 int rc_actor_try_send(struct rc_actor *to, struct rc_msg *msg)
 {
     if (!to || !msg)
@@ -707,9 +806,14 @@ static void *worker_main(void *arg)
     for (;;) {
         struct rc_actor *a = find_work(w);
         if (!a) {
-            /* Spin briefly (yielding) before sleeping. */
-            for (int i = 0; i < 3 && !a; i++) {
-                sched_yield();
+            /* Spin briefly before sleeping (about 20-50 us): work often
+             * comes back at once, and a futex sleep + wake costs more. */
+            for (int i = 0; i < 48 && !a; i++) {
+                if (i < 32)
+                    for (int j = 0; j < 64; j++)
+                        cpu_relax();
+                else
+                    sched_yield();
                 a = find_work(w);
             }
             if (!a) {

@@ -30,6 +30,9 @@
 struct rc_actor {
     /* Senders' side. */
     _Atomic uint64_t count;      /* the token word above */
+    _Atomic uint32_t refs;       /* handle references; next to count, as the
+                                    timer thread touches both */
+    uint32_t mailbox_limit;      /* immutable after spawn */
     struct rc_msg *_Atomic head; /* mailbox: last message pushed (Vyukov) */
     /* The side of the worker that holds the token (one at a time). */
     struct rc_msg *tail;         /* mailbox: next to pop; token holder only */
@@ -39,12 +42,11 @@ struct rc_actor {
     rc_actor_fini fini;          /* immutable after spawn */
     struct rc_actor_system *sys; /* immutable after spawn */
     const char *name;            /* immutable after spawn */
-    struct rc_actor *run_next;   /* inject queue link; sys->inject_mtx */
+    struct rc_actor *run_next;   /* inject queue link: the token holder's
+                                    until queued, then sys->inject_mtx */
     struct rc_actor *reg_prev;   /* live list; sys->reg_mtx */
     struct rc_actor *reg_next;   /* live list; sys->reg_mtx */
     struct rc_msg *monitors;     /* DOWN records to send; monitor stripe lock */
-    _Atomic uint32_t refs;       /* handle references */
-    uint32_t mailbox_limit;      /* immutable after spawn */
     int exit_reason;             /* written by the stop winner before
                                     STOP_REQ (release); read after it (acquire) */
     bool down;                   /* stopped and monitors sent; stripe lock */
@@ -121,6 +123,17 @@ struct rc_actor_system {
     bool timer_running;       /* owned by start/stop */
     pthread_t timer_thread;
 };
+
+/* Sending many messages from a thread that is not a worker (the timer
+ * thread): rc__send_deferred queues msg like rc_actor_send but collects the
+ * actors it made runnable in b; rc__batch_flush queues them all with one
+ * lock and wakes as many sleeping workers as useful. */
+struct rc__batch {
+    struct rc_actor *first, *last;
+    uint64_t n;
+};
+int rc__send_deferred(struct rc_actor *to, struct rc_msg *msg, struct rc__batch *b);
+void rc__batch_flush(struct rc_actor_system *sys, struct rc__batch *b);
 
 /* rc_timer.c */
 int rc__timer_sys_init(struct rc_actor_system *sys);

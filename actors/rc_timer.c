@@ -22,6 +22,9 @@
  * from overflow. */
 #define RC_TIMER_MAX_DELAY_MS (UINT64_C(1) << 40)
 
+/* Timers moved or expired per critical section of the timer thread. */
+#define RC_TIMER_CHUNK 512
+
 struct expired {
     struct rc_actor *owner; /* held */
     struct rc_timer *timer;
@@ -84,8 +87,9 @@ static void collect_cb(struct rc_wheel_timer *wt, uint64_t tick, void *ctx)
     x->gen = __atomic_load_n(&t->gen, __ATOMIC_RELAXED); /* under timer_mtx */
 }
 
-static void deliver(struct collect *c)
+static void deliver(struct rc_actor_system *sys, struct collect *c)
 {
+    struct rc__batch b = {0};
     for (size_t i = 0; i < c->n; i++) {
         struct expired *x = &c->v[i];
         struct rc_msg_timer *m =
@@ -94,11 +98,16 @@ static void deliver(struct collect *c)
             m->timer = x->timer;
             m->arg = x->arg;
             m->gen = x->gen;
-            if (rc_actor_send(x->owner, &m->hdr) != RC_OK)
+            if (rc__send_deferred(x->owner, &m->hdr, &b) != RC_OK)
                 rc_msg_free(&m->hdr); /* the owner has stopped */
         }
+        /* Safe before the flush: an owner in b is runnable and not yet
+         * queued, so it cannot stop, and the runtime's reference holds it. */
         rc_actor_release(x->owner);
+        if (b.n >= 256)
+            rc__batch_flush(sys, &b);
     }
+    rc__batch_flush(sys, &b);
     c->n = 0;
 }
 
@@ -108,12 +117,15 @@ static void *timer_main(void *arg)
     struct collect c = {0};
     pthread_mutex_lock(&sys->timer_mtx);
     while (!sys->timer_exit) {
-        rc_wheel_advance(&sys->wheel, now_tick(sys), collect_cb, &c);
-        if (c.n > 0) {
+        /* In chunks: the lock is dropped between them even while a big
+         * slot cascades, so arm and cancel never wait long. */
+        bool caught_up =
+            rc_wheel_advance_some(&sys->wheel, now_tick(sys), RC_TIMER_CHUNK, collect_cb, &c, NULL);
+        if (c.n > 0 || !caught_up) {
             /* Arms during delivery need not signal: we look again after. */
             sys->timer_wake_tick = 0;
             pthread_mutex_unlock(&sys->timer_mtx);
-            deliver(&c);
+            deliver(sys, &c);
             pthread_mutex_lock(&sys->timer_mtx);
             continue;
         }

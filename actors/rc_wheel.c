@@ -24,6 +24,7 @@ void rc_wheel_init(struct rc_wheel *w, uint64_t now)
 {
     memset(w, 0, sizeof(*w));
     w->now = now;
+    w->work_level = -1;
 }
 
 static void link_slot(struct rc_wheel *w, struct rc_wheel_timer *t, unsigned level, unsigned idx)
@@ -67,6 +68,9 @@ void rc_wheel_add(struct rc_wheel *w, struct rc_wheel_timer *t, uint64_t expires
     w->count++;
 }
 
+/* Unlinks t from whatever list holds it.  `where` may be stale for a timer
+ * on w->work (it names the slot it came from): clearing that slot's bit
+ * only when the slot is empty is right either way. */
 static void unlink_timer(struct rc_wheel *w, struct rc_wheel_timer *t)
 {
     *t->pprev = t->next;
@@ -93,6 +97,8 @@ bool rc_wheel_del(struct rc_wheel *w, struct rc_wheel_timer *t)
 
 uint64_t rc_wheel_next(const struct rc_wheel *w)
 {
+    if (w->work_level >= 0)
+        return w->work_tick; /* a tick is being processed: resume it */
     if (w->count == 0)
         return RC_WHEEL_NEVER;
     uint64_t best = RC_WHEEL_NEVER;
@@ -116,67 +122,103 @@ uint64_t rc_wheel_next(const struct rc_wheel *w)
     return best;
 }
 
-/* Moves every timer of one slot down by re-placing it against w->now. */
-static void cascade(struct rc_wheel *w, unsigned level, unsigned idx)
+/* Moves the list of one slot to w->work (timers there stay pending: a del
+ * unlinks them through pprev; their stale `where` is harmless, see
+ * unlink_timer). */
+static void detach_slot(struct rc_wheel *w, unsigned level, unsigned idx)
 {
-    struct rc_wheel_timer *t = w->slot[level][idx];
+    w->work = w->slot[level][idx];
+    if (w->work)
+        w->work->pprev = &w->work;
     w->slot[level][idx] = NULL;
     w->occupied[level] &= ~(UINT64_C(1) << idx);
-    while (t) {
-        struct rc_wheel_timer *next = t->next;
-        place(w, t);
-        t = next;
+    w->work_level = (int)level;
+}
+
+/* The next slot to work on for tick w->work_tick at a level below `below`:
+ * cascades from the highest level whose block starts at the tick down to 1,
+ * then level 0's expiries.  A timer moved down lands in a later slot than
+ * the current one of its new level (its distance is at least that level's
+ * granularity) or in level 0, so one pass per level suffices. */
+static void next_phase(struct rc_wheel *w, unsigned below)
+{
+    uint64_t tick = w->work_tick;
+    for (unsigned level = below - 1; level >= 1; level--) {
+        if (tick & ((UINT64_C(1) << level_shift(level)) - 1))
+            continue; /* no block of this level starts here */
+        unsigned idx = (unsigned)(tick >> level_shift(level)) & MASK;
+        if (w->occupied[level] & (UINT64_C(1) << idx)) {
+            detach_slot(w, level, idx);
+            return;
+        }
+    }
+    /* Expire level 0's slot.  w->now moves past the tick first, so a timer
+     * added now for this tick (or earlier) goes to the next one. */
+    detach_slot(w, 0, (unsigned)(tick & MASK));
+    w->now = tick + 1;
+}
+
+static struct rc_wheel_timer *pop_work(struct rc_wheel *w)
+{
+    struct rc_wheel_timer *t = w->work;
+    w->work = t->next;
+    if (w->work)
+        w->work->pprev = &w->work;
+    t->next = NULL;
+    t->pprev = NULL;
+    t->where = RC_WHEEL_DETACHED;
+    return t;
+}
+
+bool rc_wheel_advance_some(struct rc_wheel *w, uint64_t now, size_t budget, rc_wheel_expire_cb cb,
+                           void *ctx, size_t *fired)
+{
+    size_t done = 0;
+    for (;;) {
+        if (w->work_level > 0) {
+            /* Cascading: re-place against w->now (== work_tick). */
+            while (w->work && done < budget) {
+                place(w, pop_work(w));
+                done++;
+            }
+            if (w->work)
+                return false;
+            next_phase(w, (unsigned)w->work_level);
+            continue;
+        }
+        if (w->work_level == 0) {
+            while (w->work && done < budget) {
+                struct rc_wheel_timer *t = pop_work(w);
+                w->count--;
+                done++;
+                if (fired)
+                    (*fired)++;
+                cb(t, w->work_tick, ctx);
+            }
+            if (w->work)
+                return false;
+            w->work_level = -1;
+        }
+        if (w->now > now)
+            return true;
+        /* Skip ticks that have nothing to do (no expiry, no cascade of a
+         * non-empty slot): doing nothing for them is what walking would do. */
+        uint64_t next = rc_wheel_next(w);
+        if (next > now) {
+            w->now = now + 1;
+            return true;
+        }
+        w->now = next;
+        w->work_tick = next;
+        next_phase(w, RC_WHEEL_LEVELS);
+        if (done >= budget)
+            return false;
     }
 }
 
 size_t rc_wheel_advance(struct rc_wheel *w, uint64_t now, rc_wheel_expire_cb cb, void *ctx)
 {
     size_t fired = 0;
-    while (w->now <= now) {
-        /* Skip ticks that have nothing to do (no expiry, no cascade of a
-         * non-empty slot): doing nothing for them is what walking would do. */
-        uint64_t next = rc_wheel_next(w);
-        if (next > now) {
-            w->now = now + 1;
-            break;
-        }
-        uint64_t tick = next;
-        w->now = tick;
-        /* Cascade from the highest level whose block starts here down to 1;
-         * a timer moved down lands in a later slot than the current one of
-         * its new level (its distance is at least that level's granularity)
-         * or in level 0. */
-        unsigned top = 0;
-        for (unsigned level = 1; level < RC_WHEEL_LEVELS; level++) {
-            if (tick & ((UINT64_C(1) << level_shift(level)) - 1))
-                break;
-            top = level;
-        }
-        for (unsigned level = top; level >= 1; level--) {
-            unsigned idx = (unsigned)(tick >> level_shift(level)) & MASK;
-            if (w->occupied[level] & (UINT64_C(1) << idx))
-                cascade(w, level, idx);
-        }
-        /* Expire level 0's slot for this tick.  The list is moved to a local
-         * head first and w->now advanced, so a callback that re-adds a timer
-         * for this tick gets the next one, and one that deletes a timer still
-         * on the local list unlinks it cleanly (it then does not fire). */
-        unsigned idx = (unsigned)(tick & MASK);
-        struct rc_wheel_timer *local = w->slot[0][idx];
-        w->slot[0][idx] = NULL;
-        w->occupied[0] &= ~(UINT64_C(1) << idx);
-        if (local)
-            local->pprev = &local;
-        for (struct rc_wheel_timer *t = local; t; t = t->next)
-            t->where = RC_WHEEL_DETACHED;
-        w->now = tick + 1;
-        while (local) {
-            struct rc_wheel_timer *t = local;
-            unlink_timer(w, t);
-            w->count--;
-            fired++;
-            cb(t, tick, ctx);
-        }
-    }
+    rc_wheel_advance_some(w, now, SIZE_MAX, cb, ctx, &fired);
     return fired;
 }

@@ -29,6 +29,11 @@
  * real-time lateness is the timer thread's wake-up latency, at most one tick
  * plus scheduling noise).
  *
+ * Bounded pauses: rc_wheel_advance_some stops after a budget of timers
+ * moved or expired and resumes where it stopped, so a driver that holds a
+ * lock around the wheel can release it between chunks even while a big
+ * slot cascades.
+ *
  * Costs: add and del are O(1) (a shift, a count-leading-zeros and a list
  * splice; del unlinks via pprev).  rc_wheel_next finds the next tick that
  * has work with one 64-bit rotate + count-trailing-zeros per level, so the
@@ -69,6 +74,10 @@ struct rc_wheel {
     size_t count; /* pending timers */
     uint64_t occupied[RC_WHEEL_LEVELS];
     struct rc_wheel_timer *slot[RC_WHEEL_LEVELS][RC_WHEEL_SLOTS];
+    /* A tick in progress (rc_wheel_advance_some stopped part-way): */
+    struct rc_wheel_timer *work; /* timers detached from one slot */
+    int work_level;              /* -1: none; >= 1: cascading; 0: expiring */
+    uint64_t work_tick;          /* the tick being processed */
 };
 
 /* Called by rc_wheel_advance for each expired timer, already removed from
@@ -101,5 +110,12 @@ uint64_t rc_wheel_next(const struct rc_wheel *w);
  * expired timer.  Returns the number expired.  cb may add and delete
  * timers (including re-adding the expired one). */
 size_t rc_wheel_advance(struct rc_wheel *w, uint64_t now, rc_wheel_expire_cb cb, void *ctx);
+/* As rc_wheel_advance, but stops after touching about budget timers (moved
+ * by a cascade or expired), so a caller holding a lock can drop it between
+ * calls: the tick in progress is resumed by the next call, and adds and
+ * dels in between are fine.  Returns true when caught up with now; *fired
+ * (if not NULL) is increased by the number expired. */
+bool rc_wheel_advance_some(struct rc_wheel *w, uint64_t now, size_t budget, rc_wheel_expire_cb cb,
+                           void *ctx, size_t *fired);
 
 #endif

@@ -25,6 +25,8 @@ struct model {
     uint64_t target; /* the advance in progress */
     uint64_t rng;
     size_t armed;
+    bool chunked;         /* advance with rc_wheel_advance_some in small chunks */
+    uint64_t interrupted; /* chunks that stopped part-way */
 };
 
 static uint64_t rnd(struct model *m)
@@ -107,10 +109,28 @@ static uint64_t model_next_due(struct model *m)
     return best;
 }
 
+static void arm(struct model *m, struct mtimer *t);
+
 static void advance_to(struct model *m, uint64_t target)
 {
     m->target = target;
-    rc_wheel_advance(&m->w, target, fire_cb, m);
+    if (m->chunked) {
+        /* Small budgets, with arms and cancels between the chunks, as the
+         * timer thread does when it drops its lock. */
+        while (!rc_wheel_advance_some(&m->w, target, 1 + rnd(m) % 40, fire_cb, m, NULL)) {
+            struct mtimer *t = &m->t[rnd(m) % m->n];
+            m->interrupted++;
+            if (rnd(m) % 2) {
+                arm(m, t);
+            } else if (t->armed) {
+                cr_assert(rc_wheel_del(&m->w, &t->wt));
+                t->armed = false;
+                m->armed--;
+            }
+        }
+    } else {
+        rc_wheel_advance(&m->w, target, fire_cb, m);
+    }
     cr_assert_eq(m->w.now, target + 1);
     cr_assert_eq(m->w.count, m->armed);
     for (size_t i = 0; i < m->n; i++)
@@ -119,9 +139,10 @@ static void advance_to(struct model *m, uint64_t target)
                          (unsigned long)m->t[i].due, (unsigned long)target);
 }
 
-static void run_model(uint64_t start, uint64_t seed, size_t ntimers, int steps)
+static void run_model_ex(uint64_t start, uint64_t seed, size_t ntimers, int steps, bool chunked)
 {
     struct model *m = calloc(1, sizeof(*m));
+    m->chunked = chunked;
     m->n = ntimers;
     m->t = calloc(ntimers, sizeof(*m->t));
     m->rng = seed;
@@ -186,8 +207,22 @@ static void run_model(uint64_t start, uint64_t seed, size_t ntimers, int steps)
     for (size_t i = 0; i < ntimers; i++)
         fired += m->t[i].fired;
     cr_assert_gt(fired, 0);
+    if (chunked)
+        cr_assert_gt(m->interrupted, 100, "the chunked path was exercised");
     free(m->t);
     free(m);
+}
+
+static void run_model(uint64_t start, uint64_t seed, size_t ntimers, int steps)
+{
+    run_model_ex(start, seed, ntimers, steps, false);
+}
+
+Test(wheel, random_chunked_with_ops_between_chunks)
+{
+    run_model_ex(0, 0x5151, 300, 20000, true);
+    run_model_ex((UINT64_C(1) << 24) - 7, 0x6262, 300, 20000, true);
+    run_model_ex((UINT64_C(1) << 36) - 100, 0x7373, 300, 10000, true);
 }
 
 Test(wheel, random_from_zero)
