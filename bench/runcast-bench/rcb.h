@@ -39,19 +39,20 @@ struct rcb_opts {
     bool smoke;
     bool quiet;
     /* workload knobs; 0 = the scenario's default */
-    uint32_t publishers;  /* -P */
-    uint32_t runs;        /* -R */
-    uint64_t events;      /* -n: events per measurement */
-    uint32_t size;        /* -s: event size in bytes */
-    uint32_t batch;       /* -b: events per message */
-    uint32_t subs;        /* -S: subscribers */
-    uint32_t conns;       /* -N: connections (conns) */
-    uint32_t addrs;       /* --addrs: 127.0.0.x source addresses (conns) */
-    double rate;          /* --rate: offered events/s (0: the scenario's steps) */
-    const char *workload; /* fanout: W1, W2, W3 or all */
-    uint32_t timeout_ms;  /* runs: the per-run watchdog */
-    double duration_s;    /* soak, and the length of each rate step */
-    double cap_s;         /* hard wall-clock cap per scenario */
+    uint32_t publishers;   /* -P */
+    uint32_t runs;         /* -R */
+    uint64_t events;       /* -n: events per measurement */
+    uint32_t size;         /* -s: event size in bytes */
+    uint32_t batch;        /* -b: events per message */
+    uint32_t subs;         /* -S: subscribers */
+    uint32_t conns;        /* -N: connections (conns) */
+    uint32_t addrs;        /* --addrs: 127.0.0.x source addresses (conns) */
+    double rate;           /* --rate: offered events/s (0: the scenario's steps) */
+    const char *workload;  /* fanout: W1, W2, W3 or all */
+    uint32_t timeout_ms;   /* runs: the per-run watchdog */
+    double duration_s;     /* soak, and the length of each rate step */
+    double cap_s;          /* hard wall-clock cap per scenario */
+    const char *ws_client; /* "nng" (default) or "epoll": the subscribers' WebSocket client */
 };
 
 extern struct rcb_opts rcb_o;
@@ -192,6 +193,7 @@ long rcb_parse_msgs(const uint8_t *buf, size_t len, rcb_msg_cb cb, void *arg);
 /* ---- WebSocket subscribers (nng ws dialer, aio callbacks) ---- */
 
 struct rcb_subs;
+struct rcb_ep;
 struct rcb_subs_stats {
     uint64_t connected, failed, closed;
     uint64_t hellos, oks, errs, evs, frames_bytes, terminals, synthetic;

@@ -157,6 +157,9 @@ static void usage(FILE *f)
                "  --timeout-ms MS       runs: per-run watchdog\n"
                "  -d, --duration S      soak length; fanout: seconds per rate step\n"
                "  --cap S               hard wall-clock cap per scenario\n"
+               "  --ws-client nng|epoll subscribers' WebSocket client: nng's ws dialer with aio\n"
+               "                        callbacks (default), or plain sockets + epoll (cheaper\n"
+               "                        per frame: shows whether the client is the limit)\n"
                "\n"
                "Output:\n"
                "  --json                one JSON document instead of tables\n"
@@ -211,18 +214,31 @@ static int run_one(const struct scenario *s)
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"ingest", required_argument, 0, 1000},  {"ingest-ack", required_argument, 0, 1001},
-        {"http", required_argument, 0, 1002},    {"spawn", required_argument, 0, 1003},
-        {"pid", required_argument, 0, 1004},     {"broker-args", required_argument, 0, 1005},
-        {"json", no_argument, 0, 1006},          {"smoke", no_argument, 0, 1007},
-        {"addrs", required_argument, 0, 1008},   {"timeout-ms", required_argument, 0, 1009},
-        {"cap", required_argument, 0, 1010},     {"publishers", required_argument, 0, 'P'},
-        {"runs", required_argument, 0, 'R'},     {"events", required_argument, 0, 'n'},
-        {"size", required_argument, 0, 's'},     {"batch", required_argument, 0, 'b'},
-        {"subs", required_argument, 0, 'S'},     {"conns", required_argument, 0, 'N'},
-        {"rate", required_argument, 0, 'r'},     {"workload", required_argument, 0, 'w'},
-        {"duration", required_argument, 0, 'd'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+        {"ingest", required_argument, 0, 1000},
+        {"ingest-ack", required_argument, 0, 1001},
+        {"http", required_argument, 0, 1002},
+        {"spawn", required_argument, 0, 1003},
+        {"pid", required_argument, 0, 1004},
+        {"broker-args", required_argument, 0, 1005},
+        {"json", no_argument, 0, 1006},
+        {"smoke", no_argument, 0, 1007},
+        {"addrs", required_argument, 0, 1008},
+        {"timeout-ms", required_argument, 0, 1009},
+        {"cap", required_argument, 0, 1010},
+        {"ws-client", required_argument, 0, 1011},
+        {"publishers", required_argument, 0, 'P'},
+        {"runs", required_argument, 0, 'R'},
+        {"events", required_argument, 0, 'n'},
+        {"size", required_argument, 0, 's'},
+        {"batch", required_argument, 0, 'b'},
+        {"subs", required_argument, 0, 'S'},
+        {"conns", required_argument, 0, 'N'},
+        {"rate", required_argument, 0, 'r'},
+        {"workload", required_argument, 0, 'w'},
+        {"duration", required_argument, 0, 'd'},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "P:R:n:s:b:S:N:r:w:d:qh", lo, NULL)) != -1) {
@@ -259,6 +275,13 @@ int main(int argc, char **argv)
             break;
         case 1010:
             rcb_o.cap_s = (double)num(optarg, "--cap");
+            break;
+        case 1011:
+            if (strcmp(optarg, "nng") != 0 && strcmp(optarg, "epoll") != 0) {
+                fprintf(stderr, "runcast-bench: --ws-client is nng or epoll\n");
+                return 2;
+            }
+            rcb_o.ws_client = optarg;
             break;
         case 'P':
             rcb_o.publishers = (uint32_t)num(optarg, "-P");

@@ -65,6 +65,19 @@ static void do_step(struct rcb_broker *b, struct rcb_subs *subs, struct recv_sta
     memset(st, 0, sizeof(*st));
     st->offered = rate;
     struct rcb_subs_stats s0, s1;
+    /* drain: late deliveries of the previous step must not count here */
+    uint64_t quiet_since = rcb_now_ns(), drain_end = quiet_since + 10000000000ull;
+    rcb_subs_stats(subs, &s0);
+    while (rcb_now_ns() < drain_end && !rcb_expired()) {
+        rcb_sleep_ns(50000000);
+        rcb_subs_stats(subs, &s1);
+        if (s1.evs != s0.evs) {
+            s0 = s1;
+            quiet_since = rcb_now_ns();
+        } else if (rcb_now_ns() - quiet_since >= 300000000ull) {
+            break;
+        }
+    }
     rcb_subs_stats(subs, &s0);
     rcb_subs_hist_reset(subs);
     atomic_store(&rs->last_ns, 0);
@@ -80,7 +93,7 @@ static void do_step(struct rcb_broker *b, struct rcb_subs *subs, struct recv_sta
     struct rcb_pubs_result r;
     rcb_pubs_run(&c, &r);
     st->expect = r.events_sent * fan;
-    uint64_t deadline = rcb_now_ns() + 5000000000ull, last_change = rcb_now_ns(), prev = 0;
+    uint64_t deadline = rcb_now_ns() + 10000000000ull, last_change = rcb_now_ns(), prev = 0;
     for (;;) {
         rcb_subs_stats(subs, &s1);
         uint64_t got = s1.evs - s0.evs;
@@ -301,8 +314,10 @@ int rcb_s_fanout(void)
     struct rcb_broker b;
     char conns[32];
     snprintf(conns, sizeof(conns), "%u", (S > R ? S : R) + 1000);
-    const char *extra[] = {
-        "--publisher-grace", "0", "--ws-max-conns", conns, "--retention", "2s", NULL};
+    const char *extra[] = {"--publisher-grace", "0", "--ws-max-conns", conns, "--retention", "2s",
+                           /* max-rate steps queue a burst per subscriber: measure the edge, not
+                            * its slow-consumer limit (4 MiB by default) */
+                           "--ws-queue-max", "64MiB", NULL};
     if (rcb_broker_start(&b, extra) != 0) {
         rcb_report_end(false, "could not start or reach runcastd");
         return -1;

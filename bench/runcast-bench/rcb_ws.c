@@ -61,6 +61,7 @@ struct rcb_subs {
     struct tlh *hists;    /* every thread histogram ever made for this set */
     _Atomic uint64_t gen; /* current generation (acquire in record, release in reset) */
     char last_err[128];
+    struct rcb_ep *ep; /* epoll client (--ws-client epoll), else NULL */
 };
 
 static _Atomic uint64_t gen_counter = 1;
@@ -85,14 +86,15 @@ static struct rcb_hist *thread_hist(struct rcb_subs *s)
 }
 
 struct pctx {
-    struct conn *c;
+    struct rcb_subs *s;
+    uint32_t idx;
     uint64_t now;
 };
 
 static void on_msg(void *arg, const struct rcb_msg *m)
 {
     struct pctx *p = arg;
-    struct rcb_subs *s = p->c->s;
+    struct rcb_subs *s = p->s;
     switch (m->op) {
     case 'e':
         atomic_fetch_add_explicit(&s->evs, 1, memory_order_relaxed);
@@ -108,7 +110,7 @@ static void on_msg(void *arg, const struct rcb_msg *m)
                 rcb_hist_record(h, p->now - m->t_ns);
         }
         if (s->cb)
-            s->cb(s->arg, p->c->idx, m, p->now);
+            s->cb(s->arg, p->idx, m, p->now);
         break;
     case 'h':
         atomic_fetch_add_explicit(&s->hellos, 1, memory_order_relaxed);
@@ -163,7 +165,7 @@ static void rx_cb(void *arg)
     size_t n = nng_aio_count(c->rx);
     atomic_fetch_add_explicit(&s->bytes, n, memory_order_relaxed);
     c->len += n;
-    struct pctx p = {c, rcb_now_ns()};
+    struct pctx p = {s, c->idx, rcb_now_ns()};
     long used = rcb_parse_msgs(c->buf, c->len, on_msg, &p);
     if (used < 0 || (used == 0 && c->len > RX_MAX_PEND)) {
         nng_mtx_lock(s->mtx);
@@ -217,8 +219,28 @@ static void dial_next(struct rcb_subs *s)
     nng_stream_dialer_dial(s->d, s->c[i].dial);
 }
 
+static struct rcb_ep *ep_new(struct rcb_subs *s);
+static int ep_sub(struct rcb_subs *s, uint32_t i, const uint8_t *p, size_t n);
+static void ep_free(struct rcb_ep *e);
+
 struct rcb_subs *rcb_subs_new(const char *url, uint32_t n, rcb_ev_cb cb, void *arg)
 {
+    if (rcb_o.ws_client && strcmp(rcb_o.ws_client, "epoll") == 0) {
+        struct rcb_subs *s = calloc(1, sizeof(*s));
+        snprintf(s->url, sizeof(s->url), "%s", url);
+        s->n = n;
+        s->cb = cb;
+        s->arg = arg;
+        atomic_store(&s->gen, atomic_fetch_add(&gen_counter, 1));
+        nng_mtx_alloc(&s->mtx);
+        s->ep = ep_new(s);
+        if (s->ep == NULL) {
+            nng_mtx_free(s->mtx);
+            free(s);
+            return NULL;
+        }
+        return s;
+    }
     struct rcb_subs *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
@@ -273,6 +295,14 @@ int rcb_subs_sub(struct rcb_subs *s, uint32_t i, const char *run, bool all)
 {
     if (i >= s->n)
         return -1;
+    if (s->ep != NULL) {
+        struct rc_buf eb;
+        rc_buf_init(&eb);
+        rcb_sub_encode(&eb, run, all);
+        int rv = ep_sub(s, i, eb.data, eb.len);
+        rc_buf_fini(&eb);
+        return rv;
+    }
     struct conn *c = &s->c[i];
     if (!atomic_load_explicit(&c->up, memory_order_acquire) ||
         atomic_load_explicit(&c->dead, memory_order_relaxed))
@@ -346,6 +376,17 @@ void rcb_subs_free(struct rcb_subs *s)
 {
     if (s == NULL)
         return;
+    if (s->ep != NULL) {
+        ep_free(s->ep);
+        while (s->hists) {
+            struct tlh *t = s->hists;
+            s->hists = t->next;
+            free(t);
+        }
+        nng_mtx_free(s->mtx);
+        free(s);
+        return;
+    }
     for (uint32_t i = 0; i < s->n; i++) {
         struct conn *c = &s->c[i];
         nng_aio_stop(c->dial);
@@ -524,4 +565,321 @@ void rcb_wsbase_free(struct rcb_wsbase *w)
     nng_aio_free(w->acc);
     nng_mtx_free(w->mtx);
     free(w);
+}
+
+/* ---- epoll subscribers (--ws-client epoll) ----
+ *
+ * The same subscribers without nng: plain sockets, a hand-written HTTP
+ * Upgrade, and RFC 6455 server frames parsed by hand, driven by a few epoll
+ * threads.  One read() takes every frame that has arrived, so the cost per
+ * delivery is a few memcpy's: this measures the edge rather than the
+ * client when nng's per-frame receive path becomes the limit.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define EP_THREADS 2
+
+struct epc {
+    int fd;
+    uint32_t idx;
+    int state;    /* 0 connecting, 1 upgrading, 2 open, 3 dead */
+    uint8_t *raw; /* bytes read, not yet parsed as frames */
+    size_t rlen, rcap;
+    uint8_t *app; /* frame payloads, not yet parsed as msgpack */
+    size_t alen, acap;
+    nng_mtx *wmtx; /* serialises writes (sub frames from main, pongs from the loop) */
+};
+
+struct rcb_ep {
+    struct rcb_subs *s;
+    struct epc *c;
+    int epfd[EP_THREADS];
+    pthread_t th[EP_THREADS];
+    _Atomic bool stop;
+    char host[64];
+    int port;
+    char path[128];
+};
+
+static bool grow(uint8_t **b, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return true;
+    size_t nc = *cap ? *cap : 65536;
+    while (nc < need)
+        nc *= 2;
+    uint8_t *nb = realloc(*b, nc);
+    if (nb == NULL)
+        return false;
+    *b = nb;
+    *cap = nc;
+    return true;
+}
+
+static void ep_dead(struct rcb_ep *e, struct epc *c, const char *why)
+{
+    if (c->state == 3)
+        return;
+    bool was_open = c->state == 2;
+    c->state = 3;
+    epoll_ctl(e->epfd[c->idx % EP_THREADS], EPOLL_CTL_DEL, c->fd, NULL);
+    if (was_open)
+        atomic_fetch_add_explicit(&e->s->closed, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&e->s->failed, 1, memory_order_relaxed);
+    nng_mtx_lock(e->s->mtx);
+    snprintf(e->s->last_err, sizeof(e->s->last_err), "conn %u: %s", c->idx, why);
+    nng_mtx_unlock(e->s->mtx);
+}
+
+static int ep_write(struct epc *c, uint8_t op, const uint8_t *p, size_t n)
+{
+    uint8_t f[14 + 512];
+    if (n > 512)
+        return -1;
+    size_t h = 0;
+    f[h++] = (uint8_t)(0x80 | op);
+    if (n < 126) {
+        f[h++] = (uint8_t)(0x80 | n);
+    } else {
+        f[h++] = 0x80 | 126;
+        f[h++] = (uint8_t)(n >> 8);
+        f[h++] = (uint8_t)n;
+    }
+    static const uint8_t key[4] = {0x5a, 0x17, 0xc3, 0x2e};
+    memcpy(f + h, key, 4);
+    h += 4;
+    for (size_t i = 0; i < n; i++)
+        f[h + i] = p[i] ^ key[i & 3];
+    nng_mtx_lock(c->wmtx);
+    ssize_t w = write(c->fd, f, h + n);
+    nng_mtx_unlock(c->wmtx);
+    return w == (ssize_t)(h + n) ? 0 : -1;
+}
+
+/* Parses whole frames out of c->raw; payloads of data frames go to c->app. */
+static void ep_frames(struct rcb_ep *e, struct epc *c)
+{
+    size_t off = 0;
+    while (c->rlen - off >= 2) {
+        const uint8_t *p = c->raw + off;
+        uint8_t op = p[0] & 0x0f;
+        bool masked = p[1] & 0x80;
+        uint64_t len = p[1] & 0x7f;
+        size_t h = 2;
+        if (len == 126) {
+            if (c->rlen - off < 4)
+                break;
+            len = ((uint64_t)p[2] << 8) | p[3];
+            h = 4;
+        } else if (len == 127) {
+            if (c->rlen - off < 10)
+                break;
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = (len << 8) | p[2 + i];
+            h = 10;
+        }
+        if (masked)
+            h += 4; /* servers do not mask; tolerate it anyway */
+        if (c->rlen - off < h + len)
+            break;
+        const uint8_t *pl = p + h;
+        if (op == 0x8) {
+            ep_dead(e, c, "close frame from the server");
+            return;
+        } else if (op == 0x9) {
+            ep_write(c, 0xA, pl, len > 125 ? 125 : (size_t)len);
+        } else if (op <= 0x2) {
+            if (!grow(&c->app, &c->acap, c->alen + len)) {
+                ep_dead(e, c, "out of memory");
+                return;
+            }
+            memcpy(c->app + c->alen, pl, len);
+            if (masked)
+                for (uint64_t i = 0; i < len; i++)
+                    c->app[c->alen + i] ^= p[h - 4 + (i & 3)];
+            c->alen += len;
+        }
+        off += h + len;
+    }
+    if (off > 0) {
+        memmove(c->raw, c->raw + off, c->rlen - off);
+        c->rlen -= off;
+    }
+    if (c->alen > 0) {
+        struct pctx px = {e->s, c->idx, rcb_now_ns()};
+        long used = rcb_parse_msgs(c->app, c->alen, on_msg, &px);
+        if (used < 0) {
+            ep_dead(e, c, "undecodable msgpack");
+            return;
+        }
+        if (used > 0) {
+            memmove(c->app, c->app + used, c->alen - (size_t)used);
+            c->alen -= (size_t)used;
+        }
+    }
+}
+
+static void ep_readable(struct rcb_ep *e, struct epc *c)
+{
+    for (;;) {
+        if (!grow(&c->raw, &c->rcap, c->rlen + 65536)) {
+            ep_dead(e, c, "out of memory");
+            return;
+        }
+        ssize_t r = read(c->fd, c->raw + c->rlen, c->rcap - c->rlen);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                ep_dead(e, c, strerror(errno));
+            return;
+        }
+        if (r == 0) {
+            ep_dead(e, c, "connection closed by the server");
+            return;
+        }
+        atomic_fetch_add_explicit(&e->s->bytes, (uint64_t)r, memory_order_relaxed);
+        c->rlen += (size_t)r;
+        if (c->state == 1) {
+            uint8_t *hend = memmem(c->raw, c->rlen, "\r\n\r\n", 4);
+            if (hend == NULL)
+                continue;
+            if (c->rlen < 12 || memcmp(c->raw, "HTTP/1.1 101", 12) != 0) {
+                ep_dead(e, c, "upgrade refused");
+                return;
+            }
+            size_t hl = (size_t)(hend + 4 - c->raw);
+            memmove(c->raw, c->raw + hl, c->rlen - hl);
+            c->rlen -= hl;
+            c->state = 2;
+            atomic_fetch_add_explicit(&e->s->connected, 1, memory_order_relaxed);
+        }
+        if (c->state == 2)
+            ep_frames(e, c);
+        if (c->state == 3)
+            return;
+        if ((size_t)r < 65536)
+            return; /* drained for now (level-triggered epoll calls again) */
+    }
+}
+
+static void *ep_loop(void *arg)
+{
+    struct rcb_ep *e = ((void **)arg)[0];
+    int k = (int)(intptr_t)((void **)arg)[1];
+    free(arg);
+    struct epoll_event evs[256];
+    char req[512];
+    int reqlen = snprintf(req, sizeof(req),
+                          "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n",
+                          e->path, e->host, e->port);
+    while (!atomic_load_explicit(&e->stop, memory_order_relaxed)) {
+        int n = epoll_wait(e->epfd[k], evs, 256, 100);
+        for (int i = 0; i < n; i++) {
+            struct epc *c = &e->c[evs[i].data.u32];
+            if (c->state == 3)
+                continue;
+            if (c->state == 0) {
+                if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+                    ep_dead(e, c, "connect failed");
+                    continue;
+                }
+                if (write(c->fd, req, (size_t)reqlen) != reqlen) {
+                    ep_dead(e, c, "upgrade request not sent");
+                    continue;
+                }
+                c->state = 1;
+                struct epoll_event ev = {.events = EPOLLIN, .data.u32 = c->idx};
+                epoll_ctl(e->epfd[k], EPOLL_CTL_MOD, c->fd, &ev);
+                continue;
+            }
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                ep_readable(e, c);
+        }
+    }
+    return NULL;
+}
+
+static struct rcb_ep *ep_new(struct rcb_subs *s)
+{
+    struct rcb_ep *e = calloc(1, sizeof(*e));
+    e->s = s;
+    /* ws://HOST:PORT/PATH */
+    if (sscanf(s->url, "ws://%63[^:]:%d%127s", e->host, &e->port, e->path) != 3) {
+        free(e);
+        return NULL;
+    }
+    e->c = calloc(s->n ? s->n : 1, sizeof(*e->c));
+    for (int k = 0; k < EP_THREADS; k++)
+        e->epfd[k] = epoll_create1(EPOLL_CLOEXEC);
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->port)};
+    inet_pton(AF_INET, strcmp(e->host, "localhost") == 0 ? "127.0.0.1" : e->host, &dst.sin_addr);
+    for (uint32_t i = 0; i < s->n; i++) {
+        struct epc *c = &e->c[i];
+        c->idx = i;
+        nng_mtx_alloc(&c->wmtx);
+        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (c->fd < 0 ||
+            (connect(c->fd, (struct sockaddr *)&dst, sizeof(dst)) != 0 && errno != EINPROGRESS)) {
+            c->state = 3;
+            atomic_fetch_add_explicit(&s->failed, 1, memory_order_relaxed);
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = i};
+        epoll_ctl(e->epfd[i % EP_THREADS], EPOLL_CTL_ADD, c->fd, &ev);
+        /* pace the handshakes a little: the listen backlog is finite */
+        if (i % 128 == 127)
+            rcb_sleep_ns(5000000);
+    }
+    for (int k = 0; k < EP_THREADS; k++) {
+        void **a = malloc(2 * sizeof(void *));
+        a[0] = e;
+        a[1] = (void *)(intptr_t)k;
+        pthread_create(&e->th[k], NULL, ep_loop, a);
+    }
+    return e;
+}
+
+static int ep_sub(struct rcb_subs *s, uint32_t i, const uint8_t *p, size_t n)
+{
+    struct epc *c = &s->ep->c[i];
+    if (c->state != 2)
+        return -1;
+    return ep_write(c, 0x2, p, n);
+}
+
+static void ep_free(struct rcb_ep *e)
+{
+    atomic_store(&e->stop, true);
+    for (int k = 0; k < EP_THREADS; k++)
+        pthread_join(e->th[k], NULL);
+    static const uint8_t bye[2] = {0x03, 0xe8};
+    for (uint32_t i = 0; i < e->s->n; i++) {
+        struct epc *c = &e->c[i];
+        if (c->state == 2)
+            ep_write(c, 0x8, bye, 2);
+        if (c->fd >= 0)
+            close(c->fd);
+        free(c->raw);
+        free(c->app);
+        if (c->wmtx)
+            nng_mtx_free(c->wmtx);
+    }
+    for (int k = 0; k < EP_THREADS; k++)
+        close(e->epfd[k]);
+    free(e->c);
+    free(e);
 }
