@@ -38,7 +38,7 @@ static inline bool take_ext(struct rc_mpr *r, const uint8_t *p, uint32_t len, st
     return take_bytes(r, p + 1, len, it);
 }
 
-bool rc_mpr_next(struct rc_mpr *r, struct rc_mp_item *it)
+bool rc_mpr_next_any(struct rc_mpr *r, struct rc_mp_item *it)
 {
     const uint8_t *p = r->p;
     size_t left = (size_t)(r->end - p);
@@ -230,18 +230,148 @@ static inline uint64_t child_count(const struct rc_mp_item *it)
     return 0;
 }
 
+/*
+ * Steps over the value at *pp without decoding it: returns the number of
+ * values it contains (elements, or 2 per map pair; 0 for a scalar), or -1
+ * when it is truncated or invalid.  The skips below are built on it.
+ */
+static inline int64_t step(const uint8_t **pp, const uint8_t *end)
+{
+    const uint8_t *p = *pp;
+    size_t left = (size_t)(end - p);
+    uint8_t c = *p;
+    size_t n;
+    if (c <= 0x7f || c >= 0xe0) {
+        *pp = p + 1;
+        return 0;
+    }
+    if (c >= 0xa0 && c <= 0xbf) {
+        n = 1 + (size_t)(c & 0x1f);
+        goto take;
+    }
+    if (c <= 0x8f) {
+        *pp = p + 1;
+        return 2 * (int64_t)(c & 0x0f);
+    }
+    if (c <= 0x9f) {
+        *pp = p + 1;
+        return c & 0x0f;
+    }
+    switch (c) {
+    case 0xc0:
+    case 0xc2:
+    case 0xc3:
+        n = 1;
+        goto take;
+    case 0xcc:
+    case 0xd0:
+        n = 2;
+        goto take;
+    case 0xcd:
+    case 0xd1:
+    case 0xd4:
+        n = 3;
+        goto take;
+    case 0xd5:
+        n = 4;
+        goto take;
+    case 0xca:
+    case 0xce:
+    case 0xd2:
+        n = 5;
+        goto take;
+    case 0xd6:
+        n = 6;
+        goto take;
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
+        n = 9;
+        goto take;
+    case 0xd7:
+        n = 10;
+        goto take;
+    case 0xd8:
+        n = 18;
+        goto take;
+    case 0xc4: /* bin8 */
+    case 0xd9: /* str8 */
+        if (left < 2)
+            return -1;
+        n = 2 + (size_t)p[1];
+        goto take;
+    case 0xc5:
+    case 0xda:
+        if (left < 3)
+            return -1;
+        n = 3 + (size_t)be16(p + 1);
+        goto take;
+    case 0xc6:
+    case 0xdb:
+        if (left < 5)
+            return -1;
+        n = 5 + (size_t)be32(p + 1);
+        goto take;
+    case 0xc7: /* ext8: type byte after the length */
+        if (left < 2)
+            return -1;
+        n = 3 + (size_t)p[1];
+        goto take;
+    case 0xc8:
+        if (left < 3)
+            return -1;
+        n = 4 + (size_t)be16(p + 1);
+        goto take;
+    case 0xc9:
+        if (left < 5)
+            return -1;
+        n = 6 + (size_t)be32(p + 1);
+        goto take;
+    case 0xdc:
+        if (left < 3)
+            return -1;
+        *pp = p + 3;
+        return be16(p + 1);
+    case 0xdd:
+        if (left < 5)
+            return -1;
+        *pp = p + 5;
+        return be32(p + 1);
+    case 0xde:
+        if (left < 3)
+            return -1;
+        *pp = p + 3;
+        return 2 * (int64_t)be16(p + 1);
+    case 0xdf:
+        if (left < 5)
+            return -1;
+        *pp = p + 5;
+        return 2 * (int64_t)be32(p + 1);
+    default: /* 0xc1 */
+        return -1;
+    }
+take:
+    if (left < n)
+        return -1;
+    *pp = p + n;
+    return 0;
+}
+
 /* Skips `owed` values.  Every value takes at least one byte, so more owed
  * values than bytes left is a truncation, found without reading on. */
 static bool skip_owed(struct rc_mpr *r, uint64_t owed)
 {
-    struct rc_mp_item it;
+    const uint8_t *p = r->p;
+    const uint8_t *end = r->end;
     while (owed > 0) {
-        if (owed > rc_mpr_left(r))
+        if (owed > (size_t)(end - p))
             return false;
-        if (!rc_mpr_next(r, &it))
+        int64_t k = step(&p, end);
+        if (k < 0)
             return false;
-        owed = owed - 1 + child_count(&it);
+        owed = owed - 1 + (uint64_t)k;
     }
+    r->p = p;
     return true;
 }
 
@@ -255,30 +385,35 @@ bool rc_mpr_skip_rest(struct rc_mpr *r, const struct rc_mp_item *it)
     return skip_owed(r, child_count(it));
 }
 
-/* Skips count values inside a container at depth `depth` (>= 1). */
+/* Skips count values inside a container at depth 1. */
 static enum rc_mpr_skip_result skip_nested(struct rc_mpr *r, uint64_t count, uint32_t max_depth)
 {
     uint64_t owed[RC_MPR_DEPTH_MAX + 1];
     uint32_t d = 1;
-    struct rc_mp_item it;
+    const uint8_t *p = r->p;
+    const uint8_t *end = r->end;
     owed[1] = count;
     for (;;) {
         while (owed[d] == 0) {
-            if (d == 1)
+            if (d == 1) {
+                r->p = p;
                 return RC_MPR_OK;
+            }
             d--;
         }
-        if (owed[d] > rc_mpr_left(r))
+        if (owed[d] > (size_t)(end - p))
             return RC_MPR_BAD;
         owed[d]--;
-        if (!rc_mpr_next(r, &it))
+        uint8_t c = *p;
+        bool container = (c >= 0x80 && c <= 0x9f) || (c >= 0xdc && c <= 0xdf);
+        int64_t k = step(&p, end);
+        if (k < 0)
             return RC_MPR_BAD;
-        if (it.type == RC_MP_ARRAY || it.type == RC_MP_MAP) {
+        if (container) {
             if (d + 1 > max_depth)
                 return RC_MPR_DEEP;
-            uint64_t n = child_count(&it);
-            if (n > 0)
-                owed[++d] = n;
+            if (k > 0)
+                owed[++d] = (uint64_t)k;
         }
     }
 }

@@ -72,10 +72,46 @@ static inline size_t rc_mpr_left(const struct rc_mpr *r)
     return (size_t)(r->end - r->p);
 }
 
+/* The out-of-line part of rc_mpr_next (every format). */
+bool rc_mpr_next_any(struct rc_mpr *r, struct rc_mp_item *it);
+
 /* Reads one value header (a whole scalar, or a container's header).
  * Returns false on truncation or the never-used byte 0xc1; r is then
- * unspecified. */
-bool rc_mpr_next(struct rc_mpr *r, struct rc_mp_item *it);
+ * unspecified.  The fix formats (small ints, short strings, small maps and
+ * arrays: most of an event) are read inline. */
+static inline bool rc_mpr_next(struct rc_mpr *r, struct rc_mp_item *it)
+{
+    if (r->p < r->end) {
+        const uint8_t *p = r->p;
+        uint8_t c = *p;
+        if (c <= 0x7f) {
+            it->type = RC_MP_UINT;
+            it->start = p;
+            it->v.u = c;
+            r->p = p + 1;
+            return true;
+        }
+        if ((c & 0xe0) == 0xa0) {
+            uint32_t n = c & 0x1f;
+            if ((size_t)(r->end - p) - 1 < n)
+                return false;
+            it->type = RC_MP_STR;
+            it->start = p;
+            it->v.s.ptr = (const char *)p + 1;
+            it->v.s.len = n;
+            r->p = p + 1 + n;
+            return true;
+        }
+        if ((c & 0xe0) == 0x80) {
+            it->type = c < 0x90 ? RC_MP_MAP : RC_MP_ARRAY;
+            it->start = p;
+            it->v.n = c & 0x0f;
+            r->p = p + 1;
+            return true;
+        }
+    }
+    return rc_mpr_next_any(r, it);
+}
 
 /* Skips one whole value, however deep.  Returns false when it is truncated
  * or invalid. */

@@ -130,6 +130,16 @@ bool rc_proto_valid_utf8(const char *p, size_t len)
     const uint8_t *s = (const uint8_t *)p;
     const uint8_t *end = s + len;
     while (s < end) {
+        while ((size_t)(end - s) >= 16) {
+            uint64_t w1, w2;
+            memcpy(&w1, s, 8);
+            memcpy(&w2, s + 8, 8);
+            if (((w1 | w2) & 0x8080808080808080ull) != 0)
+                break;
+            s += 16;
+        }
+        if (s == end)
+            break;
         if ((size_t)(end - s) >= 8) {
             uint64_t w;
             memcpy(&w, s, 8);

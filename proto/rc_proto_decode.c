@@ -45,15 +45,39 @@ static void ok(struct rc_proto_error *err)
     err->reason[0] = '\0';
 }
 
-/* A byte range of one value; p == NULL: key absent. */
+/* A byte range of one value and its header; p == NULL: key absent. */
 struct slot {
     const uint8_t *p;
     uint32_t len;
+    struct rc_mp_item it;
 };
 
 static inline bool slot_present(const struct slot *s)
 {
-    return s->p != NULL && s->p[0] != 0xc0; /* nil is absent */
+    return s->p != NULL && s->it.type != RC_MP_NIL; /* nil is absent */
+}
+
+/* Reads the value at r (a header, then a container's contents skipped
+ * whole) into *s.  max_depth limits the nesting of a container value (0:
+ * no limit).  Returns RC_MPR_BAD or RC_MPR_DEEP on failure. */
+static inline enum rc_mpr_skip_result read_slot(struct rc_mpr *r, struct slot *s,
+                                                uint32_t max_depth)
+{
+    const uint8_t *start = r->p;
+    if (!rc_mpr_next(r, &s->it))
+        return RC_MPR_BAD;
+    if (s->it.type == RC_MP_ARRAY || s->it.type == RC_MP_MAP) {
+        if (max_depth > 0) {
+            enum rc_mpr_skip_result sr = rc_mpr_skip_children(r, &s->it, max_depth);
+            if (sr != RC_MPR_OK)
+                return sr;
+        } else if (!rc_mpr_skip_rest(r, &s->it)) {
+            return RC_MPR_BAD;
+        }
+    }
+    s->p = start;
+    s->len = (uint32_t)(r->p - start);
+    return RC_MPR_OK;
 }
 
 static inline void slot_reader(const struct slot *s, struct rc_mpr *r)
@@ -131,14 +155,34 @@ static int ev_key_lookup(const char *k, uint32_t len)
 
 static bool type_lookup(const char *s, uint32_t len, enum rc_event_type *t)
 {
-    for (int i = 0; i < RC_EV_CUSTOM; i++) {
-        const char *n = rc_event_type_name((enum rc_event_type)i);
-        if (strlen(n) == len && memcmp(n, s, len) == 0) {
-            *t = (enum rc_event_type)i;
-            return true;
-        }
+    enum rc_event_type c;
+    switch (len) {
+    case 4:
+        c = RC_EV_TOOL;
+        break;
+    case 5:
+        c = s[0] == 's'   ? RC_EV_START
+            : s[0] == 'p' ? RC_EV_PHASE
+            : s[0] == 'd' ? RC_EV_DELTA
+                          : RC_EV_ERROR;
+        break;
+    case 8:
+        c = s[0] == 't' ? RC_EV_THINKING : RC_EV_COMPLETE;
+        break;
+    case 9:
+        c = RC_EV_HEARTBEAT;
+        break;
+    case 12:
+        c = RC_EV_VERIFICATION;
+        break;
+    default:
+        return false;
     }
-    return false;
+    /* the candidate by length and first letter; confirm the whole name */
+    if (memcmp(rc_event_type_name(c), s, len) != 0)
+        return false;
+    *t = c;
+    return true;
 }
 
 /* Every string inside the value at r (keys included) is valid UTF-8. */
@@ -165,12 +209,10 @@ static bool utf8_walk(struct rc_mpr *r)
  * non-negative integer.  On success *raw is the value's msgpack.
  */
 static enum rc_proto_code check_key_value(const struct slot *s, uint32_t max, struct rc_str *raw,
-                                          struct rc_mp_item *it, const char **why)
+                                          const struct rc_mp_item **itp, const char **why)
 {
-    struct rc_mpr r;
-    slot_reader(s, &r);
-    if (!rc_mpr_next(&r, it))
-        return RC_PROTO_MALFORMED;
+    const struct rc_mp_item *it = &s->it;
+    *itp = it;
     if (it->type == RC_MP_UINT) {
         *raw = view(s->p, s->len);
         return RC_PROTO_OK;
@@ -191,28 +233,37 @@ static enum rc_proto_code check_key_value(const struct slot *s, uint32_t max, st
     return RC_PROTO_OK;
 }
 
+#define ID_CHARSET "[A-Za-z0-9._:-]"
+
+/* A run or conversation id: a str of 1..id_max_bytes bytes of ID_CHARSET. */
+static inline bool check_id(const struct slot *s, const struct rc_proto_limits *lim,
+                            struct rc_str *out)
+{
+    const struct rc_mp_item *it = &s->it;
+    if (it->type != RC_MP_STR || !rc_proto_valid_id(it->v.s.ptr, it->v.s.len, lim->id_max_bytes))
+        return false;
+    *out = view(it->v.s.ptr, it->v.s.len);
+    return true;
+}
+
 /* Reads an optional str value: 0 ok, else the code, with *why set. */
 static enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t max,
                                     struct rc_str *out, const char **why)
 {
-    struct rc_mpr r;
-    struct rc_mp_item it;
-    slot_reader(s, &r);
-    if (!rc_mpr_next(&r, &it))
-        return RC_PROTO_MALFORMED;
-    if (it.type != RC_MP_STR) {
+    const struct rc_mp_item *it = &s->it;
+    if (it->type != RC_MP_STR) {
         *why = "must be a string";
         return RC_PROTO_BAD_FIELD;
     }
-    if (it.v.s.len < min || it.v.s.len > max) {
+    if (it->v.s.len < min || it->v.s.len > max) {
         *why = min > 0 ? "is empty or too long" : "is too long";
         return RC_PROTO_BAD_FIELD;
     }
-    if (!rc_proto_valid_utf8(it.v.s.ptr, it.v.s.len)) {
+    if (!rc_proto_valid_utf8(it->v.s.ptr, it->v.s.len)) {
         *why = "is not valid UTF-8";
         return RC_PROTO_BAD_UTF8;
     }
-    *out = view(it.v.s.ptr, it.v.s.len);
+    *out = view(it->v.s.ptr, it->v.s.len);
     return RC_PROTO_OK;
 }
 
@@ -275,16 +326,15 @@ static enum rc_proto_code check_obj(const struct slot *s, const struct obj_spec 
         } else if (!rc_mpr_skip_rest(&r, &k)) {
             return RC_PROTO_MALFORMED;
         }
-        const uint8_t *vstart = r.p;
-        if (!rc_mpr_skip(&r))
+        struct slot v;
+        if (read_slot(&r, &v, 0) != RC_MPR_OK)
             return RC_PROTO_MALFORMED;
         if (dst != NULL) {
             if (dst->p != NULL) {
                 fail(err, RC_PROTO_BAD_FIELD, fname, "duplicate key %s", fname);
                 return RC_PROTO_BAD_FIELD;
             }
-            dst->p = vstart;
-            dst->len = (uint32_t)(r.p - vstart);
+            *dst = v;
         }
     }
     const char *why = NULL;
@@ -294,7 +344,8 @@ static enum rc_proto_code check_obj(const struct slot *s, const struct obj_spec 
             fail(err, RC_PROTO_MISSING_FIELD, sp->f_id, "%s is required", sp->f_id);
             return RC_PROTO_MISSING_FIELD;
         }
-        c = check_key_value(&sid, lim->id_max_bytes, id_raw, &it, &why);
+        const struct rc_mp_item *idit;
+        c = check_key_value(&sid, lim->id_max_bytes, id_raw, &idit, &why);
         if (c != RC_PROTO_OK) {
             fail(err, c, sp->f_id, "%s %s", sp->f_id, why);
             return c;
@@ -389,13 +440,22 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
 {
     struct rc_mp_item it, k;
     const uint8_t *start = r->p;
-    memset(ev, 0, offsetof(struct rc_event, timeouts));
+    /* Field by field: a memset of the struct (timeouts included) costs more
+     * than the rest of a typical decode's stores. */
+    const struct rc_str none = {NULL, 0};
+    ev->raw = ev->run = ev->conv = ev->type_name = ev->phase = ev->text = none;
+    ev->id_raw = ev->tool_raw = ev->tool_id_raw = ev->item_raw = ev->item_id_raw = none;
+    ev->data_raw = ev->error_raw = ev->error_code = ev->error_message = none;
+    ev->type = RC_EV_CUSTOM;
+    ev->has_text = false;
+    ev->has_ts = false;
+    ev->ts = 0;
     ev->n_timeouts = 0;
     ev->has_deadline = false;
     ev->deadline_ms = 0;
     ev->id_is_uint = false;
     ev->id_uint = 0;
-    ev->id_str = view(NULL, 0);
+    ev->id_str = none;
 
     if (!rc_mpr_next(r, &it)) {
         fail(err, RC_PROTO_MALFORMED, NULL, "truncated or invalid msgpack");
@@ -406,9 +466,12 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
         return RC_PROTO_NOT_A_MAP;
     }
 
+    /* Slots are written only for keys seen: `seen` says which. */
     struct slot s[K_COUNT];
-    memset(s, 0, sizeof s);
+    uint32_t seen = 0;
     uint32_t depth = lim->data_max_depth;
+    if (depth == 0)
+        depth = 1; /* 0 would mean "no limit" to read_slot: allow scalars only */
     for (uint32_t i = 0; i < it.v.n; i++) {
         if (!rc_mpr_next(r, &k))
             goto malformed;
@@ -417,27 +480,29 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
             key = ev_key_lookup(k.v.s.ptr, k.v.s.len);
         else if (!rc_mpr_skip_rest(r, &k))
             goto malformed;
-        const uint8_t *vstart = r->p;
-        if (key == K_DATA || key == K_TOOL || key == K_ITEM || key == K_ERROR) {
-            enum rc_mpr_skip_result sr = rc_mpr_skip_depth(r, depth);
-            if (sr == RC_MPR_BAD)
+        if (key < 0) {
+            if (!rc_mpr_skip(r))
                 goto malformed;
-            if (sr == RC_MPR_DEEP) {
-                fail(err, RC_PROTO_TOO_DEEP, ev_key_names[key], "%s nests deeper than %u levels",
-                     ev_key_names[key], depth);
-                return RC_PROTO_TOO_DEEP;
-            }
-        } else if (!rc_mpr_skip(r)) {
-            goto malformed;
-        }
-        if (key < 0)
             continue;
-        if (s[key].p != NULL) {
+        }
+        if (seen & (1u << key)) {
             fail(err, RC_PROTO_BAD_FIELD, ev_key_names[key], "duplicate key %s", ev_key_names[key]);
             return RC_PROTO_BAD_FIELD;
         }
-        s[key].p = vstart;
-        s[key].len = (uint32_t)(r->p - vstart);
+        bool nested = key == K_DATA || key == K_TOOL || key == K_ITEM || key == K_ERROR;
+        enum rc_mpr_skip_result sr = read_slot(r, &s[key], nested ? depth : 0);
+        if (sr == RC_MPR_BAD)
+            goto malformed;
+        if (sr == RC_MPR_DEEP) {
+            fail(err, RC_PROTO_TOO_DEEP, ev_key_names[key], "%s nests deeper than %u levels",
+                 ev_key_names[key], depth);
+            return RC_PROTO_TOO_DEEP;
+        }
+        seen |= 1u << key;
+    }
+    for (int key = 0; key < K_COUNT; key++) {
+        if (!(seen & (1u << key)))
+            s[key].p = NULL;
     }
     ev->raw = view(start, (size_t)(r->p - start));
 
@@ -449,27 +514,18 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
         fail(err, RC_PROTO_MISSING_FIELD, "run", "run is required");
         return RC_PROTO_MISSING_FIELD;
     }
-    c = check_str(&s[K_RUN], 1, lim->id_max_bytes, &ev->run, &why);
-    if (c == RC_PROTO_OK && !rc_proto_valid_id(ev->run.ptr, ev->run.len, lim->id_max_bytes)) {
-        c = RC_PROTO_BAD_FIELD;
-        why = "must be 1 to id_max_bytes bytes of [A-Za-z0-9._:-]";
-    }
-    if (c != RC_PROTO_OK) {
-        fail(err, c == RC_PROTO_BAD_UTF8 ? RC_PROTO_BAD_FIELD : c, "run", "run %s", why);
-        return c == RC_PROTO_BAD_UTF8 ? RC_PROTO_BAD_FIELD : c;
+    /* run and conv: the id charset is ASCII, so no separate UTF-8 check */
+    if (!check_id(&s[K_RUN], lim, &ev->run)) {
+        fail(err, RC_PROTO_BAD_FIELD, "run", "run must be a string of 1 to %u bytes of %s",
+             lim->id_max_bytes, ID_CHARSET);
+        return RC_PROTO_BAD_FIELD;
     }
 
     /* conv */
-    if (slot_present(&s[K_CONV])) {
-        c = check_str(&s[K_CONV], 1, lim->id_max_bytes, &ev->conv, &why);
-        if (c == RC_PROTO_OK && !rc_proto_valid_id(ev->conv.ptr, ev->conv.len, lim->id_max_bytes)) {
-            c = RC_PROTO_BAD_FIELD;
-            why = "must be 1 to id_max_bytes bytes of [A-Za-z0-9._:-]";
-        }
-        if (c != RC_PROTO_OK) {
-            fail(err, RC_PROTO_BAD_FIELD, "conv", "conv %s", why);
-            return RC_PROTO_BAD_FIELD;
-        }
+    if (slot_present(&s[K_CONV]) && !check_id(&s[K_CONV], lim, &ev->conv)) {
+        fail(err, RC_PROTO_BAD_FIELD, "conv", "conv must be a string of 1 to %u bytes of %s",
+             lim->id_max_bytes, ID_CHARSET);
+        return RC_PROTO_BAD_FIELD;
     }
 
     /* type */
@@ -506,29 +562,27 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
 
     /* id */
     if (slot_present(&s[K_ID])) {
-        c = check_key_value(&s[K_ID], lim->id_max_bytes, &ev->id_raw, &it, &why);
+        const struct rc_mp_item *idit;
+        c = check_key_value(&s[K_ID], lim->id_max_bytes, &ev->id_raw, &idit, &why);
         if (c != RC_PROTO_OK) {
             fail(err, c, "id", "id %s", why);
             return c;
         }
-        if (it.type == RC_MP_UINT) {
+        if (idit->type == RC_MP_UINT) {
             ev->id_is_uint = true;
-            ev->id_uint = it.v.u;
+            ev->id_uint = idit->v.u;
         } else {
-            ev->id_str = view(it.v.s.ptr, it.v.s.len);
+            ev->id_str = view(idit->v.s.ptr, idit->v.s.len);
         }
     }
 
     /* ts */
     if (slot_present(&s[K_TS])) {
-        struct rc_mpr sr;
-        slot_reader(&s[K_TS], &sr);
-        if (!rc_mpr_next(&sr, &it))
-            goto malformed;
-        if (it.type == RC_MP_INT) {
-            ev->ts = it.v.i;
-        } else if (it.type == RC_MP_UINT && it.v.u <= INT64_MAX) {
-            ev->ts = (int64_t)it.v.u;
+        const struct rc_mp_item *tsit = &s[K_TS].it;
+        if (tsit->type == RC_MP_INT) {
+            ev->ts = tsit->v.i;
+        } else if (tsit->type == RC_MP_UINT && tsit->v.u <= INT64_MAX) {
+            ev->ts = (int64_t)tsit->v.u;
         } else {
             fail(err, RC_PROTO_BAD_FIELD, "ts", "ts must be an integer (ms since the epoch)");
             return RC_PROTO_BAD_FIELD;
@@ -594,17 +648,14 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
                 return c;
         }
         if (slot_present(&s[K_DEADLINE])) {
-            struct rc_mpr sr;
-            slot_reader(&s[K_DEADLINE], &sr);
-            if (!rc_mpr_next(&sr, &it))
-                goto malformed;
-            if (it.type != RC_MP_UINT) {
+            const struct rc_mp_item *dit = &s[K_DEADLINE].it;
+            if (dit->type != RC_MP_UINT) {
                 fail(err, RC_PROTO_BAD_FIELD, "deadline",
                      "deadline must be a non-negative integer (ms)");
                 return RC_PROTO_BAD_FIELD;
             }
             ev->has_deadline = true;
-            ev->deadline_ms = it.v.u;
+            ev->deadline_ms = dit->v.u;
         }
     }
     return RC_PROTO_OK;
@@ -614,23 +665,52 @@ malformed:
     return RC_PROTO_MALFORMED;
 }
 
-/* Checks the size of the element [start, end) and the rules of its map.
- * The size limit wins over any other error of the element. */
-static enum rc_proto_code decode_element(const uint8_t *start, const uint8_t *end,
-                                         const struct rc_proto_limits *lim, struct rc_event *ev,
-                                         struct rc_proto_error *err)
+static void fail_envelope(struct rc_proto_error *err)
 {
-    size_t size = (size_t)(end - start);
-    if (size > lim->event_max_bytes) {
-        fail(err, RC_PROTO_TOO_LARGE, NULL, "event is %zu bytes, limit %u", size,
-             lim->event_max_bytes);
+    fail(err, RC_PROTO_MALFORMED, NULL,
+         "not exactly one msgpack value (invalid, truncated or trailing bytes)");
+}
+
+static void fail_event_size(struct rc_proto_error *err, size_t size,
+                            const struct rc_proto_limits *lim)
+{
+    fail(err, RC_PROTO_TOO_LARGE, NULL, "event is %zu bytes, limit %u", size, lim->event_max_bytes);
+}
+
+/*
+ * Decodes the one event map that is all of buf[0..len).  *envelope_ok
+ * says whether buf is exactly one msgpack value (when it is not, the
+ * result is RC_PROTO_MALFORMED).  Precedence: malformed, then the size
+ * limit, then the rules of the map.
+ *
+ * The common case takes one pass: a successful decode that ends exactly at
+ * the end of buf has walked every byte, so the envelope is whole.
+ */
+static enum rc_proto_code decode_whole(const uint8_t *buf, size_t len,
+                                       const struct rc_proto_limits *lim, struct rc_event *ev,
+                                       struct rc_proto_error *err, bool *envelope_ok)
+{
+    struct rc_mpr r;
+    enum rc_proto_code c = RC_PROTO_OK;
+    bool too_large = len > lim->event_max_bytes;
+    if (!too_large) {
+        rc_mpr_init(&r, buf, len);
+        c = decode_event_at(&r, lim, ev, err);
+        if (c == RC_PROTO_OK && rc_mpr_left(&r) == 0) {
+            *envelope_ok = true;
+            ok(err);
+            return RC_PROTO_OK;
+        }
+    }
+    *envelope_ok = one_value(buf, len);
+    if (!*envelope_ok) {
+        fail_envelope(err);
+        return RC_PROTO_MALFORMED;
+    }
+    if (too_large) {
+        fail_event_size(err, len, lim);
         return RC_PROTO_TOO_LARGE;
     }
-    struct rc_mpr r;
-    rc_mpr_init(&r, start, size);
-    enum rc_proto_code c = decode_event_at(&r, lim, ev, err);
-    if (c == RC_PROTO_OK)
-        ok(err);
     return c;
 }
 
@@ -643,12 +723,8 @@ enum rc_proto_code rc_proto_decode_event(const void *buf, size_t len,
         rc_proto_limits_default(&dflt);
         lim = &dflt;
     }
-    if (!one_value(buf, len)) {
-        fail(err, RC_PROTO_MALFORMED, NULL,
-             "not exactly one msgpack value (invalid, truncated or trailing bytes)");
-        return RC_PROTO_MALFORMED;
-    }
-    return decode_element(buf, (const uint8_t *)buf + len, lim, ev, err);
+    bool envelope_ok;
+    return decode_whole(buf, len, lim, ev, err, &envelope_ok);
 }
 
 enum rc_proto_code rc_proto_decode_publish(const void *buf, size_t len,
@@ -674,16 +750,21 @@ enum rc_proto_code rc_proto_decode_publish(const void *buf, size_t len,
     const uint8_t *end = p + len;
     struct rc_mpr r;
     struct rc_mp_item top;
-    rc_mpr_init(&r, p, len);
-    if (!rc_mpr_next(&r, &top) || !rc_mpr_skip_rest(&r, &top) || rc_mpr_left(&r) != 0) {
-        fail(err, RC_PROTO_MALFORMED, NULL,
-             "not exactly one msgpack value (invalid, truncated or trailing bytes)");
-        return RC_PROTO_MALFORMED;
-    }
     struct rc_event ev;
     struct rc_proto_error eerr;
+    rc_mpr_init(&r, p, len);
+    if (!rc_mpr_next(&r, &top)) {
+        fail_envelope(err);
+        return RC_PROTO_MALFORMED;
+    }
+
     if (top.type == RC_MP_MAP) {
-        enum rc_proto_code c = decode_element(p, end, lim, &ev, &eerr);
+        bool envelope_ok;
+        enum rc_proto_code c = decode_whole(p, len, lim, &ev, &eerr, &envelope_ok);
+        if (!envelope_ok) {
+            fail_envelope(err);
+            return RC_PROTO_MALFORMED;
+        }
         if (count)
             *count = 1;
         ok(err);
@@ -691,38 +772,44 @@ enum rc_proto_code rc_proto_decode_publish(const void *buf, size_t len,
             cb(arg, 0, c == RC_PROTO_OK ? &ev : NULL, c == RC_PROTO_OK ? NULL : &eerr);
         return RC_PROTO_OK;
     }
-    if (top.type != RC_MP_ARRAY) {
-        fail(err, RC_PROTO_NOT_A_MAP, NULL, "a publish message is an event map or an array");
-        return RC_PROTO_NOT_A_MAP;
-    }
-    if (top.v.n > lim->batch_max_events) {
+    if (top.type == RC_MP_ARRAY && top.v.n > lim->batch_max_events) {
         fail(err, RC_PROTO_TOO_LARGE, NULL, "batch has %u events, limit %u", top.v.n,
              lim->batch_max_events);
         return RC_PROTO_TOO_LARGE;
+    }
+    /* The whole envelope is checked before any element is reported. */
+    if (!rc_mpr_skip_rest(&r, &top) || rc_mpr_left(&r) != 0) {
+        fail_envelope(err);
+        return RC_PROTO_MALFORMED;
+    }
+    if (top.type != RC_MP_ARRAY) {
+        fail(err, RC_PROTO_NOT_A_MAP, NULL, "a publish message is an event map or an array");
+        return RC_PROTO_NOT_A_MAP;
     }
     if (is_batch)
         *is_batch = true;
     if (count)
         *count = top.v.n;
     ok(err);
-    /* The envelope is whole: walk the elements again and report each. */
     rc_mpr_init(&r, p, len);
     (void)rc_mpr_next(&r, &top);
     for (uint32_t i = 0; i < top.v.n; i++) {
         const uint8_t *es = r.p;
         struct rc_mpr er;
         rc_mpr_init(&er, es, (size_t)(end - es));
-        /* Fast path: decode in place; the scan finds the element's end. */
+        /* Decode in place: the scan finds the element's end. */
         enum rc_proto_code c = decode_event_at(&er, lim, &ev, &eerr);
-        if (c == RC_PROTO_OK && (size_t)(er.p - es) > lim->event_max_bytes)
-            c = decode_element(es, er.p, lim, &ev, &eerr);
-        else if (c == RC_PROTO_OK)
-            ok(&eerr);
         if (c != RC_PROTO_OK) {
-            /* Find the element's end, then report the size limit first. */
+            /* find the element's end; the size limit wins over the rules */
             rc_mpr_init(&er, es, (size_t)(end - es));
             (void)rc_mpr_skip(&er);
-            c = decode_element(es, er.p, lim, &ev, &eerr);
+        }
+        size_t size = (size_t)(er.p - es);
+        if (size > lim->event_max_bytes) {
+            c = RC_PROTO_TOO_LARGE;
+            fail_event_size(&eerr, size, lim);
+        } else if (c == RC_PROTO_OK) {
+            ok(&eerr);
         }
         r.p = er.p;
         if (cb)
@@ -805,8 +892,8 @@ enum rc_proto_code rc_proto_decode_client(const void *buf, size_t len,
             key = cl_key_lookup(k.v.s.ptr, k.v.s.len);
         else
             (void)rc_mpr_skip_rest(&r, &k);
-        const uint8_t *vstart = r.p;
-        (void)rc_mpr_skip(&r);
+        struct slot v;
+        (void)read_slot(&r, &v, 0);
         if (key < 0)
             continue;
         if (s[key].p != NULL) {
@@ -814,8 +901,7 @@ enum rc_proto_code rc_proto_decode_client(const void *buf, size_t len,
                 dup = key;
             continue;
         }
-        s[key].p = vstart;
-        s[key].len = (uint32_t)(r.p - vstart);
+        s[key] = v;
     }
 
     /* req first, so that every later error can echo it */

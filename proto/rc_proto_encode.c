@@ -5,6 +5,7 @@
  */
 #include "rc_proto.h"
 #include "rc_error.h"
+#include "rc_mpw_put.h"
 
 #include <string.h>
 
@@ -23,10 +24,13 @@ static inline int put_str(struct rc_buf *b, struct rc_str s)
     return rc_mpw_str(b, s.ptr, s.len);
 }
 
+/*
+ * The hot encoder: one reservation for the whole map (every key, header and
+ * integer is bounded), then unchecked writes.  Keys are pre-encoded
+ * literals.
+ */
 int rc_proto_encode_ev(struct rc_buf *out, const struct rc_event *ev, const struct rc_ev_meta *m)
 {
-    size_t mark = out->len;
-    int rv;
     struct rc_str conv = m->conv.len ? m->conv : ev->conv;
     uint32_t n = 6; /* op run epoch seq type ts, then the optional keys */
     n += conv.len > 0;
@@ -39,67 +43,85 @@ int rc_proto_encode_ev(struct rc_buf *out, const struct rc_event *ev, const stru
     n += ev->data_raw.len > 0;
     n += ev->error_raw.len > 0;
     n += m->synthetic;
-    /* One reservation for everything: keys and headers are under 160 bytes. */
-    TRY(rc_buf_reserve(out, 160 + ev->run.len + conv.len + ev->type_name.len + ev->phase.len +
-                                ev->id_raw.len + ev->text.len + ev->tool_raw.len +
-                                ev->item_raw.len + ev->data_raw.len + ev->error_raw.len));
-    TRY(rc_mpw_map(out, n));
-    TRY(KEY(out, "op"));
-    TRY(KEY(out, "ev"));
-    TRY(KEY(out, "run"));
-    TRY(put_str(out, ev->run));
+    /* 16 keys of at most 10 bytes, 16 headers or integers of at most 9 */
+    size_t need = 16 * 10 + 16 * RC_MPW_PUT_MAX + (size_t)ev->run.len + conv.len +
+                  ev->type_name.len + ev->phase.len + ev->id_raw.len + ev->text.len +
+                  ev->tool_raw.len + ev->item_raw.len + ev->data_raw.len + ev->error_raw.len;
+    int rv = rc_buf_reserve(out, need);
+    if (rv != RC_OK)
+        return rv;
+    uint8_t *p = out->data + out->len;
+    p = rc_put_map(p, n);
+    p = RC_PUT_LIT(p, "\xa2"
+                      "op"
+                      "\xa2"
+                      "ev"
+                      "\xa3"
+                      "run");
+    p = rc_put_str(p, ev->run.ptr, ev->run.len);
     if (conv.len > 0) {
-        TRY(KEY(out, "conv"));
-        TRY(put_str(out, conv));
+        p = RC_PUT_LIT(p, "\xa4"
+                          "conv");
+        p = rc_put_str(p, conv.ptr, conv.len);
     }
-    TRY(KEY(out, "epoch"));
-    TRY(rc_mpw_uint(out, m->epoch));
-    TRY(KEY(out, "seq"));
-    TRY(rc_mpw_uint(out, m->seq));
-    TRY(KEY(out, "type"));
-    TRY(put_str(out, ev->type_name));
+    p = RC_PUT_LIT(p, "\xa5"
+                      "epoch");
+    p = rc_put_uint(p, m->epoch);
+    p = RC_PUT_LIT(p, "\xa3"
+                      "seq");
+    p = rc_put_uint(p, m->seq);
+    p = RC_PUT_LIT(p, "\xa4"
+                      "type");
+    p = rc_put_str(p, ev->type_name.ptr, ev->type_name.len);
     if (ev->phase.len > 0) {
-        TRY(KEY(out, "phase"));
-        TRY(put_str(out, ev->phase));
+        p = RC_PUT_LIT(p, "\xa5"
+                          "phase");
+        p = rc_put_str(p, ev->phase.ptr, ev->phase.len);
     }
-    TRY(KEY(out, "ts"));
-    TRY(rc_mpw_int(out, m->ts));
+    p = RC_PUT_LIT(p, "\xa2"
+                      "ts");
+    p = rc_put_int(p, m->ts);
     if (ev->has_ts) {
-        TRY(KEY(out, "pts"));
-        TRY(rc_mpw_int(out, ev->ts));
+        p = RC_PUT_LIT(p, "\xa3"
+                          "pts");
+        p = rc_put_int(p, ev->ts);
     }
     if (ev->id_raw.len > 0) {
-        TRY(KEY(out, "id"));
-        TRY(rc_mpw_raw(out, ev->id_raw.ptr, ev->id_raw.len));
+        p = RC_PUT_LIT(p, "\xa2"
+                          "id");
+        p = rc_put_raw(p, ev->id_raw.ptr, ev->id_raw.len);
     }
     if (ev->has_text) {
-        TRY(KEY(out, "text"));
-        TRY(put_str(out, ev->text));
+        p = RC_PUT_LIT(p, "\xa4"
+                          "text");
+        p = rc_put_str(p, ev->text.ptr, ev->text.len);
     }
     if (ev->tool_raw.len > 0) {
-        TRY(KEY(out, "tool"));
-        TRY(rc_mpw_raw(out, ev->tool_raw.ptr, ev->tool_raw.len));
+        p = RC_PUT_LIT(p, "\xa4"
+                          "tool");
+        p = rc_put_raw(p, ev->tool_raw.ptr, ev->tool_raw.len);
     }
     if (ev->item_raw.len > 0) {
-        TRY(KEY(out, "item"));
-        TRY(rc_mpw_raw(out, ev->item_raw.ptr, ev->item_raw.len));
+        p = RC_PUT_LIT(p, "\xa4"
+                          "item");
+        p = rc_put_raw(p, ev->item_raw.ptr, ev->item_raw.len);
     }
     if (ev->data_raw.len > 0) {
-        TRY(KEY(out, "data"));
-        TRY(rc_mpw_raw(out, ev->data_raw.ptr, ev->data_raw.len));
+        p = RC_PUT_LIT(p, "\xa4"
+                          "data");
+        p = rc_put_raw(p, ev->data_raw.ptr, ev->data_raw.len);
     }
     if (ev->error_raw.len > 0) {
-        TRY(KEY(out, "error"));
-        TRY(rc_mpw_raw(out, ev->error_raw.ptr, ev->error_raw.len));
+        p = RC_PUT_LIT(p, "\xa5"
+                          "error");
+        p = rc_put_raw(p, ev->error_raw.ptr, ev->error_raw.len);
     }
-    if (m->synthetic) {
-        TRY(KEY(out, "synthetic"));
-        TRY(rc_mpw_bool(out, true));
-    }
+    if (m->synthetic)
+        p = RC_PUT_LIT(p, "\xa9"
+                          "synthetic"
+                          "\xc3");
+    out->len = (size_t)(p - out->data);
     return RC_OK;
-fail:
-    out->len = mark;
-    return rv;
 }
 
 int rc_proto_encode_snap(struct rc_buf *out, const struct rc_proto_snap *s)

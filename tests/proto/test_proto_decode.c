@@ -6,6 +6,7 @@
 #include "rc_mpr.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* ---- helpers ---- */
 
@@ -915,6 +916,30 @@ Test(event_rules, valid_id_and_utf8_helpers)
     cr_assert_not(rc_proto_valid_utf8("\xed\xbf\xbf", 3));     /* surrogate */
     cr_assert_not(rc_proto_valid_utf8("\x80", 1));             /* lone continuation */
     cr_assert_not(rc_proto_valid_utf8("abcdefgh\xc3", 9));     /* truncated after fast path */
+}
+
+Test(event_rules, utf8_exact_size_buffers)
+{
+    /* every length around the 8- and 16-byte fast paths, in buffers of
+     * exactly that size (ASan catches a read past the end), with a bad byte
+     * at every position */
+    for (size_t n = 0; n <= 40; n++) {
+        char *p = malloc(n ? n : 1);
+        memset(p, 'a', n);
+        cr_assert(rc_proto_valid_utf8(p, n), "ascii length %zu", n);
+        for (size_t i = 0; i < n; i++) {
+            p[i] = (char)0xff;
+            cr_assert_not(rc_proto_valid_utf8(p, n), "bad byte at %zu of %zu", i, n);
+            p[i] = 'a';
+        }
+        if (n >= 2) {
+            p[n - 2] = (char)0xc3; /* a 2-byte sequence ending the buffer */
+            p[n - 1] = (char)0xa9;
+            cr_assert(rc_proto_valid_utf8(p, n), "length %zu", n);
+            cr_assert_not(rc_proto_valid_utf8(p, n - 1), "cut sequence, length %zu", n - 1);
+        }
+        free(p);
+    }
 }
 
 Test(event_rules, code_names_round_trip)
