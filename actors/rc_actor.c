@@ -978,6 +978,14 @@ uint32_t rc_actor_system_workers(const struct rc_actor_system *sys)
     return sys->nworkers;
 }
 
+bool rc_actor_system_stopping(struct rc_actor_system *sys)
+{
+    pthread_mutex_lock(&sys->reg_mtx);
+    bool stopping = sys->stopping;
+    pthread_mutex_unlock(&sys->reg_mtx);
+    return stopping;
+}
+
 void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_system_stats *st)
 {
     memset(st, 0, sizeof(*st));

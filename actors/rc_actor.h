@@ -12,7 +12,17 @@
  *   rc_actor_hold/_release count references to the actor's *handle*, so a
  *   sender may keep a pointer to an actor that has stopped: sending to it
  *   then fails with RC_ECLOSED.  The state is finalised (fini) when the actor
- *   stops; the handle is freed when the last reference goes.
+ *   stops; the handle is freed when the last reference goes.  Handles may
+ *   outlive the system: after rc_actor_system_free, rc_actor_send (which
+ *   then fails with RC_ECLOSED) and rc_actor_release remain valid; nothing
+ *   else is.
+ *
+ * Threads: every function may be called from any thread unless it says
+ * otherwise.  Behaviours and finis run on the system's worker threads and
+ * should not block for long (a blocked behaviour holds its worker).
+ *
+ * docs/ACTORS.md describes the design (mailbox, scheduling, stealing,
+ * sleeping, stop, timers) and the benchmark numbers.
  */
 #ifndef RC_ACTOR_H
 #define RC_ACTOR_H
@@ -53,8 +63,9 @@ struct rc_msg {
 struct rc_msg *rc_msg_new(size_t size, uint32_t type);
 /* Frees msg through its free_fn (or rc_free). */
 void rc_msg_free(struct rc_msg *msg);
-/* Called from a behaviour: the runtime will not free msg after it returns
- * (the behaviour may re-send it or free it later). */
+/* Called from a behaviour on the message it is handling: the runtime will
+ * not free msg after it returns (the behaviour may re-send it, even to
+ * itself, or free it later).  Elsewhere it does nothing. */
 void rc_msg_keep(struct rc_msg *msg);
 
 /* ---- Actors ---- */
@@ -70,7 +81,8 @@ struct rc_actor_opts {
 };
 
 /* Spawns an actor; *out holds one reference for the caller.  RC_ECLOSED
- * when the system is stopping. */
+ * when the system is stopping.  May be called before rc_actor_system_start
+ * (messages sent then wait for the workers). */
 int rc_actor_spawn(struct rc_actor_system *sys, rc_actor_behaviour fn, void *state,
                    rc_actor_fini fini, const struct rc_actor_opts *opts, struct rc_actor **out);
 
@@ -80,25 +92,33 @@ void rc_actor_release(struct rc_actor *a);
 
 /*
  * Queues msg for actor to; never blocks, from any thread.  On success the
- * runtime owns msg.  On failure (RC_ECLOSED: the actor has stopped) the
- * caller still owns msg.  Ignores the mailbox limit.
+ * runtime owns msg: it is handled, or freed (free_fn) if the actor stops
+ * first; never lost.  On failure (RC_ECLOSED: the actor has stopped) the
+ * caller still owns msg.  Ignores the mailbox limit.  Messages from one
+ * sender thread to one actor are handled in the order sent.
  */
 int rc_actor_send(struct rc_actor *to, struct rc_msg *msg);
 
 /* As rc_actor_send, but fails with RC_EOVERLOAD (caller keeps msg) when the
- * mailbox already holds mailbox_limit or more messages. */
+ * mailbox already holds mailbox_limit or more messages (counted in the
+ * system's stats).  The check is a snapshot: concurrent try_sends may
+ * overshoot the limit by the number of racing senders. */
 int rc_actor_try_send(struct rc_actor *to, struct rc_msg *msg);
 
-/* Approximate number of queued messages; for metrics and backpressure. */
+/* Approximate number of queued messages (including the batch a worker is
+ * handling right now); 0 once stopped.  For metrics and backpressure. */
 size_t rc_actor_mailbox_len(const struct rc_actor *a);
 bool rc_actor_overloaded(const struct rc_actor *a);
 
 /*
- * Stops actor a with reason (0: normal).  From any thread.  The actor
- * finishes the message it is handling, if any; messages still queued are
- * dropped (freed through their free_fn); then fini runs on a worker thread,
- * monitors are notified, and later sends fail with RC_ECLOSED.  Idempotent:
- * the first reason wins.
+ * Stops actor a with reason (0: normal).  From any thread, including a's
+ * own behaviour.  The actor finishes the message it is handling, if any;
+ * messages still queued are dropped (freed through their free_fn), and so
+ * is every message a racing send accepted; then fini runs on a worker
+ * thread, then monitors are notified (DOWN with the reason), then the
+ * runtime drops its reference.  Sends fail with RC_ECLOSED from the moment
+ * the worker begins the stop.  Idempotent: the first reason wins.
+ * rc_actor_system_stop uses reason RC_ESHUTDOWN.
  */
 void rc_actor_stop(struct rc_actor *a, int reason);
 
@@ -122,7 +142,11 @@ struct rc_msg_down {
 };
 
 /* watcher receives one RC_MSG_DOWN when target stops (at once if it already
- * has). */
+ * has), after target's fini has run.  Each call adds one monitor (no
+ * de-duplication); the monitor holds both actors' handles until it fires,
+ * and is dropped with the watcher's mailbox if the watcher stops first.
+ * RC_ENOMEM, or RC_EINVAL for NULL arguments.  The system must not have
+ * been freed. */
 int rc_actor_monitor(struct rc_actor *watcher, struct rc_actor *target, uint64_t tag);
 
 /* ---- The system ---- */
@@ -134,15 +158,22 @@ struct rc_actor_system_opts {
 };
 
 int rc_actor_system_new(struct rc_actor_system **out, const struct rc_actor_system_opts *opts);
-/* Starts the worker threads and the timer thread. */
+/* Starts the worker threads and the timer thread.  RC_ESTATE if already
+ * started or stopped. */
 int rc_actor_system_start(struct rc_actor_system *sys);
-/* Stops accepting new work, stops every live actor (their fini runs, queued
- * messages are dropped), joins the threads.  Safe to call twice. */
+/* Stops accepting new work (spawn fails with RC_ECLOSED), stops every live
+ * actor with reason RC_ESHUTDOWN (their fini runs on a worker, queued
+ * messages are dropped, monitors fire), waits for all of them, joins the
+ * threads.  Safe to call twice, and on a system never started (it starts
+ * the workers to run the stops).  Called from a behaviour it only requests
+ * the stops and returns; call it again from outside to join. */
 void rc_actor_system_stop(struct rc_actor_system *sys);
 /* Frees the system; call after stop.  NULL does nothing. */
 void rc_actor_system_free(struct rc_actor_system *sys);
 
 uint32_t rc_actor_system_workers(const struct rc_actor_system *sys);
+/* True once rc_actor_system_stop has begun (spawn fails from then on). */
+bool rc_actor_system_stopping(struct rc_actor_system *sys);
 
 /* Counters for metrics (each read with relaxed loads). */
 struct rc_actor_system_stats {
@@ -183,9 +214,14 @@ struct rc_msg_timer {
 };
 
 /* Binds timer to its owner (not held: the owner must cancel its timers in
- * its fini or before it stops) and an argument echoed in the message. */
+ * its fini or before it stops) and an argument echoed in the message.  The
+ * timer's memory must stay valid until it is cancelled, and while a
+ * behaviour may still call rc_timer_msg_current on a message naming it. */
 void rc_timer_init(struct rc_timer *t, struct rc_actor *owner, uint64_t arg);
-/* Arms (or re-arms) t to fire after delay_ms. */
+/* Arms (or re-arms) t to fire after delay_ms: never earlier, and normally
+ * within one tick after (plus scheduling delay).  Re-arming makes a
+ * previous expiry in flight stale.  RC_EINVAL without an owner.  Delays
+ * above 2^40 ms are clamped. */
 int rc_timer_arm(struct rc_actor_system *sys, struct rc_timer *t, uint64_t delay_ms);
 /* Cancels t if armed; a message already sent becomes stale. */
 void rc_timer_cancel(struct rc_actor_system *sys, struct rc_timer *t);
@@ -200,11 +236,14 @@ struct rc_supervisor;
 /* Starts (or restarts) one child; returns its actor with one reference held
  * for the supervisor, or NULL on failure. */
 typedef struct rc_actor *(*rc_child_start_fn)(void *arg);
-/* Called once, from a worker thread, when restarts exceed the intensity. */
+/* Called once, from a worker thread, when restarts exceed the intensity;
+ * the supervisor then stops its other children (RC_ESHUTDOWN) and restarts
+ * nothing more. */
 typedef void (*rc_supervisor_giveup_fn)(void *arg, const char *child_name, int reason);
 
 struct rc_supervisor_opts {
-    uint32_t max_restarts; /* intensity: at most this many restarts ... */
+    uint32_t max_restarts; /* intensity: at most this many restarts (0: give
+                              up on the first abnormal exit) ... */
     uint32_t period_ms;    /* ... within this period; more gives up */
     rc_supervisor_giveup_fn giveup;
     void *giveup_arg;
@@ -212,7 +251,11 @@ struct rc_supervisor_opts {
 
 int rc_supervisor_new(struct rc_actor_system *sys, const struct rc_supervisor_opts *opts,
                       struct rc_supervisor **out);
-/* Starts a child now and restarts it whenever it stops with reason != 0. */
+/* Starts a child now (start runs on the calling thread) and restarts it
+ * (start runs on a worker) whenever it stops with a reason other than 0 or
+ * RC_ESHUTDOWN.  A restart whose start returns NULL counts against the
+ * intensity and is retried at once.  RC_EEXIST for a name in use,
+ * RC_ESTATE if start fails or the supervisor gave up or is being freed. */
 int rc_supervisor_add_child(struct rc_supervisor *sup, const char *name, rc_child_start_fn start,
                             void *arg);
 /* The child's current actor (held; release it), or NULL. */
@@ -220,7 +263,9 @@ struct rc_actor *rc_supervisor_child(struct rc_supervisor *sup, const char *name
 uint32_t rc_supervisor_restarts(const struct rc_supervisor *sup);
 /* True once the intensity was exceeded (giveup called). */
 bool rc_supervisor_gave_up(struct rc_supervisor *sup);
-/* Stops the children (reason 0, not restarted) and frees the supervisor. */
+/* Stops the children (reason 0, not restarted) and frees the supervisor
+ * (the last of its memory goes when its own actor has stopped).  May be
+ * called before or after rc_actor_system_stop.  NULL does nothing. */
 void rc_supervisor_free(struct rc_supervisor *sup);
 
 #endif

@@ -142,7 +142,12 @@ static void sup_on_down(struct rc_supervisor *sup, const struct rc_msg_down *d)
                 rc_actor_stop(a, RC_ESHUTDOWN); /* unsupervised otherwise */
             return;
         }
-        /* start failed: counts as a restart that failed at once. */
+        /* start failed: counts as a restart that failed at once, unless
+         * the system is going down (spawn refuses): then just stop. */
+        if (rc_actor_system_stopping(sup->sys)) {
+            pthread_mutex_unlock(&sup->mtx);
+            return;
+        }
     }
 }
 
