@@ -1282,6 +1282,19 @@ static void handle_sub(struct rc_run *run, struct rc_sub_msg *m)
     bool want_snap = m->snapshot == 1 || (m->snapshot == -1 && !has_since);
     struct rc_actor *to = m->subscriber;
 
+    if (m->joined) {
+        /* The run joined the conversation after the subscription: send
+         * everything from its first event (no resume: not counted). */
+        if (hist_first(run) <= 1 && run->state != RC_RS_TOMBSTONE && run->state != RC_RS_RETIRED) {
+            replay_from(run, to, m->sub_id, 0);
+        } else if (run->seq > 0) {
+            send_gap(run, to, m->sub_id, 1, hist_first(run) > 1 ? hist_first(run) - 1 : run->seq);
+            send_snap(run, to, m->sub_id);
+        }
+        if (run->state == RC_RS_ACTIVE)
+            subs_add(run, to, m->sub_id);
+        return;
+    }
     if (has_since && epoch_ok && since <= run->seq) {
         uint64_t first = hist_first(run);
         if (since >= run->seq) {

@@ -119,6 +119,8 @@ struct rc_sub_msg {
     bool has_epoch;
     uint64_t epoch;
     int snapshot;
+    bool joined; /* the run joined the subscription's conversation after it
+                    was made: replay the run from its first event */
 };
 
 struct rc_pipe_msg {

@@ -301,6 +301,28 @@ static void send_sub(struct rc_actor *run_actor, uint32_t type, const struct rc_
     m->has_epoch = w->has_epoch;
     m->epoch = w->epoch;
     m->snapshot = w->snapshot;
+    m->joined = false;
+    if (rc_actor_send(run_actor, &m->hdr) != 0)
+        rc_msg_free(&m->hdr);
+}
+
+/* A SUB for a subscription that a run joins after it was made (the run's
+ * conversation was bound by its first event carrying it). */
+static void send_sub_joined(struct rc_actor *run_actor, const struct rc_wsub *w)
+{
+    struct rc_sub_msg *m = (struct rc_sub_msg *)rc_msg_new(sizeof(*m), RC_RMSG_SUB);
+    if (!m)
+        return;
+    m->hdr.free_fn = sub_msg_free;
+    m->subscriber = rc_actor_hold(w->actor);
+    m->sub_id = w->sub_id;
+    m->since_map = NULL;
+    m->has_since = false;
+    m->since = 0;
+    m->has_epoch = false;
+    m->epoch = 0;
+    m->snapshot = w->snapshot;
+    m->joined = true;
     if (rc_actor_send(run_actor, &m->hdr) != 0)
         rc_msg_free(&m->hdr);
 }
@@ -482,8 +504,11 @@ void rc_runs_bind_conv(struct rc_runs *runs, struct rc_run *run)
         if (e->n_runs < e->cap_runs) {
             e->runs[e->n_runs++] = run;
             run->conv_bound = true;
+            /* The run is joining in the middle of its turn: these
+             * subscriptions predate it, so they get it from its first
+             * event (the SUB is handled after the current batch). */
             for (struct rc_wsub *w = e->subs; w; w = w->next)
-                send_sub(run->actor, RC_RMSG_SUB, w);
+                send_sub_joined(run->actor, w);
         }
     }
     pthread_mutex_unlock(&runs->wide);

@@ -1,7 +1,6 @@
 /* edge_fixture: see edge_fixture.h. */
 #include "edge_fixture.h"
 
-#include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,22 +17,22 @@ void fx_start(struct fx *f, const char *const *opts)
     char err[256];
     memset(f, 0, sizeof(*f));
     rc_log_init(stderr, RC_LOG_ERROR, RC_LOG_TEXT);
-    cr_assert_eq(rc_config_init(&f->cfg), 0);
+    FX_ASSERT(rc_config_init(&f->cfg) == 0);
     static const char *const base[] = {
         "ingest",           "",   "ingest-ack", "",  "http", "127.0.0.1:0",
         "shutdown-timeout", "2s", "workers",    "2", NULL};
     for (size_t i = 0; base[i] != NULL; i += 2)
-        cr_assert_eq(rc_config_set(&f->cfg, base[i], base[i + 1], "test", err, sizeof(err)), 0,
-                     "%s", err);
+        FX_ASSERT(rc_config_set(&f->cfg, base[i], base[i + 1], "test", err, sizeof(err)) == 0, "%s",
+                  err);
     for (size_t i = 0; opts != NULL && opts[i] != NULL; i += 2)
-        cr_assert_eq(rc_config_set(&f->cfg, opts[i], opts[i + 1], "test", err, sizeof(err)), 0,
-                     "%s", err);
-    cr_assert_eq(rc_broker_new(&f->cfg, &f->b), 0);
-    cr_assert_eq(rc_broker_start(f->b), 0, "%s", rc_broker_error(f->b));
-    cr_assert_eq(rc_edge_new(&f->cfg, f->b, &f->e), 0);
-    cr_assert_eq(rc_edge_start(f->e), 0);
+        FX_ASSERT(rc_config_set(&f->cfg, opts[i], opts[i + 1], "test", err, sizeof(err)) == 0, "%s",
+                  err);
+    FX_ASSERT(rc_broker_new(&f->cfg, &f->b) == 0);
+    FX_ASSERT(rc_broker_start(f->b) == 0, "%s", rc_broker_error(f->b));
+    FX_ASSERT(rc_edge_new(&f->cfg, f->b, &f->e) == 0);
+    FX_ASSERT(rc_edge_start(f->e) == 0);
     f->port = rc_edge_port(f->e);
-    cr_assert_neq(f->port, 0);
+    FX_ASSERT(f->port != 0);
     f->epoch = rc_broker_epoch(f->b);
 }
 
@@ -81,15 +80,15 @@ uint64_t fx_publish(struct fx *f, const char *json)
 {
     struct rc_buf b;
     rc_buf_init(&b);
-    cr_assert_eq(rc_json_to_msgpack(json, strlen(json), &b), 0, "bad JSON: %s", json);
+    FX_ASSERT(rc_json_to_msgpack(json, strlen(json), &b) == 0, "bad JSON: %s", json);
     struct ack a = {.mtx = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-    cr_assert_eq(rc_broker_publish(f->b, b.data, b.len, 0, ack_cb, &a), 0);
+    FX_ASSERT(rc_broker_publish(f->b, b.data, b.len, 0, ack_cb, &a) == 0);
     rc_buf_fini(&b);
     pthread_mutex_lock(&a.mtx);
     while (!a.done)
         pthread_cond_wait(&a.cv, &a.mtx);
     pthread_mutex_unlock(&a.mtx);
-    cr_assert(a.all_ok, "publish refused: %s (%s)", a.why, json);
+    FX_ASSERT(a.all_ok, "publish refused: %s (%s)", a.why, json);
     return a.last_seq;
 }
 

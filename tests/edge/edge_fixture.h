@@ -6,6 +6,27 @@
 #define EDGE_FIXTURE_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Assertions: Criterion's in the Criterion tests; a message and abort()
+ * in the plain programs (EDGE_PLAIN_TEST: TSan builds, where Criterion
+ * cannot start). */
+#ifdef EDGE_PLAIN_TEST
+#define FX_ASSERT(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: assertion failed: %s: ", __FILE__, __LINE__, #cond);           \
+            fprintf(stderr, "%s", "");                                                             \
+            fprintf(stderr, " " __VA_ARGS__);                                                      \
+            fputc('\n', stderr);                                                                   \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+#else
+#include <criterion/criterion.h>
+#define FX_ASSERT(cond, ...) cr_assert((cond), " " __VA_ARGS__)
+#endif
 
 #include "rc_broker.h"
 #include "rc_config.h"
