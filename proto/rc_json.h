@@ -1,7 +1,8 @@
 /*
  * rc_json: msgpack <-> JSON, for the WebSocket `?format=json` mode and the
- * command-line client.  Built on jansson (Debian libjansson-dev); see
- * docs/PROTOCOL.md ("JSON mode") for why and for the exact mapping:
+ * command-line client.  JSON text is parsed by jansson (Debian
+ * libjansson-dev); JSON is written directly, in jansson's compact form.
+ * docs/PROTOCOL.md ("JSON mode") says why.  The mapping:
  *
  *   msgpack -> JSON: nil/bool/str/array/map map to their JSON twins; ints
  *   are exact (a uint above 2^63-1, which JSON libraries cannot hold, is

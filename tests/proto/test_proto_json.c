@@ -4,7 +4,9 @@
  */
 #include "proto_test_util.h"
 
+#include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 
 /* The JSON of b as a NUL-terminated string in a static buffer. */
 static const char *to_json(const struct rc_buf *b)
@@ -187,6 +189,62 @@ Test(json, round_trip_text)
         rc_buf_fini(&b);
         rc_buf_fini(&b2);
     }
+}
+
+/* Our writer must print what jansson's json_dumps(JSON_COMPACT) prints. */
+static void same_as_jansson(json_t *v, const struct rc_buf *mp)
+{
+    char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    cr_assert_not_null(want);
+    cr_assert_str_eq(to_json(mp), want);
+    free(want);
+    json_decref(v);
+}
+
+Test(json, numbers_and_escapes_match_jansson)
+{
+    static const double ds[] = {0.0,
+                                -0.0,
+                                1.0,
+                                -1.5,
+                                0.1,
+                                1e300,
+                                -1e-300,
+                                1e-7,
+                                123456789012345678.0,
+                                3.141592653589793,
+                                1e21,
+                                5e-324,
+                                1.7976931348623157e308,
+                                100.0,
+                                1e16,
+                                2.5e-5};
+    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
+        struct rc_buf b;
+        rc_buf_init(&b);
+        rc_mpw_double(&b, ds[i]);
+        same_as_jansson(json_real(ds[i]), &b);
+        rc_buf_fini(&b);
+    }
+    static const int64_t is[] = {0, 1, -1, 127, -32, INT64_MAX, INT64_MIN, 1000000007};
+    for (size_t i = 0; i < sizeof is / sizeof is[0]; i++) {
+        struct rc_buf b;
+        rc_buf_init(&b);
+        rc_mpw_int(&b, is[i]);
+        same_as_jansson(json_integer(is[i]), &b);
+        rc_buf_fini(&b);
+    }
+    char s[160];
+    size_t n = 0;
+    for (int c = 1; c < 128; c++)
+        s[n++] = (char)c;
+    memcpy(s + n, "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80/", 10);
+    n += 10;
+    struct rc_buf b;
+    rc_buf_init(&b);
+    rc_mpw_str(&b, s, n);
+    same_as_jansson(json_stringn(s, n), &b);
+    rc_buf_fini(&b);
 }
 
 Test(json, base64_helper)
