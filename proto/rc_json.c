@@ -402,8 +402,7 @@ int rc_json_to_msgpack_ex(const char *json, size_t len, struct rc_buf *out_mp, c
     if (rv != RC_OK) {
         out_mp->len = mark;
         if (why != NULL && why_len > 0)
-            snprintf(why, why_len, "%s",
-                     rv == RC_ELIMIT ? "nests deeper than 64 levels" : "out of memory");
+            snprintf(why, why_len, "%s", rv == RC_ELIMIT ? "nests too deep" : "out of memory");
     }
     return rv;
 }

@@ -29,7 +29,8 @@
 
 #include "rc_buf.h"
 
-#define RC_JSON_DEPTH_MAX 64
+#define RC_JSON_DEPTH_MAX                                                                          \
+    300 /* above --max-data-depth's 256 plus the frame, ev and terminal levels */
 
 /* Appends the JSON text (UTF-8, compact, no NUL) of the single msgpack value
  * mp[0..len) to out_json.  RC_EPROTO when mp is not exactly one valid
