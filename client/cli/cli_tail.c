@@ -348,12 +348,23 @@ static int ws_send_text(nng_stream *st, const char *text)
     int rv = nng_aio_alloc(&aio, NULL, NULL);
     if (rv != 0)
         return rv;
-    nng_iov iov = {.iov_buf = (void *)text, .iov_len = strlen(text)};
+    /* Message mode (nng 1.5.2) sends the aio's message as one frame; the
+     * iov covers the same bytes for builds that read the iov instead. */
+    nng_msg *m;
+    if ((rv = nng_msg_alloc(&m, 0)) != 0 || (rv = nng_msg_append(m, text, strlen(text))) != 0) {
+        nng_aio_free(aio);
+        return rv;
+    }
+    nng_iov iov = {.iov_buf = nng_msg_body(m), .iov_len = nng_msg_len(m)};
     nng_aio_set_iov(aio, 1, &iov);
+    nng_aio_set_msg(aio, m);
     nng_aio_set_timeout(aio, 5000);
     nng_stream_send(st, aio);
     nng_aio_wait(aio);
     rv = nng_aio_result(aio);
+    nng_msg *left = nng_aio_get_msg(aio); /* still ours unless the send consumed it */
+    if (left != NULL)
+        nng_msg_free(left);
     nng_aio_free(aio);
     return rv;
 }
