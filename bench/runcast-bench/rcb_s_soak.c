@@ -198,7 +198,7 @@ int rcb_s_soak(void)
     rcb_fig("runs published", (double)runs, "runs", NULL, NULL);
     rcb_fig("events published", (double)events, "events", NULL, NULL);
     rcb_fig("  rate", rcb_rate((double)events, (uint64_t)(D * 1e9)), "ev/s", NULL, NULL);
-    rcb_fig("runs completed / error / silent", (double)completes, "runs", NULL, NULL);
+    rcb_fig("runs completed by publisher", (double)completes, "runs", NULL, NULL);
     rcb_fig("  ended with error by publisher", (double)errs, "runs", NULL, NULL);
     rcb_fig("  left silent (watchdog must end)", (double)silent, "runs", NULL, NULL);
     rcb_fig("publish failures", (double)failures, "calls", "0", NULL);

@@ -65,12 +65,16 @@ struct rcb_subs {
 };
 
 static _Atomic uint64_t gen_counter = 1;
+/* The calling thread's histogram and its generation.  The generation is
+ * kept apart so a stale pointer (its set freed) is never dereferenced:
+ * generations are unique across sets, so a match means a live set. */
 static __thread struct tlh *tl_h;
+static __thread uint64_t tl_gen;
 
 static struct rcb_hist *thread_hist(struct rcb_subs *s)
 {
     uint64_t g = atomic_load_explicit(&s->gen, memory_order_acquire);
-    if (tl_h != NULL && tl_h->gen == g)
+    if (tl_h != NULL && tl_gen == g)
         return &tl_h->h;
     struct tlh *t = calloc(1, sizeof(*t));
     if (t == NULL)
@@ -82,6 +86,7 @@ static struct rcb_hist *thread_hist(struct rcb_subs *s)
     s->hists = t;
     nng_mtx_unlock(s->mtx);
     tl_h = t;
+    tl_gen = g;
     return &t->h;
 }
 
