@@ -421,38 +421,89 @@ static void start_write(struct rc_edge_conn *c)
     write_iov(c, iov, niov);
 }
 
-/* ---- live runs (for the drop warning) ---- */
+/* ---- live runs (for the drop warning) ----
+ *
+ * An open-addressing set keyed by the run id blob (one blob per run, shared
+ * by all its frames), linear probing with backward-shift deletion, so the
+ * per-frame cost stays O(1) for an all-subscriber seeing thousands of runs.
+ * Capped at LIVE_MAX entries (then only the count is approximate). */
+
+#define LIVE_MAX 65536u
+
+static uint32_t live_hash(const struct rc_blob *run, uint32_t mask)
+{
+    uintptr_t p = (uintptr_t)run >> 4;
+    return (uint32_t)((p * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+}
+
+static bool live_grow(struct rc_edge_conn *c)
+{
+    uint32_t ncap = c->cap_live ? c->cap_live * 2 : 16;
+    if (ncap > 2 * LIVE_MAX)
+        return false;
+    struct live_run *nl = rc_calloc(ncap, sizeof(*nl));
+    if (nl == NULL)
+        return false;
+    for (uint32_t i = 0; i < c->cap_live; i++) {
+        if (c->live[i].run == NULL)
+            continue;
+        uint32_t j = live_hash(c->live[i].run, ncap - 1);
+        while (nl[j].run != NULL)
+            j = (j + 1) & (ncap - 1);
+        nl[j] = c->live[i];
+    }
+    rc_free(c->live);
+    c->live = nl;
+    c->cap_live = ncap;
+    return true;
+}
 
 static void live_note(struct rc_edge_conn *c, const struct rc_sub_frame *f)
 {
     if (f->run == NULL)
         return;
-    for (uint32_t i = 0; i < c->n_live; i++) {
+    uint32_t mask = c->cap_live - 1;
+    uint32_t i = c->cap_live ? live_hash(f->run, mask) : 0;
+    while (c->cap_live && c->live[i].run != NULL) {
         if (c->live[i].run == f->run) {
-            if (f->terminal) {
-                rc_blob_release(c->live[i].run);
-                c->live[i] = c->live[--c->n_live];
-            } else if (f->seq > c->live[i].seq) {
-                c->live[i].seq = f->seq;
+            if (!f->terminal) {
+                if (f->seq > c->live[i].seq)
+                    c->live[i].seq = f->seq;
+                return;
+            }
+            /* ended: remove, shifting back the entries of the cluster */
+            rc_blob_release(c->live[i].run);
+            c->live[i].run = NULL;
+            c->n_live--;
+            uint32_t j = i;
+            for (;;) {
+                j = (j + 1) & mask;
+                if (c->live[j].run == NULL)
+                    break;
+                uint32_t h = live_hash(c->live[j].run, mask);
+                /* move j to i when its home slot h is not in (i, j] */
+                if ((j > i && (h <= i || h > j)) || (j < i && (h <= i && h > j))) {
+                    c->live[i] = c->live[j];
+                    c->live[j].run = NULL;
+                    i = j;
+                }
             }
             return;
         }
+        i = (i + 1) & mask;
     }
-    if (f->terminal)
+    if (f->terminal || c->n_live >= LIVE_MAX)
         return;
-    /* Bounded: beyond this only the count is approximate. */
-    if (c->n_live == c->cap_live) {
-        uint32_t ncap = c->cap_live ? c->cap_live * 2 : 8;
-        if (ncap > 4096)
+    if ((c->n_live + 1) * 2 > c->cap_live) {
+        if (!live_grow(c))
             return;
-        struct live_run *nl = rc_realloc(c->live, sizeof(*nl) * ncap);
-        if (nl == NULL)
-            return;
-        c->live = nl;
-        c->cap_live = ncap;
+        mask = c->cap_live - 1;
+        i = live_hash(f->run, mask);
+        while (c->live[i].run != NULL)
+            i = (i + 1) & mask;
     }
-    c->live[c->n_live].run = rc_blob_hold(f->run);
-    c->live[c->n_live].seq = f->seq;
+    c->live[i].run = rc_blob_hold(f->run);
+    c->live[i].seq = f->seq;
     c->n_live++;
 }
 
@@ -724,6 +775,11 @@ static void on_start(struct rc_edge_conn *c)
     c->fl_bytes = c->wbuf.len - (size_t)n; /* the 101 is not a frame */
     c->fl_own = c->full ? 0 : 1;
     write_iov(c, &iov, 1);
+    if (!c->full && !rc_edge_serving(e)) {
+        /* upgraded while the edge was stopping: hello, then 1001 */
+        rc_metric_add(&e->m.closes_shutdown, 1);
+        begin_close(c, RC_WS_CLOSE_GOING_AWAY, "broker shutting down", true);
+    }
     if (c->full)
         arm_linger(c);
     else if (c->hb_ms > 0)
@@ -957,13 +1013,17 @@ static void log_close(struct rc_edge_conn *c, int reason)
     char runs[256];
     size_t o = 0;
     runs[0] = '\0';
-    for (uint32_t i = 0; i < c->n_live && i < 4 && o < sizeof(runs) - 64; i++) {
+    uint32_t shown = 0;
+    for (uint32_t i = 0; i < c->cap_live && shown < 4 && o < sizeof(runs) - 64; i++) {
         const struct rc_blob *r = c->live[i].run;
-        int n = snprintf(runs + o, sizeof(runs) - o, "%s%.*s@%llu", i ? ", " : " (",
+        if (r == NULL)
+            continue;
+        int n = snprintf(runs + o, sizeof(runs) - o, "%s%.*s@%llu", shown ? ", " : " (",
                          (int)(r->len > 40 ? 40 : r->len), (const char *)r->data,
                          (unsigned long long)c->live[i].seq);
         if (n > 0)
             o += (size_t)n;
+        shown++;
     }
     if (c->n_live > 0)
         snprintf(runs + o, sizeof(runs) - o, "%s)", c->n_live > 4 ? ", ..." : "");
@@ -1009,7 +1069,7 @@ static void conn_fini(void *state, int reason)
         rc_free(c->subs[i].target);
     rc_metric_sub(&e->m.subs, c->n_subs);
     rc_free(c->subs);
-    for (uint32_t i = 0; i < c->n_live; i++)
+    for (uint32_t i = 0; i < c->cap_live; i++)
         rc_blob_release(c->live[i].run);
     rc_free(c->live);
     rc_buf_fini(&c->wbuf);

@@ -740,3 +740,30 @@ Test(edge, a_dropped_connection_logs_its_running_runs)
     free(logbuf);
     fx_stop(&f);
 }
+
+Test(edge, the_drop_warning_counts_running_runs_of_an_all_subscription)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    char *logbuf = NULL;
+    size_t loglen = 0;
+    FILE *log = open_memstream(&logbuf, &loglen);
+    struct ws_client *c = open_ws(&f, "/ws");
+    send_ok(c, "{\"op\":\"sub\",\"all\":true,\"snapshot\":false}");
+    /* 60 runs; every third one ends: 40 still running */
+    for (int i = 0; i < 60; i++)
+        fx_publishf(&f, "{\"run\":\"lv%d\",\"type\":\"start\"}", i);
+    for (int i = 0; i < 60; i += 3)
+        fx_publishf(&f, "{\"run\":\"lv%d\",\"type\":\"complete\"}", i);
+    for (int i = 0; i < 80; i++)
+        json_decref(ws_next(c, T, NULL));
+    rc_log_init(log, RC_LOG_WARN, RC_LOG_TEXT);
+    ws_close(c);
+    for (int i = 0; i < 300 && rc_edge_connections(f.e) > 0; i++)
+        rc_clock_sleep_ms(10);
+    rc_log_init(stderr, RC_LOG_ERROR, RC_LOG_TEXT);
+    fclose(log);
+    cr_assert_not_null(strstr(logbuf, "40 subscribed runs still running"), "%s", logbuf);
+    free(logbuf);
+    fx_stop(&f);
+}
