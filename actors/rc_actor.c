@@ -718,8 +718,25 @@ int rc_actor_send(struct rc_actor *to, struct rc_msg *msg)
     return RC_OK;
 }
 
-int rc__send_deferred(struct rc_actor *to, struct rc_msg *msg, struct rc__batch *b)
+void rc_send_batch_flush(struct rc_send_batch *b)
 {
+    if (b->n == 0)
+        return;
+    struct rc_actor_system *sys = b->sys;
+    uint64_t n = b->n;
+    inject_push_list(sys, b->first, b->last, n);
+    b->first = b->last = NULL;
+    b->n = 0;
+    SEQ_CST_FENCE(sys); /* the Dekker pair of worker_sleep, as in wake_if_sleeping */
+    /* relaxed: ordered by the fence above. */
+    if (atomic_load_explicit(&sys->nsleeping, memory_order_relaxed) > 0)
+        wake_many(sys, n);
+}
+
+int rc_send_batch_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
+{
+    if (!b || !to || !msg)
+        return RC_EINVAL;
     msg->flags = 0;
     /* acq_rel: as in rc_actor_send. */
     uint64_t prev = atomic_fetch_add_explicit(&to->count, 1, memory_order_acq_rel);
@@ -730,6 +747,10 @@ int rc__send_deferred(struct rc_actor *to, struct rc_msg *msg, struct rc__batch 
     }
     mb_push(to, msg);
     if (!(prev & RC_ACTOR_WORK)) {
+        if (b->sys != to->sys) {
+            rc_send_batch_flush(b);
+            b->sys = to->sys;
+        }
         /* We hold the token: run_next is ours until the actor is queued. */
         to->run_next = NULL;
         if (b->last)
@@ -740,19 +761,6 @@ int rc__send_deferred(struct rc_actor *to, struct rc_msg *msg, struct rc__batch 
         b->n++;
     }
     return RC_OK;
-}
-
-void rc__batch_flush(struct rc_actor_system *sys, struct rc__batch *b)
-{
-    if (b->n == 0)
-        return;
-    inject_push_list(sys, b->first, b->last, b->n);
-    uint64_t n = b->n;
-    *b = (struct rc__batch){0};
-    SEQ_CST_FENCE(sys); /* the Dekker pair of worker_sleep, as in wake_if_sleeping */
-    /* relaxed: ordered by the fence above. */
-    if (atomic_load_explicit(&sys->nsleeping, memory_order_relaxed) > 0)
-        wake_many(sys, n);
 }
 
 int rc_actor_try_send(struct rc_actor *to, struct rc_msg *msg)

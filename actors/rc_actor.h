@@ -105,6 +105,32 @@ int rc_actor_send(struct rc_actor *to, struct rc_msg *msg);
  * overshoot the limit by the number of racing senders. */
 int rc_actor_try_send(struct rc_actor *to, struct rc_msg *msg);
 
+/*
+ * Sending many messages at once from a thread that is not a worker (an nng
+ * callback fanning one network message out to many actors): each add is a
+ * send (same result and ownership rules as rc_actor_send), but the actors it
+ * makes runnable are queued together at flush, with one lock and at most one
+ * wake-up per sleeping worker.  Until the flush they wait, so flush before
+ * returning.  One batch serves one system (an add to another system's actor
+ * flushes first).
+ *
+ *   struct rc_send_batch b = RC_SEND_BATCH_INIT;
+ *   rc_send_batch_add(&b, actor, msg); ...
+ *   rc_send_batch_flush(&b);
+ */
+struct rc_send_batch {
+    /* private */
+    struct rc_actor_system *sys;
+    struct rc_actor *first, *last;
+    uint64_t n;
+};
+#define RC_SEND_BATCH_INIT                                                                         \
+    {                                                                                              \
+        NULL, NULL, NULL, 0                                                                        \
+    }
+int rc_send_batch_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
+void rc_send_batch_flush(struct rc_send_batch *b);
+
 /* Approximate number of queued messages (including the batch a worker is
  * handling right now); 0 once stopped.  For metrics and backpressure. */
 size_t rc_actor_mailbox_len(const struct rc_actor *a);

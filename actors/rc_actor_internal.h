@@ -124,17 +124,6 @@ struct rc_actor_system {
     pthread_t timer_thread;
 };
 
-/* Sending many messages from a thread that is not a worker (the timer
- * thread): rc__send_deferred queues msg like rc_actor_send but collects the
- * actors it made runnable in b; rc__batch_flush queues them all with one
- * lock and wakes as many sleeping workers as useful. */
-struct rc__batch {
-    struct rc_actor *first, *last;
-    uint64_t n;
-};
-int rc__send_deferred(struct rc_actor *to, struct rc_msg *msg, struct rc__batch *b);
-void rc__batch_flush(struct rc_actor_system *sys, struct rc__batch *b);
-
 /* rc_timer.c */
 int rc__timer_sys_init(struct rc_actor_system *sys);
 void rc__timer_sys_fini(struct rc_actor_system *sys);

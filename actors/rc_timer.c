@@ -87,9 +87,9 @@ static void collect_cb(struct rc_wheel_timer *wt, uint64_t tick, void *ctx)
     x->gen = __atomic_load_n(&t->gen, __ATOMIC_RELAXED); /* under timer_mtx */
 }
 
-static void deliver(struct rc_actor_system *sys, struct collect *c)
+static void deliver(struct collect *c)
 {
-    struct rc__batch b = {0};
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
     for (size_t i = 0; i < c->n; i++) {
         struct expired *x = &c->v[i];
         struct rc_msg_timer *m =
@@ -98,16 +98,16 @@ static void deliver(struct rc_actor_system *sys, struct collect *c)
             m->timer = x->timer;
             m->arg = x->arg;
             m->gen = x->gen;
-            if (rc__send_deferred(x->owner, &m->hdr, &b) != RC_OK)
+            if (rc_send_batch_add(&b, x->owner, &m->hdr) != RC_OK)
                 rc_msg_free(&m->hdr); /* the owner has stopped */
         }
         /* Safe before the flush: an owner in b is runnable and not yet
          * queued, so it cannot stop, and the runtime's reference holds it. */
         rc_actor_release(x->owner);
         if (b.n >= 256)
-            rc__batch_flush(sys, &b);
+            rc_send_batch_flush(&b);
     }
-    rc__batch_flush(sys, &b);
+    rc_send_batch_flush(&b);
     c->n = 0;
 }
 
@@ -125,7 +125,7 @@ static void *timer_main(void *arg)
             /* Arms during delivery need not signal: we look again after. */
             sys->timer_wake_tick = 0;
             pthread_mutex_unlock(&sys->timer_mtx);
-            deliver(sys, &c);
+            deliver(&c);
             pthread_mutex_lock(&sys->timer_mtx);
             continue;
         }

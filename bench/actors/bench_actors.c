@@ -348,7 +348,30 @@ static double run_fanout(bool actor, uint32_t n, uint64_t rounds)
     return (double)(n * rounds) / s;
 }
 
-/* ---- Spawn/stop and memory ---- */
+/* ---- Idle, spawn/stop and memory ---- */
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void bench_idle(void)
+{
+    struct rc_actor_system *sys;
+    struct rc_actor_system_opts o = {.workers = 8};
+    rc_actor_system_new(&sys, &o);
+    rc_actor_system_start(sys);
+    usleep(100000);
+    double c0 = cpu_s();
+    usleep(1000000);
+    double used = cpu_s() - c0;
+    rc_actor_system_stop(sys);
+    rc_actor_system_free(sys);
+    printf("%-38s %12.2f ms CPU in 1 s\n", "idle system, 8 workers", used * 1e3);
+}
 
 static void nop_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg) {}
 
@@ -405,14 +428,6 @@ static void bench_spawn_memory(uint32_t n)
 }
 
 /* ---- Timers ---- */
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
 
 struct tl_state {
     struct rc_timer *t;
@@ -565,11 +580,13 @@ int main(int argc, char **argv)
     printf("%-38s %14s   %17s\n", "messages/s", "rc_actor", "mutex+condvar");
     ROW("ring 1000 actors, pooled (keep+resend)", run_ring(actor, true, 1000, 10000, 400 * k));
     ROW("ring 1000 actors, alloc+free per msg", run_ring(actor, false, 1000, 10000, 200 * k));
+    ROW("ring 1000 actors, 1 msg each, pooled", run_ring(actor, true, 1000, 1000, 2000 * k));
     ROW("ping-pong, 1 pair", run_pingpong(actor, 1, 200000 * k));
     ROW("ping-pong, 100 pairs", run_pingpong(actor, 100, 10000 * k));
     ROW("fan-in, 4 threads -> 1 actor", run_fanin(actor, 4, 250000 * k));
     ROW("fan-out, 1 actor -> 1000 actors", run_fanout(actor, 1000, 200 * k));
     printf("\n");
+    bench_idle();
     bench_spawn_memory(100000);
     printf("\n");
     bench_timers(g_quick ? 100000 : 1000000);
