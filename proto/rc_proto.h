@@ -9,6 +9,14 @@
  * byte, never re-encoded).  Encoders append to an rc_buf and return 0, or
  * RC_ENOMEM / RC_ETOOBIG with the buffer left as it was before the call.
  *
+ * Validation policy (docs/PROTOCOL.md sections 2 and 3 give every rule):
+ * unknown keys are ignored; a known key twice is bad_field; nil counts as
+ * absent for every key but `data`; UTF-8 is checked for every string
+ * runcast interprets (type, phase, id, text, everything inside tool, item
+ * and error) while `data` is opaque and only its structure and depth are
+ * checked.  Every decoder is safe on arbitrary bytes (fuzzed) and neither
+ * allocates nor recurses.
+ *
  * This library knows nothing of nng, actors or the broker.
  */
 #ifndef RC_PROTO_H
@@ -114,6 +122,8 @@ struct rc_phase_timeout {
     uint64_t ms;
 };
 
+/* One decoded event: about 1 KiB (the timeouts array), so reuse one rather
+ * than zeroing a new one per event; the decoders set every field. */
 struct rc_event {
     struct rc_str raw;  /* the whole event map */
     struct rc_str run;  /* required */

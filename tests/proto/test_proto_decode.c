@@ -113,6 +113,18 @@ static enum rc_proto_code publish(const void *p, size_t len, struct results *r, 
     return rc_proto_decode_publish(p, len, &lim, collect_cb, r, count, is_batch, err);
 }
 
+/* Publishes one event given as JSON; checks the one element's code/field. */
+static void expect_envelope_free(const char *json, enum rc_proto_code code, const char *field)
+{
+    struct rc_buf b = mp_of(json);
+    struct results r;
+    cr_assert_eq(publish(b.data, b.len, &r, NULL, NULL, NULL), RC_PROTO_OK);
+    cr_assert_eq(r.n, 1);
+    cr_assert_eq(r.code[0], code, "%s: %s", json, rc_proto_code_name(r.code[0]));
+    cr_assert(field_is(r.field[0], field));
+    rc_buf_fini(&b);
+}
+
 /* ---- envelope ---- */
 
 Test(publish, single_event)
@@ -265,6 +277,70 @@ Test(publish, single_event_too_large)
     cr_assert_eq(r.n, 1);
     cr_assert_eq(r.code[0], RC_PROTO_TOO_LARGE);
     rc_buf_fini(&b);
+}
+
+Test(publish, envelope_wins_over_element_errors)
+{
+    /* an invalid event followed by a trailing byte: the envelope is bad,
+     * nothing is reported */
+    struct rc_buf b = mp_of("{\"run\":\"a b\",\"type\":\"nope\"}");
+    rc_mpw_nil(&b);
+    expect_envelope(b.data, b.len, RC_PROTO_MALFORMED);
+    /* the same event truncated */
+    expect_envelope(b.data, b.len - 3, RC_PROTO_MALFORMED);
+    /* an oversized event with trailing bytes */
+    lim.event_max_bytes = 8;
+    expect_envelope(b.data, b.len, RC_PROTO_MALFORMED);
+    rc_buf_fini(&b);
+    /* a scalar with trailing bytes is malformed, not not_a_map */
+    uint8_t m[] = {0x05, 0x06};
+    expect_envelope(m, sizeof m, RC_PROTO_MALFORMED);
+}
+
+Test(publish, oversized_non_map_element_is_too_large)
+{
+    lim.event_max_bytes = 16;
+    struct rc_buf b = mp_of("[\"0123456789abcdefghijklmnopqrstuvwxyz\", 1]");
+    struct results r;
+    cr_assert_eq(publish(b.data, b.len, &r, NULL, NULL, NULL), RC_PROTO_OK);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.code[0], RC_PROTO_TOO_LARGE);
+    cr_assert_eq(r.code[1], RC_PROTO_NOT_A_MAP);
+    rc_buf_fini(&b);
+}
+
+Test(publish, deep_element_in_batch_reported_and_next_decoded)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    rc_mpw_array(&b, 2);
+    rc_mpw_map(&b, 3);
+    rc_mpw_cstr(&b, "run");
+    rc_mpw_cstr(&b, "a");
+    rc_mpw_cstr(&b, "data");
+    nest(&b, 40);
+    rc_mpw_cstr(&b, "type");
+    rc_mpw_cstr(&b, "delta");
+    rc_mpw_map(&b, 2);
+    rc_mpw_cstr(&b, "run");
+    rc_mpw_cstr(&b, "b");
+    rc_mpw_cstr(&b, "type");
+    rc_mpw_cstr(&b, "delta");
+    struct results r;
+    cr_assert_eq(publish(b.data, b.len, &r, NULL, NULL, NULL), RC_PROTO_OK);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.code[0], RC_PROTO_TOO_DEEP);
+    cr_assert_str_eq(r.field[0], "data");
+    cr_assert_eq(r.code[1], RC_PROTO_OK);
+    cr_assert_str_eq(r.run[1], "b");
+    rc_buf_fini(&b);
+}
+
+Test(publish, error_order_is_independent_of_key_order)
+{
+    /* bad run and unknown type: run is checked first, whatever comes first */
+    expect_envelope_free("{\"type\":\"nope\",\"run\":\"a b\"}", RC_PROTO_BAD_FIELD, "run");
+    expect_envelope_free("{\"run\":\"a b\",\"type\":\"nope\"}", RC_PROTO_BAD_FIELD, "run");
 }
 
 Test(publish, decode_event_rejects_trailing_bytes)
