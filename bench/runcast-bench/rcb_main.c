@@ -338,6 +338,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    (void)rcb_tag(); /* set once here, read by every thread later */
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     pthread_t cap;

@@ -15,6 +15,7 @@
  * watchdog never more than one tick late at that scale.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "rcb_nng.h"
 
 struct lat {
+    pthread_mutex_t mtx; /* protects e2e and idle (nng's thread records, main reads) */
     uint32_t T;
     uint64_t *t_sent; /* per run index */
     uint32_t n;
@@ -49,12 +51,14 @@ static void ev_cb(void *arg, uint32_t conn, const struct rcb_msg *m, uint64_t no
     if (idx >= l->n)
         return;
     uint64_t due = l->t_sent[idx] + (uint64_t)l->T * 1000000ull;
+    pthread_mutex_lock(&l->mtx);
     if (now >= due)
         rcb_hist_record(l->e2e, now - due);
     else
         atomic_fetch_add_explicit(&l->early, 1, memory_order_relaxed);
     if (m->idle_ms >= l->T)
         rcb_hist_record(l->idle, (m->idle_ms - l->T) * 1000000ull);
+    pthread_mutex_unlock(&l->mtx);
 }
 
 int rcb_s_runs(void)
@@ -132,6 +136,7 @@ int rcb_s_runs(void)
     /* ---- pass 2: watchdog lateness ---- */
     if (!rcb_expired() && made > 0) {
         struct lat l = {.T = T, .n = N};
+        pthread_mutex_init(&l.mtx, NULL);
         l.t_sent = calloc(N, sizeof(uint64_t));
         l.e2e = rcb_hist_new();
         l.idle = rcb_hist_new();
@@ -163,6 +168,7 @@ int rcb_s_runs(void)
                 rcb_sleep_ns(10000000);
             }
             rcb_sleep_ns(100000000);
+            pthread_mutex_lock(&l.mtx); /* held while reading the histograms */
             double creation_s = (double)(a1 - a0) / 1e9;
             snprintf(note, sizeof(note), "of %llu runs; creation took %.1f s vs T %.1f s",
                      (unsigned long long)made2, creation_s, T / 1000.0);
@@ -190,6 +196,7 @@ int rcb_s_runs(void)
             } else {
                 rcb_fig_na("broker idle_ms - T", "ms", "no idle_ms in the terminals");
             }
+            pthread_mutex_unlock(&l.mtx);
             struct rcb_subs_stats st;
             rcb_subs_stats(s, &st);
             if (st.closed)
@@ -200,6 +207,7 @@ int rcb_s_runs(void)
         rcb_subs_free(s);
         rcb_hist_free(l.e2e);
         rcb_hist_free(l.idle);
+        pthread_mutex_destroy(&l.mtx);
         free(l.t_sent);
     }
     rcb_broker_stop(&b);

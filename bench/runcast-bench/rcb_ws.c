@@ -14,6 +14,7 @@
  * the same run: the ceiling nng's WebSocket gives the edge.
  */
 #include <nng/nng.h>
+#include <pthread.h>
 #include <nng/supplemental/util/platform.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@
 
 /* One thread's histogram for one subscriber set (generation). */
 struct tlh {
+    pthread_mutex_t mtx; /* protects h: taken by its thread per record (uncontended)
+                            and by rcb_subs_hist to merge while receivers still run */
     struct rcb_hist h;
     struct tlh *next; /* protected by rcb_subs.mtx */
     uint64_t gen;
@@ -71,15 +74,16 @@ static _Atomic uint64_t gen_counter = 1;
 static __thread struct tlh *tl_h;
 static __thread uint64_t tl_gen;
 
-static struct rcb_hist *thread_hist(struct rcb_subs *s)
+static struct tlh *thread_hist(struct rcb_subs *s)
 {
     uint64_t g = atomic_load_explicit(&s->gen, memory_order_acquire);
     if (tl_h != NULL && tl_gen == g)
-        return &tl_h->h;
+        return tl_h;
     struct tlh *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
     rcb_hist_init(&t->h);
+    pthread_mutex_init(&t->mtx, NULL);
     t->gen = g;
     nng_mtx_lock(s->mtx);
     t->next = s->hists;
@@ -87,7 +91,7 @@ static struct rcb_hist *thread_hist(struct rcb_subs *s)
     nng_mtx_unlock(s->mtx);
     tl_h = t;
     tl_gen = g;
-    return &t->h;
+    return t;
 }
 
 struct pctx {
@@ -110,9 +114,12 @@ static void on_msg(void *arg, const struct rcb_msg *m)
         if (m->synthetic)
             atomic_fetch_add_explicit(&s->synthetic, 1, memory_order_relaxed);
         if (m->has_t && m->t_ns > 0 && m->t_ns <= p->now) {
-            struct rcb_hist *h = thread_hist(s);
-            if (h)
-                rcb_hist_record(h, p->now - m->t_ns);
+            struct tlh *t = thread_hist(s);
+            if (t) {
+                pthread_mutex_lock(&t->mtx);
+                rcb_hist_record(&t->h, p->now - m->t_ns);
+                pthread_mutex_unlock(&t->mtx);
+            }
         }
         if (s->cb)
             s->cb(s->arg, p->idx, m, p->now);
@@ -365,8 +372,11 @@ void rcb_subs_hist(struct rcb_subs *s, struct rcb_hist *out)
     uint64_t g = atomic_load_explicit(&s->gen, memory_order_acquire);
     nng_mtx_lock(s->mtx);
     for (struct tlh *t = s->hists; t; t = t->next)
-        if (t->gen == g)
+        if (t->gen == g) {
+            pthread_mutex_lock(&t->mtx);
             rcb_hist_merge(out, &t->h);
+            pthread_mutex_unlock(&t->mtx);
+        }
     nng_mtx_unlock(s->mtx);
 }
 
@@ -417,6 +427,7 @@ void rcb_subs_free(struct rcb_subs *s)
     while (s->hists) {
         struct tlh *t = s->hists;
         s->hists = t->next;
+        pthread_mutex_destroy(&t->mtx);
         free(t);
     }
     /* a thread-local pointer may still name a freed histogram of this set;
