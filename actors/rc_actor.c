@@ -898,7 +898,7 @@ int rc_actor_system_start(struct rc_actor_system *sys)
     if (!sys)
         return RC_EINVAL;
     pthread_mutex_lock(&sys->reg_mtx);
-    if (sys->started || sys->joined) {
+    if (sys->started || sys->joining) {
         pthread_mutex_unlock(&sys->reg_mtx);
         return RC_ESTATE;
     }
@@ -946,7 +946,7 @@ void rc_actor_system_stop(struct rc_actor_system *sys)
     if (self && self->sys == sys)
         return; /* from a behaviour: the stops are requested; the owner
                    must call stop again from outside to join */
-    if (!started && rc_actor_system_start(sys) != RC_OK) {
+    if (!started && rc_actor_system_start(sys) == RC_ENOMEM) {
         /* No threads: nothing queued can run, and nothing ran.  Leave the
          * actors as they are rather than run fini off a worker. */
         return;
@@ -954,7 +954,14 @@ void rc_actor_system_stop(struct rc_actor_system *sys)
     pthread_mutex_lock(&sys->reg_mtx);
     while (sys->reg_live > 0)
         pthread_cond_wait(&sys->reg_cv, &sys->reg_mtx);
-    sys->joined = true;
+    if (sys->joining) {
+        /* Another thread is joining: wait for it to finish. */
+        while (!sys->joined)
+            pthread_cond_wait(&sys->reg_cv, &sys->reg_mtx);
+        pthread_mutex_unlock(&sys->reg_mtx);
+        return;
+    }
+    sys->joining = true;
     pthread_mutex_unlock(&sys->reg_mtx);
     pthread_mutex_lock(&sys->sleep_mtx);
     sys->exiting = true;
@@ -963,12 +970,17 @@ void rc_actor_system_stop(struct rc_actor_system *sys)
     for (uint32_t i = 0; i < sys->nworkers; i++)
         pthread_join(sys->workers[i].thread, NULL);
     rc__timer_stop(sys);
+    pthread_mutex_lock(&sys->reg_mtx);
+    sys->joined = true;
+    pthread_cond_broadcast(&sys->reg_cv);
+    pthread_mutex_unlock(&sys->reg_mtx);
 }
 
 void rc_actor_system_free(struct rc_actor_system *sys)
 {
     if (!sys)
         return;
+    rc_actor_system_stop(sys); /* in case the caller did not: a no-op if it did */
     rc__timer_sys_fini(sys);
     for (uint32_t i = 0; i < RC_MON_STRIPES; i++)
         pthread_mutex_destroy(&sys->mon_mtx[i]);

@@ -192,9 +192,11 @@ int rc_actor_system_start(struct rc_actor_system *sys);
  * messages are dropped, monitors fire), waits for all of them, joins the
  * threads.  Safe to call twice, and on a system never started (it starts
  * the workers to run the stops).  Called from a behaviour it only requests
- * the stops and returns; call it again from outside to join. */
+ * the stops and returns; call it again from outside to join.  Concurrent
+ * calls all return once the threads are joined. */
 void rc_actor_system_stop(struct rc_actor_system *sys);
-/* Frees the system; call after stop.  NULL does nothing. */
+/* Frees the system, stopping it first if that was not done.  Not from a
+ * behaviour.  NULL does nothing. */
 void rc_actor_system_free(struct rc_actor_system *sys);
 
 uint32_t rc_actor_system_workers(const struct rc_actor_system *sys);

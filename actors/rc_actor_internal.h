@@ -107,7 +107,8 @@ struct rc_actor_system {
     uint64_t reg_live;         /* reg_mtx */
     bool stopping;             /* reg_mtx: spawn fails */
     bool started;              /* reg_mtx */
-    bool joined;               /* reg_mtx */
+    bool joining;              /* reg_mtx: a stop is joining the threads */
+    bool joined;               /* reg_mtx: threads joined */
     _Atomic uint64_t actors_live;
     _Atomic uint64_t overloads;
 

@@ -667,6 +667,34 @@ Test(actor, stop_never_started_system)
     rc_actor_release(NULL);
 }
 
+static void *stop_main(void *arg)
+{
+    rc_actor_system_stop(arg);
+    return NULL;
+}
+
+/* Several threads stopping at once: each returns once everything stopped. */
+Test(actor, concurrent_system_stops)
+{
+    struct rc_actor_system *sys = new_sys(2, 0);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct stop_state s = {.test_thread = pthread_self()};
+    struct rc_actor *a;
+    cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, &s, stop_fini, NULL, &a), RC_OK);
+    for (int i = 0; i < 20; i++)
+        rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1));
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, stop_main, sys);
+    rc_actor_system_stop(sys);
+    cr_assert_eq(atomic_load(&s.fini_calls), 1);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(rc_actor_system_start(sys), RC_ESTATE, "a stopped system does not restart");
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
 /* ---- idle ---- */
 
 static double cpu_seconds(void)
