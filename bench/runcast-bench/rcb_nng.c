@@ -339,14 +339,16 @@ int64_t rcb_retire_runs(const char *req_url, const char *run_tag, uint32_t runs)
     return total;
 }
 
-uint64_t rcb_wait_accepted(const struct rcb_broker *b, double target, uint64_t deadline_ns,
-                           uint32_t poll_ms, double *seen, uint64_t *t_last)
+uint64_t rcb_wait_metric(const struct rcb_broker *b, const char *name, double target,
+                         uint64_t deadline_ns, uint32_t poll_ms, double *seen, uint64_t *t_last)
 {
     *seen = NAN;
     *t_last = rcb_now_ns();
     double prev = NAN;
     for (;;) {
-        double v = rcb_broker_events_accepted(b);
+        char *t = rcb_metrics(b);
+        double v = rcb_metric(t, name, NULL);
+        free(t);
         uint64_t now = rcb_now_ns();
         if (isnan(v))
             return 0;
@@ -362,6 +364,13 @@ uint64_t rcb_wait_accepted(const struct rcb_broker *b, double target, uint64_t d
             return 0;
         rcb_sleep_ns((uint64_t)poll_ms * 1000000ull);
     }
+}
+
+uint64_t rcb_wait_accepted(const struct rcb_broker *b, double target, uint64_t deadline_ns,
+                           uint32_t poll_ms, double *seen, uint64_t *t_last)
+{
+    return rcb_wait_metric(b, "runcast_events_accepted_total", target, deadline_ns, poll_ms, seen,
+                           t_last);
 }
 
 double rcb_broker_rejected(const struct rcb_broker *b, const char *reason)
@@ -460,6 +469,12 @@ static void *pth_raw(void *arg)
         if (batch > 1)
             rcb_array_header(&b, n);
         for (uint32_t j = 0; j < n; j++) {
+            if (c->starts) {
+                /* one new run per event: global index (i + j) * P + idx */
+                rcb_run_id(id, sizeof(id), c->run_tag, (i + j) * c->threads + t->idx);
+                rcb_ev_encode_start(&b, id, c->start_timeout_ms);
+                continue;
+            }
             thread_run_id(t, i + j, id, sizeof(id));
             rcb_ev_encode(&b, id, "delta", ts, i + j, c->size);
         }

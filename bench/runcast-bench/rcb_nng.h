@@ -41,11 +41,14 @@ struct rcb_pubs_cfg {
     uint32_t threads; /* P */
     uint32_t runs;    /* R: run ids rcb_run_id(run_tag, 0..R-1) */
     const char *run_tag;
-    uint64_t events; /* total events (split over threads) */
-    uint32_t batch;  /* events per message / request */
-    uint32_t size;   /* event size */
-    double rate;     /* total offered events/s, 0: as fast as possible */
-    bool record_rtt; /* REQ modes: per-request round trip into the histogram */
+    uint64_t events;           /* total events (split over threads) */
+    uint32_t batch;            /* events per message / request */
+    uint32_t size;             /* event size */
+    double rate;               /* total offered events/s, 0: as fast as possible */
+    bool record_rtt;           /* REQ modes: per-request round trip into the histogram */
+    bool starts;               /* RAW: each event is the `start` of a new run (index
+                                  0..events-1 of run_tag) instead of a delta */
+    uint32_t start_timeout_ms; /* starts: the per-run watchdog override (0: none) */
 };
 
 struct rcb_pubs_result {
@@ -84,6 +87,9 @@ bool rcb_parse_ack(const void *buf, size_t len, uint32_t *accepted, uint64_t *se
  * value, *t_last: when it last moved. */
 uint64_t rcb_wait_accepted(const struct rcb_broker *b, double target, uint64_t deadline_ns,
                            uint32_t poll_ms, double *seen, uint64_t *t_last);
+/* The same for any counter of /metrics. */
+uint64_t rcb_wait_metric(const struct rcb_broker *b, const char *name, double target,
+                         uint64_t deadline_ns, uint32_t poll_ms, double *seen, uint64_t *t_last);
 /* runcast_events_rejected_total for one reason (NULL: all); NAN if absent. */
 double rcb_broker_rejected(const struct rcb_broker *b, const char *reason);
 
