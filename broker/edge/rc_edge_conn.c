@@ -49,8 +49,10 @@ enum { TIMER_HB = 1, TIMER_LINGER = 2 };
 /* Coalescing caps: one frame carries at most this many messages / bytes. */
 #define FRAME_MAX_MSGS  1024u
 #define FRAME_MAX_BYTES (1u << 20)
-/* Bytes asked for per read. */
-#define READ_CHUNK 16384u
+/* Bytes asked for per read: small while idle (an idle connection holds
+ * only this), up to a whole frame when one is arriving. */
+#define READ_MIN 256u
+#define READ_MAX 65536u
 /* How long to wait for the peer's close frame after sending ours. */
 #define LINGER_MAX_MS 2000u
 
@@ -122,7 +124,8 @@ struct rc_edge_conn {
     uint32_t fl_n, fl_cap;
     size_t fl_bytes;    /* frame bytes of the write in flight (metrics) */
     uint32_t fl_own;    /* messages in it that are not queue items (hello) */
-    struct rc_buf wbuf; /* frame header (+ coalesced payload) being written */
+    uint8_t hdr[10];    /* header of a single-message frame (payload: the blob) */
+    struct rc_buf wbuf; /* coalesced frames, control frames, JSON, the 101 */
     struct rc_buf ctl;  /* control frames (pong) to write before the next data */
     struct rc_buf jtmp; /* JSON conversion scratch */
 
@@ -236,6 +239,25 @@ static void send_ok(struct rc_edge_conn *c, struct rc_str req)
     rc_buf_fini(&b);
 }
 
+/* Gives back the buffers an idle connection does not need: what stays is
+ * the struct, the two aios and the small read buffer. */
+static void conn_trim(struct rc_edge_conn *c)
+{
+    rc_buf_fini(&c->wbuf);
+    rc_buf_fini(&c->jtmp);
+    if (c->q_len == 0 && c->q_cap > 64) {
+        rc_free(c->q);
+        c->q = NULL;
+        c->q_cap = 0;
+        c->q_head = 0;
+    }
+    if (c->fl_cap > 64) {
+        rc_free(c->fl);
+        c->fl = NULL;
+        c->fl_cap = 0;
+    }
+}
+
 /* ---- I/O ---- */
 
 static void conn_io_cb(struct rc_edge_conn *c, nng_aio *aio, uint32_t type)
@@ -268,7 +290,11 @@ static void start_read(struct rc_edge_conn *c)
 {
     if (c->rx_busy || c->rx_stopped || c->peer_closed)
         return;
-    uint8_t *p = rc_ws_parser_space(&c->parser, READ_CHUNK);
+    size_t want = rc_ws_parser_need(&c->parser);
+    if (c->parser.pos == c->parser.in.len && c->parser.in.cap > 4 * READ_MIN)
+        rc_ws_parser_trim(&c->parser); /* a big message is done: give it back */
+    want = want < READ_MIN ? READ_MIN : want > READ_MAX ? READ_MAX : want;
+    uint8_t *p = rc_ws_parser_space(&c->parser, want);
     if (p == NULL) {
         begin_close(c, RC_WS_CLOSE_INTERNAL, "out of memory", false);
         return;
@@ -387,8 +413,18 @@ static void start_write(struct rc_edge_conn *c)
             rv = rc_buf_append(&c->wbuf, h, hl);
         if (rv == 0)
             rv = rc_buf_append(&c->wbuf, j->data, j->len);
+    } else if (n == 1 && c->wbuf.len == 0) {
+        /* The common idle case: header, then the shared bytes themselves
+         * (no copy, no buffer). */
+        hl = rc_ws_frame_header(c->hdr, RC_WS_OP_BINARY, true, payload);
+        iov[0].iov_buf = c->hdr;
+        iov[0].iov_len = hl;
+        iov[1].iov_buf = c->fl[0].blob->data;
+        iov[1].iov_len = c->fl[0].blob->len;
+        c->fl_bytes = hl + payload;
+        write_iov(c, iov, 2);
+        return;
     } else if (n == 1) {
-        /* The common idle case: header, then the shared bytes themselves. */
         hl = rc_ws_frame_header(h, RC_WS_OP_BINARY, true, payload);
         rv = rc_buf_append(&c->wbuf, h, hl);
         iov[1].iov_buf = c->fl[0].blob->data;
@@ -833,6 +869,8 @@ static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
         return;
     }
     start_write(c);
+    if (!c->tx_busy)
+        conn_trim(c);
 }
 
 static void on_rx(struct rc_edge_conn *c, const struct io_msg *m)

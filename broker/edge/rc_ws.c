@@ -221,6 +221,42 @@ uint8_t *rc_ws_parser_space(struct rc_ws_parser *p, size_t want)
     return p->in.data + p->in.len;
 }
 
+size_t rc_ws_parser_need(const struct rc_ws_parser *p)
+{
+    size_t avail = p->in.len - p->pos;
+    if (p->skip > 0)
+        return (size_t)(p->skip > SIZE_MAX / 2 ? SIZE_MAX / 2 : p->skip);
+    if (avail < 2)
+        return 2 - avail;
+    const uint8_t *f = p->in.data + p->pos;
+    unsigned len7 = f[1] & 0x7f;
+    size_t hlen = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((f[1] & 0x80) ? 4 : 0);
+    if (avail < hlen)
+        return hlen - avail;
+    uint64_t len = len7;
+    if (len7 == 126)
+        len = (uint64_t)f[2] << 8 | f[3];
+    else if (len7 == 127)
+        for (int i = 0, j = 0; i < 8; i++, j++)
+            len = (i == 0 ? 0 : len << 8) | f[2 + j];
+    if (len > p->max_message) /* will be skipped: read in chunks */
+        return 4096;
+    return hlen + (size_t)len > avail ? hlen + (size_t)len - avail : 1;
+}
+
+void rc_ws_parser_trim(struct rc_ws_parser *p)
+{
+    if (p->pos == p->in.len && p->in.cap > 0) {
+        rc_buf_fini(&p->in);
+        rc_buf_init(&p->in);
+        p->pos = 0;
+    }
+    if (!p->in_msg && p->msg.cap > 0) {
+        rc_buf_fini(&p->msg);
+        rc_buf_init(&p->msg);
+    }
+}
+
 void rc_ws_parser_commit(struct rc_ws_parser *p, size_t n)
 {
     p->in.len += n;

@@ -83,6 +83,15 @@ struct rc_ws_parser {
 void rc_ws_parser_init(struct rc_ws_parser *p, uint32_t max_message);
 void rc_ws_parser_fini(struct rc_ws_parser *p);
 
+/* How many more bytes would complete the frame being received (at least
+ * the 2 bytes of a header when none is pending; a skipped payload counts
+ * as needed too).  Lets the caller read small when idle. */
+size_t rc_ws_parser_need(const struct rc_ws_parser *p);
+
+/* Frees the receive buffers when nothing is pending in them (an idle
+ * connection then holds no buffer). */
+void rc_ws_parser_trim(struct rc_ws_parser *p);
+
 /* Room to receive into: makes at least want bytes free at the end of p->in
  * and returns where they start (NULL on ENOMEM). */
 uint8_t *rc_ws_parser_space(struct rc_ws_parser *p, size_t want);
