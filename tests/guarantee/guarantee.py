@@ -195,6 +195,7 @@ class Broker:
                 "--history-max-bytes", c["history_max"],
                 "--shutdown-timeout", f"{c['shutdown_ms']}ms",
                 "--ws-heartbeat", "1s",
+                "--http-runs-limit", str(c["runs_limit"]),
                 "--log-level", "info"]
 
     async def start(self):
@@ -1390,8 +1391,8 @@ def check_counters(h, ms, epoch, runs_final, terms_final, label):
     if acc is None:
         h.violate("I5", None, "/metrics has no runcast_events_accepted_total")
     elif acc != exp_acc:
-        h.violate("I5", None, f"{label}: events accepted {acc:.0f}, subscribers received "
-                  f"{exp_acc} published events")
+        h.violate("I5", None, f"{label}: events accepted {acc:.0f}, but the runs' last seqs "
+                  f"seen by subscribers add up to {exp_acc}")
     for cause in C.ALL_KINDS:
         v = metric(ms, "runcast_terminals_total", cause=cause)
         want = terms_final.get(cause, 0)
@@ -1435,13 +1436,36 @@ def push_run_terminal(self, epoch):
         valid = len([e for e in rec.events if e["path"] == "push"])
         ids = [e["id"] for e in rec.events if e["path"] == "push" and e.get("id") is not None]
         repeats = len(ids) - len(set(ids))
-        n += valid - repeats - self.delivered[(epoch, rec.run)]
-        if os.environ.get("RCG_DEBUG") and valid - repeats - self.delivered[(epoch, rec.run)]:
-            print("push run_terminal", rec.run, valid - repeats - self.delivered[(epoch, rec.run)])
+        acc = self.delivered[(epoch, rec.run)] - (1 if (epoch, rec.run) in self.synth_of else 0)
+        n += valid - repeats - acc
     return n
 
 
 Harness.push_run_terminal = push_run_terminal
+
+
+async def check_runs_api(h):
+    """GET /runs agrees with what the subscribers saw: every run of this
+    epoch, its last seq and its status."""
+    try:
+        st, body = await h.broker.get(f"/runs?limit={h.cfg['runs_limit']}", timeout=10)
+        lst = json.loads(body)
+    except Exception as e:  # noqa: BLE001
+        h.violate("I5", None, f"GET /runs failed: {e!r}")
+        return
+    if isinstance(lst, dict):
+        lst = lst.get("runs", [])
+    got = {x.get("run"): x for x in lst if isinstance(x, dict)}
+    for (e, rid), n in h.delivered.items():
+        if e != h.epoch or rid not in h.runs:
+            continue
+        x = got.get(rid)
+        if x is None:
+            h.violate("I5", rid, "GET /runs does not list the run")
+        elif x.get("seq") != n:
+            h.violate("I5", rid, f"GET /runs says seq {x.get('seq')}, subscribers saw up to {n}")
+        elif x.get("status") not in ("completed", "failed"):
+            h.violate("I5", rid, f"GET /runs says status {x.get('status')} after the terminal")
 
 
 def mem_of(h, ms):
@@ -1509,10 +1533,11 @@ async def main_async(args):
         "bound_ms": args.bound_ms or (4000 if san else 1500),
         "stall_ms": 20000 if san else 5000, "req_timeout_ms": 5000,
         "concurrency": args.concurrency or (4 if san else 6), "sanitized": san,
-        "race_ms": 600 if san else 250,
+        "race_ms": 600 if san else 250, "runs_limit": 100000,
     }
     h.invalid_push = []
-    h.delivered = {}
+    h.delivered = {}  # (epoch, run) -> events accepted (its last seq, synthetic included)
+    h.synth_of = set()  # (epoch, run) ended by a synthesized terminal
     logdir = args.logdir or os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                          f"rc-guarantee-{os.getpid()}")
     os.makedirs(logdir, exist_ok=True)
@@ -1583,15 +1608,17 @@ async def main_async(args):
         for t, kind, p in s.items:
             if kind == "msg" and p.get("op") in ("ev", "snap"):
                 key = (p.get("epoch"), p.get("run"))
+                canon[key] = max(canon.get(key, 0), p.get("seq", 0))
                 tm = p if p.get("op") == "ev" else (p.get("terminal") or {})
-                n = p.get("seq", 0) - (1 if tm.get("synthetic") else 0)
-                canon[key] = max(canon.get(key, 0), n)
+                if tm.get("synthetic"):
+                    h.synth_of.add(key)
     for key, n in canon.items():
         h.delivered[key] = n
         if key[1] not in h.runs:
             h.violate("I4", key[1], f"events delivered for a run the harness never "
                       f"published validly (epoch {key[0]})")
     final_ms = await h.broker.metrics()
+    await check_runs_api(h)
     runs_final = {k[1]: n for k, n in h.delivered.items() if k[0] == h.epoch}
     terms = {}
     seen_t = set()

@@ -434,6 +434,11 @@ class Broker:
     async def process_request(self, path, headers):
         if path.startswith("/healthz"):
             return http.HTTPStatus.OK, [("Content-Type", "application/json")], b'{"status":"ok"}'
+        if path.startswith("/runs"):
+            lst = [{"run": r.id, "seq": r.seq, "conv": r.conv,
+                    "status": r.snap()["status"]} for r in self.runs.values()]
+            return http.HTTPStatus.OK, [("Content-Type", "application/json")], \
+                json.dumps(lst).encode()
         if path.startswith("/metrics"):
             lines = [f"runcast_events_accepted_total "
                      f"{self.m['accepted'] + (1 if self.a.bug == 'count-off' else 0)}",
@@ -453,7 +458,7 @@ async def main():
     ap = argparse.ArgumentParser()
     for o in ("ingest", "ingest-ack", "http", "watchdog", "publisher-grace", "run-deadline",
               "retention", "watchdog-tick", "ws-queue-max", "history-max-bytes",
-              "shutdown-timeout", "ws-heartbeat", "log-level", "bug", "epoch"):
+              "shutdown-timeout", "ws-heartbeat", "log-level", "bug", "epoch", "http-runs-limit"):
         ap.add_argument("--" + o)
     a = ap.parse_args()
     for o in ("watchdog", "publisher_grace", "run_deadline", "retention", "watchdog_tick"):
