@@ -695,6 +695,197 @@ Test(actor, concurrent_system_stops)
     rc_actor_system_free(sys);
 }
 
+/* ---- chaos: random sends, stops, monitors and spawns from many threads ---- */
+
+enum { CH_N = 48, CH_FORWARD = 1, CH_STOP = 2, CH_MONITOR = 3, CH_SPAWN = 4 };
+
+struct chaos_msg {
+    struct rc_msg hdr;
+    uint32_t hops;
+    uint32_t target;
+};
+
+static _Atomic uint64_t ch_created, ch_freed, ch_finis, ch_spawned, ch_handled;
+static struct rc_actor *ch_actors[CH_N]; /* ch_mtx */
+static pthread_mutex_t ch_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct rc_actor_system *ch_sys;
+static _Atomic int ch_overlap;
+
+struct chaos_state {
+    _Atomic int guard;
+    uint64_t rng;
+};
+
+static void ch_free(struct rc_msg *m)
+{
+    atomic_fetch_add(&ch_freed, 1);
+    rc_free(m);
+}
+
+static struct chaos_msg *ch_new(uint32_t type)
+{
+    struct chaos_msg *m = (struct chaos_msg *)rc_msg_new(sizeof(*m), type);
+    m->hdr.free_fn = ch_free;
+    atomic_fetch_add(&ch_created, 1);
+    return m;
+}
+
+static uint32_t ch_rnd(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return (uint32_t)(x >> 11);
+}
+
+static void ch_fini(void *st, int reason)
+{
+    atomic_fetch_add(&ch_finis, 1);
+    rc_free(st);
+}
+
+static void ch_behaviour(struct rc_actor *self, void *st, struct rc_msg *msg);
+
+static struct rc_actor *ch_spawn(struct rc_actor_system *sys, uint64_t seed)
+{
+    struct chaos_state *s = rc_calloc(1, sizeof(*s));
+    s->rng = seed | 1;
+    struct rc_actor *a;
+    if (rc_actor_spawn(sys, ch_behaviour, s, ch_fini, NULL, &a) != RC_OK) {
+        rc_free(s);
+        return NULL;
+    }
+    atomic_fetch_add(&ch_spawned, 1);
+    return a;
+}
+
+/* A held actor from the table; a stopped one is replaced by a new one, so
+ * the system stays busy while actors keep dying. */
+static struct rc_actor *ch_pick(uint32_t r)
+{
+    pthread_mutex_lock(&ch_mtx);
+    struct rc_actor **slot = &ch_actors[r % CH_N];
+    if (rc_actor_stopped(*slot)) {
+        struct rc_actor *fresh = ch_spawn(ch_sys, r);
+        if (fresh) {
+            rc_actor_release(*slot);
+            *slot = fresh;
+        }
+    }
+    struct rc_actor *a = rc_actor_hold(*slot);
+    pthread_mutex_unlock(&ch_mtx);
+    return a;
+}
+
+static void ch_behaviour(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct chaos_state *s = st;
+    atomic_fetch_add(&ch_handled, 1);
+    if (atomic_fetch_add(&s->guard, 1) != 0)
+        atomic_store(&ch_overlap, 1);
+    struct chaos_msg *m = (struct chaos_msg *)msg;
+    switch (msg->type) {
+    case CH_FORWARD:
+        if (m->hops > 0) {
+            m->hops--;
+            rc_msg_keep(msg);
+            struct rc_actor *to = ch_pick(ch_rnd(&s->rng));
+            if (rc_actor_send(to, msg) != RC_OK)
+                rc_msg_free(msg);
+            rc_actor_release(to);
+        }
+        break;
+    case CH_STOP:
+        rc_actor_stop(self, (int)m->target);
+        break;
+    case CH_MONITOR: {
+        struct rc_actor *t = ch_pick(m->target);
+        rc_actor_monitor(self, t, m->target);
+        rc_actor_release(t);
+        break;
+    }
+    case CH_SPAWN: {
+        struct rc_actor *a = ch_spawn(rc_actor_system_of(self), s->rng);
+        if (a) {
+            struct chaos_msg *f = ch_new(CH_FORWARD);
+            f->hops = 5;
+            if (rc_actor_send(a, &f->hdr) != RC_OK)
+                rc_msg_free(&f->hdr);
+            rc_actor_release(a);
+        }
+        break;
+    }
+    default: /* DOWN and others: nothing */
+        break;
+    }
+    atomic_fetch_sub(&s->guard, 1);
+}
+
+static void *ch_thread(void *arg)
+{
+    uint64_t rng = (uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15u + 7;
+    uint64_t end = rc_clock_mono_ms() + 300;
+    while (rc_clock_mono_ms() < end) {
+        uint32_t r = ch_rnd(&rng);
+        struct rc_actor *to = ch_pick(r);
+        uint32_t op = (r >> 8) % 1000;
+        if (op < 2) {
+            rc_actor_stop(to, (int)(r % 3) - 1);
+        } else if (op < 20) {
+            struct rc_actor *t = ch_pick(r >> 16);
+            rc_actor_monitor(to, t, r);
+            rc_actor_release(t);
+        } else {
+            uint32_t type = op < 25   ? CH_STOP
+                            : op < 60 ? CH_MONITOR
+                            : op < 70 ? CH_SPAWN
+                                      : CH_FORWARD;
+            struct chaos_msg *m = ch_new(type);
+            m->hops = r % 50;
+            m->target = (r >> 12) % CH_N;
+            int rc = (r & 1) ? rc_actor_send(to, &m->hdr) : rc_actor_try_send(to, &m->hdr);
+            if (rc != RC_OK)
+                rc_msg_free(&m->hdr);
+        }
+        rc_actor_release(to);
+    }
+    return NULL;
+}
+
+Test(actor, chaos_everything_freed_exactly_once, .timeout = 60)
+{
+    struct rc_actor_system *sys = new_sys(2, 8);
+    ch_sys = sys;
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    for (int i = 0; i < CH_N; i++)
+        cr_assert_not_null(ch_actors[i] = ch_spawn(sys, (uint64_t)i + 1));
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, ch_thread, (void *)(uintptr_t)(i + 1));
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    rc_actor_system_stop(sys);
+    cr_assert_eq(atomic_load(&ch_overlap), 0);
+    cr_log_info("chaos: created %lu handled %lu spawned %lu\n",
+                (unsigned long)atomic_load(&ch_created), (unsigned long)atomic_load(&ch_handled),
+                (unsigned long)atomic_load(&ch_spawned));
+    /* The run did something: many messages handled, actors replaced. */
+    cr_assert_gt(atomic_load(&ch_handled), 1000);
+    cr_assert_gt(atomic_load(&ch_spawned), CH_N);
+    cr_assert_eq(atomic_load(&ch_freed), atomic_load(&ch_created),
+                 "created %lu messages, freed %lu", (unsigned long)atomic_load(&ch_created),
+                 (unsigned long)atomic_load(&ch_freed));
+    cr_assert_eq(atomic_load(&ch_finis), atomic_load(&ch_spawned), "every actor finalised");
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.actors_live, 0);
+    for (int i = 0; i < CH_N; i++)
+        rc_actor_release(ch_actors[i]);
+    rc_actor_system_free(sys);
+}
+
 /* ---- idle ---- */
 
 static double cpu_seconds(void)
