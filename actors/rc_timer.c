@@ -23,7 +23,7 @@
 #define RC_TIMER_MAX_DELAY_MS (UINT64_C(1) << 40)
 
 /* Timers moved or expired per critical section of the timer thread. */
-#define RC_TIMER_CHUNK 512
+#define RC_TIMER_CHUNK 128
 
 struct expired {
     struct rc_actor *owner; /* held */

@@ -260,6 +260,52 @@ Test(actor, send_batch_delivers_everything)
     rc_actor_system_free(sys);
 }
 
+/* One behaviour wakes more actors than a local run queue holds (1024):
+ * the overflow goes through the inject queue; all are handled once. */
+struct fan_state {
+    struct rc_actor **targets;
+    int n;
+};
+
+static void fan_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct fan_state *s = st;
+    for (int i = 0; i < s->n; i++)
+        cr_assert_eq(rc_actor_send(s->targets[i], rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+}
+
+static void counter_only_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    atomic_fetch_add((_Atomic uint64_t *)st, 1);
+}
+
+Test(actor, local_queue_overflow)
+{
+    enum { N = 5000 };
+    for (uint32_t workers = 1; workers <= 2; workers++) {
+        struct rc_actor_system *sys = new_sys(workers, 0);
+        cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+        _Atomic uint64_t handled = 0;
+        struct rc_actor **t = rc_calloc(N, sizeof(*t));
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(rc_actor_spawn(sys, counter_only_fn, &handled, NULL, NULL, &t[i]), RC_OK);
+        struct fan_state fs = {.targets = t, .n = N};
+        struct rc_actor *fan;
+        cr_assert_eq(rc_actor_spawn(sys, fan_fn, &fs, NULL, NULL, &fan), RC_OK);
+        for (int r = 0; r < 3; r++)
+            cr_assert_eq(rc_actor_send(fan, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+        cr_assert(wait_u64(&handled, 3 * N, 10000));
+        rc_clock_sleep_ms(10);
+        cr_assert_eq(atomic_load(&handled), 3 * N);
+        rc_actor_system_stop(sys);
+        for (int i = 0; i < N; i++)
+            rc_actor_release(t[i]);
+        rc_actor_release(fan);
+        rc_free(t);
+        rc_actor_system_free(sys);
+    }
+}
+
 /* ---- fairness ---- */
 
 struct fair_state {
