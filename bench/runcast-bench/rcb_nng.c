@@ -393,7 +393,9 @@ struct pth {
     pthread_t th;
     _Atomic int *ready;
     _Atomic bool *go;
-    uint64_t *t0; /* written before go (release), read after (acquire) */
+    _Atomic int *done;     /* counts threads whose results are final */
+    _Atomic bool *release; /* set when the sockets may close (after settle) */
+    uint64_t *t0;          /* written before go (release), read after (acquire) */
     uint64_t t_end, sent, msgs, errors, acked;
     uint32_t max_batch;
     struct rcb_hist *rtt;
@@ -418,6 +420,17 @@ static void wait_go(struct pth *t)
     atomic_fetch_add_explicit(t->ready, 1, memory_order_release);
     while (!atomic_load_explicit(t->go, memory_order_acquire))
         rcb_sleep_ns(200000);
+}
+
+/* Publishes this thread's results, then keeps the socket open until the
+ * caller has seen everything arrive (closing an nng socket drops what it
+ * still queues), at most 60 s. */
+static void finish(struct pth *t)
+{
+    atomic_fetch_add_explicit(t->done, 1, memory_order_release); /* pairs with rcb_pubs_run */
+    uint64_t dl = rcb_now_ns() + 60000000000ull;
+    while (!atomic_load_explicit(t->release, memory_order_acquire) && rcb_now_ns() < dl)
+        rcb_sleep_ns(1000000);
 }
 
 static uint64_t due_of(const struct pth *t, uint64_t t0, uint64_t i)
@@ -445,6 +458,7 @@ static void *pth_raw(void *arg)
         snprintf(t->err, sizeof(t->err), "dial %s: %s", c->url, nng_strerror(rv));
         t->errors++;
         wait_go(t);
+        finish(t);
         return NULL;
     }
     struct rc_buf b;
@@ -520,9 +534,7 @@ static void *pth_raw(void *arg)
     }
     t->t_end = rcb_now_ns();
     rc_buf_fini(&b);
-    /* PUSH: give queued messages a moment to leave before closing */
-    if (!req)
-        rcb_sleep_ns(100000000);
+    finish(t);
     nng_close(s);
     return NULL;
 }
@@ -549,6 +561,7 @@ static void *pth_lib(void *arg)
         snprintf(t->err, sizeof(t->err), "rc_client_open: %d", rv);
         t->errors++;
         wait_go(t);
+        finish(t);
         return NULL;
     }
     struct rc_buf b;
@@ -631,6 +644,7 @@ static void *pth_lib(void *arg)
         t->msgs = st.messages_pushed;
         t->max_batch = st.max_batch;
     }
+    finish(t);
     rc_client_close(cl);
     rc_buf_fini(&b);
     free(maps);
@@ -652,8 +666,8 @@ int rcb_pubs_run(const struct rcb_pubs_cfg *cfg, struct rcb_pubs_result *res)
     }
 #endif
     struct pth *t = calloc(P, sizeof(*t));
-    _Atomic int ready = 0;
-    _Atomic bool go = false;
+    _Atomic int ready = 0, done = 0;
+    _Atomic bool go = false, release = false;
     uint64_t t0 = 0;
     for (uint32_t i = 0; i < P; i++) {
         t[i].cfg = cfg;
@@ -661,6 +675,8 @@ int rcb_pubs_run(const struct rcb_pubs_cfg *cfg, struct rcb_pubs_result *res)
         t[i].n = cfg->events / P + (i < cfg->events % P ? 1 : 0);
         t[i].ready = &ready;
         t[i].go = &go;
+        t[i].done = &done;
+        t[i].release = &release;
         t[i].t0 = &t0;
         if (cfg->record_rtt)
             t[i].rtt = rcb_hist_new();
@@ -677,8 +693,9 @@ int rcb_pubs_run(const struct rcb_pubs_cfg *cfg, struct rcb_pubs_result *res)
     t0 = rcb_now_ns() + 1000000;
     res->t_start = t0;
     atomic_store_explicit(&go, true, memory_order_release); /* pairs with wait_go */
-    for (uint32_t i = 0; i < P; i++)
-        pthread_join(t[i].th, NULL);
+    /* acquire: pairs with finish(); every thread's fields are final */
+    while (atomic_load_explicit(&done, memory_order_acquire) < (int)P)
+        rcb_sleep_ns(1000000);
     if (cfg->record_rtt)
         res->rtt = rcb_hist_new();
     for (uint32_t i = 0; i < P; i++) {
@@ -697,6 +714,11 @@ int rcb_pubs_run(const struct rcb_pubs_cfg *cfg, struct rcb_pubs_result *res)
             rcb_hist_free(t[i].rtt);
         }
     }
+    if (cfg->settle)
+        res->t_settled = cfg->settle(cfg->settle_arg, res);
+    atomic_store_explicit(&release, true, memory_order_release); /* pairs with finish() */
+    for (uint32_t i = 0; i < P; i++)
+        pthread_join(t[i].th, NULL);
     free(t);
     return res->events_sent > 0 ? 0 : -1;
 }

@@ -35,6 +35,8 @@ enum rcb_pub_mode {
     RCB_PUB_LIB_ACK, /* publisher library, acknowledged batches of `batch` */
 };
 
+struct rcb_pubs_result;
+
 struct rcb_pubs_cfg {
     enum rcb_pub_mode mode;
     const char *url;  /* PUSH or REQ target */
@@ -49,10 +51,16 @@ struct rcb_pubs_cfg {
     bool starts;               /* RAW: each event is the `start` of a new run (index
                                   0..events-1 of run_tag) instead of a delta */
     uint32_t start_timeout_ms; /* starts: the per-run watchdog override (0: none) */
+    /* Called once every publisher is done, before their sockets close
+     * (closing drops what nng still queues): waits for the receiving side
+     * and returns the time everything had arrived (0: it did not). */
+    uint64_t (*settle)(void *arg, const struct rcb_pubs_result *res);
+    void *settle_arg;
 };
 
 struct rcb_pubs_result {
     uint64_t t_start, t_end; /* ns: go, last publisher finished (flushed) */
+    uint64_t t_settled;      /* what cfg->settle returned */
     uint64_t events_sent;
     uint64_t messages_sent;
     uint64_t errors;

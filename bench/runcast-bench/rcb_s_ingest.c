@@ -18,6 +18,32 @@
 
 #include "rcb_raw.h"
 
+static uint64_t sink_settle(void *arg, const struct rcb_pubs_result *r)
+{
+    struct rcb_sink *k = arg;
+    uint64_t deadline = rcb_now_ns() + 30000000000ull;
+    while (rcb_sink_msgs(k) < r->messages_sent && rcb_now_ns() < deadline && !rcb_expired())
+        rcb_sleep_ns(500000);
+    return rcb_now_ns();
+}
+
+struct acc_settle {
+    const struct rcb_broker *b;
+    double base;
+    double seen;
+    bool reached;
+};
+
+static uint64_t accepted_settle(void *arg, const struct rcb_pubs_result *r)
+{
+    struct acc_settle *a = arg;
+    uint64_t t_last;
+    uint64_t end = rcb_wait_accepted(a->b, a->base + (double)r->events_sent,
+                                     rcb_now_ns() + 120000000000ull, 5, &a->seen, &t_last);
+    a->reached = end != 0;
+    return end ? end : t_last;
+}
+
 void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
                     struct rcb_phase_out *o)
 {
@@ -36,14 +62,13 @@ void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t
                              .run_tag = "raw",
                              .events = n,
                              .batch = batch,
-                             .size = size};
+                             .size = size,
+                             .settle = sink_settle,
+                             .settle_arg = k};
     struct rcb_pubs_result r;
     rcb_pubs_run(&c, &r);
-    /* wait for the sink to have every message */
-    uint64_t end = 0, deadline = rcb_now_ns() + 20000000000ull;
-    while (rcb_sink_msgs(k) < r.messages_sent && rcb_now_ns() < deadline && !rcb_expired())
-        rcb_sleep_ns(1000000);
-    end = rcb_now_ns();
+    /* the publishers kept their sockets open until the sink had everything */
+    uint64_t end = r.t_settled;
     uint64_t got = rcb_sink_msgs(k);
     /* the sink counts messages; events = messages * batch (the last may be short) */
     double events =
@@ -73,22 +98,26 @@ static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, con
                              .events = n,
                              .batch = batch,
                              .size = size};
+    /* the publishers keep their connections until the broker's counter has
+     * every event (or stalls): closing drops what nng still queues */
+    struct acc_settle as = {.b = b, .base = base, .seen = NAN};
+    if (!isnan(base)) {
+        c.settle = accepted_settle;
+        c.settle_arg = &as;
+    }
     struct rcb_pubs_result r;
     if (rcb_pubs_run(&c, &r) != 0) {
         snprintf(o->note, sizeof(o->note), "publishers failed: %s", r.err);
         return;
     }
     o->mean_batch = r.messages_sent ? (double)r.events_sent / (double)r.messages_sent : 0;
-    uint64_t end, t_last;
-    double seen = NAN;
+    uint64_t end;
     if (!isnan(base)) {
-        end = rcb_wait_accepted(b, base + (double)r.events_sent, rcb_now_ns() + 120000000000ull, 5,
-                                &seen, &t_last);
-        if (end == 0) {
-            end = t_last;
-            snprintf(o->note, sizeof(o->note), "accepted %.0f of %llu sent", seen - base,
+        end = r.t_settled;
+        if (!as.reached) {
+            snprintf(o->note, sizeof(o->note), "accepted %.0f of %llu sent", as.seen - base,
                      (unsigned long long)r.events_sent);
-            o->accepted = seen - base;
+            o->accepted = as.seen - base;
         } else {
             o->accepted = (double)r.events_sent;
             o->ok = true;

@@ -61,16 +61,21 @@ static void ev_cb(void *arg, uint32_t conn, const struct rcb_msg *m, uint64_t no
     pthread_mutex_unlock(&l->mtx);
 }
 
-struct pub_job {
-    const struct rcb_pubs_cfg *cfg;
-    struct rcb_pubs_result *res;
+struct created_settle {
+    const struct rcb_broker *b;
+    double target;
+    double seen;
 };
 
-static void *pub_thread(void *arg)
+/* Waits for the broker's runs_created_total to count every start. */
+static uint64_t created_wait(void *arg, const struct rcb_pubs_result *r)
 {
-    struct pub_job *j = arg;
-    rcb_pubs_run(j->cfg, j->res);
-    return NULL;
+    struct created_settle *c = arg;
+    (void)r;
+    uint64_t t_last = 0;
+    uint64_t t = rcb_wait_metric(c->b, "runcast_runs_created_total", c->target,
+                                 rcb_now_ns() + 120000000000ull, 5, &c->seen, &t_last);
+    return t ? t : t_last;
 }
 
 int rcb_s_runs(void)
@@ -130,21 +135,12 @@ int rcb_s_runs(void)
                               .starts = true,
                               .start_timeout_ms = 0};
     struct rcb_pubs_result pr;
-    /* publish from another thread and poll the broker's counter meanwhile,
-     * so the end is seen when the broker gets there, not when the
-     * publishers have closed their sockets */
-    struct pub_job job = {&pc, &pr};
-    pthread_t pt;
-    pthread_create(&pt, NULL, pub_thread, &job);
-    rcb_sleep_ns(50000000);
-    double seen = NAN;
-    uint64_t t_last = 0;
-    uint64_t t1 = rcb_wait_metric(&b, "runcast_runs_created_total",
-                                  (isnan(created0) ? 0 : created0) + (double)N,
-                                  rcb_now_ns() + 120000000000ull, 5, &seen, &t_last);
-    pthread_join(pt, NULL);
-    if (t1 == 0)
-        t1 = t_last ? t_last : pr.t_end;
+    struct created_settle cs = {.b = &b, .target = (isnan(created0) ? 0 : created0) + (double)N};
+    pc.settle = created_wait;
+    pc.settle_arg = &cs;
+    rcb_pubs_run(&pc, &pr);
+    double seen = cs.seen;
+    uint64_t t1 = pr.t_settled ? pr.t_settled : pr.t_end;
     uint64_t t0 = pr.t_start;
     uint64_t made =
         isnan(seen) ? pr.events_sent : (uint64_t)(seen - (isnan(created0) ? 0 : created0));
