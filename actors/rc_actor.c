@@ -66,7 +66,7 @@ struct rc_msg *rc_msg_new(size_t size, uint32_t type)
     struct rc_msg *m = rc_malloc(size);
     if (!m)
         return NULL;
-    atomic_init(&m->next, NULL);
+    atomic_init(&m->next, NULL); /* not shared yet: plain init */
     m->type = type;
     m->flags = 0;
     m->free_fn = NULL;
@@ -97,6 +97,7 @@ void rc_msg_keep(struct rc_msg *msg)
 
 static void mb_init(struct rc_actor *a)
 {
+    /* not shared yet (published by spawn's registry lock or the caller) */
     atomic_init(&a->stub.next, NULL);
     atomic_init(&a->head, &a->stub);
     a->tail = &a->stub;
@@ -653,7 +654,7 @@ int rc_actor_spawn(struct rc_actor_system *sys, rc_actor_behaviour fn, void *sta
     struct rc_actor *a = rc_calloc(1, sizeof(*a));
     if (!a)
         return RC_ENOMEM;
-    atomic_init(&a->count, 0);
+    atomic_init(&a->count, 0); /* not shared yet */
     mb_init(a);
     a->fn = fn;
     a->state = state;
@@ -870,6 +871,7 @@ int rc_actor_system_new(struct rc_actor_system **out, const struct rc_actor_syst
     memset(sys->workers, 0, sizeof(struct rc_worker) * n);
     for (uint32_t i = 0; i < n; i++) {
         struct rc_worker *w = &sys->workers[i];
+        /* not shared yet: the threads start later (pthread_create orders) */
         atomic_init(&w->q.head, 0);
         atomic_init(&w->q.tail, 0);
         w->sys = sys;
@@ -1013,6 +1015,7 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
     st->actors_live = atomic_load_explicit(&sys->actors_live, memory_order_relaxed);
     st->overloads = atomic_load_explicit(&sys->overloads, memory_order_relaxed);
     for (uint32_t i = 0; i < sys->nworkers; i++) {
+        /* relaxed: statistics */
         st->messages_handled +=
             atomic_load_explicit(&sys->workers[i].handled, memory_order_relaxed);
         st->steals += atomic_load_explicit(&sys->workers[i].steals, memory_order_relaxed);

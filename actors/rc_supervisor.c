@@ -178,6 +178,7 @@ int rc_supervisor_new(struct rc_actor_system *sys, const struct rc_supervisor_op
         return RC_ENOMEM;
     }
     pthread_mutex_init(&sup->mtx, NULL);
+    /* not shared yet: published by the spawn below */
     atomic_init(&sup->refs, 2);
     atomic_init(&sup->restarts, 0);
     struct rc_actor_opts aopts = {.mailbox_limit = 0, .name = "supervisor"};
