@@ -15,7 +15,9 @@
  *   SIGUSR2          log one level less verbose
  *   SIGHUP           log level back to --log-level
  *
- * Exit codes: 0 normal stop, 1 start-up failure or shutdown overrun,
+ * Exit codes: 0 normal stop (also when the stop overruns --shutdown-timeout:
+ * the process then exits at the deadline after an ERROR line), 1 start-up
+ * failure,
  * 2 bad configuration, 70 a supervised part failed beyond
  * --restart-intensity (so systemd / Kubernetes restart the process).
  */
@@ -61,9 +63,10 @@ static void *overrun_main(void *arg)
     struct overrun *o = arg;
     rc_clock_sleep_ms(o->ms);
     rc_log(RC_LOG_ERROR, "runcastd", NULL, NULL,
-           "shutdown did not finish within --shutdown-timeout (%llu ms); exiting now",
+           "shutdown did not finish within --shutdown-timeout (%llu ms); exiting now "
+           "(what was accepted has been handed to the subscriber connections)",
            (unsigned long long)o->ms);
-    _exit(1);
+    _exit(0);
     return NULL;
 }
 
@@ -186,23 +189,29 @@ int main(int argc, char **argv)
     rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "%s: stopping (at most %llu ms)",
            fatal ? "a supervised part failed" : "signal received",
            (unsigned long long)cfg.shutdown_timeout_ms);
-    struct overrun ov = {cfg.shutdown_timeout_ms + 250};
+    struct overrun ov = {cfg.shutdown_timeout_ms > 50 ? cfg.shutdown_timeout_ms - 50 : 1};
     pthread_t ovt;
     if (pthread_create(&ovt, NULL, overrun_main, &ov) == 0)
         pthread_detach(ovt);
 
     /* 1. stop accepting and let the run actors hand everything accepted to
      *    the subscribers (half the budget at most) */
-    if (rc_broker_quiesce(b, cfg.shutdown_timeout_ms / 2) != 0)
+    if (rc_broker_quiesce(b, cfg.shutdown_timeout_ms * 2 / 5) != 0)
         rc_log(RC_LOG_WARN, "runcastd", NULL, NULL,
                "some accepted messages were still queued after %llu ms",
-               (unsigned long long)(cfg.shutdown_timeout_ms / 2));
+               (unsigned long long)(cfg.shutdown_timeout_ms * 2 / 5));
+    rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "ingress quiesced after %llu ms",
+           (unsigned long long)(rc_clock_mono_ms() - t0));
 #ifdef RC_HAVE_EDGE
     /* 2. flush the WebSockets and close them with 1001 */
     rc_edge_stop(edge);
+    rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "edge stopped after %llu ms",
+           (unsigned long long)(rc_clock_mono_ms() - t0));
 #endif
     /* 3. close the sockets, stop the actors */
     rc_broker_stop(b);
+    rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "broker stopped after %llu ms",
+           (unsigned long long)(rc_clock_mono_ms() - t0));
 #ifdef RC_HAVE_EDGE
     rc_edge_free(edge);
 #endif

@@ -202,6 +202,13 @@ int rc_broker_quiesce(struct rc_broker *b, uint64_t timeout_ms)
     atomic_store_explicit(&b->accepting, false, memory_order_release);
     atomic_store_explicit(&b->serving, false, memory_order_relaxed);
     uint64_t end = rc_clock_mono_ms() + timeout_ms;
+    uint64_t t0 = rc_clock_mono_ms();
+    pthread_mutex_lock(&b->mtx);
+    for (size_t i = 0; i < b->n_ings; i++)
+        rc_ingress_close_pull(b->ings[i]);
+    pthread_mutex_unlock(&b->mtx);
+    rc_log(RC_LOG_DEBUG, "broker", NULL, NULL, "PULL sockets closed in %llu ms",
+           (unsigned long long)(rc_clock_mono_ms() - t0));
     while (rc_runs_inflight(b->runs) > 0) {
         if (rc_clock_mono_ms() >= end)
             return RC_ETIMEDOUT;
@@ -215,26 +222,34 @@ void rc_broker_stop(struct rc_broker *b)
     if (!b || b->stopped)
         return;
     b->stopped = true;
+    uint64_t t0 = rc_clock_mono_ms();
     atomic_store_explicit(&b->accepting, false, memory_order_release);
     atomic_store_explicit(&b->serving, false, memory_order_relaxed);
     pthread_mutex_lock(&b->mtx);
     for (size_t i = 0; i < b->n_ings; i++)
         rc_ingress_close(b->ings[i]); /* no new messages; pending acks fail to send */
     pthread_mutex_unlock(&b->mtx);
+    uint64_t t1 = rc_clock_mono_ms();
     if (b->sup) {
         rc_supervisor_free(b->sup);
         b->sup = NULL;
     }
     if (b->runs)
         rc_runs_close(b->runs);
+    uint64_t t2 = rc_clock_mono_ms();
     if (b->sys)
         rc_actor_system_stop(b->sys);
+    uint64_t t3 = rc_clock_mono_ms();
     pthread_mutex_lock(&b->mtx);
     for (size_t i = 0; i < b->n_ings; i++)
         rc_ingress_free(b->ings[i]);
     b->n_ings = 0;
     b->cur = NULL;
     pthread_mutex_unlock(&b->mtx);
+    rc_log(RC_LOG_DEBUG, "broker", NULL, NULL,
+           "stopped: sockets %llu ms, supervisor %llu ms, actors %llu ms, ingress %llu ms",
+           (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1),
+           (unsigned long long)(t3 - t2), (unsigned long long)(rc_clock_mono_ms() - t3));
 }
 
 void rc_broker_free(struct rc_broker *b)

@@ -47,7 +47,8 @@ struct rc_rx {
 struct rc_sock {
     nng_socket sock;
     enum rc_ingest_kind kind;
-    char *url; /* resolved */
+    bool closed; /* protected by rc_ingress.mtx */
+    char *url;   /* resolved */
 };
 
 struct rc_ingress {
@@ -425,8 +426,25 @@ void rc_ingress_close(struct rc_ingress *ing)
         ing->closed = true;
         /* release: pairs with the acquire in ing_stopping */
         atomic_store_explicit(&ing->stopping, true, memory_order_release);
-        for (size_t i = 0; i < ing->n_socks; i++)
+        for (size_t i = 0; i < ing->n_socks; i++) {
+            if (!ing->socks[i].closed)
+                nng_close(ing->socks[i].sock);
+            ing->socks[i].closed = true;
+        }
+    }
+    pthread_mutex_unlock(&ing->mtx);
+}
+
+void rc_ingress_close_pull(struct rc_ingress *ing)
+{
+    if (!ing)
+        return;
+    pthread_mutex_lock(&ing->mtx);
+    for (size_t i = 0; i < ing->n_socks; i++) {
+        if (ing->socks[i].kind == RC_INGEST_PULL && !ing->socks[i].closed) {
+            ing->socks[i].closed = true;
             nng_close(ing->socks[i].sock);
+        }
     }
     pthread_mutex_unlock(&ing->mtx);
 }

@@ -41,6 +41,9 @@ int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, c
 /* Where fatal receive errors are reported (an RC_MSG_INGRESS_FAIL message). */
 void rc_ingress_set_owner(struct rc_ingress *ing, struct rc_actor *owner);
 void rc_ingress_close(struct rc_ingress *ing);
+/* Closes the PULL sockets only (quiesce: fire-and-forget input stops; REP
+ * keeps answering `shutting_down`). */
+void rc_ingress_close_pull(struct rc_ingress *ing);
 void rc_ingress_free(struct rc_ingress *ing);
 /* The i-th resolved URL of kind (RC_INGEST_PULL / RC_INGEST_REP) or NULL. */
 const char *rc_ingress_url(const struct rc_ingress *ing, enum rc_ingest_kind kind, size_t i);

@@ -2,6 +2,7 @@
 
 #include <msgpack.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -181,6 +182,14 @@ static bool lookup(const void *raw, size_t len, const char *path, msgpack_unpack
     while (*p) {
         const char *dot = strchr(p, '.');
         size_t kl = dot ? (size_t)(dot - p) : strlen(p);
+        if (o.type == MSGPACK_OBJECT_ARRAY && kl > 0 && p[0] >= '0' && p[0] <= '9') {
+            size_t idx = strtoul(p, NULL, 10);
+            if (idx >= o.via.array.size)
+                return false;
+            o = o.via.array.ptr[idx];
+            p = dot ? dot + 1 : p + kl;
+            continue;
+        }
         if (o.type != MSGPACK_OBJECT_MAP)
             return false;
         bool found = false;

@@ -42,7 +42,8 @@ bool rc_testsub_wait_terminal(struct rc_testsub *ts, const char *run, uint64_t t
 /* A copy of frame i (raw stays owned by ts); false past the end. */
 bool rc_testsub_get(struct rc_testsub *ts, size_t i, struct rc_tframe *out);
 
-/* Field lookups in a msgpack map by dotted path ("error.code", "data.idle_ms"). */
+/* Field lookups in a msgpack value by dotted path ("error.code", "data.idle_ms";
+ * numbers index arrays: "results.2.seq"). */
 bool rc_mp_str(const void *raw, size_t len, const char *path, char *out, size_t cap);
 bool rc_mp_uint(const void *raw, size_t len, const char *path, uint64_t *out);
 bool rc_mp_bool(const void *raw, size_t len, const char *path, bool *out);

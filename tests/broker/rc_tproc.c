@@ -1,0 +1,360 @@
+#include "rc_tproc.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <netinet/in.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rc_buf.h"
+#include "rc_clock.h"
+#include "rc_proto.h"
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t l = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+void rcd_start(struct rcd *d, const char *const *extra)
+{
+    memset(d, 0, sizeof(*d));
+    d->pull_port = free_port();
+    do
+        d->rep_port = free_port();
+    while (d->rep_port == d->pull_port);
+    do
+        d->http_port = free_port();
+    while (d->http_port == d->pull_port || d->http_port == d->rep_port);
+    snprintf(d->pull, sizeof(d->pull), "tcp://127.0.0.1:%d", d->pull_port);
+    snprintf(d->rep, sizeof(d->rep), "tcp://127.0.0.1:%d", d->rep_port);
+    char http[64];
+    snprintf(http, sizeof(http), "127.0.0.1:%d", d->http_port);
+    snprintf(d->log, sizeof(d->log), "/tmp/runcastd-test-%d-%d.log", (int)getpid(), d->pull_port);
+    const char *argv[64];
+    int n = 0;
+    static char bin[512];
+    snprintf(bin, sizeof(bin), "%s/broker/runcastd", RC_BINARY_DIR);
+    argv[n++] = bin;
+    argv[n++] = "--ingest";
+    argv[n++] = d->pull;
+    argv[n++] = "--ingest-ack";
+    argv[n++] = d->rep;
+    argv[n++] = "--http";
+    argv[n++] = http;
+    argv[n++] = "--log-level";
+    argv[n++] = "warn";
+    for (size_t i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        int lf = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (lf >= 0)
+            dup2(lf, 2);
+        close(fds[0]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    d->pid = pid;
+    char line[512];
+    size_t got = 0;
+    uint64_t end = rc_clock_mono_ms() + 10000;
+    while (rc_clock_mono_ms() < end && !memchr(line, '\n', got)) {
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = read(fds[0], line + got, sizeof(line) - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    line[got] = 0;
+    close(fds[0]);
+    cr_assert(strstr(line, "runcastd listening:") != NULL, "runcastd did not start: '%s' (log %s)",
+              line, d->log);
+}
+
+bool rcd_alive(struct rcd *d)
+{
+    int st;
+    return d->pid > 0 && waitpid(d->pid, &st, WNOHANG) == 0;
+}
+
+int rcd_stop(struct rcd *d, uint64_t timeout_ms)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGTERM);
+    uint64_t end = rc_clock_mono_ms() + timeout_ms;
+    int st = 0;
+    while (rc_clock_mono_ms() < end) {
+        pid_t r = waitpid(d->pid, &st, WNOHANG);
+        if (r == d->pid) {
+            d->pid = 0;
+            int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+            if (code == 0 && !getenv("RC_KEEP_LOGS"))
+                unlink(d->log); /* kept for a look when something went wrong */
+            return code;
+        }
+        rc_clock_sleep_ms(5);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &st, 0);
+    d->pid = 0;
+    return -1;
+}
+
+/* ---- WebSocket subscriber ---- */
+
+struct wsc {
+    nng_stream_dialer *dialer;
+    nng_stream *s;
+    pthread_t th;
+    pthread_mutex_t mtx; /* protects v, n, cap, stop */
+    struct wsev *v;
+    size_t n, cap;
+    bool stop;
+    msgpack_unpacker up;
+};
+
+static bool obj_str(msgpack_object *map, const char *key, char *out, size_t cap)
+{
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        msgpack_object *k = &map->via.map.ptr[i].key, *v = &map->via.map.ptr[i].val;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key) &&
+            memcmp(k->via.str.ptr, key, k->via.str.size) == 0) {
+            if (v->type != MSGPACK_OBJECT_STR)
+                return false;
+            size_t n = v->via.str.size < cap - 1 ? v->via.str.size : cap - 1;
+            memcpy(out, v->via.str.ptr, n);
+            out[n] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+static msgpack_object *obj_get(msgpack_object *map, const char *key)
+{
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key) &&
+            memcmp(k->via.str.ptr, key, k->via.str.size) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static void take(struct wsc *c, msgpack_object *m)
+{
+    char op[16];
+    if (!obj_str(m, "op", op, sizeof(op)) || strcmp(op, "ev") != 0)
+        return;
+    struct wsev e;
+    memset(&e, 0, sizeof(e));
+    obj_str(m, "run", e.run, sizeof(e.run));
+    obj_str(m, "type", e.type, sizeof(e.type));
+    msgpack_object *s = obj_get(m, "seq");
+    if (s && s->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        e.seq = s->via.u64;
+    msgpack_object *syn = obj_get(m, "synthetic");
+    e.synthetic = syn && syn->type == MSGPACK_OBJECT_BOOLEAN && syn->via.boolean;
+    msgpack_object *err = obj_get(m, "error");
+    if (err)
+        obj_str(err, "code", e.code, sizeof(e.code));
+    pthread_mutex_lock(&c->mtx);
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        c->v = realloc(c->v, c->cap * sizeof(*c->v));
+    }
+    c->v[c->n++] = e;
+    pthread_mutex_unlock(&c->mtx);
+}
+
+static void *reader(void *arg)
+{
+    struct wsc *c = arg;
+    nng_aio *aio;
+    nng_aio_alloc(&aio, NULL, NULL);
+    char buf[65536];
+    for (;;) {
+        pthread_mutex_lock(&c->mtx);
+        bool stop = c->stop;
+        pthread_mutex_unlock(&c->mtx);
+        if (stop)
+            break;
+        nng_iov iov = {buf, sizeof(buf)};
+        nng_aio_set_iov(aio, 1, &iov);
+        nng_aio_set_timeout(aio, 100);
+        nng_stream_recv(c->s, aio);
+        nng_aio_wait(aio);
+        int rv = nng_aio_result(aio);
+        if (rv == NNG_ETIMEDOUT)
+            continue;
+        if (rv != 0)
+            break;
+        size_t n = nng_aio_count(aio);
+        msgpack_unpacker_reserve_buffer(&c->up, n);
+        memcpy(msgpack_unpacker_buffer(&c->up), buf, n);
+        msgpack_unpacker_buffer_consumed(&c->up, n);
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        while (msgpack_unpacker_next(&c->up, &u) == MSGPACK_UNPACK_SUCCESS) {
+            msgpack_object o = u.data;
+            if (o.type == MSGPACK_OBJECT_ARRAY)
+                for (uint32_t i = 0; i < o.via.array.size; i++)
+                    take(c, &o.via.array.ptr[i]);
+            else
+                take(c, &o);
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    nng_aio_free(aio);
+    return NULL;
+}
+
+struct wsc *wsc_open_all(int port)
+{
+    struct wsc *c = calloc(1, sizeof(*c));
+    char url[96];
+    snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws", port);
+    cr_assert_eq(nng_stream_dialer_alloc(&c->dialer, url), 0);
+    nng_aio *aio;
+    nng_aio_alloc(&aio, NULL, NULL);
+    nng_aio_set_timeout(aio, 5000);
+    nng_stream_dialer_dial(c->dialer, aio);
+    nng_aio_wait(aio);
+    cr_assert_eq(nng_aio_result(aio), 0, "ws dial: %s", nng_strerror(nng_aio_result(aio)));
+    c->s = nng_aio_get_output(aio, 0);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    rc_mpw_map(&b, 2);
+    rc_mpw_cstr(&b, "op");
+    rc_mpw_cstr(&b, "sub");
+    rc_mpw_cstr(&b, "all");
+    rc_mpw_bool(&b, true);
+    nng_iov iov = {b.data, b.len};
+    nng_aio_set_iov(aio, 1, &iov);
+    nng_stream_send(c->s, aio);
+    nng_aio_wait(aio);
+    cr_assert_eq(nng_aio_result(aio), 0);
+    rc_buf_fini(&b);
+    nng_aio_free(aio);
+    msgpack_unpacker_init(&c->up, 65536);
+    pthread_mutex_init(&c->mtx, NULL);
+    pthread_create(&c->th, NULL, reader, c);
+    rc_clock_sleep_ms(100); /* let the subscription land before publishing */
+    return c;
+}
+
+size_t wsc_count(struct wsc *c)
+{
+    pthread_mutex_lock(&c->mtx);
+    size_t n = c->n;
+    pthread_mutex_unlock(&c->mtx);
+    return n;
+}
+
+bool wsc_get(struct wsc *c, size_t i, struct wsev *out)
+{
+    pthread_mutex_lock(&c->mtx);
+    bool ok = i < c->n;
+    if (ok)
+        *out = c->v[i];
+    pthread_mutex_unlock(&c->mtx);
+    return ok;
+}
+
+bool wsc_wait_terminals(struct wsc *c, size_t n, uint64_t timeout_ms)
+{
+    uint64_t end = rc_clock_mono_ms() + timeout_ms;
+    for (;;) {
+        size_t t = 0;
+        pthread_mutex_lock(&c->mtx);
+        for (size_t i = 0; i < c->n; i++)
+            t += strcmp(c->v[i].type, "complete") == 0 || strcmp(c->v[i].type, "error") == 0;
+        pthread_mutex_unlock(&c->mtx);
+        if (t >= n)
+            return true;
+        if (rc_clock_mono_ms() >= end)
+            return false;
+        rc_clock_sleep_ms(5);
+    }
+}
+
+void wsc_close(struct wsc *c)
+{
+    pthread_mutex_lock(&c->mtx);
+    c->stop = true;
+    pthread_mutex_unlock(&c->mtx);
+    nng_stream_close(c->s);
+    pthread_join(c->th, NULL);
+    nng_stream_free(c->s);
+    nng_stream_dialer_free(c->dialer);
+    msgpack_unpacker_destroy(&c->up);
+    pthread_mutex_destroy(&c->mtx);
+    free(c->v);
+    free(c);
+}
+
+/* ---- publishers ---- */
+
+void push_once(const char *url, const void *buf, size_t len)
+{
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    cr_assert_eq(nng_send(s, (void *)buf, len, 0), 0);
+    rc_clock_sleep_ms(20); /* let it leave before closing */
+    nng_close(s);
+}
+
+void *req_once(const char *url, const void *buf, size_t len, size_t *out_len, int timeout_ms)
+{
+    nng_socket s;
+    cr_assert_eq(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    cr_assert_eq(nng_send(s, (void *)buf, len, 0), 0);
+    void *reply = NULL;
+    size_t rl = 0;
+    int rv = nng_recv(s, &reply, &rl, NNG_FLAG_ALLOC);
+    void *out = NULL;
+    if (rv == 0) {
+        out = malloc(rl ? rl : 1);
+        memcpy(out, reply, rl);
+        nng_free(reply, rl);
+        *out_len = rl;
+    }
+    nng_close(s);
+    return out;
+}

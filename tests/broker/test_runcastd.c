@@ -1,0 +1,327 @@
+/*
+ * Integration against a real runcastd process on free ports: PUSH and REQ
+ * publishers (nng directly and the third-party nngcat), batches mixing good
+ * and bad events, garbage, oversize messages, a flood past --max-runs,
+ * publisher-gone over a real connection, SIGTERM during load.  In every
+ * case the broker stays up (or exits 0 on SIGTERM) and every valid run's
+ * events reach a WebSocket subscriber in order.
+ */
+#include <criterion/criterion.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rc_buf.h"
+#include "rc_clock.h"
+#include "rc_proto.h"
+#include "rc_testsub.h"
+#include "rc_tproc.h"
+#include "rc_tutil.h"
+
+static bool have_edge(void)
+{
+    return true; /* runcastd is built with the edge in this tree */
+}
+
+/* Checks that the subscriber saw, for run, exactly seqs 1..n in order with
+ * the given types (NULL: any). */
+static void expect_run(struct wsc *c, const char *run, size_t n, const char *const *types)
+{
+    uint64_t next = 1;
+    size_t total = wsc_count(c);
+    for (size_t i = 0; i < total; i++) {
+        struct wsev e;
+        wsc_get(c, i, &e);
+        if (strcmp(e.run, run) != 0)
+            continue;
+        cr_assert_eq(e.seq, next, "run %s: seq %lu where %lu was due", run, (unsigned long)e.seq,
+                     (unsigned long)next);
+        if (types && types[next - 1])
+            cr_assert_str_eq(e.type, types[next - 1], "run %s seq %lu", run, (unsigned long)next);
+        next++;
+    }
+    cr_assert_eq(next - 1, n, "run %s: %lu events seen, %zu expected", run,
+                 (unsigned long)(next - 1), n);
+}
+
+static void encode_batch(struct rc_buf *b, const struct tev *e, size_t n)
+{
+    rc_buf_reset(b);
+    rc_mpw_array(b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        tev_encode(b, &e[i]);
+}
+
+static char *write_tmp(const char *tag, const void *p, size_t n)
+{
+    static char path[160];
+    snprintf(path, sizeof(path), "/tmp/rc-test-%d-%s.msgpack", (int)getpid(), tag);
+    FILE *f = fopen(path, "wb");
+    fwrite(p, 1, n, f);
+    fclose(f);
+    return path;
+}
+
+Test(runcastd, publishers_bad_input_and_in_order_delivery, .timeout = 60)
+{
+    struct rcd d;
+    const char *extra[] = {"--max-batch-bytes", "65536", "--max-event-bytes", "16KiB", NULL};
+    rcd_start(&d, extra);
+    struct wsc *ws = wsc_open_all(d.http_port);
+    struct rc_buf b;
+    rc_buf_init(&b);
+
+    /* 1. nng PUSH: a batch interleaving two runs, plus a bad element */
+    struct tev b1[] = {
+        {.run = "p1", .type = "start"},
+        {.run = "p2", .type = "start"},
+        {.run = "p1", .type = "thinking", .text = "hm"},
+        {.run = "p1", .type = "nope"},
+        {.run = "p2", .type = "delta", .text = "x"},
+    };
+    encode_batch(&b, b1, 5);
+    push_once(d.pull, b.data, b.len);
+
+    /* 2. nng REQ: mixed batch answered per element */
+    struct tev b2[] = {
+        {.run = "p1", .type = "tool", .tool_id = "t1"},
+        {.run = "bad id!", .type = "delta"},
+        {.run = "p2", .type = "delta", .text = "y"},
+    };
+    encode_batch(&b, b2, 3);
+    size_t rl = 0;
+    void *r = req_once(d.rep, b.data, b.len, &rl, 5000);
+    cr_assert_not_null(r);
+    uint64_t seq = 0;
+    char code[32];
+    cr_assert(rc_mp_uint(r, rl, "results.0.seq", &seq));
+    cr_assert_eq(seq, 3);
+    cr_assert(rc_mp_str(r, rl, "results.1.error.code", code, sizeof(code)));
+    cr_assert_str_eq(code, "bad_field");
+    cr_assert(rc_mp_uint(r, rl, "results.2.seq", &seq));
+    cr_assert_eq(seq, 3);
+    bool ok = true;
+    cr_assert(rc_mp_bool(r, rl, "ok", &ok));
+    cr_assert_not(ok);
+    free(r);
+
+    /* 3. garbage on both sockets */
+    push_once(d.pull, "\xc1\xc1garbage", 9);
+    r = req_once(d.rep, "\x92\x01", 2, &rl, 5000); /* truncated array */
+    cr_assert_not_null(r);
+    cr_assert(rc_mp_str(r, rl, "results.0.error.code", code, sizeof(code)));
+    cr_assert_str_eq(code, "malformed");
+    free(r);
+
+    /* 4. oversize: over --max-batch-bytes (answered too_large), and far over
+     * (nng drops that connection); the broker stays up */
+    size_t big = 100000;
+    char *blob = malloc(big);
+    memset(blob, 'a', big);
+    blob[big - 1] = 0;
+    rc_buf_reset(&b);
+    tev_encode(&b, &(struct tev){.run = "p1", .type = "delta", .text = blob});
+    r = req_once(d.rep, b.data, b.len, &rl, 5000);
+    cr_assert_not_null(r);
+    cr_assert(rc_mp_str(r, rl, "results.0.error.code", code, sizeof(code)));
+    cr_assert_str_eq(code, "too_large");
+    free(r);
+    char *huge = calloc(1, 1 << 20);
+    push_once(d.pull, huge, 1 << 20);
+    free(huge);
+    free(blob);
+
+    /* 5. the third-party nngcat: PUSH a single event, REQ a batch */
+    rc_buf_reset(&b);
+    tev_encode(&b, &(struct tev){.run = "p2", .type = "phase", .phase = "execute"});
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "nngcat --push --dial %s --file %s", d.pull,
+             write_tmp("push", b.data, b.len));
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    rc_clock_sleep_ms(50);
+    struct tev b3[] = {{.run = "p1", .type = "complete"}, {.run = "p2", .type = "complete"}};
+    encode_batch(&b, b3, 2);
+    char *path = write_tmp("req", b.data, b.len);
+    char out[200];
+    snprintf(out, sizeof(out), "%s.reply", path);
+    snprintf(cmd, sizeof(cmd), "nngcat --req --dial %s --file %s --raw > %s", d.rep, path, out);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    FILE *f = fopen(out, "rb");
+    char reply[512];
+    rl = fread(reply, 1, sizeof(reply), f);
+    fclose(f);
+    unlink(out);
+    unlink(path);
+    cr_assert(rc_mp_bool(reply, rl, "ok", &ok));
+    cr_assert(ok, "nngcat batch accepted");
+    cr_assert(rc_mp_uint(reply, rl, "results.0.seq", &seq));
+    cr_assert_eq(seq, 4);
+    cr_assert(rc_mp_uint(reply, rl, "results.1.seq", &seq));
+    cr_assert_eq(seq, 5);
+
+    cr_assert(wsc_wait_terminals(ws, 2, 5000));
+    const char *t1[] = {"start", "thinking", "tool", "complete"};
+    const char *t2[] = {"start", "delta", "delta", "phase", "complete"};
+    expect_run(ws, "p1", 4, t1);
+    expect_run(ws, "p2", 5, t2);
+    cr_assert(rcd_alive(&d));
+    wsc_close(ws);
+    rc_buf_fini(&b);
+    cr_assert_eq(rcd_stop(&d, 5000), 0);
+}
+
+Test(runcastd, flood_past_max_runs, .timeout = 60)
+{
+    struct rcd d;
+    const char *extra[] = {"--max-runs", "50", NULL};
+    rcd_start(&d, extra);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    struct tev evs[80];
+    char ids[80][16];
+    for (int i = 0; i < 80; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "f%d", i);
+        evs[i] = (struct tev){.run = ids[i], .type = "start"};
+    }
+    encode_batch(&b, evs, 80);
+    size_t rl;
+    void *r = req_once(d.rep, b.data, b.len, &rl, 5000);
+    cr_assert_not_null(r);
+    int okn = 0, lim = 0;
+    for (int i = 0; i < 80; i++) {
+        char key[48], code[32];
+        uint64_t seq;
+        snprintf(key, sizeof(key), "results.%d.seq", i);
+        if (rc_mp_uint(r, rl, key, &seq)) {
+            okn++;
+            continue;
+        }
+        snprintf(key, sizeof(key), "results.%d.error.code", i);
+        cr_assert(rc_mp_str(r, rl, key, code, sizeof(code)));
+        cr_assert_str_eq(code, "limit");
+        lim++;
+    }
+    free(r);
+    cr_assert_eq(okn, 50);
+    cr_assert_eq(lim, 30);
+    /* a PUSH flood of new runs is refused too, without harm */
+    for (int i = 0; i < 20; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "g%d", i);
+        evs[i] = (struct tev){.run = ids[i], .type = "start"};
+    }
+    encode_batch(&b, evs, 20);
+    push_once(d.pull, b.data, b.len);
+    /* existing runs still accept events */
+    rc_buf_reset(&b);
+    tev_encode(&b, &(struct tev){.run = "f0", .type = "complete"});
+    r = req_once(d.rep, b.data, b.len, &rl, 5000);
+    cr_assert_not_null(r);
+    uint64_t seq;
+    cr_assert(rc_mp_uint(r, rl, "results.0.seq", &seq));
+    cr_assert_eq(seq, 2);
+    free(r);
+    cr_assert(rcd_alive(&d));
+    rc_buf_fini(&b);
+    cr_assert_eq(rcd_stop(&d, 5000), 0);
+}
+
+Test(runcastd, publisher_gone_over_a_real_connection, .timeout = 60)
+{
+    struct rcd d;
+    const char *extra[] = {"--watchdog", "30s", "--publisher-grace", "100ms", "--watchdog-tick",
+                           "5ms",        NULL};
+    rcd_start(&d, extra);
+    struct wsc *ws = wsc_open_all(d.http_port);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    tev_encode(&b, &(struct tev){.run = "gone", .type = "phase", .phase = "execute"});
+    push_once(d.pull, b.data, b.len); /* dials, sends, closes */
+    cr_assert(wsc_wait_terminals(ws, 1, 5000));
+    struct wsev e;
+    cr_assert(wsc_get(ws, 1, &e));
+    cr_assert_str_eq(e.run, "gone");
+    cr_assert_str_eq(e.type, "error");
+    cr_assert(e.synthetic);
+    cr_assert_str_eq(e.code, "publisher_gone");
+    cr_assert_eq(e.seq, 2);
+    wsc_close(ws);
+    rc_buf_fini(&b);
+    cr_assert_eq(rcd_stop(&d, 5000), 0);
+}
+
+struct loadarg {
+    const char *url;
+    volatile bool stop;
+    int sent;
+};
+
+static void *push_load(void *arg)
+{
+    struct loadarg *l = arg;
+    nng_socket s;
+    if (nng_push0_open(&s) != 0)
+        return NULL;
+    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 100);
+    nng_dial(s, l->url, NULL, NNG_FLAG_NONBLOCK);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    struct tev evs[32];
+    for (int i = 0; i < 32; i++)
+        evs[i] = (struct tev){.run = "load", .type = "delta", .text = "0123456789abcdef"};
+    encode_batch(&b, evs, 32);
+    while (!l->stop) {
+        if (nng_send(s, b.data, b.len, 0) == 0)
+            l->sent++;
+    }
+    rc_buf_fini(&b);
+    nng_close(s);
+    return NULL;
+}
+
+Test(runcastd, sigterm_during_load_exits_zero, .timeout = 60)
+{
+    struct rcd d;
+    const char *extra[] = {"--shutdown-timeout", "3s", NULL};
+    rcd_start(&d, extra);
+    struct wsc *ws = wsc_open_all(d.http_port);
+    struct loadarg la = {.url = d.pull, .stop = false, .sent = 0};
+    pthread_t th;
+    pthread_create(&th, NULL, push_load, &la);
+    /* acked requests while the load runs */
+    struct rc_buf b;
+    rc_buf_init(&b);
+    tev_encode(&b, &(struct tev){.run = "acked", .type = "start"});
+    size_t rl;
+    void *r = req_once(d.rep, b.data, b.len, &rl, 5000);
+    cr_assert_not_null(r);
+    free(r);
+    rc_clock_sleep_ms(300);
+    uint64_t t0 = rc_clock_mono_ms();
+    int st = rcd_stop(&d, 5000);
+    uint64_t took = rc_clock_mono_ms() - t0;
+    la.stop = true;
+    pthread_join(th, NULL);
+    cr_assert_eq(st, 0, "exit status %d", st);
+    cr_assert_lt(took, 3500, "exited in %lu ms", (unsigned long)took);
+    cr_assert_gt(la.sent, 0);
+    /* what the subscriber got of run "load" is in order with no hole */
+    size_t n = wsc_count(ws);
+    uint64_t next = 1;
+    for (size_t i = 0; i < n; i++) {
+        struct wsev e;
+        wsc_get(ws, i, &e);
+        if (strcmp(e.run, "load") != 0)
+            continue;
+        cr_assert_eq(e.seq, next);
+        next++;
+    }
+    cr_assert_gt(next, 1, "the subscriber received load events");
+    wsc_close(ws);
+    rc_buf_fini(&b);
+    (void)have_edge;
+}
