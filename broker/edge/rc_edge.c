@@ -66,7 +66,7 @@ uint64_t rc_edge_connections(const struct rc_edge *e)
     return rc_metric_get(&e->m.conns_open);
 }
 
-/* ---- the upgrade handler (runs on an nng thread) ---- */
+/* ---- the upgrade (runs on an nng thread) ---- */
 
 /* Whether header value v holds token t (comma separated, case-insensitive). */
 static bool has_token(const char *v, const char *t)
@@ -120,67 +120,66 @@ static bool ws_query(const char *uri, bool *json, const char **why)
     return true;
 }
 
-static void ws_handler(nng_aio *aio)
+void rc_edge_ws_upgrade(struct rc_edge_req *r)
 {
-    nng_http_req *req = nng_aio_get_input(aio, 0);
-    nng_http_handler *h = nng_aio_get_input(aio, 1);
-    nng_http_conn *conn = nng_aio_get_input(aio, 2);
-    struct rc_edge *e = nng_http_handler_get_data(h);
+    struct rc_edge *e = r->e;
     const char *why = NULL;
     bool json = false;
 
     /* acquire: pairs with the release store in rc_edge_start/stop */
     if (!atomic_load_explicit(&e->serving, memory_order_acquire)) {
-        rc_edge_http_error(aio, 503, "unavailable", "the broker is shutting down");
+        rc_edge_respond_error(r, 503, "unavailable", "the broker is shutting down");
         return;
     }
-    if (!ws_query(nng_http_req_get_uri(req), &json, &why)) {
+    if (!ws_query(r->target, &json, &why)) {
         rc_metric_add(&e->m.conns_bad, 1);
-        rc_edge_http_error(aio, 400, "bad_query", why);
+        rc_edge_respond_error(r, 400, "bad_query", why);
         return;
     }
-    const char *up = nng_http_req_get_header(req, "Upgrade");
-    const char *cn = nng_http_req_get_header(req, "Connection");
+    const char *up = rc_edge_req_header(r, "Upgrade");
+    const char *cn = rc_edge_req_header(r, "Connection");
     if (up == NULL || !has_token(up, "websocket") || cn == NULL || !has_token(cn, "upgrade")) {
         rc_metric_add(&e->m.conns_bad, 1);
-        rc_edge_http_error(aio, 400, "not_websocket",
-                           "/ws takes WebSocket upgrades (Upgrade: websocket)");
+        rc_edge_respond_error(r, 400, "not_websocket",
+                              "/ws takes WebSocket upgrades (Upgrade: websocket)");
         return;
     }
-    const char *ver = nng_http_req_get_header(req, "Sec-WebSocket-Version");
+    const char *ver = rc_edge_req_header(r, "Sec-WebSocket-Version");
     if (ver == NULL || strcmp(ver, "13") != 0) {
         rc_metric_add(&e->m.conns_bad, 1);
-        rc_edge_http_error(aio, 426, "bad_version", "Sec-WebSocket-Version must be 13");
+        rc_edge_respond_error(r, 426, "bad_version", "Sec-WebSocket-Version must be 13");
         return;
     }
     char accept[29];
-    if (rc_ws_accept_key(nng_http_req_get_header(req, "Sec-WebSocket-Key"), accept) != 0) {
+    if (rc_ws_accept_key(rc_edge_req_header(r, "Sec-WebSocket-Key"), accept) != 0) {
         rc_metric_add(&e->m.conns_bad, 1);
-        rc_edge_http_error(aio, 400, "bad_key", "Sec-WebSocket-Key is not 16 bytes in base64");
+        rc_edge_respond_error(r, 400, "bad_key", "Sec-WebSocket-Key is not 16 bytes in base64");
         return;
     }
-    const char *origin = nng_http_req_get_header(req, "Origin");
+    const char *origin = rc_edge_req_header(r, "Origin");
     if (origin != NULL && !rc_config_origin_allowed(e->cfg, origin, strlen(origin))) {
         rc_metric_add(&e->m.conns_forbidden, 1);
         RC_LOG_RATELIMITED(RC_LOG_INFO, "edge", NULL, NULL,
                            "refused a WebSocket upgrade from Origin '%.100s' (--allow-origin)",
                            origin);
-        rc_edge_http_error(aio, 403, "forbidden_origin",
-                           "this Origin is not allowed (--allow-origin)");
+        rc_edge_respond_error(r, 403, "forbidden_origin",
+                              "this Origin is not allowed (--allow-origin)");
         return;
     }
     bool full = rc_metric_get(&e->m.conns_open) >= e->cfg->ws_max_conns;
-
-    /* From here on the connection is ours: nng's server forgets it, and
-     * we own the request too. */
-    nng_http_hijack(conn);
-    nng_http_req_free(req);
     if (full)
         rc_metric_add(&e->m.conns_full, 1);
     else
         rc_metric_add(&e->m.conns_accepted, 1);
-    (void)rc_edge_conn_spawn(e, conn, accept, json, full, NULL);
-    nng_aio_finish(aio, 0);
+
+    /* The connection leaves the HTTP server for its actor, with whatever
+     * the client sent after the request (frames may follow at once). */
+    nng_stream *s;
+    const void *early;
+    size_t early_len;
+    rc_edge_take_stream(r, &s, &early, &early_len);
+    (void)rc_edge_conn_spawn(e, s, accept, json, full, early, early_len);
+    rc_edge_take_done(r);
 }
 
 /* ---- lifecycle ---- */
@@ -206,30 +205,6 @@ int rc_edge_new(const struct rc_config *cfg, struct rc_broker *broker, struct rc
     return RC_OK;
 }
 
-static int add_handler(struct rc_edge *e, const char *path, void (*cb)(nng_aio *), bool tree,
-                       const char *method)
-{
-    nng_http_handler *h;
-    int rv = nng_http_handler_alloc(&h, path, cb);
-    if (rv != 0)
-        return rv;
-    if ((rv = nng_http_handler_set_method(h, method)) != 0 ||
-        (tree && (rv = nng_http_handler_set_tree(h)) != 0) ||
-        (rv = nng_http_handler_set_data(h, e, NULL)) != 0 ||
-        (rv = nng_http_server_add_handler(e->server, h)) != 0) {
-        nng_http_handler_free(h);
-        return rv;
-    }
-    e->handlers[e->n_handlers++] = h;
-    return 0;
-}
-
-int rc_edge_add_handler(struct rc_edge *e, const char *path, void (*cb)(nng_aio *), bool tree,
-                        const char *method)
-{
-    return add_handler(e, path, cb, tree, method);
-}
-
 int rc_edge_start(struct rc_edge *e)
 {
     const struct rc_config *cfg = e->cfg;
@@ -238,37 +213,18 @@ int rc_edge_start(struct rc_edge *e)
     char url[300];
     const char *host = cfg->http_host != NULL ? cfg->http_host : "127.0.0.1";
     if (strchr(host, ':') != NULL)
-        snprintf(url, sizeof(url), "http://[%s]:%u", host, (unsigned)cfg->http_port);
+        snprintf(url, sizeof(url), "tcp://[%s]:%u", host, (unsigned)cfg->http_port);
     else
-        snprintf(url, sizeof(url), "http://%s:%u", host, (unsigned)cfg->http_port);
-    nng_url *u;
-    if (nng_url_parse(&u, url) != 0)
-        return RC_EINVAL;
-    int rv = nng_http_server_hold(&e->server, u);
-    nng_url_free(u);
-    if (rv != 0)
-        return rv == NNG_ENOMEM ? RC_ENOMEM : RC_EINVAL;
-    if ((rv = add_handler(e, "/ws", ws_handler, false, "GET")) != 0 ||
-        (rv = rc_edge_http_add_handlers(e)) != 0) {
-        nng_http_server_release(e->server);
-        e->server = NULL;
-        return RC_EIO;
-    }
-    if ((rv = nng_http_server_start(e->server)) != 0) {
-        nng_http_server_release(e->server);
-        e->server = NULL;
-        return rv == NNG_EADDRINVAL ? RC_EINVAL : RC_EIO;
-    }
-    nng_sockaddr sa;
-    if (nng_http_server_get_addr(e->server, &sa) == 0) {
-        if (sa.s_family == NNG_AF_INET)
-            e->port = (uint16_t)((sa.s_in.sa_port >> 8) | (sa.s_in.sa_port << 8));
-        else if (sa.s_family == NNG_AF_INET6)
-            e->port = (uint16_t)((sa.s_in6.sa_port >> 8) | (sa.s_in6.sa_port << 8));
-    }
+        snprintf(url, sizeof(url), "tcp://%s:%u", host, (unsigned)cfg->http_port);
     e->started_ms = rc_clock_wall_ms();
-    /* release: pairs with the handlers' acquire loads */
+    /* release: pairs with the handlers' acquire loads (set before the
+     * first connection can arrive) */
     atomic_store_explicit(&e->serving, true, memory_order_release);
+    int rv = rc_edge_srv_start(e, url);
+    if (rv != 0) {
+        atomic_store_explicit(&e->serving, false, memory_order_release);
+        return rv;
+    }
     rc_log(RC_LOG_INFO, "edge", NULL, NULL, "serving HTTP and WebSocket on %s:%u", host,
            (unsigned)e->port);
     return RC_OK;
@@ -324,6 +280,10 @@ void rc_edge_stop(struct rc_edge *e)
     /* release: handlers that see false refuse new work */
     atomic_store_explicit(&e->serving, false, memory_order_release);
 
+    /* No new connections, no HTTP sessions (pending /runs requests finish
+     * first); then every WebSocket flushes and closes with 1001. */
+    rc_edge_srv_stop(e);
+    rc_edge_http_wait(e);
     for_each_conn(e, rc_edge_conn_shutdown);
 
     uint64_t deadline = rc_clock_mono_ms() + e->cfg->shutdown_timeout_ms;
@@ -351,17 +311,6 @@ void rc_edge_stop(struct rc_edge *e)
         while (e->conns != NULL)
             pthread_cond_wait(&e->cv, &e->mtx);
         pthread_mutex_unlock(&e->mtx);
-    }
-    if (e->server != NULL) {
-        nng_http_server_stop(e->server);
-        rc_edge_http_wait(e);
-        for (size_t i = 0; i < e->n_handlers; i++)
-            nng_http_server_del_handler(e->server, e->handlers[i]);
-        nng_http_server_release(e->server);
-        for (size_t i = 0; i < e->n_handlers; i++)
-            nng_http_handler_free(e->handlers[i]);
-        e->n_handlers = 0;
-        e->server = NULL;
     }
 }
 

@@ -99,7 +99,7 @@ struct rc_edge_conn {
     uint64_t id;
 
     /* Everything below: owner actor only (callbacks touch only the aios). */
-    nng_http_conn *conn;
+    nng_stream *conn;
     nng_aio *rxaio, *txaio;
     bool json;
     bool full; /* over the connection limit: 4429 after the handshake */
@@ -122,12 +122,15 @@ struct rc_edge_conn {
 
     struct out_item *fl; /* in flight */
     uint32_t fl_n, fl_cap;
-    size_t fl_bytes;    /* frame bytes of the write in flight (metrics) */
-    uint32_t fl_own;    /* messages in it that are not queue items (hello) */
-    uint8_t hdr[10];    /* header of a single-message frame (payload: the blob) */
-    struct rc_buf wbuf; /* coalesced frames, control frames, JSON, the 101 */
-    struct rc_buf ctl;  /* control frames (pong) to write before the next data */
-    struct rc_buf jtmp; /* JSON conversion scratch */
+    size_t fl_bytes;   /* frame bytes of the write in flight (metrics) */
+    uint32_t fl_own;   /* messages in it that are not queue items (hello) */
+    uint8_t hdr[10];   /* header of a single-message frame (payload: the blob) */
+    nng_iov tx_iov[2]; /* what remains of the frame being written */
+    unsigned tx_niov;
+    uint64_t tx_deadline; /* mono ms; 0: no write timeout */
+    struct rc_buf wbuf;   /* coalesced frames, control frames, JSON, the 101 */
+    struct rc_buf ctl;    /* control frames (pong) to write before the next data */
+    struct rc_buf jtmp;   /* JSON conversion scratch */
 
     struct sub *subs;
     uint32_t n_subs, cap_subs;
@@ -283,6 +286,7 @@ static void conn_rx_cb(void *arg)
 static void conn_tx_cb(void *arg)
 {
     struct rc_edge_conn *c = arg;
+
     conn_io_cb(c, c->txaio, CONN_MSG_TX);
 }
 
@@ -303,17 +307,58 @@ static void start_read(struct rc_edge_conn *c)
     nng_aio_set_iov(c->rxaio, 1, &iov);
     nng_aio_set_timeout(c->rxaio, NNG_DURATION_INFINITE);
     c->rx_busy = true;
-    nng_http_conn_read(c->conn, c->rxaio);
+    nng_stream_recv(c->conn, c->rxaio);
 }
 
+/* Starts writing iov[0..n) (copied: the caller's array may be on its
+ * stack).  A TCP stream may take part of it per send; on_tx sends the rest
+ * until the whole frame is written or --ws-write-timeout passes. */
 static void write_iov(struct rc_edge_conn *c, nng_iov *iov, unsigned n)
 {
-    nng_aio_set_iov(c->txaio, n, iov);
+    for (unsigned i = 0; i < n; i++)
+        c->tx_iov[i] = iov[i];
+    c->tx_niov = n;
     uint64_t to = cfg_of(c)->ws_write_timeout_ms;
+    c->last_tx_ms = rc_clock_mono_ms();
+    c->tx_deadline = to > 0 ? c->last_tx_ms + to : 0;
+    nng_aio_set_iov(c->txaio, n, c->tx_iov);
     nng_aio_set_timeout(c->txaio, to > 0 ? (nng_duration)to : NNG_DURATION_INFINITE);
     c->tx_busy = true;
-    c->last_tx_ms = rc_clock_mono_ms();
-    nng_http_conn_write_all(c->conn, c->txaio);
+    nng_stream_send(c->conn, c->txaio);
+}
+
+/* After a send took count bytes: true when the frame is not all written
+ * yet (then the rest has been sent again, or *timed_out is set). */
+static bool write_more(struct rc_edge_conn *c, size_t count, bool *timed_out)
+{
+    *timed_out = false;
+    unsigned i = 0;
+    while (i < c->tx_niov && count >= c->tx_iov[i].iov_len) {
+        count -= c->tx_iov[i].iov_len;
+        i++;
+    }
+    if (i == c->tx_niov)
+        return false;
+    c->tx_iov[i].iov_buf = (uint8_t *)c->tx_iov[i].iov_buf + count;
+    c->tx_iov[i].iov_len -= count;
+    unsigned n = c->tx_niov - i;
+    for (unsigned k = 0; k < n; k++)
+        c->tx_iov[k] = c->tx_iov[i + k];
+    c->tx_niov = n;
+    nng_duration to = NNG_DURATION_INFINITE;
+    if (c->tx_deadline > 0) {
+        uint64_t now = rc_clock_mono_ms();
+        if (now >= c->tx_deadline) {
+            *timed_out = true;
+            return true;
+        }
+        to = (nng_duration)(c->tx_deadline - now);
+    }
+    nng_aio_set_iov(c->txaio, n, c->tx_iov);
+    nng_aio_set_timeout(c->txaio, to);
+    c->tx_busy = true;
+    nng_stream_send(c->conn, c->txaio);
+    return true;
 }
 
 static int fl_reserve(struct rc_edge_conn *c, uint32_t n)
@@ -758,6 +803,8 @@ static void handle_client(struct rc_edge_conn *c, enum rc_ws_op op, const uint8_
 
 /* ---- message handlers ---- */
 
+static void parse_input(struct rc_edge_conn *c);
+
 static void on_start(struct rc_edge_conn *c)
 {
     struct rc_edge *e = c->edge;
@@ -820,18 +867,26 @@ static void on_start(struct rc_edge_conn *c)
         arm_linger(c);
     else if (c->hb_ms > 0)
         rc_timer_arm(e->sys, &c->hb_timer, c->hb_ms);
-    start_read(c);
+    parse_input(c); /* frames the client sent with its request, then read */
 }
 
 static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
 {
     struct rc_edge *e = c->edge;
     c->tx_busy = false;
-    if (m->result != 0) {
+    int result = m->result;
+    if (result == 0) {
+        bool timed_out;
+        if (write_more(c, m->count, &timed_out) && !timed_out)
+            return; /* the rest of the frame is on its way */
+        if (timed_out)
+            result = NNG_ETIMEDOUT;
+    }
+    if (result != 0) {
         for (uint32_t i = 0; i < c->fl_n; i++)
             item_release(&c->fl[i]);
         c->fl_n = 0;
-        if (m->result == NNG_ETIMEDOUT) {
+        if (result == NNG_ETIMEDOUT) {
             rc_metric_add(&e->m.closes_timeout, 1);
             rc_log(RC_LOG_WARN, "edge", NULL, NULL,
                    "conn %llu: a send did not complete within --ws-write-timeout; closing",
@@ -875,7 +930,6 @@ static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
 
 static void on_rx(struct rc_edge_conn *c, const struct io_msg *m)
 {
-    struct rc_edge *e = c->edge;
     c->rx_busy = false;
     if (m->result != 0) {
         c->rx_stopped = true;
@@ -889,6 +943,13 @@ static void on_rx(struct rc_edge_conn *c, const struct io_msg *m)
         return;
     }
     rc_ws_parser_commit(&c->parser, m->count);
+    parse_input(c);
+}
+
+/* Handles every whole client frame received so far, then reads on. */
+static void parse_input(struct rc_edge_conn *c)
+{
+    struct rc_edge *e = c->edge;
     for (;;) {
         struct rc_ws_result r;
         rc_ws_parser_next(&c->parser, &r);
@@ -1092,11 +1153,12 @@ static void conn_fini(void *state, int reason)
      * callbacks then fail to send to this (stopped) actor.  aio_stop waits
      * for callbacks still running. */
     if (c->conn != NULL)
-        nng_http_conn_close(c->conn);
+        nng_stream_close(c->conn);
     nng_aio_stop(c->rxaio);
     nng_aio_stop(c->txaio);
     nng_aio_free(c->rxaio);
     nng_aio_free(c->txaio);
+    nng_stream_free(c->conn);
 
     for (uint32_t i = 0; i < c->fl_n; i++)
         item_release(&c->fl[i]);
@@ -1121,13 +1183,13 @@ static void conn_fini(void *state, int reason)
     rc_actor_release(self);
 }
 
-int rc_edge_conn_spawn(struct rc_edge *e, nng_http_conn *conn, const char *accept_key, bool json,
-                       bool full, const char *peer)
+int rc_edge_conn_spawn(struct rc_edge *e, nng_stream *conn, const char *accept_key, bool json,
+                       bool full, const void *early, size_t early_len)
 {
-    (void)peer;
     struct rc_edge_conn *c = rc_calloc(1, sizeof(*c));
     if (c == NULL) {
-        nng_http_conn_close(conn);
+        nng_stream_close(conn);
+        nng_stream_free(conn);
         return RC_ENOMEM;
     }
     c->edge = e;
@@ -1145,13 +1207,21 @@ int rc_edge_conn_spawn(struct rc_edge *e, nng_http_conn *conn, const char *accep
     rc_buf_init(&c->jtmp);
     uint64_t maxf = e->cfg->ws_max_frame;
     rc_ws_parser_init(&c->parser, maxf > UINT32_MAX ? UINT32_MAX : (uint32_t)maxf);
+    if (early_len > 0) {
+        uint8_t *dst = rc_ws_parser_space(&c->parser, early_len);
+        if (dst != NULL) {
+            memcpy(dst, early, early_len);
+            rc_ws_parser_commit(&c->parser, early_len);
+        }
+    }
     if (nng_aio_alloc(&c->rxaio, conn_rx_cb, c) != 0 ||
         nng_aio_alloc(&c->txaio, conn_tx_cb, c) != 0) {
         nng_aio_free(c->rxaio);
         nng_aio_free(c->txaio);
         rc_ws_parser_fini(&c->parser);
         rc_free(c);
-        nng_http_conn_close(conn);
+        nng_stream_close(conn);
+        nng_stream_free(conn);
         return RC_ENOMEM;
     }
     struct rc_msg *start = rc_msg_new(sizeof(struct rc_msg), CONN_MSG_START);
@@ -1169,7 +1239,8 @@ int rc_edge_conn_spawn(struct rc_edge *e, nng_http_conn *conn, const char *accep
         rc_buf_fini(&c->ctl);
         rc_buf_fini(&c->jtmp);
         rc_free(c);
-        nng_http_conn_close(conn);
+        nng_stream_close(conn);
+        nng_stream_free(conn);
         return rv;
     }
     rc_timer_init(&c->hb_timer, c->self, TIMER_HB);

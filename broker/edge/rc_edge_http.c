@@ -31,35 +31,6 @@
 
 /* ---- responses ---- */
 
-static void reply(nng_aio *aio, struct rc_edge *e, uint16_t status, const char *ctype,
-                  const void *body, size_t len)
-{
-    nng_http_res *res;
-    if (e != NULL) {
-        rc_metric_add(&e->m.http_requests, 1);
-        if (status >= 400)
-            rc_metric_add(&e->m.http_errors, 1);
-    }
-    if (nng_http_res_alloc(&res) != 0) {
-        nng_aio_finish(aio, NNG_ENOMEM);
-        return;
-    }
-    if (nng_http_res_set_status(res, status) != 0 ||
-        nng_http_res_set_header(res, "Content-Type", ctype) != 0 ||
-        nng_http_res_set_header(res, "Cache-Control", "no-store") != 0 ||
-        nng_http_res_copy_data(res, body, len) != 0) {
-        nng_http_res_free(res);
-        nng_aio_finish(aio, NNG_ENOMEM);
-        return;
-    }
-    if (status == 405)
-        nng_http_res_set_header(res, "Allow", "GET, HEAD");
-    if (status == 426)
-        nng_http_res_set_header(res, "Sec-WebSocket-Version", "13");
-    nng_aio_set_output(aio, 0, res);
-    nng_aio_finish(aio, 0);
-}
-
 static void json_str(struct rc_buf *b, const char *s, size_t n)
 {
     rc_buf_append(b, "\"", 1);
@@ -101,23 +72,15 @@ static void bprintf(struct rc_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-static void error_reply(nng_aio *aio, struct rc_edge *e, uint16_t status, const char *code,
-                        const char *msg)
+static void reply(struct rc_edge_req *r, uint16_t status, const char *ctype, const void *body,
+                  size_t len)
 {
-    struct rc_buf b;
-    rc_buf_init(&b);
-    rc_buf_append(&b, "{\"error\":", 9);
-    json_str(&b, code, strlen(code));
-    rc_buf_append(&b, ",\"message\":", 11);
-    json_str(&b, msg, strlen(msg));
-    rc_buf_append(&b, "}\n", 2);
-    reply(aio, e, status, "application/json", b.data, b.len);
-    rc_buf_fini(&b);
+    rc_edge_respond(r, status, ctype, body, len, NULL, false);
 }
 
-void rc_edge_http_error(nng_aio *aio, uint16_t status, const char *code, const char *msg)
+static void error_reply(struct rc_edge_req *r, uint16_t status, const char *code, const char *msg)
 {
-    error_reply(aio, NULL, status, code, msg);
+    rc_edge_respond_error(r, status, code, msg);
 }
 
 /* ---- request parsing ---- */
@@ -193,22 +156,15 @@ static void pending_done(struct rc_edge *e)
     atomic_fetch_sub_explicit(&e->http_pending, 1, memory_order_acq_rel);
 }
 
-static struct rc_edge *edge_of(nng_aio *aio)
-{
-    nng_http_handler *h = nng_aio_get_input(aio, 1);
-    return nng_http_handler_get_data(h);
-}
-
 /* ---- /healthz ---- */
 
-static void h_healthz(nng_aio *aio)
+void rc_edge_http_healthz(struct rc_edge_req *aio)
 {
-    struct rc_edge *e = edge_of(aio);
-    nng_http_req *req = nng_aio_get_input(aio, 0);
+    struct rc_edge *e = aio->e;
     size_t plen;
     struct qparam q[1];
-    if (split_query(nng_http_req_get_uri(req), &plen, q, 0) != 0) {
-        error_reply(aio, e, 400, "bad_query", "/healthz takes no query parameters");
+    if (split_query(aio->target, &plen, q, 0) != 0) {
+        error_reply(aio, 400, "bad_query", "/healthz takes no query parameters");
         return;
     }
     bool ingress = e->broker != NULL && rc_broker_serving(e->broker);
@@ -221,7 +177,7 @@ static void h_healthz(nng_aio *aio)
                 "{\"status\":\"ok\",\"epoch\":%" PRIu64 ",\"uptime_s\":%" PRId64
                 ",\"connections\":%" PRIu64 "}\n",
                 e->epoch, up, rc_edge_connections(e));
-        reply(aio, e, 200, "application/json", b.data, b.len);
+        reply(aio, 200, "application/json", b.data, b.len);
     } else {
         const char *why = !edge      ? "the edge is not serving (shutting down)"
                           : !ingress ? "the ingress is not serving (starting or shutting down)"
@@ -230,7 +186,7 @@ static void h_healthz(nng_aio *aio)
                 ingress ? "true" : "false", edge ? "true" : "false");
         json_str(&b, why, strlen(why));
         rc_buf_append(&b, "}\n", 2);
-        reply(aio, e, 503, "application/json", b.data, b.len);
+        reply(aio, 503, "application/json", b.data, b.len);
     }
     rc_buf_fini(&b);
 }
@@ -248,14 +204,13 @@ static void metric_head(struct rc_buf *b, const char *name, const char *type, co
     bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void h_metrics(nng_aio *aio)
+void rc_edge_http_metrics(struct rc_edge_req *aio)
 {
-    struct rc_edge *e = edge_of(aio);
-    nng_http_req *req = nng_aio_get_input(aio, 0);
+    struct rc_edge *e = aio->e;
     size_t plen;
     struct qparam q[1];
-    if (split_query(nng_http_req_get_uri(req), &plen, q, 0) != 0) {
-        error_reply(aio, e, 400, "bad_query", "/metrics takes no query parameters");
+    if (split_query(aio->target, &plen, q, 0) != 0) {
+        error_reply(aio, 400, "bad_query", "/metrics takes no query parameters");
         return;
     }
     struct rc_buf b;
@@ -458,7 +413,7 @@ static void h_metrics(nng_aio *aio)
     metric(&b, "runcast_log_lines_suppressed_total", "counter", "Log lines dropped by rate limits",
            rc_log_lines_suppressed());
 
-    reply(aio, e, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    reply(aio, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     rc_buf_fini(&b);
 }
 
@@ -466,7 +421,7 @@ static void h_metrics(nng_aio *aio)
 
 struct runs_req {
     struct rc_edge *e;
-    nng_aio *aio;
+    struct rc_edge_req *aio;
     uint64_t since;
     char run[130];
 };
@@ -476,7 +431,7 @@ static void list_done_cb(void *arg, int rc, const struct rc_run_summary *v, size
     struct runs_req *r = arg;
     struct rc_edge *e = r->e;
     if (rc != 0) {
-        error_reply(r->aio, e, 503, "unavailable", rc_error_message(rc));
+        error_reply(r->aio, 503, "unavailable", rc_error_message(rc));
     } else {
         struct rc_buf b;
         rc_buf_init(&b);
@@ -503,7 +458,7 @@ static void list_done_cb(void *arg, int rc, const struct rc_run_summary *v, size
                     s->created_at, s->last_event_at, s->seq);
         }
         bprintf(&b, "],\"count\":%zu}\n", n);
-        reply(r->aio, e, 200, "application/json", b.data, b.len);
+        reply(r->aio, 200, "application/json", b.data, b.len);
         rc_buf_fini(&b);
     }
     rc_free(r);
@@ -515,17 +470,17 @@ static void snap_done_cb(void *arg, int rc, struct rc_blob *snap)
     struct runs_req *r = arg;
     struct rc_edge *e = r->e;
     if (rc == RC_ENOTFOUND) {
-        error_reply(r->aio, e, 404, "not_found", "no such run");
+        error_reply(r->aio, 404, "not_found", "no such run");
     } else if (rc != 0 || snap == NULL) {
-        error_reply(r->aio, e, 503, "unavailable", rc_error_message(rc));
+        error_reply(r->aio, 503, "unavailable", rc_error_message(rc));
     } else {
         struct rc_buf b;
         rc_buf_init(&b);
         if (rc_json_from_msgpack(snap->data, snap->len, &b) == 0) {
             rc_buf_append(&b, "\n", 1);
-            reply(r->aio, e, 200, "application/json", b.data, b.len);
+            reply(r->aio, 200, "application/json", b.data, b.len);
         } else {
-            error_reply(r->aio, e, 500, "internal", "cannot convert the snapshot to JSON");
+            error_reply(r->aio, 500, "internal", "cannot convert the snapshot to JSON");
         }
         rc_buf_fini(&b);
     }
@@ -539,9 +494,9 @@ static void events_done_cb(void *arg, int rc, struct rc_blob *const *evs, size_t
     struct runs_req *r = arg;
     struct rc_edge *e = r->e;
     if (rc == RC_ENOTFOUND) {
-        error_reply(r->aio, e, 404, "not_found", "no such run");
+        error_reply(r->aio, 404, "not_found", "no such run");
     } else if (rc != 0) {
-        error_reply(r->aio, e, 503, "unavailable", rc_error_message(rc));
+        error_reply(r->aio, 503, "unavailable", rc_error_message(rc));
     } else {
         struct rc_buf b;
         rc_buf_init(&b);
@@ -561,29 +516,28 @@ static void events_done_cb(void *arg, int rc, struct rc_blob *const *evs, size_t
         }
         rc_buf_append(&b, "]}\n", 3);
         if (rv == 0)
-            reply(r->aio, e, 200, "application/json", b.data, b.len);
+            reply(r->aio, 200, "application/json", b.data, b.len);
         else
-            error_reply(r->aio, e, 500, "internal", "cannot convert an event to JSON");
+            error_reply(r->aio, 500, "internal", "cannot convert an event to JSON");
         rc_buf_fini(&b);
     }
     rc_free(r);
     pending_done(e);
 }
 
-static void h_runs(nng_aio *aio)
+void rc_edge_http_runs(struct rc_edge_req *aio)
 {
-    struct rc_edge *e = edge_of(aio);
-    nng_http_req *req = nng_aio_get_input(aio, 0);
-    const char *uri = nng_http_req_get_uri(req);
+    struct rc_edge *e = aio->e;
+    const char *uri = aio->target;
     size_t plen;
     struct qparam q[8];
     int nq = split_query(uri, &plen, q, 8);
     if (nq < 0) {
-        error_reply(aio, e, 400, "bad_query", "too many query parameters");
+        error_reply(aio, 400, "bad_query", "too many query parameters");
         return;
     }
     if (e->runs == NULL) {
-        error_reply(aio, e, 503, "unavailable", "no run registry");
+        error_reply(aio, 503, "unavailable", "no run registry");
         return;
     }
     /* Path: /runs, /runs/, /runs/{run}, /runs/{run}/events */
@@ -595,7 +549,7 @@ static void h_runs(nng_aio *aio)
     }
     struct runs_req *r = rc_calloc(1, sizeof(*r));
     if (r == NULL) {
-        error_reply(aio, e, 500, "internal", "out of memory");
+        error_reply(aio, 500, "internal", "out of memory");
         return;
     }
     r->e = e;
@@ -616,14 +570,14 @@ static void h_runs(nng_aio *aio)
                         f.status = s;
                 if (f.status == -2) {
                     rc_free(r);
-                    error_reply(aio, e, 400, "bad_query",
+                    error_reply(aio, 400, "bad_query",
                                 "status must be pending, running, completed or failed");
                     return;
                 }
             } else if (key_is(&q[i], "conv")) {
                 if (!rc_proto_valid_id(q[i].val, q[i].val_len, e->lim.id_max_bytes)) {
                     rc_free(r);
-                    error_reply(aio, e, 400, "bad_query",
+                    error_reply(aio, 400, "bad_query",
                                 "conv must be 1-128 characters of [A-Za-z0-9._:-]");
                     return;
                 }
@@ -635,13 +589,13 @@ static void h_runs(nng_aio *aio)
                     char msg[96];
                     snprintf(msg, sizeof(msg), "limit must be an integer from 1 to %" PRIu64, lim);
                     rc_free(r);
-                    error_reply(aio, e, 400, "bad_query", msg);
+                    error_reply(aio, 400, "bad_query", msg);
                     return;
                 }
                 f.limit = (size_t)l;
             } else {
                 rc_free(r);
-                error_reply(aio, e, 400, "bad_query",
+                error_reply(aio, 400, "bad_query",
                             "unknown query parameter (use status, conv, limit)");
                 return;
             }
@@ -655,7 +609,7 @@ static void h_runs(nng_aio *aio)
         size_t tlen = slash != NULL ? rest - rlen - 1 : 0;
         if (!rc_proto_valid_id(p, rlen, e->lim.id_max_bytes) || rlen >= sizeof(r->run)) {
             rc_free(r);
-            error_reply(aio, e, 404, "not_found", "not a valid run id");
+            error_reply(aio, 404, "not_found", "not a valid run id");
             return;
         }
         memcpy(r->run, p, rlen);
@@ -663,7 +617,7 @@ static void h_runs(nng_aio *aio)
         if (tail == NULL || tlen == 0) {
             if (nq > 0) {
                 rc_free(r);
-                error_reply(aio, e, 400, "bad_query", "/runs/{run} takes no query parameters");
+                error_reply(aio, 400, "bad_query", "/runs/{run} takes no query parameters");
                 return;
             }
             pending_add(e);
@@ -674,19 +628,18 @@ static void h_runs(nng_aio *aio)
                 if (key_is(&q[i], "since")) {
                     if (!parse_u64(q[i].val, q[i].val_len, &r->since)) {
                         rc_free(r);
-                        error_reply(aio, e, 400, "bad_query",
-                                    "since must be a non-negative integer");
+                        error_reply(aio, 400, "bad_query", "since must be a non-negative integer");
                         return;
                     }
                 } else if (key_is(&q[i], "limit")) {
                     if (!parse_u64(q[i].val, q[i].val_len, &max) || max == 0) {
                         rc_free(r);
-                        error_reply(aio, e, 400, "bad_query", "limit must be a positive integer");
+                        error_reply(aio, 400, "bad_query", "limit must be a positive integer");
                         return;
                     }
                 } else {
                     rc_free(r);
-                    error_reply(aio, e, 400, "bad_query",
+                    error_reply(aio, 400, "bad_query",
                                 "unknown query parameter (use since, limit)");
                     return;
                 }
@@ -695,7 +648,7 @@ static void h_runs(nng_aio *aio)
             rv = rc_runs_events(e->runs, r->run, rlen, r->since, (size_t)max, events_done_cb, r);
         } else {
             rc_free(r);
-            error_reply(aio, e, 404, "not_found", "no such resource");
+            error_reply(aio, 404, "not_found", "no such resource");
             return;
         }
     }
@@ -704,43 +657,10 @@ static void h_runs(nng_aio *aio)
         rc_free(r);
         pending_done(e);
         if (rv == RC_ENOTFOUND)
-            error_reply(aio, e, 404, "not_found", "no such run");
+            error_reply(aio, 404, "not_found", "no such run");
         else
-            error_reply(aio, e, 503, "unavailable", rc_error_message(rv));
+            error_reply(aio, 503, "unavailable", rc_error_message(rv));
     }
-}
-
-/* Everything else: JSON 404 (or 405 for a known path with another method). */
-static void h_fallback(nng_aio *aio)
-{
-    struct rc_edge *e = edge_of(aio);
-    nng_http_req *req = nng_aio_get_input(aio, 0);
-    const char *uri = nng_http_req_get_uri(req);
-    const char *method = nng_http_req_get_method(req);
-    size_t plen = strcspn(uri, "?");
-    static const char *known[] = {"/ws", "/healthz", "/metrics", "/runs"};
-    bool is_known = false;
-    for (size_t i = 0; i < 4; i++) {
-        size_t kl = strlen(known[i]);
-        if (plen >= kl && memcmp(uri, known[i], kl) == 0 &&
-            (plen == kl || uri[kl] == '/' || uri[kl] == '?'))
-            is_known = true;
-    }
-    if (is_known && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        error_reply(aio, e, 405, "method_not_allowed", "only GET is supported");
-    else
-        error_reply(aio, e, 404, "not_found", "no such resource");
-}
-
-int rc_edge_http_add_handlers(struct rc_edge *e)
-{
-    int rv;
-    if ((rv = rc_edge_add_handler(e, "/healthz", h_healthz, false, "GET")) != 0 ||
-        (rv = rc_edge_add_handler(e, "/metrics", h_metrics, false, "GET")) != 0 ||
-        (rv = rc_edge_add_handler(e, "/runs", h_runs, true, "GET")) != 0 ||
-        (rv = rc_edge_add_handler(e, "/", h_fallback, true, NULL)) != 0)
-        return rv;
-    return 0;
 }
 
 /* Waits until no asynchronous HTTP request is pending (rc_edge_stop). */

@@ -1,8 +1,8 @@
 /*
  * rc_edge_int: what the edge's files share (not a public header).
  *
- *   rc_edge.c        lifecycle, the HTTP server, the /ws upgrade handler,
- *                    the connection registry
+ *   rc_edge.c        lifecycle, the /ws upgrade, the connection registry
+ *   rc_edge_srv.c    the HTTP/1.1 server on an nng TCP stream listener
  *   rc_edge_conn.c   the connection actor: WebSocket framing, output queue,
  *                    coalescing, slow consumers, heartbeats, subscriptions
  *   rc_edge_http.c   /healthz, /metrics, /runs...
@@ -17,7 +17,6 @@
 #include <stdint.h>
 
 #include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
 
 #include "rc_actor.h"
 #include "rc_edge.h"
@@ -74,9 +73,8 @@ struct rc_edge {
     struct rc_proto_limits lim;  /* client frame limits; read-only after new */
     uint64_t epoch;              /* read-only after new */
 
-    nng_http_server *server; /* set in start, cleared in stop (owner: start/stop caller) */
-    nng_http_handler *handlers[8];
-    size_t n_handlers;
+    nng_stream_listener *listener; /* set in start, freed in stop */
+    nng_aio *accept_aio;
     uint16_t port;
     int64_t started_ms; /* wall ms at start */
 
@@ -84,9 +82,11 @@ struct rc_edge {
      * a handler that sees true also sees everything start set up. */
     _Atomic bool serving;
 
-    pthread_mutex_t mtx;        /* protects conns and stopping */
-    pthread_cond_t cv;          /* signalled when a connection leaves */
-    struct rc_edge_conn *conns; /* every live connection actor (intrusive list) */
+    pthread_mutex_t mtx;           /* protects conns, sessions, accepting, stopping */
+    pthread_cond_t cv;             /* signalled when a connection or session leaves */
+    struct rc_edge_conn *conns;    /* every live connection actor (intrusive list) */
+    struct rc_http_sess *sessions; /* HTTP connections not upgraded (rc_edge_srv.c) */
+    bool accepting;                /* an accept is in flight */
     bool stopping;
 
     /* atomic: HTTP requests answered asynchronously (rc_runs callbacks)
@@ -105,12 +105,13 @@ void rc_edge_lat_observe(struct rc_edge *e, uint64_t us);
 
 /* ---- rc_edge_conn.c ---- */
 
-/* Starts a connection actor on a hijacked HTTP connection (whose request
- * has been answered by nothing yet).  accept_key: the Sec-WebSocket-Accept
- * value.  full: over --ws-max-conns (the actor closes it with 4429).
- * Takes ownership of conn (closes it on failure too). */
-int rc_edge_conn_spawn(struct rc_edge *e, nng_http_conn *conn, const char *accept_key, bool json,
-                       bool full, const char *peer);
+/* Starts a connection actor on an upgraded TCP stream (the 101 is not
+ * written yet; the actor writes it with the hello).  accept_key: the
+ * Sec-WebSocket-Accept value.  full: over --ws-max-conns (the actor closes
+ * with 4429).  early: bytes the client sent after its request (frames).
+ * Takes ownership of s (closes it on failure too). */
+int rc_edge_conn_spawn(struct rc_edge *e, nng_stream *s, const char *accept_key, bool json,
+                       bool full, const void *early, size_t early_len);
 
 /* The connection's actor (valid while the connection is registered). */
 struct rc_actor *rc_edge_conn_actor(struct rc_edge_conn *c);
@@ -123,16 +124,53 @@ struct rc_edge_conn_link {
 };
 struct rc_edge_conn_link *rc_edge_conn_link(struct rc_edge_conn *c);
 
-/* Registers an HTTP handler with e as its data (method NULL: any). */
-int rc_edge_add_handler(struct rc_edge *e, const char *path, void (*cb)(nng_aio *), bool tree,
-                        const char *method);
+/* ---- rc_edge_srv.c: the HTTP/1.1 server ---- */
+
+struct rc_http_sess;
+
+/* One request, valid until it is answered (rc_edge_respond) or taken over
+ * (rc_edge_take_stream).  Handlers may answer later, from any thread. */
+struct rc_edge_req {
+    struct rc_edge *e;
+    struct rc_http_sess *sess;
+    const char *method; /* "GET", ... */
+    const char *target; /* path and query, NUL-terminated */
+    size_t path_len;    /* bytes of target before '?' */
+    bool head;          /* HEAD: answer without a body */
+};
+
+/* A request header (case-insensitive name) or NULL. */
+const char *rc_edge_req_header(const struct rc_edge_req *r, const char *name);
+
+/* Answers the request.  extra: more header lines ("Allow: GET\r\n") or NULL.
+ * close: close the connection after the answer. */
+void rc_edge_respond(struct rc_edge_req *r, uint16_t status, const char *ctype, const void *body,
+                     size_t len, const char *extra, bool close);
+
+/* Answers {"error": code, "message": msg} as JSON. */
+void rc_edge_respond_error(struct rc_edge_req *r, uint16_t status, const char *code,
+                           const char *msg);
+
+/* Takes the connection out of the HTTP server (WebSocket upgrade): *s gets
+ * the stream, early/early_len the bytes received after the request (valid
+ * until rc_edge_take_done).  The request is gone after rc_edge_take_done. */
+void rc_edge_take_stream(struct rc_edge_req *r, nng_stream **s, const void **early,
+                         size_t *early_len);
+void rc_edge_take_done(struct rc_edge_req *r);
+
+int rc_edge_srv_start(struct rc_edge *e, const char *url);
+/* Stops accepting, closes every session and waits for them. */
+void rc_edge_srv_stop(struct rc_edge *e);
+
+/* ---- rc_edge.c ---- */
+/* GET /ws */
+void rc_edge_ws_upgrade(struct rc_edge_req *r);
 
 /* ---- rc_edge_http.c ---- */
-int rc_edge_http_add_handlers(struct rc_edge *e);
+void rc_edge_http_healthz(struct rc_edge_req *r);
+void rc_edge_http_metrics(struct rc_edge_req *r);
+void rc_edge_http_runs(struct rc_edge_req *r);
 /* Waits until no asynchronous HTTP request is pending. */
 void rc_edge_http_wait(struct rc_edge *e);
-
-/* Writes a JSON error body {"error": code, "message": msg} with status. */
-void rc_edge_http_error(nng_aio *aio, uint16_t status, const char *code, const char *msg);
 
 #endif

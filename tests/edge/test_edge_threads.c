@@ -86,7 +86,7 @@ static void read_all(struct ws_client *c, const char *who)
 
 int main(void)
 {
-    fx_start(&f, (const char *[]){"ws-queue-max", "16KiB", "ws-heartbeat", "50ms", NULL});
+    fx_start(&f, (const char *[]){"ws-queue-max", "256KiB", "ws-heartbeat", "50ms", NULL});
     int st;
     struct ws_client *conv = ws_connect(f.port, "/ws", NULL, &st, NULL, 0);
     struct ws_client *all = ws_connect(f.port, "/ws", NULL, &st, NULL, 0);

@@ -33,6 +33,8 @@ static nng_stream *dial(uint16_t port, nng_aio *aio)
     nng_stream_dialer_dial(d, aio);
     nng_aio_wait(aio);
     nng_stream *s = nng_aio_result(aio) == 0 ? nng_aio_get_output(aio, 0) : NULL;
+    if (s != NULL)
+        nng_stream_set_bool(s, NNG_OPT_TCP_NODELAY, true);
     nng_stream_dialer_free(d);
     return s;
 }

@@ -352,7 +352,7 @@ async def test_restart(b):
 
 async def main():
     b = Broker(["--watchdog-tick", "10ms", "--history-max-events", "5",
-                "--ws-queue-max", "64KiB"])
+                "--ws-queue-max", "1MiB"])
     b.start()
     try:
         _, h = await connect(b)

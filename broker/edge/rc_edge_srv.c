@@ -1,0 +1,539 @@
+/*
+ * rc_edge_srv: the edge's HTTP/1.1 server, on an nng TCP stream listener.
+ *
+ * Small on purpose: GET/HEAD requests without bodies, keep-alive, and a
+ * fixed routing table (/ws, /healthz, /metrics, /runs...).  It replaces
+ * nng's HTTP server because a connection served by nng's server pins an
+ * 8 KiB read buffer for its whole life, upgraded or not (docs/EDGE.md): a
+ * WebSocket connection taken from here keeps only its nng TCP stream.
+ *
+ * One session per TCP connection until it is upgraded or closed.  A
+ * session has one operation in flight at a time (read the request head,
+ * wait for its handler, write the answer), so its fields need no lock: each
+ * step is handed to the next by the aio completion or by the handler's
+ * call to rc_edge_respond, which happen one after the other.  The list of
+ * sessions (for stop) is under edge->mtx.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rc_alloc.h"
+#include "rc_buf.h"
+#include "rc_config.h"
+#include "rc_edge_int.h"
+#include "rc_error.h"
+#include "rc_log.h"
+
+/* A request head (request line and headers) must fit in this. */
+#define HEAD_MAX 8192u
+#define HDRS_MAX 64u
+/* An idle keep-alive connection, or a slow request head, is closed after
+ * this long. */
+#define IDLE_MS 30000
+
+enum sess_state { SS_READ, SS_HANDLER, SS_WRITE };
+
+struct rc_http_sess {
+    struct rc_http_sess *prev, *next; /* edge->sessions, under edge->mtx */
+    struct rc_edge *e;
+    nng_stream *s;
+    nng_aio *aio;
+    enum sess_state st;
+    bool keep;   /* keep the connection after this answer */
+    bool killed; /* stop closed the stream */
+    char *in;    /* request bytes: the head being parsed, then what followed */
+    size_t in_len, in_cap;
+    size_t head_len; /* bytes of the current request head (0: not complete) */
+    const char *hname[HDRS_MAX];
+    const char *hval[HDRS_MAX];
+    unsigned nh;
+    struct rc_buf out;
+    size_t out_off;
+    struct rc_edge_req req;
+};
+
+/* ---- session list ---- */
+
+static void sess_link(struct rc_edge *e, struct rc_http_sess *h)
+{
+    pthread_mutex_lock(&e->mtx);
+    h->prev = NULL;
+    h->next = e->sessions;
+    if (e->sessions != NULL)
+        e->sessions->prev = h;
+    e->sessions = h;
+    pthread_mutex_unlock(&e->mtx);
+}
+
+static void sess_unlink(struct rc_edge *e, struct rc_http_sess *h)
+{
+    pthread_mutex_lock(&e->mtx);
+    if (h->prev != NULL)
+        h->prev->next = h->next;
+    else
+        e->sessions = h->next;
+    if (h->next != NULL)
+        h->next->prev = h->prev;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mtx);
+}
+
+/* Ends a session (from its aio callback or a handler).  The stream is
+ * detached under the lock, so rc_edge_srv_stop never closes a freed one;
+ * the aio is freed by nng's reaper because this may run inside its own
+ * callback. */
+static void sess_free(struct rc_http_sess *h)
+{
+    struct rc_edge *e = h->e;
+    pthread_mutex_lock(&e->mtx);
+    nng_stream *s = h->s;
+    h->s = NULL;
+    pthread_mutex_unlock(&e->mtx);
+    if (s != NULL) {
+        nng_stream_close(s);
+        nng_stream_free(s);
+    }
+    nng_aio_reap(h->aio);
+    rc_free(h->in);
+    rc_buf_fini(&h->out);
+    sess_unlink(e, h);
+    rc_free(h);
+}
+
+/* ---- reading and parsing ---- */
+
+static void sess_read(struct rc_http_sess *h)
+{
+    if (h->in_cap - h->in_len < 1024 && h->in_cap < HEAD_MAX + 1) {
+        size_t ncap = h->in_cap ? h->in_cap * 2 : 1024;
+        if (ncap > HEAD_MAX + 1)
+            ncap = HEAD_MAX + 1;
+        char *n = rc_realloc(h->in, ncap);
+        if (n == NULL) {
+            sess_free(h);
+            return;
+        }
+        h->in = n;
+        h->in_cap = ncap;
+    }
+    nng_iov iov = {.iov_buf = h->in + h->in_len, .iov_len = h->in_cap - 1 - h->in_len};
+    nng_aio_set_iov(h->aio, 1, &iov);
+    nng_aio_set_timeout(h->aio, IDLE_MS);
+    h->st = SS_READ;
+    nng_stream_recv(h->s, h->aio);
+}
+
+static void respond_raw(struct rc_http_sess *h, uint16_t status, const char *ctype,
+                        const void *body, size_t len, const char *extra, bool close, bool head);
+
+static const char *reason(uint16_t st)
+{
+    switch (st) {
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+static void error_raw(struct rc_http_sess *h, uint16_t status, const char *code, const char *msg)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}\n", code, msg);
+    rc_metric_add(&h->e->m.http_errors, 1);
+    respond_raw(h, status, "application/json", body, (size_t)n, NULL, true, false);
+}
+
+/* Parses the head in h->in[0..head_len) in place.  Returns 0 or an HTTP
+ * status to refuse with (and *why). */
+static uint16_t parse_head(struct rc_http_sess *h, const char **why)
+{
+    char *p = h->in;
+    char *end = h->in + h->head_len;
+    /* request line */
+    char *eol = strstr(p, "\r\n");
+    *eol = '\0';
+    char *sp1 = strchr(p, ' ');
+    char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL) {
+        *why = "malformed request line";
+        return 400;
+    }
+    *sp1 = '\0';
+    *sp2 = '\0';
+    const char *version = sp2 + 1;
+    if (strncmp(version, "HTTP/1.", 7) != 0 || (version[7] != '0' && version[7] != '1') ||
+        version[8] != '\0') {
+        *why = "only HTTP/1.0 and HTTP/1.1";
+        return 505;
+    }
+    h->keep = version[7] == '1';
+    h->req.method = p;
+    h->req.target = sp1 + 1;
+    if (h->req.target[0] != '/') {
+        *why = "the target must be an absolute path";
+        return 400;
+    }
+    h->req.path_len = strcspn(h->req.target, "?");
+    /* headers */
+    h->nh = 0;
+    p = eol + 2;
+    while (p < end) {
+        eol = strstr(p, "\r\n");
+        if (eol == NULL || eol == p)
+            break; /* the empty line */
+        *eol = '\0';
+        if (*p == ' ' || *p == '\t') {
+            *why = "folded header lines are not accepted";
+            return 400;
+        }
+        char *colon = strchr(p, ':');
+        if (colon == NULL || colon == p) {
+            *why = "malformed header line";
+            return 400;
+        }
+        if (h->nh == HDRS_MAX) {
+            *why = "too many header lines";
+            return 431;
+        }
+        char *ne = colon;
+        while (ne > p && (ne[-1] == ' ' || ne[-1] == '\t'))
+            ne--;
+        *ne = '\0';
+        char *v = colon + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        char *ve = v + strlen(v);
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            *--ve = '\0';
+        h->hname[h->nh] = p;
+        h->hval[h->nh] = v;
+        h->nh++;
+        p = eol + 2;
+    }
+    const char *cn = rc_edge_req_header(&h->req, "Connection");
+    if (cn != NULL && strcasestr(cn, "close") != NULL)
+        h->keep = false;
+    if (cn != NULL && strcasestr(cn, "keep-alive") != NULL)
+        h->keep = true;
+    const char *cl = rc_edge_req_header(&h->req, "Content-Length");
+    if (rc_edge_req_header(&h->req, "Transfer-Encoding") != NULL ||
+        (cl != NULL && strcmp(cl, "0") != 0)) {
+        *why = "request bodies are not accepted";
+        return 413;
+    }
+    h->req.head = strcmp(h->req.method, "HEAD") == 0;
+    return 0;
+}
+
+const char *rc_edge_req_header(const struct rc_edge_req *r, const char *name)
+{
+    const struct rc_http_sess *h = r->sess;
+    for (unsigned i = 0; i < h->nh; i++)
+        if (strcasecmp(h->hname[i], name) == 0)
+            return h->hval[i];
+    return NULL;
+}
+
+static bool path_is(const struct rc_edge_req *r, const char *p)
+{
+    size_t n = strlen(p);
+    return r->path_len == n && memcmp(r->target, p, n) == 0;
+}
+
+static void dispatch(struct rc_http_sess *h)
+{
+    struct rc_edge_req *r = &h->req;
+    bool get = strcmp(r->method, "GET") == 0 || r->head;
+    h->st = SS_HANDLER;
+    rc_metric_add(&h->e->m.http_requests, 1);
+    if (path_is(r, "/ws")) {
+        if (strcmp(r->method, "GET") != 0) {
+            rc_edge_respond(r, 405, "application/json",
+                            "{\"error\":\"method_not_allowed\",\"message\":\"GET only\"}\n", 53,
+                            "Allow: GET\r\n", false);
+            return;
+        }
+        rc_edge_ws_upgrade(r);
+        return;
+    }
+    void (*fn)(struct rc_edge_req *) = NULL;
+    if (path_is(r, "/healthz"))
+        fn = rc_edge_http_healthz;
+    else if (path_is(r, "/metrics"))
+        fn = rc_edge_http_metrics;
+    else if (path_is(r, "/runs") || (r->path_len >= 6 && memcmp(r->target, "/runs/", 6) == 0))
+        fn = rc_edge_http_runs;
+    if (fn == NULL) {
+        rc_edge_respond_error(r, 404, "not_found", "no such resource");
+        return;
+    }
+    if (!get) {
+        rc_edge_respond(r, 405, "application/json",
+                        "{\"error\":\"method_not_allowed\",\"message\":\"GET only\"}\n", 53,
+                        "Allow: GET, HEAD\r\n", false);
+        return;
+    }
+    fn(r);
+}
+
+/* Looks for a whole head in the bytes received; dispatches it, asks for
+ * more, or refuses. */
+static void sess_process(struct rc_http_sess *h)
+{
+    h->in[h->in_len] = '\0';
+    char *e = h->in_len >= 4 ? strstr(h->in, "\r\n\r\n") : NULL;
+    if (e == NULL) {
+        if (memchr(h->in, '\0', h->in_len) != NULL) {
+            error_raw(h, 400, "bad_request", "NUL byte in the request head");
+            return;
+        }
+        if (h->in_len >= HEAD_MAX) {
+            error_raw(h, 431, "too_large", "the request head is over 8 KiB");
+            return;
+        }
+        sess_read(h);
+        return;
+    }
+    h->head_len = (size_t)(e - h->in) + 4;
+    memset(&h->req, 0, sizeof(h->req));
+    h->req.e = h->e;
+    h->req.sess = h;
+    const char *why = NULL;
+    uint16_t st = parse_head(h, &why);
+    if (st != 0) {
+        error_raw(h, st, "bad_request", why);
+        return;
+    }
+    dispatch(h);
+}
+
+static void sess_cb(void *arg)
+{
+    struct rc_http_sess *h = arg;
+    int rv = nng_aio_result(h->aio);
+    if (rv != 0) {
+        sess_free(h);
+        return;
+    }
+    size_t n = nng_aio_count(h->aio);
+    if (h->st == SS_READ) {
+        if (n == 0) {
+            sess_free(h);
+            return;
+        }
+        h->in_len += n;
+        sess_process(h);
+        return;
+    }
+    /* SS_WRITE */
+    h->out_off += n;
+    if (h->out_off < h->out.len) {
+        nng_iov iov = {.iov_buf = h->out.data + h->out_off, .iov_len = h->out.len - h->out_off};
+        nng_aio_set_iov(h->aio, 1, &iov);
+        nng_stream_send(h->s, h->aio);
+        return;
+    }
+    if (!h->keep || h->killed) {
+        sess_free(h);
+        return;
+    }
+    /* keep-alive: what followed the head is the next request */
+    size_t rest = h->in_len - h->head_len;
+    memmove(h->in, h->in + h->head_len, rest);
+    h->in_len = rest;
+    h->head_len = 0;
+    rc_buf_fini(&h->out);
+    h->out_off = 0;
+    if (rest > 0)
+        sess_process(h);
+    else
+        sess_read(h);
+}
+
+static void respond_raw(struct rc_http_sess *h, uint16_t status, const char *ctype,
+                        const void *body, size_t len, const char *extra, bool close, bool head)
+{
+    if (close)
+        h->keep = false;
+    rc_buf_reset(&h->out);
+    char line[512];
+    int n = snprintf(line, sizeof(line),
+                     "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nConnection: %s\r\n%s\r\n",
+                     (unsigned)status, reason(status), ctype, len, h->keep ? "keep-alive" : "close",
+                     extra ? extra : "");
+    if (rc_buf_append(&h->out, line, (size_t)n) != 0 ||
+        (!head && len > 0 && rc_buf_append(&h->out, body, len) != 0)) {
+        sess_free(h);
+        return;
+    }
+    h->out_off = 0;
+    h->st = SS_WRITE;
+    nng_iov iov = {.iov_buf = h->out.data, .iov_len = h->out.len};
+    nng_aio_set_iov(h->aio, 1, &iov);
+    uint64_t to = h->e->cfg->ws_write_timeout_ms;
+    nng_aio_set_timeout(h->aio, to > 0 ? (nng_duration)to : NNG_DURATION_INFINITE);
+    nng_stream_send(h->s, h->aio);
+}
+
+void rc_edge_respond(struct rc_edge_req *r, uint16_t status, const char *ctype, const void *body,
+                     size_t len, const char *extra, bool close)
+{
+    if (status >= 400)
+        rc_metric_add(&r->e->m.http_errors, 1);
+    respond_raw(r->sess, status, ctype, body, len, extra, close, r->head);
+}
+
+static void json_escape(struct rc_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            char esc[2] = {'\\', (char)ch};
+            rc_buf_append(b, esc, 2);
+        } else if (ch >= 0x20) {
+            rc_buf_append(b, s, 1);
+        }
+    }
+}
+
+void rc_edge_respond_error(struct rc_edge_req *r, uint16_t status, const char *code,
+                           const char *msg)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    rc_buf_append(&b, "{\"error\":\"", 10);
+    json_escape(&b, code);
+    rc_buf_append(&b, "\",\"message\":\"", 13);
+    json_escape(&b, msg);
+    rc_buf_append(&b, "\"}\n", 3);
+    const char *extra = status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL;
+    rc_edge_respond(r, status, "application/json", b.data, b.len, extra, false);
+    rc_buf_fini(&b);
+}
+
+void rc_edge_take_stream(struct rc_edge_req *r, nng_stream **s, const void **early,
+                         size_t *early_len)
+{
+    struct rc_http_sess *h = r->sess;
+    pthread_mutex_lock(&h->e->mtx);
+    *s = h->s;
+    h->s = NULL; /* ours now: stop will not close it */
+    pthread_mutex_unlock(&h->e->mtx);
+    *early = h->in + h->head_len;
+    *early_len = h->in_len - h->head_len;
+}
+
+void rc_edge_take_done(struct rc_edge_req *r)
+{
+    sess_free(r->sess);
+}
+
+/* ---- accepting ---- */
+
+static void accept_cb(void *arg)
+{
+    struct rc_edge *e = arg;
+    int rv = nng_aio_result(e->accept_aio);
+    if (rv == 0) {
+        nng_stream *s = nng_aio_get_output(e->accept_aio, 0);
+        struct rc_http_sess *h = rc_calloc(1, sizeof(*h));
+        if (h == NULL || nng_aio_alloc(&h->aio, sess_cb, h) != 0) {
+            rc_free(h);
+            nng_stream_close(s);
+            nng_stream_free(s);
+        } else {
+            h->e = e;
+            h->s = s;
+            rc_buf_init(&h->out);
+            /* frames go out as soon as they are written (no Nagle delay
+             * behind a delayed ACK); keepalive finds dead peers */
+            nng_stream_set_bool(s, NNG_OPT_TCP_NODELAY, true);
+            nng_stream_set_bool(s, NNG_OPT_TCP_KEEPALIVE, true);
+            sess_link(e, h);
+            sess_read(h);
+        }
+    } else if (rv != NNG_ECLOSED) {
+        /* nng's TCP listener already backs off on EMFILE/ENFILE */
+        RC_LOG_RATELIMITED(RC_LOG_WARN, "edge", NULL, NULL, "accept failed: %s", nng_strerror(rv));
+    }
+    pthread_mutex_lock(&e->mtx);
+    bool again = !e->stopping && rv != NNG_ECLOSED;
+    e->accepting = again;
+    pthread_mutex_unlock(&e->mtx);
+    if (again)
+        nng_stream_listener_accept(e->listener, e->accept_aio);
+}
+
+int rc_edge_srv_start(struct rc_edge *e, const char *url)
+{
+    int rv = nng_stream_listener_alloc(&e->listener, url);
+    if (rv != 0)
+        return RC_EINVAL;
+    if ((rv = nng_stream_listener_listen(e->listener)) != 0) {
+        nng_stream_listener_free(e->listener);
+        e->listener = NULL;
+        return rv == NNG_EADDRINVAL ? RC_EINVAL : RC_EIO;
+    }
+    int port = 0;
+    nng_stream_listener_get_int(e->listener, NNG_OPT_TCP_BOUND_PORT, &port);
+    e->port = (uint16_t)port;
+    if (nng_aio_alloc(&e->accept_aio, accept_cb, e) != 0) {
+        nng_stream_listener_free(e->listener);
+        e->listener = NULL;
+        return RC_ENOMEM;
+    }
+    pthread_mutex_lock(&e->mtx);
+    e->accepting = true;
+    pthread_mutex_unlock(&e->mtx);
+    nng_stream_listener_accept(e->listener, e->accept_aio);
+    return RC_OK;
+}
+
+void rc_edge_srv_stop(struct rc_edge *e)
+{
+    if (e->listener == NULL)
+        return;
+    nng_stream_listener_close(e->listener);
+    nng_aio_stop(e->accept_aio);
+    /* Close every session's stream: its pending operation fails and its
+     * callback frees it; a session waiting for a handler is freed when the
+     * handler answers (the write fails). */
+    pthread_mutex_lock(&e->mtx);
+    for (struct rc_http_sess *h = e->sessions; h != NULL; h = h->next) {
+        h->killed = true;
+        if (h->s != NULL)
+            nng_stream_close(h->s);
+    }
+    while (e->sessions != NULL)
+        pthread_cond_wait(&e->cv, &e->mtx);
+    pthread_mutex_unlock(&e->mtx);
+    nng_aio_free(e->accept_aio);
+    e->accept_aio = NULL;
+    nng_stream_listener_free(e->listener);
+    e->listener = NULL;
+}
