@@ -219,6 +219,25 @@ Test(timer, many_timers_all_fire)
     rc_actor_system_free(sys);
 }
 
+/* A coarser tick (10 ms): still never early. */
+Test(timer, coarse_tick_never_early)
+{
+    struct rc_actor_system *sys;
+    struct rc_actor_system_opts o = {.workers = 1, .tick_ms = 10};
+    cr_assert_eq(rc_actor_system_new(&sys, &o), RC_OK);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct tstate s;
+    for (int i = 0; i < NT; i++)
+        s.delay_ms[i] = (uint64_t)i * 3 + 1; /* 1 .. 58 ms, mostly not tick multiples */
+    struct rc_actor *a = spawn_timer_actor(sys, &s);
+    cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert(wait_int(&s.current, NT, 5000));
+    cr_assert_eq(atomic_load(&s.early), 0, "a timer fired early");
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
 Test(timer, bad_arguments)
 {
     struct rc_actor_system *sys;
