@@ -282,15 +282,17 @@ static struct rc_actor *inject_pop(struct rc_actor_system *sys, struct rc_worker
 
 /* ---- Sleeping and waking ---- */
 
-static void wake_one(struct rc_actor_system *sys)
+/* wake_tokens: wake-ups signalled and not yet taken by a sleeper.  Changed
+ * only under sleep_mtx (relaxed atomics there, so that the hint in
+ * worker_main may read it without the lock). */
+static uint32_t tokens(struct rc_actor_system *sys)
 {
-    pthread_mutex_lock(&sys->sleep_mtx);
-    /* relaxed: nsleeping only changes under sleep_mtx, which we hold. */
-    if (sys->wake_tokens < atomic_load_explicit(&sys->nsleeping, memory_order_relaxed)) {
-        sys->wake_tokens++;
-        pthread_cond_signal(&sys->sleep_cv);
-    }
-    pthread_mutex_unlock(&sys->sleep_mtx);
+    return atomic_load_explicit(&sys->wake_tokens, memory_order_relaxed);
+}
+
+static void set_tokens(struct rc_actor_system *sys, uint32_t v)
+{
+    atomic_store_explicit(&sys->wake_tokens, v, memory_order_relaxed); /* under sleep_mtx */
 }
 
 /* Wakes up to n sleepers that have no wake-up pending. */
@@ -299,11 +301,16 @@ static void wake_many(struct rc_actor_system *sys, uint64_t n)
     pthread_mutex_lock(&sys->sleep_mtx);
     /* relaxed: nsleeping only changes under sleep_mtx, which we hold. */
     uint32_t sleeping = atomic_load_explicit(&sys->nsleeping, memory_order_relaxed);
-    while (n-- > 0 && sys->wake_tokens < sleeping) {
-        sys->wake_tokens++;
+    while (n-- > 0 && tokens(sys) < sleeping) {
+        set_tokens(sys, tokens(sys) + 1);
         pthread_cond_signal(&sys->sleep_cv);
     }
     pthread_mutex_unlock(&sys->sleep_mtx);
+}
+
+static void wake_one(struct rc_actor_system *sys)
+{
+    wake_many(sys, 1);
 }
 
 /* After making work visible: wake a sleeper if there is one.  The fence
@@ -360,10 +367,10 @@ static bool worker_sleep(struct rc_worker *w)
     atomic_fetch_add_explicit(&sys->nsleeping, 1, memory_order_seq_cst);
     SEQ_CST_FENCE(sys);
     if (!work_visible(sys)) {
-        while (sys->wake_tokens == 0 && !sys->exiting)
+        while (tokens(sys) == 0 && !sys->exiting)
             pthread_cond_wait(&sys->sleep_cv, &sys->sleep_mtx);
-        if (sys->wake_tokens > 0)
-            sys->wake_tokens--;
+        if (tokens(sys) > 0)
+            set_tokens(sys, tokens(sys) - 1);
     }
     /* relaxed: under sleep_mtx, which orders it for wake_one. */
     atomic_fetch_sub_explicit(&sys->nsleeping, 1, memory_order_relaxed);
@@ -833,7 +840,8 @@ static void *worker_main(void *arg)
         }
         /* Work is waiting behind this turn and a worker sleeps: wake it to
          * steal (relaxed: a hint; missing it only delays, the work is ours). */
-        if (runq_len(&w->q) > 0 && atomic_load_explicit(&w->sys->nsleeping, memory_order_relaxed))
+        if (runq_len(&w->q) > 0 &&
+            atomic_load_explicit(&w->sys->nsleeping, memory_order_relaxed) > tokens(w->sys))
             wake_one(w->sys);
         run_turn(w, a);
     }

@@ -95,10 +95,10 @@ struct rc_actor_system {
     /* Sleeping workers. */
     pthread_mutex_t sleep_mtx;
     pthread_cond_t sleep_cv;
-    _Atomic uint32_t nsleeping;  /* changed under sleep_mtx; read lock-free by wakers */
-    uint32_t wake_tokens;        /* sleep_mtx */
-    bool exiting;                /* sleep_mtx: workers leave when idle */
-    _Atomic uint64_t fence_word; /* TSan builds: stands in for seq_cst fences */
+    _Atomic uint32_t nsleeping;   /* changed under sleep_mtx; read lock-free by wakers */
+    _Atomic uint32_t wake_tokens; /* changed under sleep_mtx; read lock-free as a hint */
+    bool exiting;                 /* sleep_mtx: workers leave when idle */
+    _Atomic uint64_t fence_word;  /* TSan builds: stands in for seq_cst fences */
 
     /* Live actors, for system stop. */
     pthread_mutex_t reg_mtx;
