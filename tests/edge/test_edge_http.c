@@ -204,3 +204,113 @@ Test(http, requests_are_validated)
     }
     fx_stop(&f);
 }
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static char *raw(struct fx *f, const char *req, int timeout_ms)
+{
+    char *resp;
+    http_raw(f->port, req, strlen(req), &resp, timeout_ms);
+    cr_assert_not_null(resp);
+    return resp;
+}
+
+Test(http, keep_alive_and_pipelining)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    /* two pipelined requests on one connection, then close */
+    char *r = raw(&f,
+                  "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                  "GET /runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                  2000);
+    cr_assert_eq(count_of(r, "HTTP/1.1 200 OK\r\n"), 2, "%s", r);
+    cr_assert_not_null(strstr(r, "Connection: keep-alive\r\n"), "%s", r);
+    cr_assert_not_null(strstr(r, "Connection: close\r\n"), "%s", r);
+    cr_assert_not_null(strstr(r, "\"runs\":[]"), "%s", r);
+    free(r);
+    /* HTTP/1.0 closes after one answer */
+    r = raw(&f, "GET /healthz HTTP/1.0\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n", 2000);
+    cr_assert_eq(count_of(r, "HTTP/1.1 200 OK\r\n"), 1, "%s", r);
+    free(r);
+    /* HEAD: headers with the length, no body */
+    r = raw(&f, "HEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 2000);
+    cr_assert_not_null(strstr(r, "HTTP/1.1 200 OK\r\n"), "%s", r);
+    cr_assert_null(strstr(r, "\"status\""), "%s", r);
+    free(r);
+    fx_stop(&f);
+}
+
+Test(http, malformed_requests_are_refused)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    static const struct {
+        const char *req;
+        const char *status;
+    } cases[] = {
+        {"POST /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", "HTTP/1.1 405 "},
+        {"DELETE /runs/x HTTP/1.1\r\nConnection: close\r\n\r\n", "HTTP/1.1 405 "},
+        {"GET /nowhere HTTP/1.1\r\nConnection: close\r\n\r\n", "HTTP/1.1 404 "},
+        {"GET /healthz HTTP/2.0\r\n\r\n", "HTTP/1.1 505 "},
+        {"GET\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET healthz HTTP/1.1\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /healthz HTTP/1.1\r\nbroken header\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", "HTTP/1.1 413 "},
+        {"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 413 "},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *r = raw(&f, cases[i].req, 2000);
+        cr_assert(strncmp(r, cases[i].status, strlen(cases[i].status)) == 0, "%s -> %s",
+                  cases[i].req, r);
+        cr_assert_not_null(strstr(r, "\"error\""), "%s", r);
+        free(r);
+    }
+    /* a head over 8 KiB: 431 */
+    size_t n = 10000;
+    char *big = malloc(n + 64);
+    int o = snprintf(big, n + 64, "GET /healthz HTTP/1.1\r\nX-Pad: ");
+    memset(big + o, 'a', n);
+    strcpy(big + o + n, "\r\n\r\n");
+    char *r = raw(&f, big, 2000);
+    cr_assert(strncmp(r, "HTTP/1.1 431 ", 13) == 0, "%.100s", r);
+    free(r);
+    free(big);
+    fx_stop(&f);
+}
+
+Test(http, websocket_frames_sent_with_the_upgrade_are_read)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    /* the upgrade request and a masked ping frame in one write */
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                     "\r\n");
+    /* {"op":"ping","req":9} as msgpack, masked with 0 */
+    static const uint8_t frame[] = {0x82, 0x80 | 14, 0,   0,   0,   0,    0x82, 0xa2, 'o', 'p',
+                                    0xa4, 'p',       'i', 'n', 'g', 0xa3, 'r',  'e',  'q', 0x09};
+    memcpy(req + n, frame, sizeof(frame));
+    char *r;
+    size_t len = http_raw(f.port, req, (size_t)n + sizeof(frame), &r, 500);
+    cr_assert(strncmp(r, "HTTP/1.1 101 ", 13) == 0, "%s", r);
+    cr_assert_not_null(strstr(r, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    /* somewhere after the head: hello, then the pong with req 9 */
+    const char *body = strstr(r, "\r\n\r\n") + 4;
+    size_t blen = len - (size_t)(body - r);
+    bool pong = false;
+    for (size_t i = 0; i + 4 < blen; i++)
+        if (memcmp(body + i, "pong", 4) == 0)
+            pong = true;
+    cr_assert(pong, "no pong in %zu bytes", blen);
+    free(r);
+    fx_stop(&f);
+}

@@ -430,3 +430,39 @@ int http_get(uint16_t port, const char *path, char **body)
     nng_aio_free(aio);
     return status;
 }
+
+size_t http_raw(uint16_t port, const void *req, size_t len, char **resp, int timeout_ms)
+{
+    *resp = NULL;
+    nng_aio *aio;
+    if (nng_aio_alloc(&aio, NULL, NULL) != 0)
+        return 0;
+    nng_stream *s = dial(port, aio);
+    if (s == NULL) {
+        nng_aio_free(aio);
+        return 0;
+    }
+    struct rc_buf b;
+    rc_buf_init(&b);
+    if (write_all(s, aio, req, len) == 0) {
+        char tmp[4096];
+        for (;;) {
+            int r = read_some(s, aio, tmp, sizeof(tmp), timeout_ms);
+            if (r <= 0)
+                break;
+            rc_buf_append(&b, tmp, (size_t)r);
+        }
+    }
+    size_t n = b.len;
+    *resp = malloc(n + 1); /* binary-safe copy (frames hold NUL bytes) */
+    if (*resp != NULL) {
+        if (n > 0)
+            memcpy(*resp, b.data, n);
+        (*resp)[n] = '\0';
+    }
+    rc_buf_fini(&b);
+    nng_stream_close(s);
+    nng_stream_free(s);
+    nng_aio_free(aio);
+    return n;
+}

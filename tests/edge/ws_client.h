@@ -66,4 +66,9 @@ uint16_t ws_wait_close(struct ws_client *c, int timeout_ms);
  * free it) or 0 on failure. */
 int http_get(uint16_t port, const char *path, char **body);
 
+/* Sends raw bytes on a new TCP connection and returns everything received
+ * until the server closes or timeout_ms passes without data (*resp:
+ * malloc'ed, NUL-terminated; free it). */
+size_t http_raw(uint16_t port, const void *req, size_t len, char **resp, int timeout_ms);
+
 #endif
