@@ -244,7 +244,8 @@ struct rc_msg_timer {
 /* Binds timer to its owner (not held: the owner must cancel its timers in
  * its fini or before it stops) and an argument echoed in the message.  The
  * timer's memory must stay valid until it is cancelled, and while a
- * behaviour may still call rc_timer_msg_current on a message naming it. */
+ * behaviour may still call rc_timer_msg_current on a message naming it.
+ * Not while the timer is armed. */
 void rc_timer_init(struct rc_timer *t, struct rc_actor *owner, uint64_t arg);
 /* Arms (or re-arms) t to fire after delay_ms: never earlier, and normally
  * within one tick after (plus scheduling delay).  Re-arming makes a
