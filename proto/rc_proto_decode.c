@@ -276,15 +276,14 @@ struct obj_spec {
     const char *k_str1; /* "name" */
     const char *k_str2; /* "status" */
     bool strs_required; /* error: code and message are required */
-    uint32_t str1_max;  /* max bytes of str1 (0: unbounded) */
 };
 
 static const struct obj_spec spec_tool = {"tool", "tool.id", "tool.name", "tool.status",
-                                          "name", "status",  false,       0};
+                                          "name", "status",  false};
 static const struct obj_spec spec_item = {"item",  "item.id", "item.label", "item.status",
-                                          "label", "status",  false,        0};
+                                          "label", "status",  false};
 static const struct obj_spec spec_error = {"error", NULL,      "error.code", "error.message",
-                                           "code",  "message", true,         0};
+                                           "code",  "message", true};
 
 static bool key_is(const struct rc_mp_item *k, const char *s)
 {

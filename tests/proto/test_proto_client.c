@@ -202,6 +202,25 @@ Test(client, since_map_bad_value)
 {
     expect("{\"op\":\"sub\",\"all\":true,\"since\":{\"a\":\"3\"}}", RC_PROTO_BAD_FIELD, "since");
 }
+Test(client, since_map_non_string_key)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    rc_mpw_map(&b, 3);
+    rc_mpw_cstr(&b, "op");
+    rc_mpw_cstr(&b, "sub");
+    rc_mpw_cstr(&b, "all");
+    rc_mpw_bool(&b, true);
+    rc_mpw_cstr(&b, "since");
+    rc_mpw_map(&b, 1);
+    rc_mpw_uint(&b, 1);
+    rc_mpw_uint(&b, 2);
+    struct rc_client_msg m;
+    struct rc_proto_error err;
+    cr_assert_eq(rc_proto_decode_client(b.data, b.len, &lim, &m, &err), RC_PROTO_BAD_FIELD);
+    cr_assert_str_eq(err.field, "since");
+    rc_buf_fini(&b);
+}
 Test(client, epoch_not_uint)
 {
     expect("{\"op\":\"sub\",\"run\":\"r\",\"epoch\":\"e1\"}", RC_PROTO_BAD_FIELD, "epoch");

@@ -776,6 +776,40 @@ Test(event_rules, tool_too_deep)
     rc_buf_fini(&b);
 }
 
+Test(event_rules, tool_id_and_name_bad_utf8)
+{
+    struct rc_buf b;
+    begin_event(&b, 3, "tool");
+    rc_mpw_cstr(&b, "tool");
+    rc_mpw_map(&b, 1);
+    rc_mpw_cstr(&b, "id");
+    rc_mpw_str(&b, "\xc3", 1);
+    expect_mp(&b, RC_PROTO_BAD_UTF8, "tool.id");
+    rc_buf_fini(&b);
+    begin_event(&b, 3, "tool");
+    rc_mpw_cstr(&b, "tool");
+    rc_mpw_map(&b, 2);
+    rc_mpw_cstr(&b, "id");
+    rc_mpw_uint(&b, 1);
+    rc_mpw_cstr(&b, "name");
+    rc_mpw_str(&b, "\xe0\x80\x80", 3);
+    expect_mp(&b, RC_PROTO_BAD_UTF8, "tool.name");
+    rc_buf_fini(&b);
+}
+Test(event_rules, tool_bad_utf8_in_a_key)
+{
+    struct rc_buf b;
+    begin_event(&b, 3, "tool");
+    rc_mpw_cstr(&b, "tool");
+    rc_mpw_map(&b, 2);
+    rc_mpw_cstr(&b, "id");
+    rc_mpw_uint(&b, 1);
+    rc_mpw_str(&b, "k\xff", 2);
+    rc_mpw_uint(&b, 2);
+    expect_mp(&b, RC_PROTO_BAD_UTF8, "tool");
+    rc_buf_fini(&b);
+}
+
 /* item */
 Test(event_rules, item_required_for_verification_events)
 {
@@ -804,6 +838,34 @@ Test(event_rules, item_status_not_string)
 {
     expect("{\"run\":\"r\",\"type\":\"verification\",\"item\":{\"id\":\"a\",\"status\":false}}",
            RC_PROTO_BAD_FIELD, "item.status");
+}
+Test(event_rules, item_nested_string_bad_utf8)
+{
+    struct rc_buf b;
+    begin_event(&b, 3, "verification");
+    rc_mpw_cstr(&b, "item");
+    rc_mpw_map(&b, 2);
+    rc_mpw_cstr(&b, "id");
+    rc_mpw_cstr(&b, "v1");
+    rc_mpw_cstr(&b, "detail");
+    rc_mpw_map(&b, 1);
+    rc_mpw_cstr(&b, "log");
+    rc_mpw_str(&b, "\xed\xbf\xbf", 3);
+    expect_mp(&b, RC_PROTO_BAD_UTF8, "item");
+    rc_buf_fini(&b);
+}
+Test(event_rules, item_label_bad_utf8)
+{
+    struct rc_buf b;
+    begin_event(&b, 3, "verification");
+    rc_mpw_cstr(&b, "item");
+    rc_mpw_map(&b, 2);
+    rc_mpw_cstr(&b, "id");
+    rc_mpw_cstr(&b, "v1");
+    rc_mpw_cstr(&b, "label");
+    rc_mpw_str(&b, "\x80", 1);
+    expect_mp(&b, RC_PROTO_BAD_UTF8, "item.label");
+    rc_buf_fini(&b);
 }
 Test(event_rules, item_too_deep)
 {
@@ -895,6 +957,49 @@ Test(event_rules, error_message_bad_utf8)
     expect_mp(&b, RC_PROTO_BAD_UTF8, "error.message");
     rc_buf_fini(&b);
 }
+Test(event_rules, error_code_bad_utf8)
+{
+    struct rc_buf b;
+    begin_event(&b, 3, "error");
+    rc_mpw_cstr(&b, "error");
+    rc_mpw_map(&b, 2);
+    rc_mpw_cstr(&b, "code");
+    rc_mpw_str(&b, "E\xc0", 2);
+    rc_mpw_cstr(&b, "message");
+    rc_mpw_cstr(&b, "m");
+    expect_mp(&b, RC_PROTO_BAD_UTF8, "error.code");
+    rc_buf_fini(&b);
+}
+Test(event_rules, error_other_string_bad_utf8)
+{
+    struct rc_buf b;
+    begin_event(&b, 3, "error");
+    rc_mpw_cstr(&b, "error");
+    rc_mpw_map(&b, 3);
+    rc_mpw_cstr(&b, "code");
+    rc_mpw_cstr(&b, "E");
+    rc_mpw_cstr(&b, "message");
+    rc_mpw_cstr(&b, "m");
+    rc_mpw_cstr(&b, "hint");
+    rc_mpw_str(&b, "\xfe", 1);
+    expect_mp(&b, RC_PROTO_BAD_UTF8, "error");
+    rc_buf_fini(&b);
+}
+Test(event_rules, error_too_deep)
+{
+    struct rc_buf b;
+    begin_event(&b, 3, "error");
+    rc_mpw_cstr(&b, "error");
+    rc_mpw_map(&b, 3);
+    rc_mpw_cstr(&b, "code");
+    rc_mpw_cstr(&b, "E");
+    rc_mpw_cstr(&b, "message");
+    rc_mpw_cstr(&b, "m");
+    rc_mpw_cstr(&b, "ctx");
+    nest(&b, 32);
+    expect_mp(&b, RC_PROTO_TOO_DEEP, "error");
+    rc_buf_fini(&b);
+}
 Test(event_rules, error_fields_decoded)
 {
     struct rc_event ev;
@@ -951,6 +1056,26 @@ Test(event_rules, timeouts_duplicate_phase)
     rc_mpw_uint(&b, 2);
     expect_mp(&b, RC_PROTO_BAD_FIELD, "timeouts");
     rc_buf_fini(&b);
+}
+Test(event_rules, timeouts_key_bad_utf8)
+{
+    struct rc_buf b;
+    begin_event(&b, 3, "start");
+    rc_mpw_cstr(&b, "timeouts");
+    rc_mpw_map(&b, 1);
+    rc_mpw_str(&b, "\xff", 1);
+    rc_mpw_uint(&b, 5);
+    expect_mp(&b, RC_PROTO_BAD_UTF8, "timeouts");
+    rc_buf_fini(&b);
+}
+Test(event_rules, timeouts_key_too_long)
+{
+    char json[300];
+    char p[70];
+    memset(p, 'p', 65);
+    p[65] = '\0';
+    snprintf(json, sizeof json, "{\"run\":\"r\",\"type\":\"start\",\"timeouts\":{\"%s\":1}}", p);
+    expect(json, RC_PROTO_BAD_FIELD, "timeouts");
 }
 Test(event_rules, timeouts_too_many)
 {
