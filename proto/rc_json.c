@@ -96,12 +96,18 @@ static int put_json_string(struct rc_buf *o, const char *s, size_t len)
     *d++ = '"';
     size_t i = 0;
     while (i < len) {
-        uint8_t c = u[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            *d++ = (char)c;
-            i++;
-            continue;
+        /* a run of bytes that go out as they are, copied at once */
+        size_t j = i;
+        while (j < len && u[j] >= 0x20 && u[j] != '"' && u[j] != '\\' && (u[j] < 0x80 || utf8_ok))
+            j++;
+        if (j > i) {
+            memcpy(d, s + i, j - i);
+            d += j - i;
+            i = j;
+            if (i == len)
+                break;
         }
+        uint8_t c = u[i];
         if (c < 0x80) {
             *d++ = '\\';
             switch (c) {
