@@ -49,6 +49,13 @@
  * prior store, or the other sees its own).
  */
 #if defined(__SANITIZE_THREAD__)
+#define RC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RC_TSAN 1
+#endif
+#endif
+#if defined(RC_TSAN)
 #define SEQ_CST_FENCE(sys) atomic_fetch_add_explicit(&(sys)->fence_word, 0, memory_order_seq_cst)
 #else
 #define SEQ_CST_FENCE(sys) atomic_thread_fence(memory_order_seq_cst)
