@@ -6,9 +6,9 @@
  *   GET /metrics               Prometheus text
  *   GET /runs, /runs/{run}, /runs/{run}/events?since=N   JSON run API
  *
- * on nng's HTTP server; WebSocket connections are taken over from it
- * (nng_http_hijack) and framed by the edge itself (rc_ws.h; docs/EDGE.md
- * says why).  Each WebSocket connection is one actor on the broker's actor
+ * with the edge's own HTTP/1.1 server and WebSocket framing on nng TCP
+ * streams (rc_edge_srv.c, rc_ws.h; docs/EDGE.md says why not nng's HTTP
+ * and WebSocket layers).  Each WebSocket connection is one actor on the broker's actor
  * system: it holds the connection's subscriptions, its byte-bounded output
  * queue and its one in-flight send.  Run actors send it encoded messages
  * (shared rc_blobs) directly; no thread sees every delivery.

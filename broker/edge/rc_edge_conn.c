@@ -1,11 +1,10 @@
 /*
  * rc_edge_conn: one actor per WebSocket connection.
  *
- * The actor owns everything about its connection: the hijacked nng HTTP
- * connection, the frame parser, the subscriptions, the output queue and the
- * one send in flight.  nng completion callbacks do nothing but post a small
- * message to the actor, so all state is touched by one thread at a time
- * (the actor's turn) and needs no lock.
+ * The actor owns everything about its connection: the nng TCP stream, the frame parser, the
+ * subscriptions, the output queue and the one send in flight.  nng completion callbacks do nothing
+ * but post a small message to the actor, so all state is touched by one thread at a time (the
+ * actor's turn) and needs no lock.
  *
  * Output: run actors send rc_sub_frame messages; the actor keeps the
  * message (rc_msg_keep) in its queue, bounded in bytes by --ws-queue-max.

@@ -1,10 +1,10 @@
 /*
  * rc_ws: the RFC 6455 (WebSocket) pieces the edge needs, with no I/O.
  *
- * The edge runs its own WebSocket framing on connections it takes over
- * (nng_http_hijack) from nng's HTTP server; docs/EDGE.md says why (nng
- * 1.5.2's WebSocket stream cannot send a close code other than 1000, cannot
- * refuse an upgrade by Origin, and merges frames into a byte stream).  This
+ * The edge runs its own WebSocket framing on nng TCP streams; docs/EDGE.md
+ * says why (nng 1.5.2's WebSocket stream cannot send a close code other
+ * than 1000, cannot refuse an upgrade by Origin, merges frames into a byte
+ * stream, and its HTTP layer pins 8 KiB per connection).  This
  * file holds the handshake key, the frame header writer and an incremental
  * parser for client frames; rc_edge_conn.c does the I/O.
  */
