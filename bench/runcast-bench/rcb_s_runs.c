@@ -172,7 +172,7 @@ int rcb_s_runs(void)
     uint64_t r0 = rcb_now_ns();
     rcb_retire_runs(b.ack, "m", N); /* every index: some may have been created late */
     uint64_t r1 = rcb_now_ns();
-    rcb_fig("retire rate (acked complete)", rcb_rate((double)made, r1 - r0), "runs/s", NULL, NULL);
+    rcb_fig("retire rate (acked complete)", rcb_rate((double)N, r1 - r0), "runs/s", NULL, NULL);
     rcb_sleep_ns(sm ? 500000000ull : 3500000000ull); /* retention 1s + tombstone 2s */
     rcb_broker_mem(&b, &m2);
     rcb_fig("broker RSS after retiring", m2.rss / 1048576.0, "MiB", NULL, NULL);
