@@ -98,7 +98,9 @@ static void act_start(struct engine *e, uint32_t n, handler_fn h)
     rc_actor_system_start(im->sys);
 }
 
-static uint64_t g_handled; /* messages the last rc_actor run handled */
+static uint64_t g_handled;   /* messages the last rc_actor run handled */
+static uint64_t g_steals;    /* steals in the last rc_actor run */
+static uint64_t g_min_share; /* the least any worker handled, in per mille */
 
 static void act_stop(struct engine *e)
 {
@@ -107,6 +109,16 @@ static void act_stop(struct engine *e)
     struct rc_actor_system_stats st;
     rc_actor_system_stats(im->sys, &st);
     g_handled = st.messages_handled;
+    g_steals = st.steals;
+    /* How evenly the workers shared the work (both cores used?). */
+    struct rc_actor_system *sys = im->sys;
+    g_min_share = 1000;
+    for (uint32_t i = 0; i < sys->nworkers && st.messages_handled; i++) {
+        uint64_t h = atomic_load_explicit(&sys->workers[i].handled, memory_order_relaxed);
+        uint64_t share = h * 1000 / st.messages_handled;
+        if (share < g_min_share)
+            g_min_share = share;
+    }
     for (uint32_t i = 0; i < e->n; i++)
         rc_actor_release(im->a[i]);
     rc_actor_system_free(im->sys);
@@ -571,10 +583,12 @@ int main(int argc, char **argv)
     do {                                                                                           \
         bool actor = true;                                                                         \
         double a_ = (expr);                                                                        \
+        uint64_t steals_ = g_steals, share_ = g_min_share;                                         \
         actor = false;                                                                             \
         double b_ = (expr);                                                                        \
-        printf("%-38s %10.2f M/s   baseline %8.2f M/s   x%.1f\n", name, a_ / 1e6, b_ / 1e6,        \
-               a_ / b_);                                                                           \
+        printf("%-38s %10.2f M/s   baseline %8.2f M/s   x%-5.1f steals %-7lu min share %lu%%\n",   \
+               name, a_ / 1e6, b_ / 1e6, a_ / b_, (unsigned long)steals_,                          \
+               (unsigned long)(share_ / 10));                                                      \
         fflush(stdout);                                                                            \
     } while (0)
     printf("%-38s %14s   %17s\n", "messages/s", "rc_actor", "mutex+condvar");
