@@ -85,6 +85,8 @@ struct rc_proto_limits {
 };
 
 void rc_proto_limits_default(struct rc_proto_limits *lim);
+/* Every decoder takes lim == NULL as the defaults, and err == NULL as "the
+ * caller only wants the code". */
 
 /* ---- Views ---- */
 
