@@ -1153,3 +1153,19 @@ Test(event_rules, code_names_round_trip)
     cr_assert_str_eq(rc_proto_code_name(RC_PROTO_BAD_UTF8), "bad_utf8");
     cr_assert_eq(rc_proto_code_from_name("nope", 4), -1);
 }
+
+Test(event_rules, null_limits_mean_defaults)
+{
+    struct rc_buf b = mp_of("{\"run\":\"r\",\"type\":\"start\"}");
+    struct rc_event ev;
+    cr_assert_eq(rc_proto_decode_event(b.data, b.len, NULL, &ev, NULL), RC_PROTO_OK);
+    uint32_t count = 0;
+    cr_assert_eq(rc_proto_decode_publish(b.data, b.len, NULL, NULL, NULL, &count, NULL, NULL),
+                 RC_PROTO_OK);
+    cr_assert_eq(count, 1);
+    rc_buf_fini(&b);
+    b = mp_of("{\"op\":\"ping\"}");
+    struct rc_client_msg m;
+    cr_assert_eq(rc_proto_decode_client(b.data, b.len, NULL, &m, NULL), RC_PROTO_OK);
+    rc_buf_fini(&b);
+}
