@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Regenerates the fuzz seed corpus in tests/proto/corpus/ (small files).
 
+Files named regress_* are inputs the fuzzers once failed on, kept by hand.
+
 Run with Debian's python3 (python3-msgpack): /usr/bin/python3 make_corpus.py
 """
 import json

@@ -83,6 +83,26 @@ Test(json, non_string_keys_stringified)
     rc_buf_fini(&b);
 }
 
+/* Keys that are maps whose keys are maps...: each level's key becomes the
+ * base64 of its msgpack, so the text grows linearly with depth (quoting
+ * JSON text inside keys would double it per level). */
+Test(json, nested_container_keys_stay_linear, .timeout = 10)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    for (int i = 0; i < 200; i++)
+        rc_mpw_map(&b, 1);
+    rc_mpw_uint(&b, 1);
+    for (int i = 0; i < 200; i++)
+        rc_mpw_uint(&b, 1);
+    struct rc_buf j;
+    rc_buf_init(&j);
+    cr_assert_eq(rc_json_from_msgpack(b.data, b.len, &j), 0);
+    cr_assert_lt(j.len, 4 * b.len + 16, "JSON of %zu bytes from %zu", j.len, b.len);
+    rc_buf_fini(&j);
+    rc_buf_fini(&b);
+}
+
 Test(json, invalid_utf8_replaced_and_nan_is_null)
 {
     struct rc_buf b;
