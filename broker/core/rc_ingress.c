@@ -39,6 +39,11 @@ struct rc_rx {
      * receive callback returning, the reply send completing); acq_rel, the
      * last one re-arms */
     atomic_uint rearm;
+    /* Hand-off marker for the thread sanitizer (and the memory model): nng
+     * orders "start an operation" before "its callback runs" with its own
+     * (uninstrumented) locks, so every start does a release increment and
+     * every callback an acquire load of this counter. */
+    atomic_uint sync;
     uint32_t errors; /* consecutive receive errors; receive callback only */
     bool ack_made;   /* REP: this request has an ack (receive callback only) */
     struct rc_ingest_ctx ictx;
@@ -62,7 +67,20 @@ struct rc_ingress {
     atomic_bool stopping;   /* release in close, acquire in callbacks */
     struct rc_actor *owner; /* held; set once before traffic */
     atomic_bool failed;     /* one failure report only; relaxed exchange */
+    atomic_uint published;  /* release before callbacks can run (see rc_rx.sync) */
 };
+
+static void rx_publish(struct rc_rx *rx)
+{
+    /* release: see struct rc_rx.sync; pairs with rx_acquire in the callback */
+    atomic_fetch_add_explicit(&rx->sync, 1, memory_order_release);
+}
+
+static void rx_acquire(struct rc_rx *rx)
+{
+    /* acquire: pairs with rx_publish before the operation was started */
+    (void)atomic_load_explicit(&rx->sync, memory_order_acquire);
+}
 
 static bool ing_stopping(struct rc_ingress *ing)
 {
@@ -137,9 +155,10 @@ static void report_failure(struct rc_ingress *ing, int rv)
 
 /* ---- PULL ---- */
 
-static void pull_cb(void *arg)
+static void pull_cb_inner(void *arg)
 {
     struct rc_rx *rx = arg;
+    rx_acquire(rx);
     struct rc_ingress *ing = rx->ing;
     int rv = nng_aio_result(rx->aio);
     if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || ing_stopping(ing))
@@ -152,6 +171,7 @@ static void pull_cb(void *arg)
             report_failure(ing, rv);
             goto out;
         }
+        rx_publish(rx);
         nng_recv_aio(rx->sock, rx->aio);
         return;
     }
@@ -169,10 +189,19 @@ static void pull_cb(void *arg)
     } else {
         rc_ingest_dispatch(&rx->ictx, b, pipe, NULL, NULL);
     }
+    rx_publish(rx);
     nng_recv_aio(rx->sock, rx->aio);
     return;
 out:
     return;
+}
+
+/* The callbacks' last touch of rx happens-before rc_ingress_free (which
+ * acquires after nng_aio_stop); see struct rc_rx.sync. */
+static void pull_cb(void *arg)
+{
+    pull_cb_inner(arg);
+    rx_publish(arg);
 }
 
 /* ---- REP ---- */
@@ -184,6 +213,7 @@ static void rep_rearm(struct rc_rx *rx)
         return;
     if (ing_stopping(rx->ing))
         return;
+    rx_publish(rx);
     nng_ctx_recv(rx->ctx, rx->aio);
 }
 
@@ -208,12 +238,14 @@ static void rep_complete(struct rc_ack *ack)
         return;
     }
     nng_aio_set_msg(rx->send_aio, reply);
+    rx_publish(rx);
     nng_ctx_send(rx->ctx, rx->send_aio);
 }
 
-static void rep_send_cb(void *arg)
+static void rep_send_cb_inner(void *arg)
 {
     struct rc_rx *rx = arg;
+    rx_acquire(rx);
     int rv = nng_aio_result(rx->send_aio);
     if (rv != 0) {
         if (nng_aio_get_msg(rx->send_aio))
@@ -235,9 +267,10 @@ static struct rc_ack *rep_ack_for(void *arg, uint32_t n)
     return ack;
 }
 
-static void rep_recv_cb(void *arg)
+static void rep_recv_cb_inner(void *arg)
 {
     struct rc_rx *rx = arg;
+    rx_acquire(rx);
     struct rc_ingress *ing = rx->ing;
     int rv = nng_aio_result(rx->aio);
     if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || ing_stopping(ing))
@@ -250,6 +283,7 @@ static void rep_recv_cb(void *arg)
             report_failure(ing, rv);
             return;
         }
+        rx_publish(rx);
         nng_ctx_recv(rx->ctx, rx->aio);
         return;
     }
@@ -282,15 +316,31 @@ static void rep_recv_cb(void *arg)
     rep_rearm(rx);
 }
 
+static void rep_send_cb(void *arg)
+{
+    rep_send_cb_inner(arg);
+    rx_publish(arg);
+}
+
+static void rep_recv_cb(void *arg)
+{
+    rep_recv_cb_inner(arg);
+    rx_publish(arg);
+}
+
 /* ---- pipes ---- */
 
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     struct rc_ingress *ing = arg;
+    /* acquire: pairs with the release in open_sock before nng_pipe_notify */
+    (void)atomic_load_explicit(&ing->published, memory_order_acquire);
     if (ev != NNG_PIPE_EV_REM_POST)
         return;
     rc_metric_add(&ing->env.metrics->pipes_closed, 1);
     rc_runs_pipe_closed(ing->env.runs, (uint32_t)nng_pipe_id(p));
+    /* release: pairs with the acquire in rc_ingress_free */
+    atomic_fetch_add_explicit(&ing->published, 1, memory_order_release);
 }
 
 /* ---- open / close / free ---- */
@@ -332,6 +382,8 @@ static int open_sock(struct rc_ingress *ing, enum rc_ingest_kind kind, const cha
     /* Messages up to twice --max-batch-bytes are received and answered
      * `too_large`; larger ones make nng drop the connection (documented). */
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)ing->env.cfg->max_batch_bytes * 2);
+    /* release: pairs with the acquire in pipe_cb */
+    atomic_fetch_add_explicit(&ing->published, 1, memory_order_release);
     nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, ing);
     nng_listener l;
     rv = nng_listen(s->sock, url, &l, 0);
@@ -358,7 +410,8 @@ static int start_rx(struct rc_ingress *ing, struct rc_sock *s, char *err, size_t
     if (s->kind == RC_INGEST_PULL) {
         rv = nng_aio_alloc(&rx->aio, pull_cb, rx);
         if (rv == 0)
-            nng_recv_aio(rx->sock, rx->aio);
+            rx_publish(rx);
+        nng_recv_aio(rx->sock, rx->aio);
     } else {
         rv = nng_aio_alloc(&rx->aio, rep_recv_cb, rx);
         if (rv == 0)
@@ -368,6 +421,7 @@ static int start_rx(struct rc_ingress *ing, struct rc_sock *s, char *err, size_t
         if (rv == 0) {
             rx->has_ctx = true;
             atomic_init(&rx->rearm, 1);
+            rx_publish(rx);
             nng_ctx_recv(rx->ctx, rx->aio);
         }
     }
@@ -460,7 +514,10 @@ void rc_ingress_free(struct rc_ingress *ing)
             nng_aio_stop(rx->aio);
         if (rx->send_aio)
             nng_aio_stop(rx->send_aio);
+        rx_acquire(rx); /* the callbacks' last writes */
     }
+    /* acquire: pairs with the release at the end of pipe_cb */
+    (void)atomic_load_explicit(&ing->published, memory_order_acquire);
     for (size_t i = 0; i < ing->n_rx; i++) {
         struct rc_rx *rx = ing->rx[i];
         if (rx->aio) {
