@@ -205,11 +205,13 @@ static bool utf8_walk(struct rc_mpr *r)
 }
 
 /*
- * An idempotency-style key: a str of 1..max bytes of UTF-8, or a
- * non-negative integer.  On success *raw is the value's msgpack.
+ * An idempotency-style key named field: a str of 1..max bytes of UTF-8, or
+ * a non-negative integer.  On success *raw is the value's msgpack and *itp
+ * its header; on failure err says why.
  */
 static enum rc_proto_code check_key_value(const struct slot *s, uint32_t max, struct rc_str *raw,
-                                          const struct rc_mp_item **itp, const char **why)
+                                          const struct rc_mp_item **itp, const char *field,
+                                          struct rc_proto_error *err)
 {
     const struct rc_mp_item *it = &s->it;
     *itp = it;
@@ -218,15 +220,17 @@ static enum rc_proto_code check_key_value(const struct slot *s, uint32_t max, st
         return RC_PROTO_OK;
     }
     if (it->type != RC_MP_STR) {
-        *why = "must be a string or a non-negative integer";
+        fail(err, RC_PROTO_BAD_FIELD, field, "%s must be a string or a non-negative integer",
+             field);
         return RC_PROTO_BAD_FIELD;
     }
     if (it->v.s.len == 0 || it->v.s.len > max) {
-        *why = "must be 1 to id_max_bytes bytes";
+        fail(err, RC_PROTO_BAD_FIELD, field, "%s must be 1 to %u bytes (got %u)", field, max,
+             it->v.s.len);
         return RC_PROTO_BAD_FIELD;
     }
     if (!rc_proto_valid_utf8(it->v.s.ptr, it->v.s.len)) {
-        *why = "is not valid UTF-8";
+        fail(err, RC_PROTO_BAD_UTF8, field, "%s is not valid UTF-8", field);
         return RC_PROTO_BAD_UTF8;
     }
     *raw = view(s->p, s->len);
@@ -246,21 +250,24 @@ static inline bool check_id(const struct slot *s, const struct rc_proto_limits *
     return true;
 }
 
-/* Reads an optional str value: 0 ok, else the code, with *why set. */
+/* A str value named field of min..max bytes of UTF-8: RC_PROTO_OK and
+ * *out, or the code with err filled. */
 static enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t max,
-                                    struct rc_str *out, const char **why)
+                                    struct rc_str *out, const char *field,
+                                    struct rc_proto_error *err)
 {
     const struct rc_mp_item *it = &s->it;
     if (it->type != RC_MP_STR) {
-        *why = "must be a string";
+        fail(err, RC_PROTO_BAD_FIELD, field, "%s must be a string", field);
         return RC_PROTO_BAD_FIELD;
     }
     if (it->v.s.len < min || it->v.s.len > max) {
-        *why = min > 0 ? "is empty or too long" : "is too long";
+        fail(err, RC_PROTO_BAD_FIELD, field, "%s must be %u to %u bytes (got %u)", field, min, max,
+             it->v.s.len);
         return RC_PROTO_BAD_FIELD;
     }
     if (!rc_proto_valid_utf8(it->v.s.ptr, it->v.s.len)) {
-        *why = "is not valid UTF-8";
+        fail(err, RC_PROTO_BAD_UTF8, field, "%s is not valid UTF-8", field);
         return RC_PROTO_BAD_UTF8;
     }
     *out = view(it->v.s.ptr, it->v.s.len);
@@ -336,7 +343,6 @@ static enum rc_proto_code check_obj(const struct slot *s, const struct obj_spec 
             *dst = v;
         }
     }
-    const char *why = NULL;
     enum rc_proto_code c;
     if (sp->f_id) {
         if (!slot_present(&sid)) {
@@ -344,11 +350,9 @@ static enum rc_proto_code check_obj(const struct slot *s, const struct obj_spec 
             return RC_PROTO_MISSING_FIELD;
         }
         const struct rc_mp_item *idit;
-        c = check_key_value(&sid, lim->id_max_bytes, id_raw, &idit, &why);
-        if (c != RC_PROTO_OK) {
-            fail(err, c, sp->f_id, "%s %s", sp->f_id, why);
+        c = check_key_value(&sid, lim->id_max_bytes, id_raw, &idit, sp->f_id, err);
+        if (c != RC_PROTO_OK)
             return c;
-        }
     }
     struct slot *ss[2] = {&s1, &s2};
     const char *fn[2] = {sp->f_str1, sp->f_str2};
@@ -362,11 +366,9 @@ static enum rc_proto_code check_obj(const struct slot *s, const struct obj_spec 
             continue;
         }
         struct rc_str tmp;
-        c = check_str(ss[j], 0, UINT32_MAX, outs[j] ? outs[j] : &tmp, &why);
-        if (c != RC_PROTO_OK) {
-            fail(err, c, fn[j], "%s %s", fn[j], why);
+        c = check_str(ss[j], 0, UINT32_MAX, outs[j] ? outs[j] : &tmp, fn[j], err);
+        if (c != RC_PROTO_OK)
             return c;
-        }
     }
     /* Every other string in the map (keys included) must be UTF-8 too. */
     slot_reader(s, &r);
@@ -505,7 +507,6 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
     }
     ev->raw = view(start, (size_t)(r->p - start));
 
-    const char *why = NULL;
     enum rc_proto_code c;
 
     /* run */
@@ -532,11 +533,9 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
         fail(err, RC_PROTO_MISSING_FIELD, "type", "type is required");
         return RC_PROTO_MISSING_FIELD;
     }
-    c = check_str(&s[K_TYPE], 1, TYPE_MAX_BYTES, &ev->type_name, &why);
-    if (c != RC_PROTO_OK) {
-        fail(err, c, "type", "type %s", why);
+    c = check_str(&s[K_TYPE], 1, TYPE_MAX_BYTES, &ev->type_name, "type", err);
+    if (c != RC_PROTO_OK)
         return c;
-    }
     if (!type_lookup(ev->type_name.ptr, ev->type_name.len, &ev->type)) {
         if (ev->type_name.len > 2 && ev->type_name.ptr[0] == 'x' && ev->type_name.ptr[1] == '-') {
             ev->type = RC_EV_CUSTOM;
@@ -549,11 +548,9 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
 
     /* phase */
     if (slot_present(&s[K_PHASE])) {
-        c = check_str(&s[K_PHASE], 1, lim->phase_max_bytes, &ev->phase, &why);
-        if (c != RC_PROTO_OK) {
-            fail(err, c, "phase", "phase %s", why);
+        c = check_str(&s[K_PHASE], 1, lim->phase_max_bytes, &ev->phase, "phase", err);
+        if (c != RC_PROTO_OK)
             return c;
-        }
     } else if (ev->type == RC_EV_PHASE) {
         fail(err, RC_PROTO_MISSING_FIELD, "phase", "a phase event needs phase");
         return RC_PROTO_MISSING_FIELD;
@@ -562,11 +559,9 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
     /* id */
     if (slot_present(&s[K_ID])) {
         const struct rc_mp_item *idit;
-        c = check_key_value(&s[K_ID], lim->id_max_bytes, &ev->id_raw, &idit, &why);
-        if (c != RC_PROTO_OK) {
-            fail(err, c, "id", "id %s", why);
+        c = check_key_value(&s[K_ID], lim->id_max_bytes, &ev->id_raw, &idit, "id", err);
+        if (c != RC_PROTO_OK)
             return c;
-        }
         if (idit->type == RC_MP_UINT) {
             ev->id_is_uint = true;
             ev->id_uint = idit->v.u;
@@ -591,11 +586,9 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
 
     /* text */
     if (slot_present(&s[K_TEXT])) {
-        c = check_str(&s[K_TEXT], 0, UINT32_MAX, &ev->text, &why);
-        if (c != RC_PROTO_OK) {
-            fail(err, c, "text", "text %s", why);
+        c = check_str(&s[K_TEXT], 0, UINT32_MAX, &ev->text, "text", err);
+        if (c != RC_PROTO_OK)
             return c;
-        }
         ev->has_text = true;
     }
 
