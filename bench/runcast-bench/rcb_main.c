@@ -337,6 +337,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "runcast-bench: --batch must be at most 1024 (the protocol's limit)\n");
         return 2;
     }
+    bool known = strcmp(what, "all") == 0;
+    for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+        known |= strcmp(what, scenarios[i].name) == 0;
+    if (!known) {
+        fprintf(stderr, "runcast-bench: unknown scenario '%s'\n", what);
+        usage(stderr);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     (void)rcb_tag(); /* set once here, read by every thread later */
     setvbuf(stdout, NULL, _IOLBF, 0);
