@@ -15,7 +15,8 @@
  * runcast interprets (type, phase, id, text, everything inside tool, item
  * and error) while `data` is opaque and only its structure and depth are
  * checked.  Every decoder is safe on arbitrary bytes (fuzzed) and neither
- * allocates nor recurses.
+ * allocates nor recurses.  The library has no shared state: any thread may
+ * call any function at any time.
  *
  * This library knows nothing of nng, actors or the broker.
  */
