@@ -156,6 +156,7 @@ class Run:
 
     def synth(self, code, msg):
         self.seq += 1
+        self.b.m["accepted"] += 1
         ev = {"op": "ev", "run": self.id, "epoch": self.b.epoch, "seq": self.seq, "type": "error",
               "ts": now(), "synthetic": True, "error": {"code": code, "message": msg},
               "data": {"phase": self.phase, "idle_ms": now() - self.last,
@@ -332,6 +333,8 @@ class Broker:
                     r.freed = True
                     r.hist = [r.term]
                     r.ids = {}
+                elif r.freed and t - r.ended_at >= a.retention + a.tombstone_ttl:
+                    del self.runs[r.id]
 
     async def sp_listener(self, url, proto, rep):
         host, port = url[len("tcp://"):].rsplit(":", 1)
@@ -440,7 +443,8 @@ class Broker:
             return http.HTTPStatus.OK, [("Content-Type", "application/json")], \
                 json.dumps(lst).encode()
         if path.startswith("/metrics"):
-            lines = [f"runcast_events_accepted_total "
+            lines = [f"runcast_runs {len(self.runs)}",
+                     f"runcast_events_accepted_total "
                      f"{self.m['accepted'] + (1 if self.a.bug == 'count-off' else 0)}",
                      f"runcast_events_dup_total {self.m['dup']}"]
             for k, v in self.m["rejected"].items():
@@ -458,10 +462,12 @@ async def main():
     ap = argparse.ArgumentParser()
     for o in ("ingest", "ingest-ack", "http", "watchdog", "publisher-grace", "run-deadline",
               "retention", "watchdog-tick", "ws-queue-max", "history-max-bytes",
-              "shutdown-timeout", "ws-heartbeat", "log-level", "bug", "epoch", "http-runs-limit"):
+              "shutdown-timeout", "ws-heartbeat", "log-level", "bug", "epoch", "http-runs-limit",
+              "tombstone-ttl"):
         ap.add_argument("--" + o)
     a = ap.parse_args()
-    for o in ("watchdog", "publisher_grace", "run_deadline", "retention", "watchdog_tick"):
+    for o in ("watchdog", "publisher_grace", "run_deadline", "retention", "watchdog_tick",
+              "tombstone_ttl"):
         setattr(a, o, dur(getattr(a, o) or "100ms"))
     a.ws_queue_max = size(a.ws_queue_max or "4MiB")
     a.epoch = int(a.epoch) if a.epoch else None
