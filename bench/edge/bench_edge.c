@@ -206,7 +206,7 @@ static int bench_raw(void)
 
 struct w1_rx {
     struct ws_client *c;
-    uint64_t expect;
+    _Atomic uint64_t expect; /* relaxed: a stop condition, set once by main */
     struct lat lat;
     uint64_t frames;
 };
@@ -241,10 +241,19 @@ static void *w1_reader(void *arg)
     struct rc_buf m;
     rc_buf_init(&m);
     uint64_t got = 0;
-    while (got < r->expect) {
+    int idle = 0;
+    while (got < atomic_load_explicit(&r->expect, memory_order_relaxed)) {
         unsigned op;
-        if (ws_recv(r->c, 5000, &op, &m, NULL) != 1)
+        uint16_t code = 0;
+        int rv = ws_recv(r->c, 100, &op, &m, &code);
+        if (rv == 0 && ++idle < 50)
+            continue;
+        idle = 0;
+        if (rv != 1) {
+            fprintf(stderr, "w1: subscriber %s (close code %u) after %" PRIu64 " events\n",
+                    rv == 0 ? "timed out" : "closed", (unsigned)code, got);
             break;
+        }
         uint64_t now = rc_clock_mono_ns();
         r->frames++;
         struct rc_mpr rd;
@@ -355,7 +364,7 @@ static int bench_w1(void)
     struct window w = {.mtx = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
     uint64_t total = rate > 0 ? (uint64_t)(rate * seconds) : 0;
-    rx.expect = total > 0 ? total : UINT64_MAX;
+    atomic_store_explicit(&rx.expect, total > 0 ? total : UINT64_MAX, memory_order_relaxed);
     pthread_t th;
     pthread_create(&th, NULL, w1_reader, &rx);
     uint64_t start = rc_clock_mono_ns(), sent = 0;
@@ -389,12 +398,13 @@ static int bench_w1(void)
         pthread_cond_wait(&w.cv, &w.mtx);
     pthread_mutex_unlock(&w.mtx);
     if (total == 0)
-        rx.expect = sent - w.refused;
+        atomic_store_explicit(&rx.expect, sent - w.refused, memory_order_relaxed);
     pthread_join(th, NULL);
     double secs = (double)(rc_clock_mono_ns() - start) / 1e9;
     char what[128];
-    snprintf(what, sizeof(what), "W1 edge (%s, batch %d; %" PRIu64 " frames, %" PRIu64 " refused)",
-             rate > 0 ? "paced" : "max", rate > 0 ? 1 : batch, rx.frames, w.refused);
+    snprintf(what, sizeof(what),
+             "W1 edge (%s, batch %d; %" PRIu64 " sent, %" PRIu64 " frames, %" PRIu64 " refused)",
+             rate > 0 ? "paced" : "max", rate > 0 ? 1 : batch, sent, rx.frames, w.refused);
     lat_report(what, &rx.lat, rate > 0 ? seconds : secs);
     ws_close(rx.c);
     rc_broker_quiesce(b, 2000);

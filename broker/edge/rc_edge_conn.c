@@ -1010,6 +1010,11 @@ static void on_frame(struct rc_edge_conn *c, struct rc_sub_frame *f)
     live_note(c, f);
     uint64_t max = cfg_of(c)->ws_queue_max;
     if (max > 0 && c->q_bytes + f->blob->len > max) {
+        RC_LOG_RATELIMITED(RC_LOG_WARN, "edge", NULL, NULL,
+                           "conn %llu: slow consumer: %u messages, %llu bytes queued "
+                           "(--ws-queue-max %llu); closing with 4008",
+                           (unsigned long long)c->id, c->q_len, (unsigned long long)c->q_bytes,
+                           (unsigned long long)max);
         rc_metric_add(&e->m.closes_slow, 1);
         begin_close(c, RC_WS_CLOSE_SLOW, "slow consumer", false);
         /* The final err goes out before the close frame when the socket
