@@ -30,7 +30,7 @@ void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc
 
 void rc_ingest_ctx_fini(struct rc_ingest_ctx *c)
 {
-    rc_free(c->slots);
+    rc_free(c->own_slots);
     rc_free(c->errs);
     rc_free(c->group);
     c->slots = NULL;
@@ -44,12 +44,14 @@ static void on_element(void *arg, uint32_t index, const struct rc_event *ev,
     struct rc_ingest_ctx *c = arg;
     if (ev) {
         if (c->n == c->cap) {
+            if (c->in_pre)
+                goto nomem; /* cannot happen: the array header bounds it */
             uint32_t nc = c->cap ? c->cap * 2 : 8;
             struct rc_ev_slot *ns = rc_realloc(c->slots, nc * sizeof(*ns));
             if (!ns)
                 goto nomem;
-            c->slots = ns;
-            c->cap = nc;
+            c->slots = c->own_slots = ns;
+            c->cap = c->own_cap = nc;
         }
         struct rc_ev_slot *s = &c->slots[c->n++];
         s->index = index;
@@ -180,18 +182,99 @@ static const struct rc_str *slot_run(const struct rc_ev_slot *s)
     return &((const struct rc_event *)(const void *)s->ev)->run;
 }
 
-static void fail_group(struct rc_ingest_ctx *c, struct rc_ack *ack, uint32_t g, uint32_t *group,
-                       enum rc_proto_code code, const char *msg)
+/* Hands msg (the events of one run) to that run's actor, creating the run
+ * when needed; on failure answers its events.  Consumes msg. */
+static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct rc_ingest_buf *buf,
+                     uint32_t pipe, struct rc_ack *ack, int64_t recv_wall, uint64_t recv_ns)
 {
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < c->n; i++) {
-        if (group[i] != g)
-            continue;
-        k++;
-        if (ack)
-            rc_ack_set_code(ack, c->slots[i].index, code, msg);
+    struct rc_metrics *m = c->metrics;
+    msg->buf = rc_ingest_buf_hold(buf);
+    msg->pipe = pipe;
+    msg->recv_wall_ms = recv_wall;
+    msg->recv_ns = recv_ns;
+    msg->handled = false;
+    if (ack) {
+        /* relaxed: the dispatcher's own share is still held, so the count
+         * cannot reach zero before this add */
+        atomic_fetch_add_explicit(&ack->pending, 1, memory_order_relaxed);
+        msg->ack = ack;
     }
-    rc_metric_add(&c->metrics->events_rejected[code], k);
+    const struct rc_str *run = slot_run(&msg->slots[0]);
+    int grc = RC_ECLOSED;
+    /* RC_ECLOSED: the run retired between lookup and send: look up again */
+    for (int attempt = 0; attempt < 3 && grc == RC_ECLOSED; attempt++) {
+        struct rc_actor *a = NULL;
+        grc = rc_runs_get(c->runs, run->ptr, run->len, msg->slots[0].hash, true, &a);
+        if (grc != 0)
+            break;
+        grc = rc_actor_try_send(a, &msg->hdr);
+        rc_actor_release(a);
+        if (grc == 0)
+            return;
+    }
+    enum rc_proto_code code;
+    const char *text;
+    switch (grc) {
+    case RC_ELIMIT:
+        code = RC_PROTO_LIMIT;
+        text = "the broker is at --max-runs; no new run is accepted";
+        break;
+    case RC_EOVERLOAD:
+        code = RC_PROTO_OVERLOADED;
+        text = "the run's mailbox is full; retry later";
+        rc_metric_add(&m->mailbox_overloads, 1);
+        break;
+    case RC_ECLOSED:
+        code = RC_PROTO_SHUTTING_DOWN;
+        text = "the broker is shutting down";
+        break;
+    default:
+        code = RC_PROTO_OVERLOADED;
+        text = "the broker is out of memory";
+        break;
+    }
+    if (ack)
+        for (uint32_t i = 0; i < msg->n; i++)
+            rc_ack_set_code(ack, msg->slots[i].index, code, text);
+    rc_metric_add(&m->events_rejected[code], msg->n);
+    if (code == RC_PROTO_LIMIT || code == RC_PROTO_OVERLOADED) {
+        char runbuf[130];
+        size_t rl = run->len < 129 ? run->len : 129;
+        memcpy(runbuf, run->ptr, rl);
+        runbuf[rl] = 0;
+        if (code == RC_PROTO_LIMIT)
+            RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", runbuf, NULL,
+                               "new run refused: --max-runs (%" PRIu64 ") reached",
+                               rc_runs_config(c->runs)->max_runs);
+        else
+            RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", runbuf, NULL,
+                               "%" PRIu32 " events refused: %s", msg->n, text);
+    }
+    msg->ack = NULL;
+    msg->handled = true;
+    rc_msg_free(&msg->hdr);
+    if (ack)
+        rc_ack_done(ack);
+}
+
+/* The number of elements the message announces (array header, or 1 for a
+ * map); 0 when unknown or implausible. */
+static uint32_t peek_count(const uint8_t *p, size_t len, uint32_t max)
+{
+    uint64_t n = 0;
+    if (len == 0)
+        return 0;
+    if ((p[0] & 0xf0) == 0x80 || p[0] == 0xde || p[0] == 0xdf)
+        return 1;
+    if ((p[0] & 0xf0) == 0x90)
+        n = p[0] & 0x0f;
+    else if (p[0] == 0xdc && len >= 3)
+        n = ((uint32_t)p[1] << 8) | p[2];
+    else if (p[0] == 0xdd && len >= 5)
+        n = ((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 8) | p[4];
+    if (n > max || n > len)
+        return 0;
+    return (uint32_t)n;
 }
 
 void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
@@ -208,9 +291,26 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
     bool is_batch = false;
     struct rc_proto_error err;
     memset(&err, 0, sizeof(err));
+    /* Fast path: decode straight into a run message sized by the array
+     * header; when every good event is for one run (the usual batch) it is
+     * sent as is, without copying the events again. */
+    uint32_t hint = peek_count(buf->data, buf->len, rc_runs_limits(c->runs)->batch_max_events);
+    struct rc_ingest_msg *pre = hint ? rc_ingest_msg_new(c->runs, hint) : NULL;
+    if (pre) {
+        pre->handled = true; /* until it carries events for a run */
+        c->slots = pre->slots;
+        c->cap = hint;
+        c->in_pre = true;
+    }
     enum rc_proto_code rc = rc_proto_decode_publish(buf->data, buf->len, rc_runs_limits(c->runs),
                                                     on_element, c, &count, &is_batch, &err);
     if (rc != RC_PROTO_OK) {
+        if (pre) {
+            c->slots = c->own_slots;
+            c->cap = c->own_cap;
+            c->in_pre = false;
+            rc_msg_free(&pre->hdr);
+        }
         struct rc_ingest_err e = {.index = 0, .err = err};
         e.err.code = rc;
         report_error(c, buf, pipe, &e, true);
@@ -239,6 +339,23 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
         report_error(c, buf, pipe, &c->errs[i], false);
     }
 
+    if (pre) {
+        bool one_run = c->n > 0;
+        for (uint32_t i = 1; i < c->n && one_run; i++)
+            one_run = same_run(&c->slots[0], &c->slots[i]);
+        if (one_run) {
+            c->slots = c->own_slots;
+            c->cap = c->own_cap;
+            c->in_pre = false;
+            pre->n = c->n;
+            send_one(c, pre, buf, pipe, ack, recv_wall, recv_ns);
+            if (ack)
+                rc_ack_done(ack);
+            rc_ingest_buf_release(buf);
+            return;
+        }
+    }
+
     /* group the good events by run, in publish order within each group */
     if (c->n > c->cap_group) {
         uint32_t *ng = rc_realloc(c->group, c->n * sizeof(*ng));
@@ -261,11 +378,6 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
                 c->group[j] = ngroups;
         ngroups++;
     }
-    if (ack && ngroups)
-        /* relaxed: the dispatcher's own share is still held, so the count
-         * cannot reach zero before this add */
-        atomic_fetch_add_explicit(&ack->pending, ngroups, memory_order_relaxed);
-
     uint32_t first = 0;
     for (uint32_t g = 0; g < ngroups; g++) {
         while (c->group[first] != g)
@@ -273,67 +385,26 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
         uint32_t k = 0;
         for (uint32_t i = first; i < c->n; i++)
             k += c->group[i] == g;
-        const struct rc_str *run = slot_run(&c->slots[first]);
-        int grc = RC_ECLOSED;
-        for (int attempt = 0; attempt < 3 && grc == RC_ECLOSED; attempt++) {
-            struct rc_actor *a = NULL;
-            grc = rc_runs_get(c->runs, run->ptr, run->len, c->slots[first].hash, true, &a);
-            if (grc != 0)
-                break;
-            struct rc_ingest_msg *msg = rc_ingest_msg_new(c->runs, k);
-            if (!msg) {
-                rc_actor_release(a);
-                grc = RC_ENOMEM;
-                break;
-            }
-            msg->buf = rc_ingest_buf_hold(buf);
-            msg->ack = ack;
-            msg->pipe = pipe;
-            msg->recv_wall_ms = recv_wall;
-            msg->recv_ns = recv_ns;
-            uint32_t w = 0;
+        struct rc_ingest_msg *msg = rc_ingest_msg_new(c->runs, k);
+        if (!msg) {
             for (uint32_t i = first; i < c->n; i++)
-                if (c->group[i] == g)
-                    msg->slots[w++] = c->slots[i];
-            grc = rc_actor_try_send(a, &msg->hdr);
-            rc_actor_release(a);
-            if (grc != 0) {
-                msg->ack = NULL; /* this group is answered below */
-                msg->handled = true;
-                rc_msg_free(&msg->hdr);
-            }
-            /* RC_ECLOSED: the run retired between lookup and send: retry */
-        }
-        if (grc == 0)
+                if (c->group[i] == g && ack)
+                    rc_ack_set_code(ack, c->slots[i].index, RC_PROTO_OVERLOADED,
+                                    "the broker is out of memory");
+            rc_metric_add(&m->events_rejected[RC_PROTO_OVERLOADED], k);
             continue;
-        char runbuf[130];
-        size_t rl = run->len < 129 ? run->len : 129;
-        memcpy(runbuf, run->ptr, rl);
-        runbuf[rl] = 0;
-        switch (grc) {
-        case RC_ELIMIT:
-            fail_group(c, ack, g, c->group, RC_PROTO_LIMIT,
-                       "the broker is at --max-runs; no new run is accepted");
-            RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", runbuf, NULL,
-                               "new run refused: --max-runs (%" PRIu64 ") reached",
-                               rc_runs_config(c->runs)->max_runs);
-            break;
-        case RC_EOVERLOAD:
-            rc_metric_add(&m->mailbox_overloads, 1);
-            fail_group(c, ack, g, c->group, RC_PROTO_OVERLOADED,
-                       "the run's mailbox is full; retry later");
-            RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", runbuf, NULL,
-                               "run mailbox full: %" PRIu32 " events refused (overloaded)", k);
-            break;
-        case RC_ECLOSED:
-            fail_group(c, ack, g, c->group, RC_PROTO_SHUTTING_DOWN, "the broker is shutting down");
-            break;
-        default:
-            fail_group(c, ack, g, c->group, RC_PROTO_OVERLOADED, "the broker is out of memory");
-            break;
         }
-        if (ack)
-            rc_ack_done(ack);
+        uint32_t w = 0;
+        for (uint32_t i = first; i < c->n; i++)
+            if (c->group[i] == g)
+                msg->slots[w++] = c->slots[i];
+        send_one(c, msg, buf, pipe, ack, recv_wall, recv_ns);
+    }
+    if (pre) {
+        c->slots = c->own_slots;
+        c->cap = c->own_cap;
+        c->in_pre = false;
+        rc_msg_free(&pre->hdr);
     }
     if (ack)
         rc_ack_done(ack);

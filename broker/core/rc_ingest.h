@@ -28,8 +28,11 @@ struct rc_ingest_ctx {
     enum rc_ingest_kind kind;
     rc_ingest_peer_fn peer;
     /* per message */
-    struct rc_ev_slot *slots;
+    struct rc_ev_slot *slots; /* scratch, or the slots of `pre` */
     uint32_t n, cap;
+    struct rc_ev_slot *own_slots; /* the scratch array itself */
+    uint32_t own_cap;
+    bool in_pre; /* decoding straight into a preallocated run message */
     struct rc_ingest_err *errs;
     uint32_t n_errs, cap_errs;
     uint32_t *group;

@@ -62,7 +62,10 @@ struct rc_metrics {
     rc_metric runs_tombstoned; /* gauge: history freed, tombstone kept (--tombstone-ttl) */
     rc_metric runs_removed;    /* counter: tombstones expired */
     rc_metric terminals[RC_TERM_CAUSE_COUNT]; /* counter: terminals by cause */
-    rc_metric terminal_rejected; /* counter: terminal events that failed validation (CRITICAL) */
+    rc_metric terminal_rejected;    /* counter: terminal events that failed validation (CRITICAL) */
+    rc_metric watchdog_fired;       /* counter: synthesized terminals */
+    rc_metric watchdog_late_sum_ms; /* counter: sum of (fire time - due time) */
+    rc_metric watchdog_late_max_ms; /* gauge: the largest lateness seen */
 
     /* ---- events ---- */
     rc_metric events_accepted; /* counter: assigned a seq */
@@ -113,6 +116,16 @@ static inline uint64_t rc_metric_get(const rc_metric *m)
 {
     /* relaxed: as rc_metric_add */
     return atomic_load_explicit((rc_metric *)m, memory_order_relaxed);
+}
+
+/* Raises m to at least v (relaxed compare-exchange loop). */
+static inline void rc_metric_max(rc_metric *m, uint64_t v)
+{
+    uint64_t cur = atomic_load_explicit(m, memory_order_relaxed);
+    /* relaxed: as rc_metric_add */
+    while (cur < v && !atomic_compare_exchange_weak_explicit(m, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
 }
 
 /* Counts one ingest message of n events into the histogram. */

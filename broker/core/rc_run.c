@@ -234,6 +234,40 @@ static void fmt_dur(char *out, size_t cap, uint64_t ms)
 /* ---------------------------------------------------------------------- */
 /* History ring: `ev` encodings, oldest first                              */
 
+/* Gauge deltas gathered during one actor turn and flushed once, so the hot
+ * path does not touch shared counters per event (owner thread only). */
+struct rc_hdelta {
+    int64_t events, bytes, accepted;
+};
+
+static _Thread_local struct rc_hdelta *hdelta; /* the current turn's, or NULL */
+
+static void hdelta_flush(struct rc_metrics *m, struct rc_hdelta *d)
+{
+    if (d->events > 0)
+        rc_metric_add(&m->history_events, (uint64_t)d->events);
+    else if (d->events < 0)
+        rc_metric_sub(&m->history_events, (uint64_t)-d->events);
+    if (d->bytes > 0)
+        rc_metric_add(&m->history_bytes, (uint64_t)d->bytes);
+    else if (d->bytes < 0)
+        rc_metric_sub(&m->history_bytes, (uint64_t)-d->bytes);
+    if (d->accepted)
+        rc_metric_add(&m->events_accepted, (uint64_t)d->accepted);
+    d->events = d->bytes = d->accepted = 0;
+}
+
+static void hist_account(struct rc_run *run, int64_t events, int64_t bytes)
+{
+    if (hdelta) {
+        hdelta->events += events;
+        hdelta->bytes += bytes;
+        return;
+    }
+    struct rc_hdelta d = {events, bytes, 0};
+    hdelta_flush(rc_runs_metrics(run->runs), &d);
+}
+
 struct rc_run_hist {
     struct rc_blob **ring;
     uint32_t cap, head, count;
@@ -249,11 +283,9 @@ static struct rc_blob *hist_at(const struct rc_run_hist *h, uint32_t i)
 static void hist_pop(struct rc_run *run)
 {
     struct rc_run_hist *h = run->hist;
-    struct rc_metrics *m = rc_runs_metrics(run->runs);
     struct rc_blob *b = h->ring[h->head];
     h->bytes -= b->len;
-    rc_metric_sub(&m->history_events, 1);
-    rc_metric_sub(&m->history_bytes, b->len);
+    hist_account(run, -1, -(int64_t)b->len);
     rc_blob_release(b);
     h->head = (h->head + 1) % h->cap;
     h->count--;
@@ -295,9 +327,7 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
     h->ring[(h->head + h->count) % h->cap] = rc_blob_hold(b);
     h->count++;
     h->bytes += b->len;
-    struct rc_metrics *m = rc_runs_metrics(run->runs);
-    rc_metric_add(&m->history_events, 1);
-    rc_metric_add(&m->history_bytes, b->len);
+    hist_account(run, 1, (int64_t)b->len);
 evict:
     h = run->hist;
     if (!h)
@@ -1025,7 +1055,10 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
     run->seq = seq;
     if (ev->id_raw.len && !terminal)
         idem_add(run, ev->id_raw, seq);
-    rc_metric_add(&m->events_accepted, 1);
+    if (hdelta)
+        hdelta->accepted++;
+    else
+        rc_metric_add(&m->events_accepted, 1);
 
     /* state machine: pending -> running -> completed | failed */
     if (terminal) {
@@ -1107,6 +1140,8 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
         .enc = &enc,
     };
     m->handled = true;
+    struct rc_hdelta d = {0, 0, 0};
+    hdelta = &d;
     for (uint32_t i = 0; i < m->n; i++) {
         struct rc_event ev;
         rc_ev_unpack(&m->slots[i], &ev, lim);
@@ -1122,6 +1157,8 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
             r->message = code == RC_PROTO_OK ? NULL : code_message(code);
         }
     }
+    hdelta = NULL;
+    hdelta_flush(rc_runs_metrics(run->runs), &d);
     rc_buf_fini(&enc);
 }
 
@@ -1449,9 +1486,13 @@ static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_ms
     case RC_RS_ACTIVE: {
         enum rc_term_cause cause;
         uint64_t due = watchdog_due(run, &cause);
-        if (now >= due)
+        if (now >= due) {
+            struct rc_metrics *m = rc_runs_metrics(run->runs);
+            rc_metric_add(&m->watchdog_fired, 1);
+            rc_metric_add(&m->watchdog_late_sum_ms, now - due);
+            rc_metric_max(&m->watchdog_late_max_ms, now - due);
             synthesize(run, cause, now);
-        else
+        } else
             arm_at(run, due, now);
         return;
     }
