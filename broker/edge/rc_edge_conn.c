@@ -1130,14 +1130,20 @@ static void log_close(struct rc_edge_conn *c, int reason)
     }
     if (c->n_live > 0)
         snprintf(runs + o, sizeof(runs) - o, "%s)", c->n_live > 4 ? ", ..." : "");
-    const char *what = code == RC_WS_CLOSE_ABNORMAL ? "dropped without a close frame (1006)"
-                       : c->peer_closed             ? "closed by the client with an error code"
-                                                    : "closed with an error code";
+    char what[96];
+    if (code == RC_WS_CLOSE_ABNORMAL)
+        snprintf(what, sizeof(what), "dropped without a close frame (1006)");
+    else if (c->peer_closed)
+        snprintf(what, sizeof(what), "closed by the client with code %u", (unsigned)c->peer_code);
+    else if (code != 0)
+        snprintf(what, sizeof(what), "closed with code %u (%s)", (unsigned)code,
+                 c->close_reason ? c->close_reason : "");
+    else
+        snprintf(what, sizeof(what), "cut (%s)", rc_error_message(reason));
     RC_LOG_RATELIMITED(RC_LOG_WARN, "edge", NULL, NULL,
-                       "conn %llu %s (code %u, reason %d): %u subscribed runs still "
-                       "running%s; they can resume from their last seq with since",
-                       (unsigned long long)c->id, what,
-                       (unsigned)(c->peer_closed ? c->peer_code : code), reason, c->n_live, runs);
+                       "conn %llu %s: %u subscribed runs still running%s; they can resume "
+                       "from their last seq with since",
+                       (unsigned long long)c->id, what, c->n_live, runs);
 }
 
 static void conn_fini(void *state, int reason)

@@ -85,6 +85,17 @@ static void error_reply(struct rc_edge_req *r, uint16_t status, const char *code
 
 /* ---- request parsing ---- */
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 struct qparam {
     const char *key;
     size_t key_len;
@@ -92,13 +103,42 @@ struct qparam {
     size_t val_len;
 };
 
-/* Splits the query of uri into at most max parameters.  Returns the count,
- * or -1 when there are more.  *path_len gets the length of the path. */
-static int split_query(const char *uri, size_t *path_len, struct qparam *v, int max)
+/* Percent-decodes src[0..n) into dst (cap bytes; '+' is a space, as in
+ * form encoding).  Returns the decoded length, or -1 when it is malformed
+ * or does not fit. */
+static long url_decode(const char *src, size_t n, char *dst, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = src[i];
+        if (ch == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            ch = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (o == cap)
+            return -1;
+        dst[o++] = ch;
+    }
+    return (long)o;
+}
+
+/* Splits the query of uri into at most max parameters, values decoded into
+ * scratch.  Returns the count, -1 when there are more, -2 when a value is
+ * badly encoded or too long.  *path_len gets the length of the path. */
+static int split_query(const char *uri, size_t *path_len, struct qparam *v, int max, char *scratch,
+                       size_t scratch_len)
 {
     const char *q = strchr(uri, '?');
     *path_len = q != NULL ? (size_t)(q - uri) : strlen(uri);
     int n = 0;
+    size_t used = 0;
     if (q == NULL)
         return 0;
     q++;
@@ -111,8 +151,14 @@ static int split_query(const char *uri, size_t *path_len, struct qparam *v, int 
             const char *eq = memchr(q, '=', len);
             v[n].key = q;
             v[n].key_len = eq ? (size_t)(eq - q) : len;
-            v[n].val = eq ? eq + 1 : q + len;
-            v[n].val_len = eq ? len - v[n].key_len - 1 : 0;
+            const char *raw = eq ? eq + 1 : q + len;
+            size_t raw_len = eq ? len - v[n].key_len - 1 : 0;
+            long d = url_decode(raw, raw_len, scratch + used, scratch_len - used);
+            if (d < 0)
+                return -2;
+            v[n].val = scratch + used;
+            v[n].val_len = (size_t)d;
+            used += (size_t)d;
             n++;
         }
         q += len;
@@ -163,7 +209,7 @@ void rc_edge_http_healthz(struct rc_edge_req *aio)
     struct rc_edge *e = aio->e;
     size_t plen;
     struct qparam q[1];
-    if (split_query(aio->target, &plen, q, 0) != 0) {
+    if (split_query(aio->target, &plen, q, 0, NULL, 0) != 0) {
         error_reply(aio, 400, "bad_query", "/healthz takes no query parameters");
         return;
     }
@@ -209,7 +255,7 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
     struct rc_edge *e = aio->e;
     size_t plen;
     struct qparam q[1];
-    if (split_query(aio->target, &plen, q, 0) != 0) {
+    if (split_query(aio->target, &plen, q, 0, NULL, 0) != 0) {
         error_reply(aio, 400, "bad_query", "/metrics takes no query parameters");
         return;
     }
@@ -531,9 +577,11 @@ void rc_edge_http_runs(struct rc_edge_req *aio)
     const char *uri = aio->target;
     size_t plen;
     struct qparam q[8];
-    int nq = split_query(uri, &plen, q, 8);
+    char scratch[1024];
+    int nq = split_query(uri, &plen, q, 8, scratch, sizeof(scratch));
     if (nq < 0) {
-        error_reply(aio, 400, "bad_query", "too many query parameters");
+        error_reply(aio, 400, "bad_query",
+                    nq == -1 ? "too many query parameters" : "badly encoded query value");
         return;
     }
     if (e->runs == NULL) {
@@ -607,12 +655,13 @@ void rc_edge_http_runs(struct rc_edge_req *aio)
         size_t rlen = slash != NULL ? (size_t)(slash - p) : rest;
         const char *tail = slash != NULL ? slash + 1 : NULL;
         size_t tlen = slash != NULL ? rest - rlen - 1 : 0;
-        if (!rc_proto_valid_id(p, rlen, e->lim.id_max_bytes) || rlen >= sizeof(r->run)) {
+        long dl = url_decode(p, rlen, r->run, sizeof(r->run) - 1);
+        if (dl <= 0 || !rc_proto_valid_id(r->run, (size_t)dl, e->lim.id_max_bytes)) {
             rc_free(r);
             error_reply(aio, 404, "not_found", "not a valid run id");
             return;
         }
-        memcpy(r->run, p, rlen);
+        rlen = (size_t)dl;
         r->run[rlen] = '\0';
         if (tail == NULL || tlen == 0) {
             if (nq > 0) {

@@ -170,6 +170,16 @@ Test(http, runs_list_snapshot_and_events)
     cr_assert_eq(json_integer_value(json_object_get(v, "last")), 3);
     json_decref(v);
 
+    /* percent-encoded ids (URLSearchParams encodes ':') */
+    fx_publish(&f, "{\"run\":\"r:1\",\"conv\":\"c:x\",\"type\":\"start\"}");
+    v = get_json(&f, "/runs?conv=c%3Ax", 200);
+    cr_assert_eq(json_array_size(json_object_get(v, "runs")), 1);
+    json_decref(v);
+    v = get_json(&f, "/runs/r%3A1", 200);
+    cr_assert_str_eq(json_string_value(json_object_get(v, "run")), "r:1");
+    json_decref(v);
+    json_decref(get_json(&f, "/runs?conv=%zz", 400));
+
     json_decref(get_json(&f, "/runs/nope", 404));
     json_decref(get_json(&f, "/runs/nope/events", 404));
     fx_stop(&f);
