@@ -26,9 +26,10 @@
  * idle).  The token holder sees it before its next message, sets CLOSED
  * (after which every send fails), and knows from the count at that moment
  * exactly how many accepted messages remain: it pops and frees exactly that
- * many, waiting for a sender caught between its increment and its push, so
- * every message send accepted is handled or freed.  Then fini, the monitors,
- * and the runtime drops its reference.
+ * many (if a sender is still between its increment and its push, the actor
+ * is queued again and the drain finishes in a later turn), so every message
+ * send accepted is handled or freed.  Then fini, the monitors, and the
+ * runtime drops its reference.
  */
 #include "rc_actor_internal.h"
 
@@ -387,6 +388,9 @@ static bool worker_sleep(struct rc_worker *w)
 
 /* ---- Finding work ---- */
 
+/* Rounds of 32 pause instructions an idle worker spins before sleeping. */
+#define RC_SPIN_ROUNDS 8
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -585,25 +589,36 @@ int rc_actor_monitor(struct rc_actor *watcher, struct rc_actor *target, uint64_t
 /* ---- Stopping ---- */
 
 /* On the worker holding a's token, after STOP_REQ: unfinished messages were
- * popped in this turn but not yet subtracted from the count. */
+ * popped in this turn but not yet subtracted from the count.  The first call
+ * closes the actor; the drain may take several turns (see below), each of
+ * which calls here again with unfinished == 0. */
 static void actor_finish_stop(struct rc_worker *w, struct rc_actor *a, uint64_t unfinished)
 {
     struct rc_actor_system *sys = a->sys;
-    /* acq_rel: acquire pairs with rc_actor_stop's release of STOP_REQ (the
-     * reason) and fixes the set of accepted sends: every increment ordered
-     * before this one was accepted, every later one sees CLOSED. */
-    uint64_t c = atomic_fetch_or_explicit(&a->count, RC_ACTOR_CLOSED, memory_order_acq_rel);
-    uint64_t pending = (c & RC_ACTOR_COUNT_MASK) - unfinished;
-    unsigned spins = 0;
-    while (pending > 0) {
+    if (!a->draining) {
+        /* acq_rel: acquire pairs with rc_actor_stop's release of STOP_REQ
+         * (the reason) and fixes the set of accepted sends: every increment
+         * ordered before this one was accepted, every later one sees CLOSED. */
+        uint64_t c = atomic_fetch_or_explicit(&a->count, RC_ACTOR_CLOSED, memory_order_acq_rel);
+        a->drain_left = (c & RC_ACTOR_COUNT_MASK) - unfinished;
+        a->draining = true;
+    }
+    /* Free every accepted message.  One whose sender is still between its
+     * increment and its push is not linked yet: rather than wait for it
+     * (a preempted sender could hold this worker for a whole time slice),
+     * queue the actor again and finish the drain in a later turn.  It stays
+     * live (and unqueued by anyone else: we keep the token) until then. */
+    while (a->drain_left > 0) {
         struct rc_msg *m = mb_pop(a);
-        if (m) {
-            rc_msg_free(m);
-            pending--;
-            spins = 0;
-        } else if (++spins > 64) {
-            sched_yield(); /* a sender is between its increment and push */
-        }
+        if (!m)
+            break;
+        rc_msg_free(m);
+        a->drain_left--;
+    }
+    if (a->drain_left > 0) {
+        sched_yield(); /* give the sender a chance to finish its push */
+        schedule(a);
+        return;
     }
     int reason = a->exit_reason;
     if (a->fini) {
@@ -829,11 +844,13 @@ static void *worker_main(void *arg)
     for (;;) {
         struct rc_actor *a = find_work(w);
         if (!a) {
-            /* Spin briefly before sleeping (about 20-50 us): work often
-             * comes back at once, and a futex sleep + wake costs more. */
-            for (int i = 0; i < 48 && !a; i++) {
-                if (i < 32)
-                    for (int j = 0; j < 64; j++)
+            /* Spin briefly before sleeping (about 5-10 us of pause, then
+             * two yields): work often comes back at once, and a futex
+             * sleep + wake costs more; spinning longer burns a shared core
+             * that the thread producing the work may need. */
+            for (int i = 0; i < RC_SPIN_ROUNDS + 2 && !a; i++) {
+                if (i < RC_SPIN_ROUNDS)
+                    for (int j = 0; j < 32; j++)
                         cpu_relax();
                 else
                     sched_yield();

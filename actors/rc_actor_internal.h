@@ -50,6 +50,8 @@ struct rc_actor {
     int exit_reason;             /* written by the stop winner before
                                     STOP_REQ (release); read after it (acquire) */
     bool down;                   /* stopped and monitors sent; stripe lock */
+    bool draining;               /* CLOSED set, mailbox being freed; token holder */
+    uint64_t drain_left;         /* accepted messages not yet freed; token holder */
 };
 
 /* A worker's run queue: a bounded ring with one producer (the owning
