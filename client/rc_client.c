@@ -34,11 +34,20 @@
 #include "rc_error.h"
 #include "rc_proto.h"
 
+/* One encoded event on the PUSH path: queued, in flight, then retained
+ * (see "Ordering terminals after pushed events" below). */
 struct rc_client_qnode {
     struct rc_client_qnode *next;
-    size_t len;
-    uint8_t bytes[];
+    size_t len;       /* bytes of the event map */
+    uint32_t run_len; /* the run id follows the event bytes */
+    uint64_t sent_ms; /* retained: when its send completed (monotonic) */
+    uint8_t bytes[];  /* event map, then run id */
 };
+
+static const char *qnode_run(const struct rc_client_qnode *n)
+{
+    return (const char *)n->bytes + n->len;
+}
 
 struct rc_client {
     struct rc_client_opts opts; /* immutable after open; URLs point at our copies */
@@ -57,9 +66,14 @@ struct rc_client {
     struct rc_client_qnode *head, *tail;
     size_t q_bytes;
     uint64_t q_count;
-    bool inflight;           /* the send aio is busy */
-    uint32_t inflight_count; /* events in the in-flight message */
-    bool aborting;           /* close gave up flushing: start no new send */
+    bool inflight;                               /* the send aio is busy */
+    uint32_t inflight_count;                     /* events in the in-flight message */
+    struct rc_client_qnode *inflight_list;       /* their nodes, retained once sent */
+    struct rc_client_qnode *ret_head, *ret_tail; /* sent recently, oldest first */
+    size_t ret_bytes;
+    char id_prefix[17]; /* immutable after open: ids of pushed events */
+    uint64_t id_counter;
+    bool aborting; /* close gave up flushing: start no new send */
     struct rc_client_stats stats;
 };
 
@@ -249,7 +263,7 @@ static int encode_event(struct rc_buf *b, const struct rc_client_event *ev, cons
  * ev must be its decoded form.  *id_out gets the id string used ("" when
  * the id is a uint). */
 static int ensure_id(struct rc_buf *out, const uint8_t *map, size_t len, const struct rc_event *ev,
-                     char id_out[129])
+                     char id_out[129], const char *gen)
 {
     id_out[0] = '\0';
     if (ev->id_raw.len > 0) {
@@ -272,7 +286,10 @@ static int ensure_id(struct rc_buf *out, const uint8_t *map, size_t len, const s
     size_t hl = map_header(map, len, &n);
     if (hl == 0)
         return RC_EINVAL;
-    rc_client_new_id(id_out);
+    if (gen != NULL)
+        snprintf(id_out, 129, "%s", gen);
+    else
+        rc_client_new_id(id_out);
     CK(rc_mpw_map(out, n + 1));
     CK(rc_buf_append(out, map + hl, len - hl));
     CK(rc_mpw_cstr(out, "id"));
@@ -296,6 +313,8 @@ void rc_client_opts_init(struct rc_client_opts *o)
     o->reconnect_min_ms = 100;
     o->reconnect_max_ms = 2000;
     o->validate = true;
+    o->retain_ms = 2000;
+    o->retain_max_bytes = (size_t)1 << 20;
 }
 
 static void send_cb(void *arg);
@@ -334,6 +353,10 @@ int rc_client_open_opts(struct rc_client **cp, const struct rc_client_opts *o)
     if (c == NULL)
         return RC_ENOMEM;
     c->opts = *o;
+    char rnd[33];
+    rc_client_new_id(rnd);
+    memcpy(c->id_prefix, rnd, 16);
+    c->id_prefix[16] = '\0';
     rc_proto_limits_default(&c->lim);
     if (c->opts.batch_max_events > c->lim.batch_max_events)
         c->opts.batch_max_events = c->lim.batch_max_events;
@@ -447,6 +470,12 @@ int rc_client_close(struct rc_client *c)
         while (c->inflight) /* the cancelled send's callback clears it */
             pthread_cond_wait(&c->cond, &c->mtx);
         struct rc_client_qnode *n = c->head;
+        if (c->tail != NULL) /* the retained list goes too */
+            c->tail->next = c->ret_head;
+        else
+            n = c->ret_head;
+        c->ret_head = c->ret_tail = NULL;
+        c->ret_bytes = 0;
         c->head = c->tail = NULL;
         c->stats.dropped += c->q_count;
         c->q_count = 0;
@@ -480,6 +509,34 @@ void rc_client_get_stats(struct rc_client *c, struct rc_client_stats *st)
 }
 
 /* ---- PUSH path ---- */
+
+static void free_list(struct rc_client_qnode *n)
+{
+    while (n != NULL) {
+        struct rc_client_qnode *next = n->next;
+        rc_free(n);
+        n = next;
+    }
+}
+
+/* Drops retained events older than retain_ms or over retain_max_bytes.
+ * Called with mtx held; returns the dropped nodes for freeing after unlock. */
+static struct rc_client_qnode *retain_evict(struct rc_client *c, uint64_t now)
+{
+    struct rc_client_qnode *drop = NULL, **dt = &drop;
+    while (c->ret_head != NULL && (now - c->ret_head->sent_ms >= c->opts.retain_ms ||
+                                   c->ret_bytes > c->opts.retain_max_bytes)) {
+        struct rc_client_qnode *n = c->ret_head;
+        c->ret_head = n->next;
+        c->ret_bytes -= n->len;
+        n->next = NULL;
+        *dt = n;
+        dt = &n->next;
+    }
+    if (c->ret_head == NULL)
+        c->ret_tail = NULL;
+    return drop;
+}
 
 /* Detaches the next batch from the FIFO.  Called with mtx held. */
 static struct rc_client_qnode *take_batch(struct rc_client *c, uint32_t *count, size_t *bytes)
@@ -522,16 +579,12 @@ static void send_batch(struct rc_client *c, struct rc_client_qnode *batch, uint3
         rv = rc_mpw_array(&h, count) == RC_OK ? nng_msg_append(m, h.data, h.len) : NNG_ENOMEM;
         rc_buf_fini(&h);
     }
-    for (struct rc_client_qnode *n = batch; n != NULL;) {
-        struct rc_client_qnode *next = n->next;
-        if (rv == 0)
-            rv = nng_msg_append(m, n->bytes, n->len);
-        rc_free(n);
-        n = next;
-    }
+    for (struct rc_client_qnode *n = batch; n != NULL && rv == 0; n = n->next)
+        rv = nng_msg_append(m, n->bytes, n->len);
     if (rv != 0) {
         if (m != NULL)
             nng_msg_free(m);
+        free_list(batch);
         pthread_mutex_lock(&c->mtx);
         c->stats.dropped += count;
         c->inflight = false;
@@ -541,6 +594,7 @@ static void send_batch(struct rc_client *c, struct rc_client_qnode *batch, uint3
     }
     pthread_mutex_lock(&c->mtx);
     c->inflight_count = count;
+    c->inflight_list = batch;
     pthread_mutex_unlock(&c->mtx);
     nng_aio_set_msg(c->send_aio, m);
     nng_aio_set_timeout(c->send_aio, NNG_DURATION_INFINITE);
@@ -559,12 +613,34 @@ static void send_cb(void *arg)
     struct rc_client_qnode *batch = NULL;
     uint32_t count = 0;
     size_t bytes = 0;
+    struct rc_client_qnode *done = NULL;
     pthread_mutex_lock(&c->mtx);
+    struct rc_client_qnode *sent = c->inflight_list;
+    c->inflight_list = NULL;
     if (rv == 0) {
         c->stats.events_pushed += c->inflight_count;
         c->stats.messages_pushed++;
         if (c->inflight_count > c->stats.max_batch)
             c->stats.max_batch = c->inflight_count;
+        if (c->opts.retain_ms > 0 && c->has_req && !c->aborting) {
+            uint64_t now = rc_clock_mono_ms();
+            for (struct rc_client_qnode *n = sent; n != NULL; n = n->next) {
+                n->sent_ms = now;
+                c->ret_bytes += n->len;
+            }
+            if (sent != NULL) {
+                struct rc_client_qnode *last = sent;
+                while (last->next != NULL)
+                    last = last->next;
+                if (c->ret_tail != NULL)
+                    c->ret_tail->next = sent;
+                else
+                    c->ret_head = sent;
+                c->ret_tail = last;
+            }
+            sent = NULL;
+            done = retain_evict(c, now);
+        }
     } else {
         c->stats.dropped += c->inflight_count;
     }
@@ -575,19 +651,24 @@ static void send_cb(void *arg)
         c->inflight = false;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mtx);
+    free_list(sent);
+    free_list(done);
     if (batch != NULL)
         send_batch(c, batch, count, bytes);
 }
 
-static int push_enqueue(struct rc_client *c, const uint8_t *p, size_t len,
+static int push_enqueue(struct rc_client *c, const uint8_t *p, size_t len, struct rc_str run,
                         struct rc_client_result *r)
 {
-    struct rc_client_qnode *node = rc_malloc(sizeof(*node) + len);
+    struct rc_client_qnode *node = rc_malloc(sizeof(*node) + len + run.len);
     if (node == NULL)
         return result_set(r, RC_ENOMEM, NULL, NULL, NULL);
     node->next = NULL;
     node->len = len;
+    node->run_len = run.len;
+    node->sent_ms = 0;
     memcpy(node->bytes, p, len);
+    memcpy(node->bytes + len, run.ptr, run.len);
 
     struct timespec dl;
     deadline_after(&dl, c->opts.queue_wait_ms);
@@ -799,9 +880,11 @@ static int req_roundtrip(struct rc_client *c, const uint8_t *msg, size_t len,
     return out;
 }
 
-/* Acknowledged publishing of n prepared (validated, id-carrying) events. */
+/* Acknowledged publishing of n prepared (validated, id-carrying) events in
+ * one request.  Results before index `counted` (re-sent PUSH events) are not
+ * counted in the stats. */
 static int publish_ack(struct rc_client *c, const uint8_t *const *evs, const size_t *lens,
-                       uint32_t n, struct rc_client_result *results)
+                       uint32_t n, struct rc_client_result *results, uint32_t counted)
 {
     struct rc_buf msg;
     rc_buf_init(&msg);
@@ -811,12 +894,8 @@ static int publish_ack(struct rc_client *c, const uint8_t *const *evs, const siz
     for (uint32_t i = 0; rv == RC_OK && i < n; i++)
         rv = rc_buf_append(&msg, evs[i], lens[i]);
     uint32_t attempts = 0;
-    if (rv == RC_OK) {
-        /* Keep PUSH order: whatever this client queued before goes first. */
-        if (c->has_push)
-            rc_client_flush(c, c->opts.ack_timeout_ms);
+    if (rv == RC_OK)
         rv = req_roundtrip(c, msg.data, msg.len, results, n, &attempts);
-    }
     rc_buf_fini(&msg);
     int first = RC_OK;
     uint64_t acked = 0, rejected = 0;
@@ -827,6 +906,8 @@ static int publish_ack(struct rc_client *c, const uint8_t *const *evs, const siz
                        rv == RC_ETIMEDOUT ? "no acknowledgement from runcastd (retries exhausted)"
                                           : NULL);
         }
+        if (i < counted)
+            continue;
         if (results[i].err == RC_OK) {
             acked++;
         } else {
@@ -876,6 +957,126 @@ static int resolve_delivery(struct rc_client *c, enum rc_client_delivery d, bool
     return RC_OK;
 }
 
+/*
+ * Ordering terminals after pushed events.  runcastd reads PULL and REP
+ * independently, so an acknowledged event may overtake events of its run
+ * that this client pushed moments before.  Pushed events therefore carry
+ * ids and stay "retained" for retain_ms after their send completed; an
+ * acknowledged event is sent behind the retained (and still queued) events
+ * of its run, in one request.  The broker answers those it has with `dup`
+ * and accepts the others in order, so nothing is lost or delivered twice.
+ */
+
+/* Detaches the retained, then the queued, events of run (in publish order). */
+static struct rc_client_qnode *take_run_events(struct rc_client *c, struct rc_str run,
+                                               uint32_t *count, struct rc_client_qnode **evicted)
+{
+    struct rc_client_qnode *out = NULL, **ot = &out;
+    uint32_t k = 0;
+    pthread_mutex_lock(&c->mtx);
+    *evicted = retain_evict(c, rc_clock_mono_ms());
+    for (int list = 0; list < 2; list++) {
+        struct rc_client_qnode **head = list == 0 ? &c->ret_head : &c->head;
+        struct rc_client_qnode **tail = list == 0 ? &c->ret_tail : &c->tail;
+        struct rc_client_qnode *prev = NULL, *n = *head;
+        while (n != NULL) {
+            struct rc_client_qnode *next = n->next;
+            if (n->run_len == run.len && memcmp(qnode_run(n), run.ptr, run.len) == 0) {
+                if (prev != NULL)
+                    prev->next = next;
+                else
+                    *head = next;
+                if (*tail == n)
+                    *tail = prev;
+                if (list == 0) {
+                    c->ret_bytes -= n->len;
+                } else {
+                    c->q_bytes -= n->len;
+                    c->q_count--;
+                }
+                n->next = NULL;
+                *ot = n;
+                ot = &n->next;
+                k++;
+            } else {
+                prev = n;
+            }
+            n = next;
+        }
+    }
+    c->stats.resent += k;
+    pthread_mutex_unlock(&c->mtx);
+    *count = k;
+    return out;
+}
+
+/* Acknowledged publishing of one event (with its id) behind the pushed
+ * events of its run that may still be on their way. */
+static int ack_in_order(struct rc_client *c, const uint8_t *p, size_t len, struct rc_str run,
+                        struct rc_client_result *r)
+{
+    struct rc_client_qnode *prior = NULL, *evicted = NULL;
+    uint32_t k = 0;
+    if (c->has_push && c->opts.retain_ms > 0) {
+        rc_client_flush(c, c->opts.ack_timeout_ms); /* in-flight sends become retained */
+        prior = take_run_events(c, run, &k, &evicted);
+    } else if (c->has_push) {
+        rc_client_flush(c, c->opts.ack_timeout_ms);
+    }
+    free_list(evicted);
+    uint32_t cap = c->opts.batch_max_events;
+    const uint8_t **evs = rc_calloc((size_t)k + 1, sizeof(*evs));
+    size_t *lens = rc_calloc((size_t)k + 1, sizeof(*lens));
+    struct rc_client_result *res = rc_calloc(cap, sizeof(*res));
+    int rv = RC_OK;
+    if (evs == NULL || lens == NULL || res == NULL) {
+        rv = result_set(r, RC_ENOMEM, NULL, NULL, NULL);
+        goto out;
+    }
+    uint32_t i = 0;
+    for (struct rc_client_qnode *n = prior; n != NULL; n = n->next, i++) {
+        evs[i] = n->bytes;
+        lens[i] = n->len;
+    }
+    evs[k] = p;
+    lens[k] = len;
+    /* Requests of at most batch_max_events / batch_max_bytes; the last one
+     * ends with the acknowledged event, whose result is the caller's. */
+    uint32_t at = 0;
+    while (at <= k) {
+        uint32_t m = 0;
+        size_t bytes = 0;
+        while (at + m <= k && m < cap &&
+               (m == 0 || bytes + lens[at + m] + 5 <= c->opts.batch_max_bytes)) {
+            bytes += lens[at + m];
+            m++;
+        }
+        bool last = at + m == k + 1;
+        for (uint32_t j = 0; j < m; j++)
+            result_clear(&res[j]);
+        if (last)
+            memcpy(res[m - 1].id, r->id, sizeof(r->id));
+        int arv = publish_ack(c, evs + at, lens + at, m, res, last ? m - 1 : m);
+        if (last) {
+            *r = res[m - 1];
+            rv = r->err;
+        } else if (arv == RC_ETIMEDOUT || arv == RC_ECLOSED || arv == RC_EIO) {
+            /* The broker is unreachable: the acknowledged event cannot go
+             * either (it would overtake what is still missing). */
+            rv = result_set(r, arv, arv == RC_ETIMEDOUT ? "timeout" : NULL, NULL,
+                            "no acknowledgement from runcastd (retries exhausted)");
+            break;
+        }
+        at += m;
+    }
+out:
+    free_list(prior);
+    rc_free(evs);
+    rc_free(lens);
+    rc_free(res);
+    return rv;
+}
+
 /* Publishes one encoded event map. */
 static int publish_encoded(struct rc_client *c, const uint8_t *p, size_t len,
                            enum rc_client_delivery d, struct rc_client_result *r)
@@ -898,18 +1099,31 @@ static int publish_encoded(struct rc_client *c, const uint8_t *p, size_t len,
     bool ack;
     if ((rv = resolve_delivery(c, d, is_terminal_type(&ev), r, &ack)) != RC_OK)
         return rv;
-    if (!ack)
-        return push_enqueue(c, p, len, r);
-
     struct rc_buf withid;
     rc_buf_init(&withid);
-    if ((rv = ensure_id(&withid, p, len, &ev, r->id)) != RC_OK) {
+    if (!ack) {
+        if (!c->has_req || c->opts.retain_ms == 0)
+            return push_enqueue(c, p, len, ev.run, r);
+        /* A cheap id (client prefix + counter) lets a later acknowledged event
+         * re-send this one safely (see above). */
+        char gen[40];
+        pthread_mutex_lock(&c->mtx);
+        uint64_t k = ++c->id_counter;
+        pthread_mutex_unlock(&c->mtx);
+        snprintf(gen, sizeof(gen), "%s-%llx", c->id_prefix, (unsigned long long)k);
+        char idbuf[129];
+        if ((rv = ensure_id(&withid, p, len, &ev, idbuf, gen)) == RC_OK)
+            rv = push_enqueue(c, withid.data, withid.len, ev.run, r);
+        else
+            rv = result_set(r, rv, NULL, NULL, "cannot add an idempotency id to this event");
+        rc_buf_fini(&withid);
+        return rv;
+    }
+    if ((rv = ensure_id(&withid, p, len, &ev, r->id, NULL)) != RC_OK) {
         rc_buf_fini(&withid);
         return result_set(r, rv, NULL, NULL, "cannot add an idempotency id to this event");
     }
-    const uint8_t *one = withid.data;
-    size_t one_len = withid.len;
-    rv = publish_ack(c, &one, &one_len, 1, r);
+    rv = ack_in_order(c, withid.data, withid.len, ev.run, r);
     rc_buf_fini(&withid);
     return rv;
 }
@@ -984,7 +1198,7 @@ int rc_client_publish_raw_batch_ack(struct rc_client *c, const void *const *maps
                 first = results[i].err;
             continue;
         }
-        if ((rv = ensure_id(&bufs[i], maps[i], lens[i], &ev, results[i].id)) != RC_OK)
+        if ((rv = ensure_id(&bufs[i], maps[i], lens[i], &ev, results[i].id, NULL)) != RC_OK)
             break;
         ptrs[k] = bufs[i].data;
         plens[k] = bufs[i].len;
@@ -998,7 +1212,9 @@ int rc_client_publish_raw_batch_ack(struct rc_client *c, const void *const *maps
         } else {
             for (uint32_t j = 0; j < k; j++)
                 memcpy(sub[j].id, results[map_to[j]].id, sizeof(sub[j].id));
-            int arv = publish_ack(c, ptrs, plens, k, sub);
+            if (c->has_push) /* whatever this client pushed before goes first */
+                rc_client_flush(c, c->opts.ack_timeout_ms);
+            int arv = publish_ack(c, ptrs, plens, k, sub, 0);
             for (uint32_t j = 0; j < k; j++)
                 results[map_to[j]] = sub[j];
             if (first == RC_OK)

@@ -37,6 +37,16 @@
  * sent again (up to ack_retries times); the broker answers a repeated id with
  * the original seq (`dup`), so a retry never delivers an event twice.
  *
+ * Ordering across the two paths: runcastd reads its PULL and REP sockets
+ * independently, so an acknowledged event (say `complete`) could overtake
+ * events of the same run pushed just before it, which the broker would then
+ * refuse as `run_terminal`.  A client with both paths therefore gives every
+ * pushed event an idempotency id and keeps it for retain_ms after its send
+ * completed; an acknowledged event goes out in one request behind the
+ * kept events of its run.  The broker answers events it already has with
+ * `dup` (never delivered twice) and accepts the ones still on their way,
+ * in order, before the acknowledged event.
+ *
  * Lifetime: rc_client_open* -> publish ... -> rc_client_close.  Close
  * flushes events still queued on the PUSH path, waiting at most
  * close_timeout_ms, then drops what is left (counted in stats.dropped).
@@ -89,6 +99,9 @@ struct rc_client_opts {
     uint32_t reconnect_min_ms; /* 100: nng's redial backoff */
     uint32_t reconnect_max_ms; /* 2000 */
     bool validate;             /* true: check events locally before sending */
+    uint32_t retain_ms;        /* 2000: how long pushed events are kept for re-sending ahead
+                                  of an acknowledged event of the same run (0: never) */
+    size_t retain_max_bytes;   /* 1 MiB: bound on those kept events */
 };
 
 /* Defaults above, with both default URLs. */
@@ -239,6 +252,7 @@ struct rc_client_stats {
     uint64_t dropped;         /* PUSH events dropped at close (not flushed in time) */
     uint64_t queued;          /* PUSH events waiting right now */
     uint32_t max_batch;       /* largest PUSH message, in events */
+    uint64_t resent;          /* pushed events re-sent ahead of an acknowledged one */
 };
 
 void rc_client_get_stats(struct rc_client *c, struct rc_client_stats *st);

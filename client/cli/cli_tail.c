@@ -192,7 +192,7 @@ static void print_pretty(json_t *m, const char *op)
         return;
     }
     const char *type = jstr(m, "type");
-    printf("%-12s %s #%lld %-9s", tbuf, run, seq, type);
+    printf("%-12s %s #%lld %-12s", tbuf, run, seq, type);
     json_t *x;
     if (strcmp(type, "phase") == 0) {
         printf(" %s", jstr(m, "phase"));
@@ -201,11 +201,15 @@ static void print_pretty(json_t *m, const char *op)
         put_text(jstr(m, "text"), 100);
     } else if (strcmp(type, "tool") == 0 && (x = json_object_get(m, "tool")) != NULL) {
         json_t *id = json_object_get(x, "id");
-        char *ids = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
-        printf(" %s %s %s", ids ? ids : "?", jstr(x, "name"), jstr(x, "status"));
+        char *ids = json_is_string(id) ? NULL : json_dumps(id, JSON_ENCODE_ANY);
+        printf(" %s %s %s",
+               json_is_string(id) ? json_string_value(id)
+               : ids              ? ids
+                                  : "?",
+               jstr(x, "name"), jstr(x, "status"));
         free(ids);
     } else if (strcmp(type, "verification") == 0 && (x = json_object_get(m, "item")) != NULL) {
-        printf(" %s %s %s", jstr(x, "label"), jstr(x, "status"), "");
+        printf(" %s: %s", jstr(x, "label"), jstr(x, "status"));
     } else if (strcmp(type, "error") == 0 && (x = json_object_get(m, "error")) != NULL) {
         printf(" %s: %s", jstr(x, "code"), jstr(x, "message"));
     } else if (strcmp(type, "start") == 0 && json_object_get(m, "conv")) {
@@ -320,8 +324,10 @@ static json_t *build_sub(struct tail *t)
     json_object_set_new(s, "req", json_integer(1));
     if (t->run != NULL) {
         json_object_set_new(s, "run", json_string(t->run));
+        /* An entry exists once the run was seen or --since was given
+         * (--since 0: the whole retained history). */
         struct seen *x = seen_get(t, t->run, false);
-        if (x != NULL && x->seq > 0)
+        if (x != NULL)
             json_object_set_new(s, "since", json_integer((json_int_t)x->seq));
     } else {
         if (t->conv != NULL)

@@ -421,9 +421,10 @@ Test(cli_tail, epoch_change_takes_the_snapshot_and_failure_exits_1)
     cr_assert_eq(st, 1, "a failed run exits 1; output: %s", out);
     cr_assert(strstr(out, "r1 #3 delta") != NULL, "%s", out);
     cr_assert(strstr(out, "r1 #2 snapshot: running") != NULL, "%s", out);
-    cr_assert(strstr(out, "r1 #3 error     watchdog_timeout: silent (synthesized by runcastd)") !=
-                  NULL,
-              "the new epoch's seq 3 is not a duplicate of the old one: %s", out);
+    cr_assert(
+        strstr(out, "r1 #3 error        watchdog_timeout: silent (synthesized by runcastd)") !=
+            NULL,
+        "the new epoch's seq 3 is not a duplicate of the old one: %s", out);
 }
 
 Test(cli_tail, flag_errors_exit_2)

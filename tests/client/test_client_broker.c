@@ -1,0 +1,323 @@
+/*
+ * The publisher library and the `runcast` CLI against a real runcastd
+ * (label integration).  Each test starts its own runcastd on free ports
+ * (port 0; the ports are read from its "runcastd listening:" line) with
+ * short timeouts, and stops it at the end.
+ */
+#include <criterion/criterion.h>
+
+#include <pthread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "rc_buf.h"
+#include "rc_clock.h"
+#include "rc_error.h"
+#include "rc_proto.h"
+#include "runcast.h"
+
+#define RUNCASTD RC_BINARY_DIR "/broker/runcastd"
+#define RUNCAST  RC_BINARY_DIR "/client/runcast"
+
+struct broker {
+    pid_t pid;
+    char ingest[128], ack[128], http[128];
+    char env[512]; /* RUNCAST_* assignments for CLI commands */
+};
+
+/* Starts runcastd with extra flags; fills in the addresses it listens on
+ * (read from its "runcastd listening:" line, written to a log file).  The
+ * broker dies with the test process (PR_SET_PDEATHSIG), even when an
+ * assertion ends the test early. */
+static void broker_start(struct broker *b, const char *extra)
+{
+    char log[128];
+    snprintf(log, sizeof(log), "/tmp/rc-client-it-%d.log", (int)getpid());
+    unlink(log);
+    b->pid = fork();
+    cr_assert_geq(b->pid, 0);
+    if (b->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd),
+                 "exec " RUNCASTD " --ingest tcp://127.0.0.1:0 --ingest-ack tcp://127.0.0.2:0 "
+                 "--http 127.0.0.1:0 --log-level warn --shutdown-timeout 1s %s",
+                 extra ? extra : "");
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    bool found = false;
+    for (int i = 0; i < 500 && !found; i++) {
+        FILE *f = fopen(log, "r");
+        char line[512];
+        while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL)
+            found =
+                sscanf(line, "runcastd listening: ingest %127[^,], ingest-ack %127[^,], http %127s",
+                       b->ingest, b->ack, b->http) == 3;
+        if (f != NULL)
+            fclose(f);
+        if (!found)
+            rc_clock_sleep_ms(10);
+    }
+    cr_assert(found, "runcastd did not print its listening line (see %s)", log);
+    snprintf(b->env, sizeof(b->env), "RUNCAST_INGEST=%s RUNCAST_INGEST_ACK=%s RUNCAST_HTTP=%s",
+             b->ingest, b->ack, b->http);
+}
+
+static void broker_stop(struct broker *b)
+{
+    kill(b->pid, SIGTERM);
+    int st;
+    waitpid(b->pid, &st, 0);
+}
+
+static int run_cmd(const char *cmd, char *out, size_t cap)
+{
+    const char *t = getenv("TSAN_OPTIONS");
+    char opts[1024];
+    snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/client/tsan.supp", t ? t : "",
+             t && t[0] ? ":" : "", RC_SOURCE_DIR);
+    setenv("TSAN_OPTIONS", opts, 1);
+    FILE *f = popen(cmd, "r");
+    if (t != NULL)
+        setenv("TSAN_OPTIONS", t, 1);
+    else
+        unsetenv("TSAN_OPTIONS");
+    cr_assert_not_null(f);
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static struct rc_client *open_both(struct broker *b, const char *req_url)
+{
+    struct rc_client_opts o;
+    rc_client_opts_init(&o);
+    o.push_url = b->ingest;
+    o.req_url = req_url ? req_url : b->ack;
+    o.ack_timeout_ms = 300;
+    struct rc_client *c;
+    cr_assert_eq(rc_client_open_opts(&c, &o), RC_OK);
+    return c;
+}
+
+/* Counts the ev lines of `runcast tail --run R --until-terminal` and checks
+ * their seqs are 1..n in order; returns n (or -1) and the exit status. */
+static int tail_run(struct broker *b, const char *run, int *status, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "%s timeout 10 " RUNCAST " tail --run %s --until-terminal --since 0", b->env, run);
+    *status = run_cmd(cmd, out, cap);
+    int want = 1;
+    char *save = NULL;
+    char *copy = strdup(out);
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        cr_assert_not_null(j, "not JSON: %s", line);
+        if (strcmp(json_string_value(json_object_get(j, "op")), "ev") == 0) {
+            cr_assert_eq(json_integer_value(json_object_get(j, "seq")), want, "%s", out);
+            want++;
+        }
+        json_decref(j);
+    }
+    free(copy);
+    return want - 1;
+}
+
+Test(client_broker, push_events_then_acked_complete, .timeout = 30)
+{
+    static struct broker b;
+    broker_start(&b, NULL);
+    struct rc_client *c = open_both(&b, NULL);
+    struct rc_client_timeout to = {"*", 5000};
+    cr_assert_eq(rc_client_start(c, "it-1", "conv-it", &to, 1, 0, NULL), RC_OK);
+    cr_assert_eq(rc_client_phase(c, "it-1", "execute", NULL), RC_OK);
+    for (int i = 0; i < 200; i++)
+        cr_assert_eq(rc_client_delta(c, "it-1", "tok ", NULL), RC_OK);
+    struct rc_client_result r;
+    cr_assert_eq(rc_client_complete(c, "it-1", NULL, 0, &r), RC_OK, "%s %s", r.code, r.message);
+    /* The library flushed the PUSH queue first, so everything before the
+     * terminal made it into the run: 1 start + 1 phase + 200 deltas. */
+    cr_assert_eq(r.seq, 203, "terminal seq %llu", (unsigned long long)r.seq);
+    cr_assert_neq(r.epoch, 0);
+    /* A late event is refused with a precise error. */
+    struct rc_client_event e = {.run = "it-1", .type = "delta", .text = "late"};
+    cr_assert_eq(rc_client_publish(c, &e, RC_DELIVER_ACK, &r), RC_EPROTO);
+    cr_assert_str_eq(r.code, "run_terminal");
+    struct rc_client_stats st;
+    rc_client_get_stats(c, &st);
+    cr_assert_eq(st.events_pushed, 202);
+    cr_assert_eq(rc_client_close(c), RC_OK);
+
+    static char out[1 << 16];
+    int status;
+    cr_assert_eq(tail_run(&b, "it-1", &status, out, sizeof(out)), 203);
+    cr_assert_eq(status, 0, "completed run: tail exits 0");
+    broker_stop(&b);
+}
+
+/* A REP<->REQ proxy in front of runcastd's REP socket that swallows the
+ * first reply: the client must time out and resend the same bytes. */
+struct proxy {
+    nng_socket front, back;
+    char url[128];
+    int drop;
+    int forwarded;
+    pthread_t th;
+};
+
+static void *proxy_fn(void *arg)
+{
+    struct proxy *p = arg;
+    nng_msg *m;
+    while (nng_recvmsg(p->front, &m, 0) == 0) {
+        if (nng_sendmsg(p->back, m, 0) != 0) {
+            nng_msg_free(m);
+            break;
+        }
+        p->forwarded++;
+        nng_msg *reply;
+        if (nng_recvmsg(p->back, &reply, 0) != 0)
+            break;
+        if (p->drop > 0) {
+            p->drop--;
+            nng_msg_free(reply);
+            continue;
+        }
+        if (nng_sendmsg(p->front, reply, 0) != 0)
+            nng_msg_free(reply);
+    }
+    return NULL;
+}
+
+Test(client_broker, a_retry_after_a_lost_reply_is_not_delivered_twice, .timeout = 30)
+{
+    static struct broker b;
+    broker_start(&b, NULL);
+    static struct proxy p;
+    snprintf(p.url, sizeof(p.url), "ipc:///tmp/rc-client-proxy-%d.sock", (int)getpid());
+    cr_assert_eq(nng_rep0_open(&p.front), 0);
+    cr_assert_eq(nng_listen(p.front, p.url, NULL, 0), 0);
+    cr_assert_eq(nng_req0_open(&p.back), 0);
+    cr_assert_eq(nng_dial(p.back, b.ack, NULL, 0), 0);
+    nng_socket_set_ms(p.back, NNG_OPT_RECVTIMEO, 3000);
+    p.drop = 0;
+    pthread_create(&p.th, NULL, proxy_fn, &p);
+
+    struct rc_client *c = open_both(&b, p.url);
+    struct rc_client_result r;
+    struct rc_client_event e = {.run = "it-2", .type = "start"};
+    cr_assert_eq(rc_client_publish(c, &e, RC_DELIVER_ACK, &r), RC_OK, "%s", r.message);
+    cr_assert_eq(r.seq, 1);
+    p.drop = 1; /* the broker accepts the terminal, but its reply is lost */
+    cr_assert_eq(rc_client_complete(c, "it-2", NULL, 0, &r), RC_OK, "%s", r.message);
+    cr_assert_eq(r.attempts, 2);
+    cr_assert_eq(r.seq, 2, "the retry got the original seq");
+    cr_assert(r.dup, "the broker recognised the idempotency id");
+    cr_assert_eq(p.forwarded, 3);
+    rc_client_close(c);
+
+    static char out[1 << 16];
+    int status;
+    cr_assert_eq(tail_run(&b, "it-2", &status, out, sizeof(out)), 2,
+                 "start + one complete, not two: %s", out);
+    cr_assert_eq(status, 0);
+    nng_close(p.front);
+    nng_close(p.back);
+    pthread_join(p.th, NULL);
+    broker_stop(&b);
+}
+
+Test(client_broker, cli_pub_tail_runs_show_end_to_end, .timeout = 30)
+{
+    static struct broker b;
+    broker_start(&b, NULL);
+    static char out[1 << 16];
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " pub --run cli-1 --conv cc --type start --ack",
+             b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    cr_assert_str_eq(out, "1\n");
+    snprintf(cmd, sizeof(cmd),
+             "printf '%%s\\n' '{\"type\":\"phase\",\"phase\":\"execute\"}' "
+             "'{\"type\":\"tool\",\"tool\":{\"id\":\"t1\",\"name\":\"grep\",\"status\":\"done\"}}' "
+             "'{\"type\":\"delta\",\"text\":\"hello\",\"data\":{\"n\":[1,2]}}' | "
+             "%s " RUNCAST " pub --run cli-1 --file - --ack",
+             b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    cr_assert(strstr(out, "{\"line\":1,\"seq\":2") != NULL, "%s", out);
+    cr_assert(strstr(out, "{\"line\":3,\"seq\":4") != NULL, "%s", out);
+    snprintf(cmd, sizeof(cmd),
+             "%s " RUNCAST " pub --run cli-1 --type error --error-code boom --error-message "
+             "'it broke'",
+             b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " pub --run cli-1 --type delta --text x --ack 2>&1",
+             b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 1, "%s", out);
+    cr_assert(strstr(out, "run_terminal") != NULL, "%s", out);
+
+    int status;
+    cr_assert_eq(tail_run(&b, "cli-1", &status, out, sizeof(out)), 5);
+    cr_assert_eq(status, 1, "a failed run: tail --until-terminal exits 1");
+    cr_assert(strstr(out, "\"text\":\"hello\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"data\":{\"n\":[1,2]}") != NULL, "data round trip: %s", out);
+
+    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " runs --conv cc", b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    cr_assert(strstr(out, "cli-1") != NULL && strstr(out, "failed") != NULL, "%s", out);
+    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show cli-1 --json", b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    cr_assert_not_null(j, "%s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "failed");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "output")), "hello");
+    json_decref(j);
+    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show nosuchrun 2>&1", b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 1, "%s", out);
+    broker_stop(&b);
+}
+
+Test(client_broker, demo_runs_complete_fail_and_time_out, .timeout = 30)
+{
+    static struct broker b;
+    broker_start(&b, NULL);
+    static char out[1 << 16];
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "%s " RUNCAST " demo --fast --runs 3 --prefix dm --silent-timeout 300ms --delay 5ms",
+             b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    /* The silent run ends by watchdog: its tail sees a synthesized error. */
+    int status;
+    tail_run(&b, "dm-3", &status, out, sizeof(out));
+    cr_assert_eq(status, 1, "%s", out);
+    cr_assert(strstr(out, "\"synthetic\":true") != NULL, "%s", out);
+    tail_run(&b, "dm-1", &status, out, sizeof(out));
+    cr_assert_eq(status, 0, "dm-1 completes");
+    tail_run(&b, "dm-2", &status, out, sizeof(out));
+    cr_assert_eq(status, 1, "dm-2 fails");
+    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " runs --conv dm --json", b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    cr_assert(strstr(out, "dm-1") && strstr(out, "dm-2") && strstr(out, "dm-3"), "%s", out);
+    broker_stop(&b);
+}
