@@ -122,8 +122,8 @@ static struct rc_client *open_both(struct broker *b, const char *req_url)
 static int tail_run(struct broker *b, const char *run, int *status, char *out, size_t cap)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd),
-             "%s timeout 10 " RUNCAST " tail --run %s --until-terminal --since 0", b->env, run);
+    snprintf(cmd, sizeof(cmd), "%s timeout 10 " RUNCAST " tail --run %s --until-terminal --since 0",
+             b->env, run);
     *status = run_cmd(cmd, out, cap);
     int want = 1;
     char *save = NULL;
@@ -319,5 +319,55 @@ Test(client_broker, demo_runs_complete_fail_and_time_out, .timeout = 30)
     snprintf(cmd, sizeof(cmd), "%s " RUNCAST " runs --conv dm --json", b.env);
     cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0);
     cr_assert(strstr(out, "dm-1") && strstr(out, "dm-2") && strstr(out, "dm-3"), "%s", out);
+    broker_stop(&b);
+}
+
+/* DISABLED until runcastd keeps PUSH order: with --ingest-inflight 8 it has
+ * several receives in flight on one PULL socket and dispatches them from
+ * different threads, so consecutive messages of one publisher can be applied
+ * out of order (seen here: output "1,2,0,3,..." for deltas 0,1,2,3).  This
+ * breaks the protocol's "order within a batch is publish order" across
+ * messages of one connection.  Enable once broker/core serialises dispatch
+ * per PULL pipe (or receives one message at a time). */
+Test(client_broker, pushed_events_keep_publish_order, .timeout = 30, .disabled = true)
+{
+    static struct broker b;
+    broker_start(&b, NULL);
+    struct rc_client *c = open_both(&b, NULL);
+    cr_assert_eq(rc_client_start(c, "ord-1", NULL, NULL, 0, 0, NULL), RC_OK);
+    static char want[1 << 16];
+    size_t wl = 0;
+    for (int i = 0; i < 3000; i++) {
+        char t[16];
+        snprintf(t, sizeof(t), "%d,", i);
+        cr_assert_eq(rc_client_delta(c, "ord-1", t, NULL), RC_OK);
+        wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "%s", t);
+        if (i % 500 == 0)
+            rc_client_flush(c, 1000); /* a mix of lone events and batches */
+    }
+    struct rc_client_result r;
+    cr_assert_eq(rc_client_complete(c, "ord-1", NULL, 0, &r), RC_OK, "%s", r.message);
+    cr_assert_eq(r.seq, 3002);
+    struct rc_client_stats st;
+    rc_client_get_stats(c, &st);
+    cr_assert_lt(st.messages_pushed, st.events_pushed, "some events were batched");
+    rc_client_close(c);
+    static char out[1 << 17];
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show ord-1 --json", b.env);
+    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    cr_assert_not_null(j);
+    const char *got = json_string_value(json_object_get(j, "output"));
+    cr_assert_not_null(got);
+    size_t d = 0;
+    while (got[d] && got[d] == want[d])
+        d++;
+    cr_assert_str_eq(got, want,
+                     "deltas arrive in publish order; first difference at byte %zu: got "
+                     "'%.40s' want '%.40s' (%llu events re-sent with the terminal)",
+                     d, got + d, want + d, (unsigned long long)st.resent);
+    json_decref(j);
     broker_stop(&b);
 }
