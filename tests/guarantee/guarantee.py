@@ -549,8 +549,12 @@ class RunCtx:
     def note_gaps(self):
         """Publishing is paced far below the idle timeout, but a loaded
         machine can stall the harness itself: if the publisher really left a
-        gap close to the timeout, a watchdog terminal is correct too."""
+        gap close to the timeout (before its last event, or before it was
+        killed or closed), a watchdog terminal is correct too."""
         ts = sorted(e["t"] for e in self.rec.events)
+        end = self.rec.killed_at or self.rec.closed_at
+        if end and ts:
+            ts.append(end)
         gaps = [b - a for a, b in zip(ts, ts[1:])]
         if gaps and max(gaps) >= (self.rec.timeout_ms or 0) - 3 * self.h.cfg["tick_ms"]:
             self.rec.kinds.add("watchdog_timeout")
@@ -1626,14 +1630,15 @@ async def main_async(args):
         await restart(h)
     counts = await sched
     log(f"load done: {sum(counts.values())} scenarios {counts}")
-    # drain: every run must have ended (the longest: deadline + bound)
-    t_drain = now() + h.cfg["deadline_ms"] + 3 * h.cfg["bound_ms"] + 20000
-    while now() < t_drain and any(not t.done() for t in list(h.tasks)
-                                  if t is not sched and not getattr(t, "_keep", False)):
-        pending = [t for t in h.tasks]
-        if len(pending) <= 1:  # the watcher
+    # drain: wait until every run has ended at the all-subscribers (runs
+    # lost with the restarted broker's state never do: bounded wait)
+    t_drain = now() + h.cfg["deadline_ms"] + 2 * h.cfg["bound_ms"]
+    while now() < t_drain:
+        ended = {r for s in steady[:2] for (e, r) in s.ended}
+        if all(rid in ended for rid, rec in h.runs.items() if rec.events):
             break
         await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)
     # let retention and the tombstones expire: every run retired, then measure
     await asyncio.sleep((h.cfg["retention_ms"] + 1500) / 1000)
     mid_ms = await h.broker.metrics()
@@ -1688,11 +1693,20 @@ async def main_async(args):
         v = metric(mid_ms, name)
         if v:
             h.violate("I5", None, f"{name} is {v:.0f} after every run's retention expired")
-    for name in ("runcast_runs", "runcast_runs_active", "runcast_runs_retained",
-                 "runcast_runs_tombstoned"):
-        v = metric(final_ms, name)
+    for name, lab in (("runcast_runs", {"status": "pending"}),
+                      ("runcast_runs", {"status": "running"}), ("runcast_runs_active", {}),
+                      ("runcast_runs_retained", {}), ("runcast_runs_tombstoned", {})):
+        v = metric(final_ms, name, **lab)
         if v:
-            h.violate("I5", None, f"{name} is {v:.0f} after every run's tombstone expired")
+            h.violate("I5", None, f"{name}{lab or ''} is {v:.0f} after every run's tombstone "
+                      "expired")
+    for status, causes in (("completed", ("complete",)),
+                           ("failed", ("error",) + C.SYNTH_KINDS)):
+        v = metric(final_ms, "runcast_runs", status=status)
+        want = sum(terms.get(c, 0) for c in causes)
+        if v is not None and v != want:
+            h.violate("I5", None, f"runcast_runs{{status={status}}} {v:.0f}, subscribers saw "
+                      f"{want} such terminals")
     mem, _ = mem_of(h, final_ms)
     n_runs = len(h.runs)
     if base_mem and mem and not san:
