@@ -21,14 +21,59 @@ const uint64_t rc_edge_lat_bound_us[RC_EDGE_LAT_BUCKETS - 1] = {
     25,   50,    100,   200,   300,    500,    1000,    2000,
     5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000};
 
-void rc_edge_lat_observe(struct rc_edge *e, uint64_t us)
+void rc_edge_lat_observe(struct rc_edge_hot *h, uint64_t us)
 {
     unsigned i = 0;
     while (i < RC_EDGE_LAT_BUCKETS - 1 && us > rc_edge_lat_bound_us[i])
         i++;
-    rc_metric_add(&e->m.lat[i], 1);
-    rc_metric_add(&e->m.lat_sum_us, us);
-    rc_metric_add(&e->m.lat_count, 1);
+    rc_metric_add(&h->lat[i], 1);
+    rc_metric_add(&h->lat_sum_us, us);
+    rc_metric_add(&h->lat_count, 1);
+}
+
+/* relaxed: a unique number, nothing is ordered by it */
+static _Atomic uint64_t edge_ids;
+/* This thread's shard and the edge it belongs to (owner thread only). */
+static _Thread_local uint64_t tl_edge_id;
+static _Thread_local struct rc_edge_hot *tl_hot;
+
+struct rc_edge_hot *rc_edge_hot(struct rc_edge *e)
+{
+    if (tl_hot != NULL && tl_edge_id == e->id)
+        return tl_hot;
+    struct rc_edge_hot *h = rc_calloc(1, sizeof(*h));
+    if (h == NULL)
+        return &e->hot_shared; /* shared, still correct (atomic adds) */
+    pthread_mutex_lock(&e->mtx);
+    h->next = e->hots;
+    e->hots = h;
+    pthread_mutex_unlock(&e->mtx);
+    tl_edge_id = e->id;
+    tl_hot = h;
+    return h;
+}
+
+static void hot_add(struct rc_edge_hot *out, const struct rc_edge_hot *h)
+{
+    rc_metric_add(&out->frames_sent, rc_metric_get(&h->frames_sent));
+    rc_metric_add(&out->bytes_sent, rc_metric_get(&h->bytes_sent));
+    rc_metric_add(&out->msgs_sent, rc_metric_get(&h->msgs_sent));
+    rc_metric_add(&out->coalesced_frames, rc_metric_get(&h->coalesced_frames));
+    for (unsigned i = 0; i < RC_EDGE_LAT_BUCKETS; i++)
+        rc_metric_add(&out->lat[i], rc_metric_get(&h->lat[i]));
+    rc_metric_add(&out->lat_sum_us, rc_metric_get(&h->lat_sum_us));
+    rc_metric_add(&out->lat_count, rc_metric_get(&h->lat_count));
+}
+
+void rc_edge_hot_sum(struct rc_edge *e, struct rc_edge_hot *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&e->mtx);
+    for (const struct rc_edge_hot *h = e->hots; h != NULL; h = h->next)
+        hot_add(out, h);
+    hot_add(out, &e->hot_shared);
+    pthread_mutex_unlock(&e->mtx);
+    out->next = NULL;
 }
 
 /* ---- registry ---- */
@@ -201,6 +246,7 @@ int rc_edge_new(const struct rc_config *cfg, struct rc_broker *broker, struct rc
     e->lim.id_max_bytes = (uint32_t)cfg->max_id_bytes;
     pthread_mutex_init(&e->mtx, NULL);
     pthread_cond_init(&e->cv, NULL);
+    e->id = atomic_fetch_add_explicit(&edge_ids, 1, memory_order_relaxed) + 1;
     *out = e;
     return RC_OK;
 }
@@ -319,6 +365,11 @@ void rc_edge_free(struct rc_edge *e)
     if (e == NULL)
         return;
     rc_edge_stop(e);
+    while (e->hots != NULL) {
+        struct rc_edge_hot *h = e->hots;
+        e->hots = h->next;
+        rc_free(h);
+    }
     pthread_mutex_destroy(&e->mtx);
     pthread_cond_destroy(&e->cv);
     rc_free(e);

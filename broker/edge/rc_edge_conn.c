@@ -494,7 +494,7 @@ static void start_write(struct rc_edge_conn *c)
         return;
     }
     if (n > 1)
-        rc_metric_add(&c->edge->m.coalesced_frames, 1);
+        rc_metric_add(&rc_edge_hot(c->edge)->coalesced_frames, 1);
     iov[0].iov_buf = c->wbuf.data;
     iov[0].iov_len = c->wbuf.len;
     c->fl_bytes = c->wbuf.len + (niov == 2 ? iov[1].iov_len : 0);
@@ -897,20 +897,21 @@ static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
         conn_done(c);
         return;
     }
+    struct rc_edge_hot *hot = rc_edge_hot(e);
     if (c->fl_bytes > 0) {
-        rc_metric_add(&e->m.frames_sent, 1);
-        rc_metric_add(&e->m.bytes_sent, c->fl_bytes);
+        rc_metric_add(&hot->frames_sent, 1);
+        rc_metric_add(&hot->bytes_sent, c->fl_bytes);
     }
     if (c->fl_own > 0) {
-        rc_metric_add(&e->m.msgs_sent, c->fl_own);
+        rc_metric_add(&hot->msgs_sent, c->fl_own);
         c->fl_own = 0;
     }
     if (c->fl_n > 0) {
         uint64_t now = rc_clock_mono_ns();
-        rc_metric_add(&e->m.msgs_sent, c->fl_n);
+        rc_metric_add(&hot->msgs_sent, c->fl_n);
         for (uint32_t i = 0; i < c->fl_n; i++) {
             if (c->fl[i].recv_ns != 0 && now > c->fl[i].recv_ns)
-                rc_edge_lat_observe(e, (now - c->fl[i].recv_ns) / 1000);
+                rc_edge_lat_observe(hot, (now - c->fl[i].recv_ns) / 1000);
             item_release(&c->fl[i]);
         }
         c->fl_n = 0;

@@ -375,6 +375,8 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
 
     /* ---- edge ---- */
     struct rc_edge_metrics *x = &e->m;
+    struct rc_edge_hot hot;
+    rc_edge_hot_sum(e, &hot);
     metric(&b, "runcast_ws_connections", "gauge", "Open WebSocket connections",
            rc_metric_get(&x->conns_open));
     metric(&b, "runcast_ws_connections_accepted_total", "counter", "WebSocket upgrades done",
@@ -410,13 +412,13 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
     metric(&b, "runcast_ws_client_errors_total", "counter", "Client messages answered with err",
            rc_metric_get(&x->client_errors));
     metric(&b, "runcast_ws_frames_sent_total", "counter", "WebSocket frames written",
-           rc_metric_get(&x->frames_sent));
+           rc_metric_get(&hot.frames_sent));
     metric(&b, "runcast_ws_bytes_sent_total", "counter", "Bytes written to WebSocket connections",
-           rc_metric_get(&x->bytes_sent));
+           rc_metric_get(&hot.bytes_sent));
     metric(&b, "runcast_ws_messages_sent_total", "counter",
-           "Server messages written (a frame may coalesce several)", rc_metric_get(&x->msgs_sent));
+           "Server messages written (a frame may coalesce several)", rc_metric_get(&hot.msgs_sent));
     metric(&b, "runcast_ws_coalesced_frames_total", "counter",
-           "Frames carrying an array of several messages", rc_metric_get(&x->coalesced_frames));
+           "Frames carrying an array of several messages", rc_metric_get(&hot.coalesced_frames));
     metric(&b, "runcast_ws_heartbeats_total", "counter", "hb frames sent",
            rc_metric_get(&x->hb_sent));
     metric(&b, "runcast_ws_frames_dropped_total", "counter",
@@ -426,7 +428,7 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
                 "Broker receive to WebSocket frame written, per live event delivery");
     uint64_t cum = 0;
     for (unsigned i = 0; i < RC_EDGE_LAT_BUCKETS; i++) {
-        cum += rc_metric_get(&x->lat[i]);
+        cum += rc_metric_get(&hot.lat[i]);
         if (i < RC_EDGE_LAT_BUCKETS - 1)
             bprintf(&b, "runcast_fanout_latency_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
                     (double)rc_edge_lat_bound_us[i] / 1e6, cum);
@@ -434,7 +436,7 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
             bprintf(&b, "runcast_fanout_latency_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
     }
     bprintf(&b, "runcast_fanout_latency_seconds_sum %.6f\n",
-            (double)rc_metric_get(&x->lat_sum_us) / 1e6);
+            (double)rc_metric_get(&hot.lat_sum_us) / 1e6);
     bprintf(&b, "runcast_fanout_latency_seconds_count %" PRIu64 "\n", cum);
     metric(&b, "runcast_http_requests_total", "counter", "HTTP requests answered (not /ws)",
            rc_metric_get(&x->http_requests));

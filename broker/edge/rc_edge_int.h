@@ -35,34 +35,44 @@ extern const uint64_t rc_edge_lat_bound_us[RC_EDGE_LAT_BUCKETS - 1];
 /* The edge's own counters: relaxed atomics like rc_metrics (independent
  * statistics, read by /metrics). */
 struct rc_edge_metrics {
-    rc_metric conns_open;       /* gauge: WebSocket connections */
-    rc_metric conns_accepted;   /* counter: upgrades done */
-    rc_metric conns_full;       /* counter: closed 4429 (over --ws-max-conns) */
-    rc_metric conns_forbidden;  /* counter: 403, Origin not allowed */
-    rc_metric conns_bad;        /* counter: bad upgrade requests (400/426) */
-    rc_metric closes_slow;      /* counter: closed 4008 */
-    rc_metric closes_abuse;     /* counter: closed 4400 */
-    rc_metric closes_protocol;  /* counter: closed 1002/1007/1009 (broken framing) */
-    rc_metric closes_dropped;   /* counter: peer vanished without a close frame (1006) */
-    rc_metric closes_timeout;   /* counter: a send exceeded --ws-write-timeout */
-    rc_metric closes_shutdown;  /* counter: closed 1001 */
-    rc_metric closes_normal;    /* counter: the peer closed with a close frame */
-    rc_metric subs;             /* gauge: subscriptions held by connections */
-    rc_metric sub_requests;     /* counter: sub ok */
-    rc_metric unsub_requests;   /* counter: unsub ok */
-    rc_metric client_msgs;      /* counter: client messages received */
-    rc_metric client_errors;    /* counter: client messages answered with err */
+    rc_metric conns_open;      /* gauge: WebSocket connections */
+    rc_metric conns_accepted;  /* counter: upgrades done */
+    rc_metric conns_full;      /* counter: closed 4429 (over --ws-max-conns) */
+    rc_metric conns_forbidden; /* counter: 403, Origin not allowed */
+    rc_metric conns_bad;       /* counter: bad upgrade requests (400/426) */
+    rc_metric closes_slow;     /* counter: closed 4008 */
+    rc_metric closes_abuse;    /* counter: closed 4400 */
+    rc_metric closes_protocol; /* counter: closed 1002/1007/1009 (broken framing) */
+    rc_metric closes_dropped;  /* counter: peer vanished without a close frame (1006) */
+    rc_metric closes_timeout;  /* counter: a send exceeded --ws-write-timeout */
+    rc_metric closes_shutdown; /* counter: closed 1001 */
+    rc_metric closes_normal;   /* counter: the peer closed with a close frame */
+    rc_metric subs;            /* gauge: subscriptions held by connections */
+    rc_metric sub_requests;    /* counter: sub ok */
+    rc_metric unsub_requests;  /* counter: unsub ok */
+    rc_metric client_msgs;     /* counter: client messages received */
+    rc_metric client_errors;   /* counter: client messages answered with err */
+    rc_metric hb_sent;         /* counter */
+    rc_metric events_dropped;  /* counter: frames dropped for closing connections */
+    rc_metric http_requests;   /* counter: HTTP requests served (not /ws) */
+    rc_metric http_errors;     /* counter: HTTP 4xx/5xx answers (not /ws) */
+};
+
+/* The counters touched per frame and per delivery, sharded per thread so
+ * that worker threads never bounce a shared cache line for them: each
+ * thread adds to its own shard (rc_edge_hot), /metrics sums the shards
+ * (rc_edge_hot_sum).  Relaxed atomics as in rc_metrics. */
+struct rc_edge_hot {
+    char pad0[64];
     rc_metric frames_sent;      /* counter: WebSocket frames written */
     rc_metric bytes_sent;       /* counter: bytes written (frame headers included) */
     rc_metric msgs_sent;        /* counter: server messages written (frames coalesce them) */
     rc_metric coalesced_frames; /* counter: frames that carried an array of >1 messages */
-    rc_metric hb_sent;          /* counter */
-    rc_metric events_dropped;   /* counter: frames dropped for closing connections */
-    rc_metric http_requests;    /* counter: HTTP requests served (not /ws) */
-    rc_metric http_errors;      /* counter: HTTP 4xx/5xx answers (not /ws) */
     rc_metric lat[RC_EDGE_LAT_BUCKETS];
     rc_metric lat_sum_us;
     rc_metric lat_count;
+    struct rc_edge_hot *next; /* rc_edge.hots; written once under rc_edge.mtx */
+    char pad1[64];
 };
 
 struct rc_edge {
@@ -96,12 +106,19 @@ struct rc_edge {
     _Atomic uint64_t http_pending;
 
     struct rc_edge_metrics m;
+    uint64_t id;                   /* unique per edge in the process (thread-local shard key) */
+    struct rc_edge_hot *hots;      /* every thread's shard; protected by mtx */
+    struct rc_edge_hot hot_shared; /* used when a shard cannot be allocated */
 };
 
 /* ---- rc_edge.c ---- */
 void rc_edge_conn_register(struct rc_edge *e, struct rc_edge_conn *c);
 void rc_edge_conn_unregister(struct rc_edge *e, struct rc_edge_conn *c);
-void rc_edge_lat_observe(struct rc_edge *e, uint64_t us);
+/* This thread's shard of the hot counters (created on first use). */
+struct rc_edge_hot *rc_edge_hot(struct rc_edge *e);
+/* Sums every shard into out (its next is NULL). */
+void rc_edge_hot_sum(struct rc_edge *e, struct rc_edge_hot *out);
+void rc_edge_lat_observe(struct rc_edge_hot *h, uint64_t us);
 
 /* ---- rc_edge_conn.c ---- */
 
