@@ -43,9 +43,10 @@
 
 static double seconds = 2.0;
 static size_t nruns = 1000000;
-static int only_batch = 0; /* --batch N: only that ingest case */
-static int npub_single = 4;  /* --pubs N: publishers for single-event messages */
+static int only_batch = 0;    /* --batch N: only that ingest case */
+static int npub_single = 4;   /* --pubs N: publishers for single-event messages */
 static bool skip_raw = false; /* --no-raw */
+static int ack_clients = 4;   /* --clients N */
 
 static void row(const char *name, double v, const char *unit, const char *note)
 {
@@ -329,7 +330,7 @@ static void *rep_echo_main(void *arg)
 }
 
 /* Single-event round trips on one REQ socket: mean microseconds. */
-static double rtt(const char *url, int n)
+static double rtt(const char *url, int n, int batch)
 {
     nng_socket s;
     nng_req0_open(&s);
@@ -337,7 +338,7 @@ static double rtt(const char *url, int n)
     nng_dial(s, url, NULL, 0);
     struct rc_buf b;
     rc_buf_init(&b);
-    message(&b, "rtt-run", 1);
+    message(&b, batch == 1 ? "rtt-run" : "rtt-batch-run", batch);
     uint64_t total = 0;
     int ok = 0;
     for (int i = -100; i < n; i++) {
@@ -370,9 +371,10 @@ static void bench_ack(void)
     nng_listen(rs, url, NULL, 0);
     pthread_t th;
     pthread_create(&th, NULL, rep_echo_main, &rs);
-    double raw_rtt = rtt(url, 3000);
+    double raw_rtt = rtt(url, 3000, 1);
+    double raw_rtt32 = rtt(url, 1000, 32);
     uint64_t dummy;
-    uint64_t raw_rt = drive(url, true, 4, 32, no_counter, NULL, &dummy);
+    uint64_t raw_rt = drive(url, true, ack_clients, 32, no_counter, NULL, &dummy);
     nng_close(rs);
     pthread_join(th, NULL);
 
@@ -388,19 +390,26 @@ static void bench_ack(void)
         fprintf(stderr, "bench: %s\n", rc_broker_error(b));
         exit(1);
     }
-    double brk_rtt = rtt(url, 3000);
+    double brk_rtt = rtt(url, 3000, 1);
+    double brk_rtt32 = rtt(url, 1000, 32);
     uint64_t evs;
-    uint64_t brk_rt = drive(url, true, 4, 32, accepted, b, &evs);
+    uint64_t brk_rt = drive(url, true, ack_clients, 32, accepted, b, &evs);
     rc_broker_free(b);
     rc_config_fini(&cfg);
     char note[64];
-    row("raw nng REQ/REP, batch 32, 4 clients (events/s)", (double)raw_rt * 32 / seconds, "ev/s",
-        NULL);
+    char name[96];
+    snprintf(name, sizeof(name), "raw nng REQ/REP, batch 32, %d clients (events/s)", ack_clients);
+    row(name, (double)raw_rt * 32 / seconds, "ev/s", NULL);
     snprintf(note, sizeof(note), "%.2f of raw", raw_rt ? (double)brk_rt / (double)raw_rt : 0);
-    row("runcast acked ingest, batch 32, 4 clients (events/s)", (double)evs, "ev/s", note);
+    snprintf(name, sizeof(name), "runcast acked ingest, batch 32, %d clients (events/s)",
+             ack_clients);
+    row(name, (double)evs, "ev/s", note);
     row("raw nng REQ/REP single-event round trip", raw_rtt, "us", NULL);
     snprintf(note, sizeof(note), "+%.1f us over raw", brk_rtt - raw_rtt);
     row("runcast acked single-event round trip", brk_rtt, "us", note);
+    row("raw nng REQ/REP round trip, batch 32", raw_rtt32, "us", NULL);
+    snprintf(note, sizeof(note), "+%.1f us over raw", brk_rtt32 - raw_rtt32);
+    row("runcast acked round trip, batch 32", brk_rtt32, "us", note);
 }
 
 /* ---- runs: memory, creation, watchdog lateness ---- */
@@ -432,6 +441,14 @@ static void wait_idle(struct rc_broker *b)
         rc_clock_sleep_ms(1);
 }
 
+static void list_cb(void *arg, int rc, const struct rc_run_summary *v, size_t n)
+{
+    for (size_t i = 0; i < n && i < 5; i++)
+        fprintf(stderr, "failed run: %s seq %llu phase %s\n", v[i].run,
+                (unsigned long long)v[i].seq, v[i].phase);
+    *(volatile int *)arg = 1;
+}
+
 static void bench_runs(void)
 {
     printf("runs (%zu runs, each created by one event, watchdogs armed)\n", nruns);
@@ -439,21 +456,11 @@ static void bench_runs(void)
     char maxruns[32];
     snprintf(maxruns, sizeof(maxruns), "%zu", nruns * 2 + 10);
     /* history-max-bytes 1: the one event is not retained (no history) */
-    const char *opts[] = {"history-max-bytes",
-                          "1",
-                          "log-level",
-                          "error",
-                          "max-runs",
-                          maxruns,
-                          "watchdog",
-                          "2s",
-                          "watchdog-tick",
-                          "10ms",
-                          "run-deadline",
-                          "0",
-                          "retention",
-                          "1h",
-                          NULL};
+    /* clang-format off */
+    const char *opts[] = {
+        "history-max-bytes", "1",   "log-level", "error", "max-runs", maxruns,
+        "watchdog", "1h", "watchdog-tick", "10ms", "run-deadline", "0", "retention", "1h", NULL};
+    /* clang-format on */
     cfg_init(&cfg, opts);
     struct rc_broker *b;
     rc_broker_new(&cfg, &b);
@@ -515,17 +522,53 @@ static void bench_runs(void)
     row("memory per active run without history (RSS)", (double)(r2 - r1) / nruns, "B/run", NULL);
     (void)r0;
 
-    /* 3. watchdog lateness: every run times out 2 s after its event */
+    /* 3. watchdog lateness at that scale: the runs above stay armed (1 h);
+     * probe runs ask for 2 s in their start event, created a few per ms so
+     * their expiries spread like real ones */
     struct rc_metrics *m = rc_broker_metrics(b);
-    size_t total = n1 + nruns;
-    uint64_t end = rc_clock_mono_ms() + 60000;
-    while (rc_metric_get(&m->watchdog_fired) < total && rc_clock_mono_ms() < end)
+    int PROBES = getenv("BENCH_PROBES") ? atoi(getenv("BENCH_PROBES")) : 5000;
+    struct rc_buf pm;
+    rc_buf_init(&pm);
+    for (int j = 0; j < PROBES; j += 5) {
+        rc_buf_reset(&pm);
+        rc_mpw_array(&pm, 5);
+        for (int k = 0; k < 5; k++) {
+            int len = snprintf(id, sizeof(id), "probe-%d", j + k);
+            rc_mpw_map(&pm, 3);
+            rc_mpw_cstr(&pm, "run");
+            rc_mpw_str(&pm, id, (size_t)len);
+            rc_mpw_cstr(&pm, "type");
+            rc_mpw_cstr(&pm, "start");
+            rc_mpw_cstr(&pm, "timeouts");
+            rc_mpw_map(&pm, 1);
+            rc_mpw_cstr(&pm, "*");
+            rc_mpw_uint(&pm, 2000);
+        }
+        rc_broker_publish(b, pm.data, pm.len, 0, NULL, NULL);
+        rc_clock_sleep_ms(1);
+    }
+    rc_buf_fini(&pm);
+    uint64_t end = rc_clock_mono_ms() + 30000;
+    while (rc_metric_get(&m->watchdog_fired) < (uint64_t)PROBES && rc_clock_mono_ms() < end)
         rc_clock_sleep_ms(20);
     uint64_t fired = rc_metric_get(&m->watchdog_fired);
-    snprintf(note, sizeof(note), "%llu of %zu fired; tick 10 ms", (unsigned long long)fired, total);
-    row("watchdog lateness, mean",
+    if (getenv("BENCH_DEBUG")) {
+        volatile int done = 0;
+        struct rc_runs_filter f = {.status = RC_RUN_FAILED, .conv = NULL, .limit = 10};
+        rc_runs_list(runs, &f, list_cb, (void *)&done);
+        while (!done)
+            rc_clock_sleep_ms(1);
+        fprintf(stderr, "terminals: watchdog %llu deadline %llu gone %llu\n",
+                (unsigned long long)rc_metric_get(&m->terminals[RC_TERM_WATCHDOG_TIMEOUT]),
+                (unsigned long long)rc_metric_get(&m->terminals[RC_TERM_DEADLINE_EXCEEDED]),
+                (unsigned long long)rc_metric_get(&m->terminals[RC_TERM_PUBLISHER_GONE]));
+    }
+    snprintf(note, sizeof(note), "%llu probes fired among %zu armed runs; tick 10 ms",
+             (unsigned long long)fired, n1 + nruns);
+    row("watchdog lateness at scale, mean",
         fired ? (double)rc_metric_get(&m->watchdog_late_sum_ms) / fired : 0, "ms", note);
-    row("watchdog lateness, max", (double)rc_metric_get(&m->watchdog_late_max_ms), "ms", NULL);
+    row("watchdog lateness at scale, max", (double)rc_metric_get(&m->watchdog_late_max_ms), "ms",
+        NULL);
     rc_broker_free(b);
     rc_config_fini(&cfg);
 }
@@ -540,6 +583,8 @@ int main(int argc, char **argv)
             only_batch = atoi(argv[++i]);
         else if (strcmp(argv[i], "--pubs") == 0 && i + 1 < argc)
             npub_single = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--clients") == 0 && i + 1 < argc)
+            ack_clients = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-raw") == 0)
             skip_raw = true;
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)

@@ -182,6 +182,27 @@ struct rc_ingest_msg *rc_ingest_msg_new(struct rc_runs *runs, uint32_t n)
 /* ---------------------------------------------------------------------- */
 /* Small helpers                                                           */
 
+/* Fields most runs never need until they end, kept out of struct rc_run so
+ * an active run stays within 256 bytes (one jemalloc size class). */
+struct rc_run_xtra {
+    struct rc_blob *terminal;  /* the terminal `ev` encoding */
+    struct rc_blob *tomb_snap; /* TOMBSTONE: the final snap */
+    struct rc_blob *term_id;   /* id_raw of the terminal event (dup answers) */
+    struct rc_run_limits *lim; /* start overrides */
+};
+
+static struct rc_run_xtra *xtra(struct rc_run *run)
+{
+    if (!run->x)
+        run->x = rc_calloc(1, sizeof(*run->x));
+    return run->x;
+}
+
+#define X_TERMINAL(r) ((r)->x ? (r)->x->terminal : NULL)
+#define X_TOMB(r)     ((r)->x ? (r)->x->tomb_snap : NULL)
+#define X_TERMID(r)   ((r)->x ? (r)->x->term_id : NULL)
+#define X_LIM(r)      ((r)->x ? (r)->x->lim : NULL)
+
 static uint64_t hash64(const void *p, size_t len)
 {
     /* FNV-1a */
@@ -296,8 +317,8 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
 {
     const struct rc_config *cfg = rc_runs_config(run->runs);
     uint64_t max_ev = cfg->history_max_events, max_bytes = cfg->history_max_bytes;
-    if (!terminal && max_ev == 0)
-        goto evict; /* no history kept; still drop what is there */
+    if (!terminal && (max_ev == 0 || b->len > max_bytes))
+        goto evict; /* would be evicted at once: do not even allocate */
     if (!run->hist) {
         run->hist = rc_calloc(1, sizeof(*run->hist));
         if (!run->hist)
@@ -334,7 +355,7 @@ evict:
         return;
     while (h->count > 0 && (h->count > max_ev || h->bytes > max_bytes)) {
         /* the terminal always stays (it is always the newest) */
-        if (h->count == 1 && run->terminal && h->first_seq == run->seq)
+        if (h->count == 1 && X_TERMINAL(run) && h->first_seq == run->seq)
             break;
         hist_pop(run);
     }
@@ -522,8 +543,8 @@ static void snap_apply(struct rc_run *run, const struct rc_event *ev, int64_t at
 /* Encodes the run's `snap` into a new blob (NULL on ENOMEM). */
 static struct rc_blob *snap_encode(struct rc_run *run)
 {
-    if (run->tomb_snap)
-        return rc_blob_hold(run->tomb_snap);
+    if (X_TOMB(run))
+        return rc_blob_hold(X_TOMB(run));
     struct rc_run_snap *s = run->snap;
     struct rc_proto_snap p;
     memset(&p, 0, sizeof(p));
@@ -537,7 +558,7 @@ static struct rc_blob *snap_encode(struct rc_run *run)
     p.started_at = run->started_at;
     p.last_event_at = run->last_event_at;
     p.ended_at = run->ended_at;
-    p.terminal_raw = blob_str(run->terminal);
+    p.terminal_raw = blob_str(X_TERMINAL(run));
     p.truncated = run->truncated;
     struct rc_snap_phase *ph = NULL;
     struct rc_str *tools = NULL, *verif = NULL;
@@ -598,7 +619,7 @@ struct rc_idem {
 
 static bool idem_find(const struct rc_run *run, struct rc_str id, uint64_t *seq)
 {
-    if (run->term_id && blob_eq(run->term_id, id.ptr, id.len)) {
+    if (X_TERMID(run) && blob_eq(X_TERMID(run), id.ptr, id.len)) {
         *seq = run->seq; /* the terminal is always the last seq */
         return true;
     }
@@ -839,13 +860,14 @@ struct rc_run_limits {
 
 static void limits_free(struct rc_run *run)
 {
-    if (!run->lim)
+    struct rc_run_limits *l = X_LIM(run);
+    if (!l)
         return;
-    for (uint32_t i = 0; i < run->lim->n; i++)
-        rc_blob_release(run->lim->v[i].phase);
-    rc_free(run->lim->v);
-    rc_free(run->lim);
-    run->lim = NULL;
+    for (uint32_t i = 0; i < l->n; i++)
+        rc_blob_release(l->v[i].phase);
+    rc_free(l->v);
+    rc_free(l);
+    run->x->lim = NULL;
 }
 
 /* The idle timeout of the current phase: per-run phase entry, per-run "*",
@@ -854,7 +876,7 @@ static void limits_free(struct rc_run *run)
 static uint64_t idle_timeout(const struct rc_run *run)
 {
     const struct rc_config *cfg = rc_runs_config(run->runs);
-    const struct rc_run_limits *l = run->lim;
+    const struct rc_run_limits *l = X_LIM(run);
     if (l) {
         for (uint32_t i = 0; i < l->n; i++)
             if (run->phase && blob_eq(l->v[i].phase, run->phase->data, run->phase->len))
@@ -869,8 +891,9 @@ static uint64_t idle_timeout(const struct rc_run *run)
 
 static uint64_t deadline_ms(const struct rc_run *run)
 {
-    if (run->lim && run->lim->has_deadline)
-        return run->lim->deadline_ms;
+    const struct rc_run_limits *l = X_LIM(run);
+    if (l && l->has_deadline)
+        return l->deadline_ms;
     return rc_runs_config(run->runs)->run_deadline_ms;
 }
 
@@ -928,12 +951,15 @@ static void apply_start(struct rc_run *run, const struct rc_event *ev, uint64_t 
     const struct rc_config *cfg = rc_runs_config(run->runs);
     if (!ev->n_timeouts && !ev->has_deadline)
         return;
-    if (!run->lim) {
-        run->lim = rc_calloc(1, sizeof(*run->lim));
-        if (!run->lim)
+    struct rc_run_xtra *x = xtra(run);
+    if (!x)
+        return;
+    if (!x->lim) {
+        x->lim = rc_calloc(1, sizeof(*x->lim));
+        if (!x->lim)
             return;
     }
-    struct rc_run_limits *l = run->lim;
+    struct rc_run_limits *l = x->lim;
     if (ev->has_deadline) {
         l->has_deadline = true;
         l->deadline_ms = ev->deadline_ms;
@@ -1064,9 +1090,12 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
     if (terminal) {
         set_status(run, ev->type == RC_EV_COMPLETE ? RC_RUN_COMPLETED : RC_RUN_FAILED);
         run->ended_at = c->recv_wall_ms;
-        if (ev->id_raw.len)
-            run->term_id = rc_blob_copy(ev->id_raw.ptr, ev->id_raw.len);
-        run->terminal = rc_blob_hold(b);
+        struct rc_run_xtra *x = xtra(run);
+        if (x) {
+            if (ev->id_raw.len)
+                x->term_id = rc_blob_copy(ev->id_raw.ptr, ev->id_raw.len);
+            x->terminal = rc_blob_hold(b);
+        }
     } else if (ev->type != RC_EV_START && run->status == RC_RUN_PENDING) {
         set_status(run, RC_RUN_RUNNING);
         run->started_at = c->recv_wall_ms;
@@ -1276,7 +1305,7 @@ static void replay_from(struct rc_run *run, struct rc_actor *to, uint64_t sub_id
         return;
     for (uint64_t s = since + 1; s <= run->seq; s++) {
         struct rc_blob *b = hist_at(h, (uint32_t)(s - h->first_seq));
-        bool term = run->terminal && s == run->seq;
+        bool term = X_TERMINAL(run) && s == run->seq;
         if (send_frame(run, to, sub_id, b, RC_FRAME_EV, s, term, 0, true) == RC_ECLOSED)
             return;
     }
@@ -1470,7 +1499,11 @@ static void to_tombstone(struct rc_run *run, uint64_t now)
     idem_free(run);
     rc_blob_release(run->phase);
     run->phase = NULL;
-    run->tomb_snap = s; /* NULL on ENOMEM: snaps are then re-encoded from what is left */
+    /* NULL on ENOMEM: snaps are then re-encoded from what is left */
+    if (xtra(run))
+        run->x->tomb_snap = s;
+    else
+        rc_blob_release(s);
     run->state = RC_RS_TOMBSTONE;
     rc_metric_sub(&m->runs_retained, 1);
     rc_metric_add(&m->runs_tombstoned, 1);
@@ -1577,9 +1610,12 @@ void rc_run_fini(void *state, int reason)
     subs_free(run);
     limits_free(run);
     rc_blob_release(run->phase);
-    rc_blob_release(run->terminal);
-    rc_blob_release(run->tomb_snap);
-    rc_blob_release(run->term_id);
+    if (run->x) {
+        rc_blob_release(run->x->terminal);
+        rc_blob_release(run->x->tomb_snap);
+        rc_blob_release(run->x->term_id);
+        rc_free(run->x);
+    }
     rc_blob_release(run->conv);
     rc_blob_release(run->name);
     rc_actor_release(run->actor); /* the registry's reference */

@@ -155,6 +155,7 @@ struct rc_run_snap;
 struct rc_idem;
 struct rc_run_subs;
 struct rc_run_limits;
+struct rc_run_xtra;
 
 struct rc_run {
     struct rc_run *next;    /* registry shard chain: protected by the shard mutex */
@@ -178,17 +179,14 @@ struct rc_run {
     uint64_t seq;
     uint64_t created_mono, last_event_mono, gone_mono, timer_due; /* ms */
     int64_t created_at, started_at, last_event_at, ended_at;      /* wall ms */
-    struct rc_blob *conv;      /* owner writes once; the registry reads it
-                                  under its wide mutex after conv_bound */
-    struct rc_blob *phase;     /* current phase or NULL */
-    struct rc_blob *terminal;  /* the terminal `ev` encoding */
-    struct rc_blob *tomb_snap; /* TOMBSTONE: the final snap */
-    struct rc_blob *term_id;   /* id_raw of the terminal event (dup answers) */
+    struct rc_blob *conv;  /* owner writes once; the registry reads it
+                              under its wide mutex after conv_bound */
+    struct rc_blob *phase; /* current phase or NULL */
     struct rc_run_hist *hist;
     struct rc_run_snap *snap;
     struct rc_idem *idem;
     struct rc_run_subs *subs;
-    struct rc_run_limits *lim;
+    struct rc_run_xtra *x; /* rarely needed: terminal, tombstone, per-run limits */
     struct rc_timer timer;
 };
 

@@ -5,6 +5,7 @@
  * heartbeats keeping a run alive, and the synthesized terminal's content.
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rc_clock.h"
@@ -273,5 +274,32 @@ Test(watchdog, many_runs_each_get_exactly_one_terminal)
     cr_assert_eq(rc_metric_get(&m->terminals[RC_TERM_COMPLETE]), N / 2);
     cr_assert_eq(rc_metric_get(&m->terminals[RC_TERM_WATCHDOG_TIMEOUT]), N / 2);
     rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(watchdog, long_timeouts_do_not_fire_early)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "10ms", "watchdog", "1h", "run-deadline", "0", NULL};
+    tb_start(&t, opts);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    char id[32];
+    for (int j = 0; j < 5000; j += 500) {
+        rc_buf_reset(&b);
+        rc_mpw_array(&b, 500);
+        for (int k = 0; k < 500; k++) {
+            snprintf(id, sizeof(id), "long-%d", j + k);
+            tev_encode(&b, &(struct tev){.run = id, .type = "start"});
+        }
+        struct tack *a = malloc(sizeof(*a));
+        tb_publish_raw(&t, b.data, b.len, 0, a);
+        free(a);
+    }
+    rc_buf_fini(&b);
+    rc_clock_sleep_ms(2500);
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    cr_assert_eq(rc_metric_get(&m->watchdog_fired), 0, "%llu runs fired early",
+                 (unsigned long long)rc_metric_get(&m->watchdog_fired));
     tb_stop(&t);
 }
