@@ -71,6 +71,12 @@ void rcb_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool rcb_expired(void);
 /* Seconds left before the cap. */
 double rcb_left_s(void);
+/* Sets the current scenario's deadline (0: none). */
+void rcb_set_deadline(uint64_t ns);
+/* For main's cap thread: when to end the process (atomic, acquire/release),
+ * and the running scenario's name. */
+extern _Atomic uint64_t rcb_kill_ns;
+extern char rcb_cur_name[32];
 
 /* ---- report ---- */
 

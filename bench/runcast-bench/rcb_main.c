@@ -22,100 +22,22 @@
 #include "rcb.h"
 #include "rcb_raw.h"
 
-struct rcb_opts rcb_o;
-
-uint64_t rcb_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void rcb_sleep_ns(uint64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-void rcb_sleep_until(uint64_t due_ns)
-{
-    struct timespec ts = {(time_t)(due_ns / 1000000000ull), (long)(due_ns % 1000000000ull)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
-void rcb_log(const char *fmt, ...)
-{
-    if (rcb_o.quiet)
-        return;
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    fprintf(stderr, "[%02d:%02d:%02d] %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec, buf);
-}
-
-/* ---- hard wall-clock cap ---- */
-
-/* atomic: written by the main thread when a scenario starts (release),
- * read by scenario threads and the cap thread (acquire). */
-static _Atomic uint64_t deadline_ns;
-static _Atomic uint64_t kill_ns; /* deadline + grace: the cap thread ends the process */
-static char cur_name[32];
-
-bool rcb_expired(void)
-{
-    uint64_t d = atomic_load_explicit(&deadline_ns, memory_order_acquire);
-    return d != 0 && rcb_now_ns() >= d;
-}
-
-double rcb_left_s(void)
-{
-    uint64_t d = atomic_load_explicit(&deadline_ns, memory_order_acquire);
-    uint64_t now = rcb_now_ns();
-    if (d == 0)
-        return 1e9;
-    return d > now ? (double)(d - now) / 1e9 : 0.0;
-}
-
 static void *cap_thread(void *arg)
 {
     (void)arg;
     for (;;) {
         rcb_sleep_ns(200000000);
-        uint64_t k = atomic_load_explicit(&kill_ns, memory_order_acquire);
+        uint64_t k = atomic_load_explicit(&rcb_kill_ns, memory_order_acquire);
         if (k != 0 && rcb_now_ns() >= k) {
             fprintf(stderr,
                     "runcast-bench: scenario %s overran its hard cap; stopping the "
                     "process (spawned brokers die with it: PR_SET_PDEATHSIG)\n",
-                    cur_name);
+                    rcb_cur_name);
             fflush(stdout);
             _exit(1);
         }
     }
     return NULL;
-}
-
-/* ---- helpers ---- */
-
-static char tag_buf[16];
-
-const char *rcb_tag(void)
-{
-    if (tag_buf[0] == 0)
-        snprintf(tag_buf, sizeof(tag_buf), "%x%x", (unsigned)getpid() & 0xffff,
-                 (unsigned)(rcb_now_ns() / 1000) & 0xffff);
-    return tag_buf;
-}
-
-void rcb_run_id(char *buf, size_t len, const char *tag, uint64_t i)
-{
-    snprintf(buf, len, "b%s-%s-%llu", rcb_tag(), tag, (unsigned long long)i);
 }
 
 /* ---- command line ---- */
@@ -198,16 +120,16 @@ static int run_one(const struct scenario *s)
     double cap = rcb_o.cap_s > 0 ? rcb_o.cap_s : rcb_o.smoke ? s->smoke_cap_s : s->cap_s;
     if (s->fn == rcb_s_soak && rcb_o.cap_s <= 0 && !rcb_o.smoke)
         cap = (rcb_o.duration_s > 0 ? rcb_o.duration_s : 60) + 120;
-    snprintf(cur_name, sizeof(cur_name), "%s", s->name);
+    snprintf(rcb_cur_name, sizeof(rcb_cur_name), "%s", s->name);
     uint64_t now = rcb_now_ns();
-    atomic_store_explicit(&deadline_ns, now + (uint64_t)(cap * 1e9), memory_order_release);
+    rcb_set_deadline(now + (uint64_t)(cap * 1e9));
     /* grace after the cap: scenarios stop by themselves at the cap and still
      * stop the broker and report; only a hang gets the process killed */
-    atomic_store_explicit(&kill_ns, now + (uint64_t)((cap + 30) * 1e9), memory_order_release);
+    atomic_store_explicit(&rcb_kill_ns, now + (uint64_t)((cap + 30) * 1e9), memory_order_release);
     rcb_log("== %s (hard cap %.0f s)", s->name, cap);
     int rv = s->fn();
-    atomic_store_explicit(&kill_ns, 0, memory_order_release);
-    atomic_store_explicit(&deadline_ns, 0, memory_order_release);
+    atomic_store_explicit(&rcb_kill_ns, 0, memory_order_release);
+    rcb_set_deadline(0);
     return rv;
 }
 
