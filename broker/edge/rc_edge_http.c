@@ -442,6 +442,9 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
            rc_metric_get(&x->http_requests));
     metric(&b, "runcast_http_errors_total", "counter", "HTTP answers with status >= 400",
            rc_metric_get(&x->http_errors));
+    metric(&b, "runcast_http_refused_total", "counter",
+           "TCP connections closed at once: --ws-max-conns HTTP sessions already open",
+           rc_metric_get(&x->http_refused));
 
     /* ---- process ---- */
     struct rc_alloc_stats st;

@@ -56,6 +56,7 @@ struct rc_edge_metrics {
     rc_metric events_dropped;  /* counter: frames dropped for closing connections */
     rc_metric http_requests;   /* counter: HTTP requests served (not /ws) */
     rc_metric http_errors;     /* counter: HTTP 4xx/5xx answers (not /ws) */
+    rc_metric http_refused;    /* counter: TCP connections closed at once (too many sessions) */
 };
 
 /* The counters touched per frame and per delivery, sharded per thread so
@@ -96,6 +97,7 @@ struct rc_edge {
     pthread_cond_t cv;             /* signalled when a connection or session leaves */
     struct rc_edge_conn *conns;    /* every live connection actor (intrusive list) */
     struct rc_http_sess *sessions; /* HTTP connections not upgraded (rc_edge_srv.c) */
+    uint64_t n_sessions;           /* their number (at most --ws-max-conns) */
     bool accepting;                /* an accept is in flight */
     bool stopping;
 

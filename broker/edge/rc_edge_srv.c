@@ -55,15 +55,24 @@ struct rc_http_sess {
 
 /* ---- session list ---- */
 
-static void sess_link(struct rc_edge *e, struct rc_http_sess *h)
+/* Links a new session; false when --ws-max-conns HTTP sessions are open
+ * already (connections that have not upgraded are bounded too, so a flood
+ * of idle TCP connections cannot grow memory without bound). */
+static bool sess_link(struct rc_edge *e, struct rc_http_sess *h)
 {
     pthread_mutex_lock(&e->mtx);
+    if (e->n_sessions >= e->cfg->ws_max_conns) {
+        pthread_mutex_unlock(&e->mtx);
+        return false;
+    }
+    e->n_sessions++;
     h->prev = NULL;
     h->next = e->sessions;
     if (e->sessions != NULL)
         e->sessions->prev = h;
     e->sessions = h;
     pthread_mutex_unlock(&e->mtx);
+    return true;
 }
 
 static void sess_unlink(struct rc_edge *e, struct rc_http_sess *h)
@@ -75,6 +84,7 @@ static void sess_unlink(struct rc_edge *e, struct rc_http_sess *h)
         e->sessions = h->next;
     if (h->next != NULL)
         h->next->prev = h->prev;
+    e->n_sessions--;
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mtx);
 }
@@ -474,8 +484,15 @@ static void accept_cb(void *arg)
              * behind a delayed ACK); keepalive finds dead peers */
             nng_stream_set_bool(s, NNG_OPT_TCP_NODELAY, true);
             nng_stream_set_bool(s, NNG_OPT_TCP_KEEPALIVE, true);
-            sess_link(e, h);
-            sess_read(h);
+            if (sess_link(e, h)) {
+                sess_read(h);
+            } else {
+                rc_metric_add(&e->m.http_refused, 1);
+                nng_aio_free(h->aio);
+                rc_free(h);
+                nng_stream_close(s);
+                nng_stream_free(s);
+            }
         }
     } else if (rv != NNG_ECLOSED) {
         /* nng's TCP listener already backs off on EMFILE/ENFILE */
