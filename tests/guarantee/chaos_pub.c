@@ -7,7 +7,8 @@
  * so it can SIGKILL it at any moment with the nng connection still open.
  * Each command answers with exactly one JSON line on stdout (flushed), which
  * carries the wall-clock time (ms since the Unix epoch, the clock the broker
- * stamps `ts` with) at which the command completed:
+ * stamps `ts` with) at which the command completed (`t`) and, for sends,
+ * when the send started (`t0`):
  *
  *   dial push|req URL     open a PUSH or REQ socket and dial URL; the dialer
  *                         reconnects by itself after the broker restarts
@@ -171,6 +172,7 @@ static void cmd_dial(const char *kind, const char *url)
 static void do_send(void *buf, size_t len)
 {
     int rv;
+    long long t0 = (long long)wall_ms();
     if (!sock_open) {
         reply_error("send: not dialed", 0);
         return;
@@ -181,7 +183,8 @@ static void do_send(void *buf, size_t len)
             reply_error("send", rv);
             return;
         }
-        printf("{\"op\":\"sent\",\"n\":%zu,\"t\":%lld}\n", len, (long long)wall_ms());
+        printf("{\"op\":\"sent\",\"n\":%zu,\"t0\":%lld,\"t\":%lld}\n", len, t0,
+               (long long)wall_ms());
         fflush(stdout);
         return;
     }
@@ -195,12 +198,12 @@ static void do_send(void *buf, size_t len)
     size_t rlen = 0;
     rv = nng_recv(sock, &rep, &rlen, NNG_FLAG_ALLOC);
     if (rv != 0) {
-        printf("{\"op\":\"noreply\",\"t\":%lld,\"err\":\"%s\"}\n", (long long)wall_ms(),
-               nng_strerror(rv));
+        printf("{\"op\":\"noreply\",\"t0\":%lld,\"t\":%lld,\"err\":\"%s\"}\n", t0,
+               (long long)wall_ms(), nng_strerror(rv));
         fflush(stdout);
         return;
     }
-    printf("{\"op\":\"reply\",\"t\":%lld,\"b64\":\"", (long long)wall_ms());
+    printf("{\"op\":\"reply\",\"t0\":%lld,\"t\":%lld,\"b64\":\"", t0, (long long)wall_ms());
     b64_print(rep, rlen);
     printf("\"}\n");
     fflush(stdout);
