@@ -1036,6 +1036,9 @@ class Subscriber:
                 continue
             if op in ("hb", "pong"):
                 continue
+            for big in ("text", "thinking", "output"):  # keep traces small (soaks)
+                if isinstance(m.get(big), str) and len(m[big]) > 64:
+                    m[big] = f"<{len(m[big])} chars>"
             self.trace.add(t, "msg", m)
             if op in ("ev", "snap"):
                 key = (m.get("epoch", self.epoch), m.get("run"))
@@ -1616,7 +1619,11 @@ async def main_async(args):
     t0 = now()
     dur = args.duration * 1000
     t_end = t0 + dur
-    h.restart_at = t0 + int(dur * 0.6) if not args.no_restart else None
+    n_restarts = 0 if args.no_restart else (args.restarts if args.restarts is not None else
+                                             max(1, int(args.duration // 600)))
+    restart_times = [t0 + int(dur * (0.6 if n_restarts == 1 else (i + 1) / (n_restarts + 1)))
+                     for i in range(n_restarts)]
+    h.restart_at = restart_times[0] if restart_times else None
     sched = h.spawn(scheduler(h, t_end))
     specials = [(0.25, ws_abuse), (0.35, sc_retention_resume), (0.8, ws_abuse)]
     if not args.no_firehose:
@@ -1626,9 +1633,12 @@ async def main_async(args):
             await asyncio.sleep(dur * frac / 1000)
             await fn(h)
         h.spawn(later())
-    if h.restart_at:
-        await asyncio.sleep((h.restart_at - now()) / 1000)
+    for i, t_r in enumerate(restart_times):
+        h.restart_at = t_r
+        await asyncio.sleep(max(0, t_r - now()) / 1000)
         await restart(h)
+        if i + 1 < len(restart_times):
+            h.restart_at = restart_times[i + 1]
     counts = await sched
     log(f"load done: {sum(counts.values())} scenarios {counts}")
     # drain: wait until every run has ended at the all-subscribers (runs
@@ -1819,7 +1829,9 @@ def main():
     ap.add_argument("--bound-ms", type=int, default=None,
                     help="slack on every timing bound (default 1500, 4000 sanitized)")
     ap.add_argument("--concurrency", type=int, default=None)
-    ap.add_argument("--no-restart", action="store_true")
+    ap.add_argument("--no-restart", action="store_true", help="never restart the broker")
+    ap.add_argument("--restarts", type=int, default=None,
+                    help="broker restarts during the load (default 1, or one per 10 minutes)")
     ap.add_argument("--no-firehose", action="store_true",
                     help="leave out the firehose and its slow consumer")
     ap.add_argument("--light", action="store_true",
