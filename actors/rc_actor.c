@@ -608,15 +608,23 @@ static void actor_finish_stop(struct rc_worker *w, struct rc_actor *a, uint64_t 
      * (a preempted sender could hold this worker for a whole time slice),
      * queue the actor again and finish the drain in a later turn.  It stays
      * live (and unqueued by anyone else: we keep the token) until then. */
-    while (a->drain_left > 0) {
+    /* A big mailbox is freed over several turns too (16 batches per turn),
+     * so a stop does not hold up the other actors of this worker. */
+    uint64_t budget = (uint64_t)sys->batch * 16;
+    bool gap = false;
+    while (a->drain_left > 0 && budget > 0) {
         struct rc_msg *m = mb_pop(a);
-        if (!m)
+        if (!m) {
+            gap = true;
             break;
+        }
         rc_msg_free(m);
         a->drain_left--;
+        budget--;
     }
     if (a->drain_left > 0) {
-        sched_yield(); /* give the sender a chance to finish its push */
+        if (gap)
+            sched_yield(); /* give the sender a chance to finish its push */
         schedule(a);
         return;
     }

@@ -458,7 +458,9 @@ static void stop_count_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
 
 Test(actor, stop_drops_queued_messages_and_runs_fini)
 {
-    struct rc_actor_system *sys = new_sys(2, 0);
+    /* batch 4: the drain of 1,000 messages spans several turns (16 batches
+     * per turn). */
+    struct rc_actor_system *sys = new_sys(2, 4);
     struct stop_state s = {.test_thread = pthread_self()};
     struct rc_actor *a;
     cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, &s, stop_fini, NULL, &a), RC_OK);
