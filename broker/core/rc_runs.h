@@ -165,12 +165,17 @@ struct rc_runs_filter {
 
 /* v: n summaries, the most recently created first (valid during the call). */
 typedef void (*rc_runs_list_cb)(void *arg, int rc, const struct rc_run_summary *v, size_t n);
-/* Visits every matching run (one message per run actor; O(runs)). */
+/* Visits every matching run (one message per run actor; O(runs)); cb is
+ * called exactly once when 0 is returned (RC_ENOMEM: never). */
 int rc_runs_list(struct rc_runs *runs, const struct rc_runs_filter *f, rc_runs_list_cb cb,
                  void *arg);
 
 /* rc 0 and snap: the run's current `snap` map (msgpack; valid during the
- * call, hold it to keep it); rc RC_ENOTFOUND: no such run. */
+ * call, hold it to keep it); rc RC_ENOTFOUND: the run left the registry
+ * between the lookup and the answer.
+ * rc_runs_snapshot / rc_runs_events return 0 when cb will be called exactly
+ * once, or RC_ENOTFOUND (no such run) / RC_ENOMEM, and then cb is never
+ * called. */
 typedef void (*rc_runs_snap_cb)(void *arg, int rc, struct rc_blob *snap);
 int rc_runs_snapshot(struct rc_runs *runs, const char *run, size_t run_len, rc_runs_snap_cb cb,
                      void *arg);
