@@ -313,7 +313,7 @@ void rc_client_opts_init(struct rc_client_opts *o)
     o->reconnect_min_ms = 100;
     o->reconnect_max_ms = 2000;
     o->validate = true;
-    o->retain_ms = 2000;
+    o->retain_ms = 1000;
     o->retain_max_bytes = (size_t)1 << 20;
 }
 

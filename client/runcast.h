@@ -99,7 +99,7 @@ struct rc_client_opts {
     uint32_t reconnect_min_ms; /* 100: nng's redial backoff */
     uint32_t reconnect_max_ms; /* 2000 */
     bool validate;             /* true: check events locally before sending */
-    uint32_t retain_ms;        /* 2000: how long pushed events are kept for re-sending ahead
+    uint32_t retain_ms;        /* 1000: how long pushed events are kept for re-sending ahead
                                   of an acknowledged event of the same run (0: never) */
     size_t retain_max_bytes;   /* 1 MiB: bound on those kept events */
 };
