@@ -1054,6 +1054,9 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
     /* relaxed loads: statistics. */
     st->actors_live = atomic_load_explicit(&sys->actors_live, memory_order_relaxed);
     st->overloads = atomic_load_explicit(&sys->overloads, memory_order_relaxed);
+    st->workers_sleeping = atomic_load_explicit(&sys->nsleeping, memory_order_relaxed);
+    /* the lock is logically mutable: stats stay const for callers */
+    st->timers_armed = rc__timer_armed_count((struct rc_actor_system *)sys);
     for (uint32_t i = 0; i < sys->nworkers; i++) {
         /* relaxed: statistics */
         st->messages_handled +=

@@ -203,12 +203,14 @@ uint32_t rc_actor_system_workers(const struct rc_actor_system *sys);
 /* True once rc_actor_system_stop has begun (spawn fails from then on). */
 bool rc_actor_system_stopping(struct rc_actor_system *sys);
 
-/* Counters for metrics (each read with relaxed loads). */
+/* Counters for metrics (each read with relaxed loads, except timers_armed). */
 struct rc_actor_system_stats {
     uint64_t actors_live;
     uint64_t messages_handled;
     uint64_t steals;
     uint64_t overloads; /* try_send refusals */
+    uint64_t workers_sleeping;
+    uint64_t timers_armed; /* read under the timer lock */
 };
 void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_system_stats *st);
 

@@ -132,5 +132,6 @@ int rc__timer_sys_init(struct rc_actor_system *sys);
 void rc__timer_sys_fini(struct rc_actor_system *sys);
 int rc__timer_start(struct rc_actor_system *sys);
 void rc__timer_stop(struct rc_actor_system *sys);
+uint64_t rc__timer_armed_count(struct rc_actor_system *sys);
 
 #endif

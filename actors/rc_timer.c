@@ -209,6 +209,14 @@ void rc_timer_cancel(struct rc_actor_system *sys, struct rc_timer *t)
     pthread_mutex_unlock(&sys->timer_mtx);
 }
 
+uint64_t rc__timer_armed_count(struct rc_actor_system *sys)
+{
+    pthread_mutex_lock(&sys->timer_mtx);
+    uint64_t n = sys->wheel.count;
+    pthread_mutex_unlock(&sys->timer_mtx);
+    return n;
+}
+
 bool rc_timer_armed(struct rc_actor_system *sys, const struct rc_timer *t)
 {
     pthread_mutex_lock(&sys->timer_mtx);

@@ -228,7 +228,12 @@ Test(timer, many_timers_all_fire)
     for (int k = 0; k < A; k++)
         for (int i = 0; i < NT; i++)
             rc_timer_arm(sys, &s[k].t[i], 60000);
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.timers_armed, A * NT);
     rc_actor_system_stop(sys);
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.timers_armed, 0, "the finis cancelled them");
     for (int k = 0; k < A; k++) {
         cr_assert(!rc_timer_armed(sys, &s[k].t[0]));
         rc_actor_release(a[k]);
