@@ -207,7 +207,9 @@ static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct 
         grc = rc_runs_get(c->runs, run->ptr, run->len, msg->slots[0].hash, true, &a);
         if (grc != 0)
             break;
-        grc = rc_actor_try_send(a, &msg->hdr);
+        /* with a reply, a full mailbox answers `overloaded`; without one
+         * (PULL) the ingress pushes back instead (see rc_ingress.c) */
+        grc = ack ? rc_actor_try_send(a, &msg->hdr) : rc_actor_send(a, &msg->hdr);
         rc_actor_release(a);
         if (grc == 0)
             return;

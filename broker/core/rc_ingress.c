@@ -46,6 +46,7 @@ struct rc_rx {
     atomic_uint sync;
     uint32_t errors; /* consecutive receive errors; receive callback only */
     bool ack_made;   /* REP: this request has an ack (receive callback only) */
+    bool sleeping;   /* PULL: aio is in nng_sleep_aio (backpressure); callback only */
     struct rc_ingest_ctx ictx;
 };
 
@@ -155,6 +156,25 @@ static void report_failure(struct rc_ingress *ing, int rv)
 
 /* ---- PULL ---- */
 
+/*
+ * Fire-and-forget input has no reply to say `overloaded`, so the PULL path
+ * pushes back instead of dropping: run messages are sent without the
+ * mailbox limit, and while more than --run-mailbox-limit messages wait in
+ * run mailboxes the receive is not re-armed (a 1 ms nng_sleep_aio, no
+ * thread blocked), so nng stops reading and TCP slows the publishers.
+ */
+static void pull_rearm(struct rc_rx *rx)
+{
+    struct rc_ingress *ing = rx->ing;
+    rx_publish(rx);
+    if (rc_runs_inflight(ing->env.runs) > ing->env.cfg->run_mailbox_limit) {
+        rx->sleeping = true;
+        nng_sleep_aio(1, rx->aio);
+        return;
+    }
+    nng_recv_aio(rx->sock, rx->aio);
+}
+
 static void pull_cb_inner(void *arg)
 {
     struct rc_rx *rx = arg;
@@ -163,6 +183,12 @@ static void pull_cb_inner(void *arg)
     int rv = nng_aio_result(rx->aio);
     if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || ing_stopping(ing))
         goto out;
+    if (rx->sleeping) {
+        /* the backpressure pause ended (0 or NNG_ETIMEDOUT) */
+        rx->sleeping = false;
+        pull_rearm(rx);
+        return;
+    }
     if (rv != 0) {
         rc_metric_add(&ing->env.metrics->ingest_errors, 1);
         RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", NULL, NULL, "PULL receive failed: %s",
@@ -189,8 +215,7 @@ static void pull_cb_inner(void *arg)
     } else {
         rc_ingest_dispatch(&rx->ictx, b, pipe, NULL, NULL);
     }
-    rx_publish(rx);
-    nng_recv_aio(rx->sock, rx->aio);
+    pull_rearm(rx);
     return;
 out:
     return;
