@@ -41,9 +41,12 @@ enum {
     CONN_MSG_RX,
     CONN_MSG_TX,
     CONN_MSG_SHUTDOWN,
+    CONN_MSG_TX_WAKE, /* a send finished by its callback, and more is queued */
 };
 
 enum { TIMER_HB = 1, TIMER_LINGER = 2 };
+
+enum { TX_BUSY = 1u, TX_WANT = 2u };
 
 /* Coalescing caps: one frame carries at most this many messages / bytes. */
 #define FRAME_MAX_MSGS  1024u
@@ -104,7 +107,18 @@ struct rc_edge_conn {
     bool full; /* over the connection limit: 4429 after the handshake */
     char accept[29];
     enum conn_state state;
-    bool rx_busy, tx_busy;
+    bool rx_busy;
+    /* The send in flight: TX_BUSY while one is, TX_WANT when the actor has
+     * more to write once it completes.  Atomic: the actor sets TX_BUSY
+     * before a send and TX_WANT (CAS) while one is in flight; the nng
+     * callback of a simple, whole write finishes it itself (releases the
+     * frames, exchange to 0 with acq_rel) and wakes the actor only when
+     * TX_WANT was set.  The actor's acquire loads (tx_busy) pair with that
+     * exchange, so what the callback released happens before the actor
+     * reuses fl. */
+    _Atomic uint32_t txs;
+    bool tx_simple;   /* the write in flight may be finished by the callback */
+    size_t tx_total;  /* its length */
     bool peer_closed; /* we got the peer's close frame */
     bool rx_stopped;  /* no more reads (violation, EOF) */
     bool close_written;
@@ -145,6 +159,12 @@ struct rc_edge_conn {
 };
 
 static _Atomic uint64_t conn_ids = 1;
+
+static bool tx_busy(struct rc_edge_conn *c)
+{
+    /* acquire: pairs with the callback's exchange (see txs) */
+    return (atomic_load_explicit(&c->txs, memory_order_acquire) & TX_BUSY) != 0;
+}
 
 struct rc_edge_conn_link *rc_edge_conn_link(struct rc_edge_conn *c)
 {
@@ -282,10 +302,58 @@ static void conn_rx_cb(void *arg)
     conn_io_cb(c, c->rxaio, CONN_MSG_RX);
 }
 
+/* Counts a finished write and releases its frames.  Runs on the actor, or
+ * on the nng callback that finished a simple write (the write in flight
+ * owns fl, fl_n, fl_bytes and fl_own until then). */
+static void tx_account(struct rc_edge_conn *c)
+{
+    struct rc_edge_hot *hot = rc_edge_hot(c->edge);
+    if (c->fl_bytes > 0) {
+        rc_metric_add(&hot->frames_sent, 1);
+        rc_metric_add(&hot->bytes_sent, c->fl_bytes);
+    }
+    if (c->fl_own > 0) {
+        rc_metric_add(&hot->msgs_sent, c->fl_own);
+        c->fl_own = 0;
+    }
+    if (c->fl_n > 0) {
+        uint64_t now = rc_clock_mono_ns();
+        rc_metric_add(&hot->msgs_sent, c->fl_n);
+        for (uint32_t i = 0; i < c->fl_n; i++) {
+            if (c->fl[i].recv_ns != 0 && now > c->fl[i].recv_ns)
+                rc_edge_lat_observe(hot, (now - c->fl[i].recv_ns) / 1000);
+            item_release(&c->fl[i]);
+        }
+        c->fl_n = 0;
+    }
+}
+
+/*
+ * A send completed.  The common case (a data frame written whole) is
+ * finished right here, without a message to the actor: the frames are
+ * released and the actor is woken only if it queued more meanwhile.  That
+ * saves one thread hand-off per frame on idle connections.  Anything else
+ * (errors, partial writes, the hello, close frames) goes to on_tx.
+ */
 static void conn_tx_cb(void *arg)
 {
     struct rc_edge_conn *c = arg;
-
+    if (c->tx_simple && nng_aio_result(c->txaio) == 0 && nng_aio_count(c->txaio) == c->tx_total) {
+        tx_account(c);
+        /* acq_rel: release publishes the work above to the actor's acquire
+         * (tx_busy, start_write); acquire sees its TX_WANT */
+        uint32_t old = atomic_exchange_explicit(&c->txs, 0, memory_order_acq_rel);
+        if (old & TX_WANT) {
+            struct rc_msg *m = rc_msg_new(sizeof(*m), CONN_MSG_TX_WAKE);
+            if (m == NULL) {
+                rc_actor_stop(c->self, RC_ENOMEM);
+                return;
+            }
+            if (rc_actor_send(c->self, m) != 0)
+                rc_msg_free(m);
+        }
+        return;
+    }
     conn_io_cb(c, c->txaio, CONN_MSG_TX);
 }
 
@@ -322,7 +390,17 @@ static void write_iov(struct rc_edge_conn *c, nng_iov *iov, unsigned n)
     c->tx_deadline = to > 0 ? c->last_tx_ms + to : 0;
     nng_aio_set_iov(c->txaio, n, c->tx_iov);
     nng_aio_set_timeout(c->txaio, to > 0 ? (nng_duration)to : NNG_DURATION_INFINITE);
-    c->tx_busy = true;
+    c->tx_total = 0;
+    for (unsigned i = 0; i < n; i++)
+        c->tx_total += iov[i].iov_len;
+    /* The hello and close frames need the actor's on_tx, and so does a
+     * write after which the actor has more to do (queued messages beyond
+     * one frame's caps, a close frame to send): only a write that leaves
+     * the connection idle is finished by the callback. */
+    c->tx_simple = !c->close_written && c->fl_own == 0 && c->state == ST_OPEN && c->q_len == 0;
+    /* relaxed: no send is in flight, so no callback reads it concurrently;
+     * the send below publishes it to the callback */
+    atomic_store_explicit(&c->txs, TX_BUSY, memory_order_relaxed);
     nng_stream_send(c->conn, c->txaio);
 }
 
@@ -355,7 +433,7 @@ static bool write_more(struct rc_edge_conn *c, size_t count, bool *timed_out)
     }
     nng_aio_set_iov(c->txaio, n, c->tx_iov);
     nng_aio_set_timeout(c->txaio, to);
-    c->tx_busy = true;
+    c->tx_simple = false; /* the rest of a partial write comes back to on_tx */
     nng_stream_send(c->conn, c->txaio);
     return true;
 }
@@ -385,8 +463,17 @@ static int to_json(struct rc_buf *out, const void *mp, size_t len)
  */
 static void start_write(struct rc_edge_conn *c)
 {
-    if (c->tx_busy || c->state == ST_HANDSHAKE || c->close_written)
+    if (c->state == ST_HANDSHAKE || c->close_written)
         return;
+    /* acquire: as tx_busy */
+    uint32_t st = atomic_load_explicit(&c->txs, memory_order_acquire);
+    while (st & TX_BUSY) {
+        /* a send is in flight: ask its completion to come back here */
+        if ((st & TX_WANT) ||
+            atomic_compare_exchange_weak_explicit(&c->txs, &st, st | TX_WANT, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return;
+    }
     rc_buf_reset(&c->wbuf);
     c->fl_n = 0;
     c->fl_bytes = 0;
@@ -872,7 +959,6 @@ static void on_start(struct rc_edge_conn *c)
 static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
 {
     struct rc_edge *e = c->edge;
-    c->tx_busy = false;
     int result = m->result;
     if (result == 0) {
         bool timed_out;
@@ -882,6 +968,7 @@ static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
             result = NNG_ETIMEDOUT;
     }
     if (result != 0) {
+        atomic_store_explicit(&c->txs, 0, memory_order_relaxed); /* as below */
         for (uint32_t i = 0; i < c->fl_n; i++)
             item_release(&c->fl[i]);
         c->fl_n = 0;
@@ -897,25 +984,9 @@ static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
         conn_done(c);
         return;
     }
-    struct rc_edge_hot *hot = rc_edge_hot(e);
-    if (c->fl_bytes > 0) {
-        rc_metric_add(&hot->frames_sent, 1);
-        rc_metric_add(&hot->bytes_sent, c->fl_bytes);
-    }
-    if (c->fl_own > 0) {
-        rc_metric_add(&hot->msgs_sent, c->fl_own);
-        c->fl_own = 0;
-    }
-    if (c->fl_n > 0) {
-        uint64_t now = rc_clock_mono_ns();
-        rc_metric_add(&hot->msgs_sent, c->fl_n);
-        for (uint32_t i = 0; i < c->fl_n; i++) {
-            if (c->fl[i].recv_ns != 0 && now > c->fl[i].recv_ns)
-                rc_edge_lat_observe(hot, (now - c->fl[i].recv_ns) / 1000);
-            item_release(&c->fl[i]);
-        }
-        c->fl_n = 0;
-    }
+    /* relaxed: the send is over and only the actor touches txs now */
+    atomic_store_explicit(&c->txs, 0, memory_order_relaxed);
+    tx_account(c);
     if (c->close_written) {
         if (c->peer_closed || c->rx_stopped)
             conn_done(c);
@@ -924,7 +995,7 @@ static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
         return;
     }
     start_write(c);
-    if (!c->tx_busy)
+    if (!tx_busy(c))
         conn_trim(c);
 }
 
@@ -937,7 +1008,7 @@ static void on_rx(struct rc_edge_conn *c, const struct io_msg *m)
             /* Dropped without a close frame. */
             c->close_code = RC_WS_CLOSE_ABNORMAL;
             conn_done(c);
-        } else if (c->close_written && !c->tx_busy) {
+        } else if (c->close_written && !tx_busy(c)) {
             conn_done(c);
         }
         return;
@@ -988,7 +1059,7 @@ static void parse_input(struct rc_edge_conn *c)
                 if (code == RC_WS_CLOSE_NO_STATUS || code == RC_WS_CLOSE_ABNORMAL || code < 1000)
                     code = RC_WS_CLOSE_NORMAL;
                 begin_close(c, code, "", false);
-            } else if (c->close_written && !c->tx_busy) {
+            } else if (c->close_written && !tx_busy(c)) {
                 conn_done(c);
             }
             break;
@@ -1052,7 +1123,7 @@ static void on_timer(struct rc_edge_conn *c, struct rc_msg_timer *t)
     }
     if (t->arg == TIMER_HB && c->state == ST_OPEN) {
         uint64_t now = rc_clock_mono_ms();
-        if (!c->tx_busy && c->q_len == 0 && now - c->last_tx_ms + 5 >= c->hb_ms) {
+        if (!tx_busy(c) && c->q_len == 0 && now - c->last_tx_ms + 5 >= c->hb_ms) {
             struct rc_buf b;
             rc_buf_init(&b);
             if (rc_proto_encode_hb(&b, rc_clock_wall_ms()) == 0) {
@@ -1081,6 +1152,11 @@ static void conn_behaviour(struct rc_actor *self, void *state, struct rc_msg *ms
         break;
     case CONN_MSG_START:
         on_start(c);
+        break;
+    case CONN_MSG_TX_WAKE:
+        start_write(c);
+        if (!tx_busy(c))
+            conn_trim(c);
         break;
     case CONN_MSG_SHUTDOWN:
         if (c->state == ST_OPEN) {
