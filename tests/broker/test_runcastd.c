@@ -325,3 +325,52 @@ Test(runcastd, sigterm_during_load_exits_zero, .timeout = 60)
     rc_buf_fini(&b);
     (void)have_edge;
 }
+
+Test(runcastd, pull_pushes_back_instead_of_dropping, .timeout = 60)
+{
+    struct rcd d;
+    const char *extra[] = {"--run-mailbox-limit", "2", NULL};
+    rcd_start(&d, extra);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    struct tev evs[32];
+    for (int i = 0; i < 32; i++)
+        evs[i] = (struct tev){.run = "bp", .type = "delta", .text = "0123456789abcdef"};
+    encode_batch(&b, evs, 32);
+    enum { BATCHES = 300 };
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, d.pull, NULL, 0), 0);
+    for (int i = 0; i < BATCHES; i++)
+        cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    /* acked heartbeats until every pushed event is counted in the seq */
+    rc_buf_reset(&b);
+    tev_encode(&b, &(struct tev){.run = "bp", .type = "heartbeat"});
+    uint64_t want = BATCHES * 32, seq = 0;
+    int beats = 0;
+    uint64_t end = rc_clock_mono_ms() + 10000;
+    while (rc_clock_mono_ms() < end) {
+        size_t rl;
+        void *r = req_once(d.rep, b.data, b.len, &rl, 5000);
+        cr_assert_not_null(r);
+        if (!rc_mp_uint(r, rl, "results.0.seq", &seq)) {
+            /* the REP path answers `overloaded` while the mailbox is full */
+            char code[32];
+            cr_assert(rc_mp_str(r, rl, "results.0.error.code", code, sizeof(code)));
+            cr_assert_str_eq(code, "overloaded");
+            free(r);
+            rc_clock_sleep_ms(20);
+            continue;
+        }
+        free(r);
+        beats++;
+        if (seq - (uint64_t)beats >= want)
+            break;
+        rc_clock_sleep_ms(50);
+    }
+    nng_close(s);
+    cr_assert_eq(seq - (uint64_t)beats, want, "%llu of %llu pushed events accepted",
+                 (unsigned long long)(seq - (uint64_t)beats), (unsigned long long)want);
+    rc_buf_fini(&b);
+    cr_assert_eq(rcd_stop(&d, 5000), 0);
+}
