@@ -163,8 +163,8 @@ static void *req_main(void *arg)
 
 /* Runs npub publishers (each on its own run) against url for `seconds`;
  * returns messages sent (PUSH) or round trips (REQ). */
-static uint64_t drive(const char *url, bool req, int npub, int batch, uint64_t (*counter)(void *),
-                      void *carg, uint64_t *counted)
+static uint64_t drive(const char *const *urls, int nurls, bool req, int npub, int batch,
+                      uint64_t (*counter)(void *), void *carg, uint64_t *counted)
 {
     atomic_bool stop;
     atomic_init(&stop, false);
@@ -173,7 +173,7 @@ static uint64_t drive(const char *url, bool req, int npub, int batch, uint64_t (
     for (int i = 0; i < npub; i++) {
         char run[32];
         snprintf(run, sizeof(run), "bench-run-%d", i);
-        p[i].url = url;
+        p[i].url = urls[i % nurls];
         p[i].req = req;
         rc_buf_init(&p[i].msg);
         message(&p[i].msg, run, batch);
@@ -225,27 +225,42 @@ static uint64_t raw_count(void *arg)
     return atomic_load(&r->msgs) * (uint64_t)r->batch;
 }
 
-static double raw_pull(int npub, int batch)
+static uint64_t raw_count_all(void *arg)
 {
-    char url[64];
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", free_port());
-    struct raw r;
-    memset(&r, 0, sizeof(r));
-    r.batch = batch;
-    nng_pull0_open(&r.s);
-    nng_listen(r.s, url, NULL, 0);
-    void *args[8][2];
-    for (int i = 0; i < 8; i++) {
-        args[i][0] = &r;
-        nng_aio_alloc(&r.aio[i], raw_cb, args[i]);
-        args[i][1] = r.aio[i];
-        nng_recv_aio(r.s, r.aio[i]);
+    struct raw *r = arg;
+    uint64_t n = 0;
+    for (int i = 0; i < 4; i++)
+        n += raw_count(&r[i]);
+    return n;
+}
+
+static double raw_pull(int nsock, int npub, int batch)
+{
+    char urls[4][64];
+    const char *up[4];
+    struct raw r[4];
+    void *args[4][8][2];
+    memset(r, 0, sizeof(r));
+    for (int k = 0; k < nsock; k++) {
+        snprintf(urls[k], sizeof(urls[k]), "tcp://127.0.0.1:%d", free_port());
+        up[k] = urls[k];
+        r[k].batch = batch;
+        nng_pull0_open(&r[k].s);
+        nng_listen(r[k].s, urls[k], NULL, 0);
+        for (int i = 0; i < 8; i++) {
+            args[k][i][0] = &r[k];
+            nng_aio_alloc(&r[k].aio[i], raw_cb, args[k][i]);
+            args[k][i][1] = r[k].aio[i];
+            nng_recv_aio(r[k].s, r[k].aio[i]);
+        }
     }
     uint64_t evs;
-    drive(url, false, npub, batch, raw_count, &r, &evs);
-    nng_close(r.s);
-    for (int i = 0; i < 8; i++)
-        nng_aio_free(r.aio[i]);
+    drive(up, nsock, false, npub, batch, raw_count_all, r, &evs);
+    for (int k = 0; k < nsock; k++) {
+        nng_close(r[k].s);
+        for (int i = 0; i < 8; i++)
+            nng_aio_free(r[k].aio[i]);
+    }
     return (double)evs;
 }
 
@@ -254,15 +269,19 @@ static uint64_t accepted(void *arg)
     return rc_metric_get(&rc_broker_metrics(arg)->events_accepted);
 }
 
-static double broker_pull(int npub, int batch, uint64_t *rejected)
+static double broker_pull(int nsock, int npub, int batch, uint64_t *rejected)
 {
     struct rc_config cfg;
-    char url[64];
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", free_port());
+    char urls[4][64];
+    const char *up[4];
     const char *opts[] = {"history-max-events", "1000", "log-level", "error", NULL};
     cfg_init(&cfg, opts);
     char err[128];
-    rc_config_set(&cfg, "ingest", url, "bench", err, sizeof(err));
+    for (int k = 0; k < nsock; k++) {
+        snprintf(urls[k], sizeof(urls[k]), "tcp://127.0.0.1:%d", free_port());
+        up[k] = urls[k];
+        rc_config_set(&cfg, "ingest", urls[k], "bench", err, sizeof(err));
+    }
     struct rc_broker *b;
     rc_broker_new(&cfg, &b);
     if (rc_broker_start(b) != 0) {
@@ -270,7 +289,7 @@ static double broker_pull(int npub, int batch, uint64_t *rejected)
         exit(1);
     }
     uint64_t evs;
-    drive(url, false, npub, batch, accepted, b, &evs);
+    drive(up, nsock, false, npub, batch, accepted, b, &evs);
     struct rc_metrics *m = rc_broker_metrics(b);
     *rejected = rc_metric_get(&m->events_rejected[RC_PROTO_OVERLOADED]);
     rc_broker_free(b);
@@ -284,20 +303,22 @@ static void bench_ingest(void)
            "share the machine)\n",
            seconds);
     struct {
-        int batch, npub;
-    } cases[] = {{1, 4}, {32, 2}, {64, 2}};
+        int batch, npub, nsock;
+    } cases[] = {{1, 4, 1}, {1, 8, 4}, {32, 2, 1}, {64, 2, 1}};
     cases[0].npub = npub_single;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int batch = cases[i].batch, npub = cases[i].npub;
+        int batch = cases[i].batch, npub = cases[i].npub, nsock = cases[i].nsock;
         if (only_batch && batch != only_batch)
             continue;
-        double raw = skip_raw ? 0 : raw_pull(npub, batch);
+        double raw = skip_raw ? 0 : raw_pull(nsock, npub, batch);
         uint64_t rej = 0;
-        double brk = broker_pull(npub, batch, &rej);
+        double brk = broker_pull(nsock, npub, batch, &rej);
         char name[96], note[96];
-        snprintf(name, sizeof(name), "raw nng PUSH/PULL, batch %d, %d publishers", batch, npub);
+        snprintf(name, sizeof(name), "raw nng PUSH/PULL, batch %d, %d pubs, %d socket%s", batch,
+                 npub, nsock, nsock > 1 ? "s" : "");
         row(name, raw, "ev/s", NULL);
-        snprintf(name, sizeof(name), "runcast PUSH ingest, batch %d, %d publishers", batch, npub);
+        snprintf(name, sizeof(name), "runcast PUSH ingest, batch %d, %d pubs, %d socket%s", batch,
+                 npub, nsock, nsock > 1 ? "s" : "");
         snprintf(note, sizeof(note), "%.2f of raw%s", raw > 0 ? brk / raw : 0,
                  rej ? " (some overloaded)" : "");
         row(name, brk, "ev/s", note);
@@ -374,7 +395,8 @@ static void bench_ack(void)
     double raw_rtt = rtt(url, 3000, 1);
     double raw_rtt32 = rtt(url, 1000, 32);
     uint64_t dummy;
-    uint64_t raw_rt = drive(url, true, ack_clients, 32, no_counter, NULL, &dummy);
+    const char *u1[1] = {url};
+    uint64_t raw_rt = drive(u1, 1, true, ack_clients, 32, no_counter, NULL, &dummy);
     nng_close(rs);
     pthread_join(th, NULL);
 
@@ -393,7 +415,8 @@ static void bench_ack(void)
     double brk_rtt = rtt(url, 3000, 1);
     double brk_rtt32 = rtt(url, 1000, 32);
     uint64_t evs;
-    uint64_t brk_rt = drive(url, true, ack_clients, 32, accepted, b, &evs);
+    const char *u2[1] = {url};
+    uint64_t brk_rt = drive(u2, 1, true, ack_clients, 32, accepted, b, &evs);
     rc_broker_free(b);
     rc_config_fini(&cfg);
     char note[64];
