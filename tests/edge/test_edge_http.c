@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <nng/nng.h>
 
 #include "edge_fixture.h"
 #include "rc_clock.h"
@@ -322,5 +323,51 @@ Test(http, websocket_frames_sent_with_the_upgrade_are_read)
             pong = true;
     cr_assert(pong, "no pong in %zu bytes", blen);
     free(r);
+    fx_stop(&f);
+}
+
+Test(http, idle_tcp_connections_are_bounded)
+{
+    struct fx f;
+    fx_start(&f, (const char *[]){"ws-max-conns", "2", NULL});
+    /* two idle TCP connections hold the two HTTP sessions */
+    char *r1, *r2, *r3;
+    int st;
+    struct ws_client *a =
+        ws_connect(f.port, "/ws", NULL, &st, NULL, 0); /* upgraded: not a session */
+    cr_assert_not_null(a);
+    /* a third connection that sends nothing and one that sends a request:
+     * with both sessions taken by idle sockets the request is refused */
+    nng_aio *aio;
+    nng_stream_dialer *d;
+    char url[64];
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%u", (unsigned)f.port);
+    cr_assert_eq(nng_aio_alloc(&aio, NULL, NULL), 0);
+    cr_assert_eq(nng_stream_dialer_alloc(&d, url), 0);
+    nng_stream *idle[2];
+    for (int i = 0; i < 2; i++) {
+        nng_stream_dialer_dial(d, aio);
+        nng_aio_wait(aio);
+        cr_assert_eq(nng_aio_result(aio), 0);
+        idle[i] = nng_aio_get_output(aio, 0);
+    }
+    rc_clock_sleep_ms(50); /* let the server accept them */
+    size_t n = http_raw(f.port, "GET /healthz HTTP/1.1\r\n\r\n", 25, &r3, 1000);
+    cr_assert_eq(n, 0, "refused at once, got: %s", r3);
+    free(r3);
+    for (int i = 0; i < 2; i++) {
+        nng_stream_close(idle[i]);
+        nng_stream_free(idle[i]);
+    }
+    rc_clock_sleep_ms(50);
+    n = http_raw(f.port, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 44, &r1, 1000);
+    cr_assert(strncmp(r1, "HTTP/1.1 200 ", 13) == 0, "%s", r1);
+    free(r1);
+    cr_assert_eq(http_get(f.port, "/metrics", &r2), 200);
+    cr_assert_not_null(strstr(r2, "runcast_http_refused_total 1\n"), "%s", r2);
+    free(r2);
+    nng_stream_dialer_free(d);
+    nng_aio_free(aio);
+    ws_close(a);
     fx_stop(&f);
 }
