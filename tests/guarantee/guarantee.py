@@ -116,6 +116,11 @@ class Harness:
         self.slow_checks = []
         self.started = now()
 
+    def ms(self, v):
+        """A scenario duration, stretched in sanitizer builds (their broker is
+        several times slower; the suite there is about memory errors)."""
+        return int(v * self.cfg["scale"])
+
     def tal(self, epoch):
         return self.tally.setdefault(epoch, {"rejected": {}, "dup": 0})
 
@@ -587,7 +592,7 @@ async def sc_good(h, kind):
         fail = r.rng.random() < 0.25
         r.rec.kinds = {"error" if fail else "complete"}
         if r.rng.random() < 0.6:
-            to = r.rng.choice([1500, 2000])
+            to = h.ms(r.rng.choice([1500, 2000]))
             r.rec.timeout_ms = to
             r.rec.deadline_ms = 10000
             await r.publish([r.start_ev(timeouts={"*": to}, deadline=10000)])
@@ -631,9 +636,9 @@ async def sc_stop(h, kind, close):
         r = RunCtx(h, "close" if close else "hold", pub, conv=pick_conv(h))
         if not close and r.rng.random() < 0.5:
             # per-run override, phase-specific: the last phase decides
-            to = r.rng.choice([300, 500])
+            to = h.ms(r.rng.choice([300, 500]))
             r.rec.timeout_ms = to
-            await r.publish([r.start_ev(timeouts={"execute": to, "*": 2000})])
+            await r.publish([r.start_ev(timeouts={"execute": to, "*": h.ms(2000)})])
             await r.body(r.rng.randint(1, 6))
             await r.publish([r.ev("phase", phase="execute")])
             await r.publish([r.ev("tool")])
@@ -659,7 +664,7 @@ async def sc_chatter(h, kind):
     async def go(pub):
         r = RunCtx(h, "chat", pub, conv=pick_conv(h))
         r.rec.kinds = {"deadline_exceeded"}
-        dl = r.rng.choice([None, 1200, 1600])
+        dl = r.rng.choice([None, h.ms(1200), h.ms(1600)])
         if dl:
             r.rec.deadline_ms = dl
             await r.publish([r.start_ev(deadline=dl)])
@@ -681,8 +686,8 @@ async def sc_dups(h, kind):
     async def go(pub):
         r = RunCtx(h, "dups", pub, conv=pick_conv(h))
         r.rec.kinds = {"complete"}
-        r.rec.timeout_ms = 2000
-        await r.publish([r.start_ev(timeouts={"*": 2000})])
+        r.rec.timeout_ms = h.ms(2000)
+        await r.publish([r.start_ev(timeouts={"*": h.ms(2000)})])
         evs = [r.ev("delta", id=f"d{i}") for i in range(4)]
         for e in evs:
             await r.publish([e])
@@ -840,12 +845,12 @@ async def sc_firehose_slow(h):
     async def go(pub):
         r = RunCtx(h, "fire", pub, conv=conv)
         r.rec.kinds = {"complete"}
-        r.rec.timeout_ms = 3000
+        r.rec.timeout_ms = h.ms(3000)
         slow = SlowSub(h, r.run)
         h.spawn(slow.run())
         await slow.subscribed.wait()
         r.rec.deadline_ms = 30000
-        await r.publish([r.start_ev(timeouts={"*": 3000}, deadline=30000)])
+        await r.publish([r.start_ev(timeouts={"*": h.ms(3000)}, deadline=30000)])
         # incompressible text (a server could negotiate permessage-deflate)
         chunks = [base64.b64encode(r.rng.randbytes(6144)).decode() for _ in range(16)]
         # 12 MiB: over the queue limit plus the in-flight frame plus the
@@ -855,6 +860,9 @@ async def sc_firehose_slow(h):
         # once the others have it all, the slow one reads again: it must find
         # a 4008 close at the end of what it was sent, then resume
         await h.wait_seen(r.run, r.k, 20)
+        # its connection may still be catching up with its mailbox: give the
+        # broker time to queue everything for it before it reads again
+        await asyncio.sleep(h.ms(2000) / 1000)
         t0 = now()
         while not slow.resumed.is_set() and now() - t0 < 8000:
             await r.publish([r.ev("heartbeat")])
@@ -1587,8 +1595,10 @@ async def main_async(args):
               "or pass --runcastd / --chaos-pub")
         return 2
     san = sanitized_build(exe)
+    scale = args.scale or (2.5 if san else 1.0)
     h.cfg = {
-        "watchdog_ms": 600, "grace_ms": 150, "deadline_ms": 2500, "retention_ms": 3000,
+        "watchdog_ms": int(600 * scale), "grace_ms": int(150 * scale),
+        "deadline_ms": int(2500 * scale), "retention_ms": 3000, "scale": scale,
         "tombstone_ms": 4000,
         "tick_ms": 10, "shutdown_ms": 3000, "ws_queue_max": "1MiB", "history_max": "768KiB",
         "bound_ms": args.bound_ms or (4000 if san else 1500),
@@ -1839,6 +1849,8 @@ def main():
     ap.add_argument("--bound-ms", type=int, default=None,
                     help="slack on every timing bound (default 1500, 4000 sanitized)")
     ap.add_argument("--concurrency", type=int, default=None)
+    ap.add_argument("--scale", type=float, default=None,
+                    help="stretch every timeout (default 1, 2.5 in sanitizer builds)")
     ap.add_argument("--full-traces", action="store_true",
                     help="print offending traces whole (default: first and last 100 lines)")
     ap.add_argument("--no-restart", action="store_true", help="never restart the broker")
