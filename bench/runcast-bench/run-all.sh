@@ -19,9 +19,21 @@ rb="$build/bench/runcast-bench/runcast-bench"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$out/machine.txt"
 
+# Before each program, wait (at most RCB_WAIT_MAX s, default 90) for the
+# 1-minute load average to fall under RCB_WAIT_LOAD (default 2.5): the
+# machine is shared, and a quieter start gives figures closer to its ability.
+wait_quiet() {
+  local max=${RCB_WAIT_MAX:-90} lim=${RCB_WAIT_LOAD:-2.5} t=0
+  while [ "$t" -lt "$max" ] && awk -v l="$lim" '{exit !($1 > l)}' /proc/loadavg; do
+    sleep 5
+    t=$((t + 5))
+  done
+}
+
 run() { # NAME CMD...
   local name=$1
   shift
+  wait_quiet
   echo "== $name: $* (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$out/machine.txt"
   "$@" > "$out/$name.txt" 2> "$out/$name.err"
   echo "   exit $? (load after $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$out/machine.txt"
