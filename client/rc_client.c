@@ -465,10 +465,19 @@ int rc_client_close(struct rc_client *c)
         pthread_mutex_lock(&c->mtx);
         c->aborting = true; /* the send callback starts nothing new from here on */
         pthread_mutex_unlock(&c->mtx);
-        nng_aio_cancel(c->send_aio);
+        /* Cancel until the send callback has cleared `inflight`: a callback
+         * that took a batch just before `aborting` was set may start one more
+         * send after our first cancel, so cancel again until it is gone. */
         pthread_mutex_lock(&c->mtx);
-        while (c->inflight) /* the cancelled send's callback clears it */
-            pthread_cond_wait(&c->cond, &c->mtx);
+        while (c->inflight) {
+            pthread_mutex_unlock(&c->mtx);
+            nng_aio_cancel(c->send_aio);
+            pthread_mutex_lock(&c->mtx);
+            struct timespec dl;
+            deadline_after(&dl, 10);
+            if (c->inflight)
+                pthread_cond_timedwait(&c->cond, &c->mtx, &dl);
+        }
         struct rc_client_qnode *n = c->head;
         if (c->tail != NULL) /* the retained list goes too */
             c->tail->next = c->ret_head;

@@ -209,7 +209,10 @@ int rc_client_publish_raw(struct rc_client *c, const void *map, size_t len,
 /*
  * Acknowledged publishing of n raw event maps in one request (one batch,
  * order kept).  results[i] gets each event's outcome; returns 0 when all
- * were accepted, else the first error.  n <= batch_max_events.
+ * were accepted, else the first error.  n <= batch_max_events.  The PUSH
+ * queue is flushed first, but recently pushed events are not re-sent ahead
+ * of the batch (as single acknowledged publishes do): use it for runs this
+ * client does not also push to.
  */
 int rc_client_publish_raw_batch_ack(struct rc_client *c, const void *const *maps,
                                     const size_t *lens, uint32_t n,

@@ -171,6 +171,12 @@ static const char *jstr(json_t *o, const char *k)
 
 static void print_pretty(json_t *m, const char *op)
 {
+    if (strcmp(op, "ev") != 0 && strcmp(op, "snap") != 0 && strcmp(op, "gap") != 0) {
+        char *s = json_dumps(m, JSON_COMPACT); /* hello, ok, hb, pong (with -v) */
+        printf("-- %s\n", s ? s : op);
+        free(s);
+        return;
+    }
     char tbuf[32] = "";
     json_t *ts = json_object_get(m, strcmp(op, "ev") == 0 ? "ts" : "last_event_at");
     if (json_is_integer(ts))
@@ -335,9 +341,17 @@ static json_t *build_sub(struct tail *t)
         else
             json_object_set_new(s, "all", json_true());
         if (t->n_seen > 0) {
+            /* The broker takes client frames of at most 64 KiB: with more
+             * runs than fit, the most recently seen ones go in; the others
+             * come back from their start and are dropped here by seq. */
             json_t *mp = json_object();
-            for (size_t i = 0; i < t->n_seen; i++)
+            size_t bytes = 200;
+            for (size_t i = t->n_seen; i-- > 0;) {
+                bytes += strlen(t->seen[i].run) + 26;
+                if (bytes > 60000)
+                    break;
                 json_object_set_new(mp, t->seen[i].run, json_integer((json_int_t)t->seen[i].seq));
+            }
             json_object_set_new(s, "since", mp);
         }
     }
