@@ -576,6 +576,9 @@ static void start_write(struct rc_edge_conn *c)
         }
     }
     if (rv != 0) {
+        for (uint32_t i = 0; i < c->fl_n; i++)
+            item_release(&c->fl[i]);
+        c->fl_n = 0;
         begin_close(c, RC_WS_CLOSE_INTERNAL,
                     rv == RC_EPROTO ? "cannot convert to JSON" : "out of memory", false);
         return;
