@@ -25,6 +25,8 @@ runs = []
 for line in machine.splitlines():
     if line.startswith("== "):
         runs.append(line[3:])
+    elif line.startswith("   exit") and runs:
+        runs[-1] += " -> " + line.strip()
     elif ":" in line and not line.startswith(" "):
         k, v = line.split(":", 1)
         facts[k.strip()] = v.strip()

@@ -35,8 +35,11 @@ run() { # NAME CMD...
   shift
   wait_quiet
   echo "== $name: $* (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$out/machine.txt"
+  local t0=$SECONDS rc
   "$@" > "$out/$name.txt" 2> "$out/$name.err"
-  echo "   exit $? (load after $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$out/machine.txt"
+  rc=$?
+  echo "   exit $rc after $((SECONDS - t0)) s (load after $(cut -d' ' -f1 /proc/loadavg))" |
+    tee -a "$out/machine.txt"
 }
 
 run raw "$rb" raw -q
@@ -54,4 +57,5 @@ if [ -x "$build/bench/edge/bench_edge" ]; then
   run bench_edge_raw "$build/bench/edge/bench_edge" raw
   run bench_edge_w1 "$build/bench/edge/bench_edge" w1
 fi
+run smoke "$rb" --smoke -q
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
