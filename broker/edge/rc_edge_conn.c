@@ -1083,17 +1083,18 @@ static void on_frame(struct rc_edge_conn *c, struct rc_sub_frame *f)
         return; /* unsubscribed meanwhile */
     }
     live_note(c, f);
+    /* The bound is on the backlog: a message always fits an empty queue. */
     uint64_t max = cfg_of(c)->ws_queue_max;
-    if (max > 0 && c->q_bytes + f->blob->len > max) {
+    if (max > 0 && c->q_len > 0 && c->q_bytes + f->blob->len > max) {
         RC_LOG_RATELIMITED(RC_LOG_WARN, "edge", NULL, NULL,
                            "conn %llu: slow consumer: %u messages, %llu bytes queued "
                            "(--ws-queue-max %llu); closing with 4008",
                            (unsigned long long)c->id, c->q_len, (unsigned long long)c->q_bytes,
                            (unsigned long long)max);
         rc_metric_add(&e->m.closes_slow, 1);
-        begin_close(c, RC_WS_CLOSE_SLOW, "slow consumer", false);
-        /* The final err goes out before the close frame when the socket
-         * takes it. */
+        /* Drop the backlog, queue a final err, then close: the err goes out
+         * before the close frame when the socket takes it. */
+        queue_drop_all(c);
         struct rc_buf b;
         rc_buf_init(&b);
         if (rc_proto_encode_err(&b, RC_PROTO_SLOW_CONSUMER,
@@ -1104,7 +1105,7 @@ static void on_frame(struct rc_edge_conn *c, struct rc_sub_frame *f)
                 rc_blob_release(blob);
         }
         rc_buf_fini(&b);
-        start_write(c);
+        begin_close(c, RC_WS_CLOSE_SLOW, "slow consumer", true);
         return;
     }
     rc_msg_keep(&f->hdr);
