@@ -88,7 +88,10 @@ int rcb_s_runs(void)
 
     rcb_report_begin("runs", "concurrent runs with armed watchdogs");
     rcb_report_param("N", "%u", N);
-    rcb_report_param("watchdog_ms", "%u", T);
+    if (rcb_o.timeout_ms == 0 && !sm)
+        rcb_report_param("watchdog_ms", "auto");
+    else
+        rcb_report_param("watchdog_ms", "%u", T);
     rcb_report_param("batch", "%u", B);
     rcb_report_param("requesters", "%u", P);
 
@@ -182,6 +185,14 @@ int rcb_s_runs(void)
 
     /* ---- pass 2: watchdog lateness ---- */
     if (!rcb_expired() && made > 0) {
+        /* by default, T is long enough for every run to be armed before the
+         * first one fires (pass 2 creates more slowly than pass 1: it
+         * subscribes every run too): 3 x pass 1's creation time, 10-60 s */
+        if (rcb_o.timeout_ms == 0 && !sm) {
+            double c1 = (double)(t1 - t0) / 1e9 * 3;
+            T = (uint32_t)(c1 < 10 ? 10000 : c1 > 60 ? 60000 : c1 * 1000);
+            rcb_log("runs: watchdog for pass 2: %u ms", T);
+        }
         struct lat l = {.T = T, .n = N};
         pthread_mutex_init(&l.mtx, NULL);
         l.t_sent = calloc(N, sizeof(uint64_t));
