@@ -40,7 +40,15 @@ struct broker {
  * (read from its "runcastd listening:" line, written to a log file).  The
  * broker dies with the test process (PR_SET_PDEATHSIG), even when an
  * assertion ends the test early. */
+static void broker_launch(struct broker *b, const char *addrs, const char *extra);
+
 static void broker_start(struct broker *b, const char *extra)
+{
+    broker_launch(b, "--ingest tcp://127.0.0.1:0 --ingest-ack tcp://127.0.0.2:0 --http 127.0.0.1:0",
+                  extra);
+}
+
+static void broker_launch(struct broker *b, const char *addrs, const char *extra)
 {
     char log[128];
     snprintf(log, sizeof(log), "/tmp/rc-client-it-%d.log", (int)getpid());
@@ -54,10 +62,8 @@ static void broker_start(struct broker *b, const char *extra)
         dup2(fd, 2);
         close(fd);
         char cmd[1024];
-        snprintf(cmd, sizeof(cmd),
-                 "exec " RUNCASTD " --ingest tcp://127.0.0.1:0 --ingest-ack tcp://127.0.0.2:0 "
-                 "--http 127.0.0.1:0 --log-level warn --shutdown-timeout 1s %s",
-                 extra ? extra : "");
+        snprintf(cmd, sizeof(cmd), "exec " RUNCASTD " %s --log-level warn --shutdown-timeout 1s %s",
+                 addrs, extra ? extra : "");
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
@@ -370,4 +376,98 @@ Test(client_broker, pushed_events_keep_publish_order, .timeout = 30, .disabled =
                      d, got + d, want + d, (unsigned long long)st.resent);
     json_decref(j);
     broker_stop(&b);
+}
+
+/* Starts runcastd on the given addresses (a restart on the same ports). */
+static void broker_start_at(struct broker *b, const char *ingest, const char *ack, const char *http)
+{
+    char addrs[512];
+    snprintf(addrs, sizeof(addrs), "--ingest %s --ingest-ack %s --http %s", ingest, ack, http);
+    broker_launch(b, addrs, NULL);
+}
+
+Test(client_broker, tail_resumes_across_a_broker_restart_with_the_new_epoch, .timeout = 60)
+{
+    static struct broker a, b2;
+    broker_start(&a, NULL);
+    char out_path[128], cmd[1024];
+    snprintf(out_path, sizeof(out_path), "/tmp/rc-client-tail-%d.out", (int)getpid());
+    snprintf(cmd, sizeof(cmd),
+             "%s timeout 30 " RUNCAST
+             " tail --run rs-1 --until-terminal --backoff-max 200ms >%s 2>/dev/null; echo "
+             "\"exit=$?\" >>%s",
+             a.env, out_path, out_path);
+    FILE *tail = popen(cmd, "r");
+    cr_assert_not_null(tail);
+    struct rc_client *c = open_both(&a, NULL);
+    struct rc_client_event e = {.run = "rs-1", .type = "start"};
+    cr_assert_eq(rc_client_publish(c, &e, RC_DELIVER_ACK, NULL), RC_OK);
+    struct rc_client_event d = {.run = "rs-1", .type = "delta", .text = "before "};
+    cr_assert_eq(rc_client_publish(c, &d, RC_DELIVER_ACK, NULL), RC_OK);
+    rc_client_close(c);
+    /* Let tail print both, then restart the broker on the same ports. */
+    static char out[1 << 16];
+    for (int i = 0; i < 300; i++) {
+        FILE *f = fopen(out_path, "r");
+        size_t n = f ? fread(out, 1, sizeof(out) - 1, f) : 0;
+        out[n] = '\0';
+        if (f)
+            fclose(f);
+        if (strstr(out, "\"seq\":2") != NULL)
+            break;
+        rc_clock_sleep_ms(20);
+    }
+    cr_assert(strstr(out, "\"seq\":2") != NULL, "tail printed: %s", out);
+    broker_stop(&a);
+    broker_start_at(&b2, a.ingest, a.ack, a.http);
+    /* The new incarnation knows nothing of rs-1: the publisher starts over. */
+    c = open_both(&b2, NULL);
+    cr_assert_eq(rc_client_publish(c, &e, RC_DELIVER_ACK, NULL), RC_OK);
+    struct rc_client_event d2 = {.run = "rs-1", .type = "delta", .text = "after"};
+    cr_assert_eq(rc_client_publish(c, &d2, RC_DELIVER_ACK, NULL), RC_OK);
+    struct rc_client_result r;
+    cr_assert_eq(rc_client_complete(c, "rs-1", NULL, 0, &r), RC_OK);
+    rc_client_close(c);
+    pclose(tail);
+    FILE *f = fopen(out_path, "r");
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    unlink(out_path);
+    static char copy[1 << 16];
+    memcpy(copy, out, sizeof(copy));
+    cr_assert(strstr(out, "exit=0") != NULL, "tail ends 0 on the new epoch's complete: %s", out);
+    /* Every line is JSON; per epoch, ev seqs strictly increase (no duplicate),
+     * and the second epoch is entered through its snapshot or its events. */
+    uint64_t epochs[2] = {0, 0}, last[2] = {0, 0};
+    int n_epochs = 0, snaps_new = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "exit=", 5) == 0)
+            continue;
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        cr_assert_not_null(j, "not JSON: %s", line);
+        uint64_t ep = (uint64_t)json_integer_value(json_object_get(j, "epoch"));
+        const char *op = json_string_value(json_object_get(j, "op"));
+        int k = n_epochs > 0 && epochs[n_epochs - 1] == ep ? n_epochs - 1 : n_epochs++;
+        cr_assert_lt(k, 2, "at most two epochs: %s", line);
+        epochs[k] = ep;
+        uint64_t seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+        if (strcmp(op, "ev") == 0) {
+            cr_assert_gt(seq, last[k], "no duplicate within an epoch: %s", line);
+            last[k] = seq;
+        } else if (strcmp(op, "snap") == 0) {
+            snaps_new += k == 1;
+            cr_assert_geq(seq, last[k], "a snapshot never goes back: %s", line);
+            last[k] = seq;
+        }
+        json_decref(j);
+    }
+    cr_assert_eq(n_epochs, 2, "tail followed the run into the new epoch");
+    cr_assert_neq(epochs[0], epochs[1]);
+    cr_assert_eq(last[0], 2, "%s", copy);
+    cr_assert_eq(last[1], 3, "the new epoch's complete (seq 3) was seen: %s", copy);
+    (void)snaps_new;
+    broker_stop(&b2);
 }
