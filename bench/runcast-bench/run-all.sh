@@ -47,6 +47,7 @@ run ingest "$rb" ingest -q
 run ack "$rb" ack -q
 run fanout "$rb" fanout -q
 run fanout-w2-epoll "$rb" fanout -w W2 --ws-client epoll -q
+run fanout-w2-s100 "$rb" fanout -w W2 -S 100 -q
 run conns "$rb" conns -q
 run runs "$rb" runs -q
 run soak "$rb" soak -q
