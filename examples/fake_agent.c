@@ -7,9 +7,13 @@
  *
  * Ordinary events go fire-and-forget (batched while a send is in flight);
  * complete is acknowledged, and the program prints the seq the broker gave
- * it.  Build: part of the runcast tree (target fake_agent); outside it,
- * link -lruncast_client -lnng -lmsgpackc and runcast's proto/common libs.
+ * it.  Build: part of the runcast tree (target fake_agent); against an
+ * installed runcast:
+ *   cc -std=c17 fake_agent.c $(pkg-config --cflags --static --libs runcast-client)
  */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
+#endif
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
