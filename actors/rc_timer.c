@@ -1,7 +1,7 @@
 /*
  * rc_timer: actor timers.  One rc_wheel per system behind timer_mtx, driven
- * by one timer thread that sleeps until the wheel's next event (or forever
- * when no timer is armed) and sends an rc_msg_timer to the owner of each
+ * by one timer thread that sleeps until the wheel's next event (at most a
+ * second) and sends an rc_msg_timer to the owner of each
  * expired timer.  The expired timers are collected under the lock (owner
  * held, generation copied) and the messages are allocated and sent after it
  * is released, so the lock is held only for wheel operations.
@@ -21,6 +21,9 @@
 /* Delays above this are clamped (~34 years): keeps the tick arithmetic far
  * from overflow. */
 #define RC_TIMER_MAX_DELAY_MS (UINT64_C(1) << 40)
+
+/* The timer thread wakes at least this often (see timer_main). */
+#define RC_TIMER_MAX_SLEEP_MS 1000u
 
 /* Timers moved or expired per critical section of the timer thread. */
 #define RC_TIMER_CHUNK 128
@@ -55,6 +58,7 @@ int rc__timer_sys_init(struct rc_actor_system *sys)
     pthread_mutex_init(&sys->timer_mtx, NULL);
     rc_wheel_init(&sys->wheel, now_tick(sys));
     sys->timer_wake_tick = RC_WHEEL_NEVER;
+    sys->max_sleep_ticks = RC_TIMER_MAX_SLEEP_MS * 1000000u / sys->tick_ns + 1;
     return RC_OK;
 }
 
@@ -129,16 +133,19 @@ static void *timer_main(void *arg)
             pthread_mutex_lock(&sys->timer_mtx);
             continue;
         }
+        /* Sleep until the next event, but at most about a second: arms
+         * then signal only when they expire before that wake-up, so arm /
+         * cancel cycles on an otherwise empty wheel cost no futex calls,
+         * for one wake-up a second while timers are idle. */
         uint64_t next = rc_wheel_next(&sys->wheel);
+        uint64_t horizon = now_tick(sys) + sys->max_sleep_ticks;
+        if (next > horizon)
+            next = horizon;
         sys->timer_wake_tick = next;
-        if (next == RC_WHEEL_NEVER) {
-            pthread_cond_wait(&sys->timer_cv, &sys->timer_mtx);
-        } else {
-            uint64_t ns = next * sys->tick_ns;
-            struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
-                                  .tv_nsec = (long)(ns % 1000000000u)};
-            pthread_cond_timedwait(&sys->timer_cv, &sys->timer_mtx, &ts);
-        }
+        uint64_t ns = next * sys->tick_ns;
+        struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+                              .tv_nsec = (long)(ns % 1000000000u)};
+        pthread_cond_timedwait(&sys->timer_cv, &sys->timer_mtx, &ts);
     }
     pthread_mutex_unlock(&sys->timer_mtx);
     rc_free(c.v);
