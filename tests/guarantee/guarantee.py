@@ -1160,16 +1160,24 @@ class SlowSub(RunSub):
             try:
                 raw = await asyncio.wait_for(ws.recv(), 3)
             except asyncio.TimeoutError:
-                # drained everything and still open: never closed as slow
-                # (the firehose reports it); go on as an ordinary subscriber
+                # drained what there was and the connection is still open
+                got_err = any(kind == "msg" and p.get("op") == "err" and
+                              p.get("code") == "slow_consumer"
+                              for t, kind, p in self.trace.items)
+                if got_err:
+                    self.h.violate("I5", self.target, "the slow consumer got `err` "
+                                   "slow_consumer, but no 4008 close followed within 3 s: the "
+                                   "connection stays open and receives nothing more",
+                                   self.trace.name)
+                else:
+                    self.h.violate("I5", self.target, "the slow consumer was never closed "
+                                   f"although {self.h.cfg['firehose_batches'] * 128} KiB were "
+                                   "queued for it", self.trace.name)
+                # resume on a new connection, as a client would after a timeout
                 self.slow_phase = False
-                self.resumed.set()
-                while not self.stop:
-                    try:
-                        self.on_frame(await asyncio.wait_for(ws.recv(), 0.2), msg)
-                    except asyncio.TimeoutError:
-                        pass
-                await ws.close()
+                ws.transport.abort()
+                self.trace.add(now(), "close", {"code": 1006, "by": "harness"})
+                self.epoch_prev = self.epoch
                 return
             self.on_frame(raw, msg)
 
