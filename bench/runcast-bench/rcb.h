@@ -181,7 +181,9 @@ struct rcb_msg {
     uint64_t seq;
     bool synthetic;
     bool has_t;
-    uint64_t t_ns;    /* data[0] of our events */
+    uint64_t t_ns; /* data[0] of our events */
+    bool has_k;
+    uint64_t k;       /* data[1] of our events: the publisher's event index */
     uint64_t idle_ms; /* synthetic terminal: data.idle_ms */
     const char *msg;  /* err message */
     uint32_t msg_len;

@@ -491,6 +491,10 @@ static void read_data(struct rcb_mp *r, struct rcb_msg *m)
         if (rcb_mp_uint(&t, &v)) {
             m->has_t = true;
             m->t_ns = v;
+            if (n >= 2 && rcb_mp_uint(&t, &v)) {
+                m->has_k = true;
+                m->k = v;
+            }
         }
     } else if (rcb_mp_map(&t, &n)) {
         for (uint32_t i = 0; i < n; i++) {

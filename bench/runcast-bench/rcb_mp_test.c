@@ -11,7 +11,7 @@
 
 struct seen {
     int n, ev, hello, ok, err;
-    uint64_t last_t, last_seq, idle_ms;
+    uint64_t last_t, last_seq, idle_ms, last_k;
     bool synthetic;
     char run[64], type[32], msg[64];
 };
@@ -23,6 +23,7 @@ static void cb(void *arg, const struct rcb_msg *m)
     if (m->op == 'e') {
         s->ev++;
         s->last_t = m->has_t ? m->t_ns : 0;
+        s->last_k = m->has_k ? m->k : UINT64_MAX;
         s->last_seq = m->seq;
         s->synthetic = m->synthetic;
         s->idle_ms = m->idle_ms;
@@ -66,6 +67,7 @@ Test(mp, server_ev_fields_are_read)
     cr_assert_str_eq(s.type, "delta");
     cr_assert_eq(s.last_seq, 9);
     cr_assert_eq(s.last_t, 987654321ull);
+    cr_assert_eq(s.last_k, 9);
     cr_assert_not(s.synthetic);
     rc_buf_fini(&b);
 }

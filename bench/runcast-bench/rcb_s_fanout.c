@@ -23,20 +23,50 @@
 #include "rcb_nng.h"
 #include "rcb_raw.h"
 
+struct track {
+    uint64_t nk;
+    _Atomic uint64_t *first, *last; /* relaxed CAS min/max; read after the drain */
+    struct track *next;
+};
+
 struct recv_state {
     _Atomic uint64_t last_ns; /* relaxed: latest receive time seen (monotonic max is close
                                  enough: one store per delivery, read after quiescence) */
+    /* per event index k of the current step (NULL: not tracked): the first
+     * and the last delivery time over all subscribers.  The pointer is
+     * published with release and read with acquire by the callbacks; a
+     * step's track is retired (not freed) at its end, since a late callback
+     * may still hold it, and freed once the subscribers are gone. */
+    _Atomic(struct track *) tr;
+    struct track *retired; /* main thread only */
 };
+
+static void cas_min(_Atomic uint64_t *a, uint64_t v)
+{
+    uint64_t p = atomic_load_explicit(a, memory_order_relaxed);
+    while (v < p && !atomic_compare_exchange_weak_explicit(a, &p, v, memory_order_relaxed,
+                                                           memory_order_relaxed))
+        ;
+}
+
+static void cas_max(_Atomic uint64_t *a, uint64_t v)
+{
+    uint64_t p = atomic_load_explicit(a, memory_order_relaxed);
+    while (v > p && !atomic_compare_exchange_weak_explicit(a, &p, v, memory_order_relaxed,
+                                                           memory_order_relaxed))
+        ;
+}
 
 static void ev_cb(void *arg, uint32_t conn, const struct rcb_msg *m, uint64_t now)
 {
     struct recv_state *rs = arg;
     (void)conn;
-    (void)m;
-    uint64_t prev = atomic_load_explicit(&rs->last_ns, memory_order_relaxed);
-    while (now > prev && !atomic_compare_exchange_weak_explicit(
-                             &rs->last_ns, &prev, now, memory_order_relaxed, memory_order_relaxed))
-        ;
+    cas_max(&rs->last_ns, now);
+    struct track *t = atomic_load_explicit(&rs->tr, memory_order_acquire);
+    if (t != NULL && m->has_k && m->k < t->nk) {
+        cas_min(&t->first[m->k], now);
+        cas_max(&t->last[m->k], now);
+    }
 }
 
 struct step {
@@ -45,6 +75,8 @@ struct step {
     uint64_t expect, got;
     struct rcb_hist h;
     uint64_t closed;
+    struct rcb_hist *spread; /* fan-out: last - first delivery of one event */
+    struct rcb_hist *first;  /* fan-out: first delivery - due time */
 };
 
 static enum rcb_pub_mode pub_mode(void)
@@ -81,6 +113,20 @@ static void do_step(struct rcb_broker *b, struct rcb_subs *subs, struct recv_sta
     rcb_subs_stats(subs, &s0);
     rcb_subs_hist_reset(subs);
     atomic_store(&rs->last_ns, 0);
+    /* fan-out of one run to several subscribers: track each event's first
+     * and last delivery (the spread shows how serial the fan-out is) */
+    struct track *tr = NULL;
+    if (fan > 1 && runs == 1) {
+        tr = calloc(1, sizeof(*tr));
+        tr->first = malloc(events * sizeof(*tr->first));
+        tr->last = malloc(events * sizeof(*tr->last));
+        for (uint64_t k = 0; k < events; k++) {
+            atomic_init(&tr->first[k], UINT64_MAX);
+            atomic_init(&tr->last[k], 0);
+        }
+        tr->nk = events;
+        atomic_store_explicit(&rs->tr, tr, memory_order_release); /* pairs with ev_cb */
+    }
     struct rcb_pubs_cfg c = {.mode = pub_mode(),
                              .url = b->ingest,
                              .threads = 1,
@@ -114,6 +160,24 @@ static void do_step(struct rcb_broker *b, struct rcb_subs *subs, struct recv_sta
     uint64_t last = atomic_load(&rs->last_ns);
     st->delivered = last > r.t_start ? rcb_rate((double)st->got, last - r.t_start) : 0;
     rcb_subs_hist(subs, &st->h);
+    if (tr != NULL) {
+        atomic_store_explicit(&rs->tr, NULL, memory_order_release);
+        st->spread = rcb_hist_new();
+        st->first = rcb_hist_new();
+        double per = rate > 0 ? 1e9 / rate : 0;
+        for (uint64_t k = 0; k < tr->nk; k++) {
+            uint64_t f = atomic_load_explicit(&tr->first[k], memory_order_relaxed);
+            uint64_t l = atomic_load_explicit(&tr->last[k], memory_order_relaxed);
+            if (f == UINT64_MAX)
+                continue;
+            rcb_hist_record(st->spread, l - f);
+            uint64_t due = r.t_start + (uint64_t)(per * (double)k);
+            if (rate > 0 && f >= due)
+                rcb_hist_record(st->first, f - due);
+        }
+        tr->next = rs->retired;
+        rs->retired = tr;
+    }
 }
 
 void rcb_fanout_raw(uint32_t conns, uint64_t per_conn, uint32_t per_frame, uint32_t size,
@@ -244,6 +308,19 @@ static bool workload(struct rcb_broker *b, const char *name, uint32_t runs, uint
         rcb_fig(fname, st.delivered, "deliv/s", rates[i] == goal_rate_at ? goal_rate : NULL, note);
         snprintf(fname, sizeof(fname), "%s @ %.0f ev/s:", name, rates[i]);
         bool goal_here = goal_rate_at > 0 && rates[i] == goal_rate_at;
+        if (st.spread != NULL && st.spread->count > 0) {
+            char sname[96];
+            snprintf(sname, sizeof(sname), "%s @ %.0f ev/s: first delivery p50", name, rates[i]);
+            rcb_fig(sname, (double)rcb_hist_pct(st.first, 50) / 1e3, "us", NULL,
+                    "fastest subscriber of each event");
+            snprintf(sname, sizeof(sname), "%s @ %.0f ev/s: fan-out spread p50", name, rates[i]);
+            rcb_fig(sname, (double)rcb_hist_pct(st.spread, 50) / 1e3, "us", NULL,
+                    "last - first delivery of one event");
+            snprintf(sname, sizeof(sname), "%s @ %.0f ev/s: fan-out spread p99", name, rates[i]);
+            rcb_fig(sname, (double)rcb_hist_pct(st.spread, 99) / 1e3, "us", NULL, NULL);
+        }
+        rcb_hist_free(st.spread);
+        rcb_hist_free(st.first);
         sh[nsteps] = rcb_hist_new();
         if (sh[nsteps])
             *sh[nsteps] = st.h;
@@ -268,6 +345,8 @@ static bool workload(struct rcb_broker *b, const char *name, uint32_t runs, uint
         rcb_fig(fname, st.delivered, "deliv/s", goal_rate, note);
         if (st.delivered > best)
             best = st.delivered;
+        rcb_hist_free(st.spread);
+        rcb_hist_free(st.first);
     }
     if (goal_rate_at < 0) {
         int pick = -1;
@@ -315,6 +394,13 @@ static bool workload(struct rcb_broker *b, const char *name, uint32_t runs, uint
         rcb_log("fanout %s: %llu err frames, last: %s", name, (unsigned long long)st.errs,
                 st.last_err);
     rcb_subs_free(subs);
+    while (rs.retired) {
+        struct track *t = rs.retired;
+        rs.retired = t->next;
+        free(t->first);
+        free(t->last);
+        free(t);
+    }
     rcb_retire_runs(b->ack, tag, runs);
     return true;
 }
