@@ -1,6 +1,7 @@
 /* Unit tests of rc_ws: the RFC 6455 handshake key, frame headers and the
  * client frame parser (fragments, control frames, limits, violations). */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rc_buf.h"
@@ -281,11 +282,13 @@ Test(ws, large_16bit_and_64bit_lengths)
     rc_ws_parser_init(&p, 1 << 20);
     struct rc_buf b;
     rc_buf_init(&b);
-    static char big[70000];
-    for (size_t i = 0; i < sizeof(big); i++)
+    enum { BIG = 70000 };
+    char *big = malloc(BIG);
+    cr_assert_not_null(big);
+    for (size_t i = 0; i < BIG; i++)
         big[i] = (char)(i * 7);
     client_frame(&b, RC_WS_OP_BINARY, true, big, 300, 0);
-    client_frame(&b, RC_WS_OP_BINARY, true, big, sizeof(big), 0);
+    client_frame(&b, RC_WS_OP_BINARY, true, big, BIG, 0);
     feed(&p, b.data, b.len);
     struct rc_ws_result r;
     rc_ws_parser_next(&p, &r);
@@ -294,8 +297,9 @@ Test(ws, large_16bit_and_64bit_lengths)
     cr_assert_eq(memcmp(r.data, big, 300), 0);
     rc_ws_parser_next(&p, &r);
     cr_assert_eq(r.ev, RC_WS_EV_MESSAGE);
-    cr_assert_eq(r.len, sizeof(big));
-    cr_assert_eq(memcmp(r.data, big, sizeof(big)), 0);
+    cr_assert_eq(r.len, BIG);
+    cr_assert_eq(memcmp(r.data, big, BIG), 0);
+    free(big);
     rc_buf_fini(&b);
     rc_ws_parser_fini(&p);
 }
