@@ -98,17 +98,50 @@ struct tail {
     uint64_t count_max, count;
     bool have_epoch;
     uint64_t epoch;
-    struct seen *seen;
+    struct seen *seen; /* in first-seen order */
     size_t n_seen, cap_seen;
+    uint32_t *index; /* hash of run -> seen index + 1 (power-of-two slots) */
+    size_t index_cap;
     int exit_code; /* -1: keep going */
     bool sub_failed;
 };
 
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Rebuilds the open-addressing index (slots hold array index + 1). */
+static bool seen_reindex(struct tail *t, size_t cap)
+{
+    uint32_t *ix = rc_calloc(cap, sizeof(*ix));
+    if (ix == NULL)
+        return false;
+    for (size_t i = 0; i < t->n_seen; i++) {
+        size_t k = hash_str(t->seen[i].run) & (cap - 1);
+        while (ix[k] != 0)
+            k = (k + 1) & (cap - 1);
+        ix[k] = (uint32_t)i + 1;
+    }
+    rc_free(t->index);
+    t->index = ix;
+    t->index_cap = cap;
+    return true;
+}
+
+/* The entry of run, created (seq 0) when asked; NULL when absent or out of
+ * memory.  Hashed, so `tail --all` on a broker with many runs stays cheap. */
 static struct seen *seen_get(struct tail *t, const char *run, bool create)
 {
-    for (size_t i = 0; i < t->n_seen; i++)
-        if (strcmp(t->seen[i].run, run) == 0)
-            return &t->seen[i];
+    if (t->index_cap > 0) {
+        size_t k = hash_str(run) & (t->index_cap - 1);
+        for (; t->index[k] != 0; k = (k + 1) & (t->index_cap - 1))
+            if (strcmp(t->seen[t->index[k] - 1].run, run) == 0)
+                return &t->seen[t->index[k] - 1];
+    }
     if (!create)
         return NULL;
     if (t->n_seen == t->cap_seen) {
@@ -119,11 +152,18 @@ static struct seen *seen_get(struct tail *t, const char *run, bool create)
         t->seen = s;
         t->cap_seen = cap;
     }
+    if ((t->n_seen + 1) * 10 >= t->index_cap * 7 &&
+        !seen_reindex(t, t->index_cap ? t->index_cap * 2 : 64))
+        return NULL;
     struct seen *s = &t->seen[t->n_seen];
     s->run = rc_strndup(run, strlen(run));
     if (s->run == NULL)
         return NULL;
     s->seq = 0;
+    size_t k = hash_str(run) & (t->index_cap - 1);
+    while (t->index[k] != 0)
+        k = (k + 1) & (t->index_cap - 1);
+    t->index[k] = (uint32_t)t->n_seen + 1;
     t->n_seen++;
     return s;
 }
@@ -133,6 +173,8 @@ static void seen_reset(struct tail *t)
     for (size_t i = 0; i < t->n_seen; i++)
         rc_free(t->seen[i].run);
     t->n_seen = 0;
+    if (t->index != NULL)
+        memset(t->index, 0, t->index_cap * sizeof(*t->index));
 }
 
 static void fmt_time(int64_t ms, char *out, size_t cap)
@@ -670,5 +712,6 @@ int cli_tail(int argc, char **argv)
 out:
     seen_reset(&t);
     rc_free(t.seen);
+    rc_free(t.index);
     return rc;
 }
