@@ -348,6 +348,7 @@ struct rep_server {
     nng_socket s;
     char url[128];
     int drop_first;       /* replies to swallow (the client must retry) */
+    int overload_first;   /* requests to answer with `overloaded` */
     const char *err_code; /* answer every event with this error (NULL: accept) */
     const char *err_field;
     uint32_t requests;     /* requests seen (atomic not needed: read after join) */
@@ -378,6 +379,11 @@ static void rep_cb(void *arg, uint32_t index, const struct rc_event *ev,
         r->code = err->code;
         r->field = err->field;
         r->message = "invalid";
+        return;
+    }
+    if (s->overload_first > 0) {
+        r->code = RC_PROTO_OVERLOADED;
+        r->message = "busy";
         return;
     }
     if (s->err_code != NULL) {
@@ -425,6 +431,8 @@ static void *rep_thread(void *arg)
         rc_proto_decode_publish(nng_msg_body(m), nng_msg_len(m), &lim, rep_cb, &b, &count,
                                 &is_batch, &err);
         s->last_batch = count;
+        if (s->overload_first > 0)
+            s->overload_first--;
         nng_msg_free(m);
         if (s->drop_first > 0) {
             s->drop_first--; /* swallow the reply: the client times out and resends */
@@ -708,5 +716,41 @@ Test(client_threads, several_threads_publish_acknowledged)
     struct rc_client_stats st;
     rc_client_get_stats(c, &st);
     cr_assert_eq(st.events_acked, T * N);
+    rc_client_close(c);
+}
+
+Test(client_ack, overloaded_is_retried_with_backoff_and_the_same_id)
+{
+    static struct rep_server s;
+    s.overload_first = 2;
+    rep_start(&s, 3);
+    struct rc_client *c = open_req(s.url, 2000);
+    struct rc_client_result r;
+    cr_assert_eq(rc_client_heartbeat(c, "run-o", &r), RC_OK, "%s %s", r.code, r.message);
+    rep_stop(&s);
+    cr_assert_eq(r.attempts, 3);
+    cr_assert_eq(r.seq, 1);
+    cr_assert_eq(s.n_ids, 1, "every attempt carried the same id");
+    cr_assert_eq(s.delivered, 1);
+    rc_client_close(c);
+}
+
+Test(client_ack, overloaded_until_retries_run_out_reports_overloaded)
+{
+    static struct rep_server s;
+    s.overload_first = 100;
+    rep_start(&s, 2);
+    struct rc_client_opts o;
+    rc_client_opts_init(&o);
+    o.push_url = NULL;
+    o.req_url = s.url;
+    o.ack_retries = 1;
+    struct rc_client *c;
+    cr_assert_eq(rc_client_open_opts(&c, &o), RC_OK);
+    struct rc_client_result r;
+    cr_assert_eq(rc_client_heartbeat(c, "run-o", &r), RC_EPROTO);
+    cr_assert_str_eq(r.code, "overloaded");
+    cr_assert_eq(r.attempts, 2);
+    rep_stop(&s);
     rc_client_close(c);
 }
