@@ -54,11 +54,12 @@ struct rc_client {
     struct rc_proto_limits lim; /* immutable after open */
     char *push_url;
     char *req_url;
-    bool has_push; /* immutable after open */
-    bool has_req;  /* immutable after open */
-    nng_socket push;
-    nng_socket req;
-    nng_aio *send_aio; /* used by one send at a time: the holder of `inflight` */
+    bool has_push;      /* immutable after open */
+    bool has_req;       /* immutable after open */
+    nng_socket push;    /* immutable after open (nng sockets are thread-safe) */
+    nng_socket req;     /* immutable after open; one nng context per acked call */
+    char id_prefix[17]; /* immutable after open: ids of pushed events */
+    nng_aio *send_aio;  /* used by one send at a time: the holder of `inflight` */
 
     pthread_mutex_t mtx;
     pthread_cond_t cond; /* signalled when a send completes (room, flush) */
@@ -71,9 +72,8 @@ struct rc_client {
     struct rc_client_qnode *inflight_list;       /* their nodes, retained once sent */
     struct rc_client_qnode *ret_head, *ret_tail; /* sent recently, oldest first */
     size_t ret_bytes;
-    char id_prefix[17]; /* immutable after open: ids of pushed events */
-    uint64_t id_counter;
-    bool aborting; /* close gave up flushing: start no new send */
+    uint64_t id_counter; /* last pushed-event id number */
+    bool aborting;       /* close gave up flushing: start no new send */
     struct rc_client_stats stats;
 };
 
