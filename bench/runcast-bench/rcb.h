@@ -63,7 +63,8 @@ void rcb_sleep_ns(uint64_t ns);
 /* Sleeps until the absolute monotonic time due (no-op when past). */
 void rcb_sleep_until(uint64_t due_ns);
 
-/* Logs progress to stderr (suppressed by --quiet). */
+/* Logs progress to stderr (suppressed by --quiet, except messages that
+ * begin with "error" or "warning"). */
 void rcb_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Scenario deadline: true once the hard cap of the current scenario is

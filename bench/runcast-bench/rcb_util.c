@@ -36,7 +36,8 @@ void rcb_sleep_until(uint64_t due_ns)
 
 void rcb_log(const char *fmt, ...)
 {
-    if (rcb_o.quiet)
+    /* errors and warnings print even with --quiet */
+    if (rcb_o.quiet && strncmp(fmt, "error", 5) != 0 && strncmp(fmt, "warning", 7) != 0)
         return;
     char buf[1024];
     va_list ap;
