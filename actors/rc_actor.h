@@ -59,7 +59,8 @@ struct rc_msg {
 /* Types at and above this value are the runtime's own (down, timer). */
 #define RC_MSG_SYSTEM_BASE 0xFFFF0000u
 
-/* A message of size bytes (>= sizeof(struct rc_msg)), header initialised. */
+/* A message of size bytes (>= sizeof(struct rc_msg)), header initialised;
+ * NULL if size is too small or memory is short. */
 struct rc_msg *rc_msg_new(size_t size, uint32_t type);
 /* Frees msg through its free_fn (or rc_free). */
 void rc_msg_free(struct rc_msg *msg);
