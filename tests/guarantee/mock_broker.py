@@ -443,7 +443,14 @@ class Broker:
             return http.HTTPStatus.OK, [("Content-Type", "application/json")], \
                 json.dumps(lst).encode()
         if path.startswith("/metrics"):
-            lines = [f"runcast_runs {len(self.runs)}",
+            active = sum(1 for r in self.runs.values() if r.term is None)
+            ended = {"completed": self.m["terms"].get("complete", 0)}
+            ended["failed"] = sum(self.m["terms"].values()) - ended["completed"]
+            lines = [f'runcast_runs{{status="running"}} {active}',
+                     f'runcast_runs{{status="completed"}} {ended["completed"]}',
+                     f'runcast_runs{{status="failed"}} {ended["failed"]}',
+                     f"runcast_runs_active {active}",
+                     f"runcast_runs_tombstoned {len(self.runs) - active}",
                      f"runcast_events_accepted_total "
                      f"{self.m['accepted'] + (1 if self.a.bug == 'count-off' else 0)}",
                      f"runcast_events_dup_total {self.m['dup']}"]
