@@ -566,7 +566,10 @@ class RunCtx:
         gaps = [b.get("t0", b["t"]) - a["t"] for a, b in zip(evs, evs[1:])]
         end = self.rec.killed_at or self.rec.closed_at
         if end and evs:
-            gaps.append(end - evs[-1]["t"])
+            # publisher_gone is due at end + grace, the watchdog at the last
+            # event + timeout: whichever comes first wins (50 ms for the
+            # broker to notice the closed connection)
+            gaps.append(end - evs[-1]["t"] + (self.rec.grace_ms or 0) + 50)
         if gaps and max(gaps) >= (self.rec.timeout_ms or 0) - 3 * self.h.cfg["tick_ms"]:
             self.rec.kinds.add("watchdog_timeout")
             self.rec.note(now(), f"publisher gap of {max(gaps)} ms: watchdog_timeout allowed")
