@@ -119,12 +119,13 @@ struct rc_actor_system {
 
     /* Timers (rc_timer.c). */
     pthread_mutex_t timer_mtx;
-    pthread_cond_t timer_cv;  /* CLOCK_MONOTONIC */
-    struct rc_wheel wheel;    /* timer_mtx */
-    uint64_t timer_wake_tick; /* timer_mtx: tick the timer thread sleeps until */
-    uint64_t max_sleep_ticks; /* immutable after new */
-    bool timer_exit;          /* timer_mtx */
-    bool timer_running;       /* owned by start/stop */
+    pthread_cond_t timer_cv;       /* CLOCK_MONOTONIC */
+    struct rc_wheel wheel;         /* timer_mtx */
+    uint64_t timer_wake_tick;      /* timer_mtx: tick the timer thread sleeps until */
+    uint64_t max_sleep_ticks;      /* immutable after new */
+    _Atomic bool timer_wants_lock; /* the timer thread is waiting for timer_mtx */
+    bool timer_exit;               /* timer_mtx */
+    bool timer_running;            /* owned by start/stop */
     pthread_t timer_thread;
 };
 

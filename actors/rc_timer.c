@@ -11,6 +11,7 @@
  * clock has reached k * tick.
  */
 #include <errno.h>
+#include <sched.h>
 #include <time.h>
 
 #include "rc_actor_internal.h"
@@ -44,6 +45,29 @@ struct collect {
 static uint64_t now_tick(const struct rc_actor_system *sys)
 {
     return rc_clock_mono_ns() / sys->tick_ns;
+}
+
+/*
+ * The timer thread must not be starved of the lock by callers arming in a
+ * tight loop (glibc mutexes are not fair: the unlocking thread usually gets
+ * the lock straight back).  It announces itself before locking, and arm and
+ * cancel let it go first, waiting a bounded time for it.
+ */
+static void timer_thread_lock(struct rc_actor_system *sys)
+{
+    /* relaxed: a hint to the callers below; the mutex orders the data. */
+    atomic_store_explicit(&sys->timer_wants_lock, true, memory_order_relaxed);
+    pthread_mutex_lock(&sys->timer_mtx);
+    atomic_store_explicit(&sys->timer_wants_lock, false, memory_order_relaxed);
+}
+
+static void caller_lock(struct rc_actor_system *sys)
+{
+    /* relaxed: a hint (see timer_thread_lock). */
+    for (int i = 0; i < 64 && atomic_load_explicit(&sys->timer_wants_lock, memory_order_relaxed);
+         i++)
+        sched_yield();
+    pthread_mutex_lock(&sys->timer_mtx);
 }
 
 int rc__timer_sys_init(struct rc_actor_system *sys)
@@ -119,7 +143,7 @@ static void *timer_main(void *arg)
 {
     struct rc_actor_system *sys = arg;
     struct collect c = {0};
-    pthread_mutex_lock(&sys->timer_mtx);
+    timer_thread_lock(sys);
     while (!sys->timer_exit) {
         /* In chunks: the lock is dropped between them even while a big
          * slot cascades, so arm and cancel never wait long. */
@@ -130,7 +154,7 @@ static void *timer_main(void *arg)
             sys->timer_wake_tick = 0;
             pthread_mutex_unlock(&sys->timer_mtx);
             deliver(&c);
-            pthread_mutex_lock(&sys->timer_mtx);
+            timer_thread_lock(sys);
             continue;
         }
         /* Sleep until the next event, but at most about a second: arms
@@ -190,7 +214,7 @@ int rc_timer_arm(struct rc_actor_system *sys, struct rc_timer *t, uint64_t delay
     /* The first tick whose start is at or after now + delay. */
     uint64_t at = rc_clock_mono_ns() + delay_ms * 1000000u;
     uint64_t expires = (at + sys->tick_ns - 1) / sys->tick_ns;
-    pthread_mutex_lock(&sys->timer_mtx);
+    caller_lock(sys);
     rc_wheel_del(&sys->wheel, &t->wt);
     /* relaxed: written under timer_mtx; rc_timer_msg_current reads it
      * without the lock and only compares. */
@@ -209,7 +233,7 @@ void rc_timer_cancel(struct rc_actor_system *sys, struct rc_timer *t)
 {
     if (!sys || !t)
         return;
-    pthread_mutex_lock(&sys->timer_mtx);
+    caller_lock(sys);
     rc_wheel_del(&sys->wheel, &t->wt);
     /* relaxed: as in rc_timer_arm; makes a message in flight stale. */
     __atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELAXED);
