@@ -42,6 +42,7 @@ enum {
     CONN_MSG_TX,
     CONN_MSG_SHUTDOWN,
     CONN_MSG_TX_WAKE, /* a send finished by its callback, and more is queued */
+    CONN_MSG_FLUSH,   /* write what the frames of the previous turn queued */
 };
 
 enum { TIMER_HB = 1, TIMER_LINGER = 2 };
@@ -117,10 +118,11 @@ struct rc_edge_conn {
      * exchange, so what the callback released happens before the actor
      * reuses fl. */
     _Atomic uint32_t txs;
-    bool tx_simple;   /* the write in flight may be finished by the callback */
-    size_t tx_total;  /* its length */
-    bool peer_closed; /* we got the peer's close frame */
-    bool rx_stopped;  /* no more reads (violation, EOF) */
+    bool tx_simple;     /* the write in flight may be finished by the callback */
+    bool flush_pending; /* a CONN_MSG_FLUSH is in our mailbox */
+    size_t tx_total;    /* its length */
+    bool peer_closed;   /* we got the peer's close frame */
+    bool rx_stopped;    /* no more reads (violation, EOF) */
     bool close_written;
     uint16_t close_code;
     uint16_t peer_code;
@@ -1114,7 +1116,25 @@ static void on_frame(struct rc_edge_conn *c, struct rc_sub_frame *f)
         begin_close(c, RC_WS_CLOSE_INTERNAL, "out of memory", false);
         return;
     }
-    start_write(c);
+    /*
+     * Alone in the mailbox: write at once (an idle connection gets each
+     * event immediately).  Other messages waiting (under load, frames of
+     * this turn): leave the write to a FLUSH at the end of the mailbox, so
+     * everything this turn queues goes out as one frame and one syscall.
+     * (The mailbox count includes the message being handled and the
+     * others of this turn.)
+     */
+    if (rc_actor_mailbox_len(c->self) <= 1) {
+        start_write(c);
+    } else if (!c->flush_pending) {
+        struct rc_msg *fm = rc_msg_new(sizeof(*fm), CONN_MSG_FLUSH);
+        if (fm != NULL && rc_actor_send(c->self, fm) == 0) {
+            c->flush_pending = true;
+        } else {
+            rc_msg_free(fm);
+            start_write(c);
+        }
+    }
 }
 
 static void on_timer(struct rc_edge_conn *c, struct rc_msg_timer *t)
@@ -1161,6 +1181,10 @@ static void conn_behaviour(struct rc_actor *self, void *state, struct rc_msg *ms
         start_write(c);
         if (!tx_busy(c))
             conn_trim(c);
+        break;
+    case CONN_MSG_FLUSH:
+        c->flush_pending = false;
+        start_write(c);
         break;
     case CONN_MSG_SHUTDOWN:
         if (c->state == ST_OPEN) {
