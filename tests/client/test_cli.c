@@ -30,13 +30,16 @@ static int run_cmd(const char *cmd, char *out, size_t cap)
     /* Under TSan, the spawned CLI ignores reports from inside the
      * uninstrumented libnng (see tsan.supp); everything else still halts. */
     const char *t = getenv("TSAN_OPTIONS");
-    char opts[1024];
-    snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/client/tsan.supp", t ? t : "",
-             t && t[0] ? ":" : "", RC_SOURCE_DIR);
+    char saved[1024] = ""; /* copied: setenv may free the string t points at */
+    if (t != NULL)
+        snprintf(saved, sizeof(saved), "%s", t);
+    char opts[1200];
+    snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/client/tsan.supp", saved,
+             saved[0] ? ":" : "", RC_SOURCE_DIR);
     setenv("TSAN_OPTIONS", opts, 1);
     FILE *f = popen(cmd, "r");
     if (t != NULL)
-        setenv("TSAN_OPTIONS", t, 1);
+        setenv("TSAN_OPTIONS", saved, 1);
     else
         unsetenv("TSAN_OPTIONS");
     cr_assert_not_null(f);

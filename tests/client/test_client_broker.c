@@ -92,18 +92,29 @@ static void broker_stop(struct broker *b)
     waitpid(b->pid, &st, 0);
 }
 
-static int run_cmd(const char *cmd, char *out, size_t cap)
+/* popen with the TSan suppressions for libnng internals (see tsan.supp) in
+ * the spawned CLI's environment. */
+static FILE *popen_cli(const char *cmd)
 {
     const char *t = getenv("TSAN_OPTIONS");
-    char opts[1024];
-    snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/client/tsan.supp", t ? t : "",
-             t && t[0] ? ":" : "", RC_SOURCE_DIR);
+    char saved[1024] = "";
+    if (t != NULL)
+        snprintf(saved, sizeof(saved), "%s", t);
+    char opts[1200];
+    snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/client/tsan.supp", saved,
+             saved[0] ? ":" : "", RC_SOURCE_DIR);
     setenv("TSAN_OPTIONS", opts, 1);
     FILE *f = popen(cmd, "r");
     if (t != NULL)
-        setenv("TSAN_OPTIONS", t, 1);
+        setenv("TSAN_OPTIONS", saved, 1);
     else
         unsetenv("TSAN_OPTIONS");
+    return f;
+}
+
+static int run_cmd(const char *cmd, char *out, size_t cap)
+{
+    FILE *f = popen_cli(cmd);
     cr_assert_not_null(f);
     size_t n = fread(out, 1, cap - 1, f);
     out[n] = '\0';
@@ -397,7 +408,7 @@ Test(client_broker, tail_resumes_across_a_broker_restart_with_the_new_epoch, .ti
              " tail --run rs-1 --until-terminal --backoff-max 200ms >%s 2>/dev/null; echo "
              "\"exit=$?\" >>%s",
              a.env, out_path, out_path);
-    FILE *tail = popen(cmd, "r");
+    FILE *tail = popen_cli(cmd);
     cr_assert_not_null(tail);
     struct rc_client *c = open_both(&a, NULL);
     struct rc_client_event e = {.run = "rs-1", .type = "start"};
