@@ -63,10 +63,19 @@ static void timer_thread_lock(struct rc_actor_system *sys)
 
 static void caller_lock(struct rc_actor_system *sys)
 {
-    /* relaxed: a hint (see timer_thread_lock). */
-    for (int i = 0; i < 64 && atomic_load_explicit(&sys->timer_wants_lock, memory_order_relaxed);
-         i++)
-        sched_yield();
+    /* relaxed: a hint (see timer_thread_lock).  Bounded: a few microseconds
+     * of pause, then at most two yields, so an arm never waits long even if
+     * the timer thread is descheduled right after raising the flag. */
+    for (int i = 0; i < 258 && atomic_load_explicit(&sys->timer_wants_lock, memory_order_relaxed);
+         i++) {
+        if (i < 256) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
+        }
+    }
     pthread_mutex_lock(&sys->timer_mtx);
 }
 
