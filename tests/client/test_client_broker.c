@@ -482,3 +482,35 @@ Test(client_broker, tail_resumes_across_a_broker_restart_with_the_new_epoch, .ti
     (void)snaps_new;
     broker_stop(&b2);
 }
+
+Test(client_broker, events_published_while_the_broker_is_down_arrive_when_it_is_back, .timeout = 60)
+{
+    static struct broker a, b2;
+    broker_start(&a, NULL); /* only to find free ports */
+    broker_stop(&a);
+    struct rc_client_opts o;
+    rc_client_opts_init(&o);
+    o.push_url = a.ingest;
+    o.req_url = a.ack;
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 100;
+    o.ack_timeout_ms = 500;
+    o.ack_retries = 20;
+    struct rc_client *c;
+    cr_assert_eq(rc_client_open_opts(&c, &o), RC_OK, "opening never needs the broker");
+    cr_assert_eq(rc_client_start(c, "down-1", NULL, NULL, 0, 0, NULL), RC_OK);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(rc_client_delta(c, "down-1", "x", NULL), RC_OK);
+    struct rc_client_stats st;
+    rc_client_get_stats(c, &st);
+    cr_assert_eq(st.events_pushed, 0, "nothing could be sent yet");
+    cr_assert_eq(st.queued, 5, "one send waits in flight, five are queued");
+    broker_start_at(&b2, a.ingest, a.ack, a.http);
+    struct rc_client_result r;
+    cr_assert_eq(rc_client_complete(c, "down-1", NULL, 0, &r), RC_OK, "%s", r.message);
+    cr_assert_eq(r.seq, 7, "start + 5 deltas + complete, none lost or doubled");
+    rc_client_get_stats(c, &st);
+    cr_assert_eq(st.events_pushed, 6);
+    cr_assert_eq(rc_client_close(c), RC_OK);
+    broker_stop(&b2);
+}
