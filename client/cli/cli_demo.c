@@ -135,11 +135,12 @@ static void demo_usage(FILE *f)
             "terminal, or list them afterwards with `runcast runs`.\n"
             "\n"
             "  --runs N            how many runs (default 6)\n"
-            "  --fast              short delays (about 1 s in all; for scripts and tests)\n"
+            "  --fast              short delays (under a second; the silent runs end 1 s\n"
+            "                      later; for scripts and tests)\n"
             "  --delay DUR         pause between steps (default 300ms; --fast: 20ms)\n"
             "  --silent-timeout DUR  watchdog timeout of the silent runs (default 3s;\n"
             "                      --fast: 1s)\n"
-            "  --prefix P          run id prefix (default demo-<time>)\n"
+            "  --prefix P          run id prefix (default demo-<time>-<random>)\n"
             "  --conv C            conversation of the runs (default: the prefix)\n"
             "  --ingest URL        [$RUNCAST_INGEST or %s]\n"
             "  --ingest-ack URL    [$RUNCAST_INGEST_ACK or %s]\n"
@@ -224,7 +225,9 @@ int cli_demo(int argc, char **argv)
         silent = 1000;
     char pbuf[64];
     if (prefix == NULL) {
-        snprintf(pbuf, sizeof(pbuf), "demo-%lld", (long long)(rc_clock_wall_ms() / 1000));
+        char rnd[33];
+        rc_client_new_id(rnd); /* two demos in the same second get different runs */
+        snprintf(pbuf, sizeof(pbuf), "demo-%lld-%.4s", (long long)(rc_clock_wall_ms() / 1000), rnd);
         prefix = pbuf;
     }
     if (!rc_proto_valid_id(prefix, strlen(prefix), 80)) {
