@@ -1253,6 +1253,19 @@ async def ws_abuse(h):
             m = await expect(ws, None, "ping after abuse")
             if not m or m.get("op") != "pong":
                 h.violate("I4", None, f"connection unusable after invalid input: {m}")
+        # JSON mode: invalid JSON and a binary frame on a text connection
+        async with websockets.connect(url + "?format=json", ping_interval=None,
+                                      compression=None) as ws:
+            decode_frame(await ws.recv())
+            for label, raw, codes in (("invalid JSON", '{"op": "sub", all: tru', {"malformed"}),
+                                      ("JSON array", '[1, 2]', {"not_a_map"}),
+                                      ("JSON unknown op", '{"op": "bogus"}', {"unknown_op"})):
+                await ws.send(raw)
+                await expect(ws, codes, label)
+            await ws.send('{"op": "ping", "req": "j1"}')
+            m = await expect(ws, None, "JSON ping")
+            if not m or m.get("op") != "pong" or m.get("req") != "j1":
+                h.violate("I4", None, f"JSON-mode ping answered {m}")
         # repeated abuse: closed 4400
         async with websockets.connect(url, ping_interval=None) as ws:
             await ws.recv()
