@@ -16,7 +16,7 @@
 #include "rc_log.h"
 #include "ws_client.h"
 
-#define T 3000 /* ms: the longest a test waits for one message */
+#define T 5000 /* ms: the longest a test waits for one message */
 
 static struct ws_client *open_ws(struct fx *f, const char *path)
 {
@@ -296,7 +296,9 @@ static int count_terminals(struct ws_client *c, const char *run, bool *synthetic
 {
     int n = 0;
     json_t *v;
-    while ((v = ws_next(c, 400, NULL)) != NULL) {
+    /* wait long for the first terminal (a loaded or sanitized build is
+     * slow), then a while more for a duplicate that must not come */
+    while ((v = ws_next(c, n == 0 ? T : 300, NULL)) != NULL) {
         if (strcmp(op_of(v), "ev") == 0 &&
             strcmp(json_string_value(json_object_get(v, "run")), run) == 0) {
             const char *t = json_string_value(json_object_get(v, "type"));
