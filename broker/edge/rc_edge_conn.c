@@ -57,7 +57,8 @@ enum { TX_BUSY = 1u, TX_WANT = 2u };
 #define READ_MIN 256u
 #define READ_MAX 65536u
 /* How long to wait for the peer's close frame after sending ours. */
-#define LINGER_MAX_MS 2000u
+#define LINGER_MAX_MS  2000u
+#define LINGER_STOP_MS 200u
 
 struct io_msg {
     struct rc_msg hdr;
@@ -698,11 +699,16 @@ static void conn_done(struct rc_edge_conn *c)
     rc_actor_stop(c->self, 0);
 }
 
+/* After our close frame: how long to wait for the peer's before closing
+ * TCP.  Short while the edge stops (every connection waits at once, within
+ * --shutdown-timeout; the close frame is already out). */
 static void arm_linger(struct rc_edge_conn *c)
 {
     uint64_t ms = cfg_of(c)->ws_write_timeout_ms;
     if (ms == 0 || ms > LINGER_MAX_MS)
         ms = LINGER_MAX_MS;
+    if (!rc_edge_serving(c->edge) && ms > LINGER_STOP_MS)
+        ms = LINGER_STOP_MS;
     rc_timer_arm(c->edge->sys, &c->linger_timer, ms);
 }
 
