@@ -233,7 +233,6 @@ def check(runs, subs, cfg, extra=None):
     Returns a list of Violations."""
     out = list(extra or [])
     bound = cfg.get("bound_ms", 1500)
-    tick = cfg.get("tick_ms", 50)
     restarts = cfg.get("restarts", [])
     conv_of = {r.run: r.conv for r in runs.values()}
     all_views = {}
