@@ -1348,6 +1348,12 @@ static void handle_sub(struct rc_run *run, struct rc_sub_msg *m)
     bool want_snap = m->snapshot == 1 || (m->snapshot == -1 && !has_since);
     struct rc_actor *to = m->subscriber;
 
+    /* A conv/all subscription reports ended runs only when its since map
+     * names them: a new all-runs subscriber is not flooded with the
+     * snapshots of every retained and tombstoned run. */
+    if (m->wide && !m->joined && run->state != RC_RS_ACTIVE && !has_since)
+        return;
+
     if (m->joined) {
         /* The run joined the conversation after the subscription: send
          * everything from its first event (no resume: not counted). */

@@ -121,6 +121,7 @@ struct rc_sub_msg {
     int snapshot;
     bool joined; /* the run joined the subscription's conversation after it
                     was made: replay the run from its first event */
+    bool wide;   /* from a conv/all subscription */
 };
 
 struct rc_pipe_msg {

@@ -43,6 +43,7 @@ struct rc_wsub {
     bool has_epoch;
     uint64_t epoch;
     int snapshot;
+    bool wide; /* conv/all (false: a waiting run subscription) */
 };
 
 /* An entry of the conversation index or of the waiting run subscriptions. */
@@ -302,6 +303,7 @@ static void send_sub(struct rc_actor *run_actor, uint32_t type, const struct rc_
     m->epoch = w->epoch;
     m->snapshot = w->snapshot;
     m->joined = false;
+    m->wide = w->wide;
     if (rc_actor_send(run_actor, &m->hdr) != 0)
         rc_msg_free(&m->hdr);
 }
@@ -323,6 +325,7 @@ static void send_sub_joined(struct rc_actor *run_actor, const struct rc_wsub *w)
     m->epoch = 0;
     m->snapshot = w->snapshot;
     m->joined = true;
+    m->wide = true;
     if (rc_actor_send(run_actor, &m->hdr) != 0)
         rc_msg_free(&m->hdr);
 }
@@ -683,6 +686,7 @@ static struct rc_wsub *wsub_new(const struct rc_sub_req *req)
     w->has_epoch = req->has_epoch;
     w->epoch = req->epoch;
     w->snapshot = req->snapshot;
+    w->wide = req->kind != RC_SUB_RUN;
     return w;
 }
 

@@ -37,7 +37,9 @@
  *      another epoch, or no `since`
  *          -> `snap` (when snapshot is requested; the default without
  *             `since`) and live.
- *    A `snap` is never sent for a run that has no event yet (seq 0).
+ *    A `snap` is never sent for a run that has no event yet (seq 0).  A
+ *    conversation or all subscription covers ended (retained or
+ *    tombstoned) runs only when its since map names them.
  *    An ended run sends what the rules above say and does not keep the
  *    subscriber (nothing more will come); a tombstoned run (history freed)
  *    answers `gap` (if since was given and is behind) + its final `snap`,

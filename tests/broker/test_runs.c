@@ -610,3 +610,54 @@ Test(runs, list_and_queries)
     free(sw);
     tb_stop(&t);
 }
+
+Test(runs, all_subscription_reports_ended_runs_only_when_asked)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    tb_pub(&t, &(struct tev){.run = "ended", .type = "complete"}, 0, NULL);
+    tb_pub(&t, &(struct tev){.run = "live", .type = "start"}, 0, NULL);
+    struct rc_runs *runs = rc_broker_runs(t.b);
+    struct rc_testsub *a, *b;
+    cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &a), 0);
+    cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &b), 0);
+    struct rc_sub_req ra = {
+        .kind = RC_SUB_ALL, .subscriber = rc_testsub_actor(a), .sub_id = 1, .snapshot = -1};
+    cr_assert_eq(rc_runs_subscribe(runs, &ra), 0);
+    /* b names "ended" in its since map: it gets what it missed */
+    struct rc_buf m;
+    rc_buf_init(&m);
+    rc_mpw_map(&m, 1);
+    rc_mpw_cstr(&m, "ended");
+    rc_mpw_uint(&m, 0);
+    struct rc_sub_req rb = {.kind = RC_SUB_ALL,
+                            .subscriber = rc_testsub_actor(b),
+                            .sub_id = 2,
+                            .since_map = m.data,
+                            .since_map_len = m.len,
+                            .snapshot = -1};
+    cr_assert_eq(rc_runs_subscribe(runs, &rb), 0);
+    rc_buf_fini(&m);
+    cr_assert(rc_testsub_wait(a, 1, 2000));
+    cr_assert(rc_testsub_wait(b, 2, 2000));
+    rc_clock_sleep_ms(50);
+    cr_assert_eq(rc_testsub_count(a), 1);
+    struct rc_tframe f;
+    rc_testsub_get(a, 0, &f);
+    cr_assert_str_eq(f.run, "live");
+    cr_assert_eq(f.kind, RC_FRAME_SNAP);
+    cr_assert_eq(rc_testsub_count(b), 2);
+    bool saw_ended = false;
+    for (size_t i = 0; i < 2; i++) {
+        rc_testsub_get(b, i, &f);
+        if (strcmp(f.run, "ended") == 0) {
+            saw_ended = true;
+            cr_assert_eq(f.kind, RC_FRAME_EV);
+            cr_assert(f.terminal);
+        }
+    }
+    cr_assert(saw_ended);
+    rc_testsub_free(a);
+    rc_testsub_free(b);
+    tb_stop(&t);
+}
