@@ -127,10 +127,11 @@ Test(watchdog, start_timeouts_override_per_run_and_are_capped)
 Test(watchdog, heartbeats_keep_a_run_alive)
 {
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "100ms", NULL};
+    /* 400 ms of silence would end it; heartbeats every 15 ms for 1 s */
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "400ms", NULL};
     tb_start(&t, opts);
     struct rc_testsub *ts = watch(&t, "hb");
-    uint64_t end = rc_clock_mono_ms() + 400;
+    uint64_t end = rc_clock_mono_ms() + 1000;
     int n = 0;
     while (rc_clock_mono_ms() < end) {
         cr_assert_eq(tb_pub(&t, &(struct tev){.run = "hb", .type = "heartbeat"}, 0, NULL),
@@ -215,15 +216,15 @@ Test(watchdog, publisher_gone_after_its_connection_closes)
 Test(watchdog, an_event_after_the_close_cancels_publisher_gone)
 {
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick",   "1ms",  "watchdog", "30s",
-                          "publisher-grace", "80ms", NULL};
+    const char *opts[] = {"watchdog-tick",   "1ms",   "watchdog", "30s",
+                          "publisher-grace", "400ms", NULL};
     tb_start(&t, opts);
     struct rc_testsub *ts = watch(&t, "back");
     tb_pub(&t, &(struct tev){.run = "back", .type = "start"}, 9, NULL);
     rc_broker_pipe_closed(t.b, 9);
     /* the publisher reconnects (new pipe) within the grace period */
     tb_pub(&t, &(struct tev){.run = "back", .type = "delta", .text = "again"}, 10, NULL);
-    rc_clock_sleep_ms(200);
+    rc_clock_sleep_ms(700);
     cr_assert_eq(rc_testsub_count(ts), 2);
     cr_assert_eq(tb_pub(&t, &(struct tev){.run = "back", .type = "complete"}, 10, NULL),
                  RC_PROTO_OK);
