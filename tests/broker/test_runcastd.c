@@ -6,7 +6,10 @@
  * case the broker stays up (or exits 0 on SIGTERM) and every valid run's
  * events reach a WebSocket subscriber in order.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -18,6 +21,7 @@
 
 #include "rc_buf.h"
 #include "rc_clock.h"
+#include "rc_error.h"
 #include "rc_proto.h"
 #include "rc_testsub.h"
 #include "rc_tproc.h"
@@ -373,4 +377,44 @@ Test(runcastd, pull_pushes_back_instead_of_dropping, .timeout = 60)
                  (unsigned long long)(seq - (uint64_t)beats), (unsigned long long)want);
     rc_buf_fini(&b);
     cr_assert_eq(rcd_stop(&d, 5000), 0);
+}
+
+Test(runcastd, acks_answer_shutting_down_after_quiesce, .timeout = 30)
+{
+    struct rc_tb t;
+    char url[64];
+    {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        socklen_t l = sizeof(a);
+        getsockname(fd, (struct sockaddr *)&a, &l);
+        close(fd);
+        snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+    }
+    const char *opts[] = {"ingest-ack", url, NULL};
+    tb_start(&t, opts);
+    cr_assert_str_eq(rc_broker_listen_url(t.b, RC_INGEST_REP, 0), url);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    tev_encode(&b, &(struct tev){.run = "q", .type = "start"});
+    size_t rl;
+    void *r = req_once(url, b.data, b.len, &rl, 5000);
+    cr_assert_not_null(r);
+    uint64_t seq;
+    cr_assert(rc_mp_uint(r, rl, "results.0.seq", &seq));
+    free(r);
+    cr_assert(rc_broker_serving(t.b));
+    cr_assert_eq(rc_broker_quiesce(t.b, 2000), 0);
+    cr_assert_not(rc_broker_serving(t.b));
+    r = req_once(url, b.data, b.len, &rl, 5000);
+    cr_assert_not_null(r);
+    char code[32];
+    cr_assert(rc_mp_str(r, rl, "results.0.error.code", code, sizeof(code)));
+    cr_assert_str_eq(code, "shutting_down");
+    free(r);
+    cr_assert_eq(rc_broker_publish(t.b, b.data, b.len, 0, NULL, NULL), RC_ESHUTDOWN);
+    rc_buf_fini(&b);
+    tb_stop(&t);
 }
