@@ -44,17 +44,75 @@ struct rc_rx {
      * (uninstrumented) locks, so every start does a release increment and
      * every callback an acquire load of this counter. */
     atomic_uint sync;
-    uint32_t errors; /* consecutive receive errors; receive callback only */
-    bool ack_made;   /* REP: this request has an ack (receive callback only) */
-    bool sleeping;   /* PULL: aio is in nng_sleep_aio (backpressure); callback only */
-    struct rc_ingest_ctx ictx;
+    uint32_t errors;           /* REP: consecutive receive errors; receive callback only */
+    bool ack_made;             /* REP: this request has an ack (receive callback only) */
+    bool sleeping;             /* PULL: aio is in nng_sleep_aio (backpressure); callback only */
+    struct rc_ingest_ctx ictx; /* REP (PULL dispatches with its socket's) */
+    /* PULL: the reorder stage (struct rc_pullq).  ticket is written under
+     * q->mtx when the receive is posted and read by its callback (ordered
+     * by nng, see rc_rx.sync); msg and rv are written by the callback
+     * before it deposits under q->mtx and read by the dispatcher after it
+     * takes the entry under q->mtx. */
+    struct rc_pullq *q;
+    uint64_t ticket;
+    nng_msg *msg;
+    int rv;
+};
+
+/*
+ * Per-socket order on the PULL path.
+ *
+ * With several nng_recv_aio in flight, nng runs their callbacks on
+ * different threads at the same time, so "callback order" is not "message
+ * order": two consecutive messages of one connection could reach their run
+ * actor swapped.  Publish order within a connection must be seq order, so:
+ *
+ * 1. Every receive is posted with a ticket (0, 1, 2, ...) taken under
+ *    q->mtx, and nng_recv_aio is called while holding q->mtx, so tickets
+ *    are in post order.  nng 1.5.2's PULL (src/sp/protocol/pipeline0/
+ *    pull.c) hands messages to waiting receives in FIFO post order: a
+ *    receive either takes the first ready pipe's message at once or is
+ *    appended to the socket's aio list, and an arriving message goes to the
+ *    first aio of that list, both under the socket's lock (the two lists
+ *    are never both non-empty).  A pipe reads its next message only after
+ *    the previous one was handed out, so within a connection a later
+ *    message always gets a later ticket.
+ * 2. A completion deposits its receive in slot[ticket % cap] (message or
+ *    error; every ticketed receive completes exactly once, cancelled and
+ *    closed ones included).  Whoever finds no dispatcher at work becomes
+ *    it and dispatches slot[next] while it is filled, in ticket order,
+ *    outside the lock; the others just deposit and return.
+ * 3. A receive is posted again only after its message was dispatched (by
+ *    the dispatcher), so at most cap = --ingest-inflight tickets are
+ *    outstanding and they all lie in [next, next + cap): the slots never
+ *    collide, and --ingest-inflight still bounds what is held.
+ *
+ * Receives stay parallel in nng (reading, framing, waking); only the
+ * decode + hand-off of one socket is serialized, which it has to be to keep
+ * order.  Several --ingest sockets dispatch in parallel.
+ *
+ * Lock order: q->mtx, then nng's socket lock (inside nng_recv_aio).  nng
+ * calls our callbacks without its locks held (nni_aio_finish_sync in
+ * pull0_recv_cb runs after the socket lock is released), so this cannot
+ * deadlock; nng_recv_aio never runs the callback in the caller's thread.
+ */
+struct rc_pullq {
+    pthread_mutex_t mtx;
+    uint64_t next_ticket; /* protected by mtx */
+    uint64_t next;        /* protected by mtx: the next ticket to dispatch */
+    bool dispatching;     /* protected by mtx: a thread is in the dispatch loop */
+    struct rc_rx **slot;  /* protected by mtx; cap entries */
+    size_t cap;
+    uint32_t errors;           /* consecutive receive errors; dispatcher only */
+    struct rc_ingest_ctx ictx; /* dispatcher only */
 };
 
 struct rc_sock {
     nng_socket sock;
     enum rc_ingest_kind kind;
-    bool closed; /* protected by rc_ingress.mtx */
-    char *url;   /* resolved */
+    struct rc_pullq *q; /* PULL; set before the first receive */
+    bool closed;        /* protected by rc_ingress.mtx */
+    char *url;          /* resolved */
 };
 
 struct rc_ingress {
@@ -156,6 +214,19 @@ static void report_failure(struct rc_ingress *ing, int rv)
 
 /* ---- PULL ---- */
 
+/* Posts rx's receive with the next ticket (see struct rc_pullq). */
+static void pull_post(struct rc_rx *rx)
+{
+    struct rc_pullq *q = rx->q;
+    pthread_mutex_lock(&q->mtx);
+    rx->ticket = q->next_ticket++;
+    rx_publish(rx);
+    /* under q->mtx so tickets follow nng's post order; nng never runs the
+     * callback inside nng_recv_aio (it is dispatched to a task queue) */
+    nng_recv_aio(rx->sock, rx->aio);
+    pthread_mutex_unlock(&q->mtx);
+}
+
 /*
  * Fire-and-forget input has no reply to say `overloaded`, so the PULL path
  * pushes back instead of dropping: run messages are sent without the
@@ -166,13 +237,76 @@ static void report_failure(struct rc_ingress *ing, int rv)
 static void pull_rearm(struct rc_rx *rx)
 {
     struct rc_ingress *ing = rx->ing;
-    rx_publish(rx);
     if (rc_runs_inflight(ing->env.runs) > ing->env.cfg->run_mailbox_limit) {
         rx->sleeping = true;
+        rx_publish(rx);
         nng_sleep_aio(1, rx->aio);
         return;
     }
-    nng_recv_aio(rx->sock, rx->aio);
+    pull_post(rx);
+}
+
+/* Handles one completed receive, in ticket order; dispatcher only. */
+static void pull_handle(struct rc_pullq *q, struct rc_rx *rx)
+{
+    struct rc_ingress *ing = rx->ing;
+    int rv = rx->rv;
+    nng_msg *msg = rx->msg;
+    rx->msg = NULL;
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || ing_stopping(ing)) {
+        if (msg)
+            nng_msg_free(msg); /* closing: not re-armed */
+        return;
+    }
+    if (rv != 0) {
+        rc_metric_add(&ing->env.metrics->ingest_errors, 1);
+        RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", NULL, NULL, "PULL receive failed: %s",
+                           nng_strerror(rv));
+        if (++q->errors >= RC_INGRESS_MAX_ERRORS) {
+            report_failure(ing, rv);
+            return;
+        }
+        pull_post(rx);
+        return;
+    }
+    q->errors = 0;
+    uint32_t pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg));
+    struct rc_ingest_buf *b = wrap(msg);
+    if (!b) {
+        nng_msg_free(msg);
+        rc_metric_add(&ing->env.metrics->events_rejected[RC_PROTO_OVERLOADED], 1);
+    } else if (!accepting(ing)) {
+        rc_ingest_refuse(&q->ictx, b, RC_PROTO_SHUTTING_DOWN, "the broker is shutting down", NULL,
+                         NULL);
+    } else {
+        rc_ingest_dispatch(&q->ictx, b, pipe, NULL, NULL);
+    }
+    pull_rearm(rx);
+}
+
+/* Deposits a completed receive; dispatches every consecutive ticket from
+ * q->next on unless another thread is already doing so (it will find this
+ * one).  See struct rc_pullq. */
+static void pull_deposit(struct rc_rx *rx)
+{
+    struct rc_pullq *q = rx->q;
+    pthread_mutex_lock(&q->mtx);
+    q->slot[rx->ticket % q->cap] = rx;
+    if (q->dispatching) {
+        pthread_mutex_unlock(&q->mtx);
+        return;
+    }
+    q->dispatching = true;
+    struct rc_rx *r;
+    while ((r = q->slot[q->next % q->cap]) != NULL) {
+        q->slot[q->next % q->cap] = NULL;
+        q->next++;
+        pthread_mutex_unlock(&q->mtx);
+        pull_handle(q, r); /* may post r again: takes q->mtx itself */
+        pthread_mutex_lock(&q->mtx);
+    }
+    q->dispatching = false;
+    pthread_mutex_unlock(&q->mtx);
 }
 
 static void pull_cb_inner(void *arg)
@@ -181,44 +315,23 @@ static void pull_cb_inner(void *arg)
     rx_acquire(rx);
     struct rc_ingress *ing = rx->ing;
     int rv = nng_aio_result(rx->aio);
-    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || ing_stopping(ing))
-        goto out;
     if (rx->sleeping) {
-        /* the backpressure pause ended (0 or NNG_ETIMEDOUT) */
+        /* the backpressure pause ended (0 or NNG_ETIMEDOUT); no ticket */
         rx->sleeping = false;
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || ing_stopping(ing))
+            return;
         pull_rearm(rx);
         return;
     }
-    if (rv != 0) {
-        rc_metric_add(&ing->env.metrics->ingest_errors, 1);
-        RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", NULL, NULL, "PULL receive failed: %s",
-                           nng_strerror(rv));
-        if (++rx->errors >= RC_INGRESS_MAX_ERRORS) {
-            report_failure(ing, rv);
-            goto out;
-        }
-        rx_publish(rx);
-        nng_recv_aio(rx->sock, rx->aio);
-        return;
+    /* every ticketed receive is deposited, failed ones too, so that the
+     * tickets after it are not held up */
+    rx->rv = rv;
+    rx->msg = NULL;
+    if (rv == 0) {
+        rx->msg = nng_aio_get_msg(rx->aio);
+        nng_aio_set_msg(rx->aio, NULL);
     }
-    rx->errors = 0;
-    nng_msg *msg = nng_aio_get_msg(rx->aio);
-    nng_aio_set_msg(rx->aio, NULL);
-    uint32_t pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg));
-    struct rc_ingest_buf *b = wrap(msg);
-    if (!b) {
-        nng_msg_free(msg);
-        rc_metric_add(&ing->env.metrics->events_rejected[RC_PROTO_OVERLOADED], 1);
-    } else if (!accepting(ing)) {
-        rc_ingest_refuse(&rx->ictx, b, RC_PROTO_SHUTTING_DOWN, "the broker is shutting down", NULL,
-                         NULL);
-    } else {
-        rc_ingest_dispatch(&rx->ictx, b, pipe, NULL, NULL);
-    }
-    pull_rearm(rx);
-    return;
-out:
-    return;
+    pull_deposit(rx);
 }
 
 /* The callbacks' last touch of rx happens-before rc_ingress_free (which
@@ -433,10 +546,10 @@ static int start_rx(struct rc_ingress *ing, struct rc_sock *s, char *err, size_t
     rc_ingest_ctx_init(&rx->ictx, ing->env.runs, ing->env.metrics, s->kind, peer_of);
     int rv;
     if (s->kind == RC_INGEST_PULL) {
+        rx->q = s->q;
         rv = nng_aio_alloc(&rx->aio, pull_cb, rx);
         if (rv == 0)
-            rx_publish(rx);
-        nng_recv_aio(rx->sock, rx->aio);
+            pull_post(rx);
     } else {
         rv = nng_aio_alloc(&rx->aio, rep_recv_cb, rx);
         if (rv == 0)
@@ -455,6 +568,42 @@ static int start_rx(struct rc_ingress *ing, struct rc_sock *s, char *err, size_t
         return RC_EIO;
     }
     return 0;
+}
+
+static int pullq_new(struct rc_ingress *ing, size_t cap, struct rc_pullq **out)
+{
+    struct rc_pullq *q = rc_calloc(1, sizeof(*q));
+    if (!q)
+        return RC_ENOMEM;
+    q->slot = rc_calloc(cap, sizeof(*q->slot));
+    if (!q->slot) {
+        rc_free(q);
+        return RC_ENOMEM;
+    }
+    q->cap = cap;
+    pthread_mutex_init(&q->mtx, NULL);
+    rc_ingest_ctx_init(&q->ictx, ing->env.runs, ing->env.metrics, RC_INGEST_PULL, peer_of);
+    *out = q;
+    return 0;
+}
+
+/* After every aio has stopped: every callback has run, so every deposited
+ * receive was dispatched by the thread that filled the gap before it. */
+static void pullq_free(struct rc_pullq *q)
+{
+    if (!q)
+        return;
+    pthread_mutex_lock(&q->mtx); /* the last dispatcher's writes */
+    for (size_t i = 0; i < q->cap; i++)
+        if (q->slot[i] && q->slot[i]->msg) {
+            nng_msg_free(q->slot[i]->msg);
+            q->slot[i]->msg = NULL;
+        }
+    pthread_mutex_unlock(&q->mtx);
+    rc_ingest_ctx_fini(&q->ictx);
+    pthread_mutex_destroy(&q->mtx);
+    rc_free(q->slot);
+    rc_free(q);
 }
 
 int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, char *err,
@@ -477,6 +626,9 @@ int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, c
         rc = open_sock(ing, RC_INGEST_PULL, cfg->ingest.v[i], err, errlen);
     for (size_t i = 0; rc == 0 && i < cfg->ingest_ack.n; i++)
         rc = open_sock(ing, RC_INGEST_REP, cfg->ingest_ack.v[i], err, errlen);
+    for (size_t i = 0; rc == 0 && i < ing->n_socks; i++)
+        if (ing->socks[i].kind == RC_INGEST_PULL)
+            rc = pullq_new(ing, per, &ing->socks[i].q);
     for (size_t i = 0; rc == 0 && i < ing->n_socks; i++)
         for (size_t k = 0; rc == 0 && k < per; k++)
             rc = start_rx(ing, &ing->socks[i], err, errlen);
@@ -543,6 +695,8 @@ void rc_ingress_free(struct rc_ingress *ing)
     }
     /* acquire: pairs with the release at the end of pipe_cb */
     (void)atomic_load_explicit(&ing->published, memory_order_acquire);
+    for (size_t i = 0; i < ing->n_socks; i++)
+        pullq_free(ing->socks[i].q); /* before the rx its slots point to */
     for (size_t i = 0; i < ing->n_rx; i++) {
         struct rc_rx *rx = ing->rx[i];
         if (rx->aio) {

@@ -339,14 +339,10 @@ Test(client_broker, demo_runs_complete_fail_and_time_out, .timeout = 30)
     broker_stop(&b);
 }
 
-/* DISABLED until runcastd keeps PUSH order: with --ingest-inflight 8 it has
- * several receives in flight on one PULL socket and dispatches them from
- * different threads, so consecutive messages of one publisher can be applied
- * out of order (seen here: output "1,2,0,3,..." for deltas 0,1,2,3).  This
- * breaks the protocol's "order within a batch is publish order" across
- * messages of one connection.  Enable once broker/core serialises dispatch
- * per PULL pipe (or receives one message at a time). */
-Test(client_broker, pushed_events_keep_publish_order, .timeout = 30, .disabled = true)
+/* runcastd keeps PUSH order with several receives in flight on one PULL
+ * socket (--ingest-inflight 8): consecutive messages of one publisher are
+ * applied in publish order (broker/core's ticketed reorder stage). */
+Test(client_broker, pushed_events_keep_publish_order, .timeout = 30)
 {
     static struct broker b;
     broker_start(&b, NULL);

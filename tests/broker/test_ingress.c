@@ -1,0 +1,109 @@
+/*
+ * The nng ingress in process: publish order over one PUSH connection is the
+ * run's seq order even with several receives in flight (--ingest-inflight),
+ * whose callbacks nng runs concurrently on different threads.
+ */
+#include <criterion/criterion.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rc_buf.h"
+#include "rc_proto.h"
+#include "rc_testsub.h"
+#include "rc_tutil.h"
+
+#define ORDER_RUNS   4
+#define ORDER_EVENTS 1500
+
+static struct rc_testsub *sub_run(struct rc_tb *t, const char *run)
+{
+    struct rc_testsub *ts;
+    cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
+    struct rc_sub_req r = {
+        .kind = RC_SUB_RUN,
+        .target = run,
+        .target_len = strlen(run),
+        .subscriber = rc_testsub_actor(ts),
+        .sub_id = 1,
+        .snapshot = 0,
+    };
+    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
+    return ts;
+}
+
+static void push(nng_socket s, const struct tev *e)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    tev_encode(&b, e);
+    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    rc_buf_fini(&b);
+}
+
+/* Checks that run's events arrived as seq 1..n with texts "0".."n-2" in
+ * order, then the terminal. */
+static void expect_in_order(struct rc_testsub *ts, const char *run, size_t n)
+{
+    size_t total = rc_testsub_count(ts), k = 0;
+    for (size_t i = 0; i < total; i++) {
+        struct rc_tframe f;
+        cr_assert(rc_testsub_get(ts, i, &f));
+        if (strcmp(f.run, run) != 0 || f.kind != RC_FRAME_EV)
+            continue;
+        cr_assert_eq(f.seq, k + 1, "run %s: seq %lu where %zu was due", run, (unsigned long)f.seq,
+                     k + 1);
+        if (k + 1 < n) {
+            char text[32], want[32];
+            cr_assert(rc_mp_str(f.raw, f.len, "text", text, sizeof(text)));
+            snprintf(want, sizeof(want), "%zu", k);
+            cr_assert_str_eq(text, want, "run %s seq %zu: event %s arrived where %s was published",
+                             run, k + 1, text, want);
+        } else {
+            cr_assert(f.terminal);
+        }
+        k++;
+    }
+    cr_assert_eq(k, n, "run %s: %zu events seen, %zu expected", run, k, n);
+}
+
+Test(ingress, one_push_connection_keeps_publish_order_with_inflight_receives, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "ingest-inflight", "8", "watchdog", "30s",
+                          NULL};
+    tb_start(&t, opts);
+    const char *url = rc_broker_listen_url(t.b, RC_INGEST_PULL, 0);
+    cr_assert_not_null(url);
+
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+
+    char runs[ORDER_RUNS][32];
+    struct rc_testsub *ts[ORDER_RUNS];
+    for (int r = 0; r < ORDER_RUNS; r++) {
+        snprintf(runs[r], sizeof(runs[r]), "order-%d", r);
+        ts[r] = sub_run(&t, runs[r]);
+    }
+    /* each run: ORDER_EVENTS single-event messages at full speed, then its
+     * terminal; the runs one after the other over the same connection */
+    for (int r = 0; r < ORDER_RUNS; r++) {
+        for (size_t i = 0; i < ORDER_EVENTS; i++) {
+            char text[32];
+            snprintf(text, sizeof(text), "%zu", i);
+            push(s, &(struct tev){.run = runs[r], .type = "delta", .text = text});
+        }
+        push(s, &(struct tev){.run = runs[r], .type = "complete"});
+    }
+    for (int r = 0; r < ORDER_RUNS; r++) {
+        cr_assert(rc_testsub_wait_terminal(ts[r], runs[r], 20000), "run %s never ended", runs[r]);
+        expect_in_order(ts[r], runs[r], ORDER_EVENTS + 1);
+    }
+    nng_close(s);
+    for (int r = 0; r < ORDER_RUNS; r++)
+        rc_testsub_free(ts[r]);
+    tb_stop(&t);
+}
