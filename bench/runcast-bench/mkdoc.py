@@ -74,7 +74,145 @@ def note(m):
 
 # hand-written analysis kept next to the results (OUT/notes/NAME.md)
 tpl = re.sub(r"@@NOTE:([A-Za-z0-9_.-]+)@@", note, tpl)
-tpl = tpl.replace("@@SUMMARY@@", (read("notes/summary.md") or "*(no summary)*").strip())
+
+
+def figures(name):
+    """{figure name: value (float or None)} from one runcast-bench table."""
+    t = read(name + ".txt") or ""
+    out = {}
+    for line in t.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or cells[0] in ("figure", "") or cells[0].startswith("-"):
+            continue
+        v = cells[1].replace(",", "")
+        key = cells[0]
+        while key in out:  # repeated names ("ratio to raw (batches)"): #2, #3
+            key = key + " #2" if not key[-2:-1] == "#" else key[:-1] + str(int(key[-1]) + 1)
+        try:
+            out[key] = float(v)
+        except ValueError:
+            out[key] = None
+    return out
+
+
+def grep_micro(name, pattern, group=1):
+    t = read(name + ".txt") or ""
+    m = re.search(pattern, t, flags=re.M)
+    return float(m.group(group)) if m else None
+
+
+def fmt(v, unit):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 100:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:.1f}"
+    else:
+        s = f"{v:.3g}"
+    return f"{s} {unit}".strip()
+
+
+F = {n: figures(n) for n in ["ingest", "ack", "fanout", "fanout-w2-epoll", "conns", "runs", "soak"]}
+
+
+def fig(src, name):
+    return F.get(src, {}).get(name)
+
+
+def half_max(src, what):
+    for k, v in F.get(src, {}).items():
+        if k.startswith("W2 <= half max") and k.endswith(what):
+            return v
+    return None
+
+
+# (issue, goal text, measured value, unit, ok-test, baseline text)
+rows = []
+
+
+def row(issue, goal, v, unit, ok, base=""):
+    if ok is None:
+        status = "(no goal)"
+    else:
+        status = "n/a" if v is None else ("met" if ok(v) else "**not met**")
+    rows.append(f"| {issue} | {goal} | {fmt(v, unit)} | {base} | {status} |")
+
+
+def ratio(src, name):
+    r = fig(src, name)
+    return f"{r:.2f} of raw" if r is not None else ""
+
+
+i = "ingest"
+row("5", "ingest, 1 event/message, several publishers: >= 150,000 ev/s",
+    fig(i, "broker, raw PUSH, 1 event/msg"), "ev/s", lambda v: v >= 150000,
+    ratio(i, "ratio to raw (1 event/msg)"))
+row("5", "ingest, batches of 64 x 200 B: >= 1,000,000 ev/s",
+    fig(i, "broker, raw PUSH, batches"), "ev/s", lambda v: v >= 1e6,
+    ratio(i, "ratio to raw (batches)"))
+ru = fig(i, "ratio to raw (1 event/msg)")
+rb = fig(i, "ratio to raw (batches)")
+row("5", "ingest >= 0.8 of raw nng (1 event/msg; batches)", min(ru, rb) if ru and rb else None,
+    "", lambda v: v >= 0.8, f"{ru:.2f}; {rb:.2f}" if ru and rb else "")
+row("5", "acked single-event round trip vs raw REQ/REP",
+    fig("ack", "broker ack 1-event latency p50"), "us p50", None,
+    f"raw {fmt(fig('ack', 'raw REQ/REP 1-event latency p50'), 'us')}")
+row("5", "acked ingest with batches of 64 vs raw REQ/REP",
+    fig("ack", "broker ack, raw REQ, batches"), "ev/s", None,
+    ratio("ack", "ratio to raw (batches)"))
+r = "runs"
+row("5", "<= 512 B per active run", fig(r, "allocated per run"), "B", lambda v: v <= 512,
+    f"RSS: {fmt(fig(r, 'RSS per run'), 'B')}")
+row("5", "1,000,000 runs with armed watchdogs in <= 512 MiB", fig(r, "broker RSS with N runs"),
+    "MiB", lambda v: v <= 512)
+cr = grep_micro("bench_broker", r"run creation \+ watchdog arm.*?([0-9.]+) us/run")
+row("5", "create a run + arm its watchdog <= 2 us (in process, bench_broker)", cr, "us",
+    lambda v: v <= 2, f"end to end over PUSH: {fmt(fig(r, 'time per run'), 'us')}")
+row("5", "watchdog <= 1 tick (10 ms) late with 1,000,000 runs", fig(r, "broker idle_ms - T p99"),
+    "ms p99", lambda v: v <= 10, f"max {fmt(fig(r, 'broker idle_ms - T max'), 'ms')}")
+f = "fanout"
+row("6", "W1: max events/s to one subscriber", fig(f, "W1 max: deliveries"),
+    "deliv/s", None,
+    f"x{(fig(f, 'W1 best / raw nng ws (1 ev/frame)') or 0):.1f} raw nng ws (1 ev/frame)")
+row("6", "W1: p99 < 1 ms at 5,000 ev/s", fig(f, "W1 @ 5000 ev/s: latency p99"), "us",
+    lambda v: v < 1000, f"p50 {fmt(fig(f, 'W1 @ 5000 ev/s: latency p50'), 'us')}")
+row("6", "W2: >= 1,000,000 deliveries/s (1,000 subscribers, nng client)",
+    fig(f, "W2 max: deliveries"), "deliv/s", lambda v: v >= 1e6,
+    f"x{(fig(f, 'W2 best / raw nng ws (32 ev/frame)') or 0):.2f} raw nng ws (32 ev/frame)")
+row("6", "W2: >= 1,000,000 deliveries/s (epoll client)", fig("fanout-w2-epoll", "W2 max: deliveries"),
+    "deliv/s", lambda v: v >= 1e6)
+row("6", "W2 at <= half max: p50 <= 300 us", half_max(f, "latency p50"), "us", lambda v: v <= 300)
+row("6", "W2 at <= half max: p99 <= 2 ms", half_max(f, "latency p99"), "us", lambda v: v <= 2000)
+row("6", "W2 at <= half max: p99.9 <= 10 ms", half_max(f, "latency p99.9"), "us",
+    lambda v: v <= 10000)
+row("6", "W3: 1,000 runs x 1 subscriber", fig(f, "W3 max: deliveries"), "deliv/s",
+    None, f"x{(fig(f, 'W3 best / raw nng ws (1 ev/frame)') or 0):.1f} raw nng ws (1 ev/frame)")
+c = "conns"
+row("6", "idle connections: <= 4 KiB broker memory each", fig(c, "RSS per connection"), "B",
+    lambda v: v <= 4096,
+    f"allocated {fmt(fig(c, 'allocated per connection'), 'B')}; {fmt(fig(c, 'connections upgraded'), 'conns')} (fd limit)")
+row("6", "100,000 idle connections", fig(c, "connections upgraded"), "conns",
+    lambda v: v >= 100000, "RLIMIT_NOFILE 20,000 here")
+pv = grep_micro("bench_proto", r"^decode\+validate\+encode\s+([0-9.]+)")
+pb = grep_micro("bench_proto", r"^baseline: msgpack-c, reused zone\s+([0-9.]+)")
+row("3", "decode + validate + encode < 300 ns/event (bench_proto)", pv, "ns", lambda v: v < 300,
+    f"msgpack-c unpack alone: {fmt(pb, 'ns')}")
+a1 = grep_micro("bench_actors", r"^ring 1000 actors, pooled.*?([0-9.]+) M/s")
+a2 = grep_micro("bench_actors", r"^ring 1000 actors, alloc\+free per msg\s+([0-9.]+) M/s")
+ab = grep_micro("bench_actors", r"^ring 1000 actors, pooled.*?baseline\s+([0-9.]+) M/s")
+row("4", ">= 10 M msg/s pooled (ring of 1,000 actors)", a1, "M/s", lambda v: v >= 10,
+    f"mutex+condvar: {fmt(ab, 'M/s')}")
+row("4", ">= 3 M msg/s with alloc + free per message", a2, "M/s", lambda v: v >= 3)
+ai = grep_micro("bench_actors", r"^jemalloc allocated per idle actor\s+([0-9.]+) B")
+row("4", "<= 256 B per idle actor", ai, "B", lambda v: v <= 256)
+tc = grep_micro("bench_actors", r"^timer arm\+cancel \(full wheel\)\s+([0-9.]+) ns")
+row("4", "timer arm + cancel < 100 ns (1,000,000 armed)", tc, "ns", lambda v: v < 100)
+
+summary = "\n".join(
+    ["| issue | goal | measured | baseline / context | status |", "|---|---|---:|---|---|"] + rows)
+extra = (read("notes/summary.md") or "").strip()
+tpl = tpl.replace("@@SUMMARY@@", summary + ("\n\n" + extra if extra else ""))
 
 micro = []
 for name in ["bench_proto", "bench_actors", "bench_broker", "bench_edge_raw", "bench_edge_w1"]:

@@ -408,7 +408,8 @@ static int wait_ready(struct rcb_broker *b, uint32_t ms)
         if (b->spawned) {
             int st;
             if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
-                rcb_log("error: runcastd exited during start-up (status %d); log: %s", st, b->log_path);
+                rcb_log("error: runcastd exited during start-up (status %d); log: %s", st,
+                        b->log_path);
                 b->pid = -1;
                 b->spawned = false;
                 return -1;

@@ -23,7 +23,7 @@ static uint64_t sink_settle(void *arg, const struct rcb_pubs_result *r)
     struct rcb_sink *k = arg;
     uint64_t deadline = rcb_now_ns() + 30000000000ull;
     while (rcb_sink_msgs(k) < r->messages_sent && rcb_now_ns() < deadline && !rcb_expired())
-        rcb_sleep_ns(500000);
+        rcb_sleep_ns(2000000);
     return rcb_now_ns();
 }
 
@@ -39,7 +39,7 @@ static uint64_t accepted_settle(void *arg, const struct rcb_pubs_result *r)
     struct acc_settle *a = arg;
     uint64_t t_last;
     uint64_t end = rcb_wait_accepted(a->b, a->base + (double)r->events_sent,
-                                     rcb_now_ns() + 120000000000ull, 5, &a->seen, &t_last);
+                                     rcb_now_ns() + 120000000000ull, 20, &a->seen, &t_last);
     a->reached = end != 0;
     return end ? end : t_last;
 }

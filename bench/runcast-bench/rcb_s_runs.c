@@ -74,7 +74,7 @@ static uint64_t created_wait(void *arg, const struct rcb_pubs_result *r)
     (void)r;
     uint64_t t_last = 0;
     uint64_t t = rcb_wait_metric(c->b, "runcast_runs_created_total", c->target,
-                                 rcb_now_ns() + 120000000000ull, 5, &c->seen, &t_last);
+                                 rcb_now_ns() + 120000000000ull, 20, &c->seen, &t_last);
     return t ? t : t_last;
 }
 
