@@ -14,7 +14,7 @@
 
 #include "rcb.h"
 
-#define MAX_FIGS 96
+#define MAX_FIGS 320
 
 struct fig {
     char name[64];
@@ -67,8 +67,13 @@ void rcb_report_param(const char *key, const char *fmt, ...)
 
 static struct fig *add(const char *name, const char *unit)
 {
-    if (cur == NULL || cur->n >= MAX_FIGS)
+    if (cur == NULL)
         return NULL;
+    if (cur->n >= MAX_FIGS) {
+        rcb_log("error: more than %d figures in scenario %s; %s dropped", MAX_FIGS, cur->name,
+                name);
+        return NULL;
+    }
     struct fig *f = &cur->figs[cur->n++];
     memset(f, 0, sizeof(*f));
     snprintf(f->name, sizeof(f->name), "%s", name);
