@@ -100,6 +100,8 @@ static const struct opt opts[] = {
       "Events kept per run for resume (oldest go first, the terminal stays); older resumes get a snapshot and `gap`"),
     O("history-max-bytes", "RUNCAST_HISTORY_MAX_BYTES", "SIZE", "4MiB", RC_CONFIG_SIZE, false, 1, 16 * GIB, history_max_bytes,
       "Bytes of encoded events kept per run for resume; bounds a chatty run's memory"),
+    O("idempotency-window", "RUNCAST_IDEMPOTENCY_WINDOW", "N", "10000", RC_CONFIG_COUNT, false, 1, 100000000, idempotency_window,
+      "Ids of the last N accepted events per run remembered to answer repeats with `dup`; bounds a run's id memory"),
     O("snapshot-text-max", "RUNCAST_SNAPSHOT_TEXT_MAX", "SIZE", "256KiB", RC_CONFIG_SIZE, false, 0, GIB, snapshot_text_max,
       "Accumulated thinking/output text kept per run in its snapshot; late subscribers see the tail beyond it"),
     O("retention", "RUNCAST_RETENTION", "DURATION", "5m", RC_CONFIG_DURATION, false, 0, 30 * MS_DAY, retention_ms,

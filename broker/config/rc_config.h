@@ -80,6 +80,7 @@ struct rc_config {
     /* ---- run state ---- */
     uint64_t history_max_events; /* --history-max-events: 10000 */
     uint64_t history_max_bytes;  /* --history-max-bytes: 4MiB */
+    uint64_t idempotency_window; /* --idempotency-window: 10000 ids per run (FIFO) */
     uint64_t snapshot_text_max;  /* --snapshot-text-max: 256KiB (thinking/output) */
     uint64_t retention_ms;       /* --retention: 5m */
     uint64_t tombstone_ttl_ms;   /* --tombstone-ttl: 1h */

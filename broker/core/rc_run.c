@@ -187,7 +187,7 @@ struct rc_ingest_msg *rc_ingest_msg_new(struct rc_runs *runs, uint32_t n)
 struct rc_run_xtra {
     struct rc_blob *terminal;  /* the terminal `ev` encoding */
     struct rc_blob *tomb_snap; /* TOMBSTONE: the final snap */
-    struct rc_blob *term_id;   /* id_raw of the terminal event (dup answers) */
+    struct rc_blob *term_id;   /* normalised id of the terminal (dup answers) */
     struct rc_run_limits *lim; /* start overrides */
 };
 
@@ -604,78 +604,190 @@ static struct rc_blob *snap_encode(struct rc_run *run)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Idempotency ids: open addressing, id msgpack bytes -> seq                */
+/* Idempotency ids: the last --idempotency-window accepted ids -> seq       */
 
+/*
+ * Keys are normalised: an integer id is the same id whatever msgpack width
+ * the publisher used (`05` and `cd 00 05`), so the key is a tag byte ('u':
+ * unsigned integer, 8 bytes big-endian follow; 's': the string's bytes
+ * follow).  A string "5" and the integer 5 are different ids.
+ */
+#define IDEM_KEY_MAX (1 + 1024) /* tag + the largest --max-id-bytes */
+
+struct idem_key {
+    uint8_t b[IDEM_KEY_MAX];
+    size_t len;
+};
+
+/* false when the event has no id (or an id too long to be a key, which the
+ * decoder's --max-id-bytes check rules out) */
+static bool idem_key_of(const struct rc_event *ev, struct idem_key *k)
+{
+    if (!ev->id_raw.len)
+        return false;
+    if (ev->id_is_uint) {
+        k->b[0] = 'u';
+        for (int i = 0; i < 8; i++)
+            k->b[1 + i] = (uint8_t)(ev->id_uint >> (56 - 8 * i));
+        k->len = 9;
+        return true;
+    }
+    if (ev->id_str.len > IDEM_KEY_MAX - 1)
+        return false;
+    k->b[0] = 's';
+    if (ev->id_str.len)
+        memcpy(k->b + 1, ev->id_str.ptr, ev->id_str.len);
+    k->len = 1 + ev->id_str.len;
+    return true;
+}
+
+/*
+ * A FIFO ring of entries in acceptance order (at most the window; grown by
+ * doubling up to it, so a run with few ids stays small) and an
+ * open-addressed index (linear probing, ring positions, deletion by
+ * backward shift so no tombstones accumulate).  When the ring is full at
+ * the window, the oldest entry is evicted: its index slot is deleted and
+ * its ring position reused.  O(1) per event, memory bounded by the window.
+ */
 struct rc_idem_e {
     uint64_t h;
     uint64_t seq;
-    struct rc_blob *key; /* NULL: empty slot */
+    struct rc_blob *key; /* normalised key */
 };
+
+#define IDEM_NONE UINT32_MAX
 
 struct rc_idem {
-    uint32_t cap, n;
-    struct rc_idem_e *tab;
+    struct rc_idem_e *ring; /* rcap entries; [head, head + n) mod rcap in use */
+    uint32_t rcap, head, n;
+    uint32_t *ix; /* icap slots (a power of two >= 2 * rcap): ring positions */
+    uint32_t icap;
 };
 
-static bool idem_find(const struct rc_run *run, struct rc_str id, uint64_t *seq)
+static uint32_t idem_probe(const struct rc_idem *d, uint64_t h, const struct idem_key *k)
 {
-    if (X_TERMID(run) && blob_eq(X_TERMID(run), id.ptr, id.len)) {
+    for (uint32_t i = (uint32_t)h & (d->icap - 1);; i = (i + 1) & (d->icap - 1)) {
+        uint32_t p = d->ix[i];
+        if (p == IDEM_NONE)
+            return i;
+        const struct rc_idem_e *e = &d->ring[p];
+        if (e->h == h && blob_eq(e->key, k->b, k->len))
+            return i;
+    }
+}
+
+static bool idem_find(const struct rc_run *run, const struct idem_key *k, uint64_t *seq)
+{
+    if (X_TERMID(run) && blob_eq(X_TERMID(run), k->b, k->len)) {
         *seq = run->seq; /* the terminal is always the last seq */
         return true;
     }
     const struct rc_idem *d = run->idem;
     if (!d || !d->n)
         return false;
-    uint64_t h = hash64(id.ptr, id.len);
-    for (uint32_t i = (uint32_t)h & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
-        const struct rc_idem_e *e = &d->tab[i];
-        if (!e->key)
-            return false;
-        if (e->h == h && blob_eq(e->key, id.ptr, id.len)) {
-            *seq = e->seq;
-            return true;
+    uint32_t p = d->ix[idem_probe(d, hash64(k->b, k->len), k)];
+    if (p == IDEM_NONE)
+        return false;
+    *seq = d->ring[p].seq;
+    return true;
+}
+
+static void idem_ix_put(struct rc_idem *d, uint32_t p)
+{
+    uint32_t i = (uint32_t)d->ring[p].h & (d->icap - 1);
+    while (d->ix[i] != IDEM_NONE)
+        i = (i + 1) & (d->icap - 1);
+    d->ix[i] = p;
+}
+
+/* Removes ring position p from the index (backward-shift deletion). */
+static void idem_ix_del(struct rc_idem *d, uint32_t p)
+{
+    uint32_t mask = d->icap - 1;
+    uint32_t i = (uint32_t)d->ring[p].h & mask;
+    while (d->ix[i] != p)
+        i = (i + 1) & mask;
+    for (uint32_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+        uint32_t q = d->ix[j];
+        if (q == IDEM_NONE)
+            break;
+        uint32_t home = (uint32_t)d->ring[q].h & mask;
+        /* q may move into the hole at i unless its home lies in (i, j] */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            d->ix[i] = q;
+            i = j;
         }
     }
+    d->ix[i] = IDEM_NONE;
 }
 
-static void idem_insert(struct rc_idem *d, uint64_t h, uint64_t seq, struct rc_blob *key)
+/* Grows the ring to ncap entries (oldest first at 0) and rebuilds the
+ * index; false on ENOMEM (the table is unchanged). */
+static bool idem_grow(struct rc_idem *d, uint32_t ncap)
 {
-    uint32_t i = (uint32_t)h & (d->cap - 1);
-    while (d->tab[i].key)
-        i = (i + 1) & (d->cap - 1);
-    d->tab[i].h = h;
-    d->tab[i].seq = seq;
-    d->tab[i].key = key;
-    d->n++;
+    uint32_t icap = 8;
+    while (icap < 2 * ncap)
+        icap *= 2;
+    struct rc_idem_e *ring = rc_malloc((size_t)ncap * sizeof(*ring));
+    uint32_t *ix = rc_malloc((size_t)icap * sizeof(*ix));
+    if (!ring || !ix) {
+        rc_free(ring);
+        rc_free(ix);
+        return false;
+    }
+    for (uint32_t i = 0; i < d->n; i++)
+        ring[i] = d->ring[(d->head + i) % d->rcap];
+    rc_free(d->ring);
+    rc_free(d->ix);
+    d->ring = ring;
+    d->rcap = ncap;
+    d->head = 0;
+    d->ix = ix;
+    d->icap = icap;
+    for (uint32_t i = 0; i < icap; i++)
+        d->ix[i] = IDEM_NONE;
+    for (uint32_t i = 0; i < d->n; i++)
+        idem_ix_put(d, i);
+    return true;
 }
 
-static void idem_add(struct rc_run *run, struct rc_str id, uint64_t seq)
+static void idem_add(struct rc_run *run, const struct idem_key *k, uint64_t seq)
 {
+    uint64_t window = rc_runs_config(run->runs)->idempotency_window;
+    if (window > UINT32_MAX / 4)
+        window = UINT32_MAX / 4;
     if (!run->idem) {
         run->idem = rc_calloc(1, sizeof(*run->idem));
         if (!run->idem)
             return;
     }
     struct rc_idem *d = run->idem;
-    if ((uint64_t)(d->n + 1) * 10 > (uint64_t)d->cap * 7) {
-        uint32_t nc = d->cap ? d->cap * 2 : 8;
-        struct rc_idem_e *old = d->tab;
-        uint32_t oc = d->cap;
-        d->tab = rc_calloc(nc, sizeof(*d->tab));
-        if (!d->tab) {
-            d->tab = old;
+    if (d->n == d->rcap && d->rcap < window) {
+        uint64_t nc = d->rcap ? (uint64_t)d->rcap * 2 : 8;
+        if (nc > window)
+            nc = window;
+        if (!idem_grow(d, (uint32_t)nc) && d->n == 0)
             return;
-        }
-        d->cap = nc;
-        d->n = 0;
-        for (uint32_t i = 0; i < oc; i++)
-            if (old[i].key)
-                idem_insert(d, old[i].h, old[i].seq, old[i].key);
-        rc_free(old);
     }
-    struct rc_blob *k = rc_blob_copy(id.ptr, id.len);
-    if (k)
-        idem_insert(d, hash64(id.ptr, id.len), seq, k);
+    struct rc_blob *kb = rc_blob_copy(k->b, k->len);
+    if (!kb)
+        return;
+    uint32_t p;
+    if (d->n == d->rcap) {
+        /* full at the window (or could not grow): evict the oldest */
+        p = d->head;
+        idem_ix_del(d, p);
+        rc_blob_release(d->ring[p].key);
+        d->head = (d->head + 1) % d->rcap;
+        d->n--;
+    } else {
+        p = (d->head + d->n) % d->rcap;
+    }
+    d->ring[p].h = hash64(k->b, k->len);
+    d->ring[p].seq = seq;
+    d->ring[p].key = kb;
+    d->n++;
+    idem_ix_put(d, p);
 }
 
 static void idem_free(struct rc_run *run)
@@ -683,9 +795,10 @@ static void idem_free(struct rc_run *run)
     struct rc_idem *d = run->idem;
     if (!d)
         return;
-    for (uint32_t i = 0; i < d->cap; i++)
-        rc_blob_release(d->tab[i].key);
-    rc_free(d->tab);
+    for (uint32_t i = 0; i < d->n; i++)
+        rc_blob_release(d->ring[(d->head + i) % d->rcap].key);
+    rc_free(d->ring);
+    rc_free(d->ix);
     rc_free(d);
     run->idem = NULL;
 }
@@ -1047,7 +1160,9 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
 {
     struct rc_metrics *m = rc_runs_metrics(run->runs);
     uint64_t seq;
-    if (ev->id_raw.len && idem_find(run, ev->id_raw, &seq)) {
+    struct idem_key key;
+    bool has_key = idem_key_of(ev, &key);
+    if (has_key && idem_find(run, &key, &seq)) {
         *seq_out = seq;
         *dup_out = true;
         rc_metric_add(&m->events_dup, 1);
@@ -1079,8 +1194,8 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
     if (!b)
         return RC_PROTO_INTERNAL;
     run->seq = seq;
-    if (ev->id_raw.len && !terminal)
-        idem_add(run, ev->id_raw, seq);
+    if (has_key && !terminal)
+        idem_add(run, &key, seq);
     if (hdelta)
         hdelta->accepted++;
     else
@@ -1092,8 +1207,8 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
         run->ended_at = c->recv_wall_ms;
         struct rc_run_xtra *x = xtra(run);
         if (x) {
-            if (ev->id_raw.len)
-                x->term_id = rc_blob_copy(ev->id_raw.ptr, ev->id_raw.len);
+            if (has_key)
+                x->term_id = rc_blob_copy(key.b, key.len);
             x->terminal = rc_blob_hold(b);
         }
     } else if (ev->type != RC_EV_START && run->status == RC_RUN_PENDING) {

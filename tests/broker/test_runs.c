@@ -230,6 +230,134 @@ Test(runs, idempotency_ids_answer_dup_with_the_original_seq)
     tb_stop(&t);
 }
 
+/* A delta for run whose id is the given msgpack bytes. */
+static void pub_raw_id(struct rc_tb *t, const char *run, const void *id, size_t id_len,
+                       struct tack *a)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    rc_mpw_map(&b, 4);
+    rc_mpw_cstr(&b, "run");
+    rc_mpw_cstr(&b, run);
+    rc_mpw_cstr(&b, "type");
+    rc_mpw_cstr(&b, "delta");
+    rc_mpw_cstr(&b, "text");
+    rc_mpw_cstr(&b, "x");
+    rc_mpw_cstr(&b, "id");
+    rc_mpw_raw(&b, id, id_len);
+    tb_publish_raw(t, b.data, b.len, 0, a);
+    rc_buf_fini(&b);
+}
+
+Test(runs, integer_ids_are_the_same_id_whatever_their_encoding)
+{
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    struct tack a;
+    pub_raw_id(&t, "r", "\x05", 1, &a); /* positive fixint 5 */
+    cr_assert_eq(a.code[0], RC_PROTO_OK);
+    cr_assert_eq(a.seq[0], 1);
+    cr_assert_not(a.dup[0]);
+    pub_raw_id(&t, "r", "\xd0\x05", 2, &a); /* int 8 */
+    cr_assert_eq(a.code[0], RC_PROTO_OK);
+    cr_assert(a.dup[0], "d0 05 is id 5 again");
+    cr_assert_eq(a.seq[0], 1);
+    pub_raw_id(&t, "r", "\xcd\x00\x05", 3, &a); /* uint 16 */
+    cr_assert(a.dup[0], "cd 00 05 is id 5 again");
+    cr_assert_eq(a.seq[0], 1);
+    pub_raw_id(&t, "r", "\xcf\x00\x00\x00\x00\x00\x00\x00\x05", 9, &a); /* uint 64 */
+    cr_assert(a.dup[0], "cf ... 05 is id 5 again");
+    /* the string "5" is another id */
+    pub_raw_id(&t, "r",
+               "\xa1"
+               "5",
+               2, &a);
+    cr_assert_eq(a.code[0], RC_PROTO_OK);
+    cr_assert_not(a.dup[0], "the string \"5\" is not the integer 5");
+    cr_assert_eq(a.seq[0], 2);
+    pub_raw_id(&t, "r",
+               "\xd9\x01"
+               "5",
+               3, &a); /* str 8 "5" */
+    cr_assert(a.dup[0]);
+    cr_assert_eq(a.seq[0], 2);
+    /* a terminal's integer id in another width is its dup too */
+    pub_raw_id(&t, "r", "\x07", 1, &a);
+    cr_assert_eq(a.seq[0], 3);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    rc_mpw_map(&b, 3);
+    rc_mpw_cstr(&b, "run");
+    rc_mpw_cstr(&b, "r");
+    rc_mpw_cstr(&b, "type");
+    rc_mpw_cstr(&b, "complete");
+    rc_mpw_cstr(&b, "id");
+    rc_mpw_raw(&b, "\x09", 1);
+    tb_publish_raw(&t, b.data, b.len, 0, &a);
+    cr_assert_eq(a.seq[0], 4);
+    rc_buf_reset(&b);
+    rc_mpw_map(&b, 3);
+    rc_mpw_cstr(&b, "run");
+    rc_mpw_cstr(&b, "r");
+    rc_mpw_cstr(&b, "type");
+    rc_mpw_cstr(&b, "complete");
+    rc_mpw_cstr(&b, "id");
+    rc_mpw_raw(&b, "\xcc\x09", 2);
+    tb_publish_raw(&t, b.data, b.len, 0, &a);
+    cr_assert_eq(a.code[0], RC_PROTO_OK, "the terminal's retry is a dup, not run_terminal");
+    cr_assert(a.dup[0]);
+    cr_assert_eq(a.seq[0], 4);
+    rc_buf_fini(&b);
+    tb_stop(&t);
+}
+
+#define WIN     100
+#define WIN_IDS 1000
+
+Test(runs, idempotency_window_remembers_the_last_n_ids)
+{
+    struct rc_tb t;
+    const char *opts[] = {"idempotency-window", "100", NULL};
+    tb_start(&t, opts);
+    static char ids[WIN_IDS][16];
+    static struct tev ev[WIN_IDS];
+    static struct tack a;
+    for (size_t i = 0; i < WIN_IDS; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "id-%zu", i);
+        ev[i] = (struct tev){.run = "w", .type = "delta", .text = "x", .id = ids[i]};
+    }
+    /* 1000 ids in batches of 100: seqs 1..1000 */
+    for (size_t k = 0; k < WIN_IDS; k += 100) {
+        tb_pub_batch(&t, ev + k, 100, 0, &a);
+        for (size_t i = 0; i < 100; i++) {
+            cr_assert_eq(a.code[i], RC_PROTO_OK);
+            cr_assert_not(a.dup[i]);
+            cr_assert_eq(a.seq[i], k + i + 1);
+        }
+    }
+    /* the last 100 are remembered (every one of them, after 900 evictions) */
+    tb_pub_batch(&t, ev + WIN_IDS - WIN, WIN, 0, &a);
+    for (size_t i = 0; i < WIN; i++) {
+        cr_assert(a.dup[i], "id %s is within the window", ids[WIN_IDS - WIN + i]);
+        cr_assert_eq(a.seq[i], WIN_IDS - WIN + i + 1);
+    }
+    /* the one just before them was evicted: accepted again as new (seq
+     * 1001), which evicts the oldest remembered id in turn */
+    tb_pub_batch(&t, ev + WIN_IDS - WIN - 1, 1, 0, &a);
+    cr_assert_not(a.dup[0], "id %s fell out of the window", ids[WIN_IDS - WIN - 1]);
+    cr_assert_eq(a.seq[0], WIN_IDS + 1);
+    tb_pub_batch(&t, ev + WIN_IDS - WIN, 1, 0, &a);
+    cr_assert_not(a.dup[0], "the oldest was evicted by the new one");
+    cr_assert_eq(a.seq[0], WIN_IDS + 2);
+    tb_pub_batch(&t, ev + WIN_IDS - 1, 1, 0, &a);
+    cr_assert(a.dup[0]);
+    cr_assert_eq(a.seq[0], WIN_IDS);
+    tb_pub_batch(&t, ev, 1, 0, &a);
+    cr_assert_not(a.dup[0]);
+    cr_assert_eq(a.seq[0], WIN_IDS + 3);
+    tb_stop(&t);
+}
+
 Test(runs, snapshot_accumulates_and_is_bounded)
 {
     struct rc_tb t;
