@@ -14,6 +14,7 @@
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,7 +261,9 @@ Test(runcastd, publisher_gone_over_a_real_connection, .timeout = 60)
 
 struct loadarg {
     const char *url;
-    volatile bool stop;
+    /* relaxed: only tells the load thread to finish; pthread_join orders
+     * everything else (sent is read after the join) */
+    atomic_bool stop;
     int sent;
 };
 
@@ -278,7 +281,7 @@ static void *push_load(void *arg)
     for (int i = 0; i < 32; i++)
         evs[i] = (struct tev){.run = "load", .type = "delta", .text = "0123456789abcdef"};
     encode_batch(&b, evs, 32);
-    while (!l->stop) {
+    while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
         if (nng_send(s, b.data, b.len, 0) == 0)
             l->sent++;
     }
@@ -308,7 +311,7 @@ Test(runcastd, sigterm_during_load_exits_zero, .timeout = 60)
     uint64_t t0 = rc_clock_mono_ms();
     int st = rcd_stop(&d, 5000);
     uint64_t took = rc_clock_mono_ms() - t0;
-    la.stop = true;
+    atomic_store_explicit(&la.stop, true, memory_order_relaxed);
     pthread_join(th, NULL);
     cr_assert_eq(st, 0, "exit status %d", st);
     cr_assert_lt(took, 3500, "exited in %lu ms", (unsigned long)took);
