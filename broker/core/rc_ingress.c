@@ -214,16 +214,35 @@ static void report_failure(struct rc_ingress *ing, int rv)
 
 /* ---- PULL ---- */
 
-/* Posts rx's receive with the next ticket (see struct rc_pullq). */
-static void pull_post(struct rc_rx *rx)
+/*
+ * Posts rx's receive with the next ticket (see struct rc_pullq), or, when
+ * sleep, parks it for 1 ms without a ticket (backpressure, below).
+ *
+ * Under q->mtx so tickets follow nng's post order; nng never runs the
+ * callback inside nng_recv_aio / nng_sleep_aio (it is dispatched to a task
+ * queue).  The stopping check is under q->mtx too: a dispatcher may post a
+ * receive for another rx, and rc_ingress_free takes every q->mtx after
+ * setting stopping and before nng_aio_stop, so a post either happened
+ * before that rx's nng_aio_stop (which then cancels and waits for it) or
+ * does not happen at all.
+ */
+static void pull_post(struct rc_rx *rx, bool sleep)
 {
     struct rc_pullq *q = rx->q;
     pthread_mutex_lock(&q->mtx);
-    rx->ticket = q->next_ticket++;
-    rx_publish(rx);
-    /* under q->mtx so tickets follow nng's post order; nng never runs the
-     * callback inside nng_recv_aio (it is dispatched to a task queue) */
-    nng_recv_aio(rx->sock, rx->aio);
+    if (ing_stopping(rx->ing)) {
+        pthread_mutex_unlock(&q->mtx);
+        return;
+    }
+    if (sleep) {
+        rx->sleeping = true;
+        rx_publish(rx);
+        nng_sleep_aio(1, rx->aio);
+    } else {
+        rx->ticket = q->next_ticket++;
+        rx_publish(rx);
+        nng_recv_aio(rx->sock, rx->aio);
+    }
     pthread_mutex_unlock(&q->mtx);
 }
 
@@ -237,13 +256,7 @@ static void pull_post(struct rc_rx *rx)
 static void pull_rearm(struct rc_rx *rx)
 {
     struct rc_ingress *ing = rx->ing;
-    if (rc_runs_inflight(ing->env.runs) > ing->env.cfg->run_mailbox_limit) {
-        rx->sleeping = true;
-        rx_publish(rx);
-        nng_sleep_aio(1, rx->aio);
-        return;
-    }
-    pull_post(rx);
+    pull_post(rx, rc_runs_inflight(ing->env.runs) > ing->env.cfg->run_mailbox_limit);
 }
 
 /* Handles one completed receive, in ticket order; dispatcher only. */
@@ -266,7 +279,7 @@ static void pull_handle(struct rc_pullq *q, struct rc_rx *rx)
             report_failure(ing, rv);
             return;
         }
-        pull_post(rx);
+        pull_post(rx, false);
         return;
     }
     q->errors = 0;
@@ -549,7 +562,7 @@ static int start_rx(struct rc_ingress *ing, struct rc_sock *s, char *err, size_t
         rx->q = s->q;
         rv = nng_aio_alloc(&rx->aio, pull_cb, rx);
         if (rv == 0)
-            pull_post(rx);
+            pull_post(rx, false);
     } else {
         rv = nng_aio_alloc(&rx->aio, rep_recv_cb, rx);
         if (rv == 0)
@@ -587,8 +600,10 @@ static int pullq_new(struct rc_ingress *ing, size_t cap, struct rc_pullq **out)
     return 0;
 }
 
-/* After every aio has stopped: every callback has run, so every deposited
- * receive was dispatched by the thread that filled the gap before it. */
+/* After every aio has stopped and every callback has returned: each
+ * ticketed receive completed and was dispatched by whoever filled the gap
+ * before it, so the slots are empty; any message left (a receive that
+ * never completed) is freed rather than leaked. */
 static void pullq_free(struct rc_pullq *q)
 {
     if (!q)
@@ -685,6 +700,13 @@ void rc_ingress_free(struct rc_ingress *ing)
     if (!ing)
         return;
     rc_ingress_close(ing);
+    /* a barrier with every PULL poster: see pull_post */
+    for (size_t i = 0; i < ing->n_socks; i++) {
+        if (ing->socks[i].q) {
+            pthread_mutex_lock(&ing->socks[i].q->mtx);
+            pthread_mutex_unlock(&ing->socks[i].q->mtx);
+        }
+    }
     for (size_t i = 0; i < ing->n_rx; i++) {
         struct rc_rx *rx = ing->rx[i];
         if (rx->aio)
