@@ -102,7 +102,15 @@ struct rc_edge_conn {
     struct rc_actor *self; /* our reference, released last in fini */
     uint64_t id;
 
-    /* Everything below: owner actor only (callbacks touch only the aios). */
+    /* Hand-off markers of rxaio and txaio (rc_edge_io_publish before each
+     * nng_stream_recv/send and at the end of its callback,
+     * rc_edge_io_acquire at callback entry and after nng_aio_stop in
+     * fini): the callbacks read what the actor set up for the operation
+     * (tx_simple, tx_total, fl...), and fini frees what they touched. */
+    _Atomic uint32_t rx_sync, tx_sync;
+
+    /* Everything below: owner actor only (callbacks touch only the aios,
+     * and a simple write's callback the fields tx_account uses; see txs). */
     nng_stream *conn;
     nng_aio *rxaio, *txaio;
     bool json;
@@ -302,7 +310,9 @@ static void conn_io_cb(struct rc_edge_conn *c, nng_aio *aio, uint32_t type)
 static void conn_rx_cb(void *arg)
 {
     struct rc_edge_conn *c = arg;
+    rc_edge_io_acquire(&c->rx_sync); /* start_read's writes */
     conn_io_cb(c, c->rxaio, CONN_MSG_RX);
+    rc_edge_io_publish(&c->rx_sync); /* to conn_fini after nng_aio_stop */
 }
 
 /* Counts a finished write and releases its frames.  Runs on the actor, or
@@ -338,9 +348,8 @@ static void tx_account(struct rc_edge_conn *c)
  * saves one thread hand-off per frame on idle connections.  Anything else
  * (errors, partial writes, the hello, close frames) goes to on_tx.
  */
-static void conn_tx_cb(void *arg)
+static void conn_tx_cb_inner(struct rc_edge_conn *c)
 {
-    struct rc_edge_conn *c = arg;
     if (c->tx_simple && nng_aio_result(c->txaio) == 0 && nng_aio_count(c->txaio) == c->tx_total) {
         tx_account(c);
         /* acq_rel: release publishes the work above to the actor's acquire
@@ -360,6 +369,14 @@ static void conn_tx_cb(void *arg)
     conn_io_cb(c, c->txaio, CONN_MSG_TX);
 }
 
+static void conn_tx_cb(void *arg)
+{
+    struct rc_edge_conn *c = arg;
+    rc_edge_io_acquire(&c->tx_sync); /* write_iov / write_more's writes */
+    conn_tx_cb_inner(c);
+    rc_edge_io_publish(&c->tx_sync); /* to conn_fini after nng_aio_stop */
+}
+
 static void start_read(struct rc_edge_conn *c)
 {
     if (c->rx_busy || c->rx_stopped || c->peer_closed)
@@ -377,7 +394,8 @@ static void start_read(struct rc_edge_conn *c)
     nng_aio_set_iov(c->rxaio, 1, &iov);
     nng_aio_set_timeout(c->rxaio, NNG_DURATION_INFINITE);
     c->rx_busy = true;
-    nng_stream_recv(c->conn, c->rxaio);
+    /* the buffer and the parser: published to conn_rx_cb */
+    rc_edge_io_recv(&c->rx_sync, c->conn, c->rxaio);
 }
 
 /* Starts writing iov[0..n) (copied: the caller's array may be on its
@@ -404,7 +422,8 @@ static void write_iov(struct rc_edge_conn *c, nng_iov *iov, unsigned n)
     /* relaxed: no send is in flight, so no callback reads it concurrently;
      * the send below publishes it to the callback */
     atomic_store_explicit(&c->txs, TX_BUSY, memory_order_relaxed);
-    nng_stream_send(c->conn, c->txaio);
+    /* fl, tx_simple, tx_total: published to conn_tx_cb */
+    rc_edge_io_send(&c->tx_sync, c->conn, c->txaio);
 }
 
 /* After a send took count bytes: true when the frame is not all written
@@ -437,7 +456,7 @@ static bool write_more(struct rc_edge_conn *c, size_t count, bool *timed_out)
     nng_aio_set_iov(c->txaio, n, c->tx_iov);
     nng_aio_set_timeout(c->txaio, to);
     c->tx_simple = false; /* the rest of a partial write comes back to on_tx */
-    nng_stream_send(c->conn, c->txaio);
+    rc_edge_io_send(&c->tx_sync, c->conn, c->txaio); /* published to conn_tx_cb */
     return true;
 }
 
@@ -1277,6 +1296,8 @@ static void conn_fini(void *state, int reason)
         nng_stream_close(c->conn);
     nng_aio_stop(c->rxaio);
     nng_aio_stop(c->txaio);
+    rc_edge_io_acquire(&c->rx_sync); /* the callbacks' last writes */
+    rc_edge_io_acquire(&c->tx_sync);
     nng_aio_free(c->rxaio);
     nng_aio_free(c->txaio);
     nng_stream_free(c->conn);

@@ -27,6 +27,62 @@ struct rc_config;
 struct rc_broker;
 struct rc_edge_conn;
 
+/*
+ * nng hand-off markers.  nng orders "a thread starts an aio operation"
+ * before "nng's thread runs its callback" (and "the callback returned"
+ * before "nng_aio_stop returned") with its own locks, and Debian's libnng
+ * is not built with the thread sanitizer, so TSan cannot see those edges.
+ * Each aio therefore has an atomic counter (as rc_ingress.c's rc_rx.sync):
+ *
+ *   rc_edge_io_publish  release increment: right before every
+ *                       nng_stream_send/recv, nng_stream_listener_accept
+ *                       (everything the starter wrote is published), and
+ *                       as the last statement of the callback (what the
+ *                       callback wrote is published to nng_aio_stop's
+ *                       caller);
+ *   rc_edge_io_acquire  acquire load: first statement of the callback
+ *                       (pairs with the publish before the start), and
+ *                       right after nng_aio_stop (pairs with the
+ *                       callback's final publish) before the owner frees.
+ *
+ * These add no ordering nng does not already provide; they state it where
+ * the sanitizer (and a reader) can see it.
+ */
+static inline void rc_edge_io_publish(_Atomic uint32_t *sync)
+{
+    /* release: pairs with rc_edge_io_acquire on the other side of nng */
+    atomic_fetch_add_explicit(sync, 1, memory_order_release);
+}
+
+static inline void rc_edge_io_acquire(_Atomic uint32_t *sync)
+{
+    /* acquire: pairs with the rc_edge_io_publish before this hand-off */
+    (void)atomic_load_explicit(sync, memory_order_acquire);
+}
+
+/* Publish, then start the operation.  The stream and aio are passed by
+ * value, so the caller's fields holding them are read BEFORE the release:
+ * once the operation is started its callback may change those fields (an
+ * HTTP session's stream is taken by the upgrade), and a read after the
+ * release would not be ordered before that write. */
+static inline void rc_edge_io_send(_Atomic uint32_t *sync, nng_stream *s, nng_aio *aio)
+{
+    rc_edge_io_publish(sync);
+    nng_stream_send(s, aio);
+}
+
+static inline void rc_edge_io_recv(_Atomic uint32_t *sync, nng_stream *s, nng_aio *aio)
+{
+    rc_edge_io_publish(sync);
+    nng_stream_recv(s, aio);
+}
+
+static inline void rc_edge_io_accept(_Atomic uint32_t *sync, nng_stream_listener *l, nng_aio *aio)
+{
+    rc_edge_io_publish(sync);
+    nng_stream_listener_accept(l, aio);
+}
+
 /* Fan-out latency histogram (broker receive -> frame written to the
  * socket), upper bounds in microseconds; the last bucket is +Inf. */
 #define RC_EDGE_LAT_BUCKETS 17
@@ -86,6 +142,7 @@ struct rc_edge {
 
     nng_stream_listener *listener; /* set in start, freed in stop */
     nng_aio *accept_aio;
+    _Atomic uint32_t accept_sync; /* hand-off marker of accept_aio (rc_edge_io_publish) */
     uint16_t port;
     int64_t started_ms; /* wall ms at start */
 

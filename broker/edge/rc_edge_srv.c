@@ -39,10 +39,17 @@ struct rc_http_sess {
     struct rc_edge *e;
     nng_stream *s;
     nng_aio *aio;
+    /* Hand-off marker of aio (rc_edge_io_publish before every start,
+     * rc_edge_io_acquire at callback entry): the session's fields pass
+     * between the thread that starts an operation and nng's callback. */
+    _Atomic uint32_t sync;
     enum sess_state st;
-    bool keep;   /* keep the connection after this answer */
-    bool killed; /* stop closed the stream */
-    char *in;    /* request bytes: the head being parsed, then what followed */
+    bool keep; /* keep the connection after this answer */
+    /* stop closed the stream: set by rc_edge_srv_stop (under edge->mtx),
+     * read by the callback; relaxed, a hint only (the closed stream fails
+     * the next operation anyway) */
+    _Atomic bool killed;
+    char *in; /* request bytes: the head being parsed, then what followed */
     size_t in_len, in_cap;
     size_t head_len; /* bytes of the current request head (0: not complete) */
     const char *hname[HDRS_MAX];
@@ -131,7 +138,7 @@ static void sess_read(struct rc_http_sess *h)
     nng_aio_set_iov(h->aio, 1, &iov);
     nng_aio_set_timeout(h->aio, IDLE_MS);
     h->st = SS_READ;
-    nng_stream_recv(h->s, h->aio);
+    rc_edge_io_recv(&h->sync, h->s, h->aio);
 }
 
 static void respond_raw(struct rc_http_sess *h, uint16_t status, const char *ctype,
@@ -341,9 +348,14 @@ static void sess_process(struct rc_http_sess *h)
     dispatch(h);
 }
 
+/* No final rc_edge_io_publish here: a session is never nng_aio_stop'ped
+ * by another thread; it ends in sess_free on the thread that owns it
+ * (this callback or the handler answering), and nng's reaper frees the
+ * aio. */
 static void sess_cb(void *arg)
 {
     struct rc_http_sess *h = arg;
+    rc_edge_io_acquire(&h->sync);
     int rv = nng_aio_result(h->aio);
     if (rv != 0) {
         sess_free(h);
@@ -364,10 +376,11 @@ static void sess_cb(void *arg)
     if (h->out_off < h->out.len) {
         nng_iov iov = {.iov_buf = h->out.data + h->out_off, .iov_len = h->out.len - h->out_off};
         nng_aio_set_iov(h->aio, 1, &iov);
-        nng_stream_send(h->s, h->aio);
+        rc_edge_io_send(&h->sync, h->s, h->aio);
         return;
     }
-    if (!h->keep || h->killed) {
+    /* relaxed: see killed */
+    if (!h->keep || atomic_load_explicit(&h->killed, memory_order_relaxed)) {
         sess_free(h);
         return;
     }
@@ -407,7 +420,8 @@ static void respond_raw(struct rc_http_sess *h, uint16_t status, const char *cty
     nng_aio_set_iov(h->aio, 1, &iov);
     uint64_t to = h->e->cfg->ws_write_timeout_ms;
     nng_aio_set_timeout(h->aio, to > 0 ? (nng_duration)to : NNG_DURATION_INFINITE);
-    nng_stream_send(h->s, h->aio);
+    /* a handler may answer from a worker thread: publish its writes */
+    rc_edge_io_send(&h->sync, h->s, h->aio);
 }
 
 void rc_edge_respond(struct rc_edge_req *r, uint16_t status, const char *ctype, const void *body,
@@ -465,9 +479,8 @@ void rc_edge_take_done(struct rc_edge_req *r)
 
 /* ---- accepting ---- */
 
-static void accept_cb(void *arg)
+static void accept_cb_inner(struct rc_edge *e)
 {
-    struct rc_edge *e = arg;
     int rv = nng_aio_result(e->accept_aio);
     if (rv == 0) {
         nng_stream *s = nng_aio_get_output(e->accept_aio, 0);
@@ -503,7 +516,15 @@ static void accept_cb(void *arg)
     e->accepting = again;
     pthread_mutex_unlock(&e->mtx);
     if (again)
-        nng_stream_listener_accept(e->listener, e->accept_aio);
+        rc_edge_io_accept(&e->accept_sync, e->listener, e->accept_aio);
+}
+
+static void accept_cb(void *arg)
+{
+    struct rc_edge *e = arg;
+    rc_edge_io_acquire(&e->accept_sync); /* what srv_start or the last callback wrote */
+    accept_cb_inner(e);
+    rc_edge_io_publish(&e->accept_sync); /* for rc_edge_srv_stop after nng_aio_stop */
 }
 
 int rc_edge_srv_start(struct rc_edge *e, const char *url)
@@ -527,7 +548,8 @@ int rc_edge_srv_start(struct rc_edge *e, const char *url)
     pthread_mutex_lock(&e->mtx);
     e->accepting = true;
     pthread_mutex_unlock(&e->mtx);
-    nng_stream_listener_accept(e->listener, e->accept_aio);
+    /* listener, port, aio: published to accept_cb */
+    rc_edge_io_accept(&e->accept_sync, e->listener, e->accept_aio);
     return RC_OK;
 }
 
@@ -537,12 +559,13 @@ void rc_edge_srv_stop(struct rc_edge *e)
         return;
     nng_stream_listener_close(e->listener);
     nng_aio_stop(e->accept_aio);
+    rc_edge_io_acquire(&e->accept_sync); /* the last accept_cb's writes */
     /* Close every session's stream: its pending operation fails and its
      * callback frees it; a session waiting for a handler is freed when the
      * handler answers (the write fails). */
     pthread_mutex_lock(&e->mtx);
     for (struct rc_http_sess *h = e->sessions; h != NULL; h = h->next) {
-        h->killed = true;
+        atomic_store_explicit(&h->killed, true, memory_order_relaxed); /* see killed */
         if (h->s != NULL)
             nng_stream_close(h->s);
     }
