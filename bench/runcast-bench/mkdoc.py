@@ -67,8 +67,18 @@ def table(m):
 tpl = re.sub(r"@@TABLE:([A-Za-z0-9_.-]+)@@", table, tpl)
 
 
+def read_note(name):
+    """OUT/notes/NAME.md, else the copy kept in the repository (written
+    against the figures of the last published run: revise it with them)."""
+    t = read("notes/" + name + ".md")
+    if t is None:
+        p = os.path.join(here, "notes", name + ".md")
+        t = open(p).read() if os.path.exists(p) else None
+    return t
+
+
 def note(m):
-    t = read("notes/" + m.group(1) + ".md")
+    t = read_note(m.group(1))
     return t.strip() if t else ""
 
 
@@ -145,9 +155,12 @@ def ratio(src, name):
 
 
 i = "ingest"
-row("5", "ingest, 1 event/message, several publishers: >= 150,000 ev/s",
-    fig(i, "broker, raw PUSH, 1 event/msg"), "ev/s", lambda v: v >= 150000,
-    ratio(i, "ratio to raw (1 event/msg)"))
+u_raw, u_lib = fig(i, "broker, raw PUSH, 1 event/msg"), fig(i, "broker, library, 1 event/msg")
+ur_raw, ur_lib = fig(i, "ratio to raw (1 event/msg)"), fig(i, "ratio to raw (1 event/msg) #2")
+u_best = max([x for x in (u_raw, u_lib) if x is not None], default=None)
+row("5", "ingest, 1 event/message, several publishers: >= 150,000 ev/s (best of raw PUSH, library)",
+    u_best, "ev/s", lambda v: v >= 150000,
+    f"raw PUSH {fmt(u_raw, '')} ({ur_raw or 0:.2f} of raw), library {fmt(u_lib, '')} ({ur_lib or 0:.2f})")
 row("5", "ingest, batches of 64 x 200 B: >= 1,000,000 ev/s",
     fig(i, "broker, raw PUSH, batches"), "ev/s", lambda v: v >= 1e6,
     ratio(i, "ratio to raw (batches)"))
@@ -155,9 +168,9 @@ bb = grep_micro("bench_broker", r"runcast PUSH ingest, batch 64.*?\s([0-9.]+) ev
 bbr = grep_micro("bench_broker", r"runcast PUSH ingest, batch 64.*?([0-9.]+) of raw")
 row("5", "ingest, batches of 64: >= 1,000,000 ev/s (bench_broker, in-process, 2 s steady state)",
     bb, "ev/s", lambda v: v >= 1e6, f"{bbr:.2f} of raw" if bbr is not None else "")
-ru = fig(i, "ratio to raw (1 event/msg)")
+ru = max([x for x in (ur_raw, ur_lib) if x is not None], default=None)
 rb = fig(i, "ratio to raw (batches)")
-row("5", "ingest >= 0.8 of raw nng (1 event/msg; batches)", min(ru, rb) if ru and rb else None,
+row("5", "ingest >= 0.8 of raw nng (best 1 event/msg; batches)", min(ru, rb) if ru and rb else None,
     "", lambda v: v >= 0.8, f"{ru:.2f}; {rb:.2f}" if ru and rb else "")
 row("5", "acked single-event round trip vs raw REQ/REP",
     fig("ack", "broker ack 1-event latency p50"), "us p50", None,
@@ -215,7 +228,7 @@ row("4", "timer arm + cancel < 100 ns (1,000,000 armed)", tc, "ns", lambda v: v 
 
 summary = "\n".join(
     ["| issue | goal | measured | baseline / context | status |", "|---|---|---:|---|---|"] + rows)
-extra = (read("notes/summary.md") or "").strip()
+extra = (read_note("summary") or "").strip()
 tpl = tpl.replace("@@SUMMARY@@", summary + ("\n\n" + extra if extra else ""))
 
 micro = []

@@ -36,7 +36,8 @@ run() { # NAME CMD...
   wait_quiet
   echo "== $name: $* (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$out/machine.txt"
   local t0=$SECONDS rc
-  "$@" > "$out/$name.txt" 2> "$out/$name.err"
+  # every program is bounded by itself; this is the backstop (exit 124)
+  timeout -k 10 "${RCB_TIMEOUT:-600}" "$@" > "$out/$name.txt" 2> "$out/$name.err"
   rc=$?
   echo "   exit $rc after $((SECONDS - t0)) s (load after $(cut -d' ' -f1 /proc/loadavg))" |
     tee -a "$out/machine.txt"
