@@ -112,6 +112,8 @@ class Harness:
         self.tasks = set()
         self.n_run = 0
         self.run_subs = []
+        self.ambiguous = []  # (run, extra kind allowed, why): see note_gaps
+        self.ended_by = {}  # run -> terminal kind its subscribers saw
 
     def ms(self, v):
         """A scenario duration, stretched in sanitizer builds (their broker is
@@ -546,30 +548,64 @@ class RunCtx:
             await self.pace()
 
     def start_ev(self, timeouts=None, deadline=None):
+        """A `start` with per-run watchdog overrides, recorded in the run's
+        record so invariant 3 judges the run by the timeouts it really has
+        (timeouts: {"*": ms} sets the idle timeout; other keys are phases,
+        which the caller records itself)."""
         kw = {}
         if timeouts:
             kw["timeouts"] = timeouts
+            if "*" in timeouts and len(timeouts) == 1:
+                self.rec.timeout_ms = timeouts["*"]
         if deadline:
             kw["deadline"] = deadline
+            self.rec.deadline_ms = deadline
         return self.ev("start", **kw)
 
+    def long_start(self, deadline=None):
+        """The `start` of a run whose expected terminal is not the watchdog
+        (nor the deadline unless given): idle timeout and deadline so long
+        that only a stall of seconds could let them win the race against the
+        cause under test."""
+        c = self.h.cfg
+        return self.start_ev(timeouts={"*": c["long_idle_ms"]},
+                             deadline=deadline or c["long_deadline_ms"])
+
     def note_gaps(self):
-        """Publishing is paced far below the idle timeout, but a loaded
-        machine can stall the harness itself: if the publisher really left a
-        gap close to the timeout (before its last event, or before it was
-        killed or closed), a watchdog terminal is correct too."""
-        evs = self.rec.events
-        # silence: from one message's completion to the start of the next
+        """The expected terminal is decided by the scenario, with per-run
+        timeouts that leave seconds between it and any competing cause; but
+        a loaded machine can stall the harness itself.  So the competing
+        causes are judged from what the harness observed (send completions,
+        acks, the kill or close moment), never from planned times: when the
+        observed timings bring a competing cause within `race_ms` of firing
+        first, it is accepted too and counted (Harness.ambiguous, printed
+        as a summary line) instead of failing the run."""
+        h, rec = self.h, self.rec
+        evs = rec.events
+        margin = h.cfg["race_ms"] + 3 * h.cfg["tick_ms"]
+        allowed = []
+        # the watchdog: silence from one message's completion to the start
+        # of the next, or from the last event to the moment publisher_gone
+        # is due (end + grace: the broker must still notice the close)
         gaps = [b.get("t0", b["t"]) - a["t"] for a, b in zip(evs, evs[1:])]
-        end = self.rec.killed_at or self.rec.closed_at
+        end = rec.killed_at or rec.closed_at
         if end and evs:
-            # publisher_gone is due at end + grace, the watchdog at the last
-            # event + timeout: whichever comes first wins (50 ms for the
-            # broker to notice the closed connection)
-            gaps.append(end - evs[-1]["t"] + (self.rec.grace_ms or 0) + 50)
-        if gaps and max(gaps) >= (self.rec.timeout_ms or 0) - 3 * self.h.cfg["tick_ms"]:
-            self.rec.kinds.add("watchdog_timeout")
-            self.rec.note(now(), f"publisher gap of {max(gaps)} ms: watchdog_timeout allowed")
+            gaps.append(end - evs[-1]["t"] + (rec.grace_ms or 0))
+        if ("watchdog_timeout" not in rec.kinds and gaps and rec.timeout_ms
+                and max(gaps) >= rec.timeout_ms - margin):
+            allowed.append(("watchdog_timeout", f"publisher gap of {max(gaps)} ms vs idle "
+                            f"timeout {rec.timeout_ms} ms"))
+        # the deadline: the run's observed life (first send to its last
+        # event, or to publisher_gone being due)
+        if evs and rec.first_t and rec.deadline_ms and "deadline_exceeded" not in rec.kinds:
+            last = max(evs[-1]["t"], (end + (rec.grace_ms or 0)) if end else 0)
+            if last - rec.first_t >= rec.deadline_ms - margin:
+                allowed.append(("deadline_exceeded", f"run lived {last - rec.first_t} ms vs "
+                                f"deadline {rec.deadline_ms} ms"))
+        for kind, why in allowed:
+            rec.kinds.add(kind)
+            rec.note(now(), f"{why}: {kind} allowed too")
+            h.ambiguous.append((rec.run, kind, why))
 
 
 async def with_pub(h, kind, fn):
@@ -591,11 +627,9 @@ async def sc_good(h, kind):
         r = RunCtx(h, "good", pub, conv=pick_conv(h))
         fail = r.rng.random() < 0.25
         r.rec.kinds = {"error" if fail else "complete"}
-        if r.rng.random() < 0.6:
-            to = h.ms(r.rng.choice([1500, 2000]))
-            r.rec.timeout_ms = to
-            r.rec.deadline_ms = 10000
-            await r.publish([r.start_ev(timeouts={"*": to}, deadline=10000)])
+        # a long idle timeout: the harness stalling between two sends must
+        # not turn the expected complete/error into a watchdog terminal
+        await r.publish([r.long_start()])
         await r.body(r.rng.randint(3, 30))
         last = [r.filler() for _ in range(r.rng.randint(0, 3))]
         await r.publish(last + [r.ev("error" if fail else "complete")])
@@ -610,6 +644,10 @@ async def sc_kill(h, kind):
     """SIGKILL mid-run: publisher_gone for every run on that connection."""
     async def go(pub):
         runs = [RunCtx(h, "kill", pub, conv=pick_conv(h)) for _ in range(h.rng.choice([1, 1, 2, 3]))]
+        # idle timeout of seconds, grace of 150 ms: publisher_gone wins by
+        # seconds however late the harness gets to the kill
+        for r in runs:
+            await r.publish([r.long_start()])
         for _ in range(h.rng.randint(2, 12)):
             for r in runs:
                 await r.publish([r.filler() for _ in range(r.rng.choice([1, 2, 4]))])
@@ -630,15 +668,24 @@ async def sc_stop(h, kind, close):
     closes it cleanly (publisher_gone)."""
     async def go(pub):
         r = RunCtx(h, "close" if close else "hold", pub, conv=pick_conv(h))
-        if not close and r.rng.random() < 0.5:
-            # per-run override, phase-specific: the last phase decides
+        if close:
+            # idle timeout of seconds, grace 150 ms: publisher_gone by seconds
+            await r.publish([r.long_start()])
+            await r.body(r.rng.randint(2, 15))
+        elif r.rng.random() < 0.5:
+            # per-run override, phase-specific: the last phase decides; the
+            # other phases get seconds, so a stall before `execute` is no race
             to = h.ms(r.rng.choice([300, 500]))
-            r.rec.timeout_ms = to
-            await r.publish([r.start_ev(timeouts={"execute": to, "*": h.ms(2000)})])
+            await r.publish([r.start_ev(timeouts={"execute": to, "*": h.cfg["long_idle_ms"]},
+                                        deadline=h.cfg["long_deadline_ms"])])
+            r.rec.timeout_ms = h.cfg["long_idle_ms"]
             await r.body(r.rng.randint(1, 6))
             await r.publish([r.ev("phase", phase="execute")])
+            r.rec.timeout_ms = to
             await r.publish([r.ev("tool")])
         else:
+            # the broker's own --watchdog (short); only the deadline is long
+            await r.publish([r.start_ev(deadline=h.cfg["long_deadline_ms"])])
             await r.body(r.rng.randint(2, 15))
         if close:
             await asyncio.sleep(r.rng.uniform(0, 0.03))
@@ -651,7 +698,8 @@ async def sc_stop(h, kind, close):
             r.rec.note(now(), "went silent, connection kept open")
         r.note_gaps()
         # keep the connection open well past the expected terminal
-        await asyncio.sleep((r.rec.timeout_ms + h.cfg["bound_ms"]) / 1000)
+        wait = r.rec.grace_ms if close else r.rec.timeout_ms
+        await asyncio.sleep((wait + h.cfg["bound_ms"]) / 1000)
     await with_pub(h, kind, go)
 
 
@@ -660,13 +708,11 @@ async def sc_chatter(h, kind):
     async def go(pub):
         r = RunCtx(h, "chat", pub, conv=pick_conv(h))
         r.rec.kinds = {"deadline_exceeded"}
+        # idle timeout of seconds: only the deadline can end it (None: the
+        # broker's --run-deadline)
         dl = r.rng.choice([None, h.ms(1200), h.ms(1600)])
-        if dl:
-            r.rec.deadline_ms = dl
-            await r.publish([r.start_ev(deadline=dl)])
-        else:
-            await r.publish([r.filler()])
-        end = r.rec.first_t + r.rec.deadline_ms + 600
+        await r.publish([r.start_ev(timeouts={"*": h.cfg["long_idle_ms"]}, deadline=dl)])
+        end = r.rec.first_t + r.rec.deadline_ms + 600 + h.cfg["race_ms"]
         while now() < end:
             res = await r.publish([r.ev(r.rng.choice(["heartbeat", "delta", "thinking"]))])
             if res and (res[0].get("error") or {}).get("code") == "run_terminal":
@@ -682,8 +728,7 @@ async def sc_dups(h, kind):
     async def go(pub):
         r = RunCtx(h, "dups", pub, conv=pick_conv(h))
         r.rec.kinds = {"complete"}
-        r.rec.timeout_ms = h.ms(2000)
-        await r.publish([r.start_ev(timeouts={"*": h.ms(2000)})])
+        await r.publish([r.long_start()])
         evs = [r.ev("delta", id=f"d{i}") for i in range(4)]
         for e in evs:
             await r.publish([e])
@@ -839,12 +884,10 @@ async def sc_firehose_slow(h):
     async def go(pub):
         r = RunCtx(h, "fire", pub, conv=conv)
         r.rec.kinds = {"complete"}
-        r.rec.timeout_ms = h.ms(3000)
         slow = SlowSub(h, r.run)
         h.spawn(slow.run())
         await slow.subscribed.wait()
-        r.rec.deadline_ms = 30000
-        await r.publish([r.start_ev(timeouts={"*": h.ms(3000)}, deadline=30000)])
+        await r.publish([r.start_ev(timeouts={"*": h.cfg["long_idle_ms"]}, deadline=30000)])
         # incompressible text (a server could negotiate permessage-deflate)
         chunks = [base64.b64encode(r.rng.randbytes(6144)).decode() for _ in range(16)]
         # 12 MiB: over the queue limit plus the in-flight frame plus the
@@ -878,9 +921,10 @@ async def sc_retention_resume(h):
     async def go(pub):
         r = RunCtx(h, "reten", pub, conv=pick_conv(h))
         r.rec.kinds = {"complete"}
-        s = RunSub(h, r.run, drop_after_seq=2, resume_after_ms=h.cfg["retention_ms"] + 1500)
+        s = RunSub(h, r.run, drop_after_seq=3, resume_after_ms=h.cfg["retention_ms"] + 1500)
         h.spawn(s.run())
         await s.subscribed.wait()
+        await r.publish([r.long_start()])
         await r.publish([r.ev("phase", phase="routing")])
         await r.publish([r.ev("delta")])
         await asyncio.wait_for(s.dropped.wait(), 10)
@@ -1521,7 +1565,11 @@ def push_run_terminal(self, epoch):
             continue
         ids = [e["id"] for e in evs if e.get("id") is not None]
         n = len(evs) - (len(ids) - len(set(ids))) - acc
-        lo += n
+        tail = 0
+        if rec.lossy_tail and rec.killed_at:
+            # still in the SIGKILLed publisher's buffers: maybe never read
+            tail = min(n, len([e for e in evs if e["t"] >= rec.killed_at - 100]))
+        lo += n - tail
         hi += n
     return lo, hi
 
@@ -1625,6 +1673,9 @@ async def main_async(args):
         "stall_ms": 20000 if san else 5000, "req_timeout_ms": 5000,
         "concurrency": args.concurrency or (4 if san else 6), "sanitized": san,
         "race_ms": 600 if san else 250, "runs_limit": 100000,
+        # per-run overrides (in `start`) for runs whose expected terminal is
+        # not the watchdog / the deadline: seconds of margin against stalls
+        "long_idle_ms": int(5000 * scale), "long_deadline_ms": int(20000 * scale),
         "firehose_batches": 28 if args.light else 96,
     }
     h.delivered = {}  # (epoch, run) -> events accepted (its last seq, synthetic included)
@@ -1737,6 +1788,18 @@ async def main_async(args):
                     seen_t.add(key)
                     k = C.term_kind(tm)
                     terms[k] = terms.get(k, 0) + 1
+            if tm and tm.get("run"):
+                h.ended_by.setdefault(tm["run"], C.term_kind(tm))
+    if h.ambiguous:
+        # runs where the harness's own stalls made a second terminal cause
+        # plausible (note_gaps): accepted, counted, never a failure
+        won = sum(1 for rid, kind, _ in h.ambiguous if h.ended_by.get(rid) == kind)
+        log(f"timing: {len(h.ambiguous)} run(s) where observed harness gaps made a second "
+            f"terminal cause plausible (both accepted); {won} ended by it: " +
+            ", ".join(f"{rid} +{kind} ({why})" for rid, kind, why in h.ambiguous[:8]) +
+            (" ..." if len(h.ambiguous) > 8 else ""))
+    else:
+        log("timing: no run came within the race margin of a second terminal cause")
     check_counters(h, final_ms, h.epoch, runs_final, terms, f"epoch {h.epoch}")
     check_runs_api(h, h.mid_runs)
     for name in ("runcast_history_bytes", "runcast_history_events"):
