@@ -107,3 +107,75 @@ Test(ingress, one_push_connection_keeps_publish_order_with_inflight_receives, .t
         rc_testsub_free(ts[r]);
     tb_stop(&t);
 }
+
+/*
+ * Fire-and-forget input is never dropped for overload: with a tiny
+ * --run-mailbox-limit and a flood of PUSH batches to a few runs, every event
+ * arrives, in publish order, and nothing is counted `overloaded` (the PULL
+ * receive pauses instead; only the REP path answers `overloaded`).
+ */
+#define FLOOD_RUNS    3
+#define FLOOD_BATCH   32
+#define FLOOD_BATCHES 60 /* per run */
+
+Test(ingress, pull_flood_past_mailbox_limit_loses_nothing, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest",
+                          "tcp://127.0.0.1:0",
+                          "ingest-inflight",
+                          "16",
+                          "watchdog",
+                          "30s",
+                          "run-mailbox-limit",
+                          "1",
+                          NULL};
+    tb_start(&t, opts);
+    const char *url = rc_broker_listen_url(t.b, RC_INGEST_PULL, 0);
+    cr_assert_not_null(url);
+
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+
+    char runs[FLOOD_RUNS][32];
+    struct rc_testsub *ts[FLOOD_RUNS];
+    for (int r = 0; r < FLOOD_RUNS; r++) {
+        snprintf(runs[r], sizeof(runs[r]), "flood-%d", r);
+        ts[r] = sub_run(&t, runs[r]);
+    }
+    /* batches interleaved across the runs, so every run's mailbox fills */
+    static char texts[FLOOD_BATCHES * FLOOD_BATCH][16];
+    for (size_t i = 0; i < FLOOD_BATCHES * FLOOD_BATCH; i++)
+        snprintf(texts[i], sizeof(texts[i]), "%zu", i);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    struct tev evs[FLOOD_BATCH];
+    for (int k = 0; k < FLOOD_BATCHES; k++) {
+        for (int r = 0; r < FLOOD_RUNS; r++) {
+            for (int i = 0; i < FLOOD_BATCH; i++)
+                evs[i] = (struct tev){
+                    .run = runs[r], .type = "delta", .text = texts[k * FLOOD_BATCH + i]};
+            rc_buf_reset(&b);
+            rc_mpw_array(&b, FLOOD_BATCH);
+            for (int i = 0; i < FLOOD_BATCH; i++)
+                tev_encode(&b, &evs[i]);
+            cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+        }
+    }
+    for (int r = 0; r < FLOOD_RUNS; r++)
+        push(s, &(struct tev){.run = runs[r], .type = "complete"});
+    for (int r = 0; r < FLOOD_RUNS; r++) {
+        cr_assert(rc_testsub_wait_terminal(ts[r], runs[r], 20000), "run %s never ended", runs[r]);
+        expect_in_order(ts[r], runs[r], FLOOD_BATCHES * FLOOD_BATCH + 1);
+    }
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    cr_assert_eq(rc_metric_get(&m->events_rejected[RC_PROTO_OVERLOADED]), 0,
+                 "PULL events refused as overloaded");
+    cr_assert_eq(rc_metric_get(&m->mailbox_overloads), 0, "PULL mailbox overloads counted");
+    nng_close(s);
+    rc_buf_fini(&b);
+    for (int r = 0; r < FLOOD_RUNS; r++)
+        rc_testsub_free(ts[r]);
+    tb_stop(&t);
+}
