@@ -1377,7 +1377,11 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
     rc_mpw_cstr(&b, "last_seq");
     rc_mpw_uint(&b, run->seq);
 
-    rc_log(RC_LOG_WARN, "supervisor", name, conv[0] ? conv : NULL, "%s: %s", code, msg);
+    /* One warning per synthesized terminal, with the run's context, but
+     * rate-limited (--log-ratelimit lines per second, then "suppressed N
+     * similar messages"): when a million runs expire together, a million
+     * lines would slow the synthesis itself.  The metrics count every one. */
+    RC_LOG_RATELIMITED(RC_LOG_WARN, "supervisor", name, conv[0] ? conv : NULL, "%s: %s", code, msg);
 
     struct rc_event ev;
     struct rc_proto_error err;

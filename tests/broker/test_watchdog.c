@@ -5,10 +5,13 @@
  * heartbeats keeping a run alive, and the synthesized terminal's content.
  */
 #include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rc_clock.h"
+#include "rc_log.h"
 #include "rc_metrics.h"
 #include "rc_testsub.h"
 #include "rc_tutil.h"
@@ -303,4 +306,74 @@ Test(watchdog, long_timeouts_do_not_fire_early)
     cr_assert_eq(rc_metric_get(&m->watchdog_fired), 0, "%llu runs fired early",
                  (unsigned long long)rc_metric_get(&m->watchdog_fired));
     tb_stop(&t);
+}
+
+/* The rate limiter's clock, frozen by the test: every expiry below falls in
+ * the same one-second window until the test moves it. */
+static _Atomic uint64_t fake_mono = 1000;
+static uint64_t fake_mono_now(void)
+{
+    /* relaxed: a value the test sets before the events that read it */
+    return atomic_load_explicit(&fake_mono, memory_order_relaxed);
+}
+
+static void wait_fired(struct rc_tb *t, uint64_t n)
+{
+    struct rc_metrics *m = rc_broker_metrics(t->b);
+    uint64_t end = rc_clock_mono_ms() + 5000;
+    while (rc_metric_get(&m->terminals[RC_TERM_WATCHDOG_TIMEOUT]) < n && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(5);
+    cr_assert_eq(rc_metric_get(&m->terminals[RC_TERM_WATCHDOG_TIMEOUT]), n);
+    cr_assert_eq(rc_metric_get(&m->watchdog_fired), n);
+}
+
+static size_t count_lines(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+Test(watchdog, mass_expiry_warnings_are_rate_limited, .timeout = 30)
+{
+    enum { RUNS = 40, BURST = 5 };
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "50ms", NULL};
+    tb_start(&t, opts);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    rc_log_init(f, RC_LOG_WARN, RC_LOG_TEXT);
+    rc_log_set_ratelimit_default(BURST);
+    rc_log_set_clock(NULL, fake_mono_now);
+
+    for (int i = 0; i < RUNS; i++) {
+        char run[32];
+        snprintf(run, sizeof(run), "mass-%d", i);
+        cr_assert_eq(tb_pub(&t, &(struct tev){.run = run, .type = "heartbeat"}, 0, NULL),
+                     RC_PROTO_OK);
+    }
+    wait_fired(&t, RUNS);
+    /* a later window: the next warning first reports what was dropped */
+    atomic_store_explicit(&fake_mono, 5000, memory_order_relaxed);
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "late", .type = "heartbeat"}, 0, NULL),
+                 RC_PROTO_OK);
+    wait_fired(&t, RUNS + 1);
+    tb_stop(&t);
+
+    rc_log_init(NULL, RC_LOG_CRITICAL, RC_LOG_TEXT);
+    rc_log_set_clock(NULL, NULL);
+    fclose(f);
+    cr_assert_not_null(buf);
+    cr_assert_eq(count_lines(buf, "watchdog_timeout: Terminal event never received"), BURST + 1,
+                 "%s", buf);
+    char want[64];
+    snprintf(want, sizeof(want), "suppressed %d similar messages", RUNS - BURST);
+    cr_assert_eq(count_lines(buf, want), 1, "%s", buf);
+    /* the warning keeps the run's context */
+    cr_assert(strstr(buf, "run=late: watchdog_timeout: ") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "run=mass-") != NULL, "%s", buf);
+    free(buf);
 }
