@@ -208,9 +208,13 @@ class Broker:
         self.n += 1
         self.stderr_path = os.path.join(self.logdir, f"runcastd.{self.n}.log")
         err = open(self.stderr_path, "wb")
-        self.expect_exit = False
-        self.proc = await asyncio.create_subprocess_exec(
+        # the old process stays in self.proc (exited, expected) until the new
+        # one replaces it: clearing expect_exit before that, across the await,
+        # let the watcher report the old one's clean exit as a crash
+        proc = await asyncio.create_subprocess_exec(
             *self.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err)
+        self.proc = proc
+        self.expect_exit = False
         err.close()
         t0 = now()
         limit = 30000 if self.h.cfg["sanitized"] else 10000
@@ -330,6 +334,11 @@ class Pub:
         if r.get("op") != "dialed":
             raise RuntimeError(f"chaos_pub dial: {r}")
         await self.cmd(f"timeout {self.h.cfg['req_timeout_ms']}")
+        if self.kind == "push":
+            # nng 1.5.2 drops what is still queued at nng_close: on a loaded
+            # machine its writer may not have run within the 100 ms default,
+            # and a lost last message is then miscounted (I4, I5)
+            await self.cmd(f"linger {self.h.cfg['linger_ms']}")
 
     async def cmd(self, line, timeout=30):
         if self.dead:
@@ -1675,6 +1684,7 @@ async def main_async(args):
         "race_ms": 600 if san else 250, "runs_limit": 100000,
         # per-run overrides (in `start`) for runs whose expected terminal is
         # not the watchdog / the deadline: seconds of margin against stalls
+        "linger_ms": 1000 if san else 400,
         "long_idle_ms": int(5000 * scale), "long_deadline_ms": int(20000 * scale),
         "firehose_batches": 28 if args.light else 96,
     }
