@@ -16,6 +16,7 @@
 #include "runcast.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,6 +69,7 @@ struct rc_client {
     size_t q_bytes;
     uint64_t q_count;
     bool inflight;                               /* the send aio is busy */
+    bool unwritten; /* a message went to nng since flush last saw it written */
     uint32_t inflight_count;                     /* events in the in-flight message */
     struct rc_client_qnode *inflight_list;       /* their nodes, retained once sent */
     struct rc_client_qnode *ret_head, *ret_tail; /* sent recently, oldest first */
@@ -435,6 +437,39 @@ static void deadline_after(struct timespec *ts, uint32_t ms)
     }
 }
 
+/* A completed nng send only means a pipe took the message: its write to the
+ * transport may still be under way, and nng_close aborts it (nng 1.5.2 has no
+ * linger).  PUSH raises its send-poll fd when a pipe is idle again, i.e. when
+ * its previous write finished, so wait for that, bounded by `dl`. */
+static int wait_push_written(struct rc_client *c, const struct timespec *dl)
+{
+    pthread_mutex_lock(&c->mtx);
+    bool unwritten = c->unwritten;
+    pthread_mutex_unlock(&c->mtx);
+    int fd;
+    if (!unwritten || nng_socket_get_int(c->push, NNG_OPT_SENDFD, &fd) != 0)
+        return RC_OK; /* nothing sent, or cannot tell: the hand-over is all we know */
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long ms = (long long)(dl->tv_sec - now.tv_sec) * 1000 +
+                       (dl->tv_nsec - now.tv_nsec) / 1000000;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int n = poll(&pfd, 1, ms > 0 ? (int)ms : 0);
+        if (n > 0) {
+            pthread_mutex_lock(&c->mtx);
+            if (!c->inflight && c->head == NULL)
+                c->unwritten = false;
+            pthread_mutex_unlock(&c->mtx);
+            return RC_OK;
+        }
+        if (n == 0)
+            return RC_ETIMEDOUT;
+        if (errno != EINTR)
+            return RC_OK;
+    }
+}
+
 int rc_client_flush(struct rc_client *c, uint32_t timeout_ms)
 {
     if (c == NULL)
@@ -452,6 +487,8 @@ int rc_client_flush(struct rc_client *c, uint32_t timeout_ms)
         }
     }
     pthread_mutex_unlock(&c->mtx);
+    if (rv == RC_OK)
+        rv = wait_push_written(c, &dl);
     return rv;
 }
 
@@ -627,6 +664,7 @@ static void send_cb(void *arg)
     struct rc_client_qnode *sent = c->inflight_list;
     c->inflight_list = NULL;
     if (rv == 0) {
+        c->unwritten = true;
         c->stats.events_pushed += c->inflight_count;
         c->stats.messages_pushed++;
         if (c->inflight_count > c->stats.max_batch)

@@ -135,9 +135,10 @@ int rc_client_open(struct rc_client **cp, const char *url, enum rc_client_mode m
 int rc_client_close(struct rc_client *c);
 
 /*
- * Waits until the PUSH queue is empty and no send is in flight (every event
- * published before the call was handed to nng's transport), at most
- * timeout_ms.  0 or RC_ETIMEDOUT.
+ * Waits until the PUSH queue is empty, no send is in flight and the last
+ * message was written to the connection (every event published before the
+ * call reached the kernel's socket buffer, so closing cannot abort it), at
+ * most timeout_ms.  0 or RC_ETIMEDOUT.
  */
 int rc_client_flush(struct rc_client *c, uint32_t timeout_ms);
 

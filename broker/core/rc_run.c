@@ -1667,9 +1667,11 @@ static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_ms
             return;
         }
         struct rc_metrics *m = rc_runs_metrics(run->runs);
+        /* remove before counting: whoever sees runs_removed (a test, a
+         * scrape) must find the id already free in the registry */
+        rc_runs_remove(run->runs, run);
         rc_metric_sub(&m->runs_tombstoned, 1);
         rc_metric_add(&m->runs_removed, 1);
-        rc_runs_remove(run->runs, run);
         run->state = RC_RS_RETIRED;
         rc_actor_stop(self, 0);
         return;
