@@ -68,9 +68,9 @@ struct rc_client {
     struct rc_client_qnode *head, *tail;
     size_t q_bytes;
     uint64_t q_count;
-    bool inflight;                               /* the send aio is busy */
-    bool unwritten; /* a message went to nng since flush last saw it written */
-    uint32_t inflight_count;                     /* events in the in-flight message */
+    bool inflight;           /* the send aio is busy */
+    bool unwritten;          /* a message went to nng since flush last saw it written */
+    uint32_t inflight_count; /* events in the in-flight message */
     struct rc_client_qnode *inflight_list;       /* their nodes, retained once sent */
     struct rc_client_qnode *ret_head, *ret_tail; /* sent recently, oldest first */
     size_t ret_bytes;
@@ -452,8 +452,8 @@ static int wait_push_written(struct rc_client *c, const struct timespec *dl)
     for (;;) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        long long ms = (long long)(dl->tv_sec - now.tv_sec) * 1000 +
-                       (dl->tv_nsec - now.tv_nsec) / 1000000;
+        long long ms =
+            (long long)(dl->tv_sec - now.tv_sec) * 1000 + (dl->tv_nsec - now.tv_nsec) / 1000000;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int n = poll(&pfd, 1, ms > 0 ? (int)ms : 0);
         if (n > 0) {

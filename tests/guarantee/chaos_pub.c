@@ -20,9 +20,10 @@
  *   sendjunk N BYTE       PUSH N copies of BYTE (decimal), for oversize input
  *   reqjunk N BYTE        the same over REQ
  *   linger MS             before `close` / `exit` / end of input on a PUSH
- *                         socket, wait MS (default 100) so the last message
- *                         leaves: nng 1.5.2 drops what is still queued at
- *                         nng_close (it has no working NNG_OPT_LINGER)
+ *                         socket, wait at most MS (default 100) until the
+ *                         last message's write completed: nng 1.5.2 aborts
+ *                         a write still under way at nng_close (it has no
+ *                         working NNG_OPT_LINGER)
  *   close                 close the socket (the broker sees the pipe close)
  *                                                     -> {"op":"closed","t":T}
  *   sleep MS                                          -> {"op":"slept","t":T}
@@ -32,6 +33,7 @@
  * exits when stdin closes.  It prints nothing else.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,6 +62,26 @@ static void sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* PUSH raises its send-poll fd when a pipe is idle again, i.e. when the
+ * write of the last message handed to it completed: wait for that (at most
+ * `ms`; forever idle when the broker is gone, hence the bound). */
+static void linger_push(long ms)
+{
+    int fd;
+    if (nng_socket_get_int(sock, NNG_OPT_SENDFD, &fd) != 0) {
+        sleep_ms(ms);
+        return;
+    }
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int64_t end = wall_ms() + ms;
+    for (;;) {
+        int64_t left = end - wall_ms();
+        int n = poll(&pfd, 1, left > 0 ? (int)left : 0);
+        if (n >= 0 || errno != EINTR)
+            return;
     }
 }
 
@@ -261,7 +283,7 @@ int main(void)
             reply_simple("ok");
         } else if (strcmp(cmd, "close") == 0) {
             if (sock_open && !sock_is_req)
-                sleep_ms(linger_ms);
+                linger_push(linger_ms);
             if (sock_open)
                 nng_close(sock);
             sock_open = false;
@@ -277,7 +299,7 @@ int main(void)
     }
     free(line);
     if (sock_open && !sock_is_req)
-        sleep_ms(linger_ms);
+        linger_push(linger_ms);
     if (sock_open)
         nng_close(sock);
     return 0;

@@ -1689,9 +1689,10 @@ async def main_async(args):
         "stall_ms": 20000 if san else 5000, "req_timeout_ms": 5000,
         "concurrency": args.concurrency or (4 if san else 6), "sanitized": san,
         "race_ms": 600 if san else 250, "runs_limit": 100000,
+        # an upper bound: chaos_pub returns as soon as the last write completed
+        "linger_ms": 4000 if san else 2000,
         # per-run overrides (in `start`) for runs whose expected terminal is
         # not the watchdog / the deadline: seconds of margin against stalls
-        "linger_ms": 1000 if san else 400,
         "long_idle_ms": int(5000 * scale), "long_deadline_ms": int(20000 * scale),
         "firehose_batches": 28 if args.light else 96,
     }
