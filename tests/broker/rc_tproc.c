@@ -136,10 +136,11 @@ struct wsc {
     nng_stream_dialer *dialer;
     nng_stream *s;
     pthread_t th;
-    pthread_mutex_t mtx; /* protects v, n, cap, stop */
+    pthread_mutex_t mtx; /* protects v, n, cap, stop, subscribed */
     struct wsev *v;
     size_t n, cap;
     bool stop;
+    bool subscribed; /* the broker answered the `sub` with `ok` */
     msgpack_unpacker up;
 };
 
@@ -178,7 +179,15 @@ static msgpack_object *obj_get(msgpack_object *map, const char *key)
 static void take(struct wsc *c, msgpack_object *m)
 {
     char op[16];
-    if (!obj_str(m, "op", op, sizeof(op)) || strcmp(op, "ev") != 0)
+    if (!obj_str(m, "op", op, sizeof(op)))
+        return;
+    if (strcmp(op, "ok") == 0) {
+        pthread_mutex_lock(&c->mtx);
+        c->subscribed = true;
+        pthread_mutex_unlock(&c->mtx);
+        return;
+    }
+    if (strcmp(op, "ev") != 0)
         return;
     struct wsev e;
     memset(&e, 0, sizeof(e));
@@ -273,7 +282,17 @@ struct wsc *wsc_open_all(int port)
     msgpack_unpacker_init(&c->up, 65536);
     pthread_mutex_init(&c->mtx, NULL);
     pthread_create(&c->th, NULL, reader, c);
-    rc_clock_sleep_ms(100); /* let the subscription land before publishing */
+    /* publish only once the subscription is in place: wait for its `ok` */
+    uint64_t end = rc_clock_mono_ms() + 10000;
+    for (;;) {
+        pthread_mutex_lock(&c->mtx);
+        bool ok = c->subscribed;
+        pthread_mutex_unlock(&c->mtx);
+        if (ok)
+            break;
+        cr_assert_lt(rc_clock_mono_ms(), end, "no `ok` for the subscription");
+        rc_clock_sleep_ms(2);
+    }
     return c;
 }
 
@@ -335,7 +354,14 @@ void push_once(const char *url, const void *buf, size_t len)
     cr_assert_eq(nng_push0_open(&s), 0);
     cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
     cr_assert_eq(nng_send(s, (void *)buf, len, 0), 0);
-    rc_clock_sleep_ms(20); /* let it leave before closing */
+    /* nng_close aborts a write still under way (nng 1.5.2 has no linger):
+     * PUSH raises its send-poll fd once the pipe is idle again, i.e. the
+     * write completed.  Bounded, without an assertion: a broker that drops
+     * the connection (oversize input) leaves no idle pipe to raise it. */
+    int fd;
+    cr_assert_eq(nng_socket_get_int(s, NNG_OPT_SENDFD, &fd), 0);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    poll(&pfd, 1, 2000);
     nng_close(s);
 }
 

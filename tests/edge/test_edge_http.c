@@ -4,6 +4,7 @@
  * validation.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "edge_fixture.h"
 #include "rc_clock.h"
+#include "rc_edge_int.h"
 #include "ws_client.h"
 
 #define T 3000
@@ -326,6 +328,23 @@ Test(http, websocket_frames_sent_with_the_upgrade_are_read)
     fx_stop(&f);
 }
 
+/* Polls the edge's count of HTTP sessions (connections not upgraded) until
+ * it is n: a fixed sleep races a loaded machine. */
+static void wait_sessions(struct fx *f, uint64_t n)
+{
+    uint64_t end = rc_clock_mono_ms() + 10000, have;
+    for (;;) {
+        pthread_mutex_lock(&f->e->mtx);
+        have = f->e->n_sessions;
+        pthread_mutex_unlock(&f->e->mtx);
+        if (have == n)
+            return;
+        cr_assert_lt(rc_clock_mono_ms(), end, "%llu HTTP sessions, waiting for %llu",
+                     (unsigned long long)have, (unsigned long long)n);
+        rc_clock_sleep_ms(2);
+    }
+}
+
 Test(http, idle_tcp_connections_are_bounded)
 {
     struct fx f;
@@ -351,7 +370,7 @@ Test(http, idle_tcp_connections_are_bounded)
         cr_assert_eq(nng_aio_result(aio), 0);
         idle[i] = nng_aio_get_output(aio, 0);
     }
-    rc_clock_sleep_ms(50); /* let the server accept them */
+    wait_sessions(&f, 2); /* the server holds both before the next request */
     size_t n = http_raw(f.port, "GET /healthz HTTP/1.1\r\n\r\n", 25, &r3, 1000);
     cr_assert_eq(n, 0, "refused at once, got: %s", r3);
     free(r3);
@@ -359,7 +378,7 @@ Test(http, idle_tcp_connections_are_bounded)
         nng_stream_close(idle[i]);
         nng_stream_free(idle[i]);
     }
-    rc_clock_sleep_ms(50);
+    wait_sessions(&f, 0); /* the server saw both close */
     n = http_raw(f.port, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 44, &r1, 1000);
     cr_assert(strncmp(r1, "HTTP/1.1 200 ", 13) == 0, "%s", r1);
     free(r1);
