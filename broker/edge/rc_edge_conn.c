@@ -41,13 +41,26 @@ enum {
     CONN_MSG_RX,
     CONN_MSG_TX,
     CONN_MSG_SHUTDOWN,
-    CONN_MSG_TX_WAKE, /* a send finished by its callback, and more is queued */
+    CONN_MSG_TX_WAKE, /* a send aio is free again, and the actor waits for one */
     CONN_MSG_FLUSH,   /* write what the frames of the previous turn queued */
 };
 
 enum { TIMER_HB = 1, TIMER_LINGER = 2 };
 
-enum { TX_BUSY = 1u, TX_WANT = 2u };
+/*
+ * The send aios (see txs).  Per aio k, four bits at TXS_SHIFT(k):
+ *   BUSY  the aio is in use (set by the actor before nng_stream_send)
+ *   INL   the actor saw the write whole when nng_stream_send returned: the
+ *         frame is out, only the aio's callback is still to come
+ *   ASY   not whole (partial, queued behind a full socket buffer, or an
+ *         error): the callback hands the completion to on_tx
+ *   CB    the callback ran before the actor had decided INL or ASY
+ * and TXS_WANT: the actor has more to write and both aios are busy.
+ */
+#define TX_AIOS 2u
+enum { TXS_BUSY = 1u, TXS_INL = 2u, TXS_ASY = 4u, TXS_CB = 8u, TXS_WANT = 0x100u };
+#define TXS_SHIFT(k) (4u * (k))
+#define TXS_MASK(k)  (0xFu << TXS_SHIFT(k))
 
 /* Coalescing caps: one frame carries at most this many messages / bytes. */
 #define FRAME_MAX_MSGS  1024u
@@ -56,6 +69,8 @@ enum { TX_BUSY = 1u, TX_WANT = 2u };
  * only this), up to a whole frame when one is arriving. */
 #define READ_MIN 256u
 #define READ_MAX 65536u
+/* An idle connection keeps write buffers up to this size between frames. */
+#define TRIM_AT 4096u
 /* How long to wait for the peer's close frame after sending ours. */
 #define LINGER_MAX_MS  2000u
 #define LINGER_STOP_MS 200u
@@ -64,6 +79,7 @@ struct io_msg {
     struct rc_msg hdr;
     int result;
     size_t count;
+    unsigned k; /* CONN_MSG_TX: which send aio */
 };
 
 /* One queued server message: a kept rc_sub_frame, or a blob of our own
@@ -102,32 +118,45 @@ struct rc_edge_conn {
     struct rc_actor *self; /* our reference, released last in fini */
     uint64_t id;
 
-    /* Hand-off markers of rxaio and txaio (rc_edge_io_publish before each
-     * nng_stream_recv/send and at the end of its callback,
+    /* Hand-off markers of rxaio and the txaio (rc_edge_io_publish before
+     * each nng_stream_recv/send and at the end of its callback,
      * rc_edge_io_acquire at callback entry and after nng_aio_stop in
      * fini): the callbacks read what the actor set up for the operation
-     * (tx_simple, tx_total, fl...), and fini frees what they touched. */
+     * (the aio pointers), and fini frees what they touched. */
     _Atomic uint32_t rx_sync, tx_sync;
 
-    /* Everything below: owner actor only (callbacks touch only the aios,
-     * and a simple write's callback the fields tx_account uses; see txs). */
+    /* Everything below: owner actor only (callbacks touch only the aios
+     * and txs).  txaio[1] is allocated the first time a write is due while
+     * txaio[0]'s callback has not run yet (an idle connection has one). */
     nng_stream *conn;
-    nng_aio *rxaio, *txaio;
+    nng_aio *rxaio, *txaio[TX_AIOS];
     bool json;
     bool full; /* over the connection limit: 4429 after the handshake */
     char accept[29];
     enum conn_state state;
     bool rx_busy;
-    /* The send in flight: TX_BUSY while one is, TX_WANT when the actor has
-     * more to write once it completes.  Atomic: the actor sets TX_BUSY
-     * before a send and TX_WANT (CAS) while one is in flight; the nng
-     * callback of a simple, whole write finishes it itself (releases the
-     * frames, exchange to 0 with acq_rel) and wakes the actor only when
-     * TX_WANT was set.  The actor's acquire loads (tx_busy) pair with that
-     * exchange, so what the callback released happens before the actor
-     * reuses fl. */
+    /*
+     * State of the send aios (TXS_* bits above).  nng 1.5.2 writes inline
+     * in nng_stream_send when nothing of this stream is queued: one
+     * sendmsg, then the aio is finished with the bytes it took (and its
+     * callback dispatched to nng's task queue).  So when the send returns
+     * with nng_aio_count equal to the frame length, the frame is in the
+     * kernel: the actor releases its messages and writes the next frame at
+     * once on the other aio, without waiting for the callback (a thread
+     * hand-off that a loaded machine can delay by milliseconds).  A frame
+     * is never started while an earlier one is not whole (ASY pending):
+     * nng would write it behind a partial one and interleave the bytes.
+     *
+     * Atomic, changed by CAS only: the actor sets BUSY, then INL or ASY
+     * right after the send; the callback clears an INL aio (and wakes the
+     * actor when WANT was set), hands an ASY one to on_tx, or sets CB when
+     * it ran first.  acq_rel on both sides: whoever comes second sees the
+     * other's decision, and an aio cleared by its callback is reused only
+     * after that callback's CAS (nng allows restarting an aio whose
+     * callback is still returning).
+     */
     _Atomic uint32_t txs;
-    bool tx_simple;     /* the write in flight may be finished by the callback */
+    bool tx_async;      /* a frame not written whole at once is outstanding */
     bool flush_pending; /* a CONN_MSG_FLUSH is in our mailbox */
     size_t tx_total;    /* its length */
     bool peer_closed;   /* we got the peer's close frame */
@@ -171,10 +200,10 @@ struct rc_edge_conn {
 
 static _Atomic uint64_t conn_ids = 1;
 
-static bool tx_busy(struct rc_edge_conn *c)
+/* A frame is not all written yet (only the actor changes tx_async). */
+static bool tx_busy(const struct rc_edge_conn *c)
 {
-    /* acquire: pairs with the callback's exchange (see txs) */
-    return (atomic_load_explicit(&c->txs, memory_order_acquire) & TX_BUSY) != 0;
+    return c->tx_async;
 }
 
 struct rc_edge_conn_link *rc_edge_conn_link(struct rc_edge_conn *c)
@@ -293,7 +322,7 @@ static void conn_trim(struct rc_edge_conn *c)
 
 /* ---- I/O ---- */
 
-static void conn_io_cb(struct rc_edge_conn *c, nng_aio *aio, uint32_t type)
+static void conn_io_cb(struct rc_edge_conn *c, nng_aio *aio, uint32_t type, unsigned k)
 {
     struct io_msg *m = (struct io_msg *)rc_msg_new(sizeof(*m), type);
     if (m == NULL) {
@@ -303,6 +332,7 @@ static void conn_io_cb(struct rc_edge_conn *c, nng_aio *aio, uint32_t type)
     }
     m->result = nng_aio_result(aio);
     m->count = nng_aio_count(aio);
+    m->k = k;
     if (rc_actor_send(c->self, &m->hdr) != 0)
         rc_msg_free(&m->hdr); /* the actor has stopped */
 }
@@ -311,13 +341,11 @@ static void conn_rx_cb(void *arg)
 {
     struct rc_edge_conn *c = arg;
     rc_edge_io_acquire(&c->rx_sync); /* start_read's writes */
-    conn_io_cb(c, c->rxaio, CONN_MSG_RX);
+    conn_io_cb(c, c->rxaio, CONN_MSG_RX, 0);
     rc_edge_io_publish(&c->rx_sync); /* to conn_fini after nng_aio_stop */
 }
 
-/* Counts a finished write and releases its frames.  Runs on the actor, or
- * on the nng callback that finished a simple write (the write in flight
- * owns fl, fl_n, fl_bytes and fl_own until then). */
+/* Counts a written frame and releases its messages (actor only). */
 static void tx_account(struct rc_edge_conn *c)
 {
     struct rc_edge_hot *hot = rc_edge_hot(c->edge);
@@ -342,20 +370,24 @@ static void tx_account(struct rc_edge_conn *c)
 }
 
 /*
- * A send completed.  The common case (a data frame written whole) is
- * finished right here, without a message to the actor: the frames are
- * released and the actor is woken only if it queued more meanwhile.  That
- * saves one thread hand-off per frame on idle connections.  Anything else
- * (errors, partial writes, the hello, close frames) goes to on_tx.
+ * A send aio completed (nng's task thread).  See txs: an aio whose frame
+ * the actor already found whole is only given back (and the actor woken
+ * if it waits for one); anything else goes to on_tx as a message.
  */
-static void conn_tx_cb_inner(struct rc_edge_conn *c)
+static void conn_tx_done(struct rc_edge_conn *c, unsigned k)
 {
-    if (c->tx_simple && nng_aio_result(c->txaio) == 0 && nng_aio_count(c->txaio) == c->tx_total) {
-        tx_account(c);
-        /* acq_rel: release publishes the work above to the actor's acquire
-         * (tx_busy, start_write); acquire sees its TX_WANT */
-        uint32_t old = atomic_exchange_explicit(&c->txs, 0, memory_order_acq_rel);
-        if (old & TX_WANT) {
+    uint32_t sh = TXS_SHIFT(k);
+    /* acquire/acq_rel: pairs with the actor's CAS in tx_submit/tx_claim */
+    uint32_t st = atomic_load_explicit(&c->txs, memory_order_acquire), nst;
+    do {
+        if (st & (TXS_INL << sh))
+            nst = st & ~(TXS_MASK(k) | TXS_WANT);
+        else
+            nst = st | (TXS_CB << sh);
+    } while (!atomic_compare_exchange_weak_explicit(&c->txs, &st, nst, memory_order_acq_rel,
+                                                    memory_order_acquire));
+    if (st & (TXS_INL << sh)) {
+        if (st & TXS_WANT) {
             struct rc_msg *m = rc_msg_new(sizeof(*m), CONN_MSG_TX_WAKE);
             if (m == NULL) {
                 rc_actor_stop(c->self, RC_ENOMEM);
@@ -364,17 +396,26 @@ static void conn_tx_cb_inner(struct rc_edge_conn *c)
             if (rc_actor_send(c->self, m) != 0)
                 rc_msg_free(m);
         }
-        return;
+    } else if (st & (TXS_ASY << sh)) {
+        conn_io_cb(c, c->txaio[k], CONN_MSG_TX, k);
     }
-    conn_io_cb(c, c->txaio, CONN_MSG_TX);
+    /* else the actor has not decided yet: it sees TXS_CB (tx_submit) */
 }
 
-static void conn_tx_cb(void *arg)
+static void conn_tx0_cb(void *arg)
 {
     struct rc_edge_conn *c = arg;
-    rc_edge_io_acquire(&c->tx_sync); /* write_iov / write_more's writes */
-    conn_tx_cb_inner(c);
+    rc_edge_io_acquire(&c->tx_sync); /* tx_submit's writes */
+    conn_tx_done(c, 0);
     rc_edge_io_publish(&c->tx_sync); /* to conn_fini after nng_aio_stop */
+}
+
+static void conn_tx1_cb(void *arg)
+{
+    struct rc_edge_conn *c = arg;
+    rc_edge_io_acquire(&c->tx_sync); /* tx_submit's writes (txaio[1] included) */
+    conn_tx_done(c, 1);
+    rc_edge_io_publish(&c->tx_sync);
 }
 
 static void start_read(struct rc_edge_conn *c)
@@ -398,10 +439,96 @@ static void start_read(struct rc_edge_conn *c)
     rc_edge_io_recv(&c->rx_sync, c->conn, c->rxaio);
 }
 
+/*
+ * Sends tx_iov[0..tx_niov) on aio k and decides (see txs): true when the
+ * frame was written whole inside nng_stream_send, false when the rest is
+ * left to on_tx (tx_async set).
+ *
+ * nng_aio_count is read while the aio may still be in nng's hands: when
+ * nng wrote inline it was set by this thread under the stream's lock,
+ * which nng_stream_send released; otherwise nng's poller may be setting
+ * it right now (one aligned word, bumped once by the bytes one sendmsg
+ * took), and either value read leads to a correct decision: the total
+ * means the frame is in the kernel, anything less means "wait for the
+ * callback".
+ */
+static bool tx_submit(struct rc_edge_conn *c, unsigned k)
+{
+    nng_aio *aio = c->txaio[k];
+    uint32_t sh = TXS_SHIFT(k);
+    nng_aio_set_iov(aio, c->tx_niov, c->tx_iov);
+    uint64_t now = rc_clock_mono_ms();
+    nng_duration to = NNG_DURATION_INFINITE;
+    if (c->tx_deadline > 0)
+        to = c->tx_deadline > now ? (nng_duration)(c->tx_deadline - now) : 1;
+    nng_aio_set_timeout(aio, to);
+    size_t total = 0;
+    for (unsigned i = 0; i < c->tx_niov; i++)
+        total += c->tx_iov[i].iov_len;
+    /* relaxed: k's bits are 0 (free) and only the actor sets BUSY; the
+     * send below publishes everything to the callback (tx_sync) */
+    atomic_fetch_or_explicit(&c->txs, TXS_BUSY << sh, memory_order_relaxed);
+    rc_edge_io_send(&c->tx_sync, c->conn, aio);
+    bool whole = nng_aio_count(aio) == total;
+    /* acq_rel: pairs with conn_tx_done's CAS (whoever is second acts) */
+    uint32_t st = atomic_load_explicit(&c->txs, memory_order_acquire), nst;
+    do {
+        if (st & (TXS_CB << sh))
+            nst = whole ? st & ~TXS_MASK(k) : st;
+        else
+            nst = st | ((whole ? TXS_INL : TXS_ASY) << sh);
+    } while (!atomic_compare_exchange_weak_explicit(&c->txs, &st, nst, memory_order_acq_rel,
+                                                    memory_order_acquire));
+    if (whole)
+        return true;
+    c->tx_async = true;
+    if (st & (TXS_CB << sh)) {
+        /* The callback came first and left the completion to us: on_tx
+         * takes it from the mailbox like any other. */
+        struct io_msg *m = (struct io_msg *)rc_msg_new(sizeof(*m), CONN_MSG_TX);
+        if (m == NULL) {
+            rc_actor_stop(c->self, RC_ENOMEM);
+            return false;
+        }
+        m->result = nng_aio_result(aio);
+        m->count = nng_aio_count(aio);
+        m->k = k;
+        if (rc_actor_send(c->self, &m->hdr) != 0)
+            rc_msg_free(&m->hdr);
+    }
+    return false;
+}
+
+/* A free send aio (allocating the second one on first need), or -1 with
+ * TXS_WANT set: the callback that frees one wakes the actor. */
+static int tx_claim(struct rc_edge_conn *c)
+{
+    /* acquire: pairs with conn_tx_done's CAS that freed the aio */
+    uint32_t st = atomic_load_explicit(&c->txs, memory_order_acquire);
+    for (;;) {
+        for (unsigned k = 0; k < TX_AIOS; k++) {
+            if (st & TXS_MASK(k))
+                continue;
+            if (c->txaio[k] == NULL &&
+                nng_aio_alloc(&c->txaio[k], k == 0 ? conn_tx0_cb : conn_tx1_cb, c) != 0) {
+                c->txaio[k] = NULL;
+                continue;
+            }
+            return (int)k;
+        }
+        if (st & TXS_WANT)
+            return -1;
+        if (atomic_compare_exchange_weak_explicit(&c->txs, &st, st | TXS_WANT, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return -1;
+    }
+}
+
 /* Starts writing iov[0..n) (copied: the caller's array may be on its
- * stack).  A TCP stream may take part of it per send; on_tx sends the rest
- * until the whole frame is written or --ws-write-timeout passes. */
-static void write_iov(struct rc_edge_conn *c, nng_iov *iov, unsigned n)
+ * stack) on aio k.  True when it was written whole at once; otherwise a
+ * TCP stream may take part of it per send, and on_tx sends the rest until
+ * the whole frame is written or --ws-write-timeout passes. */
+static bool write_iov(struct rc_edge_conn *c, unsigned k, nng_iov *iov, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
         c->tx_iov[i] = iov[i];
@@ -409,55 +536,33 @@ static void write_iov(struct rc_edge_conn *c, nng_iov *iov, unsigned n)
     uint64_t to = cfg_of(c)->ws_write_timeout_ms;
     c->last_tx_ms = rc_clock_mono_ms();
     c->tx_deadline = to > 0 ? c->last_tx_ms + to : 0;
-    nng_aio_set_iov(c->txaio, n, c->tx_iov);
-    nng_aio_set_timeout(c->txaio, to > 0 ? (nng_duration)to : NNG_DURATION_INFINITE);
-    c->tx_total = 0;
-    for (unsigned i = 0; i < n; i++)
-        c->tx_total += iov[i].iov_len;
-    /* The hello and close frames need the actor's on_tx, and so does a
-     * write after which the actor has more to do (queued messages beyond
-     * one frame's caps, a close frame to send): only a write that leaves
-     * the connection idle is finished by the callback. */
-    c->tx_simple = !c->close_written && c->fl_own == 0 && c->state == ST_OPEN && c->q_len == 0;
-    /* relaxed: no send is in flight, so no callback reads it concurrently;
-     * the send below publishes it to the callback */
-    atomic_store_explicit(&c->txs, TX_BUSY, memory_order_relaxed);
-    /* fl, tx_simple, tx_total: published to conn_tx_cb */
-    rc_edge_io_send(&c->tx_sync, c->conn, c->txaio);
+    return tx_submit(c, k);
 }
 
-/* After a send took count bytes: true when the frame is not all written
- * yet (then the rest has been sent again, or *timed_out is set). */
-static bool write_more(struct rc_edge_conn *c, size_t count, bool *timed_out)
+enum wm { WM_DONE, WM_PENDING, WM_TIMEOUT };
+
+/* After a send on aio k took count bytes: WM_DONE when the frame is all
+ * written (now or by this call), WM_PENDING when the rest is on its way
+ * (on_tx again), WM_TIMEOUT past --ws-write-timeout. */
+static enum wm write_more(struct rc_edge_conn *c, unsigned k, size_t count)
 {
-    *timed_out = false;
     unsigned i = 0;
     while (i < c->tx_niov && count >= c->tx_iov[i].iov_len) {
         count -= c->tx_iov[i].iov_len;
         i++;
     }
     if (i == c->tx_niov)
-        return false;
+        return WM_DONE;
     c->tx_iov[i].iov_buf = (uint8_t *)c->tx_iov[i].iov_buf + count;
     c->tx_iov[i].iov_len -= count;
     unsigned n = c->tx_niov - i;
-    for (unsigned k = 0; k < n; k++)
-        c->tx_iov[k] = c->tx_iov[i + k];
+    for (unsigned j = 0; j < n; j++)
+        c->tx_iov[j] = c->tx_iov[i + j];
     c->tx_niov = n;
-    nng_duration to = NNG_DURATION_INFINITE;
-    if (c->tx_deadline > 0) {
-        uint64_t now = rc_clock_mono_ms();
-        if (now >= c->tx_deadline) {
-            *timed_out = true;
-            return true;
-        }
-        to = (nng_duration)(c->tx_deadline - now);
-    }
-    nng_aio_set_iov(c->txaio, n, c->tx_iov);
-    nng_aio_set_timeout(c->txaio, to);
-    c->tx_simple = false; /* the rest of a partial write comes back to on_tx */
-    rc_edge_io_send(&c->tx_sync, c->conn, c->txaio); /* published to conn_tx_cb */
-    return true;
+    if (c->tx_deadline > 0 && rc_clock_mono_ms() >= c->tx_deadline)
+        return WM_TIMEOUT;
+    /* the same aio: its callback has run (that is how we got here) */
+    return tx_submit(c, k) ? WM_DONE : WM_PENDING;
 }
 
 static int fl_reserve(struct rc_edge_conn *c, uint32_t n)
@@ -478,24 +583,17 @@ static int to_json(struct rc_buf *out, const void *mp, size_t len)
     return rc_json_from_msgpack(mp, len, out);
 }
 
+enum wn { WN_NONE, WN_WHOLE, WN_PENDING };
+
 /*
- * Writes what is pending, if no send is in flight: control frames, then up
- * to FRAME_MAX_MSGS queued messages as one frame, or (closing, queue empty)
- * the close frame.
+ * Writes the next frame on aio k: control frames, then up to
+ * FRAME_MAX_MSGS queued messages as one frame, or (closing, queue empty)
+ * the close frame.  WN_WHOLE: written whole at once; WN_PENDING: on_tx
+ * finishes it; WN_NONE: nothing written (nothing due, or an error that
+ * closed or stopped the connection).
  */
-static void start_write(struct rc_edge_conn *c)
+static enum wn write_next(struct rc_edge_conn *c, unsigned k)
 {
-    if (c->state == ST_HANDSHAKE || c->close_written)
-        return;
-    /* acquire: as tx_busy */
-    uint32_t st = atomic_load_explicit(&c->txs, memory_order_acquire);
-    while (st & TX_BUSY) {
-        /* a send is in flight: ask its completion to come back here */
-        if ((st & TX_WANT) ||
-            atomic_compare_exchange_weak_explicit(&c->txs, &st, st | TX_WANT, memory_order_acq_rel,
-                                                  memory_order_acquire))
-            return;
-    }
     rc_buf_reset(&c->wbuf);
     c->fl_n = 0;
     c->fl_bytes = 0;
@@ -508,17 +606,16 @@ static void start_write(struct rc_edge_conn *c)
         if (c->state == ST_CLOSING) {
             if (rc_ws_close_frame(&c->wbuf, c->close_code, c->close_reason) != 0) {
                 rc_actor_stop(c->self, RC_ENOMEM);
-                return;
+                return WN_NONE;
             }
             c->state = ST_CLOSE_SENT;
             c->close_written = true;
         }
         if (c->wbuf.len == 0)
-            return;
+            return WN_NONE;
         nng_iov iov = {.iov_buf = c->wbuf.data, .iov_len = c->wbuf.len};
         c->fl_bytes = c->wbuf.len;
-        write_iov(c, &iov, 1);
-        return;
+        return write_iov(c, k, &iov, 1) ? WN_WHOLE : WN_PENDING;
     }
 
     /* Take messages up to the caps. */
@@ -533,7 +630,7 @@ static void start_write(struct rc_edge_conn *c)
     }
     if (fl_reserve(c, n) != 0) {
         rc_actor_stop(c->self, RC_ENOMEM);
-        return;
+        return WN_NONE;
     }
     for (uint32_t i = 0; i < n; i++) {
         c->fl[i] = c->q[c->q_head];
@@ -575,8 +672,7 @@ static void start_write(struct rc_edge_conn *c)
         iov[1].iov_buf = c->fl[0].blob->data;
         iov[1].iov_len = c->fl[0].blob->len;
         c->fl_bytes = hl + payload;
-        write_iov(c, iov, 2);
-        return;
+        return write_iov(c, k, iov, 2) ? WN_WHOLE : WN_PENDING;
     } else if (n == 1) {
         hl = rc_ws_frame_header(h, RC_WS_OP_BINARY, true, payload);
         rv = rc_buf_append(&c->wbuf, h, hl);
@@ -603,14 +699,48 @@ static void start_write(struct rc_edge_conn *c)
         c->fl_n = 0;
         begin_close(c, RC_WS_CLOSE_INTERNAL,
                     rv == RC_EPROTO ? "cannot convert to JSON" : "out of memory", false);
-        return;
+        return WN_NONE;
     }
     if (n > 1)
         rc_metric_add(&rc_edge_hot(c->edge)->coalesced_frames, 1);
     iov[0].iov_buf = c->wbuf.data;
     iov[0].iov_len = c->wbuf.len;
     c->fl_bytes = c->wbuf.len + (niov == 2 ? iov[1].iov_len : 0);
-    write_iov(c, iov, niov);
+    return write_iov(c, k, iov, niov) ? WN_WHOLE : WN_PENDING;
+}
+
+static void after_close_written(struct rc_edge_conn *c);
+
+/*
+ * Writes what is pending while frames go out whole: each frame written
+ * whole inside nng_stream_send is released at once and the next one
+ * started on the other aio, without waiting for nng's callback.  Stops at
+ * a frame that is not whole (on_tx continues), when both aios wait for
+ * their callbacks (TX_WAKE continues), or when nothing is due.
+ */
+static void start_write(struct rc_edge_conn *c)
+{
+    for (;;) {
+        if (c->state == ST_HANDSHAKE || c->close_written || c->tx_async)
+            return;
+        if (c->q_len == 0 && c->ctl.len == 0 && c->state != ST_CLOSING) {
+            /* idle: give back buffers a big coalesced frame grew (small
+             * ones stay for the next frames; the heartbeat trims them) */
+            if (c->wbuf.cap > TRIM_AT || c->jtmp.cap > TRIM_AT)
+                conn_trim(c);
+            return;
+        }
+        int k = tx_claim(c);
+        if (k < 0)
+            return;
+        if (write_next(c, (unsigned)k) != WN_WHOLE)
+            return;
+        tx_account(c);
+        if (c->close_written) {
+            after_close_written(c);
+            return;
+        }
+    }
 }
 
 /* ---- live runs (for the drop warning) ----
@@ -973,7 +1103,9 @@ static void on_start(struct rc_edge_conn *c)
     c->fl_n = 0;
     c->fl_bytes = c->wbuf.len - (size_t)n; /* the 101 is not a frame */
     c->fl_own = c->full ? 0 : 1;
-    write_iov(c, &iov, 1);
+    /* txaio[0] is free: nothing was written before */
+    if (write_iov(c, 0, &iov, 1))
+        tx_account(c); /* a full connection's linger is armed below */
     if (!c->full && !rc_edge_serving(e)) {
         /* upgraded while the edge was stopping: hello, then 1001 */
         rc_metric_add(&e->m.closes_shutdown, 1);
@@ -986,19 +1118,33 @@ static void on_start(struct rc_edge_conn *c)
     parse_input(c); /* frames the client sent with its request, then read */
 }
 
+static void after_close_written(struct rc_edge_conn *c)
+{
+    if (c->peer_closed || c->rx_stopped)
+        conn_done(c);
+    else
+        arm_linger(c);
+}
+
+/* A write that was not whole at once completed (CONN_MSG_TX). */
 static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
 {
     struct rc_edge *e = c->edge;
+    unsigned k = m->k;
+    /* The aio's callback has run (it sent this, or tx_submit saw it had
+     * run): the aio is the actor's again.  relaxed: only the actor sets or
+     * reads k's bits now; the callbacks' CAS on the other aio keeps them. */
+    atomic_fetch_and_explicit(&c->txs, ~TXS_MASK(k), memory_order_relaxed);
+    c->tx_async = false;
     int result = m->result;
     if (result == 0) {
-        bool timed_out;
-        if (write_more(c, m->count, &timed_out) && !timed_out)
+        enum wm w = write_more(c, k, m->count);
+        if (w == WM_PENDING)
             return; /* the rest of the frame is on its way */
-        if (timed_out)
+        if (w == WM_TIMEOUT)
             result = NNG_ETIMEDOUT;
     }
     if (result != 0) {
-        atomic_store_explicit(&c->txs, 0, memory_order_relaxed); /* as below */
         for (uint32_t i = 0; i < c->fl_n; i++)
             item_release(&c->fl[i]);
         c->fl_n = 0;
@@ -1014,14 +1160,9 @@ static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
         conn_done(c);
         return;
     }
-    /* relaxed: the send is over and only the actor touches txs now */
-    atomic_store_explicit(&c->txs, 0, memory_order_relaxed);
     tx_account(c);
     if (c->close_written) {
-        if (c->peer_closed || c->rx_stopped)
-            conn_done(c);
-        else
-            arm_linger(c);
+        after_close_written(c);
         return;
     }
     start_write(c);
@@ -1172,6 +1313,8 @@ static void on_timer(struct rc_edge_conn *c, struct rc_msg_timer *t)
     }
     if (t->arg == TIMER_HB && c->state == ST_OPEN) {
         uint64_t now = rc_clock_mono_ms();
+        if (!tx_busy(c) && c->q_len == 0)
+            conn_trim(c);
         if (!tx_busy(c) && c->q_len == 0 && now - c->last_tx_ms + 5 >= c->hb_ms) {
             struct rc_buf b;
             rc_buf_init(&b);
@@ -1295,11 +1438,15 @@ static void conn_fini(void *state, int reason)
     if (c->conn != NULL)
         nng_stream_close(c->conn);
     nng_aio_stop(c->rxaio);
-    nng_aio_stop(c->txaio);
+    for (unsigned k = 0; k < TX_AIOS; k++)
+        if (c->txaio[k] != NULL)
+            nng_aio_stop(c->txaio[k]);
     rc_edge_io_acquire(&c->rx_sync); /* the callbacks' last writes */
     rc_edge_io_acquire(&c->tx_sync);
     nng_aio_free(c->rxaio);
-    nng_aio_free(c->txaio);
+    for (unsigned k = 0; k < TX_AIOS; k++)
+        if (c->txaio[k] != NULL)
+            nng_aio_free(c->txaio[k]);
     nng_stream_free(c->conn);
 
     for (uint32_t i = 0; i < c->fl_n; i++)
@@ -1357,9 +1504,9 @@ int rc_edge_conn_spawn(struct rc_edge *e, nng_stream *conn, const char *accept_k
         }
     }
     if (nng_aio_alloc(&c->rxaio, conn_rx_cb, c) != 0 ||
-        nng_aio_alloc(&c->txaio, conn_tx_cb, c) != 0) {
+        nng_aio_alloc(&c->txaio[0], conn_tx0_cb, c) != 0) {
         nng_aio_free(c->rxaio);
-        nng_aio_free(c->txaio);
+        nng_aio_free(c->txaio[0]);
         rc_ws_parser_fini(&c->parser);
         rc_free(c);
         nng_stream_close(conn);
@@ -1375,7 +1522,7 @@ int rc_edge_conn_spawn(struct rc_edge *e, nng_stream *conn, const char *accept_k
         if (start != NULL)
             rc_msg_free(start);
         nng_aio_free(c->rxaio);
-        nng_aio_free(c->txaio);
+        nng_aio_free(c->txaio[0]);
         rc_ws_parser_fini(&c->parser);
         rc_buf_fini(&c->wbuf);
         rc_buf_fini(&c->ctl);
