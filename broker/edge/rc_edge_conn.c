@@ -1,18 +1,23 @@
 /*
  * rc_edge_conn: one actor per WebSocket connection.
  *
- * The actor owns everything about its connection: the nng TCP stream, the frame parser, the
- * subscriptions, the output queue and the one send in flight.  nng completion callbacks do nothing
- * but post a small message to the actor, so all state is touched by one thread at a time (the
- * actor's turn) and needs no lock.
+ * The actor owns everything about its connection: the nng TCP stream, the
+ * frame parser, the subscriptions and the output queue.  nng completion
+ * callbacks do nothing but post a small message to the actor, so all
+ * state is touched by one thread at a time (the actor's turn) and needs no
+ * lock.
  *
  * Output: run actors send rc_sub_frame messages; the actor keeps the
  * message (rc_msg_keep) in its queue, bounded in bytes by --ws-queue-max.
- * When no send is in flight the queue goes out at once: one message as one
- * frame (header + the shared blob, no copy), several as one frame holding a
- * msgpack array (coalescing: an idle connection gets each event at once, a
- * busy one batches).  Past the bound the queue is dropped, a final `err`
- * (slow_consumer) is sent and the connection is closed with 4008.
+ * The queue goes out at once: one message as one frame (header + the
+ * shared blob, no copy), several as one frame holding a msgpack array.
+ * A frame is written inside the actor's turn with a callback-less aio
+ * (one sendmsg, no thread hand-off: see tx_try); only when the socket is
+ * full does a frame wait for nng's poller, and messages queued meanwhile
+ * go out together in the next frame (coalescing: an idle connection gets
+ * each event at once, a backed-up one batches).  Past the bound the queue
+ * is dropped, a final `err` (slow_consumer) is sent and the connection is
+ * closed with 4008.
  *
  * Closing: begin_close() sets the code; the queue is flushed (shutdown:
  * 1001) or dropped (errors), then the close frame is written, then the
@@ -41,26 +46,10 @@ enum {
     CONN_MSG_RX,
     CONN_MSG_TX,
     CONN_MSG_SHUTDOWN,
-    CONN_MSG_TX_WAKE, /* a send aio is free again, and the actor waits for one */
-    CONN_MSG_FLUSH,   /* write what the frames of the previous turn queued */
+    CONN_MSG_FLUSH, /* write what the frames of the previous turn queued */
 };
 
 enum { TIMER_HB = 1, TIMER_LINGER = 2 };
-
-/*
- * The send aios (see txs).  Per aio k, four bits at TXS_SHIFT(k):
- *   BUSY  the aio is in use (set by the actor before nng_stream_send)
- *   INL   the actor saw the write whole when nng_stream_send returned: the
- *         frame is out, only the aio's callback is still to come
- *   ASY   not whole (partial, queued behind a full socket buffer, or an
- *         error): the callback hands the completion to on_tx
- *   CB    the callback ran before the actor had decided INL or ASY
- * and TXS_WANT: the actor has more to write and both aios are busy.
- */
-#define TX_AIOS 2u
-enum { TXS_BUSY = 1u, TXS_INL = 2u, TXS_ASY = 4u, TXS_CB = 8u, TXS_WANT = 0x100u };
-#define TXS_SHIFT(k) (4u * (k))
-#define TXS_MASK(k)  (0xFu << TXS_SHIFT(k))
 
 /* Coalescing caps: one frame carries at most this many messages / bytes. */
 #define FRAME_MAX_MSGS  1024u
@@ -79,7 +68,6 @@ struct io_msg {
     struct rc_msg hdr;
     int result;
     size_t count;
-    unsigned k; /* CONN_MSG_TX: which send aio */
 };
 
 /* One queued server message: a kept rc_sub_frame, or a blob of our own
@@ -118,45 +106,26 @@ struct rc_edge_conn {
     struct rc_actor *self; /* our reference, released last in fini */
     uint64_t id;
 
-    /* Hand-off markers of rxaio and the txaio (rc_edge_io_publish before
+    /* Hand-off markers of rxaio and slowaio (rc_edge_io_publish before
      * each nng_stream_recv/send and at the end of its callback,
      * rc_edge_io_acquire at callback entry and after nng_aio_stop in
-     * fini): the callbacks read what the actor set up for the operation
-     * (the aio pointers), and fini frees what they touched. */
+     * fini): the callbacks read what the actor set up for the operation,
+     * and fini frees what they touched.  txaio has no callback. */
     _Atomic uint32_t rx_sync, tx_sync;
 
-    /* Everything below: owner actor only (callbacks touch only the aios
-     * and txs).  txaio[1] is allocated the first time a write is due while
-     * txaio[0]'s callback has not run yet (an idle connection has one). */
+    /* Everything below: owner actor only (callbacks touch only their aio).
+     * txaio: every frame's first write (no callback, see tx_try);
+     * slowaio: the rest of a frame the socket did not take at once
+     * (allocated the first time a socket is full). */
     nng_stream *conn;
-    nng_aio *rxaio, *txaio[TX_AIOS];
+    nng_aio *rxaio, *txaio, *slowaio;
     bool json;
     bool full; /* over the connection limit: 4429 after the handshake */
     char accept[29];
     enum conn_state state;
     bool rx_busy;
-    /*
-     * State of the send aios (TXS_* bits above).  nng 1.5.2 writes inline
-     * in nng_stream_send when nothing of this stream is queued: one
-     * sendmsg, then the aio is finished with the bytes it took (and its
-     * callback dispatched to nng's task queue).  So when the send returns
-     * with nng_aio_count equal to the frame length, the frame is in the
-     * kernel: the actor releases its messages and writes the next frame at
-     * once on the other aio, without waiting for the callback (a thread
-     * hand-off that a loaded machine can delay by milliseconds).  A frame
-     * is never started while an earlier one is not whole (ASY pending):
-     * nng would write it behind a partial one and interleave the bytes.
-     *
-     * Atomic, changed by CAS only: the actor sets BUSY, then INL or ASY
-     * right after the send; the callback clears an INL aio (and wakes the
-     * actor when WANT was set), hands an ASY one to on_tx, or sets CB when
-     * it ran first.  acq_rel on both sides: whoever comes second sees the
-     * other's decision, and an aio cleared by its callback is reused only
-     * after that callback's CAS (nng allows restarting an aio whose
-     * callback is still returning).
-     */
-    _Atomic uint32_t txs;
-    bool tx_async;      /* a frame not written whole at once is outstanding */
+    bool tx_async;      /* a frame is being finished on slowaio */
+    int tx_err;         /* why tx_write failed (nng error) */
     bool flush_pending; /* a CONN_MSG_FLUSH is in our mailbox */
     size_t tx_total;    /* its length */
     bool peer_closed;   /* we got the peer's close frame */
@@ -322,7 +291,7 @@ static void conn_trim(struct rc_edge_conn *c)
 
 /* ---- I/O ---- */
 
-static void conn_io_cb(struct rc_edge_conn *c, nng_aio *aio, uint32_t type, unsigned k)
+static void conn_io_cb(struct rc_edge_conn *c, nng_aio *aio, uint32_t type)
 {
     struct io_msg *m = (struct io_msg *)rc_msg_new(sizeof(*m), type);
     if (m == NULL) {
@@ -332,7 +301,6 @@ static void conn_io_cb(struct rc_edge_conn *c, nng_aio *aio, uint32_t type, unsi
     }
     m->result = nng_aio_result(aio);
     m->count = nng_aio_count(aio);
-    m->k = k;
     if (rc_actor_send(c->self, &m->hdr) != 0)
         rc_msg_free(&m->hdr); /* the actor has stopped */
 }
@@ -341,7 +309,7 @@ static void conn_rx_cb(void *arg)
 {
     struct rc_edge_conn *c = arg;
     rc_edge_io_acquire(&c->rx_sync); /* start_read's writes */
-    conn_io_cb(c, c->rxaio, CONN_MSG_RX, 0);
+    conn_io_cb(c, c->rxaio, CONN_MSG_RX);
     rc_edge_io_publish(&c->rx_sync); /* to conn_fini after nng_aio_stop */
 }
 
@@ -369,53 +337,13 @@ static void tx_account(struct rc_edge_conn *c)
     }
 }
 
-/*
- * A send aio completed (nng's task thread).  See txs: an aio whose frame
- * the actor already found whole is only given back (and the actor woken
- * if it waits for one); anything else goes to on_tx as a message.
- */
-static void conn_tx_done(struct rc_edge_conn *c, unsigned k)
-{
-    uint32_t sh = TXS_SHIFT(k);
-    /* acquire/acq_rel: pairs with the actor's CAS in tx_submit/tx_claim */
-    uint32_t st = atomic_load_explicit(&c->txs, memory_order_acquire), nst;
-    do {
-        if (st & (TXS_INL << sh))
-            nst = st & ~(TXS_MASK(k) | TXS_WANT);
-        else
-            nst = st | (TXS_CB << sh);
-    } while (!atomic_compare_exchange_weak_explicit(&c->txs, &st, nst, memory_order_acq_rel,
-                                                    memory_order_acquire));
-    if (st & (TXS_INL << sh)) {
-        if (st & TXS_WANT) {
-            struct rc_msg *m = rc_msg_new(sizeof(*m), CONN_MSG_TX_WAKE);
-            if (m == NULL) {
-                rc_actor_stop(c->self, RC_ENOMEM);
-                return;
-            }
-            if (rc_actor_send(c->self, m) != 0)
-                rc_msg_free(m);
-        }
-    } else if (st & (TXS_ASY << sh)) {
-        conn_io_cb(c, c->txaio[k], CONN_MSG_TX, k);
-    }
-    /* else the actor has not decided yet: it sees TXS_CB (tx_submit) */
-}
-
-static void conn_tx0_cb(void *arg)
+/* slowaio completed (nng's task thread): on_tx continues. */
+static void conn_tx_cb(void *arg)
 {
     struct rc_edge_conn *c = arg;
-    rc_edge_io_acquire(&c->tx_sync); /* tx_submit's writes */
-    conn_tx_done(c, 0);
+    rc_edge_io_acquire(&c->tx_sync); /* tx_slow's writes */
+    conn_io_cb(c, c->slowaio, CONN_MSG_TX);
     rc_edge_io_publish(&c->tx_sync); /* to conn_fini after nng_aio_stop */
-}
-
-static void conn_tx1_cb(void *arg)
-{
-    struct rc_edge_conn *c = arg;
-    rc_edge_io_acquire(&c->tx_sync); /* tx_submit's writes (txaio[1] included) */
-    conn_tx_done(c, 1);
-    rc_edge_io_publish(&c->tx_sync);
 }
 
 static void start_read(struct rc_edge_conn *c)
@@ -440,111 +368,40 @@ static void start_read(struct rc_edge_conn *c)
 }
 
 /*
- * Sends tx_iov[0..tx_niov) on aio k and decides (see txs): true when the
- * frame was written whole inside nng_stream_send, false when the rest is
- * left to on_tx (tx_async set).
+ * The write path.  nng 1.5.2's TCP stream writes inline in
+ * nng_stream_send when nothing of the stream is queued: one sendmsg, then
+ * the aio is finished with the bytes it took (a partial count when the
+ * socket buffer took only part), or left queued for nng's poller when the
+ * socket is full (EAGAIN).  An aio without a callback is finished right
+ * there, without a hop to nng's task threads.  So every frame is first
+ * written with txaio, which has no callback: the common case costs one
+ * sendmsg and no thread hand-off, the frame's messages are released at
+ * once and the next frame can follow immediately.
  *
- * nng_aio_count is read while the aio may still be in nng's hands: when
- * nng wrote inline it was set by this thread under the stream's lock,
- * which nng_stream_send released; otherwise nng's poller may be setting
- * it right now (one aligned word, bumped once by the bytes one sendmsg
- * took), and either value read leads to a correct decision: the total
- * means the frame is in the kernel, anything less means "wait for the
- * callback".
+ * Only when the socket is full does a frame need to wait: then the rest
+ * goes out on slowaio (with a callback and --ws-write-timeout), and no
+ * other frame is started until on_tx has it all written, so frames never
+ * interleave.
  */
-static bool tx_submit(struct rc_edge_conn *c, unsigned k)
+
+/* One attempt on txaio: the result and the bytes written.  Never waits
+ * for the socket: a send still queued when nng_stream_send returns is
+ * cancelled (nng's write either takes an aio whole or partly and finishes
+ * it under the stream's lock, or leaves it untouched, so a cancelled send
+ * wrote nothing); nng_aio_wait then only waits for a finish already under
+ * way on nng's poller. */
+static int tx_try(struct rc_edge_conn *c, size_t *n)
 {
-    nng_aio *aio = c->txaio[k];
-    uint32_t sh = TXS_SHIFT(k);
-    nng_aio_set_iov(aio, c->tx_niov, c->tx_iov);
-    uint64_t now = rc_clock_mono_ms();
-    nng_duration to = NNG_DURATION_INFINITE;
-    if (c->tx_deadline > 0)
-        to = c->tx_deadline > now ? (nng_duration)(c->tx_deadline - now) : 1;
-    nng_aio_set_timeout(aio, to);
-    size_t total = 0;
-    for (unsigned i = 0; i < c->tx_niov; i++)
-        total += c->tx_iov[i].iov_len;
-    /* relaxed: k's bits are 0 (free) and only the actor sets BUSY; the
-     * send below publishes everything to the callback (tx_sync) */
-    atomic_fetch_or_explicit(&c->txs, TXS_BUSY << sh, memory_order_relaxed);
-    rc_edge_io_send(&c->tx_sync, c->conn, aio);
-    bool whole = nng_aio_count(aio) == total;
-    /* acq_rel: pairs with conn_tx_done's CAS (whoever is second acts) */
-    uint32_t st = atomic_load_explicit(&c->txs, memory_order_acquire), nst;
-    do {
-        if (st & (TXS_CB << sh))
-            nst = whole ? st & ~TXS_MASK(k) : st;
-        else
-            nst = st | ((whole ? TXS_INL : TXS_ASY) << sh);
-    } while (!atomic_compare_exchange_weak_explicit(&c->txs, &st, nst, memory_order_acq_rel,
-                                                    memory_order_acquire));
-    if (whole)
-        return true;
-    c->tx_async = true;
-    if (st & (TXS_CB << sh)) {
-        /* The callback came first and left the completion to us: on_tx
-         * takes it from the mailbox like any other. */
-        struct io_msg *m = (struct io_msg *)rc_msg_new(sizeof(*m), CONN_MSG_TX);
-        if (m == NULL) {
-            rc_actor_stop(c->self, RC_ENOMEM);
-            return false;
-        }
-        m->result = nng_aio_result(aio);
-        m->count = nng_aio_count(aio);
-        m->k = k;
-        if (rc_actor_send(c->self, &m->hdr) != 0)
-            rc_msg_free(&m->hdr);
-    }
-    return false;
+    nng_aio_set_iov(c->txaio, c->tx_niov, c->tx_iov);
+    nng_stream_send(c->conn, c->txaio);
+    nng_aio_cancel(c->txaio);
+    nng_aio_wait(c->txaio);
+    *n = nng_aio_count(c->txaio);
+    return nng_aio_result(c->txaio);
 }
 
-/* A free send aio (allocating the second one on first need), or -1 with
- * TXS_WANT set: the callback that frees one wakes the actor. */
-static int tx_claim(struct rc_edge_conn *c)
-{
-    /* acquire: pairs with conn_tx_done's CAS that freed the aio */
-    uint32_t st = atomic_load_explicit(&c->txs, memory_order_acquire);
-    for (;;) {
-        for (unsigned k = 0; k < TX_AIOS; k++) {
-            if (st & TXS_MASK(k))
-                continue;
-            if (c->txaio[k] == NULL &&
-                nng_aio_alloc(&c->txaio[k], k == 0 ? conn_tx0_cb : conn_tx1_cb, c) != 0) {
-                c->txaio[k] = NULL;
-                continue;
-            }
-            return (int)k;
-        }
-        if (st & TXS_WANT)
-            return -1;
-        if (atomic_compare_exchange_weak_explicit(&c->txs, &st, st | TXS_WANT, memory_order_acq_rel,
-                                                  memory_order_acquire))
-            return -1;
-    }
-}
-
-/* Starts writing iov[0..n) (copied: the caller's array may be on its
- * stack) on aio k.  True when it was written whole at once; otherwise a
- * TCP stream may take part of it per send, and on_tx sends the rest until
- * the whole frame is written or --ws-write-timeout passes. */
-static bool write_iov(struct rc_edge_conn *c, unsigned k, nng_iov *iov, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        c->tx_iov[i] = iov[i];
-    c->tx_niov = n;
-    uint64_t to = cfg_of(c)->ws_write_timeout_ms;
-    c->last_tx_ms = rc_clock_mono_ms();
-    c->tx_deadline = to > 0 ? c->last_tx_ms + to : 0;
-    return tx_submit(c, k);
-}
-
-enum wm { WM_DONE, WM_PENDING, WM_TIMEOUT };
-
-/* After a send on aio k took count bytes: WM_DONE when the frame is all
- * written (now or by this call), WM_PENDING when the rest is on its way
- * (on_tx again), WM_TIMEOUT past --ws-write-timeout. */
-static enum wm write_more(struct rc_edge_conn *c, unsigned k, size_t count)
+/* Drops the first count bytes from tx_iov; true when nothing is left. */
+static bool iov_advance(struct rc_edge_conn *c, size_t count)
 {
     unsigned i = 0;
     while (i < c->tx_niov && count >= c->tx_iov[i].iov_len) {
@@ -552,18 +409,101 @@ static enum wm write_more(struct rc_edge_conn *c, unsigned k, size_t count)
         i++;
     }
     if (i == c->tx_niov)
-        return WM_DONE;
+        return true;
     c->tx_iov[i].iov_buf = (uint8_t *)c->tx_iov[i].iov_buf + count;
     c->tx_iov[i].iov_len -= count;
     unsigned n = c->tx_niov - i;
     for (unsigned j = 0; j < n; j++)
         c->tx_iov[j] = c->tx_iov[i + j];
     c->tx_niov = n;
-    if (c->tx_deadline > 0 && rc_clock_mono_ms() >= c->tx_deadline)
-        return WM_TIMEOUT;
-    /* the same aio: its callback has run (that is how we got here) */
-    return tx_submit(c, k) ? WM_DONE : WM_PENDING;
+    return false;
 }
+
+/* The socket is full: the rest of the frame goes out on slowaio. */
+static bool tx_slow(struct rc_edge_conn *c)
+{
+    if (c->slowaio == NULL && nng_aio_alloc(&c->slowaio, conn_tx_cb, c) != 0) {
+        c->slowaio = NULL;
+        c->tx_err = NNG_ENOMEM;
+        return false;
+    }
+    nng_duration to = NNG_DURATION_INFINITE;
+    if (c->tx_deadline > 0) {
+        uint64_t now = rc_clock_mono_ms();
+        if (now >= c->tx_deadline) {
+            c->tx_err = NNG_ETIMEDOUT;
+            return false;
+        }
+        to = (nng_duration)(c->tx_deadline - now);
+    }
+    nng_aio_set_iov(c->slowaio, c->tx_niov, c->tx_iov);
+    nng_aio_set_timeout(c->slowaio, to);
+    c->tx_async = true;
+    /* tx_iov and slowaio: published to conn_tx_cb */
+    rc_edge_io_send(&c->tx_sync, c->conn, c->slowaio);
+    return true;
+}
+
+enum tx { TX_WHOLE, TX_ASYNC, TX_ERROR };
+
+/* Writes what is left of the frame in tx_iov: TX_WHOLE when it is all
+ * written, TX_ASYNC when on_tx will finish it, TX_ERROR (tx_err). */
+static enum tx tx_write(struct rc_edge_conn *c)
+{
+    for (;;) {
+        size_t n;
+        int rv = tx_try(c, &n);
+        if (rv == 0) {
+            if (iov_advance(c, n))
+                return TX_WHOLE;
+            continue; /* partial: try the rest (a full socket ends it) */
+        }
+        if (rv != NNG_ECANCELED) {
+            c->tx_err = rv;
+            return TX_ERROR;
+        }
+        if (n > 0 && iov_advance(c, n))
+            return TX_WHOLE; /* defensive: a cancelled send writes nothing */
+        return tx_slow(c) ? TX_ASYNC : TX_ERROR;
+    }
+}
+
+/* Starts writing iov[0..n) (copied: the caller's array may be on its
+ * stack); --ws-write-timeout runs from here. */
+static enum tx write_iov(struct rc_edge_conn *c, nng_iov *iov, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        c->tx_iov[i] = iov[i];
+    c->tx_niov = n;
+    uint64_t to = cfg_of(c)->ws_write_timeout_ms;
+    c->last_tx_ms = rc_clock_mono_ms();
+    c->tx_deadline = to > 0 ? c->last_tx_ms + to : 0;
+    return tx_write(c);
+}
+
+static void conn_done(struct rc_edge_conn *c);
+
+/* A write failed (the peer is gone, or the write timed out): drop the
+ * frame and stop. */
+static void tx_failed(struct rc_edge_conn *c, int result)
+{
+    for (uint32_t i = 0; i < c->fl_n; i++)
+        item_release(&c->fl[i]);
+    c->fl_n = 0;
+    if (result == NNG_ETIMEDOUT) {
+        rc_metric_add(&c->edge->m.closes_timeout, 1);
+        rc_log(RC_LOG_WARN, "edge", NULL, NULL,
+               "conn %llu: a send did not complete within --ws-write-timeout; closing",
+               (unsigned long long)c->id);
+        c->close_code = RC_WS_CLOSE_ABNORMAL;
+    } else if (c->state != ST_CLOSE_SENT) {
+        c->close_code = RC_WS_CLOSE_ABNORMAL;
+    }
+    conn_done(c);
+}
+
+/* WN_* from a write_iov result. */
+static int wn_of(struct rc_edge_conn *c, enum tx t);
 
 static int fl_reserve(struct rc_edge_conn *c, uint32_t n)
 {
@@ -585,6 +525,16 @@ static int to_json(struct rc_buf *out, const void *mp, size_t len)
 
 enum wn { WN_NONE, WN_WHOLE, WN_PENDING };
 
+static int wn_of(struct rc_edge_conn *c, enum tx t)
+{
+    if (t == TX_WHOLE)
+        return WN_WHOLE;
+    if (t == TX_ASYNC)
+        return WN_PENDING;
+    tx_failed(c, c->tx_err);
+    return WN_NONE;
+}
+
 /*
  * Writes the next frame on aio k: control frames, then up to
  * FRAME_MAX_MSGS queued messages as one frame, or (closing, queue empty)
@@ -592,7 +542,7 @@ enum wn { WN_NONE, WN_WHOLE, WN_PENDING };
  * finishes it; WN_NONE: nothing written (nothing due, or an error that
  * closed or stopped the connection).
  */
-static enum wn write_next(struct rc_edge_conn *c, unsigned k)
+static enum wn write_next(struct rc_edge_conn *c)
 {
     rc_buf_reset(&c->wbuf);
     c->fl_n = 0;
@@ -615,7 +565,7 @@ static enum wn write_next(struct rc_edge_conn *c, unsigned k)
             return WN_NONE;
         nng_iov iov = {.iov_buf = c->wbuf.data, .iov_len = c->wbuf.len};
         c->fl_bytes = c->wbuf.len;
-        return write_iov(c, k, &iov, 1) ? WN_WHOLE : WN_PENDING;
+        return wn_of(c, write_iov(c, &iov, 1));
     }
 
     /* Take messages up to the caps. */
@@ -672,7 +622,7 @@ static enum wn write_next(struct rc_edge_conn *c, unsigned k)
         iov[1].iov_buf = c->fl[0].blob->data;
         iov[1].iov_len = c->fl[0].blob->len;
         c->fl_bytes = hl + payload;
-        return write_iov(c, k, iov, 2) ? WN_WHOLE : WN_PENDING;
+        return wn_of(c, write_iov(c, iov, 2));
     } else if (n == 1) {
         hl = rc_ws_frame_header(h, RC_WS_OP_BINARY, true, payload);
         rv = rc_buf_append(&c->wbuf, h, hl);
@@ -706,17 +656,16 @@ static enum wn write_next(struct rc_edge_conn *c, unsigned k)
     iov[0].iov_buf = c->wbuf.data;
     iov[0].iov_len = c->wbuf.len;
     c->fl_bytes = c->wbuf.len + (niov == 2 ? iov[1].iov_len : 0);
-    return write_iov(c, k, iov, niov) ? WN_WHOLE : WN_PENDING;
+    return wn_of(c, write_iov(c, iov, niov));
 }
 
 static void after_close_written(struct rc_edge_conn *c);
 
 /*
- * Writes what is pending while frames go out whole: each frame written
- * whole inside nng_stream_send is released at once and the next one
- * started on the other aio, without waiting for nng's callback.  Stops at
- * a frame that is not whole (on_tx continues), when both aios wait for
- * their callbacks (TX_WAKE continues), or when nothing is due.
+ * Writes what is pending, frame after frame while the socket takes them
+ * whole (each frame's messages released as soon as it is written).  Stops
+ * at a frame the socket did not take at once (on_tx continues) or when
+ * nothing is due.
  */
 static void start_write(struct rc_edge_conn *c)
 {
@@ -730,10 +679,7 @@ static void start_write(struct rc_edge_conn *c)
                 conn_trim(c);
             return;
         }
-        int k = tx_claim(c);
-        if (k < 0)
-            return;
-        if (write_next(c, (unsigned)k) != WN_WHOLE)
+        if (write_next(c) != WN_WHOLE)
             return;
         tx_account(c);
         if (c->close_written) {
@@ -1103,8 +1049,12 @@ static void on_start(struct rc_edge_conn *c)
     c->fl_n = 0;
     c->fl_bytes = c->wbuf.len - (size_t)n; /* the 101 is not a frame */
     c->fl_own = c->full ? 0 : 1;
-    /* txaio[0] is free: nothing was written before */
-    if (write_iov(c, 0, &iov, 1))
+    enum tx t = write_iov(c, &iov, 1);
+    if (t == TX_ERROR) {
+        tx_failed(c, c->tx_err);
+        return;
+    }
+    if (t == TX_WHOLE)
         tx_account(c); /* a full connection's linger is armed below */
     if (!c->full && !rc_edge_serving(e)) {
         /* upgraded while the edge was stopping: hello, then 1001 */
@@ -1126,38 +1076,20 @@ static void after_close_written(struct rc_edge_conn *c)
         arm_linger(c);
 }
 
-/* A write that was not whole at once completed (CONN_MSG_TX). */
+/* slowaio completed (CONN_MSG_TX): the socket took (part of) the rest. */
 static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
 {
-    struct rc_edge *e = c->edge;
-    unsigned k = m->k;
-    /* The aio's callback has run (it sent this, or tx_submit saw it had
-     * run): the aio is the actor's again.  relaxed: only the actor sets or
-     * reads k's bits now; the callbacks' CAS on the other aio keeps them. */
-    atomic_fetch_and_explicit(&c->txs, ~TXS_MASK(k), memory_order_relaxed);
     c->tx_async = false;
     int result = m->result;
-    if (result == 0) {
-        enum wm w = write_more(c, k, m->count);
-        if (w == WM_PENDING)
+    if (result == 0 && !iov_advance(c, m->count)) {
+        enum tx t = tx_write(c);
+        if (t == TX_ASYNC)
             return; /* the rest of the frame is on its way */
-        if (w == WM_TIMEOUT)
-            result = NNG_ETIMEDOUT;
+        if (t == TX_ERROR)
+            result = c->tx_err;
     }
     if (result != 0) {
-        for (uint32_t i = 0; i < c->fl_n; i++)
-            item_release(&c->fl[i]);
-        c->fl_n = 0;
-        if (result == NNG_ETIMEDOUT) {
-            rc_metric_add(&e->m.closes_timeout, 1);
-            rc_log(RC_LOG_WARN, "edge", NULL, NULL,
-                   "conn %llu: a send did not complete within --ws-write-timeout; closing",
-                   (unsigned long long)c->id);
-            c->close_code = RC_WS_CLOSE_ABNORMAL;
-        } else if (c->state != ST_CLOSE_SENT) {
-            c->close_code = RC_WS_CLOSE_ABNORMAL;
-        }
-        conn_done(c);
+        tx_failed(c, result);
         return;
     }
     tx_account(c);
@@ -1345,11 +1277,6 @@ static void conn_behaviour(struct rc_actor *self, void *state, struct rc_msg *ms
     case CONN_MSG_START:
         on_start(c);
         break;
-    case CONN_MSG_TX_WAKE:
-        start_write(c);
-        if (!tx_busy(c))
-            conn_trim(c);
-        break;
     case CONN_MSG_FLUSH:
         c->flush_pending = false;
         start_write(c);
@@ -1438,15 +1365,15 @@ static void conn_fini(void *state, int reason)
     if (c->conn != NULL)
         nng_stream_close(c->conn);
     nng_aio_stop(c->rxaio);
-    for (unsigned k = 0; k < TX_AIOS; k++)
-        if (c->txaio[k] != NULL)
-            nng_aio_stop(c->txaio[k]);
+    nng_aio_stop(c->txaio);
+    if (c->slowaio != NULL)
+        nng_aio_stop(c->slowaio);
     rc_edge_io_acquire(&c->rx_sync); /* the callbacks' last writes */
     rc_edge_io_acquire(&c->tx_sync);
     nng_aio_free(c->rxaio);
-    for (unsigned k = 0; k < TX_AIOS; k++)
-        if (c->txaio[k] != NULL)
-            nng_aio_free(c->txaio[k]);
+    nng_aio_free(c->txaio);
+    if (c->slowaio != NULL)
+        nng_aio_free(c->slowaio);
     nng_stream_free(c->conn);
 
     for (uint32_t i = 0; i < c->fl_n; i++)
@@ -1503,10 +1430,9 @@ int rc_edge_conn_spawn(struct rc_edge *e, nng_stream *conn, const char *accept_k
             rc_ws_parser_commit(&c->parser, early_len);
         }
     }
-    if (nng_aio_alloc(&c->rxaio, conn_rx_cb, c) != 0 ||
-        nng_aio_alloc(&c->txaio[0], conn_tx0_cb, c) != 0) {
+    if (nng_aio_alloc(&c->rxaio, conn_rx_cb, c) != 0 || nng_aio_alloc(&c->txaio, NULL, NULL) != 0) {
         nng_aio_free(c->rxaio);
-        nng_aio_free(c->txaio[0]);
+        nng_aio_free(c->txaio);
         rc_ws_parser_fini(&c->parser);
         rc_free(c);
         nng_stream_close(conn);
@@ -1522,7 +1448,7 @@ int rc_edge_conn_spawn(struct rc_edge *e, nng_stream *conn, const char *accept_k
         if (start != NULL)
             rc_msg_free(start);
         nng_aio_free(c->rxaio);
-        nng_aio_free(c->txaio[0]);
+        nng_aio_free(c->txaio);
         rc_ws_parser_fini(&c->parser);
         rc_buf_fini(&c->wbuf);
         rc_buf_fini(&c->ctl);
