@@ -439,6 +439,7 @@ static bool tx_slow(struct rc_edge_conn *c)
     nng_aio_set_iov(c->slowaio, c->tx_niov, c->tx_iov);
     nng_aio_set_timeout(c->slowaio, to);
     c->tx_async = true;
+    rc_metric_add(&rc_edge_hot(c->edge)->writes_blocked, 1);
     /* tx_iov and slowaio: published to conn_tx_cb */
     rc_edge_io_send(&c->tx_sync, c->conn, c->slowaio);
     return true;

@@ -455,6 +455,10 @@ Test(edge, a_backed_up_subscriber_gets_every_event_in_order_when_it_reads_again)
     char *body;
     cr_assert_eq(http_get(f.port, "/metrics", &body), 200);
     cr_assert_not_null(strstr(body, "runcast_ws_slow_consumer_closes_total 0\n"), "%s", body);
+    /* the premise: some frames did find the socket full */
+    const char *wb = strstr(body, "\nruncast_ws_writes_blocked_total ");
+    cr_assert_not_null(wb, "%s", body);
+    cr_assert_gt(strtoull(wb + strlen("\nruncast_ws_writes_blocked_total "), NULL, 10), 0);
     free(body);
     ws_close(c);
     fx_stop(&f);
