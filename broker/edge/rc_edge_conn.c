@@ -1055,8 +1055,10 @@ static void on_start(struct rc_edge_conn *c)
         tx_failed(c, c->tx_err);
         return;
     }
-    if (t == TX_WHOLE)
+    if (t == TX_WHOLE) {
         tx_account(c); /* a full connection's linger is armed below */
+        conn_trim(c);  /* the 101 + hello buffer: an idle connection keeps none */
+    }
     if (!c->full && !rc_edge_serving(e)) {
         /* upgraded while the edge was stopping: hello, then 1001 */
         rc_metric_add(&e->m.closes_shutdown, 1);
