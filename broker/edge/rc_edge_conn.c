@@ -127,7 +127,6 @@ struct rc_edge_conn {
     bool tx_async;      /* a frame is being finished on slowaio */
     int tx_err;         /* why tx_write failed (nng error) */
     bool flush_pending; /* a CONN_MSG_FLUSH is in our mailbox */
-    size_t tx_total;    /* its length */
     bool peer_closed;   /* we got the peer's close frame */
     bool rx_stopped;    /* no more reads (violation, EOF) */
     bool close_written;
