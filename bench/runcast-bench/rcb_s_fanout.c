@@ -14,6 +14,14 @@
  * callbacks.  In the same run, the raw nng WebSocket baseline: our own ws
  * listener sending ev frames of the same size to the same number of
  * connections as fast as nng sends them.
+ *
+ * Per step, the broker's own share is read from its /metrics histogram
+ * runcast_fanout_latency_seconds (ingress receive -> frame written to the
+ * socket), so one run shows how much of the end-to-end latency is the
+ * broker's.  RCB_FANOUT_PUB=raw publishes with one plain blocking nng
+ * PUSH send per event instead of the publisher library (to tell the
+ * library's share from the rest).  RCB_FANOUT_LAT_ONLY=1 runs only the
+ * rate steps (no max step, no raw baseline): for repeated A/B latency runs.
  */
 #include <math.h>
 #include <stdio.h>
@@ -81,11 +89,66 @@ struct step {
 
 static enum rcb_pub_mode pub_mode(void)
 {
+    const char *e = getenv("RCB_FANOUT_PUB");
+    if (e != NULL && strcmp(e, "raw") == 0)
+        return RCB_PUB_RAW;
 #ifdef RCB_HAVE_CLIENT
     return RCB_PUB_LIB;
 #else
     return RCB_PUB_RAW;
 #endif
+}
+
+/* The broker's fan-out latency histogram (cumulative bucket counts by
+ * upper bound in seconds), parsed from /metrics. */
+#define BLAT_MAX 32
+struct blat {
+    int n;
+    double le[BLAT_MAX], cum[BLAT_MAX];
+};
+
+static void blat_read(const struct rcb_broker *b, struct blat *h)
+{
+    static const char key[] = "runcast_fanout_latency_seconds_bucket{le=\"";
+    h->n = 0;
+    char *t = rcb_metrics(b);
+    for (const char *p = t ? strstr(t, key) : NULL; p != NULL && h->n < BLAT_MAX;
+         p = strstr(p + 1, key)) {
+        const char *v = p + sizeof(key) - 1;
+        h->le[h->n] = strncmp(v, "+Inf", 4) == 0 ? INFINITY : strtod(v, NULL);
+        const char *sp = strchr(v, ' ');
+        if (sp == NULL)
+            break;
+        h->cum[h->n++] = strtod(sp + 1, NULL);
+    }
+    free(t);
+}
+
+/* Figures for the deliveries between two readings: the bucket bound under
+ * which 50% and 99% fall, and the share within 1 ms. */
+static void blat_figs(const char *name, const struct blat *a, const struct blat *z)
+{
+    char fname[128], note[96];
+    if (a->n == 0 || a->n != z->n)
+        return;
+    double total = z->cum[z->n - 1] - a->cum[a->n - 1];
+    if (total <= 0)
+        return;
+    const double pct[] = {50, 99};
+    for (int j = 0; j < 2; j++) {
+        int i = 0;
+        while (i < z->n - 1 && z->cum[i] - a->cum[i] < total * pct[j] / 100)
+            i++;
+        snprintf(fname, sizeof(fname), "%s broker share p%.0f (bucket)", name, pct[j]);
+        snprintf(note, sizeof(note), "<= this bound; ingress receive -> frame written, %.0f deliv",
+                 total);
+        rcb_fig(fname, z->le[i] * 1e6, "us", NULL, note);
+    }
+    for (int i = 0; i < z->n; i++)
+        if (z->le[i] >= 0.000999 && z->le[i] <= 0.001001) {
+            snprintf(fname, sizeof(fname), "%s broker share <= 1 ms", name);
+            rcb_fig(fname, 100.0 * (z->cum[i] - a->cum[i]) / total, "%", NULL, NULL);
+        }
 }
 
 /* One step: publish `events` to runs of tag (round robin) at `rate` (0:
@@ -300,7 +363,12 @@ static bool workload(struct rcb_broker *b, const char *name, uint32_t runs, uint
             n = 10;
         rcb_log("fanout %s: %.0f events/s for %.1f s (%llu deliveries expected)", name, rates[i],
                 step_s, (unsigned long long)(n * fan));
+        struct blat la, lz;
+        blat_read(b, &la);
         do_step(b, subs, &rs, tag, runs, fan, n, rates[i], size, &st);
+        blat_read(b, &lz);
+        snprintf(fname, sizeof(fname), "%s @ %.0f ev/s:", name, rates[i]);
+        blat_figs(fname, &la, &lz);
         snprintf(fname, sizeof(fname), "%s @ %.0f ev/s: deliveries", name, rates[i]);
         snprintf(note, sizeof(note), "offered %.0f/s; got %llu/%llu%s", rates[i] * fan,
                  (unsigned long long)st.got, (unsigned long long)st.expect,
@@ -335,7 +403,9 @@ static bool workload(struct rcb_broker *b, const char *name, uint32_t runs, uint
             break;
         }
     }
-    if (max_events > 0 && !rcb_expired()) {
+    const char *lo = getenv("RCB_FANOUT_LAT_ONLY");
+    bool lat_only = lo != NULL && strcmp(lo, "1") == 0;
+    if (max_events > 0 && !lat_only && !rcb_expired()) {
         struct step st;
         rcb_log("fanout %s: %llu events as fast as possible", name, (unsigned long long)max_events);
         do_step(b, subs, &rs, tag, runs, fan, max_events, 0, size, &st);
@@ -370,7 +440,7 @@ static bool workload(struct rcb_broker *b, const char *name, uint32_t runs, uint
     struct rcb_hist *bh = rcb_hist_new();
     uint64_t total = rcb_o.smoke ? 2000 : nsubs >= 100 ? 200000 : 200000;
     double base1 = NAN, base32 = NAN;
-    for (int k = 0; k < 2 && !rcb_expired(); k++) {
+    for (int k = 0; k < 2 && !lat_only && !rcb_expired(); k++) {
         uint32_t pf = k == 0 ? 1 : 32;
         uint64_t per = total / nsubs / pf * (k == 0 ? 1 : 4);
         if (per < 1)

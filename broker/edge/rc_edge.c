@@ -59,6 +59,7 @@ static void hot_add(struct rc_edge_hot *out, const struct rc_edge_hot *h)
     rc_metric_add(&out->bytes_sent, rc_metric_get(&h->bytes_sent));
     rc_metric_add(&out->msgs_sent, rc_metric_get(&h->msgs_sent));
     rc_metric_add(&out->coalesced_frames, rc_metric_get(&h->coalesced_frames));
+    rc_metric_add(&out->writes_blocked, rc_metric_get(&h->writes_blocked));
     for (unsigned i = 0; i < RC_EDGE_LAT_BUCKETS; i++)
         rc_metric_add(&out->lat[i], rc_metric_get(&h->lat[i]));
     rc_metric_add(&out->lat_sum_us, rc_metric_get(&h->lat_sum_us));

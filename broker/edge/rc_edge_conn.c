@@ -1,18 +1,23 @@
 /*
  * rc_edge_conn: one actor per WebSocket connection.
  *
- * The actor owns everything about its connection: the nng TCP stream, the frame parser, the
- * subscriptions, the output queue and the one send in flight.  nng completion callbacks do nothing
- * but post a small message to the actor, so all state is touched by one thread at a time (the
- * actor's turn) and needs no lock.
+ * The actor owns everything about its connection: the nng TCP stream, the
+ * frame parser, the subscriptions and the output queue.  nng completion
+ * callbacks do nothing but post a small message to the actor, so all
+ * state is touched by one thread at a time (the actor's turn) and needs no
+ * lock.
  *
  * Output: run actors send rc_sub_frame messages; the actor keeps the
  * message (rc_msg_keep) in its queue, bounded in bytes by --ws-queue-max.
- * When no send is in flight the queue goes out at once: one message as one
- * frame (header + the shared blob, no copy), several as one frame holding a
- * msgpack array (coalescing: an idle connection gets each event at once, a
- * busy one batches).  Past the bound the queue is dropped, a final `err`
- * (slow_consumer) is sent and the connection is closed with 4008.
+ * The queue goes out at once: one message as one frame (header + the
+ * shared blob, no copy), several as one frame holding a msgpack array.
+ * A frame is written inside the actor's turn with a callback-less aio
+ * (one sendmsg, no thread hand-off: see tx_try); only when the socket is
+ * full does a frame wait for nng's poller, and messages queued meanwhile
+ * go out together in the next frame (coalescing: an idle connection gets
+ * each event at once, a backed-up one batches).  Past the bound the queue
+ * is dropped, a final `err` (slow_consumer) is sent and the connection is
+ * closed with 4008.
  *
  * Closing: begin_close() sets the code; the queue is flushed (shutdown:
  * 1001) or dropped (errors), then the close frame is written, then the
@@ -41,13 +46,10 @@ enum {
     CONN_MSG_RX,
     CONN_MSG_TX,
     CONN_MSG_SHUTDOWN,
-    CONN_MSG_TX_WAKE, /* a send finished by its callback, and more is queued */
-    CONN_MSG_FLUSH,   /* write what the frames of the previous turn queued */
+    CONN_MSG_FLUSH, /* write what the frames of the previous turn queued */
 };
 
 enum { TIMER_HB = 1, TIMER_LINGER = 2 };
-
-enum { TX_BUSY = 1u, TX_WANT = 2u };
 
 /* Coalescing caps: one frame carries at most this many messages / bytes. */
 #define FRAME_MAX_MSGS  1024u
@@ -56,6 +58,8 @@ enum { TX_BUSY = 1u, TX_WANT = 2u };
  * only this), up to a whole frame when one is arriving. */
 #define READ_MIN 256u
 #define READ_MAX 65536u
+/* An idle connection keeps write buffers up to this size between frames. */
+#define TRIM_AT 4096u
 /* How long to wait for the peer's close frame after sending ours. */
 #define LINGER_MAX_MS  2000u
 #define LINGER_STOP_MS 200u
@@ -102,34 +106,27 @@ struct rc_edge_conn {
     struct rc_actor *self; /* our reference, released last in fini */
     uint64_t id;
 
-    /* Hand-off markers of rxaio and txaio (rc_edge_io_publish before each
-     * nng_stream_recv/send and at the end of its callback,
+    /* Hand-off markers of rxaio and slowaio (rc_edge_io_publish before
+     * each nng_stream_recv/send and at the end of its callback,
      * rc_edge_io_acquire at callback entry and after nng_aio_stop in
-     * fini): the callbacks read what the actor set up for the operation
-     * (tx_simple, tx_total, fl...), and fini frees what they touched. */
+     * fini): the callbacks read what the actor set up for the operation,
+     * and fini frees what they touched.  txaio has no callback. */
     _Atomic uint32_t rx_sync, tx_sync;
 
-    /* Everything below: owner actor only (callbacks touch only the aios,
-     * and a simple write's callback the fields tx_account uses; see txs). */
+    /* Everything below: owner actor only (callbacks touch only their aio).
+     * txaio: every frame's first write (no callback, see tx_try);
+     * slowaio: the rest of a frame the socket did not take at once
+     * (allocated the first time a socket is full). */
     nng_stream *conn;
-    nng_aio *rxaio, *txaio;
+    nng_aio *rxaio, *txaio, *slowaio;
     bool json;
     bool full; /* over the connection limit: 4429 after the handshake */
     char accept[29];
     enum conn_state state;
     bool rx_busy;
-    /* The send in flight: TX_BUSY while one is, TX_WANT when the actor has
-     * more to write once it completes.  Atomic: the actor sets TX_BUSY
-     * before a send and TX_WANT (CAS) while one is in flight; the nng
-     * callback of a simple, whole write finishes it itself (releases the
-     * frames, exchange to 0 with acq_rel) and wakes the actor only when
-     * TX_WANT was set.  The actor's acquire loads (tx_busy) pair with that
-     * exchange, so what the callback released happens before the actor
-     * reuses fl. */
-    _Atomic uint32_t txs;
-    bool tx_simple;     /* the write in flight may be finished by the callback */
+    bool tx_async;      /* a frame is being finished on slowaio */
+    int tx_err;         /* why tx_write failed (nng error) */
     bool flush_pending; /* a CONN_MSG_FLUSH is in our mailbox */
-    size_t tx_total;    /* its length */
     bool peer_closed;   /* we got the peer's close frame */
     bool rx_stopped;    /* no more reads (violation, EOF) */
     bool close_written;
@@ -171,10 +168,10 @@ struct rc_edge_conn {
 
 static _Atomic uint64_t conn_ids = 1;
 
-static bool tx_busy(struct rc_edge_conn *c)
+/* A frame is not all written yet (only the actor changes tx_async). */
+static bool tx_busy(const struct rc_edge_conn *c)
 {
-    /* acquire: pairs with the callback's exchange (see txs) */
-    return (atomic_load_explicit(&c->txs, memory_order_acquire) & TX_BUSY) != 0;
+    return c->tx_async;
 }
 
 struct rc_edge_conn_link *rc_edge_conn_link(struct rc_edge_conn *c)
@@ -315,9 +312,7 @@ static void conn_rx_cb(void *arg)
     rc_edge_io_publish(&c->rx_sync); /* to conn_fini after nng_aio_stop */
 }
 
-/* Counts a finished write and releases its frames.  Runs on the actor, or
- * on the nng callback that finished a simple write (the write in flight
- * owns fl, fl_n, fl_bytes and fl_own until then). */
+/* Counts a written frame and releases its messages (actor only). */
 static void tx_account(struct rc_edge_conn *c)
 {
     struct rc_edge_hot *hot = rc_edge_hot(c->edge);
@@ -341,39 +336,12 @@ static void tx_account(struct rc_edge_conn *c)
     }
 }
 
-/*
- * A send completed.  The common case (a data frame written whole) is
- * finished right here, without a message to the actor: the frames are
- * released and the actor is woken only if it queued more meanwhile.  That
- * saves one thread hand-off per frame on idle connections.  Anything else
- * (errors, partial writes, the hello, close frames) goes to on_tx.
- */
-static void conn_tx_cb_inner(struct rc_edge_conn *c)
-{
-    if (c->tx_simple && nng_aio_result(c->txaio) == 0 && nng_aio_count(c->txaio) == c->tx_total) {
-        tx_account(c);
-        /* acq_rel: release publishes the work above to the actor's acquire
-         * (tx_busy, start_write); acquire sees its TX_WANT */
-        uint32_t old = atomic_exchange_explicit(&c->txs, 0, memory_order_acq_rel);
-        if (old & TX_WANT) {
-            struct rc_msg *m = rc_msg_new(sizeof(*m), CONN_MSG_TX_WAKE);
-            if (m == NULL) {
-                rc_actor_stop(c->self, RC_ENOMEM);
-                return;
-            }
-            if (rc_actor_send(c->self, m) != 0)
-                rc_msg_free(m);
-        }
-        return;
-    }
-    conn_io_cb(c, c->txaio, CONN_MSG_TX);
-}
-
+/* slowaio completed (nng's task thread): on_tx continues. */
 static void conn_tx_cb(void *arg)
 {
     struct rc_edge_conn *c = arg;
-    rc_edge_io_acquire(&c->tx_sync); /* write_iov / write_more's writes */
-    conn_tx_cb_inner(c);
+    rc_edge_io_acquire(&c->tx_sync); /* tx_slow's writes */
+    conn_io_cb(c, c->slowaio, CONN_MSG_TX);
     rc_edge_io_publish(&c->tx_sync); /* to conn_fini after nng_aio_stop */
 }
 
@@ -398,10 +366,111 @@ static void start_read(struct rc_edge_conn *c)
     rc_edge_io_recv(&c->rx_sync, c->conn, c->rxaio);
 }
 
+/*
+ * The write path.  nng 1.5.2's TCP stream writes inline in
+ * nng_stream_send when nothing of the stream is queued: one sendmsg, then
+ * the aio is finished with the bytes it took (a partial count when the
+ * socket buffer took only part), or left queued for nng's poller when the
+ * socket is full (EAGAIN).  An aio without a callback is finished right
+ * there, without a hop to nng's task threads.  So every frame is first
+ * written with txaio, which has no callback: the common case costs one
+ * sendmsg and no thread hand-off, the frame's messages are released at
+ * once and the next frame can follow immediately.
+ *
+ * Only when the socket is full does a frame need to wait: then the rest
+ * goes out on slowaio (with a callback and --ws-write-timeout), and no
+ * other frame is started until on_tx has it all written, so frames never
+ * interleave.
+ */
+
+/* One attempt on txaio: the result and the bytes written.  Never waits
+ * for the socket: a send still queued when nng_stream_send returns is
+ * cancelled (nng's write either takes an aio whole or partly and finishes
+ * it under the stream's lock, or leaves it untouched, so a cancelled send
+ * wrote nothing); nng_aio_wait then only waits for a finish already under
+ * way on nng's poller. */
+static int tx_try(struct rc_edge_conn *c, size_t *n)
+{
+    nng_aio_set_iov(c->txaio, c->tx_niov, c->tx_iov);
+    nng_stream_send(c->conn, c->txaio);
+    nng_aio_cancel(c->txaio);
+    nng_aio_wait(c->txaio);
+    *n = nng_aio_count(c->txaio);
+    return nng_aio_result(c->txaio);
+}
+
+/* Drops the first count bytes from tx_iov; true when nothing is left. */
+static bool iov_advance(struct rc_edge_conn *c, size_t count)
+{
+    unsigned i = 0;
+    while (i < c->tx_niov && count >= c->tx_iov[i].iov_len) {
+        count -= c->tx_iov[i].iov_len;
+        i++;
+    }
+    if (i == c->tx_niov)
+        return true;
+    c->tx_iov[i].iov_buf = (uint8_t *)c->tx_iov[i].iov_buf + count;
+    c->tx_iov[i].iov_len -= count;
+    unsigned n = c->tx_niov - i;
+    for (unsigned j = 0; j < n; j++)
+        c->tx_iov[j] = c->tx_iov[i + j];
+    c->tx_niov = n;
+    return false;
+}
+
+/* The socket is full: the rest of the frame goes out on slowaio. */
+static bool tx_slow(struct rc_edge_conn *c)
+{
+    if (c->slowaio == NULL && nng_aio_alloc(&c->slowaio, conn_tx_cb, c) != 0) {
+        c->slowaio = NULL;
+        c->tx_err = NNG_ENOMEM;
+        return false;
+    }
+    nng_duration to = NNG_DURATION_INFINITE;
+    if (c->tx_deadline > 0) {
+        uint64_t now = rc_clock_mono_ms();
+        if (now >= c->tx_deadline) {
+            c->tx_err = NNG_ETIMEDOUT;
+            return false;
+        }
+        to = (nng_duration)(c->tx_deadline - now);
+    }
+    nng_aio_set_iov(c->slowaio, c->tx_niov, c->tx_iov);
+    nng_aio_set_timeout(c->slowaio, to);
+    c->tx_async = true;
+    rc_metric_add(&rc_edge_hot(c->edge)->writes_blocked, 1);
+    /* tx_iov and slowaio: published to conn_tx_cb */
+    rc_edge_io_send(&c->tx_sync, c->conn, c->slowaio);
+    return true;
+}
+
+enum tx { TX_WHOLE, TX_ASYNC, TX_ERROR };
+
+/* Writes what is left of the frame in tx_iov: TX_WHOLE when it is all
+ * written, TX_ASYNC when on_tx will finish it, TX_ERROR (tx_err). */
+static enum tx tx_write(struct rc_edge_conn *c)
+{
+    for (;;) {
+        size_t n;
+        int rv = tx_try(c, &n);
+        if (rv == 0) {
+            if (iov_advance(c, n))
+                return TX_WHOLE;
+            continue; /* partial: try the rest (a full socket ends it) */
+        }
+        if (rv != NNG_ECANCELED) {
+            c->tx_err = rv;
+            return TX_ERROR;
+        }
+        if (n > 0 && iov_advance(c, n))
+            return TX_WHOLE; /* defensive: a cancelled send writes nothing */
+        return tx_slow(c) ? TX_ASYNC : TX_ERROR;
+    }
+}
+
 /* Starts writing iov[0..n) (copied: the caller's array may be on its
- * stack).  A TCP stream may take part of it per send; on_tx sends the rest
- * until the whole frame is written or --ws-write-timeout passes. */
-static void write_iov(struct rc_edge_conn *c, nng_iov *iov, unsigned n)
+ * stack); --ws-write-timeout runs from here. */
+static enum tx write_iov(struct rc_edge_conn *c, nng_iov *iov, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
         c->tx_iov[i] = iov[i];
@@ -409,56 +478,32 @@ static void write_iov(struct rc_edge_conn *c, nng_iov *iov, unsigned n)
     uint64_t to = cfg_of(c)->ws_write_timeout_ms;
     c->last_tx_ms = rc_clock_mono_ms();
     c->tx_deadline = to > 0 ? c->last_tx_ms + to : 0;
-    nng_aio_set_iov(c->txaio, n, c->tx_iov);
-    nng_aio_set_timeout(c->txaio, to > 0 ? (nng_duration)to : NNG_DURATION_INFINITE);
-    c->tx_total = 0;
-    for (unsigned i = 0; i < n; i++)
-        c->tx_total += iov[i].iov_len;
-    /* The hello and close frames need the actor's on_tx, and so does a
-     * write after which the actor has more to do (queued messages beyond
-     * one frame's caps, a close frame to send): only a write that leaves
-     * the connection idle is finished by the callback. */
-    c->tx_simple = !c->close_written && c->fl_own == 0 && c->state == ST_OPEN && c->q_len == 0;
-    /* relaxed: no send is in flight, so no callback reads it concurrently;
-     * the send below publishes it to the callback */
-    atomic_store_explicit(&c->txs, TX_BUSY, memory_order_relaxed);
-    /* fl, tx_simple, tx_total: published to conn_tx_cb */
-    rc_edge_io_send(&c->tx_sync, c->conn, c->txaio);
+    return tx_write(c);
 }
 
-/* After a send took count bytes: true when the frame is not all written
- * yet (then the rest has been sent again, or *timed_out is set). */
-static bool write_more(struct rc_edge_conn *c, size_t count, bool *timed_out)
+static void conn_done(struct rc_edge_conn *c);
+
+/* A write failed (the peer is gone, or the write timed out): drop the
+ * frame and stop. */
+static void tx_failed(struct rc_edge_conn *c, int result)
 {
-    *timed_out = false;
-    unsigned i = 0;
-    while (i < c->tx_niov && count >= c->tx_iov[i].iov_len) {
-        count -= c->tx_iov[i].iov_len;
-        i++;
+    for (uint32_t i = 0; i < c->fl_n; i++)
+        item_release(&c->fl[i]);
+    c->fl_n = 0;
+    if (result == NNG_ETIMEDOUT) {
+        rc_metric_add(&c->edge->m.closes_timeout, 1);
+        rc_log(RC_LOG_WARN, "edge", NULL, NULL,
+               "conn %llu: a send did not complete within --ws-write-timeout; closing",
+               (unsigned long long)c->id);
+        c->close_code = RC_WS_CLOSE_ABNORMAL;
+    } else if (c->state != ST_CLOSE_SENT) {
+        c->close_code = RC_WS_CLOSE_ABNORMAL;
     }
-    if (i == c->tx_niov)
-        return false;
-    c->tx_iov[i].iov_buf = (uint8_t *)c->tx_iov[i].iov_buf + count;
-    c->tx_iov[i].iov_len -= count;
-    unsigned n = c->tx_niov - i;
-    for (unsigned k = 0; k < n; k++)
-        c->tx_iov[k] = c->tx_iov[i + k];
-    c->tx_niov = n;
-    nng_duration to = NNG_DURATION_INFINITE;
-    if (c->tx_deadline > 0) {
-        uint64_t now = rc_clock_mono_ms();
-        if (now >= c->tx_deadline) {
-            *timed_out = true;
-            return true;
-        }
-        to = (nng_duration)(c->tx_deadline - now);
-    }
-    nng_aio_set_iov(c->txaio, n, c->tx_iov);
-    nng_aio_set_timeout(c->txaio, to);
-    c->tx_simple = false; /* the rest of a partial write comes back to on_tx */
-    rc_edge_io_send(&c->tx_sync, c->conn, c->txaio); /* published to conn_tx_cb */
-    return true;
+    conn_done(c);
 }
+
+/* WN_* from a write_iov result. */
+static int wn_of(struct rc_edge_conn *c, enum tx t);
 
 static int fl_reserve(struct rc_edge_conn *c, uint32_t n)
 {
@@ -478,24 +523,27 @@ static int to_json(struct rc_buf *out, const void *mp, size_t len)
     return rc_json_from_msgpack(mp, len, out);
 }
 
-/*
- * Writes what is pending, if no send is in flight: control frames, then up
- * to FRAME_MAX_MSGS queued messages as one frame, or (closing, queue empty)
- * the close frame.
- */
-static void start_write(struct rc_edge_conn *c)
+enum wn { WN_NONE, WN_WHOLE, WN_PENDING };
+
+static int wn_of(struct rc_edge_conn *c, enum tx t)
 {
-    if (c->state == ST_HANDSHAKE || c->close_written)
-        return;
-    /* acquire: as tx_busy */
-    uint32_t st = atomic_load_explicit(&c->txs, memory_order_acquire);
-    while (st & TX_BUSY) {
-        /* a send is in flight: ask its completion to come back here */
-        if ((st & TX_WANT) ||
-            atomic_compare_exchange_weak_explicit(&c->txs, &st, st | TX_WANT, memory_order_acq_rel,
-                                                  memory_order_acquire))
-            return;
-    }
+    if (t == TX_WHOLE)
+        return WN_WHOLE;
+    if (t == TX_ASYNC)
+        return WN_PENDING;
+    tx_failed(c, c->tx_err);
+    return WN_NONE;
+}
+
+/*
+ * Writes the next frame on aio k: control frames, then up to
+ * FRAME_MAX_MSGS queued messages as one frame, or (closing, queue empty)
+ * the close frame.  WN_WHOLE: written whole at once; WN_PENDING: on_tx
+ * finishes it; WN_NONE: nothing written (nothing due, or an error that
+ * closed or stopped the connection).
+ */
+static enum wn write_next(struct rc_edge_conn *c)
+{
     rc_buf_reset(&c->wbuf);
     c->fl_n = 0;
     c->fl_bytes = 0;
@@ -508,17 +556,16 @@ static void start_write(struct rc_edge_conn *c)
         if (c->state == ST_CLOSING) {
             if (rc_ws_close_frame(&c->wbuf, c->close_code, c->close_reason) != 0) {
                 rc_actor_stop(c->self, RC_ENOMEM);
-                return;
+                return WN_NONE;
             }
             c->state = ST_CLOSE_SENT;
             c->close_written = true;
         }
         if (c->wbuf.len == 0)
-            return;
+            return WN_NONE;
         nng_iov iov = {.iov_buf = c->wbuf.data, .iov_len = c->wbuf.len};
         c->fl_bytes = c->wbuf.len;
-        write_iov(c, &iov, 1);
-        return;
+        return wn_of(c, write_iov(c, &iov, 1));
     }
 
     /* Take messages up to the caps. */
@@ -533,7 +580,7 @@ static void start_write(struct rc_edge_conn *c)
     }
     if (fl_reserve(c, n) != 0) {
         rc_actor_stop(c->self, RC_ENOMEM);
-        return;
+        return WN_NONE;
     }
     for (uint32_t i = 0; i < n; i++) {
         c->fl[i] = c->q[c->q_head];
@@ -575,8 +622,7 @@ static void start_write(struct rc_edge_conn *c)
         iov[1].iov_buf = c->fl[0].blob->data;
         iov[1].iov_len = c->fl[0].blob->len;
         c->fl_bytes = hl + payload;
-        write_iov(c, iov, 2);
-        return;
+        return wn_of(c, write_iov(c, iov, 2));
     } else if (n == 1) {
         hl = rc_ws_frame_header(h, RC_WS_OP_BINARY, true, payload);
         rv = rc_buf_append(&c->wbuf, h, hl);
@@ -603,14 +649,44 @@ static void start_write(struct rc_edge_conn *c)
         c->fl_n = 0;
         begin_close(c, RC_WS_CLOSE_INTERNAL,
                     rv == RC_EPROTO ? "cannot convert to JSON" : "out of memory", false);
-        return;
+        return WN_NONE;
     }
     if (n > 1)
         rc_metric_add(&rc_edge_hot(c->edge)->coalesced_frames, 1);
     iov[0].iov_buf = c->wbuf.data;
     iov[0].iov_len = c->wbuf.len;
     c->fl_bytes = c->wbuf.len + (niov == 2 ? iov[1].iov_len : 0);
-    write_iov(c, iov, niov);
+    return wn_of(c, write_iov(c, iov, niov));
+}
+
+static void after_close_written(struct rc_edge_conn *c);
+
+/*
+ * Writes what is pending, frame after frame while the socket takes them
+ * whole (each frame's messages released as soon as it is written).  Stops
+ * at a frame the socket did not take at once (on_tx continues) or when
+ * nothing is due.
+ */
+static void start_write(struct rc_edge_conn *c)
+{
+    for (;;) {
+        if (c->state == ST_HANDSHAKE || c->close_written || c->tx_async)
+            return;
+        if (c->q_len == 0 && c->ctl.len == 0 && c->state != ST_CLOSING) {
+            /* idle: give back buffers a big coalesced frame grew (small
+             * ones stay for the next frames; the heartbeat trims them) */
+            if (c->wbuf.cap > TRIM_AT || c->jtmp.cap > TRIM_AT)
+                conn_trim(c);
+            return;
+        }
+        if (write_next(c) != WN_WHOLE)
+            return;
+        tx_account(c);
+        if (c->close_written) {
+            after_close_written(c);
+            return;
+        }
+    }
 }
 
 /* ---- live runs (for the drop warning) ----
@@ -973,7 +1049,15 @@ static void on_start(struct rc_edge_conn *c)
     c->fl_n = 0;
     c->fl_bytes = c->wbuf.len - (size_t)n; /* the 101 is not a frame */
     c->fl_own = c->full ? 0 : 1;
-    write_iov(c, &iov, 1);
+    enum tx t = write_iov(c, &iov, 1);
+    if (t == TX_ERROR) {
+        tx_failed(c, c->tx_err);
+        return;
+    }
+    if (t == TX_WHOLE) {
+        tx_account(c); /* a full connection's linger is armed below */
+        conn_trim(c);  /* the 101 + hello buffer: an idle connection keeps none */
+    }
     if (!c->full && !rc_edge_serving(e)) {
         /* upgraded while the edge was stopping: hello, then 1001 */
         rc_metric_add(&e->m.closes_shutdown, 1);
@@ -986,42 +1070,33 @@ static void on_start(struct rc_edge_conn *c)
     parse_input(c); /* frames the client sent with its request, then read */
 }
 
+static void after_close_written(struct rc_edge_conn *c)
+{
+    if (c->peer_closed || c->rx_stopped)
+        conn_done(c);
+    else
+        arm_linger(c);
+}
+
+/* slowaio completed (CONN_MSG_TX): the socket took (part of) the rest. */
 static void on_tx(struct rc_edge_conn *c, const struct io_msg *m)
 {
-    struct rc_edge *e = c->edge;
+    c->tx_async = false;
     int result = m->result;
-    if (result == 0) {
-        bool timed_out;
-        if (write_more(c, m->count, &timed_out) && !timed_out)
+    if (result == 0 && !iov_advance(c, m->count)) {
+        enum tx t = tx_write(c);
+        if (t == TX_ASYNC)
             return; /* the rest of the frame is on its way */
-        if (timed_out)
-            result = NNG_ETIMEDOUT;
+        if (t == TX_ERROR)
+            result = c->tx_err;
     }
     if (result != 0) {
-        atomic_store_explicit(&c->txs, 0, memory_order_relaxed); /* as below */
-        for (uint32_t i = 0; i < c->fl_n; i++)
-            item_release(&c->fl[i]);
-        c->fl_n = 0;
-        if (result == NNG_ETIMEDOUT) {
-            rc_metric_add(&e->m.closes_timeout, 1);
-            rc_log(RC_LOG_WARN, "edge", NULL, NULL,
-                   "conn %llu: a send did not complete within --ws-write-timeout; closing",
-                   (unsigned long long)c->id);
-            c->close_code = RC_WS_CLOSE_ABNORMAL;
-        } else if (c->state != ST_CLOSE_SENT) {
-            c->close_code = RC_WS_CLOSE_ABNORMAL;
-        }
-        conn_done(c);
+        tx_failed(c, result);
         return;
     }
-    /* relaxed: the send is over and only the actor touches txs now */
-    atomic_store_explicit(&c->txs, 0, memory_order_relaxed);
     tx_account(c);
     if (c->close_written) {
-        if (c->peer_closed || c->rx_stopped)
-            conn_done(c);
-        else
-            arm_linger(c);
+        after_close_written(c);
         return;
     }
     start_write(c);
@@ -1172,6 +1247,8 @@ static void on_timer(struct rc_edge_conn *c, struct rc_msg_timer *t)
     }
     if (t->arg == TIMER_HB && c->state == ST_OPEN) {
         uint64_t now = rc_clock_mono_ms();
+        if (!tx_busy(c) && c->q_len == 0)
+            conn_trim(c);
         if (!tx_busy(c) && c->q_len == 0 && now - c->last_tx_ms + 5 >= c->hb_ms) {
             struct rc_buf b;
             rc_buf_init(&b);
@@ -1201,11 +1278,6 @@ static void conn_behaviour(struct rc_actor *self, void *state, struct rc_msg *ms
         break;
     case CONN_MSG_START:
         on_start(c);
-        break;
-    case CONN_MSG_TX_WAKE:
-        start_write(c);
-        if (!tx_busy(c))
-            conn_trim(c);
         break;
     case CONN_MSG_FLUSH:
         c->flush_pending = false;
@@ -1296,10 +1368,14 @@ static void conn_fini(void *state, int reason)
         nng_stream_close(c->conn);
     nng_aio_stop(c->rxaio);
     nng_aio_stop(c->txaio);
+    if (c->slowaio != NULL)
+        nng_aio_stop(c->slowaio);
     rc_edge_io_acquire(&c->rx_sync); /* the callbacks' last writes */
     rc_edge_io_acquire(&c->tx_sync);
     nng_aio_free(c->rxaio);
     nng_aio_free(c->txaio);
+    if (c->slowaio != NULL)
+        nng_aio_free(c->slowaio);
     nng_stream_free(c->conn);
 
     for (uint32_t i = 0; i < c->fl_n; i++)
@@ -1356,8 +1432,7 @@ int rc_edge_conn_spawn(struct rc_edge *e, nng_stream *conn, const char *accept_k
             rc_ws_parser_commit(&c->parser, early_len);
         }
     }
-    if (nng_aio_alloc(&c->rxaio, conn_rx_cb, c) != 0 ||
-        nng_aio_alloc(&c->txaio, conn_tx_cb, c) != 0) {
+    if (nng_aio_alloc(&c->rxaio, conn_rx_cb, c) != 0 || nng_aio_alloc(&c->txaio, NULL, NULL) != 0) {
         nng_aio_free(c->rxaio);
         nng_aio_free(c->txaio);
         rc_ws_parser_fini(&c->parser);

@@ -419,6 +419,9 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
            "Server messages written (a frame may coalesce several)", rc_metric_get(&hot.msgs_sent));
     metric(&b, "runcast_ws_coalesced_frames_total", "counter",
            "Frames carrying an array of several messages", rc_metric_get(&hot.coalesced_frames));
+    metric(&b, "runcast_ws_writes_blocked_total", "counter",
+           "Frames the socket did not take at once (finished by nng's poller)",
+           rc_metric_get(&hot.writes_blocked));
     metric(&b, "runcast_ws_heartbeats_total", "counter", "hb frames sent",
            rc_metric_get(&x->hb_sent));
     metric(&b, "runcast_ws_frames_dropped_total", "counter",

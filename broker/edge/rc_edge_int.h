@@ -125,6 +125,7 @@ struct rc_edge_hot {
     rc_metric bytes_sent;       /* counter: bytes written (frame headers included) */
     rc_metric msgs_sent;        /* counter: server messages written (frames coalesce them) */
     rc_metric coalesced_frames; /* counter: frames that carried an array of >1 messages */
+    rc_metric writes_blocked;   /* counter: frames the socket did not take at once */
     rc_metric lat[RC_EDGE_LAT_BUCKETS];
     rc_metric lat_sum_us;
     rc_metric lat_count;

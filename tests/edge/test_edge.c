@@ -407,6 +407,63 @@ Test(edge, slow_consumer_is_closed_4008_and_fast_one_gets_everything)
     fx_stop(&f);
 }
 
+/* A subscriber that stops reading fills the socket buffers: the edge's
+ * writes become partial and wait for the socket (nng's poller), while new
+ * events, pongs and replies keep coming.  Frames must never interleave
+ * (a frame is started only when the previous one is whole) and nothing may
+ * be lost or duplicated once the subscriber reads again. */
+Test(edge, a_backed_up_subscriber_gets_every_event_in_order_when_it_reads_again)
+{
+    struct fx f;
+    fx_start(&f, (const char *[]){"ws-queue-max", "64MiB", "history-max-events", "100000",
+                                  "history-max-bytes", "256MiB", NULL});
+    struct ws_client *c = open_ws(&f, "/ws");
+    send_ok(c, "{\"op\":\"sub\",\"run\":\"bk\",\"snapshot\":false}");
+    static char text[4001];
+    memset(text, 'y', sizeof(text) - 1);
+    fx_publish(&f, "{\"run\":\"bk\",\"type\":\"start\"}");
+    /* ~12 MiB: more than the loopback socket buffers hold */
+    const int N = 3000;
+    int pings = 0;
+    for (int i = 0; i < N; i++) {
+        fx_publishf(&f, "{\"run\":\"bk\",\"type\":\"delta\",\"text\":\"%s\"}", text);
+        if (i % 250 == 0) {
+            /* a WebSocket ping (pong: a control frame queued between data
+             * frames) and a protocol ping (a reply queued behind events) */
+            cr_assert_eq(ws_send_frame(c, 0x9, true, "p", 1), 0);
+            cr_assert_eq(ws_send_json_as_msgpack(c, "{\"op\":\"ping\",\"req\":7}"), 0);
+            pings++;
+        }
+    }
+    uint64_t next = 1;
+    int pongs = 0;
+    json_t *v;
+    while ((next <= (uint64_t)N + 1 || pongs < pings) && (v = ws_next(c, T, NULL)) != NULL) {
+        if (strcmp(op_of(v), "pong") == 0) {
+            pongs++;
+        } else {
+            cr_assert_str_eq(op_of(v), "ev", "got %s", json_dumps(v, 0));
+            cr_assert_eq(u64_of(v, "seq"), next, "got %llu want %llu",
+                         (unsigned long long)u64_of(v, "seq"), (unsigned long long)next);
+            next++;
+        }
+        json_decref(v);
+    }
+    cr_assert_eq(next, (uint64_t)N + 2, "every event, in order, once");
+    cr_assert_eq(pongs, pings);
+    expect_quiet(c, 200);
+    char *body;
+    cr_assert_eq(http_get(f.port, "/metrics", &body), 200);
+    cr_assert_not_null(strstr(body, "runcast_ws_slow_consumer_closes_total 0\n"), "%s", body);
+    /* the premise: some frames did find the socket full */
+    const char *wb = strstr(body, "\nruncast_ws_writes_blocked_total ");
+    cr_assert_not_null(wb, "%s", body);
+    cr_assert_gt(strtoull(wb + strlen("\nruncast_ws_writes_blocked_total "), NULL, 10), 0);
+    free(body);
+    ws_close(c);
+    fx_stop(&f);
+}
+
 Test(edge, json_mode_uses_text_frames)
 {
     struct fx f;

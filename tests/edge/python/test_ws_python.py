@@ -236,16 +236,31 @@ async def test_slow_consumer(b):
     text = "y" * 4000
     n = 3000
 
+    seqs = []
+
     async def fast_reader():
-        seqs = []
         while len(seqs) < n + 1:
-            seqs.append((await fast.next(20))["seq"])
+            v = await fast.next(20)
+            check(v["op"] == "ev", f"fast subscriber: {v}")
+            seqs.append(v["seq"])
         return seqs
 
     reader = asyncio.ensure_future(fast_reader())
-    await asyncio.get_event_loop().run_in_executor(
-        None, lambda: b.publish({"run": "sl", "type": "start"},
-                                *[{"run": "sl", "type": "delta", "text": text}] * n))
+    loop = asyncio.get_event_loop()
+    await loop.run_in_executor(None, lambda: b.publish({"run": "sl", "type": "start"}))
+    # Publish in chunks paced on the fast subscriber, so its backlog stays one
+    # chunk (~820 KB, under --ws-queue-max 1MiB) however slowly this machine
+    # runs Python or a sanitizer build; the slow one never reads, so its
+    # backlog still passes the bound.
+    chunk, sent = 200, 1
+    for i in range(0, n, chunk):
+        k = min(chunk, n - i)
+        await loop.run_in_executor(
+            None, lambda k=k: b.publish(*[{"run": "sl", "type": "delta", "text": text}] * k))
+        sent += k
+        deadline = loop.time() + 20
+        while len(seqs) < sent and not reader.done() and loop.time() < deadline:
+            await asyncio.sleep(0.005)
     seqs = await reader
     check(seqs == list(range(1, n + 2)), "the fast subscriber got everything in order")
     # the slow one: in order, then err slow_consumer, then close 4008
@@ -355,8 +370,11 @@ async def test_restart(b):
 
 
 async def main():
+    # --ws-write-timeout 120s: the slow-consumer test's reader never reads,
+    # and its publishing is paced on the fast reader (slow under a sanitizer
+    # build): the queue bound (4008) must come before the write timeout.
     b = Broker(["--watchdog-tick", "10ms", "--history-max-events", "5",
-                "--ws-queue-max", "1MiB"])
+                "--ws-queue-max", "1MiB", "--ws-write-timeout", "120s"])
     b.start()
     try:
         _, h = await connect(b)
