@@ -215,6 +215,17 @@ int main(int argc, char **argv)
 #ifdef RC_HAVE_EDGE
     rc_edge_free(edge);
 #endif
+    if (rc_broker_abandoned(b)) {
+        /* An nng close never returned (see rc_broker_abandoned): its thread
+         * may still point into the broker, so nothing more is freed and no
+         * exit handler runs. */
+        rc_log(RC_LOG_INFO, "runcastd", NULL, NULL,
+               "stopped in %llu ms (an nng socket close was abandoned)",
+               (unsigned long long)(rc_clock_mono_ms() - t0));
+        fflush(stdout);
+        fflush(stderr);
+        _exit(fatal ? EXIT_FATAL : 0);
+    }
     rc_broker_free(b);
     rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "stopped in %llu ms",
            (unsigned long long)(rc_clock_mono_ms() - t0));

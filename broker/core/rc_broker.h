@@ -71,6 +71,13 @@ void rc_broker_stop(struct rc_broker *b);
 /* NULL does nothing; stops first when needed. */
 void rc_broker_free(struct rc_broker *b);
 
+/* True after a stop during which an nng close did not return within its
+ * bound (nng 1.5.2 can block closing a PULL socket while a peer sends):
+ * the stop went on without it, and rc_broker_free then leaves the broker's
+ * memory allocated, since a stuck nng thread may still point into it.  A
+ * process should exit soon after (runcastd does, with _exit). */
+bool rc_broker_abandoned(const struct rc_broker *b);
+
 /* ---- Accessors ---- */
 
 struct rc_runs *rc_broker_runs(struct rc_broker *b);

@@ -422,3 +422,51 @@ Test(runcastd, acks_answer_shutting_down_after_quiesce, .timeout = 30)
     rc_buf_fini(&b);
     tb_stop(&t);
 }
+
+/*
+ * SIGTERM while a publisher floods a PULL socket that is paused for
+ * back-pressure (--run-mailbox-limit 2).  nng 1.5.2's nng_close of that
+ * socket can block for ever while the peer keeps sending (about half of the
+ * stops here without the bound); the broker bounds each close, so it exits
+ * 0 on its own.  --shutdown-timeout is long (60 s) so that the process's
+ * last-resort exit at the timeout cannot be what ends it: a broker that
+ * hangs is killed at the backstop and reported as -1.  Five rounds, since
+ * the hang is a race.
+ */
+Test(runcastd, sigterm_while_pull_paused_and_flooded_exits_zero, .timeout = 120)
+{
+    for (int round = 0; round < 5; round++) {
+        struct rcd d;
+        const char *extra[] = {"--run-mailbox-limit", "2", "--shutdown-timeout", "60s", NULL};
+        rcd_start(&d, extra);
+        struct loadarg la = {.url = d.pull, .stop = false, .sent = 0};
+        pthread_t th;
+        pthread_create(&th, NULL, push_load, &la);
+        /* wait until the flood reaches the run: an acked heartbeat for it
+         * answers a seq or `overloaded` (its mailbox is full) */
+        struct rc_buf b;
+        rc_buf_init(&b);
+        tev_encode(&b, &(struct tev){.run = "load", .type = "heartbeat"});
+        bool reached = false;
+        uint64_t end = rc_clock_mono_ms() + 10000;
+        while (!reached && rc_clock_mono_ms() < end) {
+            size_t rl;
+            void *r = req_once(d.rep, b.data, b.len, &rl, 5000);
+            cr_assert_not_null(r);
+            uint64_t seq = 0;
+            char code[32] = "";
+            reached = (rc_mp_uint(r, rl, "results.0.seq", &seq) && seq > 1) ||
+                      (rc_mp_str(r, rl, "results.0.error.code", code, sizeof(code)) &&
+                       strcmp(code, "overloaded") == 0);
+            free(r);
+            if (!reached)
+                rc_clock_sleep_ms(10);
+        }
+        rc_buf_fini(&b);
+        cr_assert(reached, "the flood never reached the run");
+        int st = rcd_stop(&d, 20000);
+        atomic_store_explicit(&la.stop, true, memory_order_relaxed);
+        pthread_join(th, NULL);
+        cr_assert_eq(st, 0, "round %d: exit status %d (-1: killed after 20 s)", round, st);
+    }
+}
