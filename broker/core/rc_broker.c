@@ -488,12 +488,19 @@ static struct rc_ack *pub_ack_for(void *arg, uint32_t n)
 int rc_broker_publish(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
                       rc_publish_done_cb done, void *arg)
 {
+    return rc_broker_publish_at(b, buf, len, pipe, 0, done, arg);
+}
+
+int rc_broker_publish_at(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
+                         uint64_t recv_ns, rc_publish_done_cb done, void *arg)
+{
     /* acquire: pairs with the release stores at start/quiesce */
     if (!atomic_load_explicit(&b->accepting, memory_order_acquire))
         return RC_ESHUTDOWN;
     struct rc_ingest_buf *ib = rc_ingest_buf_copy(buf, len);
     if (!ib)
         return RC_ENOMEM;
+    ib->recv_ns = recv_ns;
     struct pub_ctx *p = NULL;
     if (done) {
         p = rc_malloc(sizeof(*p));

@@ -110,6 +110,12 @@ typedef void (*rc_publish_done_cb)(void *arg, const struct rc_proto_ack_result *
  */
 int rc_broker_publish(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
                       rc_publish_done_cb done, void *arg);
+/* As rc_broker_publish, with the receive time (rc_clock_mono_ns(); 0: now)
+ * as the nng ingress stamps it in its receive callback: the watchdog counts
+ * idleness from it.  Tests use it to play a message that waited in a
+ * lagging ingress. */
+int rc_broker_publish_at(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
+                         uint64_t recv_ns, rc_publish_done_cb done, void *arg);
 
 /* Tells the runs whose last event came through pipe that their publisher
  * is gone (the nng ingress calls it from its pipe-removal callback). */

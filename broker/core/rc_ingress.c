@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "rc_alloc.h"
+#include "rc_clock.h"
 #include "rc_config.h"
 #include "rc_error.h"
 #include "rc_ingest.h"
@@ -57,6 +58,7 @@ struct rc_rx {
     uint64_t ticket;
     nng_msg *msg;
     int rv;
+    uint64_t recv_ns; /* PULL: when the callback got msg; same rules as msg */
 };
 
 /*
@@ -197,6 +199,7 @@ static struct rc_ingest_buf *wrap(nng_msg *msg)
     b->owner = msg;
     b->data = nng_msg_body(msg);
     b->len = nng_msg_len(msg);
+    b->recv_ns = 0; /* REP: dispatched from the receive callback, stamped there */
     return b;
 }
 
@@ -292,6 +295,7 @@ static void pull_handle(struct rc_pullq *q, struct rc_rx *rx)
         rc_ingest_refuse(&q->ictx, b, RC_PROTO_SHUTTING_DOWN, "the broker is shutting down", NULL,
                          NULL);
     } else {
+        b->recv_ns = rx->recv_ns; /* received then, not when its ticket came up */
         rc_ingest_dispatch(&q->ictx, b, pipe, NULL, NULL);
     }
     pull_rearm(rx);
@@ -342,6 +346,7 @@ static void pull_cb_inner(void *arg)
     rx->msg = NULL;
     if (rv == 0) {
         rx->msg = nng_aio_get_msg(rx->aio);
+        rx->recv_ns = rc_clock_mono_ns();
         nng_aio_set_msg(rx->aio, NULL);
     }
     pull_deposit(rx);

@@ -58,6 +58,7 @@ struct rc_ingest_buf *rc_ingest_buf_copy(const void *p, size_t len)
     atomic_init(&b->refs, 1);
     b->free_fn = NULL;
     b->owner = NULL;
+    b->recv_ns = 0;
     memcpy(b + 1, p, len);
     b->data = (const uint8_t *)(b + 1);
     b->len = len;
@@ -1218,7 +1219,11 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
     run->last_event_at = c->recv_wall_ms;
     run->last_type = (uint8_t)ev->type;
     if (!c->synthetic) {
-        run->last_event_mono = c->now_ms;
+        /* idleness counts from the receipt (stamped at the ingress), not
+         * from when this actor got to the event; never backwards */
+        uint64_t at = c->recv_ns / 1000000u;
+        if (at > run->last_event_mono)
+            run->last_event_mono = at;
         run->gone = false;
         if (c->pipe != run->pipe && !terminal)
             rc_runs_pipe_track(run->runs, run, c->pipe);
@@ -1644,6 +1649,19 @@ static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_ms
     case RC_RS_ACTIVE: {
         enum rc_term_cause cause;
         uint64_t due = watchdog_due(run, &cause);
+        if (now >= due && t->arg == 0 && rc_actor_mailbox_len(self) > 1) {
+            /* Messages wait behind this one: events among them may have
+             * been received before the due time but reached the mailbox
+             * after the timer fired (a lagging ingress, a busy worker).
+             * Look again after them, once: their receive stamps decide.
+             * (The count includes messages of the current turn, so this
+             * may defer needlessly; never wrongly.) */
+            t->arg = 1;
+            rc_msg_keep(&t->hdr);
+            if (rc_actor_send(self, &t->hdr) == 0)
+                return;
+            rc_msg_free(&t->hdr); /* stopping: decide now */
+        }
         if (now >= due) {
             struct rc_metrics *m = rc_runs_metrics(run->runs);
             rc_metric_add(&m->watchdog_fired, 1);

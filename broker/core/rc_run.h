@@ -44,6 +44,13 @@ struct rc_ingest_buf {
     const uint8_t *data;
     size_t len;
     void *owner; /* the nng_msg, or NULL when data is owned by this struct */
+    /* rc_clock_mono_ns() when the message was received (the nng callback);
+     * 0: not stamped, rc_ingest_dispatch stamps it.  The watchdog counts a
+     * run's idleness from here, not from when its actor got to the event,
+     * and an event received before a watchdog fired is never refused
+     * because the ingress or the actor lagged.  Written before the buffer
+     * is shared. */
+    uint64_t recv_ns;
 };
 
 struct rc_ingest_buf *rc_ingest_buf_hold(struct rc_ingest_buf *b);
