@@ -42,6 +42,9 @@ struct rc_broker {
      * since a stuck nng thread may still touch them */
     bool hung;
     atomic_bool stopping; /* release in rc_broker_stop, acquire in ingress_fini */
+    /* ingress_start only (the supervisor runs it on one thread at a time:
+     * first in rc_broker_start, then on the worker handling the DOWN) */
+    uint64_t ingress_starts;
 };
 
 /* ---- bounded nng closes ----
@@ -279,6 +282,12 @@ static struct rc_actor *ingress_start(void *arg)
         return NULL;
     }
     rc_ingress_set_owner(ing, a);
+    if (b->ingress_starts++ > 0)
+        rc_log(RC_LOG_WARN, "supervisor", NULL, NULL,
+               "ingress restarted after a failure (restart %llu; at most %llu within %llu ms)",
+               (unsigned long long)(b->ingress_starts - 1),
+               (unsigned long long)b->cfg->restart_intensity,
+               (unsigned long long)b->cfg->restart_period_ms);
     return a;
 }
 
@@ -419,6 +428,21 @@ void rc_broker_free(struct rc_broker *b)
     rc_free(b->ings);
     pthread_mutex_destroy(&b->mtx);
     rc_free(b);
+}
+
+int rc_broker_test_crash_ingress(struct rc_broker *b)
+{
+    if (!b->sup)
+        return RC_ESTATE;
+    struct rc_actor *a = rc_supervisor_child(b->sup, "ingress");
+    if (!a)
+        return RC_ENOTFOUND;
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), RC_MSG_INGRESS_FAIL);
+    int rc = m ? rc_actor_send(a, m) : RC_ENOMEM;
+    if (rc != 0 && m)
+        rc_msg_free(m);
+    rc_actor_release(a);
+    return rc;
 }
 
 bool rc_broker_abandoned(const struct rc_broker *b)

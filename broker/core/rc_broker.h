@@ -117,6 +117,14 @@ int rc_broker_publish(struct rc_broker *b, const void *buf, size_t len, uint32_t
 int rc_broker_publish_at(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
                          uint64_t recv_ns, rc_publish_done_cb done, void *arg);
 
+/* Test hook, never reachable from the wire: makes the ingress report a
+ * failure to its supervisor, exactly as after RC_INGRESS_MAX_ERRORS
+ * consecutive receive errors, so the restart path (and, repeated, the
+ * restart intensity) can be tested.  runcastd calls it on SIGRTMIN+1 when
+ * started with RC_TEST_HOOKS=1 in its environment.  0, RC_ESTATE (not
+ * started), RC_ENOTFOUND (no ingress running), RC_ECLOSED, RC_ENOMEM. */
+int rc_broker_test_crash_ingress(struct rc_broker *b);
+
 /* Tells the runs whose last event came through pipe that their publisher
  * is gone (the nng ingress calls it from its pipe-removal callback). */
 void rc_broker_pipe_closed(struct rc_broker *b, uint32_t pipe);
