@@ -49,14 +49,15 @@ struct rc_broker {
 
 /* ---- bounded nng closes ----
  *
- * nng 1.5.2's nng_close of a PULL socket can block for ever while a peer
- * keeps sending (seen with the PULL receive parked for back-pressure: every
- * nng thread idle, the closer waiting on a condition nobody signals).  A
- * shutdown must be bounded in every state, so each close of an ingress runs
- * on a helper thread and the caller waits at most a bounded time for it;
- * past that it logs and goes on without the socket (the process is
- * exiting).  The helper's context is shared by two parties (the caller and
- * the helper) and freed by the last one. */
+ * nng_close of a PULL socket blocked for ever (about one stop in three
+ * under a flood with the receive parked for back-pressure: every nng
+ * thread idle, the closer waiting on a condition nobody signals).  The
+ * cause was a receive posted while the socket shut down (fixed in
+ * rc_ingress.c, pull_fence), but a shutdown must be bounded in every state
+ * whatever nng does, so each close of an ingress runs on a helper thread
+ * and the caller waits at most a bounded time for it; past that it logs
+ * and goes on without the socket (the process is exiting).  The helper's context is shared by two
+ * parties (the caller and the helper) and freed by the last one. */
 
 struct bounded {
     pthread_mutex_t mtx; /* protects done, parties */

@@ -103,6 +103,7 @@ struct rc_pullq {
     uint64_t next_ticket; /* protected by mtx */
     uint64_t next;        /* protected by mtx: the next ticket to dispatch */
     bool dispatching;     /* protected by mtx: a thread is in the dispatch loop */
+    bool closed;          /* protected by mtx: the socket is being closed; no more posts */
     struct rc_rx **slot;  /* protected by mtx; cap entries */
     size_t cap;
     uint32_t errors;           /* consecutive receive errors; dispatcher only */
@@ -233,7 +234,7 @@ static void pull_post(struct rc_rx *rx, bool sleep)
 {
     struct rc_pullq *q = rx->q;
     pthread_mutex_lock(&q->mtx);
-    if (ing_stopping(rx->ing)) {
+    if (ing_stopping(rx->ing) || q->closed) {
         pthread_mutex_unlock(&q->mtx);
         return;
     }
@@ -501,6 +502,24 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 /* ---- open / close / free ---- */
 
+/*
+ * Before nng_close of a PULL socket: no receive may be in the middle of
+ * being posted, nor posted later.  pull_post posts under q->mtx after
+ * checking q->closed, so once this returns none is.  nng 1.5.2 races a
+ * receive posted while the socket shuts down: the receive can stay queued
+ * on the closing socket with its cancel function pointing at the socket,
+ * and the close then waits for ever, or a later nng_aio_stop locks the
+ * freed socket's mutex (nng panics "pthread_mutex_lock: Invalid argument").
+ */
+static void pull_fence(struct rc_sock *s)
+{
+    if (!s->q)
+        return;
+    pthread_mutex_lock(&s->q->mtx);
+    s->q->closed = true;
+    pthread_mutex_unlock(&s->q->mtx);
+}
+
 static char *resolve_url(const char *url, nng_listener l)
 {
     nng_url *u = NULL;
@@ -678,8 +697,10 @@ void rc_ingress_close(struct rc_ingress *ing)
         /* release: pairs with the acquire in ing_stopping */
         atomic_store_explicit(&ing->stopping, true, memory_order_release);
         for (size_t i = 0; i < ing->n_socks; i++) {
-            if (!ing->socks[i].closed)
+            if (!ing->socks[i].closed) {
+                pull_fence(&ing->socks[i]);
                 nng_close(ing->socks[i].sock);
+            }
             ing->socks[i].closed = true;
         }
     }
@@ -694,6 +715,7 @@ void rc_ingress_close_pull(struct rc_ingress *ing)
     for (size_t i = 0; i < ing->n_socks; i++) {
         if (ing->socks[i].kind == RC_INGEST_PULL && !ing->socks[i].closed) {
             ing->socks[i].closed = true;
+            pull_fence(&ing->socks[i]);
             nng_close(ing->socks[i].sock);
         }
     }

@@ -426,10 +426,10 @@ Test(runcastd, acks_answer_shutting_down_after_quiesce, .timeout = 30)
 
 /*
  * SIGTERM while a publisher floods a PULL socket that is paused for
- * back-pressure (--run-mailbox-limit 2).  nng 1.5.2's nng_close of that
- * socket can block for ever while the peer keeps sending (about half of the
- * stops here without the bound); the broker bounds each close, so it exits
- * 0 on its own.  --shutdown-timeout is long (60 s) so that the process's
+ * back-pressure (--run-mailbox-limit 2).  nng_close of that socket blocked
+ * for ever in about half of the stops here, when a receive was posted
+ * while the socket shut down (now fenced), and the broker also bounds each
+ * close, so it exits 0 on its own.  --shutdown-timeout is long (60 s) so that the process's
  * last-resort exit at the timeout cannot be what ends it: a broker that
  * hangs is killed at the backstop and reported as -1.  Five rounds, since
  * the hang is a race.
