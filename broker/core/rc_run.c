@@ -290,6 +290,18 @@ static void hist_account(struct rc_run *run, int64_t events, int64_t bytes)
     hdelta_flush(rc_runs_metrics(run->runs), &d);
 }
 
+/*
+ * run->hist is one of
+ *   NULL                     nothing retained;
+ *   a blob, low bit set      exactly one event retained (the usual case for
+ *                            a run that got its `start` and nothing since):
+ *                            no ring, no header, just the tagged pointer,
+ *                            which saves ~80 B per such run;
+ *   a struct rc_run_hist     a ring of two or more.
+ * Invariant: what is retained is contiguous and ends at run->seq, so the
+ * single event is run->seq and a ring's newest is too.  An event that is
+ * not retained therefore clears the history (see hist_push).
+ */
 struct rc_run_hist {
     struct rc_blob **ring;
     uint32_t cap, head, count;
@@ -297,9 +309,42 @@ struct rc_run_hist {
     uint64_t bytes;
 };
 
-static struct rc_blob *hist_at(const struct rc_run_hist *h, uint32_t i)
+#define HIST_ONE ((uintptr_t)1)
+
+static bool hist_is_one(const struct rc_run *run)
 {
-    return h->ring[(h->head + i) % h->cap];
+    return ((uintptr_t)run->hist & HIST_ONE) != 0;
+}
+
+static struct rc_blob *hist_one(const struct rc_run *run)
+{
+    return (struct rc_blob *)((uintptr_t)run->hist & ~HIST_ONE);
+}
+
+static uint32_t hist_count(const struct rc_run *run)
+{
+    if (!run->hist)
+        return 0;
+    return hist_is_one(run) ? 1 : run->hist->count;
+}
+
+/* First retained seq, or seq + 1 when nothing is retained. */
+static uint64_t hist_first(const struct rc_run *run)
+{
+    if (hist_is_one(run))
+        return run->seq;
+    if (run->hist && run->hist->count)
+        return run->hist->first_seq;
+    return run->seq + 1;
+}
+
+/* The retained `ev` of seq (hist_first(run) <= seq <= run->seq). */
+static struct rc_blob *hist_get(const struct rc_run *run, uint64_t seq)
+{
+    if (hist_is_one(run))
+        return hist_one(run);
+    const struct rc_run_hist *h = run->hist;
+    return h->ring[(h->head + (uint32_t)(seq - h->first_seq)) % h->cap];
 }
 
 static void hist_pop(struct rc_run *run)
@@ -314,30 +359,84 @@ static void hist_pop(struct rc_run *run)
     h->first_seq++;
 }
 
+static void hist_free(struct rc_run *run)
+{
+    if (!run->hist)
+        return;
+    if (hist_is_one(run)) {
+        struct rc_blob *b = hist_one(run);
+        hist_account(run, -1, -(int64_t)b->len);
+        rc_blob_release(b);
+        run->hist = NULL;
+        return;
+    }
+    while (run->hist->count)
+        hist_pop(run);
+    rc_free(run->hist->ring);
+    rc_free(run->hist);
+    run->hist = NULL;
+}
+
+/* A ring holding the single retained event (seq - 1) and room for more;
+ * false on ENOMEM (the history is then unchanged). */
+static bool hist_to_ring(struct rc_run *run, uint64_t max_ev)
+{
+    struct rc_blob *one = hist_one(run);
+    uint64_t cap = max_ev + 1 < 4 ? max_ev + 1 : 4;
+    struct rc_run_hist *h = rc_calloc(1, sizeof(*h));
+    struct rc_blob **ring = rc_malloc((size_t)cap * sizeof(*ring));
+    if (!h || !ring) {
+        rc_free(h);
+        rc_free(ring);
+        return false;
+    }
+    ring[0] = one;
+    h->ring = ring;
+    h->cap = (uint32_t)cap;
+    h->head = 0;
+    h->count = 1;
+    h->first_seq = run->seq - 1; /* the newest before the event being pushed */
+    h->bytes = one->len;
+    run->hist = h;
+    return true;
+}
+
 static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool terminal)
 {
     const struct rc_config *cfg = rc_runs_config(run->runs);
     uint64_t max_ev = cfg->history_max_events, max_bytes = cfg->history_max_bytes;
-    if (!terminal && (max_ev == 0 || b->len > max_bytes))
-        goto evict; /* would be evicted at once: do not even allocate */
+    if (!terminal && (max_ev == 0 || b->len > max_bytes)) {
+        /* Not retained (it would be evicted at once): what is older goes
+         * too, or the history would have a hole at seq and replays would
+         * map seqs to the wrong events.  A resume from before it gets
+         * `gap` + `snap`, which is what it needs anyway. */
+        hist_free(run);
+        return;
+    }
     if (!run->hist) {
-        run->hist = rc_calloc(1, sizeof(*run->hist));
-        if (!run->hist)
-            return;
+        run->hist = (struct rc_run_hist *)((uintptr_t)rc_blob_hold(b) | HIST_ONE);
+        hist_account(run, 1, (int64_t)b->len);
+        return; /* one event within both bounds (or the terminal, which stays) */
+    }
+    if (hist_is_one(run) && !hist_to_ring(run, max_ev)) {
+        hist_free(run); /* ENOMEM: keep the history contiguous, drop it */
+        return;
     }
     struct rc_run_hist *h = run->hist;
     if (h->count == h->cap) {
-        uint64_t ncap = h->cap ? (uint64_t)h->cap * 2 : 4;
+        uint64_t ncap = (uint64_t)h->cap * 2;
         if (ncap > max_ev + 1)
             ncap = max_ev + 1;
         if (ncap <= h->cap) {
             hist_pop(run); /* full at its bound: make room */
         } else {
             struct rc_blob **nr = rc_malloc(ncap * sizeof(*nr));
-            if (!nr)
+            if (!nr) {
+                hist_free(run);
                 return;
+            }
             for (uint32_t i = 0; i < h->count; i++)
-                nr[i] = hist_at(h, i);
+                nr[i] = h->ring[(h->head + i) % h->cap];
             rc_free(h->ring);
             h->ring = nr;
             h->cap = (uint32_t)ncap;
@@ -350,10 +449,6 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
     h->count++;
     h->bytes += b->len;
     hist_account(run, 1, (int64_t)b->len);
-evict:
-    h = run->hist;
-    if (!h)
-        return;
     while (h->count > 0 && (h->count > max_ev || h->bytes > max_bytes)) {
         /* the terminal always stays (it is always the newest) */
         if (h->count == 1 && X_TERMINAL(run) && h->first_seq == run->seq)
@@ -361,26 +456,7 @@ evict:
         hist_pop(run);
     }
     if (h->count == 0)
-        h->first_seq = run->seq + 1;
-}
-
-static void hist_free(struct rc_run *run)
-{
-    if (!run->hist)
-        return;
-    while (run->hist->count)
-        hist_pop(run);
-    rc_free(run->hist->ring);
-    rc_free(run->hist);
-    run->hist = NULL;
-}
-
-/* First retained seq, or seq + 1 when nothing is retained. */
-static uint64_t hist_first(const struct rc_run *run)
-{
-    if (run->hist && run->hist->count)
-        return run->hist->first_seq;
-    return run->seq + 1;
+        hist_free(run);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1424,11 +1500,10 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
 
 static void replay_from(struct rc_run *run, struct rc_actor *to, uint64_t sub_id, uint64_t since)
 {
-    struct rc_run_hist *h = run->hist;
-    if (!h)
+    if (!run->hist)
         return;
     for (uint64_t s = since + 1; s <= run->seq; s++) {
-        struct rc_blob *b = hist_at(h, (uint32_t)(s - h->first_seq));
+        struct rc_blob *b = hist_get(run, s);
         bool term = X_TERMINAL(run) && s == run->seq;
         if (send_frame(run, to, sub_id, b, RC_FRAME_EV, s, term, 0, true) == RC_ECLOSED)
             return;
@@ -1575,8 +1650,7 @@ static void handle_query(struct rc_run *run, struct rc_query_msg *q)
         q->snap_cb(q->arg, b ? 0 : RC_ENOMEM, b);
         rc_blob_release(b);
     } else {
-        struct rc_run_hist *h = run->hist;
-        uint64_t first = (h && h->count) ? h->first_seq : 0;
+        uint64_t first = hist_count(run) ? hist_first(run) : 0;
         size_t n = 0;
         struct rc_blob **v = NULL;
         if (first) {
@@ -1589,7 +1663,7 @@ static void handle_query(struct rc_run *run, struct rc_query_msg *q)
                 if (!v)
                     n = 0;
                 for (size_t i = 0; i < n; i++)
-                    v[i] = hist_at(h, (uint32_t)(from - first + i));
+                    v[i] = hist_get(run, from + i);
             }
         }
         q->events_cb(q->arg, 0, v, n, first, run->seq);
