@@ -186,6 +186,8 @@ struct rc_ingest_msg *rc_ingest_msg_new(struct rc_runs *runs, uint32_t n)
 /* Fields most runs never need until they end, kept out of struct rc_run so
  * an active run stays within 256 bytes (one jemalloc size class). */
 struct rc_run_xtra {
+    int64_t ended_at;          /* wall ms of the terminal */
+    uint64_t gone_mono;        /* ms: when the publisher's pipe closed (run->gone) */
     struct rc_blob *terminal;  /* the terminal `ev` encoding */
     struct rc_blob *tomb_snap; /* TOMBSTONE: the final snap */
     struct rc_blob *term_id;   /* normalised id of the terminal (dup answers) */
@@ -203,6 +205,9 @@ static struct rc_run_xtra *xtra(struct rc_run *run)
 #define X_TOMB(r)     ((r)->x ? (r)->x->tomb_snap : NULL)
 #define X_TERMID(r)   ((r)->x ? (r)->x->term_id : NULL)
 #define X_LIM(r)      ((r)->x ? (r)->x->lim : NULL)
+#define X_ENDED(r)    ((r)->x ? (r)->x->ended_at : 0)
+
+_Static_assert(sizeof(struct rc_run) <= 224, "struct rc_run outgrew its 224-byte size class");
 
 static uint64_t hash64(const void *p, size_t len)
 {
@@ -634,7 +639,7 @@ static struct rc_blob *snap_encode(struct rc_run *run)
     p.created_at = run->created_at;
     p.started_at = run->started_at;
     p.last_event_at = run->last_event_at;
-    p.ended_at = run->ended_at;
+    p.ended_at = X_ENDED(run);
     p.terminal_raw = blob_str(X_TERMINAL(run));
     p.truncated = run->truncated;
     struct rc_snap_phase *ph = NULL;
@@ -1097,8 +1102,8 @@ static uint64_t watchdog_due(const struct rc_run *run, enum rc_term_cause *cause
         due = run->created_mono + t;
         *cause = RC_TERM_DEADLINE_EXCEEDED;
     }
-    if (run->gone && cfg->publisher_grace_ms && run->gone_mono + cfg->publisher_grace_ms < due) {
-        due = run->gone_mono + cfg->publisher_grace_ms;
+    if (run->gone && cfg->publisher_grace_ms && run->x->gone_mono + cfg->publisher_grace_ms < due) {
+        due = run->x->gone_mono + cfg->publisher_grace_ms;
         *cause = RC_TERM_PUBLISHER_GONE;
     }
     if ((t = idle_timeout(run)) != 0 && run->last_event_mono + t < due) {
@@ -1281,9 +1286,9 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
     /* state machine: pending -> running -> completed | failed */
     if (terminal) {
         set_status(run, ev->type == RC_EV_COMPLETE ? RC_RUN_COMPLETED : RC_RUN_FAILED);
-        run->ended_at = c->recv_wall_ms;
         struct rc_run_xtra *x = xtra(run);
         if (x) {
+            x->ended_at = c->recv_wall_ms;
             if (has_key)
                 x->term_id = rc_blob_copy(key.b, key.len);
             x->terminal = rc_blob_hold(b);
@@ -1488,7 +1493,8 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
                "could not synthesize the terminal (%s); ending the run without it",
                rc_proto_code_name(rc));
         set_status(run, RC_RUN_FAILED);
-        run->ended_at = c.recv_wall_ms;
+        if (xtra(run))
+            run->x->ended_at = c.recv_wall_ms;
     }
     end_run(run, cause, now);
     rc_buf_fini(&enc);
@@ -1613,8 +1619,10 @@ static void handle_pipe_gone(struct rc_run *run, struct rc_pipe_msg *m)
     const struct rc_config *cfg = rc_runs_config(run->runs);
     if (run->state != RC_RS_ACTIVE || run->pipe != m->pipe || run->gone || !cfg->publisher_grace_ms)
         return;
-    run->gone = true;
-    run->gone_mono = m->at_ms;
+    if (!xtra(run))
+        return;       /* ENOMEM: the idle watchdog still ends the run */
+    run->gone = true; /* run->x stays: `gone` implies it */
+    run->x->gone_mono = m->at_ms;
     if (rc_log_enabled(RC_LOG_DEBUG)) {
         char name[130];
         cstr(name, sizeof(name), run->name);
@@ -1685,7 +1693,7 @@ struct rc_run *rc_run_new(struct rc_runs *runs, const char *name, size_t len, ui
         return NULL;
     }
     run->runs = runs;
-    run->hash = hash;
+    run->hash_hi = (uint16_t)(hash >> 16);
     run->status = RC_RUN_PENDING;
     run->state = RC_RS_ACTIVE;
     run->created_at = rc_clock_wall_ms();
