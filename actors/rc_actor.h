@@ -245,6 +245,8 @@ struct rc_msg_timer {
     struct rc_timer *timer;
     uint64_t arg;
     uint32_t gen;
+    uint64_t fired_ns; /* rc_clock_mono_ns() when the timer thread sent it
+                          (how late the wheel itself was) */
 };
 
 /* Binds timer to its owner (not held: the owner must cancel its timers in

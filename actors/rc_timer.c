@@ -127,6 +127,7 @@ static void collect_cb(struct rc_wheel_timer *wt, uint64_t tick, void *ctx)
 static void deliver(struct collect *c)
 {
     struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    uint64_t fired = rc_clock_mono_ns(); /* once per chunk: a few us apart at most */
     for (size_t i = 0; i < c->n; i++) {
         struct expired *x = &c->v[i];
         struct rc_msg_timer *m =
@@ -135,6 +136,7 @@ static void deliver(struct collect *c)
             m->timer = x->timer;
             m->arg = x->arg;
             m->gen = x->gen;
+            m->fired_ns = fired;
             if (rc_send_batch_add(&b, x->owner, &m->hdr) != RC_OK)
                 rc_msg_free(&m->hdr); /* the owner has stopped */
         }

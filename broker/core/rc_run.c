@@ -1731,6 +1731,7 @@ static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_ms
     case RC_RS_ACTIVE: {
         enum rc_term_cause cause;
         uint64_t due = watchdog_due(run, &cause);
+        uint64_t fired_ns = t->fired_ns; /* t may be freed below */
         if (now >= due && t->arg == 0 && rc_actor_mailbox_len(self) > 1) {
             /* Messages wait behind this one: events among them may have
              * been received before the due time but reached the mailbox
@@ -1746,10 +1747,14 @@ static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_ms
         }
         if (now >= due) {
             struct rc_metrics *m = rc_runs_metrics(run->runs);
+            uint64_t due_ns = due * 1000000u;
+            rc_metrics_late(m->watchdog_fire_late, fired_ns > due_ns ? fired_ns - due_ns : 0);
             rc_metric_add(&m->watchdog_fired, 1);
             rc_metric_add(&m->watchdog_late_sum_ms, now - due);
             rc_metric_max(&m->watchdog_late_max_ms, now - due);
             synthesize(run, cause, now);
+            uint64_t done = rc_clock_mono_ns();
+            rc_metrics_late(m->watchdog_emit_late, done > due_ns ? done - due_ns : 0);
         } else
             arm_at(run, due, now);
         return;
