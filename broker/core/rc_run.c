@@ -247,17 +247,6 @@ static void cstr(char *out, size_t cap, const struct rc_blob *b)
     out[n] = 0;
 }
 
-/* "120 s", "1.5 s", "250 ms" */
-static void fmt_dur(char *out, size_t cap, uint64_t ms)
-{
-    if (ms < 1000)
-        snprintf(out, cap, "%" PRIu64 " ms", ms);
-    else if (ms % 1000 == 0)
-        snprintf(out, cap, "%" PRIu64 " s", ms / 1000);
-    else
-        snprintf(out, cap, "%" PRIu64 ".%" PRIu64 " s", ms / 1000, (ms % 1000) / 100);
-}
-
 /* ---------------------------------------------------------------------- */
 /* History ring: `ev` encodings, oldest first                              */
 
@@ -1395,82 +1384,169 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
 /* ---------------------------------------------------------------------- */
 /* Synthesized terminals                                                   */
 
+/* A bounded text builder for the synthesized message: snprintf cost more
+ * than everything else in an expiry (a million of them in a mass expiry). */
+struct sb {
+    char *p;
+    size_t n, cap; /* cap excludes the NUL */
+};
+
+static void sb_put(struct sb *b, const char *s, size_t n)
+{
+    if (n > b->cap - b->n)
+        n = b->cap - b->n;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+#define SB_LIT(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
+
+static void sb_u64(struct sb *b, uint64_t v)
+{
+    char t[20];
+    size_t i = sizeof(t);
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    sb_put(b, t + i, sizeof(t) - i);
+}
+
+static void sb_blob(struct sb *b, const struct rc_blob *x, const char *none)
+{
+    if (x && x->len)
+        sb_put(b, (const char *)x->data, x->len);
+    else
+        sb_put(b, none, strlen(none));
+}
+
+/* "120 s", "1.5 s", "250 ms" */
+static void sb_dur(struct sb *b, uint64_t ms)
+{
+    if (ms < 1000) {
+        sb_u64(b, ms);
+        SB_LIT(b, " ms");
+        return;
+    }
+    sb_u64(b, ms / 1000);
+    if (ms % 1000) {
+        SB_LIT(b, ".");
+        sb_u64(b, (ms % 1000) / 100);
+    }
+    SB_LIT(b, " s");
+}
+
+#define MPW_LIT(b, lit) rc_mpw_str((b), (lit), sizeof(lit) - 1)
+
+/*
+ * Ends the run with a synthesized error terminal.  The event is built as a
+ * struct rc_event straight away (its `error` and `data` maps encoded once
+ * into one buffer) and accepted like a publisher's: no msgpack round trip
+ * through the decoder, no snprintf, one reservation per buffer.
+ */
 static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t now)
 {
     const struct rc_config *cfg = rc_runs_config(run->runs);
-    char name[130], conv[130], phase[70], dur[32], msg[320];
-    cstr(name, sizeof(name), run->name);
-    cstr(conv, sizeof(conv), run->conv);
-    cstr(phase, sizeof(phase), run->phase);
     uint64_t idle = now - run->last_event_mono;
-    const char *last = run->seq ? rc_event_type_name((enum rc_event_type)run->last_type) : NULL;
-    char lastbuf[64];
-    if (last)
-        snprintf(lastbuf, sizeof(lastbuf), "last event: %s%s, seq %" PRIu64, last,
-                 run->last_type == RC_EV_CUSTOM ? "..." : "", run->seq);
-    else
-        snprintf(lastbuf, sizeof(lastbuf), "no event yet");
+    char msgbuf[400];
+    struct sb m = {msgbuf, 0, sizeof(msgbuf) - 1};
+    msgbuf[0] = 0;
     const char *code;
+    size_t code_len;
+    SB_LIT(&m, "Terminal event never received from backend: ");
     switch (cause) {
     case RC_TERM_DEADLINE_EXCEEDED:
         code = "deadline_exceeded";
-        fmt_dur(dur, sizeof(dur), deadline_ms(run));
-        snprintf(msg, sizeof(msg),
-                 "Terminal event never received from backend: the run did not end within its "
-                 "deadline of %s (phase %s, %s)",
-                 dur, phase[0] ? phase : "none", lastbuf);
+        code_len = sizeof("deadline_exceeded") - 1;
+        SB_LIT(&m, "the run did not end within its deadline of ");
+        sb_dur(&m, deadline_ms(run));
+        SB_LIT(&m, " (phase ");
         break;
     case RC_TERM_PUBLISHER_GONE:
         code = "publisher_gone";
-        fmt_dur(dur, sizeof(dur), cfg->publisher_grace_ms);
-        snprintf(msg, sizeof(msg),
-                 "Terminal event never received from backend: the publisher's connection closed "
-                 "and no event came within the %s grace period (phase %s, %s)",
-                 dur, phase[0] ? phase : "none", lastbuf);
+        code_len = sizeof("publisher_gone") - 1;
+        SB_LIT(&m, "the publisher's connection closed and no event came within the ");
+        sb_dur(&m, cfg->publisher_grace_ms);
+        SB_LIT(&m, " grace period (phase ");
         break;
     default:
         code = "watchdog_timeout";
-        fmt_dur(dur, sizeof(dur), idle);
-        snprintf(msg, sizeof(msg),
-                 "Terminal event never received from backend: no event for %s in phase %s (%s)",
-                 dur, phase[0] ? phase : "none", lastbuf);
+        code_len = sizeof("watchdog_timeout") - 1;
+        SB_LIT(&m, "no event for ");
+        sb_dur(&m, idle);
+        SB_LIT(&m, " in phase ");
         break;
     }
+    sb_blob(&m, run->phase, "none");
+    sb_put(&m, cause == RC_TERM_WATCHDOG_TIMEOUT ? " (" : ", ", 2);
+    if (run->seq) {
+        const char *last = rc_event_type_name((enum rc_event_type)run->last_type);
+        SB_LIT(&m, "last event: ");
+        sb_put(&m, last, strlen(last));
+        if (run->last_type == RC_EV_CUSTOM)
+            SB_LIT(&m, "...");
+        SB_LIT(&m, ", seq ");
+        sb_u64(&m, run->seq);
+    } else {
+        SB_LIT(&m, "no event yet");
+    }
+    SB_LIT(&m, ")");
 
-    /* Build the event as a publisher would, decode it, accept it. */
+    /* `error` {code, message} then `data` {phase, idle_ms, last_seq}, one
+     * buffer reserved once */
     struct rc_buf b;
     rc_buf_init(&b);
-    rc_mpw_map(&b, 4);
-    rc_mpw_cstr(&b, "run");
-    rc_mpw_str(&b, (const char *)run->name->data, run->name->len);
-    rc_mpw_cstr(&b, "type");
-    rc_mpw_cstr(&b, "error");
-    rc_mpw_cstr(&b, "error");
-    rc_mpw_map(&b, 2);
-    rc_mpw_cstr(&b, "code");
-    rc_mpw_cstr(&b, code);
-    rc_mpw_cstr(&b, "message");
-    rc_mpw_cstr(&b, msg);
-    rc_mpw_cstr(&b, "data");
-    rc_mpw_map(&b, 3);
-    rc_mpw_cstr(&b, "phase");
-    if (run->phase)
-        rc_mpw_str(&b, (const char *)run->phase->data, run->phase->len);
-    else
-        rc_mpw_nil(&b);
-    rc_mpw_cstr(&b, "idle_ms");
-    rc_mpw_uint(&b, idle);
-    rc_mpw_cstr(&b, "last_seq");
-    rc_mpw_uint(&b, run->seq);
+    size_t phase_len = run->phase ? run->phase->len : 0;
+    int rc = rc_buf_reserve(&b, 96 + code_len + m.n + phase_len);
+    if (rc == 0) {
+        rc_mpw_map(&b, 2);
+        MPW_LIT(&b, "code");
+        rc_mpw_str(&b, code, code_len);
+        MPW_LIT(&b, "message");
+        rc_mpw_str(&b, m.p, m.n);
+    }
+    size_t error_len = b.len;
+    if (rc == 0) {
+        rc_mpw_map(&b, 3);
+        MPW_LIT(&b, "phase");
+        if (run->phase)
+            rc_mpw_str(&b, (const char *)run->phase->data, run->phase->len);
+        else
+            rc_mpw_nil(&b);
+        MPW_LIT(&b, "idle_ms");
+        rc_mpw_uint(&b, idle);
+        MPW_LIT(&b, "last_seq");
+        rc_mpw_uint(&b, run->seq);
+    }
 
     /* One warning per synthesized terminal, with the run's context, but
      * rate-limited (--log-ratelimit lines per second, then "suppressed N
      * similar messages"): when a million runs expire together, a million
      * lines would slow the synthesis itself.  The metrics count every one. */
-    RC_LOG_RATELIMITED(RC_LOG_WARN, "supervisor", name, conv[0] ? conv : NULL, "%s: %s", code, msg);
+    char name[130] = "", conv[130] = "";
+    bool warn = rc_log_enabled(RC_LOG_WARN);
+    if (warn) {
+        cstr(name, sizeof(name), run->name);
+        cstr(conv, sizeof(conv), run->conv);
+        RC_LOG_RATELIMITED(RC_LOG_WARN, "supervisor", name, conv[0] ? conv : NULL, "%s: %s", code,
+                           msgbuf);
+    }
 
     struct rc_event ev;
-    struct rc_proto_error err;
+    memset(&ev, 0, sizeof(ev));
+    ev.run = blob_str(run->name);
+    ev.type = RC_EV_ERROR;
+    ev.type_name.ptr = "error";
+    ev.type_name.len = sizeof("error") - 1;
+    ev.error_raw.ptr = (const char *)b.data;
+    ev.error_raw.len = error_len;
+    ev.error_code.ptr = code;
+    ev.error_code.len = code_len;
+    ev.error_message.ptr = m.p;
+    ev.error_message.len = m.n;
+    ev.data_raw.ptr = (const char *)b.data + error_len;
+    ev.data_raw.len = b.len - error_len;
     struct rc_buf enc;
     rc_buf_init(&enc);
     struct accept_ctx c = {
@@ -1483,15 +1559,16 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
     };
     uint64_t seq;
     bool dup;
-    enum rc_proto_code rc =
-        rc_proto_decode_event(b.data, b.len, rc_runs_limits(run->runs), &ev, &err);
-    if (rc == RC_PROTO_OK)
-        rc = accept_event(run, &ev, &c, &seq, &dup);
-    if (rc != RC_PROTO_OK) {
+    enum rc_proto_code prc = rc == 0 ? accept_event(run, &ev, &c, &seq, &dup) : RC_PROTO_INTERNAL;
+    if (prc != RC_PROTO_OK) {
         /* Cannot happen short of ENOMEM; end the run anyway (no event). */
+        if (!warn) {
+            cstr(name, sizeof(name), run->name);
+            cstr(conv, sizeof(conv), run->conv);
+        }
         rc_log(RC_LOG_CRITICAL, "supervisor", name, conv[0] ? conv : NULL,
                "could not synthesize the terminal (%s); ending the run without it",
-               rc_proto_code_name(rc));
+               rc_proto_code_name(prc));
         set_status(run, RC_RUN_FAILED);
         if (xtra(run))
             run->x->ended_at = c.recv_wall_ms;
