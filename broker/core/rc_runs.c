@@ -332,9 +332,20 @@ static void send_sub_joined(struct rc_actor *run_actor, const struct rc_wsub *w)
 
 /* ---- Shards ---- */
 
+/*
+ * The shard takes the hash's top bits and a shard's buckets its low bits, so
+ * the two never overlap.  (They did: the shard was bits 8-13, which are then
+ * the same for every run of a shard, so once a shard's table passed 256
+ * buckets only 256 of them were ever used: at a million runs, chains of ~60
+ * runs walked on every lookup, creation and removal.)  The run's quick-reject
+ * tag (struct rc_run.hash_hi, bits 16-31) keeps 10 bits that vary within a
+ * shard.
+ */
+_Static_assert(RC_RUNS_SHARDS == 64, "shard_of takes the top 6 bits");
+
 static struct rc_shard *shard_of(struct rc_runs *runs, uint32_t hash)
 {
-    return &runs->shards[(hash >> 8) % RC_RUNS_SHARDS];
+    return &runs->shards[hash >> 26];
 }
 
 static struct rc_run *shard_find(struct rc_shard *s, const char *name, size_t len, uint32_t hash)
