@@ -400,9 +400,14 @@ void rc_broker_stop(struct rc_broker *b)
     if (b->sys)
         rc_actor_system_stop(b->sys);
     uint64_t t3 = rc_clock_mono_ms();
+    /* The sockets are closed by now, so freeing only waits for nng's
+     * callbacks to return: a longer bound (the whole --shutdown-timeout, at
+     * least 1 s), so that a slow machine does not turn a free into a leak;
+     * runcastd's own deadline still ends the process in time. */
+    uint64_t free_wait = b->cfg->shutdown_timeout_ms > 1000 ? b->cfg->shutdown_timeout_ms : 1000;
     pthread_mutex_lock(&b->mtx);
     for (size_t i = 0; !b->hung && i < b->n_ings; i++)
-        if (!run_bounded(rc_ingress_free, b->ings[i], wait))
+        if (!run_bounded(rc_ingress_free, b->ings[i], free_wait))
             b->hung = true; /* the rest stay allocated: see struct rc_broker.hung */
     b->n_ings = 0;
     b->cur = NULL;
