@@ -230,11 +230,14 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
  */
 struct rc_timer {
     /* owned by the system's timer wheel; opaque to users */
-    struct rc_wheel_timer wt; /* protected by the system's timer lock */
+    struct rc_wheel_timer wt; /* protected by the system's timer lock, except
+                                 wt.user: the generation, written under the
+                                 timer lock with __atomic stores and read
+                                 lock-free by rc_timer_msg_current (kept in
+                                 the wheel timer's padding: 48 bytes, not 56,
+                                 in every run of the broker) */
     struct rc_actor *owner;   /* set by rc_timer_init; not held */
     uint64_t arg;             /* set by rc_timer_init */
-    uint32_t gen;             /* written under the timer lock with __atomic
-                                 stores; read lock-free by rc_timer_msg_current */
 };
 
 struct rc_msg_timer {
@@ -242,6 +245,8 @@ struct rc_msg_timer {
     struct rc_timer *timer;
     uint64_t arg;
     uint32_t gen;
+    uint64_t fired_ns; /* rc_clock_mono_ns() when the timer thread sent it
+                          (how late the wheel itself was) */
 };
 
 /* Binds timer to its owner (not held: the owner must cancel its timers in

@@ -121,12 +121,13 @@ static void collect_cb(struct rc_wheel_timer *wt, uint64_t tick, void *ctx)
     x->owner = rc_actor_hold(t->owner);
     x->timer = t;
     x->arg = t->arg;
-    x->gen = __atomic_load_n(&t->gen, __ATOMIC_RELAXED); /* under timer_mtx */
+    x->gen = __atomic_load_n(&t->wt.user, __ATOMIC_RELAXED); /* under timer_mtx */
 }
 
 static void deliver(struct collect *c)
 {
     struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    uint64_t fired = rc_clock_mono_ns(); /* once per chunk: a few us apart at most */
     for (size_t i = 0; i < c->n; i++) {
         struct expired *x = &c->v[i];
         struct rc_msg_timer *m =
@@ -135,6 +136,7 @@ static void deliver(struct collect *c)
             m->timer = x->timer;
             m->arg = x->arg;
             m->gen = x->gen;
+            m->fired_ns = fired;
             if (rc_send_batch_add(&b, x->owner, &m->hdr) != RC_OK)
                 rc_msg_free(&m->hdr); /* the owner has stopped */
         }
@@ -211,7 +213,7 @@ void rc_timer_init(struct rc_timer *t, struct rc_actor *owner, uint64_t arg)
     rc_wheel_timer_init(&t->wt);
     t->owner = owner;
     t->arg = arg;
-    t->gen = 0;
+    t->wt.user = 0; /* the generation */
 }
 
 int rc_timer_arm(struct rc_actor_system *sys, struct rc_timer *t, uint64_t delay_ms)
@@ -227,7 +229,7 @@ int rc_timer_arm(struct rc_actor_system *sys, struct rc_timer *t, uint64_t delay
     rc_wheel_del(&sys->wheel, &t->wt);
     /* relaxed: written under timer_mtx; rc_timer_msg_current reads it
      * without the lock and only compares. */
-    __atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->wt.user, t->wt.user + 1, __ATOMIC_RELAXED);
     rc_wheel_add(&sys->wheel, &t->wt, expires);
     bool wake = expires < sys->timer_wake_tick;
     if (wake)
@@ -245,7 +247,7 @@ void rc_timer_cancel(struct rc_actor_system *sys, struct rc_timer *t)
     caller_lock(sys);
     rc_wheel_del(&sys->wheel, &t->wt);
     /* relaxed: as in rc_timer_arm; makes a message in flight stale. */
-    __atomic_store_n(&t->gen, t->gen + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->wt.user, t->wt.user + 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&sys->timer_mtx);
 }
 
@@ -268,5 +270,5 @@ bool rc_timer_armed(struct rc_actor_system *sys, const struct rc_timer *t)
 bool rc_timer_msg_current(const struct rc_msg_timer *m)
 {
     /* relaxed: see rc_timer_arm. */
-    return __atomic_load_n(&m->timer->gen, __ATOMIC_RELAXED) == m->gen;
+    return __atomic_load_n(&m->timer->wt.user, __ATOMIC_RELAXED) == m->gen;
 }

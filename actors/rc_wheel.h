@@ -65,6 +65,9 @@ struct rc_wheel_timer {
     struct rc_wheel_timer **pprev; /* NULL: not pending */
     uint64_t expires;              /* tick, as given to rc_wheel_add */
     uint32_t where;                /* level * 64 + slot; RC_WHEEL_DETACHED while expiring */
+    uint32_t user;                 /* never touched by the wheel: its owner's (it fills
+                                      what would be padding; rc_timer keeps its
+                                      generation here) */
 };
 
 #define RC_WHEEL_DETACHED UINT32_MAX
@@ -93,6 +96,7 @@ static inline void rc_wheel_timer_init(struct rc_wheel_timer *t)
     t->pprev = NULL;
     t->expires = 0;
     t->where = RC_WHEEL_DETACHED;
+    t->user = 0;
 }
 static inline bool rc_wheel_pending(const struct rc_wheel_timer *t)
 {

@@ -14,6 +14,10 @@
  *   SIGUSR1          log one level more verbose
  *   SIGUSR2          log one level less verbose
  *   SIGHUP           log level back to --log-level
+ *   SIGRTMIN+1       test hook, only with RC_TEST_HOOKS=1 in the
+ *                    environment: the ingress reports a failure to its
+ *                    supervisor (restart path; past --restart-intensity
+ *                    the process exits 70)
  *
  * Exit codes: 0 normal stop (also when the stop overruns --shutdown-timeout:
  * the process then exits at the deadline after an ERROR line), 1 start-up
@@ -117,6 +121,10 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGUSR2);
     sigaddset(&set, SIGHUP);
+    const char *hooks = getenv("RC_TEST_HOOKS");
+    int crash_sig = hooks && strcmp(hooks, "1") == 0 ? SIGRTMIN + 1 : 0;
+    if (crash_sig)
+        sigaddset(&set, crash_sig);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -180,6 +188,12 @@ int main(int argc, char **argv)
             continue;
         if (sig == SIGTERM || sig == SIGINT)
             break;
+        if (crash_sig && sig == crash_sig) {
+            int hrc = rc_broker_test_crash_ingress(b);
+            rc_log(RC_LOG_WARN, "runcastd", NULL, NULL, "test hook: ingress made to fail (%s)",
+                   rc_error_name(hrc));
+            continue;
+        }
         rc_log_signal(sig);
         rc_log_notice_flush();
     }
@@ -215,6 +229,17 @@ int main(int argc, char **argv)
 #ifdef RC_HAVE_EDGE
     rc_edge_free(edge);
 #endif
+    if (rc_broker_abandoned(b)) {
+        /* An nng close never returned (see rc_broker_abandoned): its thread
+         * may still point into the broker, so nothing more is freed and no
+         * exit handler runs. */
+        rc_log(RC_LOG_INFO, "runcastd", NULL, NULL,
+               "stopped in %llu ms (an nng socket close was abandoned)",
+               (unsigned long long)(rc_clock_mono_ms() - t0));
+        fflush(stdout);
+        fflush(stderr);
+        _exit(fatal ? EXIT_FATAL : 0);
+    }
     rc_broker_free(b);
     rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "stopped in %llu ms",
            (unsigned long long)(rc_clock_mono_ms() - t0));

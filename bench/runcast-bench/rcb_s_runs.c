@@ -4,7 +4,11 @@
  *
  *   pass 1  creation rate and broker memory per run (RSS and jemalloc
  *           allocated, before/after, no subscriber attached); then every run
- *           is retired with `complete`.
+ *           is retired with `complete`.  Each run holds its `start` in its
+ *           history (runcastd's default --history-max-*): the same thing
+ *           bench_broker runs reports as "memory per active run with its
+ *           start in history" in process (its "without history" row is the
+ *           run alone, --history-max-bytes 1).
  *   pass 2  one subscriber `sub all`; N runs with a short per-run watchdog
  *           (start.timeouts {"*": T}); every run goes silent, and each
  *           synthesized terminal's arrival is compared with the moment its
@@ -169,7 +173,7 @@ int rcb_s_runs(void)
     double n = made ? (double)made : NAN;
     rcb_fig("RSS per run", (m1.rss - m0.rss) / n, "B", "<= 512", "VmRSS delta / N");
     rcb_fig("allocated per run", (m1.allocated - m0.allocated) / n, "B", "<= 512",
-            "jemalloc allocated delta / N");
+            "jemalloc allocated delta / N; the start retained in history");
     rcb_fig("broker RSS with N runs", m1.rss / 1048576.0, "MiB", "<= 512 (1M runs)", NULL);
     rcb_log("runs: retiring pass 1");
     uint64_t r0 = rcb_now_ns();

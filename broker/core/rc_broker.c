@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "rc_alloc.h"
 #include "rc_clock.h"
@@ -36,7 +37,109 @@ struct rc_broker {
     char err[256];
     rc_broker_fatal_cb fatal;
     void *fatal_arg;
+    /* caller's thread only: a bounded nng close did not return in time; the
+     * ingress instances (and what they point to) are then leaked, not freed,
+     * since a stuck nng thread may still touch them */
+    bool hung;
+    atomic_bool stopping; /* release in rc_broker_stop, acquire in ingress_fini */
+    /* ingress_start only (the supervisor runs it on one thread at a time:
+     * first in rc_broker_start, then on the worker handling the DOWN) */
+    uint64_t ingress_starts;
 };
+
+/* ---- bounded nng closes ----
+ *
+ * nng_close of a PULL socket blocked for ever (about one stop in three
+ * under a flood with the receive parked for back-pressure: every nng
+ * thread idle, the closer waiting on a condition nobody signals).  The
+ * cause was a receive posted while the socket shut down (fixed in
+ * rc_ingress.c, pull_fence), but a shutdown must be bounded in every state
+ * whatever nng does, so each close of an ingress runs on a helper thread
+ * and the caller waits at most a bounded time for it; past that it logs
+ * and goes on without the socket (the process is exiting).  The helper's context is shared by two
+ * parties (the caller and the helper) and freed by the last one. */
+
+struct bounded {
+    pthread_mutex_t mtx; /* protects done, parties */
+    pthread_cond_t cv;
+    bool done;
+    int parties;
+    void (*fn)(struct rc_ingress *);
+    struct rc_ingress *ing;
+};
+
+static void bounded_release(struct bounded *c)
+{
+    pthread_mutex_lock(&c->mtx);
+    bool last = --c->parties == 0;
+    pthread_mutex_unlock(&c->mtx);
+    if (last) {
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mtx);
+        rc_free(c);
+    }
+}
+
+static void *bounded_main(void *arg)
+{
+    struct bounded *c = arg;
+    c->fn(c->ing);
+    pthread_mutex_lock(&c->mtx);
+    c->done = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mtx);
+    bounded_release(c);
+    return NULL;
+}
+
+/* The wait for one bounded close: a fifth of --shutdown-timeout, at most
+ * 1 s, at least 50 ms (a close normally takes well under a millisecond). */
+static uint64_t close_wait_ms(const struct rc_config *cfg)
+{
+    uint64_t ms = cfg->shutdown_timeout_ms / 5;
+    return ms > 1000 ? 1000 : ms < 50 ? 50 : ms;
+}
+
+/* Runs fn(ing) and waits at most ms for it; false when it did not return
+ * in time (it may still return later, on its own thread).  Without a
+ * thread (ENOMEM / EAGAIN) it runs fn inline. */
+static bool run_bounded(void (*fn)(struct rc_ingress *), struct rc_ingress *ing, uint64_t ms)
+{
+    struct bounded *c = rc_calloc(1, sizeof(*c));
+    if (!c) {
+        fn(ing);
+        return true;
+    }
+    pthread_mutex_init(&c->mtx, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    c->fn = fn;
+    c->ing = ing;
+    c->parties = 2;
+    pthread_t th;
+    if (pthread_create(&th, NULL, bounded_main, c) != 0) {
+        c->parties = 1;
+        bounded_release(c);
+        fn(ing);
+        return true;
+    }
+    pthread_detach(th);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&c->mtx);
+    while (!c->done && pthread_cond_timedwait(&c->cv, &c->mtx, &ts) == 0)
+        ;
+    bool done = c->done;
+    pthread_mutex_unlock(&c->mtx);
+    bounded_release(c);
+    return done;
+}
 
 static uint64_t derive_epoch(void)
 {
@@ -57,6 +160,7 @@ int rc_broker_new(const struct rc_config *cfg, struct rc_broker **out)
     pthread_mutex_init(&b->mtx, NULL);
     atomic_init(&b->accepting, false);
     atomic_init(&b->serving, false);
+    atomic_init(&b->stopping, false);
     struct rc_actor_system_opts o = {
         .workers = rc_config_workers(cfg),
         .batch = (uint32_t)cfg->actor_batch,
@@ -97,15 +201,38 @@ static void giveup_cb(void *arg, const char *child, int reason)
 
 /* ---- the ingress as a supervised child ---- */
 
+/* The ingress actor's state. */
+struct ingress_child {
+    struct rc_broker *b;
+    struct rc_ingress *ing;
+};
+
 static void ingress_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
 {
+    (void)state;
     if (msg->type == RC_MSG_INGRESS_FAIL)
         rc_actor_stop(self, RC_EIO);
 }
 
 static void ingress_fini(void *state, int reason)
 {
-    rc_ingress_close(state);
+    /* On a worker thread: a stuck nng close must not hold the worker (the
+     * actor system's stop would wait for it).  The broker's own stop closes
+     * and frees every instance; this close is for a restart (the new
+     * instance rebinds the URLs). */
+    struct ingress_child *c = state;
+    struct rc_broker *b = c->b;
+    struct rc_ingress *ing = c->ing;
+    rc_free(c);
+    (void)reason;
+    /* acquire: pairs with the release in rc_broker_stop, which has already
+     * closed (or given up on) every instance */
+    if (atomic_load_explicit(&b->stopping, memory_order_acquire))
+        return;
+    if (!run_bounded(rc_ingress_close, ing, 1000))
+        rc_log(RC_LOG_WARN, "ingress", NULL, NULL,
+               "closing the failed ingress's sockets did not finish within 1000 ms (nng); "
+               "going on without waiting");
 }
 
 static struct rc_actor *ingress_start(void *arg)
@@ -145,11 +272,23 @@ static struct rc_actor *ingress_start(void *arg)
     pthread_mutex_unlock(&b->mtx);
     struct rc_actor *a = NULL;
     struct rc_actor_opts o = {.mailbox_limit = 0, .name = "ingress"};
-    if (rc_actor_spawn(b->sys, ingress_behaviour, ing, ingress_fini, &o, &a) != 0) {
+    struct ingress_child *c = rc_malloc(sizeof(*c));
+    if (c) {
+        c->b = b;
+        c->ing = ing;
+    }
+    if (!c || rc_actor_spawn(b->sys, ingress_behaviour, c, ingress_fini, &o, &a) != 0) {
+        rc_free(c);
         rc_ingress_close(ing);
         return NULL;
     }
     rc_ingress_set_owner(ing, a);
+    if (b->ingress_starts++ > 0)
+        rc_log(RC_LOG_WARN, "supervisor", NULL, NULL,
+               "ingress restarted after a failure (restart %llu; at most %llu within %llu ms)",
+               (unsigned long long)(b->ingress_starts - 1),
+               (unsigned long long)b->cfg->restart_intensity,
+               (unsigned long long)b->cfg->restart_period_ms);
     return a;
 }
 
@@ -203,9 +342,17 @@ int rc_broker_quiesce(struct rc_broker *b, uint64_t timeout_ms)
     atomic_store_explicit(&b->serving, false, memory_order_relaxed);
     uint64_t end = rc_clock_mono_ms() + timeout_ms;
     uint64_t t0 = rc_clock_mono_ms();
+    uint64_t wait = close_wait_ms(b->cfg);
     pthread_mutex_lock(&b->mtx);
-    for (size_t i = 0; i < b->n_ings; i++)
-        rc_ingress_close_pull(b->ings[i]);
+    for (size_t i = 0; i < b->n_ings; i++) {
+        if (!run_bounded(rc_ingress_close_pull, b->ings[i], wait)) {
+            b->hung = true;
+            rc_log(RC_LOG_WARN, "broker", NULL, NULL,
+                   "closing a PULL socket did not finish within %llu ms (nng 1.5.2 can block "
+                   "there while a peer sends); going on without it",
+                   (unsigned long long)wait);
+        }
+    }
     pthread_mutex_unlock(&b->mtx);
     rc_log(RC_LOG_DEBUG, "broker", NULL, NULL, "PULL sockets closed in %llu ms",
            (unsigned long long)(rc_clock_mono_ms() - t0));
@@ -222,12 +369,25 @@ void rc_broker_stop(struct rc_broker *b)
     if (!b || b->stopped)
         return;
     b->stopped = true;
+    /* release: pairs with the acquire in ingress_fini */
+    atomic_store_explicit(&b->stopping, true, memory_order_release);
     uint64_t t0 = rc_clock_mono_ms();
     atomic_store_explicit(&b->accepting, false, memory_order_release);
     atomic_store_explicit(&b->serving, false, memory_order_relaxed);
+    uint64_t wait = close_wait_ms(b->cfg);
     pthread_mutex_lock(&b->mtx);
-    for (size_t i = 0; i < b->n_ings; i++)
-        rc_ingress_close(b->ings[i]); /* no new messages; pending acks fail to send */
+    for (size_t i = 0; i < b->n_ings; i++) {
+        /* no new messages; pending acks fail to send.  After a close that
+         * hung, the next one would wait for the same lock: skip it. */
+        if (b->hung || !run_bounded(rc_ingress_close, b->ings[i], wait)) {
+            if (!b->hung)
+                rc_log(RC_LOG_WARN, "broker", NULL, NULL,
+                       "closing the ingress sockets did not finish within %llu ms (nng); "
+                       "going on without them",
+                       (unsigned long long)wait);
+            b->hung = true;
+        }
+    }
     pthread_mutex_unlock(&b->mtx);
     uint64_t t1 = rc_clock_mono_ms();
     if (b->sup) {
@@ -240,9 +400,15 @@ void rc_broker_stop(struct rc_broker *b)
     if (b->sys)
         rc_actor_system_stop(b->sys);
     uint64_t t3 = rc_clock_mono_ms();
+    /* The sockets are closed by now, so freeing only waits for nng's
+     * callbacks to return: a longer bound (the whole --shutdown-timeout, at
+     * least 1 s), so that a slow machine does not turn a free into a leak;
+     * runcastd's own deadline still ends the process in time. */
+    uint64_t free_wait = b->cfg->shutdown_timeout_ms > 1000 ? b->cfg->shutdown_timeout_ms : 1000;
     pthread_mutex_lock(&b->mtx);
-    for (size_t i = 0; i < b->n_ings; i++)
-        rc_ingress_free(b->ings[i]);
+    for (size_t i = 0; !b->hung && i < b->n_ings; i++)
+        if (!run_bounded(rc_ingress_free, b->ings[i], free_wait))
+            b->hung = true; /* the rest stay allocated: see struct rc_broker.hung */
     b->n_ings = 0;
     b->cur = NULL;
     pthread_mutex_unlock(&b->mtx);
@@ -257,11 +423,37 @@ void rc_broker_free(struct rc_broker *b)
     if (!b)
         return;
     rc_broker_stop(b);
+    if (b->hung) {
+        /* A stuck nng thread may still hold an ingress that points into the
+         * registry, the actor system and this broker (its accepting flag):
+         * leave them all allocated (the process is on its way out). */
+        return;
+    }
     rc_runs_free(b->runs);
     rc_actor_system_free(b->sys);
     rc_free(b->ings);
     pthread_mutex_destroy(&b->mtx);
     rc_free(b);
+}
+
+int rc_broker_test_crash_ingress(struct rc_broker *b)
+{
+    if (!b->sup)
+        return RC_ESTATE;
+    struct rc_actor *a = rc_supervisor_child(b->sup, "ingress");
+    if (!a)
+        return RC_ENOTFOUND;
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), RC_MSG_INGRESS_FAIL);
+    int rc = m ? rc_actor_send(a, m) : RC_ENOMEM;
+    if (rc != 0 && m)
+        rc_msg_free(m);
+    rc_actor_release(a);
+    return rc;
+}
+
+bool rc_broker_abandoned(const struct rc_broker *b)
+{
+    return b->hung;
 }
 
 struct rc_runs *rc_broker_runs(struct rc_broker *b)
@@ -326,12 +518,19 @@ static struct rc_ack *pub_ack_for(void *arg, uint32_t n)
 int rc_broker_publish(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
                       rc_publish_done_cb done, void *arg)
 {
+    return rc_broker_publish_at(b, buf, len, pipe, 0, done, arg);
+}
+
+int rc_broker_publish_at(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
+                         uint64_t recv_ns, rc_publish_done_cb done, void *arg)
+{
     /* acquire: pairs with the release stores at start/quiesce */
     if (!atomic_load_explicit(&b->accepting, memory_order_acquire))
         return RC_ESHUTDOWN;
     struct rc_ingest_buf *ib = rc_ingest_buf_copy(buf, len);
     if (!ib)
         return RC_ENOMEM;
+    ib->recv_ns = recv_ns;
     struct pub_ctx *p = NULL;
     if (done) {
         p = rc_malloc(sizeof(*p));

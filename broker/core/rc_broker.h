@@ -71,6 +71,13 @@ void rc_broker_stop(struct rc_broker *b);
 /* NULL does nothing; stops first when needed. */
 void rc_broker_free(struct rc_broker *b);
 
+/* True after a stop during which an nng close did not return within its
+ * bound (nng 1.5.2 can block closing a PULL socket while a peer sends):
+ * the stop went on without it, and rc_broker_free then leaves the broker's
+ * memory allocated, since a stuck nng thread may still point into it.  A
+ * process should exit soon after (runcastd does, with _exit). */
+bool rc_broker_abandoned(const struct rc_broker *b);
+
 /* ---- Accessors ---- */
 
 struct rc_runs *rc_broker_runs(struct rc_broker *b);
@@ -103,6 +110,20 @@ typedef void (*rc_publish_done_cb)(void *arg, const struct rc_proto_ack_result *
  */
 int rc_broker_publish(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
                       rc_publish_done_cb done, void *arg);
+/* As rc_broker_publish, with the receive time (rc_clock_mono_ns(); 0: now)
+ * as the nng ingress stamps it in its receive callback: the watchdog counts
+ * idleness from it.  Tests use it to play a message that waited in a
+ * lagging ingress. */
+int rc_broker_publish_at(struct rc_broker *b, const void *buf, size_t len, uint32_t pipe,
+                         uint64_t recv_ns, rc_publish_done_cb done, void *arg);
+
+/* Test hook, never reachable from the wire: makes the ingress report a
+ * failure to its supervisor, exactly as after RC_INGRESS_MAX_ERRORS
+ * consecutive receive errors, so the restart path (and, repeated, the
+ * restart intensity) can be tested.  runcastd calls it on SIGRTMIN+1 when
+ * started with RC_TEST_HOOKS=1 in its environment.  0, RC_ESTATE (not
+ * started), RC_ENOTFOUND (no ingress running), RC_ECLOSED, RC_ENOMEM. */
+int rc_broker_test_crash_ingress(struct rc_broker *b);
 
 /* Tells the runs whose last event came through pipe that their publisher
  * is gone (the nng ingress calls it from its pipe-removal callback). */

@@ -283,8 +283,10 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
                         rc_ingest_ack_fn ack_for, void *arg)
 {
     struct rc_metrics *m = c->metrics;
-    uint64_t recv_ns = rc_clock_mono_ns();
-    int64_t recv_wall = rc_clock_wall_ms();
+    uint64_t now_ns = rc_clock_mono_ns();
+    uint64_t recv_ns = buf->recv_ns && buf->recv_ns <= now_ns ? buf->recv_ns : now_ns;
+    /* the wall time of the receipt, not of this dispatch */
+    int64_t recv_wall = rc_clock_wall_ms() - (int64_t)((now_ns - recv_ns) / 1000000u);
     rc_metric_add(&m->messages_received[c->kind], 1);
     rc_metric_add(&m->bytes_received[c->kind], buf->len);
     c->n = 0;

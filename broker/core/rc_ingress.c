@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "rc_alloc.h"
+#include "rc_clock.h"
 #include "rc_config.h"
 #include "rc_error.h"
 #include "rc_ingest.h"
@@ -57,6 +58,7 @@ struct rc_rx {
     uint64_t ticket;
     nng_msg *msg;
     int rv;
+    uint64_t recv_ns; /* PULL: when the callback got msg; same rules as msg */
 };
 
 /*
@@ -101,6 +103,7 @@ struct rc_pullq {
     uint64_t next_ticket; /* protected by mtx */
     uint64_t next;        /* protected by mtx: the next ticket to dispatch */
     bool dispatching;     /* protected by mtx: a thread is in the dispatch loop */
+    bool closed;          /* protected by mtx: the socket is being closed; no more posts */
     struct rc_rx **slot;  /* protected by mtx; cap entries */
     size_t cap;
     uint32_t errors;           /* consecutive receive errors; dispatcher only */
@@ -197,6 +200,7 @@ static struct rc_ingest_buf *wrap(nng_msg *msg)
     b->owner = msg;
     b->data = nng_msg_body(msg);
     b->len = nng_msg_len(msg);
+    b->recv_ns = 0; /* REP: dispatched from the receive callback, stamped there */
     return b;
 }
 
@@ -230,7 +234,7 @@ static void pull_post(struct rc_rx *rx, bool sleep)
 {
     struct rc_pullq *q = rx->q;
     pthread_mutex_lock(&q->mtx);
-    if (ing_stopping(rx->ing)) {
+    if (ing_stopping(rx->ing) || q->closed) {
         pthread_mutex_unlock(&q->mtx);
         return;
     }
@@ -292,6 +296,7 @@ static void pull_handle(struct rc_pullq *q, struct rc_rx *rx)
         rc_ingest_refuse(&q->ictx, b, RC_PROTO_SHUTTING_DOWN, "the broker is shutting down", NULL,
                          NULL);
     } else {
+        b->recv_ns = rx->recv_ns; /* received then, not when its ticket came up */
         rc_ingest_dispatch(&q->ictx, b, pipe, NULL, NULL);
     }
     pull_rearm(rx);
@@ -342,6 +347,7 @@ static void pull_cb_inner(void *arg)
     rx->msg = NULL;
     if (rv == 0) {
         rx->msg = nng_aio_get_msg(rx->aio);
+        rx->recv_ns = rc_clock_mono_ns();
         nng_aio_set_msg(rx->aio, NULL);
     }
     pull_deposit(rx);
@@ -495,6 +501,24 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 }
 
 /* ---- open / close / free ---- */
+
+/*
+ * Before nng_close of a PULL socket: no receive may be in the middle of
+ * being posted, nor posted later.  pull_post posts under q->mtx after
+ * checking q->closed, so once this returns none is.  nng 1.5.2 races a
+ * receive posted while the socket shuts down: the receive can stay queued
+ * on the closing socket with its cancel function pointing at the socket,
+ * and the close then waits for ever, or a later nng_aio_stop locks the
+ * freed socket's mutex (nng panics "pthread_mutex_lock: Invalid argument").
+ */
+static void pull_fence(struct rc_sock *s)
+{
+    if (!s->q)
+        return;
+    pthread_mutex_lock(&s->q->mtx);
+    s->q->closed = true;
+    pthread_mutex_unlock(&s->q->mtx);
+}
 
 static char *resolve_url(const char *url, nng_listener l)
 {
@@ -673,8 +697,10 @@ void rc_ingress_close(struct rc_ingress *ing)
         /* release: pairs with the acquire in ing_stopping */
         atomic_store_explicit(&ing->stopping, true, memory_order_release);
         for (size_t i = 0; i < ing->n_socks; i++) {
-            if (!ing->socks[i].closed)
+            if (!ing->socks[i].closed) {
+                pull_fence(&ing->socks[i]);
                 nng_close(ing->socks[i].sock);
+            }
             ing->socks[i].closed = true;
         }
     }
@@ -689,6 +715,7 @@ void rc_ingress_close_pull(struct rc_ingress *ing)
     for (size_t i = 0; i < ing->n_socks; i++) {
         if (ing->socks[i].kind == RC_INGEST_PULL && !ing->socks[i].closed) {
             ing->socks[i].closed = true;
+            pull_fence(&ing->socks[i]);
             nng_close(ing->socks[i].sock);
         }
     }

@@ -26,6 +26,16 @@ uint32_t rc_metrics_batch_bound(unsigned i)
     return 1u << i;
 }
 
+uint64_t rc_metrics_late_bound(unsigned i)
+{
+    if (i < 4)
+        return i + 1;
+    if (i >= RC_METRICS_LATE_BUCKETS - 1)
+        return UINT64_MAX;
+    unsigned e = i / 4 + 1, m = i % 4; /* inverse of rc_metrics_late */
+    return (UINT64_C(4) + m + 1) << (e - 2);
+}
+
 void rc_metrics_batch(struct rc_metrics *m, uint32_t n)
 {
     unsigned i = 0;

@@ -51,6 +51,14 @@ uint32_t rc_metrics_batch_bound(unsigned i); /* UINT32_MAX for the last bucket *
 
 typedef _Atomic uint64_t rc_metric;
 
+/* Watchdog lateness histograms, in microseconds: buckets 0-3 count 0, 1,
+ * 2 and 3 us; above, four buckets per power of two (a quarter of it wide),
+ * so a quantile read from them is within 25%; the last bucket counts
+ * everything from about 25 s on.  rc_metrics_late_bound gives a bucket's
+ * exclusive upper bound in us. */
+#define RC_METRICS_LATE_BUCKETS 96
+uint64_t rc_metrics_late_bound(unsigned i);
+
 struct rc_metrics {
     /* ---- runs ---- */
     rc_metric runs_created;    /* counter: runs created (first event or start) */
@@ -66,6 +74,10 @@ struct rc_metrics {
     rc_metric watchdog_fired;       /* counter: synthesized terminals */
     rc_metric watchdog_late_sum_ms; /* counter: sum of (fire time - due time) */
     rc_metric watchdog_late_max_ms; /* gauge: the largest lateness seen */
+    /* counter per bucket: the timer thread's send - due (the wheel) ... */
+    rc_metric watchdog_fire_late[RC_METRICS_LATE_BUCKETS];
+    /* ... and the synthesized terminal handed to its subscribers - due */
+    rc_metric watchdog_emit_late[RC_METRICS_LATE_BUCKETS];
 
     /* ---- events ---- */
     rc_metric events_accepted; /* counter: assigned a seq */
@@ -126,6 +138,23 @@ static inline void rc_metric_max(rc_metric *m, uint64_t v)
     while (cur < v && !atomic_compare_exchange_weak_explicit(m, &cur, v, memory_order_relaxed,
                                                              memory_order_relaxed))
         ;
+}
+
+/* Counts a lateness of ns nanoseconds into a RC_METRICS_LATE_BUCKETS
+ * histogram. */
+static inline void rc_metrics_late(rc_metric *hist, uint64_t ns)
+{
+    uint64_t us = ns / 1000u;
+    unsigned i;
+    if (us < 4) {
+        i = (unsigned)us;
+    } else {
+        unsigned e = 63u - (unsigned)__builtin_clzll(us); /* >= 2 */
+        i = 4u * (e - 1u) + (unsigned)((us >> (e - 2u)) & 3u);
+    }
+    if (i >= RC_METRICS_LATE_BUCKETS)
+        i = RC_METRICS_LATE_BUCKETS - 1;
+    rc_metric_add(&hist[i], 1);
 }
 
 /* Counts one ingest message of n events into the histogram. */

@@ -58,6 +58,7 @@ struct rc_ingest_buf *rc_ingest_buf_copy(const void *p, size_t len)
     atomic_init(&b->refs, 1);
     b->free_fn = NULL;
     b->owner = NULL;
+    b->recv_ns = 0;
     memcpy(b + 1, p, len);
     b->data = (const uint8_t *)(b + 1);
     b->len = len;
@@ -185,6 +186,8 @@ struct rc_ingest_msg *rc_ingest_msg_new(struct rc_runs *runs, uint32_t n)
 /* Fields most runs never need until they end, kept out of struct rc_run so
  * an active run stays within 256 bytes (one jemalloc size class). */
 struct rc_run_xtra {
+    int64_t ended_at;          /* wall ms of the terminal */
+    uint64_t gone_mono;        /* ms: when the publisher's pipe closed (run->gone) */
     struct rc_blob *terminal;  /* the terminal `ev` encoding */
     struct rc_blob *tomb_snap; /* TOMBSTONE: the final snap */
     struct rc_blob *term_id;   /* normalised id of the terminal (dup answers) */
@@ -202,6 +205,9 @@ static struct rc_run_xtra *xtra(struct rc_run *run)
 #define X_TOMB(r)     ((r)->x ? (r)->x->tomb_snap : NULL)
 #define X_TERMID(r)   ((r)->x ? (r)->x->term_id : NULL)
 #define X_LIM(r)      ((r)->x ? (r)->x->lim : NULL)
+#define X_ENDED(r)    ((r)->x ? (r)->x->ended_at : 0)
+
+_Static_assert(sizeof(struct rc_run) <= 224, "struct rc_run outgrew its 224-byte size class");
 
 static uint64_t hash64(const void *p, size_t len)
 {
@@ -241,17 +247,6 @@ static void cstr(char *out, size_t cap, const struct rc_blob *b)
     out[n] = 0;
 }
 
-/* "120 s", "1.5 s", "250 ms" */
-static void fmt_dur(char *out, size_t cap, uint64_t ms)
-{
-    if (ms < 1000)
-        snprintf(out, cap, "%" PRIu64 " ms", ms);
-    else if (ms % 1000 == 0)
-        snprintf(out, cap, "%" PRIu64 " s", ms / 1000);
-    else
-        snprintf(out, cap, "%" PRIu64 ".%" PRIu64 " s", ms / 1000, (ms % 1000) / 100);
-}
-
 /* ---------------------------------------------------------------------- */
 /* History ring: `ev` encodings, oldest first                              */
 
@@ -289,6 +284,18 @@ static void hist_account(struct rc_run *run, int64_t events, int64_t bytes)
     hdelta_flush(rc_runs_metrics(run->runs), &d);
 }
 
+/*
+ * run->hist is one of
+ *   NULL                     nothing retained;
+ *   a blob, low bit set      exactly one event retained (the usual case for
+ *                            a run that got its `start` and nothing since):
+ *                            no ring, no header, just the tagged pointer,
+ *                            which saves ~80 B per such run;
+ *   a struct rc_run_hist     a ring of two or more.
+ * Invariant: what is retained is contiguous and ends at run->seq, so the
+ * single event is run->seq and a ring's newest is too.  An event that is
+ * not retained therefore clears the history (see hist_push).
+ */
 struct rc_run_hist {
     struct rc_blob **ring;
     uint32_t cap, head, count;
@@ -296,9 +303,42 @@ struct rc_run_hist {
     uint64_t bytes;
 };
 
-static struct rc_blob *hist_at(const struct rc_run_hist *h, uint32_t i)
+#define HIST_ONE ((uintptr_t)1)
+
+static bool hist_is_one(const struct rc_run *run)
 {
-    return h->ring[(h->head + i) % h->cap];
+    return ((uintptr_t)run->hist & HIST_ONE) != 0;
+}
+
+static struct rc_blob *hist_one(const struct rc_run *run)
+{
+    return (struct rc_blob *)((uintptr_t)run->hist & ~HIST_ONE);
+}
+
+static uint32_t hist_count(const struct rc_run *run)
+{
+    if (!run->hist)
+        return 0;
+    return hist_is_one(run) ? 1 : run->hist->count;
+}
+
+/* First retained seq, or seq + 1 when nothing is retained. */
+static uint64_t hist_first(const struct rc_run *run)
+{
+    if (hist_is_one(run))
+        return run->seq;
+    if (run->hist && run->hist->count)
+        return run->hist->first_seq;
+    return run->seq + 1;
+}
+
+/* The retained `ev` of seq (hist_first(run) <= seq <= run->seq). */
+static struct rc_blob *hist_get(const struct rc_run *run, uint64_t seq)
+{
+    if (hist_is_one(run))
+        return hist_one(run);
+    const struct rc_run_hist *h = run->hist;
+    return h->ring[(h->head + (uint32_t)(seq - h->first_seq)) % h->cap];
 }
 
 static void hist_pop(struct rc_run *run)
@@ -313,30 +353,84 @@ static void hist_pop(struct rc_run *run)
     h->first_seq++;
 }
 
+static void hist_free(struct rc_run *run)
+{
+    if (!run->hist)
+        return;
+    if (hist_is_one(run)) {
+        struct rc_blob *b = hist_one(run);
+        hist_account(run, -1, -(int64_t)b->len);
+        rc_blob_release(b);
+        run->hist = NULL;
+        return;
+    }
+    while (run->hist->count)
+        hist_pop(run);
+    rc_free(run->hist->ring);
+    rc_free(run->hist);
+    run->hist = NULL;
+}
+
+/* A ring holding the single retained event (seq - 1) and room for more;
+ * false on ENOMEM (the history is then unchanged). */
+static bool hist_to_ring(struct rc_run *run, uint64_t max_ev)
+{
+    struct rc_blob *one = hist_one(run);
+    uint64_t cap = max_ev + 1 < 4 ? max_ev + 1 : 4;
+    struct rc_run_hist *h = rc_calloc(1, sizeof(*h));
+    struct rc_blob **ring = rc_malloc((size_t)cap * sizeof(*ring));
+    if (!h || !ring) {
+        rc_free(h);
+        rc_free(ring);
+        return false;
+    }
+    ring[0] = one;
+    h->ring = ring;
+    h->cap = (uint32_t)cap;
+    h->head = 0;
+    h->count = 1;
+    h->first_seq = run->seq - 1; /* the newest before the event being pushed */
+    h->bytes = one->len;
+    run->hist = h;
+    return true;
+}
+
 static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool terminal)
 {
     const struct rc_config *cfg = rc_runs_config(run->runs);
     uint64_t max_ev = cfg->history_max_events, max_bytes = cfg->history_max_bytes;
-    if (!terminal && (max_ev == 0 || b->len > max_bytes))
-        goto evict; /* would be evicted at once: do not even allocate */
+    if (!terminal && (max_ev == 0 || b->len > max_bytes)) {
+        /* Not retained (it would be evicted at once): what is older goes
+         * too, or the history would have a hole at seq and replays would
+         * map seqs to the wrong events.  A resume from before it gets
+         * `gap` + `snap`, which is what it needs anyway. */
+        hist_free(run);
+        return;
+    }
     if (!run->hist) {
-        run->hist = rc_calloc(1, sizeof(*run->hist));
-        if (!run->hist)
-            return;
+        run->hist = (struct rc_run_hist *)((uintptr_t)rc_blob_hold(b) | HIST_ONE);
+        hist_account(run, 1, (int64_t)b->len);
+        return; /* one event within both bounds (or the terminal, which stays) */
+    }
+    if (hist_is_one(run) && !hist_to_ring(run, max_ev)) {
+        hist_free(run); /* ENOMEM: keep the history contiguous, drop it */
+        return;
     }
     struct rc_run_hist *h = run->hist;
     if (h->count == h->cap) {
-        uint64_t ncap = h->cap ? (uint64_t)h->cap * 2 : 4;
+        uint64_t ncap = (uint64_t)h->cap * 2;
         if (ncap > max_ev + 1)
             ncap = max_ev + 1;
         if (ncap <= h->cap) {
             hist_pop(run); /* full at its bound: make room */
         } else {
             struct rc_blob **nr = rc_malloc(ncap * sizeof(*nr));
-            if (!nr)
+            if (!nr) {
+                hist_free(run);
                 return;
+            }
             for (uint32_t i = 0; i < h->count; i++)
-                nr[i] = hist_at(h, i);
+                nr[i] = h->ring[(h->head + i) % h->cap];
             rc_free(h->ring);
             h->ring = nr;
             h->cap = (uint32_t)ncap;
@@ -349,10 +443,6 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
     h->count++;
     h->bytes += b->len;
     hist_account(run, 1, (int64_t)b->len);
-evict:
-    h = run->hist;
-    if (!h)
-        return;
     while (h->count > 0 && (h->count > max_ev || h->bytes > max_bytes)) {
         /* the terminal always stays (it is always the newest) */
         if (h->count == 1 && X_TERMINAL(run) && h->first_seq == run->seq)
@@ -360,26 +450,7 @@ evict:
         hist_pop(run);
     }
     if (h->count == 0)
-        h->first_seq = run->seq + 1;
-}
-
-static void hist_free(struct rc_run *run)
-{
-    if (!run->hist)
-        return;
-    while (run->hist->count)
-        hist_pop(run);
-    rc_free(run->hist->ring);
-    rc_free(run->hist);
-    run->hist = NULL;
-}
-
-/* First retained seq, or seq + 1 when nothing is retained. */
-static uint64_t hist_first(const struct rc_run *run)
-{
-    if (run->hist && run->hist->count)
-        return run->hist->first_seq;
-    return run->seq + 1;
+        hist_free(run);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -557,7 +628,7 @@ static struct rc_blob *snap_encode(struct rc_run *run)
     p.created_at = run->created_at;
     p.started_at = run->started_at;
     p.last_event_at = run->last_event_at;
-    p.ended_at = run->ended_at;
+    p.ended_at = X_ENDED(run);
     p.terminal_raw = blob_str(X_TERMINAL(run));
     p.truncated = run->truncated;
     struct rc_snap_phase *ph = NULL;
@@ -1020,8 +1091,8 @@ static uint64_t watchdog_due(const struct rc_run *run, enum rc_term_cause *cause
         due = run->created_mono + t;
         *cause = RC_TERM_DEADLINE_EXCEEDED;
     }
-    if (run->gone && cfg->publisher_grace_ms && run->gone_mono + cfg->publisher_grace_ms < due) {
-        due = run->gone_mono + cfg->publisher_grace_ms;
+    if (run->gone && cfg->publisher_grace_ms && run->x->gone_mono + cfg->publisher_grace_ms < due) {
+        due = run->x->gone_mono + cfg->publisher_grace_ms;
         *cause = RC_TERM_PUBLISHER_GONE;
     }
     if ((t = idle_timeout(run)) != 0 && run->last_event_mono + t < due) {
@@ -1204,9 +1275,9 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
     /* state machine: pending -> running -> completed | failed */
     if (terminal) {
         set_status(run, ev->type == RC_EV_COMPLETE ? RC_RUN_COMPLETED : RC_RUN_FAILED);
-        run->ended_at = c->recv_wall_ms;
         struct rc_run_xtra *x = xtra(run);
         if (x) {
+            x->ended_at = c->recv_wall_ms;
             if (has_key)
                 x->term_id = rc_blob_copy(key.b, key.len);
             x->terminal = rc_blob_hold(b);
@@ -1218,7 +1289,11 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
     run->last_event_at = c->recv_wall_ms;
     run->last_type = (uint8_t)ev->type;
     if (!c->synthetic) {
-        run->last_event_mono = c->now_ms;
+        /* idleness counts from the receipt (stamped at the ingress), not
+         * from when this actor got to the event; never backwards */
+        uint64_t at = c->recv_ns / 1000000u;
+        if (at > run->last_event_mono)
+            run->last_event_mono = at;
         run->gone = false;
         if (c->pipe != run->pipe && !terminal)
             rc_runs_pipe_track(run->runs, run, c->pipe);
@@ -1309,82 +1384,169 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
 /* ---------------------------------------------------------------------- */
 /* Synthesized terminals                                                   */
 
+/* A bounded text builder for the synthesized message: snprintf cost more
+ * than everything else in an expiry (a million of them in a mass expiry). */
+struct sb {
+    char *p;
+    size_t n, cap; /* cap excludes the NUL */
+};
+
+static void sb_put(struct sb *b, const char *s, size_t n)
+{
+    if (n > b->cap - b->n)
+        n = b->cap - b->n;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+#define SB_LIT(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
+
+static void sb_u64(struct sb *b, uint64_t v)
+{
+    char t[20];
+    size_t i = sizeof(t);
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    sb_put(b, t + i, sizeof(t) - i);
+}
+
+static void sb_blob(struct sb *b, const struct rc_blob *x, const char *none)
+{
+    if (x && x->len)
+        sb_put(b, (const char *)x->data, x->len);
+    else
+        sb_put(b, none, strlen(none));
+}
+
+/* "120 s", "1.5 s", "250 ms" */
+static void sb_dur(struct sb *b, uint64_t ms)
+{
+    if (ms < 1000) {
+        sb_u64(b, ms);
+        SB_LIT(b, " ms");
+        return;
+    }
+    sb_u64(b, ms / 1000);
+    if (ms % 1000) {
+        SB_LIT(b, ".");
+        sb_u64(b, (ms % 1000) / 100);
+    }
+    SB_LIT(b, " s");
+}
+
+#define MPW_LIT(b, lit) rc_mpw_str((b), (lit), sizeof(lit) - 1)
+
+/*
+ * Ends the run with a synthesized error terminal.  The event is built as a
+ * struct rc_event straight away (its `error` and `data` maps encoded once
+ * into one buffer) and accepted like a publisher's: no msgpack round trip
+ * through the decoder, no snprintf, one reservation per buffer.
+ */
 static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t now)
 {
     const struct rc_config *cfg = rc_runs_config(run->runs);
-    char name[130], conv[130], phase[70], dur[32], msg[320];
-    cstr(name, sizeof(name), run->name);
-    cstr(conv, sizeof(conv), run->conv);
-    cstr(phase, sizeof(phase), run->phase);
     uint64_t idle = now - run->last_event_mono;
-    const char *last = run->seq ? rc_event_type_name((enum rc_event_type)run->last_type) : NULL;
-    char lastbuf[64];
-    if (last)
-        snprintf(lastbuf, sizeof(lastbuf), "last event: %s%s, seq %" PRIu64, last,
-                 run->last_type == RC_EV_CUSTOM ? "..." : "", run->seq);
-    else
-        snprintf(lastbuf, sizeof(lastbuf), "no event yet");
+    char msgbuf[400];
+    struct sb m = {msgbuf, 0, sizeof(msgbuf) - 1};
+    msgbuf[0] = 0;
     const char *code;
+    size_t code_len;
+    SB_LIT(&m, "Terminal event never received from backend: ");
     switch (cause) {
     case RC_TERM_DEADLINE_EXCEEDED:
         code = "deadline_exceeded";
-        fmt_dur(dur, sizeof(dur), deadline_ms(run));
-        snprintf(msg, sizeof(msg),
-                 "Terminal event never received from backend: the run did not end within its "
-                 "deadline of %s (phase %s, %s)",
-                 dur, phase[0] ? phase : "none", lastbuf);
+        code_len = sizeof("deadline_exceeded") - 1;
+        SB_LIT(&m, "the run did not end within its deadline of ");
+        sb_dur(&m, deadline_ms(run));
+        SB_LIT(&m, " (phase ");
         break;
     case RC_TERM_PUBLISHER_GONE:
         code = "publisher_gone";
-        fmt_dur(dur, sizeof(dur), cfg->publisher_grace_ms);
-        snprintf(msg, sizeof(msg),
-                 "Terminal event never received from backend: the publisher's connection closed "
-                 "and no event came within the %s grace period (phase %s, %s)",
-                 dur, phase[0] ? phase : "none", lastbuf);
+        code_len = sizeof("publisher_gone") - 1;
+        SB_LIT(&m, "the publisher's connection closed and no event came within the ");
+        sb_dur(&m, cfg->publisher_grace_ms);
+        SB_LIT(&m, " grace period (phase ");
         break;
     default:
         code = "watchdog_timeout";
-        fmt_dur(dur, sizeof(dur), idle);
-        snprintf(msg, sizeof(msg),
-                 "Terminal event never received from backend: no event for %s in phase %s (%s)",
-                 dur, phase[0] ? phase : "none", lastbuf);
+        code_len = sizeof("watchdog_timeout") - 1;
+        SB_LIT(&m, "no event for ");
+        sb_dur(&m, idle);
+        SB_LIT(&m, " in phase ");
         break;
     }
+    sb_blob(&m, run->phase, "none");
+    sb_put(&m, cause == RC_TERM_WATCHDOG_TIMEOUT ? " (" : ", ", 2);
+    if (run->seq) {
+        const char *last = rc_event_type_name((enum rc_event_type)run->last_type);
+        SB_LIT(&m, "last event: ");
+        sb_put(&m, last, strlen(last));
+        if (run->last_type == RC_EV_CUSTOM)
+            SB_LIT(&m, "...");
+        SB_LIT(&m, ", seq ");
+        sb_u64(&m, run->seq);
+    } else {
+        SB_LIT(&m, "no event yet");
+    }
+    SB_LIT(&m, ")");
 
-    /* Build the event as a publisher would, decode it, accept it. */
+    /* `error` {code, message} then `data` {phase, idle_ms, last_seq}, one
+     * buffer reserved once */
     struct rc_buf b;
     rc_buf_init(&b);
-    rc_mpw_map(&b, 4);
-    rc_mpw_cstr(&b, "run");
-    rc_mpw_str(&b, (const char *)run->name->data, run->name->len);
-    rc_mpw_cstr(&b, "type");
-    rc_mpw_cstr(&b, "error");
-    rc_mpw_cstr(&b, "error");
-    rc_mpw_map(&b, 2);
-    rc_mpw_cstr(&b, "code");
-    rc_mpw_cstr(&b, code);
-    rc_mpw_cstr(&b, "message");
-    rc_mpw_cstr(&b, msg);
-    rc_mpw_cstr(&b, "data");
-    rc_mpw_map(&b, 3);
-    rc_mpw_cstr(&b, "phase");
-    if (run->phase)
-        rc_mpw_str(&b, (const char *)run->phase->data, run->phase->len);
-    else
-        rc_mpw_nil(&b);
-    rc_mpw_cstr(&b, "idle_ms");
-    rc_mpw_uint(&b, idle);
-    rc_mpw_cstr(&b, "last_seq");
-    rc_mpw_uint(&b, run->seq);
+    size_t phase_len = run->phase ? run->phase->len : 0;
+    int rc = rc_buf_reserve(&b, 96 + code_len + m.n + phase_len);
+    if (rc == 0) {
+        rc_mpw_map(&b, 2);
+        MPW_LIT(&b, "code");
+        rc_mpw_str(&b, code, code_len);
+        MPW_LIT(&b, "message");
+        rc_mpw_str(&b, m.p, m.n);
+    }
+    size_t error_len = b.len;
+    if (rc == 0) {
+        rc_mpw_map(&b, 3);
+        MPW_LIT(&b, "phase");
+        if (run->phase)
+            rc_mpw_str(&b, (const char *)run->phase->data, run->phase->len);
+        else
+            rc_mpw_nil(&b);
+        MPW_LIT(&b, "idle_ms");
+        rc_mpw_uint(&b, idle);
+        MPW_LIT(&b, "last_seq");
+        rc_mpw_uint(&b, run->seq);
+    }
 
     /* One warning per synthesized terminal, with the run's context, but
      * rate-limited (--log-ratelimit lines per second, then "suppressed N
      * similar messages"): when a million runs expire together, a million
      * lines would slow the synthesis itself.  The metrics count every one. */
-    RC_LOG_RATELIMITED(RC_LOG_WARN, "supervisor", name, conv[0] ? conv : NULL, "%s: %s", code, msg);
+    char name[130] = "", conv[130] = "";
+    bool warn = rc_log_enabled(RC_LOG_WARN);
+    if (warn) {
+        cstr(name, sizeof(name), run->name);
+        cstr(conv, sizeof(conv), run->conv);
+        RC_LOG_RATELIMITED(RC_LOG_WARN, "supervisor", name, conv[0] ? conv : NULL, "%s: %s", code,
+                           msgbuf);
+    }
 
     struct rc_event ev;
-    struct rc_proto_error err;
+    memset(&ev, 0, sizeof(ev));
+    ev.run = blob_str(run->name);
+    ev.type = RC_EV_ERROR;
+    ev.type_name.ptr = "error";
+    ev.type_name.len = sizeof("error") - 1;
+    ev.error_raw.ptr = (const char *)b.data;
+    ev.error_raw.len = error_len;
+    ev.error_code.ptr = code;
+    ev.error_code.len = code_len;
+    ev.error_message.ptr = m.p;
+    ev.error_message.len = m.n;
+    ev.data_raw.ptr = (const char *)b.data + error_len;
+    ev.data_raw.len = b.len - error_len;
     struct rc_buf enc;
     rc_buf_init(&enc);
     struct accept_ctx c = {
@@ -1397,17 +1559,19 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
     };
     uint64_t seq;
     bool dup;
-    enum rc_proto_code rc =
-        rc_proto_decode_event(b.data, b.len, rc_runs_limits(run->runs), &ev, &err);
-    if (rc == RC_PROTO_OK)
-        rc = accept_event(run, &ev, &c, &seq, &dup);
-    if (rc != RC_PROTO_OK) {
+    enum rc_proto_code prc = rc == 0 ? accept_event(run, &ev, &c, &seq, &dup) : RC_PROTO_INTERNAL;
+    if (prc != RC_PROTO_OK) {
         /* Cannot happen short of ENOMEM; end the run anyway (no event). */
+        if (!warn) {
+            cstr(name, sizeof(name), run->name);
+            cstr(conv, sizeof(conv), run->conv);
+        }
         rc_log(RC_LOG_CRITICAL, "supervisor", name, conv[0] ? conv : NULL,
                "could not synthesize the terminal (%s); ending the run without it",
-               rc_proto_code_name(rc));
+               rc_proto_code_name(prc));
         set_status(run, RC_RUN_FAILED);
-        run->ended_at = c.recv_wall_ms;
+        if (xtra(run))
+            run->x->ended_at = c.recv_wall_ms;
     }
     end_run(run, cause, now);
     rc_buf_fini(&enc);
@@ -1419,11 +1583,10 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
 
 static void replay_from(struct rc_run *run, struct rc_actor *to, uint64_t sub_id, uint64_t since)
 {
-    struct rc_run_hist *h = run->hist;
-    if (!h)
+    if (!run->hist)
         return;
     for (uint64_t s = since + 1; s <= run->seq; s++) {
-        struct rc_blob *b = hist_at(h, (uint32_t)(s - h->first_seq));
+        struct rc_blob *b = hist_get(run, s);
         bool term = X_TERMINAL(run) && s == run->seq;
         if (send_frame(run, to, sub_id, b, RC_FRAME_EV, s, term, 0, true) == RC_ECLOSED)
             return;
@@ -1533,8 +1696,10 @@ static void handle_pipe_gone(struct rc_run *run, struct rc_pipe_msg *m)
     const struct rc_config *cfg = rc_runs_config(run->runs);
     if (run->state != RC_RS_ACTIVE || run->pipe != m->pipe || run->gone || !cfg->publisher_grace_ms)
         return;
-    run->gone = true;
-    run->gone_mono = m->at_ms;
+    if (!xtra(run))
+        return;       /* ENOMEM: the idle watchdog still ends the run */
+    run->gone = true; /* run->x stays: `gone` implies it */
+    run->x->gone_mono = m->at_ms;
     if (rc_log_enabled(RC_LOG_DEBUG)) {
         char name[130];
         cstr(name, sizeof(name), run->name);
@@ -1570,8 +1735,7 @@ static void handle_query(struct rc_run *run, struct rc_query_msg *q)
         q->snap_cb(q->arg, b ? 0 : RC_ENOMEM, b);
         rc_blob_release(b);
     } else {
-        struct rc_run_hist *h = run->hist;
-        uint64_t first = (h && h->count) ? h->first_seq : 0;
+        uint64_t first = hist_count(run) ? hist_first(run) : 0;
         size_t n = 0;
         struct rc_blob **v = NULL;
         if (first) {
@@ -1584,7 +1748,7 @@ static void handle_query(struct rc_run *run, struct rc_query_msg *q)
                 if (!v)
                     n = 0;
                 for (size_t i = 0; i < n; i++)
-                    v[i] = hist_at(h, (uint32_t)(from - first + i));
+                    v[i] = hist_get(run, from + i);
             }
         }
         q->events_cb(q->arg, 0, v, n, first, run->seq);
@@ -1606,7 +1770,7 @@ struct rc_run *rc_run_new(struct rc_runs *runs, const char *name, size_t len, ui
         return NULL;
     }
     run->runs = runs;
-    run->hash = hash;
+    run->hash_hi = (uint16_t)(hash >> 16);
     run->status = RC_RUN_PENDING;
     run->state = RC_RS_ACTIVE;
     run->created_at = rc_clock_wall_ms();
@@ -1644,12 +1808,30 @@ static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_ms
     case RC_RS_ACTIVE: {
         enum rc_term_cause cause;
         uint64_t due = watchdog_due(run, &cause);
+        uint64_t fired_ns = t->fired_ns; /* t may be freed below */
+        if (now >= due && t->arg == 0 && rc_actor_mailbox_len(self) > 1) {
+            /* Messages wait behind this one: events among them may have
+             * been received before the due time but reached the mailbox
+             * after the timer fired (a lagging ingress, a busy worker).
+             * Look again after them, once: their receive stamps decide.
+             * (The count includes messages of the current turn, so this
+             * may defer needlessly; never wrongly.) */
+            t->arg = 1;
+            rc_msg_keep(&t->hdr);
+            if (rc_actor_send(self, &t->hdr) == 0)
+                return;
+            rc_msg_free(&t->hdr); /* stopping: decide now */
+        }
         if (now >= due) {
             struct rc_metrics *m = rc_runs_metrics(run->runs);
+            uint64_t due_ns = due * 1000000u;
+            rc_metrics_late(m->watchdog_fire_late, fired_ns > due_ns ? fired_ns - due_ns : 0);
             rc_metric_add(&m->watchdog_fired, 1);
             rc_metric_add(&m->watchdog_late_sum_ms, now - due);
             rc_metric_max(&m->watchdog_late_max_ms, now - due);
             synthesize(run, cause, now);
+            uint64_t done = rc_clock_mono_ns();
+            rc_metrics_late(m->watchdog_emit_late, done > due_ns ? done - due_ns : 0);
         } else
             arm_at(run, due, now);
         return;

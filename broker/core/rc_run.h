@@ -44,6 +44,13 @@ struct rc_ingest_buf {
     const uint8_t *data;
     size_t len;
     void *owner; /* the nng_msg, or NULL when data is owned by this struct */
+    /* rc_clock_mono_ns() when the message was received (the nng callback);
+     * 0: not stamped, rc_ingest_dispatch stamps it.  The watchdog counts a
+     * run's idleness from here, not from when its actor got to the event,
+     * and an event received before a watchdog fired is never refused
+     * because the ingress or the actor lagged.  Written before the buffer
+     * is shared. */
+    uint64_t recv_ns;
 };
 
 struct rc_ingest_buf *rc_ingest_buf_hold(struct rc_ingest_buf *b);
@@ -158,31 +165,39 @@ struct rc_run_subs;
 struct rc_run_limits;
 struct rc_run_xtra;
 
+/*
+ * 224 bytes (a jemalloc size class; checked by a static assert in rc_run.c):
+ * every active run pays for each field here, a million times over, so
+ * what only ended or orphaned runs need lives in struct rc_run_xtra.
+ */
 struct rc_run {
     struct rc_run *next;    /* registry shard chain: protected by the shard mutex */
     struct rc_actor *actor; /* immutable; the registry's reference */
     struct rc_runs *runs;   /* immutable */
     struct rc_blob *name;   /* immutable: the run id */
-    uint32_t hash;          /* immutable: of name */
 
     /* pipe index: protected by the mutex of pipe shard `pipe_linked` */
     uint32_t pipe_linked; /* pipe the run is listed under; 0: none */
+    /* owner */
+    uint32_t pipe; /* pipe of the last accepted event (0: in-process) */
+    /* pipe index, as pipe_linked */
     struct rc_run *pipe_next, *pipe_prev;
 
     /* owner */
-    uint32_t pipe;  /* pipe of the last accepted event (0: in-process) */
     uint8_t status; /* enum rc_run_status */
     uint8_t state;  /* enum rc_run_state */
     uint8_t last_type;
     bool gone;       /* the last-delivering pipe closed since the last event */
     bool conv_bound; /* registered in the conv index */
     bool truncated;
+    uint16_t hash_hi; /* immutable: the top 16 bits of the name's hash (the
+                         registry's quick reject; it recomputes the rest) */
     uint64_t seq;
-    uint64_t created_mono, last_event_mono, gone_mono, timer_due; /* ms */
-    int64_t created_at, started_at, last_event_at, ended_at;      /* wall ms */
-    struct rc_blob *conv;  /* owner writes once; the registry reads it
-                              under its wide mutex after conv_bound */
-    struct rc_blob *phase; /* current phase or NULL */
+    uint64_t created_mono, last_event_mono, timer_due; /* ms */
+    int64_t created_at, started_at, last_event_at;     /* wall ms */
+    struct rc_blob *conv;                              /* owner writes once; the registry reads it
+                                                          under its wide mutex after conv_bound */
+    struct rc_blob *phase;                             /* current phase or NULL */
     struct rc_run_hist *hist;
     struct rc_run_snap *snap;
     struct rc_idem *idem;

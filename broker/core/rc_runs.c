@@ -332,22 +332,40 @@ static void send_sub_joined(struct rc_actor *run_actor, const struct rc_wsub *w)
 
 /* ---- Shards ---- */
 
+/*
+ * The shard takes the hash's top bits and a shard's buckets its low bits, so
+ * the two never overlap.  (They did: the shard was bits 8-13, which are then
+ * the same for every run of a shard, so once a shard's table passed 256
+ * buckets only 256 of them were ever used: at a million runs, chains of ~60
+ * runs walked on every lookup, creation and removal.)  The run's quick-reject
+ * tag (struct rc_run.hash_hi, bits 16-31) keeps 10 bits that vary within a
+ * shard.
+ */
+_Static_assert(RC_RUNS_SHARDS == 64, "shard_of takes the top 6 bits");
+
 static struct rc_shard *shard_of(struct rc_runs *runs, uint32_t hash)
 {
-    return &runs->shards[(hash >> 8) % RC_RUNS_SHARDS];
+    return &runs->shards[hash >> 26];
 }
 
 static struct rc_run *shard_find(struct rc_shard *s, const char *name, size_t len, uint32_t hash)
 {
     if (!s->cap)
         return NULL;
+    uint16_t hi = (uint16_t)(hash >> 16);
     for (struct rc_run *r = s->tab[hash & (s->cap - 1)]; r; r = r->next)
-        if (r->hash == hash && r->name->len == len && memcmp(r->name->data, name, len) == 0)
+        if (r->hash_hi == hi && r->name->len == len && memcmp(r->name->data, name, len) == 0)
             return r;
     return NULL;
 }
 
-static int shard_insert(struct rc_shard *s, struct rc_run *run)
+/* The full hash of a run's name (struct rc_run keeps only its top bits). */
+static uint32_t run_hash(const struct rc_run *run)
+{
+    return rc_runs_hash((const char *)run->name->data, run->name->len);
+}
+
+static int shard_insert(struct rc_shard *s, struct rc_run *run, uint32_t hash)
 {
     if (s->n + 1 > s->cap) {
         uint32_t nc = s->cap ? s->cap * 2 : 64;
@@ -357,25 +375,26 @@ static int shard_insert(struct rc_shard *s, struct rc_run *run)
         for (uint32_t i = 0; i < s->cap; i++) {
             for (struct rc_run *r = s->tab[i], *nr; r; r = nr) {
                 nr = r->next;
-                r->next = nt[r->hash & (nc - 1)];
-                nt[r->hash & (nc - 1)] = r;
+                uint32_t rh = run_hash(r); /* O(name) per run, once per doubling */
+                r->next = nt[rh & (nc - 1)];
+                nt[rh & (nc - 1)] = r;
             }
         }
         rc_free(s->tab);
         s->tab = nt;
         s->cap = nc;
     }
-    run->next = s->tab[run->hash & (s->cap - 1)];
-    s->tab[run->hash & (s->cap - 1)] = run;
+    run->next = s->tab[hash & (s->cap - 1)];
+    s->tab[hash & (s->cap - 1)] = run;
     s->n++;
     return 0;
 }
 
-static bool shard_unlink(struct rc_shard *s, struct rc_run *run)
+static bool shard_unlink(struct rc_shard *s, struct rc_run *run, uint32_t hash)
 {
     if (!s->cap)
         return false;
-    for (struct rc_run **pp = &s->tab[run->hash & (s->cap - 1)]; *pp; pp = &(*pp)->next) {
+    for (struct rc_run **pp = &s->tab[hash & (s->cap - 1)]; *pp; pp = &(*pp)->next) {
         if (*pp == run) {
             *pp = run->next;
             s->n--;
@@ -438,7 +457,7 @@ int rc_runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t has
     }
     run->actor = a; /* the registry's reference, released in rc_run_fini */
     rc_run_arm_initial(run);
-    if (shard_insert(s, run) != 0) {
+    if (shard_insert(s, run, hash) != 0) {
         /* the actor exists: let it stop and unlist itself (it is not listed) */
         run->state = RC_RS_RETIRED; /* fini skips the unlisting */
         rc_actor_stop(a, 0);
@@ -535,9 +554,10 @@ void rc_runs_remove(struct rc_runs *runs, struct rc_run *run)
         }
         run->conv_bound = false;
     }
-    struct rc_shard *s = shard_of(runs, run->hash);
+    uint32_t hash = run_hash(run);
+    struct rc_shard *s = shard_of(runs, hash);
     pthread_mutex_lock(&s->mtx);
-    if (shard_unlink(s, run))
+    if (shard_unlink(s, run, hash))
         atomic_fetch_sub_explicit(&runs->count, 1, memory_order_relaxed); /* relaxed: approx */
     pthread_mutex_unlock(&s->mtx);
     pthread_mutex_unlock(&runs->wide);

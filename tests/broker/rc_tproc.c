@@ -130,6 +130,38 @@ int rcd_stop(struct rcd *d, uint64_t timeout_ms)
     return -1;
 }
 
+int rcd_wait(struct rcd *d, uint64_t timeout_ms)
+{
+    if (d->pid <= 0)
+        return -1;
+    uint64_t end = rc_clock_mono_ms() + timeout_ms;
+    int st = 0;
+    while (rc_clock_mono_ms() < end) {
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+            d->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        }
+        rc_clock_sleep_ms(5);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &st, 0);
+    d->pid = 0;
+    return -1;
+}
+
+size_t rcd_log_count(const struct rcd *d, const char *needle)
+{
+    FILE *f = fopen(d->log, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    size_t n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
 /* ---- WebSocket subscriber ---- */
 
 struct wsc {

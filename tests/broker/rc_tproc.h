@@ -26,6 +26,12 @@ bool rcd_alive(struct rcd *d);
 /* SIGTERM and wait (at most timeout_ms); returns the exit status
  * (WEXITSTATUS), or -1 if it did not exit / died by a signal. */
 int rcd_stop(struct rcd *d, uint64_t timeout_ms);
+/* Waits (at most timeout_ms) for the process to exit on its own; returns
+ * the exit status, or -1 if it did not exit (it is then killed) or died by
+ * a signal. */
+int rcd_wait(struct rcd *d, uint64_t timeout_ms);
+/* Lines of the process's stderr log containing needle. */
+size_t rcd_log_count(const struct rcd *d, const char *needle);
 
 /* ---- WebSocket subscriber ---- */
 

@@ -14,6 +14,7 @@
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,4 +422,111 @@ Test(runcastd, acks_answer_shutting_down_after_quiesce, .timeout = 30)
     cr_assert_eq(rc_broker_publish(t.b, b.data, b.len, 0, NULL, NULL), RC_ESHUTDOWN);
     rc_buf_fini(&b);
     tb_stop(&t);
+}
+
+/*
+ * SIGTERM while a publisher floods a PULL socket that is paused for
+ * back-pressure (--run-mailbox-limit 2).  nng_close of that socket blocked
+ * for ever in about half of the stops here, when a receive was posted
+ * while the socket shut down (now fenced), and the broker also bounds each
+ * close, so it exits 0 on its own.  --shutdown-timeout is long (60 s) so that the process's
+ * last-resort exit at the timeout cannot be what ends it: a broker that
+ * hangs is killed at the backstop and reported as -1.  Five rounds, since
+ * the hang is a race.
+ */
+Test(runcastd, sigterm_while_pull_paused_and_flooded_exits_zero, .timeout = 120)
+{
+    for (int round = 0; round < 5; round++) {
+        struct rcd d;
+        const char *extra[] = {"--run-mailbox-limit", "2", "--shutdown-timeout", "60s", NULL};
+        rcd_start(&d, extra);
+        struct loadarg la = {.url = d.pull, .stop = false, .sent = 0};
+        pthread_t th;
+        pthread_create(&th, NULL, push_load, &la);
+        /* wait until the flood reaches the run: an acked heartbeat for it
+         * answers a seq or `overloaded` (its mailbox is full) */
+        struct rc_buf b;
+        rc_buf_init(&b);
+        tev_encode(&b, &(struct tev){.run = "load", .type = "heartbeat"});
+        bool reached = false;
+        uint64_t end = rc_clock_mono_ms() + 10000;
+        while (!reached && rc_clock_mono_ms() < end) {
+            size_t rl;
+            void *r = req_once(d.rep, b.data, b.len, &rl, 5000);
+            cr_assert_not_null(r);
+            uint64_t seq = 0;
+            char code[32] = "";
+            reached = (rc_mp_uint(r, rl, "results.0.seq", &seq) && seq > 1) ||
+                      (rc_mp_str(r, rl, "results.0.error.code", code, sizeof(code)) &&
+                       strcmp(code, "overloaded") == 0);
+            free(r);
+            if (!reached)
+                rc_clock_sleep_ms(10);
+        }
+        rc_buf_fini(&b);
+        cr_assert(reached, "the flood never reached the run");
+        int st = rcd_stop(&d, 20000);
+        atomic_store_explicit(&la.stop, true, memory_order_relaxed);
+        pthread_join(th, NULL);
+        cr_assert_eq(st, 0, "round %d: exit status %d (-1: killed after 20 s)", round, st);
+    }
+}
+
+/* An acked start for run; true when it was accepted. */
+static bool acked_start(const struct rcd *d, const char *run)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    tev_encode(&b, &(struct tev){.run = run, .type = "start"});
+    size_t rl = 0;
+    void *r = req_once(d->rep, b.data, b.len, &rl, 2000);
+    uint64_t seq = 0;
+    bool ok = r && rc_mp_uint(r, rl, "results.0.seq", &seq) && seq == 1;
+    free(r);
+    rc_buf_fini(&b);
+    return ok;
+}
+
+/* Polls (bounded) until the log has n lines containing needle. */
+static bool wait_log(const struct rcd *d, const char *needle, size_t n, uint64_t timeout_ms)
+{
+    uint64_t end = rc_clock_mono_ms() + timeout_ms;
+    while (rcd_log_count(d, needle) < n) {
+        if (rc_clock_mono_ms() >= end)
+            return false;
+        rc_clock_sleep_ms(5);
+    }
+    return true;
+}
+
+/*
+ * The ingress supervisor: the ingress made to fail (the test hook, SIGRTMIN+1
+ * with RC_TEST_HOOKS=1; nothing on the wire can do it) is restarted,
+ * rebinds its URLs and accepts again; one failure more than
+ * --restart-intensity within --restart-period makes runcastd exit 70.
+ */
+Test(runcastd, ingress_failures_restart_it_then_exit_70_past_the_intensity, .timeout = 90)
+{
+    setenv("RC_TEST_HOOKS", "1", 1);
+    struct rcd d;
+    const char *extra[] = {"--restart-intensity", "2", "--restart-period", "10m", NULL};
+    rcd_start(&d, extra);
+    cr_assert(acked_start(&d, "before"));
+    for (size_t i = 1; i <= 2; i++) {
+        kill(d.pid, SIGRTMIN + 1);
+        cr_assert(wait_log(&d, "ingress restarted after a failure", i, 10000),
+                  "restart %zu not logged (log %s)", i, d.log);
+        /* the new instance listens on the same URLs */
+        char run[32];
+        snprintf(run, sizeof(run), "after-%zu", i);
+        bool ok = false;
+        uint64_t end = rc_clock_mono_ms() + 10000;
+        while (!ok && rc_clock_mono_ms() < end)
+            ok = acked_start(&d, run);
+        cr_assert(ok, "no ingest after restart %zu", i);
+        cr_assert(rcd_alive(&d));
+    }
+    kill(d.pid, SIGRTMIN + 1); /* the third failure within the period */
+    int st = rcd_wait(&d, 20000);
+    cr_assert_eq(st, 70, "exit status %d (log %s)", st, d.log);
 }

@@ -484,6 +484,47 @@ Test(runs, history_bound_gives_gap_then_snap)
     tb_stop(&t);
 }
 
+/* An event larger than --history-max-bytes is not retained, and neither is
+ * anything older: replays map seqs onto a contiguous history, so a hole
+ * would have replayed the wrong events under the wrong seqs. */
+Test(runs, an_event_too_big_for_history_clears_what_is_older)
+{
+    struct rc_tb t;
+    const char *opts[] = {"history-max-bytes", "400", NULL};
+    tb_start(&t, opts);
+    char big[600];
+    memset(big, 'y', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    const char *texts[] = {"a", "b", big, "d", "e"};
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(
+            tb_pub(&t, &(struct tev){.run = "hole", .type = "delta", .text = texts[i]}, 0, NULL),
+            RC_PROTO_OK);
+    /* since 1: 2 and 3 are gone (3 was never retained): gap {2..3} + snap */
+    struct rc_testsub *a = sub_run(&t, "hole", 1, true, 1, -1);
+    cr_assert(rc_testsub_wait(a, 2, 2000));
+    char op[16];
+    frame_str(a, 0, "op", op, sizeof(op));
+    cr_assert_str_eq(op, "gap");
+    cr_assert_eq(frame_uint(a, 0, "from"), 2);
+    cr_assert_eq(frame_uint(a, 0, "to"), 3);
+    frame_str(a, 1, "op", op, sizeof(op));
+    cr_assert_str_eq(op, "snap");
+    cr_assert_eq(frame_uint(a, 1, "seq"), 5);
+    /* since 3: exactly 4 and 5, each frame carrying its own event */
+    struct rc_testsub *b = sub_run(&t, "hole", 2, true, 3, -1);
+    cr_assert(rc_testsub_wait(b, 2, 2000));
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_eq(frame_uint(b, i, "seq"), 4 + i);
+        char text[8];
+        frame_str(b, i, "text", text, sizeof(text));
+        cr_assert_str_eq(text, texts[3 + i]);
+    }
+    rc_testsub_free(a);
+    rc_testsub_free(b);
+    tb_stop(&t);
+}
+
 Test(runs, history_bytes_bound_keeps_the_terminal)
 {
     struct rc_tb t;

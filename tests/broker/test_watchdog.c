@@ -13,6 +13,7 @@
 #include "rc_clock.h"
 #include "rc_log.h"
 #include "rc_metrics.h"
+#include "rc_run.h"
 #include "rc_testsub.h"
 #include "rc_tutil.h"
 
@@ -376,4 +377,103 @@ Test(watchdog, mass_expiry_warnings_are_rate_limited, .timeout = 30)
     cr_assert(strstr(buf, "run=late: watchdog_timeout: ") != NULL, "%s", buf);
     cr_assert(strstr(buf, "run=mass-") != NULL, "%s", buf);
     free(buf);
+}
+
+/* ---- receive stamps: idleness counts from the ingress ---- */
+
+struct busy {
+    atomic_bool entered; /* release by the callback, acquire by the test */
+    atomic_bool release; /* release by the test, acquire by the callback */
+};
+
+/* A snapshot callback that holds the run actor's worker until released
+ * (bounded, so a failing test cannot hang the worker for ever). */
+static void busy_cb(void *arg, int rc, struct rc_blob *snap)
+{
+    struct busy *b = arg;
+    (void)rc;
+    (void)snap;
+    atomic_store_explicit(&b->entered, true, memory_order_release);
+    uint64_t end = rc_clock_mono_ms() + 10000;
+    while (!atomic_load_explicit(&b->release, memory_order_acquire) && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+}
+
+struct ack1 {
+    atomic_int code; /* -1 until answered; release by the callback */
+    atomic_ullong seq;
+};
+
+static void ack1_cb(void *arg, const struct rc_proto_ack_result *r, uint32_t n)
+{
+    struct ack1 *a = arg;
+    atomic_store_explicit(&a->seq, n ? r[0].seq : 0, memory_order_relaxed);
+    /* release: publishes seq to the test's acquire load of code */
+    atomic_store_explicit(&a->code, n ? (int)r[0].code : -2, memory_order_release);
+}
+
+/*
+ * A heartbeat received before the watchdog fired but reaching the run
+ * actor only after the timer message (a lagging ingress, a busy worker) is
+ * accepted, not refused as `run_terminal`: its receive stamp, not the time
+ * the actor got to it, decides.  The run actor is held busy; once the
+ * timer's message waits in its mailbox, the heartbeat is handed over with
+ * a receive time from before the due time, as the nng callback would have
+ * stamped it.  Before receive stamps the timer message, queued first, fired
+ * the watchdog and the heartbeat got `run_terminal`.
+ */
+Test(watchdog, an_event_received_before_expiry_is_accepted_though_handled_after_it)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "150ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = watch(&t, "lag");
+    uint64_t seq = 0;
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "lag", .type = "start"}, 0, &seq), RC_PROTO_OK);
+    cr_assert_eq(seq, 1);
+    struct rc_actor *a = NULL;
+    cr_assert_eq(rc_runs_get(rc_broker_runs(t.b), "lag", 3, rc_runs_hash("lag", 3), false, &a), 0);
+
+    struct busy bz;
+    atomic_init(&bz.entered, false);
+    atomic_init(&bz.release, false);
+    cr_assert_eq(rc_runs_snapshot(rc_broker_runs(t.b), "lag", 3, busy_cb, &bz), 0);
+    uint64_t end = rc_clock_mono_ms() + 5000;
+    while (!atomic_load_explicit(&bz.entered, memory_order_acquire) && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+    cr_assert(atomic_load_explicit(&bz.entered, memory_order_acquire));
+    /* received now, while the run is still within its 150 ms */
+    uint64_t received = rc_clock_mono_ns();
+    /* the timer's message joins the snapshot request in the mailbox */
+    end = rc_clock_mono_ms() + 5000;
+    while (rc_actor_mailbox_len(a) < 2 && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+    cr_assert_geq(rc_actor_mailbox_len(a), 2, "the watchdog's timer never fired");
+
+    struct rc_buf b;
+    rc_buf_init(&b);
+    tev_encode(&b, &(struct tev){.run = "lag", .type = "heartbeat"});
+    struct ack1 ack;
+    atomic_init(&ack.code, -1);
+    atomic_init(&ack.seq, 0);
+    cr_assert_eq(rc_broker_publish_at(t.b, b.data, b.len, 0, received, ack1_cb, &ack), 0);
+    atomic_store_explicit(&bz.release, true, memory_order_release);
+    end = rc_clock_mono_ms() + 5000;
+    while (atomic_load_explicit(&ack.code, memory_order_acquire) == -1 && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+    cr_assert_eq(atomic_load_explicit(&ack.code, memory_order_acquire), RC_PROTO_OK,
+                 "the heartbeat was refused (code %d)", atomic_load(&ack.code));
+    cr_assert_eq(atomic_load_explicit(&ack.seq, memory_order_relaxed), 2);
+    /* and the run still ends: idle since the heartbeat's receipt */
+    cr_assert(rc_testsub_wait_terminal(ts, "lag", 3000));
+    struct rc_tframe f;
+    expect_synth(ts, "watchdog_timeout", &f);
+    cr_assert_eq(f.seq, 3);
+    uint64_t last = 0;
+    cr_assert(rc_mp_uint(f.raw, f.len, "data.last_seq", &last));
+    cr_assert_eq(last, 2);
+    rc_buf_fini(&b);
+    rc_actor_release(a);
+    rc_testsub_free(ts);
+    tb_stop(&t);
 }
