@@ -1226,6 +1226,8 @@ static void end_run(struct rc_run *run, enum rc_term_cause cause, uint64_t now)
     arm_at(run, now + cfg->retention_ms, now);
 }
 
+static void publisher_gone(struct rc_run *run, uint32_t pipe, uint64_t at_ms);
+
 static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event *ev,
                                        const struct accept_ctx *c, uint64_t *seq_out, bool *dup_out)
 {
@@ -1294,9 +1296,12 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
         uint64_t at = c->recv_ns / 1000000u;
         if (at > run->last_event_mono)
             run->last_event_mono = at;
-        run->gone = false;
-        if (c->pipe != run->pipe && !terminal)
-            rc_runs_pipe_track(run->runs, run, c->pipe);
+        /* an event from the pipe already known closed was sent before the
+         * close: the publisher is not back */
+        if (!(run->gone && c->pipe == run->pipe))
+            run->gone = false;
+        if (c->pipe != run->pipe && !terminal && rc_runs_pipe_track(run->runs, run, c->pipe))
+            publisher_gone(run, c->pipe, rc_clock_mono_ms());
     }
     if (ev->type == RC_EV_PHASE && ev->phase.len &&
         !blob_eq(run->phase, ev->phase.ptr, ev->phase.len)) {
@@ -1691,15 +1696,16 @@ static void handle_unsub(struct rc_run *run, struct rc_sub_msg *m)
     }
 }
 
-static void handle_pipe_gone(struct rc_run *run, struct rc_pipe_msg *m)
+/* The connection that delivered the run's last event closed at at_ms. */
+static void publisher_gone(struct rc_run *run, uint32_t pipe, uint64_t at_ms)
 {
     const struct rc_config *cfg = rc_runs_config(run->runs);
-    if (run->state != RC_RS_ACTIVE || run->pipe != m->pipe || run->gone || !cfg->publisher_grace_ms)
+    if (run->state != RC_RS_ACTIVE || run->pipe != pipe || run->gone || !cfg->publisher_grace_ms)
         return;
     if (!xtra(run))
         return;       /* ENOMEM: the idle watchdog still ends the run */
     run->gone = true; /* run->x stays: `gone` implies it */
-    run->x->gone_mono = m->at_ms;
+    run->x->gone_mono = at_ms;
     if (rc_log_enabled(RC_LOG_DEBUG)) {
         char name[130];
         cstr(name, sizeof(name), run->name);
@@ -1877,7 +1883,7 @@ void rc_run_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
         handle_unsub(run, (struct rc_sub_msg *)msg);
         break;
     case RC_RMSG_PIPE_GONE:
-        handle_pipe_gone(run, (struct rc_pipe_msg *)msg);
+        publisher_gone(run, ((struct rc_pipe_msg *)msg)->pipe, ((struct rc_pipe_msg *)msg)->at_ms);
         break;
     case RC_RMSG_SUMMARY:
     case RC_RMSG_SNAP:

@@ -237,8 +237,10 @@ void rc_runs_bind_conv(struct rc_runs *runs, struct rc_run *run);
 void rc_runs_run_ended(struct rc_runs *runs, struct rc_run *run);
 /* The tombstone expired (owner thread): unlists the run. */
 void rc_runs_remove(struct rc_runs *runs, struct rc_run *run);
-/* Pipe index (owner thread): list the run under its current pipe. */
-void rc_runs_pipe_track(struct rc_runs *runs, struct rc_run *run, uint32_t pipe);
+/* Pipe index (owner thread): list the run under its current pipe.  true:
+ * that pipe closed already (its close was handled before this event), so
+ * the run is not listed and its publisher is gone now. */
+bool rc_runs_pipe_track(struct rc_runs *runs, struct rc_run *run, uint32_t pipe);
 void rc_runs_pipe_untrack(struct rc_runs *runs, struct rc_run *run);
 /* A publisher connection closed. */
 void rc_runs_pipe_closed(struct rc_runs *runs, uint32_t pipe);

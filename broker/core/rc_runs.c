@@ -65,7 +65,16 @@ struct rc_pipe_ent {
     struct rc_pipe_ent *next;
     uint32_t pipe;
     struct rc_run *head;
+    /* mono ms when the pipe closed, 0 while open.  A closed pipe stays
+     * listed (no runs) for RC_PIPE_TOMB_MS: events it delivered may still be
+     * queued in the broker when its close arrives, and a run they create or
+     * move to it must learn at once that the publisher is gone. */
+    uint64_t closed_at;
 };
+
+/* Longer than any event waits between its receipt and its run actor; past
+ * it, a run is still ended by its idle watchdog. */
+#define RC_PIPE_TOMB_MS 60000
 
 struct rc_pipe_shard {
     pthread_mutex_t mtx;
@@ -614,15 +623,19 @@ void rc_runs_pipe_untrack(struct rc_runs *runs, struct rc_run *run)
     run->pipe = 0;
 }
 
-void rc_runs_pipe_track(struct rc_runs *runs, struct rc_run *run, uint32_t pipe)
+bool rc_runs_pipe_track(struct rc_runs *runs, struct rc_run *run, uint32_t pipe)
 {
     rc_runs_pipe_untrack(runs, run);
     run->pipe = pipe;
     if (!pipe)
-        return;
+        return false;
     struct rc_pipe_shard *ps = pipe_shard(runs, pipe);
     pthread_mutex_lock(&ps->mtx);
     struct rc_pipe_ent *e = pipe_find(ps, pipe, NULL);
+    if (e && e->closed_at) {
+        pthread_mutex_unlock(&ps->mtx);
+        return true; /* the close came first: nothing will announce it again */
+    }
     if (!e) {
         e = rc_calloc(1, sizeof(*e));
         if (e) {
@@ -640,6 +653,7 @@ void rc_runs_pipe_track(struct rc_runs *runs, struct rc_run *run, uint32_t pipe)
         run->pipe_linked = pipe;
     }
     pthread_mutex_unlock(&ps->mtx);
+    return false;
 }
 
 void rc_runs_pipe_closed(struct rc_runs *runs, uint32_t pipe)
@@ -649,11 +663,29 @@ void rc_runs_pipe_closed(struct rc_runs *runs, uint32_t pipe)
     struct rc_pipe_shard *ps = pipe_shard(runs, pipe);
     struct rc_actor **v = NULL;
     size_t n = 0, cap = 0;
+    uint64_t now = rc_clock_mono_ms();
     pthread_mutex_lock(&ps->mtx);
-    struct rc_pipe_ent **link;
-    struct rc_pipe_ent *e = pipe_find(ps, pipe, &link);
+    /* forget the closed pipes whose events have long been handled */
+    for (struct rc_pipe_ent **pp = &ps->list; *pp;) {
+        struct rc_pipe_ent *t = *pp;
+        if (t->closed_at && now - t->closed_at > RC_PIPE_TOMB_MS) {
+            *pp = t->next;
+            rc_free(t);
+        } else {
+            pp = &t->next;
+        }
+    }
+    struct rc_pipe_ent *e = pipe_find(ps, pipe, NULL);
+    if (!e) {
+        e = rc_calloc(1, sizeof(*e)); /* ENOMEM: idle watchdogs still end the runs */
+        if (e) {
+            e->pipe = pipe;
+            e->next = ps->list;
+            ps->list = e;
+        }
+    }
     if (e) {
-        *link = e->next;
+        e->closed_at = now ? now : 1;
         for (struct rc_run *r = e->head, *nr; r; r = nr) {
             nr = r->pipe_next;
             r->pipe_next = r->pipe_prev = NULL;
@@ -668,10 +700,9 @@ void rc_runs_pipe_closed(struct rc_runs *runs, uint32_t pipe)
             }
             v[n++] = rc_actor_hold(r->actor);
         }
-        rc_free(e);
+        e->head = NULL;
     }
     pthread_mutex_unlock(&ps->mtx);
-    uint64_t now = rc_clock_mono_ms();
     for (size_t i = 0; i < n; i++) {
         struct rc_pipe_msg *m = (struct rc_pipe_msg *)rc_msg_new(sizeof(*m), RC_RMSG_PIPE_GONE);
         if (m) {

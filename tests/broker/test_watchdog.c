@@ -217,6 +217,32 @@ Test(watchdog, publisher_gone_after_its_connection_closes)
     tb_stop(&t);
 }
 
+/* The pipe's close is handled before events it delivered (they were still
+ * queued in the broker): the run they create, and a run they move to that
+ * pipe, must still see their publisher gone, and a later event from the
+ * same closed pipe must not bring it back. */
+Test(watchdog, events_handled_after_their_pipes_close_still_end_publisher_gone)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick",   "1ms",  "watchdog", "30s",
+                          "publisher-grace", "50ms", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *n = watch(&t, "new");
+    struct rc_testsub *m = watch(&t, "moved");
+    tb_pub(&t, &(struct tev){.run = "moved", .type = "start"}, 11, NULL);
+    rc_broker_pipe_closed(t.b, 12);
+    tb_pub(&t, &(struct tev){.run = "new", .type = "phase", .phase = "execute"}, 12, NULL);
+    tb_pub(&t, &(struct tev){.run = "new", .type = "delta", .text = "late"}, 12, NULL);
+    tb_pub(&t, &(struct tev){.run = "moved", .type = "delta", .text = "x"}, 12, NULL);
+    cr_assert(rc_testsub_wait_terminal(n, "new", 3000), "the run stayed open for --watchdog");
+    expect_synth(n, "publisher_gone", NULL);
+    cr_assert(rc_testsub_wait_terminal(m, "moved", 3000), "the run stayed open for --watchdog");
+    expect_synth(m, "publisher_gone", NULL);
+    rc_testsub_free(n);
+    rc_testsub_free(m);
+    tb_stop(&t);
+}
+
 Test(watchdog, an_event_after_the_close_cancels_publisher_gone)
 {
     struct rc_tb t;
