@@ -4,7 +4,10 @@
  *
  * rc_ingest_dispatch decodes and validates the message, answers bad
  * elements, groups the good events by run and sends ONE message per
- * (run, message) to that run's actor (creating the run when needed).  The
+ * (run, message) to that run's actor (creating the run when needed).  A
+ * run actor that is idle handles its message at once on the dispatching
+ * thread (rc_send_batch_add_inline): no hand-off to a worker, which on a
+ * small machine costs more than the event itself.  The
  * buffer stays alive (refcounted) until every run actor is done with the
  * events, which are views into it.
  */
@@ -35,8 +38,18 @@ struct rc_ingest_ctx {
     bool in_pre; /* decoding straight into a preallocated run message */
     struct rc_ingest_err *errs;
     uint32_t n_errs, cap_errs;
-    uint32_t *group;
-    uint32_t cap_group;
+    /* grouping by run (see group_events): per event, per group, and an
+     * open-addressing table of cap_gtab entries */
+    uint32_t *group;  /* event -> group */
+    uint32_t *gcount; /* group -> events */
+    uint32_t *gfirst; /* group -> its first event */
+    struct rc_ingest_msg **gmsg;
+    uint32_t *gtab;
+    uint32_t cap_group, cap_gtab;
+    /* The run messages of one received message: handled inline when their
+     * run actor is idle, else queued together at the end of the dispatch
+     * (one inject-queue lock, one wake per sleeping worker). */
+    struct rc_send_batch batch;
 };
 
 void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
