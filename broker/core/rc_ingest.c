@@ -385,9 +385,14 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
         c->cap = hint;
         c->in_pre = true;
     }
-    enum rc_proto_code rc = rc_proto_decode_publish(buf->data, buf->len, rc_runs_limits(c->runs),
-                                                    on_element, c, &count, &is_batch, &err);
+    /* One pass: the elements are only acted on after the decode returns,
+     * so a broken envelope just discards what on_element collected. */
+    enum rc_proto_code rc =
+        rc_proto_decode_publish_ex(buf->data, buf->len, rc_runs_limits(c->runs), on_element, c,
+                                   &count, &is_batch, &err, RC_PROTO_DECODE_ONE_PASS);
     if (rc != RC_PROTO_OK) {
+        c->n = 0;
+        c->n_errs = 0;
         if (pre) {
             c->slots = c->own_slots;
             c->cap = c->own_cap;
