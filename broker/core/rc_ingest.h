@@ -4,10 +4,19 @@
  *
  * rc_ingest_dispatch decodes and validates the message, answers bad
  * elements, groups the good events by run and sends ONE message per
- * (run, message) to that run's actor (creating the run when needed).  A
- * run actor that is idle handles its message at once on the dispatching
- * thread (rc_send_batch_add_inline): no hand-off to a worker, which on a
- * small machine costs more than the event itself.  The
+ * (run, message) to that run's actor (creating the run when needed).
+ *
+ * Batches: a run actor that is idle handles its message at once on the
+ * dispatching thread (rc_send_batch_add_inline), and the busy ones are
+ * queued together at the end (one inject-queue lock, one wake per sleeping
+ * worker).  A batch spread over many runs used to cost one hand-off (queue,
+ * futex wake, context switch: ~30 us on this 2-core machine) per run; the
+ * broker's CPU per batched event fell by a quarter to a third.  A message
+ * of one event is still handed to a worker: measured both ways, running it
+ * inline made the nng thread slower to post its next receive, nng then
+ * found messages waiting and paid a task-queue wake-up per message (0.8-1.1
+ * voluntary context switches per event against 0.2-0.6, and fewer events/s).
+ * docs/ARCHITECTURE.md ("Ingress") has the numbers.  The
  * buffer stays alive (refcounted) until every run actor is done with the
  * events, which are views into it.
  */
@@ -50,6 +59,7 @@ struct rc_ingest_ctx {
      * run actor is idle, else queued together at the end of the dispatch
      * (one inject-queue lock, one wake per sleeping worker). */
     struct rc_send_batch batch;
+    bool inline_turns; /* this message: run idle actors inline (batches) */
 };
 
 void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
