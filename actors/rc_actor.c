@@ -834,6 +834,18 @@ int rc_send_batch_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_ms
     return RC_OK;
 }
 
+int rc_send_batch_try_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
+{
+    if (!b || !to || !msg)
+        return RC_EINVAL;
+    if (to->mailbox_limit && rc_actor_mailbox_len(to) >= to->mailbox_limit) {
+        /* relaxed: a statistic. */
+        atomic_fetch_add_explicit(&to->sys->overloads, 1, memory_order_relaxed);
+        return RC_EOVERLOAD;
+    }
+    return rc_send_batch_add(b, to, msg);
+}
+
 /*
  * The inline turn.  Taking the token by a CAS from exactly 0 (no message
  * accepted and unfinished, no stop bit) proves that nobody runs the actor
@@ -858,12 +870,7 @@ static int add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_ms
      * own RMW orders what it needs. */
     if (tl_in_turn || !atomic_compare_exchange_strong_explicit(
                           &to->count, &expect, 1, memory_order_acquire, memory_order_relaxed)) {
-        if (try_limit && to->mailbox_limit && rc_actor_mailbox_len(to) >= to->mailbox_limit) {
-            /* relaxed: a statistic. */
-            atomic_fetch_add_explicit(&to->sys->overloads, 1, memory_order_relaxed);
-            return RC_EOVERLOAD;
-        }
-        return rc_send_batch_add(b, to, msg);
+        return try_limit ? rc_send_batch_try_add(b, to, msg) : rc_send_batch_add(b, to, msg);
     }
     struct rc_actor_system *sys = to->sys;
     msg->flags = 0;

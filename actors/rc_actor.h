@@ -132,6 +132,9 @@ struct rc_send_batch {
         NULL, NULL, NULL, 0                                                                        \
     }
 int rc_send_batch_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
+/* As rc_send_batch_add with rc_actor_try_send's mailbox limit (RC_EOVERLOAD,
+ * caller keeps msg, counted in the stats). */
+int rc_send_batch_try_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
 void rc_send_batch_flush(struct rc_send_batch *b);
 
 /*
@@ -145,8 +148,9 @@ void rc_send_batch_flush(struct rc_send_batch *b);
  * messages or a stop reach `to` during the turn it is queued through b for
  * a worker afterwards; so flush b before returning, as with any batch.
  * The behaviour runs on the caller's thread: use it from threads that may
- * run behaviours (short, non-blocking), such as the broker's ingress.
- * Results and ownership as rc_actor_send.
+ * run behaviours (short, non-blocking).  Results and ownership as
+ * rc_actor_send.  (Measured for the broker's ingress and not used there:
+ * docs/ACTORS.md, "Inline turns".)
  */
 int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
 /* As rc_send_batch_add_inline with rc_actor_try_send's mailbox limit

@@ -216,11 +216,8 @@ static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct 
             break;
         /* with a reply, a full mailbox answers `overloaded`; without one
          * (PULL) the ingress pushes back instead (see rc_ingress.c) */
-        if (c->inline_turns)
-            grc = ack ? rc_send_batch_try_add_inline(&c->batch, a, &msg->hdr)
-                      : rc_send_batch_add_inline(&c->batch, a, &msg->hdr);
-        else
-            grc = ack ? rc_actor_try_send(a, &msg->hdr) : rc_actor_send(a, &msg->hdr);
+        grc = ack ? rc_send_batch_try_add(&c->batch, a, &msg->hdr)
+                  : rc_send_batch_add(&c->batch, a, &msg->hdr);
         rc_actor_release(a);
         if (grc == 0)
             return;
@@ -416,11 +413,6 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
         return;
     }
     rc_metrics_batch(m, count);
-    /* Inline turns for batches only (see rc_ingest.h): a batch spread over
-     * many runs would otherwise cost one hand-off per run, while a single
-     * event is cheaper handed to a worker, which lets this thread go back
-     * to nng at once. */
-    c->inline_turns = is_batch && count > 1;
     struct rc_ack *ack = ack_for ? ack_for(arg, count) : NULL;
     if (ack) {
         /* elements that got neither an event nor an error (ENOMEM in the

@@ -6,17 +6,12 @@
  * elements, groups the good events by run and sends ONE message per
  * (run, message) to that run's actor (creating the run when needed).
  *
- * Batches: a run actor that is idle handles its message at once on the
- * dispatching thread (rc_send_batch_add_inline), and the busy ones are
- * queued together at the end (one inject-queue lock, one wake per sleeping
- * worker).  A batch spread over many runs used to cost one hand-off (queue,
- * futex wake, context switch: ~30 us on this 2-core machine) per run; the
- * broker's CPU per batched event fell by a quarter to a third.  A message
- * of one event is still handed to a worker: measured both ways, running it
- * inline made the nng thread slower to post its next receive, nng then
- * found messages waiting and paid a task-queue wake-up per message (0.8-1.1
- * voluntary context switches per event against 0.2-0.6, and fewer events/s).
- * docs/ARCHITECTURE.md ("Ingress") has the numbers.  The
+ * The run messages of one received message are queued together when it
+ * is done (rc_send_batch: one inject-queue lock and at most one wake-up per
+ * sleeping worker for the whole message; it used to be one lock and one
+ * wake check per run, and a batch spreads over tens of runs).  Running idle
+ * run actors inline on this thread instead (rc_send_batch_add_inline) was
+ * measured and not kept: docs/ARCHITECTURE.md, "Ingest hand-offs".  The
  * buffer stays alive (refcounted) until every run actor is done with the
  * events, which are views into it.
  */
@@ -55,11 +50,9 @@ struct rc_ingest_ctx {
     struct rc_ingest_msg **gmsg;
     uint32_t *gtab;
     uint32_t cap_group, cap_gtab;
-    /* The run messages of one received message: handled inline when their
-     * run actor is idle, else queued together at the end of the dispatch
-     * (one inject-queue lock, one wake per sleeping worker). */
+    /* The run messages of one received message, queued together at the end
+     * of the dispatch. */
     struct rc_send_batch batch;
-    bool inline_turns; /* this message: run idle actors inline (batches) */
 };
 
 void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
