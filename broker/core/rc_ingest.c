@@ -327,6 +327,8 @@ static bool group_reserve(struct rc_ingest_ctx *c, uint32_t n)
  */
 static uint32_t group_events(struct rc_ingest_ctx *c)
 {
+    if (c->n == 0)
+        return 0; /* every element bad: nothing to group (and no table yet) */
     if (!group_reserve(c, c->n)) {
         c->n = 0;
         return 0;
