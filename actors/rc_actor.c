@@ -30,6 +30,11 @@
  * is queued again and the drain finishes in a later turn), so every message
  * send accepted is handled or freed.  Then fini, the monitors, and the
  * runtime drops its reference.
+ *
+ * Inline turns (rc_send_batch_add_inline).  A sender that finds the count
+ * word at exactly 0 may take the token itself (CAS 0 -> 1) and run the
+ * turn on its own thread; its final subtraction follows the same rule as a
+ * worker's (queue the actor again if work or a stop arrived meanwhile).
  */
 #include "rc_actor_internal.h"
 
