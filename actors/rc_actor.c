@@ -30,6 +30,11 @@
  * is queued again and the drain finishes in a later turn), so every message
  * send accepted is handled or freed.  Then fini, the monitors, and the
  * runtime drops its reference.
+ *
+ * Inline turns (rc_send_batch_add_inline).  A sender that finds the count
+ * word at exactly 0 may take the token itself (CAS 0 -> 1) and run the
+ * turn on its own thread; its final subtraction follows the same rule as a
+ * worker's (queue the actor again if work or a stop arrived meanwhile).
  */
 #include "rc_actor_internal.h"
 
@@ -65,6 +70,18 @@
 /* The worker the calling thread is, or NULL for other threads. */
 static _Thread_local struct rc_worker *tl_worker;
 
+/* The turn the calling thread is running, on a worker or inline (see
+ * rc_send_batch_add_inline): the message being handled and whether the
+ * behaviour kept it.  The "kept" mark lives here, not in the message: once
+ * kept, the behaviour may re-send msg and another thread may free it before
+ * this turn looks at it again. */
+static _Thread_local struct rc_msg *tl_cur_msg;
+static _Thread_local bool tl_kept;
+static _Thread_local bool tl_in_turn;
+/* During an inline turn: the batch that actors made runnable join (instead
+ * of one inject-queue lock and wake-up each). */
+static _Thread_local struct rc_send_batch *tl_batch;
+
 /* ---- Messages ---- */
 
 struct rc_msg *rc_msg_new(size_t size, uint32_t type)
@@ -93,12 +110,8 @@ void rc_msg_free(struct rc_msg *msg)
 
 void rc_msg_keep(struct rc_msg *msg)
 {
-    /* The "kept" mark lives in the worker, not the message: once kept, the
-     * behaviour may re-send msg and another worker may free it before this
-     * turn looks at it again. */
-    struct rc_worker *w = tl_worker;
-    if (w && w->cur_msg == msg)
-        w->kept = true;
+    if (tl_in_turn && tl_cur_msg == msg)
+        tl_kept = true;
 }
 
 /* ---- The mailbox (Vyukov's intrusive MPSC queue) ---- */
@@ -343,6 +356,8 @@ static bool work_visible(struct rc_actor_system *sys)
     return false;
 }
 
+static void batch_link(struct rc_send_batch *b, struct rc_actor *a);
+
 /* Queues a runnable actor; called only by the token holder. */
 static void schedule(struct rc_actor *a)
 {
@@ -357,6 +372,15 @@ static void schedule(struct rc_actor *a)
                 wake_if_sleeping(sys);
             return;
         }
+    }
+    /* An inline turn on a thread that is not a worker (fan-out from a run
+     * actor handled in an nng callback): join the caller's batch, queued at
+     * its flush with one lock and at most one wake per sleeper. */
+    struct rc_send_batch *b = tl_batch;
+    if (b && (b->sys == sys || b->sys == NULL)) {
+        b->sys = sys;
+        batch_link(b, a);
+        return;
     }
     inject_push(sys, a);
     wake_if_sleeping(sys);
@@ -468,7 +492,7 @@ static struct rc_actor *find_work(struct rc_worker *w)
 
 /* ---- Turns ---- */
 
-static void actor_finish_stop(struct rc_worker *w, struct rc_actor *a, uint64_t unfinished);
+static void actor_finish_stop(struct rc_actor *a, uint64_t unfinished);
 
 /* Runs one turn of a, whose token this worker holds. */
 static void run_turn(struct rc_worker *w, struct rc_actor *a)
@@ -487,17 +511,19 @@ static void run_turn(struct rc_worker *w, struct rc_actor *a)
             if (!m)
                 break; /* a sender is mid-push: finish the turn, come back */
             done++;
-            w->cur_msg = m;
-            w->kept = false;
+            tl_cur_msg = m;
+            tl_kept = false;
+            tl_in_turn = true;
             a->fn(a, a->state, m);
-            w->cur_msg = NULL;
-            if (!w->kept)
+            tl_in_turn = false;
+            tl_cur_msg = NULL;
+            if (!tl_kept)
                 rc_msg_free(m);
             /* relaxed: only to notice a stop early; the acquire that reads
              * the reason is in actor_finish_stop. */
             if (atomic_load_explicit(&a->count, memory_order_relaxed) & RC_ACTOR_STOP_REQ) {
                 atomic_fetch_add_explicit(&w->handled, done, memory_order_relaxed);
-                actor_finish_stop(w, a, done);
+                actor_finish_stop(a, done);
                 return;
             }
         }
@@ -523,7 +549,7 @@ static void run_turn(struct rc_worker *w, struct rc_actor *a)
         }
         done = 0;
     }
-    actor_finish_stop(w, a, done);
+    actor_finish_stop(a, done);
 }
 
 /* ---- Monitors ---- */
@@ -592,7 +618,7 @@ int rc_actor_monitor(struct rc_actor *watcher, struct rc_actor *target, uint64_t
  * popped in this turn but not yet subtracted from the count.  The first call
  * closes the actor; the drain may take several turns (see below), each of
  * which calls here again with unfinished == 0. */
-static void actor_finish_stop(struct rc_worker *w, struct rc_actor *a, uint64_t unfinished)
+static void actor_finish_stop(struct rc_actor *a, uint64_t unfinished)
 {
     struct rc_actor_system *sys = a->sys;
     if (!a->draining) {
@@ -630,7 +656,7 @@ static void actor_finish_stop(struct rc_worker *w, struct rc_actor *a, uint64_t 
     }
     int reason = a->exit_reason;
     if (a->fini) {
-        w->cur_msg = NULL;
+        tl_cur_msg = NULL;
         a->fini(a->state, reason);
     }
     a->state = NULL;
@@ -771,6 +797,30 @@ void rc_send_batch_flush(struct rc_send_batch *b)
         wake_many(sys, n);
 }
 
+/* Appends a (whose token the caller holds) to b's list; b->sys is a's. */
+static void batch_link(struct rc_send_batch *b, struct rc_actor *a)
+{
+    /* We hold the token: run_next is ours until the actor is queued. */
+    a->run_next = NULL;
+    if (b->last)
+        b->last->run_next = a;
+    else
+        b->first = a;
+    b->last = a;
+    b->n++;
+}
+
+/* Queues a (token held) through b, flushing first if b serves another
+ * system. */
+static void batch_queue(struct rc_send_batch *b, struct rc_actor *a)
+{
+    if (b->sys != a->sys) {
+        rc_send_batch_flush(b);
+        b->sys = a->sys;
+    }
+    batch_link(b, a);
+}
+
 int rc_send_batch_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
 {
     if (!b || !to || !msg)
@@ -784,21 +834,84 @@ int rc_send_batch_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_ms
         return RC_ECLOSED;
     }
     mb_push(to, msg);
-    if (!(prev & RC_ACTOR_WORK)) {
-        if (b->sys != to->sys) {
-            rc_send_batch_flush(b);
-            b->sys = to->sys;
-        }
-        /* We hold the token: run_next is ours until the actor is queued. */
-        to->run_next = NULL;
-        if (b->last)
-            b->last->run_next = to;
-        else
-            b->first = to;
-        b->last = to;
-        b->n++;
-    }
+    if (!(prev & RC_ACTOR_WORK))
+        batch_queue(b, to);
     return RC_OK;
+}
+
+int rc_send_batch_try_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
+{
+    if (!b || !to || !msg)
+        return RC_EINVAL;
+    if (to->mailbox_limit && rc_actor_mailbox_len(to) >= to->mailbox_limit) {
+        /* relaxed: a statistic. */
+        atomic_fetch_add_explicit(&to->sys->overloads, 1, memory_order_relaxed);
+        return RC_EOVERLOAD;
+    }
+    return rc_send_batch_add(b, to, msg);
+}
+
+/*
+ * The inline turn.  Taking the token by a CAS from exactly 0 (no message
+ * accepted and unfinished, no stop bit) proves that nobody runs the actor
+ * and its mailbox holds nothing, so handling msg here, now, is what a worker
+ * would have done next: per-sender order and "one thread at a time" hold.
+ * The count's 1 stands for msg, which never enters the mailbox.  Sends that
+ * race with the turn see a non-zero count and only push; the final
+ * subtraction finds them (or a stop request) and queues the actor through
+ * b, exactly as a worker's turn end does.
+ */
+static int add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg,
+                      bool try_limit)
+{
+    if (!b || !to || !msg)
+        return RC_EINVAL;
+    uint64_t expect = 0;
+    /* Nested turns are not run inline (a behaviour sending inline would
+     * recurse through other actors' behaviours on one stack): queue. */
+    /* acquire on success: pairs with the release of the last turn's
+     * subtraction (run_turn or below), so this thread sees the state that
+     * turn left.  relaxed on failure: we only fall back to a send, whose
+     * own RMW orders what it needs. */
+    if (tl_in_turn || !atomic_compare_exchange_strong_explicit(
+                          &to->count, &expect, 1, memory_order_acquire, memory_order_relaxed)) {
+        return try_limit ? rc_send_batch_try_add(b, to, msg) : rc_send_batch_add(b, to, msg);
+    }
+    struct rc_actor_system *sys = to->sys;
+    msg->flags = 0;
+    if (b->sys != sys) {
+        rc_send_batch_flush(b);
+        b->sys = sys;
+    }
+    tl_batch = b;
+    tl_cur_msg = msg;
+    tl_kept = false;
+    tl_in_turn = true;
+    to->fn(to, to->state, msg);
+    tl_in_turn = false;
+    tl_cur_msg = NULL;
+    tl_batch = NULL;
+    if (!tl_kept)
+        rc_msg_free(msg);
+    /* relaxed: a statistic. */
+    atomic_fetch_add_explicit(&sys->inline_handled, 1, memory_order_relaxed);
+    /* acq_rel: release publishes this turn's effects on the state to the
+     * next token holder; acquire sees the increments that keep the token
+     * (as run_turn's subtraction). */
+    uint64_t c = atomic_fetch_sub_explicit(&to->count, 1, memory_order_acq_rel) - 1;
+    if (c & RC_ACTOR_WORK)
+        batch_queue(b, to); /* messages or a stop arrived meanwhile: a worker takes over */
+    return RC_OK;
+}
+
+int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
+{
+    return add_inline(b, to, msg, false);
+}
+
+int rc_send_batch_try_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
+{
+    return add_inline(b, to, msg, true);
 }
 
 int rc_actor_try_send(struct rc_actor *to, struct rc_msg *msg)
@@ -985,7 +1098,7 @@ void rc_actor_system_stop(struct rc_actor_system *sys)
     bool started = sys->started;
     pthread_mutex_unlock(&sys->reg_mtx);
     struct rc_worker *self = tl_worker;
-    if (self && self->sys == sys)
+    if ((self && self->sys == sys) || tl_in_turn)
         return; /* from a behaviour: the stops are requested; the owner
                    must call stop again from outside to join */
     if (!started && rc_actor_system_start(sys) == RC_ENOMEM) {
@@ -1063,4 +1176,6 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
             atomic_load_explicit(&sys->workers[i].handled, memory_order_relaxed);
         st->steals += atomic_load_explicit(&sys->workers[i].steals, memory_order_relaxed);
     }
+    st->inline_handled = atomic_load_explicit(&sys->inline_handled, memory_order_relaxed);
+    st->messages_handled += st->inline_handled;
 }

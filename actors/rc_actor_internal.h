@@ -73,8 +73,6 @@ struct rc_worker {
     pthread_t thread;
     uint64_t rng;             /* owner only */
     uint64_t turns;           /* owner only */
-    struct rc_msg *cur_msg;   /* owner only: the message being handled */
-    bool kept;                /* owner only: rc_msg_keep(cur_msg) called */
     _Atomic uint64_t handled; /* owner writes (relaxed), stats read */
     _Atomic uint64_t steals;  /* owner writes (relaxed), stats read */
 } __attribute__((aligned(RC_CACHELINE)));
@@ -113,6 +111,7 @@ struct rc_actor_system {
     bool joined;               /* reg_mtx: threads joined */
     _Atomic uint64_t actors_live;
     _Atomic uint64_t overloads;
+    _Atomic uint64_t inline_handled; /* relaxed: a statistic */
 
     /* Monitor lists, striped by target address. */
     pthread_mutex_t mon_mtx[RC_MON_STRIPES];

@@ -719,10 +719,53 @@ enum rc_proto_code rc_proto_decode_event(const void *buf, size_t len,
     return decode_whole(buf, len, lim, ev, err, &envelope_ok);
 }
 
+/* Decodes the n elements of an array from r on, reporting each through cb.
+ * False when an element's framing is broken (only possible when the
+ * envelope was not checked before). */
+static bool decode_elements(struct rc_mpr *r, const uint8_t *end, uint32_t n,
+                            const struct rc_proto_limits *lim, rc_proto_event_cb cb, void *arg)
+{
+    struct rc_event ev;
+    struct rc_proto_error eerr;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *es = r->p;
+        struct rc_mpr er;
+        rc_mpr_init(&er, es, (size_t)(end - es));
+        /* Decode in place: the scan finds the element's end. */
+        enum rc_proto_code c = decode_event_at(&er, lim, &ev, &eerr);
+        if (c != RC_PROTO_OK) {
+            /* find the element's end; the size limit wins over the rules */
+            rc_mpr_init(&er, es, (size_t)(end - es));
+            if (!rc_mpr_skip(&er))
+                return false;
+        }
+        size_t size = (size_t)(er.p - es);
+        if (size > lim->event_max_bytes) {
+            c = RC_PROTO_TOO_LARGE;
+            fail_event_size(&eerr, size, lim);
+        } else if (c == RC_PROTO_OK) {
+            ok(&eerr);
+        }
+        r->p = er.p;
+        if (cb)
+            cb(arg, i, c == RC_PROTO_OK ? &ev : NULL, c == RC_PROTO_OK ? NULL : &eerr);
+    }
+    return true;
+}
+
 enum rc_proto_code rc_proto_decode_publish(const void *buf, size_t len,
                                            const struct rc_proto_limits *lim, rc_proto_event_cb cb,
                                            void *arg, uint32_t *count, bool *is_batch,
                                            struct rc_proto_error *err)
+{
+    return rc_proto_decode_publish_ex(buf, len, lim, cb, arg, count, is_batch, err, 0);
+}
+
+enum rc_proto_code rc_proto_decode_publish_ex(const void *buf, size_t len,
+                                              const struct rc_proto_limits *lim,
+                                              rc_proto_event_cb cb, void *arg, uint32_t *count,
+                                              bool *is_batch, struct rc_proto_error *err,
+                                              unsigned flags)
 {
     struct rc_proto_limits dflt;
     if (lim == NULL) {
@@ -769,6 +812,22 @@ enum rc_proto_code rc_proto_decode_publish(const void *buf, size_t len,
              lim->batch_max_events);
         return RC_PROTO_TOO_LARGE;
     }
+    if (top.type == RC_MP_ARRAY && (flags & RC_PROTO_DECODE_ONE_PASS)) {
+        /* One walk: a successful element decode has checked its framing,
+         * a failed one is skipped with a framing check, and the end must
+         * be the buffer's end.  cb may have run when the envelope turns out
+         * broken: the caller discards what it got (see rc_proto.h). */
+        if (decode_elements(&r, end, top.v.n, lim, cb, arg) && r.p == end) {
+            if (is_batch)
+                *is_batch = true;
+            if (count)
+                *count = top.v.n;
+            ok(err);
+            return RC_PROTO_OK;
+        }
+        fail_envelope(err);
+        return RC_PROTO_MALFORMED;
+    }
     /* The whole envelope is checked before any element is reported. */
     if (!rc_mpr_skip_rest(&r, &top) || rc_mpr_left(&r) != 0) {
         fail_envelope(err);
@@ -785,28 +844,7 @@ enum rc_proto_code rc_proto_decode_publish(const void *buf, size_t len,
     ok(err);
     rc_mpr_init(&r, p, len);
     (void)rc_mpr_next(&r, &top);
-    for (uint32_t i = 0; i < top.v.n; i++) {
-        const uint8_t *es = r.p;
-        struct rc_mpr er;
-        rc_mpr_init(&er, es, (size_t)(end - es));
-        /* Decode in place: the scan finds the element's end. */
-        enum rc_proto_code c = decode_event_at(&er, lim, &ev, &eerr);
-        if (c != RC_PROTO_OK) {
-            /* find the element's end; the size limit wins over the rules */
-            rc_mpr_init(&er, es, (size_t)(end - es));
-            (void)rc_mpr_skip(&er);
-        }
-        size_t size = (size_t)(er.p - es);
-        if (size > lim->event_max_bytes) {
-            c = RC_PROTO_TOO_LARGE;
-            fail_event_size(&eerr, size, lim);
-        } else if (c == RC_PROTO_OK) {
-            ok(&eerr);
-        }
-        r.p = er.p;
-        if (cb)
-            cb(arg, i, c == RC_PROTO_OK ? &ev : NULL, c == RC_PROTO_OK ? NULL : &eerr);
-    }
+    (void)decode_elements(&r, end, top.v.n, lim, cb, arg); /* framing checked above */
     return RC_PROTO_OK;
 }
 

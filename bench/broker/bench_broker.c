@@ -18,8 +18,15 @@
  *            mass expiry (every run due in the same millisecond) and for
  *            expiries spread over time (runs created over --spread S)
  *
- * Usage: bench_broker [ingest|ack|runs|expiry|all] [--runs N] [--seconds S]
- *                     [--spread S] [--tick MS]
+ *   inproc   the broker core alone, for instruction counts: M batches of
+ *            --batch events (default 64) spread over --runs runs (default
+ *            100, as runcast-bench's ingest scenario) published in process
+ *            (rc_broker_publish) from one thread, timed to the last event
+ *            accepted.  Deterministic input: run it under
+ *            `valgrind --tool=callgrind` and divide by the events.
+ *
+ * Usage: bench_broker [ingest|ack|runs|expiry|inproc|all] [--runs N]
+ *                     [--seconds S] [--spread S] [--tick MS] [--messages M]
  * Prints one table; timing lives here, never in tests.
  */
 #include <arpa/inet.h>
@@ -51,12 +58,13 @@
 
 static double seconds = 2.0;
 static size_t nruns = 1000000;
-static int only_batch = 0;        /* --batch N: only that ingest case */
-static int npub_single = 4;       /* --pubs N: publishers for single-event messages */
-static bool skip_raw = false;     /* --no-raw */
-static int ack_clients = 4;       /* --clients N */
-static double spread_s = 5.0;     /* --spread S: expiry: creation time of the spread case */
-static const char *tick = "10ms"; /* --tick: --watchdog-tick of the expiry runs */
+static int only_batch = 0;         /* --batch N: only that ingest case */
+static int npub_single = 4;        /* --pubs N: publishers for single-event messages */
+static bool skip_raw = false;      /* --no-raw */
+static int ack_clients = 4;        /* --clients N */
+static double spread_s = 5.0;      /* --spread S: expiry: creation time of the spread case */
+static const char *tick = "10ms";  /* --tick: --watchdog-tick of the expiry runs */
+static size_t inproc_msgs = 20000; /* --messages M (inproc) */
 
 static void row(const char *name, double v, const char *unit, const char *note)
 {
@@ -333,6 +341,56 @@ static void bench_ingest(void)
                  rej ? " (some overloaded)" : "");
         row(name, brk, "ev/s", note);
     }
+}
+
+/* ---- in process (instruction counts) ---- */
+
+static void bench_inproc(void)
+{
+    size_t R = nruns == 1000000 ? 100 : nruns; /* --runs, default 100 here */
+    int B = only_batch ? only_batch : 64;
+    size_t M = inproc_msgs;
+    struct rc_config cfg;
+    const char *opts[] = {"history-max-events", "1000", "log-level", "error", NULL};
+    cfg_init(&cfg, opts);
+    struct rc_broker *b;
+    rc_broker_new(&cfg, &b);
+    if (rc_broker_start(b) != 0) {
+        fprintf(stderr, "bench: %s\n", rc_broker_error(b));
+        exit(1);
+    }
+    /* 16 distinct messages, each event to a pseudo-random run (a batch
+     * touches ~R*(1-e^(-B/R)) runs: ~47 of 100 at B=64) */
+    enum { NM = 16 };
+    struct rc_buf msgs[NM];
+    uint64_t rng = 0x9E3779B97F4A7C15u;
+    for (int k = 0; k < NM; k++) {
+        rc_buf_init(&msgs[k]);
+        if (B > 1)
+            rc_mpw_array(&msgs[k], (uint32_t)B);
+        for (int i = 0; i < B; i++) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            char run[32];
+            snprintf(run, sizeof(run), "inproc-run-%zu", (size_t)(rng % R));
+            event(&msgs[k], run, (uint64_t)i);
+        }
+    }
+    uint64_t t0 = rc_clock_mono_ns();
+    for (size_t i = 0; i < M; i++)
+        rc_broker_publish(b, msgs[i % NM].data, msgs[i % NM].len, 1, NULL, NULL);
+    uint64_t want = (uint64_t)M * (uint64_t)B;
+    while (accepted(b) < want)
+        rc_clock_sleep_ms(1);
+    uint64_t dt = rc_clock_mono_ns() - t0;
+    printf("in-process publish, %zu messages of %d events over %zu runs\n", M, B, R);
+    row("events accepted", (double)want, "events", NULL);
+    row("events/s (one publishing thread)", (double)want * 1e9 / (double)dt, "ev/s", NULL);
+    rc_broker_free(b);
+    rc_config_fini(&cfg);
+    for (int k = 0; k < NM; k++)
+        rc_buf_fini(&msgs[k]);
 }
 
 /* ---- acknowledged ingest ---- */
@@ -811,6 +869,8 @@ int main(int argc, char **argv)
             npub_single = atoi(argv[++i]);
         else if (strcmp(argv[i], "--clients") == 0 && i + 1 < argc)
             ack_clients = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc)
+            inproc_msgs = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--no-raw") == 0)
             skip_raw = true;
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
@@ -832,5 +892,7 @@ int main(int argc, char **argv)
         bench_runs();
     if (!strcmp(what, "all") || !strcmp(what, "expiry"))
         bench_expiry();
+    if (!strcmp(what, "all") || !strcmp(what, "inproc"))
+        bench_inproc();
     return 0;
 }

@@ -22,6 +22,7 @@ void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc
                         enum rc_ingest_kind kind, rc_ingest_peer_fn peer)
 {
     memset(c, 0, sizeof(*c));
+    c->batch = (struct rc_send_batch)RC_SEND_BATCH_INIT;
     c->runs = runs;
     c->metrics = m;
     c->kind = kind;
@@ -33,6 +34,12 @@ void rc_ingest_ctx_fini(struct rc_ingest_ctx *c)
     rc_free(c->own_slots);
     rc_free(c->errs);
     rc_free(c->group);
+    rc_free(c->gcount);
+    rc_free(c->gfirst);
+    rc_free(c->gmsg);
+    rc_free(c->gtab);
+    c->gcount = c->gfirst = c->gtab = NULL;
+    c->gmsg = NULL;
     c->slots = NULL;
     c->errs = NULL;
     c->group = NULL;
@@ -209,7 +216,8 @@ static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct 
             break;
         /* with a reply, a full mailbox answers `overloaded`; without one
          * (PULL) the ingress pushes back instead (see rc_ingress.c) */
-        grc = ack ? rc_actor_try_send(a, &msg->hdr) : rc_actor_send(a, &msg->hdr);
+        grc = ack ? rc_send_batch_try_add(&c->batch, a, &msg->hdr)
+                  : rc_send_batch_add(&c->batch, a, &msg->hdr);
         rc_actor_release(a);
         if (grc == 0)
             return;
@@ -279,6 +287,81 @@ static uint32_t peek_count(const uint8_t *p, size_t len, uint32_t max)
     return (uint32_t)n;
 }
 
+/* Grows the grouping scratch for n events; false when memory is short. */
+static bool group_reserve(struct rc_ingest_ctx *c, uint32_t n)
+{
+    if (n <= c->cap_group)
+        return true;
+    uint32_t tcap = 16;
+    while (tcap < 2 * n)
+        tcap *= 2;
+    uint32_t *g = rc_realloc(c->group, n * sizeof(*g));
+    if (g)
+        c->group = g;
+    uint32_t *cnt = g ? rc_realloc(c->gcount, n * sizeof(*cnt)) : NULL;
+    if (cnt)
+        c->gcount = cnt;
+    uint32_t *first = cnt ? rc_realloc(c->gfirst, n * sizeof(*first)) : NULL;
+    if (first)
+        c->gfirst = first;
+    struct rc_ingest_msg **gm = first ? rc_realloc(c->gmsg, n * sizeof(*gm)) : NULL;
+    if (gm)
+        c->gmsg = gm;
+    uint32_t *t = gm ? rc_realloc(c->gtab, tcap * sizeof(*t)) : NULL;
+    if (!t)
+        return false;
+    c->gtab = t;
+    c->cap_gtab = tcap;
+    c->cap_group = n;
+    return true;
+}
+
+/*
+ * Assigns each good event its run's group (c->group[i]), numbering groups
+ * in order of first appearance, and counts them (c->gcount).  One pass with
+ * an open-addressing table keyed by the run hash (linear probing, at most
+ * half full): O(events), where comparing every pair was O(events x runs),
+ * which with a batch spread over many runs cost more than decoding it.
+ * Returns the number of groups; 0 (and c->n = 0: every event was answered
+ * `overloaded` already) when the scratch cannot grow.
+ */
+static uint32_t group_events(struct rc_ingest_ctx *c)
+{
+    if (c->n == 0)
+        return 0; /* every element bad: nothing to group (and no table yet) */
+    if (!group_reserve(c, c->n)) {
+        c->n = 0;
+        return 0;
+    }
+    uint32_t tcap = 16;
+    while (tcap < 2 * c->n)
+        tcap *= 2;
+    uint32_t mask = tcap - 1;
+    memset(c->gtab, 0xff, tcap * sizeof(*c->gtab)); /* UINT32_MAX: empty */
+    uint32_t ngroups = 0;
+    for (uint32_t i = 0; i < c->n; i++) {
+        uint32_t h = c->slots[i].hash * 0x9E3779B1u; /* mix the bits upwards ... */
+        uint32_t p = (h ^ h >> 16) & mask;           /* ... and back down */
+        for (;;) {
+            uint32_t g = c->gtab[p];
+            if (g == UINT32_MAX) {
+                c->gtab[p] = ngroups;
+                c->gfirst[ngroups] = i;
+                c->gcount[ngroups] = 1;
+                c->group[i] = ngroups++;
+                break;
+            }
+            if (same_run(&c->slots[c->gfirst[g]], &c->slots[i])) {
+                c->gcount[g]++;
+                c->group[i] = g;
+                break;
+            }
+            p = (p + 1) & mask;
+        }
+    }
+    return ngroups;
+}
+
 void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
                         rc_ingest_ack_fn ack_for, void *arg)
 {
@@ -306,9 +389,14 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
         c->cap = hint;
         c->in_pre = true;
     }
-    enum rc_proto_code rc = rc_proto_decode_publish(buf->data, buf->len, rc_runs_limits(c->runs),
-                                                    on_element, c, &count, &is_batch, &err);
+    /* One pass: the elements are only acted on after the decode returns,
+     * so a broken envelope just discards what on_element collected. */
+    enum rc_proto_code rc =
+        rc_proto_decode_publish_ex(buf->data, buf->len, rc_runs_limits(c->runs), on_element, c,
+                                   &count, &is_batch, &err, RC_PROTO_DECODE_ONE_PASS);
     if (rc != RC_PROTO_OK) {
+        c->n = 0;
+        c->n_errs = 0;
         if (pre) {
             c->slots = c->own_slots;
             c->cap = c->own_cap;
@@ -353,6 +441,7 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
             c->in_pre = false;
             pre->n = c->n;
             send_one(c, pre, buf, pipe, ack, recv_wall, recv_ns);
+            rc_send_batch_flush(&c->batch);
             if (ack)
                 rc_ack_done(ack);
             rc_ingest_buf_release(buf);
@@ -361,49 +450,30 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
     }
 
     /* group the good events by run, in publish order within each group */
-    if (c->n > c->cap_group) {
-        uint32_t *ng = rc_realloc(c->group, c->n * sizeof(*ng));
-        if (!ng) {
-            c->n = 0; /* answered `overloaded` above */
-        } else {
-            c->group = ng;
-            c->cap_group = c->n;
-        }
-    }
-    uint32_t ngroups = 0;
-    for (uint32_t i = 0; i < c->n; i++)
-        c->group[i] = UINT32_MAX;
-    for (uint32_t i = 0; i < c->n; i++) {
-        if (c->group[i] != UINT32_MAX)
-            continue;
-        c->group[i] = ngroups;
-        for (uint32_t j = i + 1; j < c->n; j++)
-            if (c->group[j] == UINT32_MAX && same_run(&c->slots[i], &c->slots[j]))
-                c->group[j] = ngroups;
-        ngroups++;
-    }
-    uint32_t first = 0;
+    uint32_t ngroups = group_events(c);
     for (uint32_t g = 0; g < ngroups; g++) {
-        while (c->group[first] != g)
-            first++;
-        uint32_t k = 0;
-        for (uint32_t i = first; i < c->n; i++)
-            k += c->group[i] == g;
-        struct rc_ingest_msg *msg = rc_ingest_msg_new(c->runs, k);
-        if (!msg) {
-            for (uint32_t i = first; i < c->n; i++)
-                if (c->group[i] == g && ack)
-                    rc_ack_set_code(ack, c->slots[i].index, RC_PROTO_OVERLOADED,
-                                    "the broker is out of memory");
-            rc_metric_add(&m->events_rejected[RC_PROTO_OVERLOADED], k);
-            continue;
-        }
-        uint32_t w = 0;
-        for (uint32_t i = first; i < c->n; i++)
-            if (c->group[i] == g)
-                msg->slots[w++] = c->slots[i];
-        send_one(c, msg, buf, pipe, ack, recv_wall, recv_ns);
+        c->gmsg[g] = rc_ingest_msg_new(c->runs, c->gcount[g]);
+        if (c->gmsg[g])
+            c->gmsg[g]->n = 0; /* filled below */
     }
+    for (uint32_t i = 0; i < c->n; i++) {
+        struct rc_ingest_msg *msg = c->gmsg[c->group[i]];
+        if (msg)
+            msg->slots[msg->n++] = c->slots[i];
+        else {
+            if (ack)
+                rc_ack_set_code(ack, c->slots[i].index, RC_PROTO_OVERLOADED,
+                                "the broker is out of memory");
+            rc_metric_add(&m->events_rejected[RC_PROTO_OVERLOADED], 1);
+        }
+    }
+    /* groups in order of their first event: a run's events keep publish
+     * order inside their message, and runs are handed off in the order
+     * they first appear */
+    for (uint32_t g = 0; g < ngroups; g++)
+        if (c->gmsg[g])
+            send_one(c, c->gmsg[g], buf, pipe, ack, recv_wall, recv_ns);
+    rc_send_batch_flush(&c->batch);
     if (pre) {
         c->slots = c->own_slots;
         c->cap = c->own_cap;

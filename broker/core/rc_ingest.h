@@ -4,7 +4,14 @@
  *
  * rc_ingest_dispatch decodes and validates the message, answers bad
  * elements, groups the good events by run and sends ONE message per
- * (run, message) to that run's actor (creating the run when needed).  The
+ * (run, message) to that run's actor (creating the run when needed).
+ *
+ * The run messages of one received message are queued together when it
+ * is done (rc_send_batch: one inject-queue lock and at most one wake-up per
+ * sleeping worker for the whole message; it used to be one lock and one
+ * wake check per run, and a batch spreads over tens of runs).  Running idle
+ * run actors inline on this thread instead (rc_send_batch_add_inline) was
+ * measured and not kept: docs/ARCHITECTURE.md, "Ingest hand-offs".  The
  * buffer stays alive (refcounted) until every run actor is done with the
  * events, which are views into it.
  */
@@ -35,8 +42,17 @@ struct rc_ingest_ctx {
     bool in_pre; /* decoding straight into a preallocated run message */
     struct rc_ingest_err *errs;
     uint32_t n_errs, cap_errs;
-    uint32_t *group;
-    uint32_t cap_group;
+    /* grouping by run (see group_events): per event, per group, and an
+     * open-addressing table of cap_gtab entries */
+    uint32_t *group;  /* event -> group */
+    uint32_t *gcount; /* group -> events */
+    uint32_t *gfirst; /* group -> its first event */
+    struct rc_ingest_msg **gmsg;
+    uint32_t *gtab;
+    uint32_t cap_group, cap_gtab;
+    /* The run messages of one received message, queued together at the end
+     * of the dispatch. */
+    struct rc_send_batch batch;
 };
 
 void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,

@@ -1364,6 +1364,16 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
         .enc = &enc,
     };
     m->handled = true;
+    /* A full history evicts its oldest blob per event, a cache miss each
+     * (the refcount release): start those loads now, so they overlap with
+     * the decode and encode of the first events instead of stalling. */
+    const struct rc_run_hist *h = run->hist;
+    if (h && h->count > 0 &&
+        (uint64_t)h->count + m->n > rc_runs_config(run->runs)->history_max_events) {
+        uint32_t k = m->n < 8 ? m->n : 8;
+        for (uint32_t i = 0; i < k && i < h->count; i++)
+            __builtin_prefetch(h->ring[(h->head + i) % h->cap], 1);
+    }
     struct rc_hdelta d = {0, 0, 0};
     hdelta = &d;
     for (uint32_t i = 0; i < m->n; i++) {

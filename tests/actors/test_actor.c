@@ -1044,3 +1044,298 @@ Test(actor, idle_system_uses_no_cpu)
         rc_actor_release(a[i]);
     rc_actor_system_free(sys);
 }
+
+/* ---- inline turns (rc_send_batch_add_inline) ---- */
+
+struct where_state {
+    _Atomic uint64_t handled;
+    pthread_t last_thread; /* owner only; read after handled is seen */
+    _Atomic int entered;   /* the behaviour is running */
+    _Atomic int release;   /* lets a blocked behaviour return */
+    bool block;            /* immutable during a test */
+    bool keep;             /* keep the message (inline keep test) */
+    struct rc_msg *_Atomic kept;
+};
+
+static void where_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct where_state *s = st;
+    s->last_thread = pthread_self();
+    if (s->keep) {
+        rc_msg_keep(msg);
+        atomic_store(&s->kept, msg);
+    }
+    atomic_store(&s->entered, 1);
+    if (s->block) {
+        uint64_t end = rc_clock_mono_ms() + 5000;
+        while (!atomic_load(&s->release) && rc_clock_mono_ms() < end)
+            rc_clock_sleep_ms(1);
+    }
+    atomic_fetch_add(&s->handled, 1);
+}
+
+Test(actor, inline_idle_actor_runs_on_the_callers_thread)
+{
+    struct rc_actor_system *sys = new_sys(2, 0);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct where_state s;
+    memset(&s, 0, sizeof(s));
+    s.keep = true;
+    struct rc_actor *a;
+    cr_assert_eq(rc_actor_spawn(sys, where_fn, &s, NULL, NULL, &a), RC_OK);
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+    cr_assert_eq(rc_send_batch_add_inline(&b, a, m), RC_OK);
+    /* handled before the call returned, here, and nothing left queued */
+    cr_assert_eq(atomic_load(&s.handled), 1);
+    cr_assert(pthread_equal(s.last_thread, pthread_self()));
+    cr_assert_eq(atomic_load(&s.kept), m, "rc_msg_keep works in an inline turn");
+    rc_msg_free(m); /* kept: ours */
+    cr_assert_eq(rc_actor_mailbox_len(a), 0);
+    rc_send_batch_flush(&b);
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.inline_handled, 1);
+    cr_assert_eq(st.messages_handled, 1);
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
+Test(actor, inline_busy_actor_is_queued_and_try_honours_the_limit)
+{
+    struct rc_actor_system *sys = new_sys(2, 0);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct where_state s;
+    memset(&s, 0, sizeof(s));
+    s.block = true;
+    struct rc_actor *a;
+    struct rc_actor_opts o = {.mailbox_limit = 2};
+    cr_assert_eq(rc_actor_spawn(sys, where_fn, &s, NULL, &o, &a), RC_OK);
+    /* a worker runs the first message and blocks in it */
+    cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    uint64_t end = rc_clock_mono_ms() + 5000;
+    while (!atomic_load(&s.entered) && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+    cr_assert(atomic_load(&s.entered));
+    /* busy: queued, not run here (this thread would block in it) */
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    cr_assert_eq(rc_send_batch_try_add_inline(&b, a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert_eq(atomic_load(&s.handled), 0);
+    cr_assert_eq(rc_actor_mailbox_len(a), 2);
+    /* the mailbox is at its limit now: try refuses, the caller keeps msg */
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+    cr_assert_eq(rc_send_batch_try_add_inline(&b, a, m), RC_EOVERLOAD);
+    cr_assert_eq(rc_send_batch_try_add(&b, a, m), RC_EOVERLOAD);
+    rc_msg_free(m);
+    /* the non-try variant ignores the limit, like rc_actor_send */
+    cr_assert_eq(rc_send_batch_add_inline(&b, a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    rc_send_batch_flush(&b);
+    atomic_store(&s.release, 1);
+    cr_assert(wait_u64(&s.handled, 3, 5000));
+    cr_assert(!pthread_equal(s.last_thread, pthread_self()), "queued messages ran on a worker");
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.inline_handled, 0);
+    cr_assert_eq(st.overloads, 2);
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
+/* An inline turn that sends to itself, wakes another idle actor and stops
+ * itself: the other actor waits for the flush, the self-sent message is
+ * dropped by the stop (freed once), fini and DOWN come from a worker. */
+struct inl_msg {
+    struct rc_msg hdr;
+    _Atomic uint64_t *freed;
+};
+
+static void inl_msg_free(struct rc_msg *m)
+{
+    atomic_fetch_add(((struct inl_msg *)m)->freed, 1);
+    rc_free(m);
+}
+
+struct stopper_state {
+    struct rc_actor *other;
+    _Atomic uint64_t freed;
+    _Atomic uint64_t handled;
+    _Atomic int fini_reason;
+    pthread_t fini_thread;
+    _Atomic int fini_done;
+};
+
+static void stopper_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct stopper_state *s = st;
+    atomic_fetch_add(&s->handled, 1);
+    struct inl_msg *again = (struct inl_msg *)rc_msg_new(sizeof(*again), 1);
+    again->hdr.free_fn = inl_msg_free;
+    again->freed = &s->freed;
+    cr_assert_eq(rc_actor_send(self, &again->hdr), RC_OK);
+    cr_assert_eq(rc_actor_send(s->other, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    rc_actor_stop(self, 42);
+}
+
+static void stopper_fini(void *st, int reason)
+{
+    struct stopper_state *s = st;
+    s->fini_thread = pthread_self();
+    atomic_store(&s->fini_reason, reason);
+    atomic_store(&s->fini_done, 1);
+}
+
+static _Atomic uint64_t down_seen;
+static void watcher_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    if (msg->type == RC_MSG_DOWN && ((struct rc_msg_down *)msg)->reason == 42)
+        atomic_fetch_add(&down_seen, 1);
+}
+
+Test(actor, inline_turn_sends_and_self_stop)
+{
+    struct rc_actor_system *sys = new_sys(2, 0);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct stopper_state s;
+    memset(&s, 0, sizeof(s));
+    static struct where_state other;
+    memset(&other, 0, sizeof(other));
+    struct rc_actor *a, *o, *w;
+    cr_assert_eq(rc_actor_spawn(sys, where_fn, &other, NULL, NULL, &o), RC_OK);
+    s.other = o;
+    cr_assert_eq(rc_actor_spawn(sys, stopper_fn, &s, stopper_fini, NULL, &a), RC_OK);
+    cr_assert_eq(rc_actor_spawn(sys, watcher_fn, NULL, NULL, NULL, &w), RC_OK);
+    cr_assert_eq(rc_actor_monitor(w, a, 7), RC_OK);
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    cr_assert_eq(rc_send_batch_add_inline(&b, a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert_eq(atomic_load(&s.handled), 1, "ran inline");
+    /* the other actor's token is in the batch: nobody can run it before
+     * the flush */
+    cr_assert_eq(atomic_load(&other.handled), 0);
+    cr_assert_eq(atomic_load(&s.fini_done), 0, "fini waits for a worker");
+    rc_send_batch_flush(&b);
+    cr_assert(wait_u64(&other.handled, 1, 5000));
+    uint64_t end = rc_clock_mono_ms() + 5000;
+    while (!atomic_load(&s.fini_done) && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+    cr_assert(atomic_load(&s.fini_done));
+    cr_assert_eq(atomic_load(&s.fini_reason), 42);
+    cr_assert(!pthread_equal(s.fini_thread, pthread_self()));
+    cr_assert_eq(atomic_load(&s.handled), 1, "the self-sent message was dropped, not handled");
+    cr_assert_eq(atomic_load(&s.freed), 1, "and freed exactly once");
+    cr_assert(wait_u64(&down_seen, 1, 5000));
+    cr_assert(rc_actor_stopped(a));
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+    cr_assert_eq(rc_send_batch_add_inline(&b, a, m), RC_ECLOSED, "caller keeps msg");
+    rc_msg_free(m);
+    rc_send_batch_flush(&b);
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_release(o);
+    rc_actor_release(w);
+    rc_actor_system_free(sys);
+}
+
+/* A behaviour (on a worker) using the inline API never runs another
+ * actor's behaviour nested on its stack: the target is queued. */
+static _Thread_local int depth;
+static _Atomic int nested;
+
+static void depth_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    if (++depth > 1)
+        atomic_store(&nested, 1);
+    struct rc_actor *next = st;
+    if (next) {
+        struct rc_send_batch b = RC_SEND_BATCH_INIT;
+        cr_assert_eq(rc_send_batch_add_inline(&b, next, rc_msg_new(sizeof(struct rc_msg), 1)),
+                     RC_OK);
+        rc_send_batch_flush(&b);
+    }
+    depth--;
+    atomic_fetch_add(&down_seen, 1); /* reused as a handled counter here */
+}
+
+Test(actor, inline_from_a_behaviour_is_not_nested)
+{
+    struct rc_actor_system *sys = new_sys(2, 0);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor *last, *first;
+    cr_assert_eq(rc_actor_spawn(sys, depth_fn, NULL, NULL, NULL, &last), RC_OK);
+    cr_assert_eq(rc_actor_spawn(sys, depth_fn, last, NULL, NULL, &first), RC_OK);
+    /* from the test thread: first runs inline here and queues last */
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    cr_assert_eq(rc_send_batch_add_inline(&b, first, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    rc_send_batch_flush(&b);
+    cr_assert(wait_u64(&down_seen, 2, 5000));
+    /* from a worker: queued again */
+    cr_assert_eq(rc_actor_send(first, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert(wait_u64(&down_seen, 4, 5000));
+    cr_assert_eq(atomic_load(&nested), 0);
+    rc_actor_system_stop(sys);
+    rc_actor_release(first);
+    rc_actor_release(last);
+    rc_actor_system_free(sys);
+}
+
+/* Producers mixing inline adds (flushed every few messages) with plain
+ * sends, to the same actors the workers run: no loss, no duplicates,
+ * per-producer order, never two threads in one actor. */
+static void *inline_producer_main(void *arg)
+{
+    struct producer *p = arg;
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    for (uint64_t i = 0; i < p->m; i++) {
+        struct seq_msg *m = (struct seq_msg *)rc_msg_new(sizeof(*m), 1);
+        cr_assert_not_null(m);
+        m->producer = p->id;
+        m->seq = i;
+        struct rc_actor *to = p->actors[(i * 7 + p->id) % K];
+        if (p->id % 2 == 0)
+            cr_assert_eq(rc_send_batch_add_inline(&b, to, &m->hdr), RC_OK);
+        else
+            cr_assert_eq(rc_actor_send(to, &m->hdr), RC_OK);
+        if (i % 5 == 4)
+            rc_send_batch_flush(&b);
+    }
+    rc_send_batch_flush(&b);
+    return NULL;
+}
+
+Test(actor, inline_and_queued_sends_keep_order_and_exclusion, .timeout = 60)
+{
+    struct rc_actor_system *sys = new_sys(2, 4);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    _Atomic uint64_t total = 0;
+    static struct counter_state st[K];
+    memset(st, 0, sizeof(st));
+    struct rc_actor *actors[K];
+    for (int k = 0; k < K; k++) {
+        st[k].total = &total;
+        cr_assert_eq(rc_actor_spawn(sys, counter_fn, &st[k], NULL, NULL, &actors[k]), RC_OK);
+    }
+    const uint64_t m = 20000;
+    struct producer prod[P];
+    for (uint32_t i = 0; i < P; i++) {
+        prod[i] = (struct producer){.id = i, .m = m, .actors = actors};
+        pthread_create(&prod[i].th, NULL, inline_producer_main, &prod[i]);
+    }
+    for (int i = 0; i < P; i++)
+        pthread_join(prod[i].th, NULL);
+    cr_assert(wait_u64(&total, P * m, 20000));
+    rc_actor_system_stop(sys);
+    uint64_t sum = 0;
+    for (int k = 0; k < K; k++) {
+        cr_assert(!st[k].overlap, "actor %d ran on two threads at once", k);
+        cr_assert(!st[k].order_broken, "actor %d saw a producer's messages out of order", k);
+        sum += st[k].count;
+    }
+    cr_assert_eq(sum, P * m);
+    struct rc_actor_system_stats stats;
+    rc_actor_system_stats(sys, &stats);
+    cr_assert_eq(stats.messages_handled, P * m);
+    for (int k = 0; k < K; k++)
+        rc_actor_release(actors[k]);
+    rc_actor_system_free(sys);
+}

@@ -179,3 +179,115 @@ Test(ingress, pull_flood_past_mailbox_limit_loses_nothing, .timeout = 60)
         rc_testsub_free(ts[r]);
     tb_stop(&t);
 }
+
+/*
+ * Batches spread over many runs (the usual shape of a busy publisher): one
+ * message becomes one run message per run, queued together when the message
+ * is done; every run still gets its events in publish order.  A batch whose last element is cut
+ * short is refused whole (the one-pass decode collected its first elements and must drop them).
+ */
+#define SPREAD_RUNS    8
+#define SPREAD_BATCH   24
+#define SPREAD_BATCHES 40
+
+Test(ingress, batches_spread_over_runs_keep_order_and_broken_batch_delivers_nothing, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "30s", NULL};
+    tb_start(&t, opts);
+    const char *url = rc_broker_listen_url(t.b, RC_INGEST_PULL, 0);
+    cr_assert_not_null(url);
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+
+    char runs[SPREAD_RUNS][32];
+    struct rc_testsub *ts[SPREAD_RUNS];
+    for (int r = 0; r < SPREAD_RUNS; r++) {
+        snprintf(runs[r], sizeof(runs[r]), "spread-%d", r);
+        ts[r] = sub_run(&t, runs[r]);
+    }
+    static char texts[SPREAD_RUNS][SPREAD_BATCHES * SPREAD_BATCH][16];
+    size_t next[SPREAD_RUNS] = {0};
+    struct rc_buf b;
+    rc_buf_init(&b);
+    uint32_t rng = 12345;
+    for (int k = 0; k < SPREAD_BATCHES; k++) {
+        rc_buf_reset(&b);
+        rc_mpw_array(&b, SPREAD_BATCH);
+        for (int i = 0; i < SPREAD_BATCH; i++) {
+            rng = rng * 1103515245u + 12345u;
+            int r = (int)((rng >> 16) % SPREAD_RUNS);
+            char *text = texts[r][next[r]];
+            snprintf(text, sizeof(texts[r][0]), "%zu", next[r]++);
+            tev_encode(&b, &(struct tev){.run = runs[r], .type = "delta", .text = text});
+        }
+        cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+        if (k == SPREAD_BATCHES / 2) {
+            /* three elements announced, two good ones and half of a third */
+            rc_buf_reset(&b);
+            rc_mpw_array(&b, 3);
+            for (int i = 0; i < 3; i++)
+                tev_encode(&b, &(struct tev){.run = runs[i], .type = "delta", .text = "bad"});
+            size_t cut = b.len - 5;
+            cr_assert_eq(nng_send(s, b.data, cut, 0), 0);
+        }
+    }
+    for (int r = 0; r < SPREAD_RUNS; r++)
+        push(s, &(struct tev){.run = runs[r], .type = "complete"});
+    for (int r = 0; r < SPREAD_RUNS; r++) {
+        cr_assert(rc_testsub_wait_terminal(ts[r], runs[r], 20000), "run %s never ended", runs[r]);
+        expect_in_order(ts[r], runs[r], next[r] + 1); /* "bad" would break the order */
+    }
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    cr_assert_eq(rc_metric_get(&m->messages_rejected), 1);
+    cr_assert_eq(rc_metric_get(&m->events_rejected[RC_PROTO_MALFORMED]), 1);
+    nng_close(s);
+    rc_buf_fini(&b);
+    for (int r = 0; r < SPREAD_RUNS; r++)
+        rc_testsub_free(ts[r]);
+    tb_stop(&t);
+}
+
+/*
+ * A batch in which every element is bad leaves nothing to group: each
+ * element is answered with its error, and the broker goes on (the grouping
+ * table did not exist yet on a fresh context, and the first version of the
+ * one-pass grouping wrote to it anyway).  In process and over PUSH.
+ */
+Test(ingress, batch_of_only_bad_events_is_answered_and_the_broker_goes_on, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "30s", NULL};
+    tb_start(&t, opts);
+    struct tev bad[2] = {{.run = "bad-0", .type = "no-such-type"}, {.type = "delta"}};
+    struct tack a;
+    tb_pub_batch(&t, bad, 2, 0, &a);
+    cr_assert_eq(a.n, 2);
+    cr_assert_eq(a.code[0], RC_PROTO_UNKNOWN_TYPE);
+    cr_assert_eq(a.code[1], RC_PROTO_MISSING_FIELD);
+
+    const char *url = rc_broker_listen_url(t.b, RC_INGEST_PULL, 0);
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    struct rc_testsub *ts = sub_run(&t, "after-bad");
+    struct rc_buf b;
+    rc_buf_init(&b);
+    rc_mpw_array(&b, 2);
+    tev_encode(&b, &bad[0]);
+    tev_encode(&b, &bad[1]);
+    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    push(s, &(struct tev){.run = "after-bad", .type = "delta", .text = "0"});
+    push(s, &(struct tev){.run = "after-bad", .type = "complete"});
+    cr_assert(rc_testsub_wait_terminal(ts, "after-bad", 20000));
+    expect_in_order(ts, "after-bad", 2);
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    cr_assert_eq(rc_metric_get(&m->events_rejected[RC_PROTO_UNKNOWN_TYPE]), 2);
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "after-bad-2", .type = "delta"}, 0, NULL),
+                 RC_PROTO_OK);
+    nng_close(s);
+    rc_buf_fini(&b);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}

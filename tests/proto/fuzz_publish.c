@@ -6,7 +6,8 @@
  * (when we accept the bytes as one value, msgpack-c unpacks the same number
  * of bytes, unless it hits its compile-time nesting cap); every accepted
  * event, encoded as an `ev`, decodes again as a valid event with the same
- * raw payloads.
+ * raw payloads; the one-pass variant (RC_PROTO_DECODE_ONE_PASS) agrees on
+ * the result, the count and the elements' codes.
  */
 #include <msgpack.h>
 #include <stdlib.h>
@@ -15,8 +16,11 @@
 #include "rc_mpr.h"
 #include "rc_proto.h"
 
+#define MAXCODES 64 /* = lim.batch_max_events below */
+
 struct ctx {
     uint32_t next;
+    uint8_t codes[MAXCODES]; /* per element: its code */
     struct rc_buf out;
     struct rc_proto_limits big;
 };
@@ -27,6 +31,8 @@ static void check_cb(void *arg, uint32_t index, const struct rc_event *ev,
     struct ctx *c = arg;
     if (index != c->next++ || (ev == NULL) == (err == NULL))
         abort();
+    if (index < MAXCODES)
+        c->codes[index] = ev ? RC_PROTO_OK : (uint8_t)err->code;
     if (ev == NULL) {
         if (err->code == RC_PROTO_OK || err->code >= RC_PROTO_CODE_COUNT)
             abort();
@@ -70,6 +76,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (code != RC_PROTO_OK && c.next != 0)
         abort();
+
+    /* the one-pass variant: same result and count; same elements when OK
+     * (when not, what its callback saw is discarded by contract) */
+    struct ctx c1 = {0};
+    c1.big = c.big;
+    rc_buf_init(&c1.out);
+    uint32_t count1 = 0;
+    bool batch1 = false;
+    struct rc_proto_error err1;
+    enum rc_proto_code code1 = rc_proto_decode_publish_ex(data, size, &lim, check_cb, &c1, &count1,
+                                                          &batch1, &err1, RC_PROTO_DECODE_ONE_PASS);
+    if (code1 != code || count1 != count || batch1 != batch || err1.code != err.code)
+        abort();
+    if (code == RC_PROTO_OK && (c1.next != c.next || memcmp(c1.codes, c.codes, sizeof(c.codes))))
+        abort();
+    rc_buf_fini(&c1.out);
     rc_buf_fini(&c.out);
 
     /* differential check of the envelope against msgpack-c */

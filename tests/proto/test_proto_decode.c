@@ -106,11 +106,33 @@ static void collect_cb(void *arg, uint32_t index, const struct rc_event *ev,
     r->n++;
 }
 
+/* Decodes with rc_proto_decode_publish and checks that the one-pass
+ * variant (RC_PROTO_DECODE_ONE_PASS) agrees on every input the tests use:
+ * same result, count, kind and error; the same elements when it succeeds
+ * (when it fails, what its callback got is to be discarded). */
 static enum rc_proto_code publish(const void *p, size_t len, struct results *r, uint32_t *count,
                                   bool *is_batch, struct rc_proto_error *err)
 {
     memset(r, 0, sizeof *r);
-    return rc_proto_decode_publish(p, len, &lim, collect_cb, r, count, is_batch, err);
+    enum rc_proto_code rc =
+        rc_proto_decode_publish(p, len, &lim, collect_cb, r, count, is_batch, err);
+    static struct results r1;
+    memset(&r1, 0, sizeof r1);
+    uint32_t count1 = 7;
+    bool batch1 = true;
+    struct rc_proto_error err1;
+    enum rc_proto_code rc1 = rc_proto_decode_publish_ex(p, len, &lim, collect_cb, &r1, &count1,
+                                                        &batch1, &err1, RC_PROTO_DECODE_ONE_PASS);
+    cr_assert_eq(rc1, rc, "one pass: %s, two passes: %s", rc_proto_code_name(rc1),
+                 rc_proto_code_name(rc));
+    cr_assert_eq(err1.code, rc);
+    if (count)
+        cr_assert_eq(count1, *count);
+    if (is_batch)
+        cr_assert_eq(batch1, *is_batch);
+    if (rc == RC_PROTO_OK)
+        cr_assert(memcmp(&r1, r, sizeof r1) == 0, "one pass reported other elements");
+    return rc;
 }
 
 /* Publishes one event given as JSON; checks the one element's code/field. */
