@@ -1367,7 +1367,7 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
     /* A full history evicts its oldest blob per event, a cache miss each
      * (the refcount release): start those loads now, so they overlap with
      * the decode and encode of the first events instead of stalling. */
-    const struct rc_run_hist *h = run->hist;
+    const struct rc_run_hist *h = run->hist && !hist_is_one(run) ? run->hist : NULL;
     if (h && h->count > 0 &&
         (uint64_t)h->count + m->n > rc_runs_config(run->runs)->history_max_events) {
         uint32_t k = m->n < 8 ? m->n : 8;
