@@ -514,7 +514,7 @@ static void run_turn(struct rc_worker *w, struct rc_actor *a)
             tl_cur_msg = m;
             tl_kept = false;
             tl_in_turn = true;
-            a->fn(a, a->state, m);
+            a->kind->fn(a, a->state, m);
             tl_in_turn = false;
             tl_cur_msg = NULL;
             if (!tl_kept)
@@ -655,9 +655,9 @@ static void actor_finish_stop(struct rc_actor *a, uint64_t unfinished)
         return;
     }
     int reason = a->exit_reason;
-    if (a->fini) {
+    if (a->kind->fini) {
         tl_cur_msg = NULL;
-        a->fini(a->state, reason);
+        a->kind->fini(a->state, reason);
     }
     a->state = NULL;
     /* Monitors: take the list and mark down under the lock, send after. */
@@ -709,6 +709,47 @@ void rc_actor_stop(struct rc_actor *a, int reason)
 
 /* ---- Actors ---- */
 
+/* The kinds seen so far.  Readers walk it without the lock: a kind is
+ * fully written before the release store that links it, and never changes
+ * or leaves afterwards (a handful per process; never freed, still
+ * reachable). */
+static struct rc_actor_kind *_Atomic actor_kinds;
+static pthread_mutex_t actor_kinds_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+static const struct rc_actor_kind *actor_kind_find(struct rc_actor_kind *k, rc_actor_behaviour fn,
+                                                   rc_actor_fini fini, const char *name)
+{
+    for (; k; k = k->next)
+        if (k->fn == fn && k->fini == fini && k->name == name)
+            return k;
+    return NULL;
+}
+
+static const struct rc_actor_kind *actor_kind_intern(rc_actor_behaviour fn, rc_actor_fini fini,
+                                                     const char *name)
+{
+    /* acquire: pairs with the release below, so a linked kind is complete */
+    const struct rc_actor_kind *k =
+        actor_kind_find(atomic_load_explicit(&actor_kinds, memory_order_acquire), fn, fini, name);
+    if (k)
+        return k;
+    pthread_mutex_lock(&actor_kinds_mtx);
+    /* relaxed: under the mutex, which orders it against other inserters */
+    struct rc_actor_kind *head = atomic_load_explicit(&actor_kinds, memory_order_relaxed);
+    k = actor_kind_find(head, fn, fini, name);
+    if (!k) {
+        struct rc_actor_kind *n = rc_malloc(sizeof(*n));
+        if (n) {
+            *n = (struct rc_actor_kind){.next = head, .fn = fn, .fini = fini, .name = name};
+            /* release: publishes *n to the lock-free readers above */
+            atomic_store_explicit(&actor_kinds, n, memory_order_release);
+        }
+        k = n;
+    }
+    pthread_mutex_unlock(&actor_kinds_mtx);
+    return k;
+}
+
 int rc_actor_spawn(struct rc_actor_system *sys, rc_actor_behaviour fn, void *state,
                    rc_actor_fini fini, const struct rc_actor_opts *opts, struct rc_actor **out)
 {
@@ -719,11 +760,13 @@ int rc_actor_spawn(struct rc_actor_system *sys, rc_actor_behaviour fn, void *sta
         return RC_ENOMEM;
     atomic_init(&a->count, 0); /* not shared yet */
     mb_init(a);
-    a->fn = fn;
+    a->kind = actor_kind_intern(fn, fini, opts ? opts->name : NULL);
+    if (!a->kind) {
+        rc_free(a);
+        return RC_ENOMEM;
+    }
     a->state = state;
-    a->fini = fini;
     a->sys = sys;
-    a->name = opts ? opts->name : NULL;
     a->mailbox_limit = opts ? opts->mailbox_limit : 0;
     atomic_init(&a->refs, 2); /* the caller's and the runtime's */
     pthread_mutex_lock(&sys->reg_mtx);
@@ -887,7 +930,7 @@ static int add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_ms
     tl_cur_msg = msg;
     tl_kept = false;
     tl_in_turn = true;
-    to->fn(to, to->state, msg);
+    to->kind->fn(to, to->state, msg);
     tl_in_turn = false;
     tl_cur_msg = NULL;
     tl_batch = NULL;
@@ -947,7 +990,7 @@ struct rc_actor_system *rc_actor_system_of(const struct rc_actor *a)
 
 const char *rc_actor_name(const struct rc_actor *a)
 {
-    return a->name;
+    return a->kind->name;
 }
 
 bool rc_actor_stopped(const struct rc_actor *a)

@@ -27,6 +27,17 @@
 #define RC_ACTOR_CLOSED     (UINT64_C(1) << 62) /* sends fail from here on */
 #define RC_ACTOR_WORK       (RC_ACTOR_COUNT_MASK | RC_ACTOR_STOP_REQ)
 
+/* What actors spawned with the same behaviour, fini and name share: interned
+ * once per process (rc_actor.c, actor_kind_intern) so that each actor holds
+ * one pointer instead of three; a million run actors then fit jemalloc's
+ * 128-byte size class. */
+struct rc_actor_kind {
+    struct rc_actor_kind *next; /* the process-wide list; immutable once linked */
+    rc_actor_behaviour fn;
+    rc_actor_fini fini;
+    const char *name;
+};
+
 struct rc_actor {
     /* Senders' side. */
     _Atomic uint64_t count;      /* the token word above */
@@ -35,24 +46,23 @@ struct rc_actor {
     uint32_t mailbox_limit;      /* immutable after spawn */
     struct rc_msg *_Atomic head; /* mailbox: last message pushed (Vyukov) */
     /* The side of the worker that holds the token (one at a time). */
-    struct rc_msg *tail;         /* mailbox: next to pop; token holder only */
-    struct rc_msg stub;          /* mailbox stub node */
-    rc_actor_behaviour fn;       /* immutable after spawn */
-    void *state;                 /* token holder only */
-    rc_actor_fini fini;          /* immutable after spawn */
-    struct rc_actor_system *sys; /* immutable after spawn */
-    const char *name;            /* immutable after spawn */
-    struct rc_actor *run_next;   /* inject queue link: the token holder's
-                                    until queued, then sys->inject_mtx */
-    struct rc_actor *reg_prev;   /* live list; sys->reg_mtx */
-    struct rc_actor *reg_next;   /* live list; sys->reg_mtx */
-    struct rc_msg *monitors;     /* DOWN records to send; monitor stripe lock */
-    int exit_reason;             /* written by the stop winner before
-                                    STOP_REQ (release); read after it (acquire) */
-    bool down;                   /* stopped and monitors sent; stripe lock */
-    bool draining;               /* CLOSED set, mailbox being freed; token holder */
-    uint64_t drain_left;         /* accepted messages not yet freed; token holder */
+    struct rc_msg *tail;              /* mailbox: next to pop; token holder only */
+    struct rc_msg stub;               /* mailbox stub node */
+    const struct rc_actor_kind *kind; /* immutable after spawn */
+    void *state;                      /* token holder only */
+    struct rc_actor_system *sys;      /* immutable after spawn */
+    struct rc_actor *run_next;        /* inject queue link: the token holder's
+                                         until queued, then sys->inject_mtx */
+    struct rc_actor *reg_prev;        /* live list; sys->reg_mtx */
+    struct rc_actor *reg_next;        /* live list; sys->reg_mtx */
+    struct rc_msg *monitors;          /* DOWN records to send; monitor stripe lock */
+    int exit_reason;                  /* written by the stop winner before
+                                         STOP_REQ (release); read after it (acquire) */
+    bool down;                        /* stopped and monitors sent; stripe lock */
+    bool draining;                    /* CLOSED set, mailbox being freed; token holder */
+    uint64_t drain_left;              /* accepted messages not yet freed; token holder */
 };
+_Static_assert(sizeof(struct rc_actor) <= 128, "an actor fits jemalloc's 128-byte class");
 
 /* A worker's run queue: a bounded ring with one producer (the owning
  * worker) and many consumers (the owner and thieves), FIFO. */

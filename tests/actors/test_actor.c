@@ -402,6 +402,41 @@ Test(actor, fairness_self_flood)
 
 static void nop_fn(struct rc_actor *self, void *st, struct rc_msg *msg) {}
 
+static void fini_counting(void *st, int reason)
+{
+    (void)reason;
+    atomic_fetch_add_explicit((_Atomic int *)st, 1, memory_order_relaxed);
+}
+
+/* Actors share their behaviour, fini and name through one interned record:
+ * every combination must keep its own name and fini. */
+Test(actor, same_behaviour_keeps_each_actors_name_and_fini)
+{
+    struct rc_actor_system *sys = new_sys(1, 0);
+    static _Atomic int finis;
+    struct rc_actor *a[4];
+    struct rc_actor_opts oa = {.name = "alpha"}, ob = {.name = "beta"};
+    cr_assert_eq(rc_actor_spawn(sys, nop_fn, &finis, fini_counting, &oa, &a[0]), RC_OK);
+    cr_assert_eq(rc_actor_spawn(sys, nop_fn, &finis, fini_counting, &ob, &a[1]), RC_OK);
+    cr_assert_eq(rc_actor_spawn(sys, nop_fn, &finis, NULL, &oa, &a[2]), RC_OK);
+    cr_assert_eq(rc_actor_spawn(sys, nop_fn, &finis, fini_counting, &oa, &a[3]), RC_OK);
+    cr_assert_str_eq(rc_actor_name(a[0]), "alpha");
+    cr_assert_str_eq(rc_actor_name(a[1]), "beta");
+    cr_assert_str_eq(rc_actor_name(a[2]), "alpha");
+    cr_assert_str_eq(rc_actor_name(a[3]), "alpha");
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    for (int i = 0; i < 4; i++)
+        rc_actor_stop(a[i], 0);
+    uint64_t end = rc_clock_mono_ms() + 5000;
+    while (atomic_load(&finis) < 3 && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+    rc_actor_system_stop(sys);
+    cr_assert_eq(atomic_load(&finis), 3, "the actor spawned without fini ran one");
+    for (int i = 0; i < 4; i++)
+        rc_actor_release(a[i]);
+    rc_actor_system_free(sys);
+}
+
 Test(actor, try_send_refuses_over_limit)
 {
     struct rc_actor_system *sys = new_sys(1, 0);
