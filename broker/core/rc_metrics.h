@@ -78,6 +78,8 @@ struct rc_metrics {
     rc_metric watchdog_fire_late[RC_METRICS_LATE_BUCKETS];
     /* ... and the synthesized terminal handed to its subscribers - due */
     rc_metric watchdog_emit_late[RC_METRICS_LATE_BUCKETS];
+    rc_metric watchdog_fire_late_sum_us; /* counter: the sums of the two above */
+    rc_metric watchdog_emit_late_sum_us;
 
     /* ---- events ---- */
     rc_metric events_accepted; /* counter: assigned a seq */

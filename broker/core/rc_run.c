@@ -1841,13 +1841,17 @@ static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_ms
         if (now >= due) {
             struct rc_metrics *m = rc_runs_metrics(run->runs);
             uint64_t due_ns = due * 1000000u;
-            rc_metrics_late(m->watchdog_fire_late, fired_ns > due_ns ? fired_ns - due_ns : 0);
+            uint64_t fire_late = fired_ns > due_ns ? fired_ns - due_ns : 0;
+            rc_metrics_late(m->watchdog_fire_late, fire_late);
+            rc_metric_add(&m->watchdog_fire_late_sum_us, fire_late / 1000u);
             rc_metric_add(&m->watchdog_fired, 1);
             rc_metric_add(&m->watchdog_late_sum_ms, now - due);
             rc_metric_max(&m->watchdog_late_max_ms, now - due);
             synthesize(run, cause, now);
             uint64_t done = rc_clock_mono_ns();
-            rc_metrics_late(m->watchdog_emit_late, done > due_ns ? done - due_ns : 0);
+            uint64_t emit_late = done > due_ns ? done - due_ns : 0;
+            rc_metrics_late(m->watchdog_emit_late, emit_late);
+            rc_metric_add(&m->watchdog_emit_late_sum_us, emit_late / 1000u);
         } else
             arm_at(run, due, now);
         return;

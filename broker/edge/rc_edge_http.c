@@ -250,6 +250,25 @@ static void metric_head(struct rc_buf *b, const char *name, const char *type, co
     bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A lateness histogram (rc_metrics.h: four buckets per power of two, in
+ * us) with one Prometheus bucket per power of two: enough to read p50/p99
+ * within a factor of two, at a quarter of the lines. */
+static void late_histogram(struct rc_buf *b, const char *name, const char *help,
+                           const rc_metric *hist, uint64_t sum_us)
+{
+    metric_head(b, name, "histogram", help);
+    uint64_t cum = 0;
+    for (unsigned i = 0; i < RC_METRICS_LATE_BUCKETS; i++) {
+        cum += rc_metric_get(&hist[i]);
+        if (i == RC_METRICS_LATE_BUCKETS - 1)
+            bprintf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
+        else if (i % 4 == 3)
+            bprintf(b, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
+                    (double)rc_metrics_late_bound(i) / 1e6, cum);
+    }
+    bprintf(b, "%s_sum %.6f\n%s_count %" PRIu64 "\n", name, (double)sum_us / 1e6, name, cum);
+}
+
 void rc_edge_http_metrics(struct rc_edge_req *aio)
 {
     struct rc_edge *e = aio->e;
@@ -427,6 +446,14 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
     metric(&b, "runcast_ws_frames_dropped_total", "counter",
            "Messages dropped because their connection was closing",
            rc_metric_get(&x->events_dropped));
+    if (m != NULL) {
+        late_histogram(&b, "runcast_watchdog_fire_lateness_seconds",
+                       "Timer wheel firing a run's watchdog minus its due time",
+                       m->watchdog_fire_late, rc_metric_get(&m->watchdog_fire_late_sum_us));
+        late_histogram(&b, "runcast_watchdog_terminal_lateness_seconds",
+                       "Synthesized terminal handed to subscribers minus the watchdog's due time",
+                       m->watchdog_emit_late, rc_metric_get(&m->watchdog_emit_late_sum_us));
+    }
     metric_head(&b, "runcast_fanout_latency_seconds", "histogram",
                 "Broker receive to WebSocket frame written, per live event delivery");
     uint64_t cum = 0;

@@ -131,6 +131,33 @@ Test(http, metrics_count_what_happened)
     fx_stop(&f);
 }
 
+Test(http, metrics_histograms_of_watchdog_lateness)
+{
+    struct fx f;
+    fx_start(&f, (const char *[]){"watchdog", "30ms", "watchdog-tick", "1ms", NULL});
+    char *m;
+    cr_assert_eq(http_get(f.port, "/metrics", &m), 200);
+    cr_assert_eq(metric_value(m, "runcast_watchdog_fire_lateness_seconds_count"), 0, "%s", m);
+    cr_assert_eq(metric_value(m, "runcast_watchdog_terminal_lateness_seconds_count"), 0);
+    free(m);
+    fx_publish(&f, "[{\"run\":\"w1\",\"type\":\"start\"},{\"run\":\"w2\",\"type\":\"start\"}]");
+    m = metrics_when(&f, "runcast_watchdog_terminal_lateness_seconds_count", 2);
+    cr_assert_eq(metric_value(m, "runcast_terminals_total{cause=\"watchdog_timeout\"}"), 2, "%s",
+                 m);
+    cr_assert_eq(metric_value(m, "runcast_watchdog_fire_lateness_seconds_count"), 2, "%s", m);
+    cr_assert_eq(metric_value(m, "runcast_watchdog_fire_lateness_seconds_bucket{le=\"+Inf\"}"), 2);
+    cr_assert_eq(metric_value(m, "runcast_watchdog_terminal_lateness_seconds_count"), 2);
+    cr_assert_eq(metric_value(m, "runcast_watchdog_terminal_lateness_seconds_bucket{le=\"+Inf\"}"),
+                 2);
+    /* cumulative: the 8 us bucket can hold no more than the 16 us one */
+    cr_assert_leq(metric_value(m, "runcast_watchdog_fire_lateness_seconds_bucket{le=\"8e-06\"}"),
+                  metric_value(m, "runcast_watchdog_fire_lateness_seconds_bucket{le=\"1.6e-05\"}"),
+                  "%s", m);
+    cr_assert_geq(metric_value(m, "runcast_watchdog_terminal_lateness_seconds_sum"), 0);
+    free(m);
+    fx_stop(&f);
+}
+
 Test(http, runs_list_snapshot_and_events)
 {
     struct fx f;
