@@ -14,7 +14,8 @@
  *                         reconnects by itself after the broker restarts
  *                         -> {"op":"dialed","t":T} | {"op":"error","err":".."}
  *   timeout MS            receive timeout of `req` (default 5000)
- *   send B64              PUSH the decoded bytes      -> {"op":"sent","n":N,"t":T}
+ *   send B64              PUSH the decoded bytes      -> {"op":"sent","n":N,"t":T,
+ *                         "pipe_t":P} (P: when the connection came up)
  *   req B64               REQ, wait for the reply     -> {"op":"reply","t":T,"b64":".."}
  *                                                     | {"op":"noreply","t":T,"err":".."}
  *   sendjunk N BYTE       PUSH N copies of BYTE (decimal), for oversize input
@@ -34,6 +35,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -156,6 +158,20 @@ static void b64_print(const unsigned char *p, size_t len)
 
 /* ---- commands ---- */
 
+/* Wall ms when the socket's current connection came up: a PUSH send can
+ * only be sure to reach a restarted broker once the connection to the old
+ * one is gone and a new one is up (relaxed: a timestamp, nothing else is
+ * published through it). */
+static _Atomic long long pipe_up_ms;
+
+static void pipe_added_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    (void)p;
+    (void)ev;
+    (void)arg;
+    atomic_store_explicit(&pipe_up_ms, (long long)wall_ms(), memory_order_relaxed);
+}
+
 static void cmd_dial(const char *kind, const char *url)
 {
     int rv;
@@ -174,6 +190,7 @@ static void cmd_dial(const char *kind, const char *url)
         return;
     }
     sock_open = true;
+    nng_pipe_notify(sock, NNG_PIPE_EV_ADD_POST, pipe_added_cb, NULL);
     /* Replies and the broker's limits are the harness's business, not ours. */
     nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 0);
     nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 10000);
@@ -205,8 +222,8 @@ static void do_send(void *buf, size_t len)
             reply_error("send", rv);
             return;
         }
-        printf("{\"op\":\"sent\",\"n\":%zu,\"t0\":%lld,\"t\":%lld}\n", len, t0,
-               (long long)wall_ms());
+        printf("{\"op\":\"sent\",\"n\":%zu,\"t0\":%lld,\"t\":%lld,\"pipe_t\":%lld}\n", len, t0,
+               (long long)wall_ms(), atomic_load_explicit(&pipe_up_ms, memory_order_relaxed));
         fflush(stdout);
         return;
     }

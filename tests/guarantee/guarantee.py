@@ -102,7 +102,7 @@ class Harness:
         self.runs = {}  # run id -> RunRecord
         self.subs = []  # SubTrace
         self.violations = []  # Violations found while running (I4, I5)
-        self.restarts = []  # (t_term, t_ready, old_epoch, new_epoch)
+        self.restarts = []  # (t_term, t_ready, old_epoch, new_epoch, t_exit)
         self.epoch = None  # the broker's current epoch (from hello)
         self.broker_up = asyncio.Event()
         self.stopping = False
@@ -464,6 +464,7 @@ class RunCtx:
             t = r.get("t", now())
             self._t0 = r.get("t0", t)
             if r.get("op") == "sent":
+                self._pipe_t = r.get("pipe_t")
                 for e, x in zip(events, expect):
                     self._note_sent(e, x, t, None)
                 return None
@@ -509,7 +510,8 @@ class RunCtx:
             self.rec.note(t, f"sent {desc}" + (f" (invalid, expect {sorted(exp)})" if exp else ""))
             if exp is None:
                 self.rec.events.append({"k": k, "type": e["type"], "t": t, "path": "push",
-                                        "ack": None, "id": e.get("id"), "t0": self._t0})
+                                        "ack": None, "id": e.get("id"), "t0": self._t0,
+                                        "pipe_t": getattr(self, "_pipe_t", None) or 0})
             else:
                 h.count_reject(sorted(exp)[0])
             return
@@ -1483,7 +1485,7 @@ async def restart(h):
     new = await probe_epoch(h)
     t_ready = now()
     h.epoch = new
-    h.restarts.append((t_term, t_ready, old, new))
+    h.restarts.append((t_term, t_ready, old, new, t_term + ms))
     h.broker_up.set()
     log(f"runcastd restarted: epoch {old} -> {new}")
     h.spawn(check_restart_seen(h, t_term, t_ready, new))
@@ -1575,8 +1577,12 @@ def push_run_terminal(self, epoch):
             r = [x for x in self.restarts if x[3] == epoch]
             if not r:
                 continue
-            t_term, t_ready = r[0][0], r[0][1]
-            lo += max(0, len([e for e in evs if e["t"] > t_ready]) - acc)
+            t_term, t_ready, t_exit = r[0][0], r[0][1], r[0][4]
+            # sure to arrive: sent once the broker was back over a connection
+            # made after the old one exited; until the publisher notices
+            # that its old connection died, a send can still go into it
+            lo += max(0, len([e for e in evs if e["t"] > t_ready
+                              and e.get("pipe_t", t_exit) >= t_exit]) - acc)
             hi += max(0, len([e for e in evs if e["t"] >= t_term - 50]) - acc)
             continue
         ids = [e["id"] for e in evs if e.get("id") is not None]

@@ -229,7 +229,7 @@ def replay_sub(sub, out, run_conv):
 
 def check(runs, subs, cfg, extra=None):
     """runs: {run_id: RunRecord}; subs: [SubTrace]; cfg: dict with bound_ms,
-    tick_ms, restarts ([(t_term, t_ready, old_epoch, new_epoch)]), end_t.
+    tick_ms, restarts ([(t_term, t_ready, old_epoch, new_epoch, t_exit)]), end_t.
     Returns a list of Violations."""
     out = list(extra or [])
     bound = cfg.get("bound_ms", 1500)
@@ -267,7 +267,7 @@ def check(runs, subs, cfg, extra=None):
             return False
         end = max([rec.first_t] + [e["t"] for e in rec.events] +
                   [x for x in (rec.killed_at, rec.closed_at) if x])
-        for (t_term, t_ready, _, _) in restarts:
+        for (t_term, t_ready, *_) in restarts:
             # a run whose life overlaps the restart (plus its timeouts) may
             # lose its state: it starts again in the new epoch
             if rec.first_t <= t_ready + 200 and end + (rec.timeout_ms or 0) + bound >= t_term:
