@@ -145,6 +145,16 @@ void rc_ev_unpack(const struct rc_ev_slot *s, struct rc_event *ev,
 static void ingest_msg_free(struct rc_msg *msg)
 {
     struct rc_ingest_msg *m = (struct rc_ingest_msg *)msg;
+    if (!m->handled) {
+        /* Dropped unhandled: the run retired between the ingress's lookup
+         * and this message's turn, or the system is stopping.  Count the
+         * events as refused (a PUSH publisher learns nothing else), with the
+         * code an acked publisher gets. */
+        bool closing = rc_runs_closed(m->runs);
+        rc_metric_add(&rc_runs_metrics(m->runs)->events_rejected[closing ? RC_PROTO_SHUTTING_DOWN
+                                                                         : RC_PROTO_RUN_TERMINAL],
+                      m->n);
+    }
     if (m->ack) {
         if (!m->handled) {
             /* Dropped unhandled: the run retired in between, or the system

@@ -1551,6 +1551,11 @@ def check_counters(h, ms, epoch, runs_final, terms_final, label):
         if not lo <= v <= hi:
             h.violate("I5", None, f"{label}: events rejected{{reason={code}}} {v:.0f}, the "
                       f"harness caused {lo if lo == hi else f'{lo}..{hi}'}")
+            if code == "run_terminal":
+                # which runs the PUSH share comes from, to find the one that differs
+                for run, (a, b) in sorted(h.push_run_terminal_by_run(epoch).items()):
+                    log(f"  run_terminal expected from PUSH: {run} {a if a == b else f'{a}..{b}'}")
+                log(f"  run_terminal answered to REQ/acked publishers: {n0}")
     series = ms.get("runcast_events_rejected_total", {})
     for lab, v in series.items():
         code = dict(lab).get("reason")
@@ -1567,8 +1572,15 @@ def push_run_terminal(self, epoch):
     """PUSH events sent to a run after its terminal, each rejected
     run_terminal: (low, high).  Exact, except for runs that spanned a broker
     restart: what was sent while the broker went down may have been lost."""
-    lo = hi = 0
+    by_run = self.push_run_terminal_by_run(epoch)
+    return sum(a for a, _ in by_run.values()), sum(b for _, b in by_run.values())
+
+
+def push_run_terminal_by_run(self, epoch):
+    """push_run_terminal's (low, high) per run, runs with none left out."""
+    out = {}
     for rec in self.runs.values():
+        lo = hi = 0
         if rec.path != "push" or (epoch, rec.run) not in self.delivered:
             continue
         acc = self.delivered[(epoch, rec.run)] - (1 if (epoch, rec.run) in self.synth_of else 0)
@@ -1584,6 +1596,8 @@ def push_run_terminal(self, epoch):
             lo += max(0, len([e for e in evs if e["t"] > t_ready
                               and e.get("pipe_t", t_exit) >= t_exit]) - acc)
             hi += max(0, len([e for e in evs if e["t"] >= t_term - 50]) - acc)
+            if hi:
+                out[rec.run] = (lo, hi)
             continue
         ids = [e["id"] for e in evs if e.get("id") is not None]
         n = len(evs) - (len(ids) - len(set(ids))) - acc
@@ -1593,10 +1607,13 @@ def push_run_terminal(self, epoch):
             tail = min(n, len([e for e in evs if e["t"] >= rec.killed_at - 100]))
         lo += n - tail
         hi += n
-    return lo, hi
+        if hi:
+            out[rec.run] = (lo, hi)
+    return out
 
 
 Harness.push_run_terminal = push_run_terminal
+Harness.push_run_terminal_by_run = push_run_terminal_by_run
 
 
 async def get_runs(h):
