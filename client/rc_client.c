@@ -16,7 +16,6 @@
 #include "runcast.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 #include "rc_clock.h"
 #include "rc_error.h"
 #include "rc_proto.h"
+#include "rc_push_idle.h"
 
 /* One encoded event on the PUSH path: queued, in flight, then retained
  * (see "Ordering terminals after pushed events" below). */
@@ -70,6 +70,7 @@ struct rc_client {
     uint64_t q_count;
     bool inflight;           /* the send aio is busy */
     bool unwritten;          /* a message went to nng since flush last saw it written */
+    int push_fd;             /* PUSH send-poll fd (rc_push_idle), -1 when unknown */
     uint32_t inflight_count; /* events in the in-flight message */
     struct rc_client_qnode *inflight_list;       /* their nodes, retained once sent */
     struct rc_client_qnode *ret_head, *ret_tail; /* sent recently, oldest first */
@@ -321,11 +322,15 @@ void rc_client_opts_init(struct rc_client_opts *o)
 
 static void send_cb(void *arg);
 
-static int open_socket(nng_socket *s, bool push, const char *url, const struct rc_client_opts *o)
+static int open_socket(nng_socket *s, int *push_fd, const char *url, const struct rc_client_opts *o)
 {
-    int rv = push ? nng_push0_open(s) : nng_req0_open(s);
+    int rv = push_fd != NULL ? nng_push0_open(s) : nng_req0_open(s);
     if (rv != 0)
         return map_nng_err(rv);
+    /* Before the dial: see rc_push_idle_fd.  Without it, flush can only
+     * know that nng took the messages. */
+    if (push_fd != NULL && rc_push_idle_fd(*s, push_fd) != RC_OK)
+        *push_fd = -1;
     nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, (nng_duration)o->reconnect_min_ms);
     nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, (nng_duration)o->reconnect_max_ms);
     /* The broker refuses larger messages anyway; let ours through. */
@@ -355,6 +360,7 @@ int rc_client_open_opts(struct rc_client **cp, const struct rc_client_opts *o)
     if (c == NULL)
         return RC_ENOMEM;
     c->opts = *o;
+    c->push_fd = -1;
     char rnd[33];
     rc_client_new_id(rnd);
     memcpy(c->id_prefix, rnd, 16);
@@ -379,7 +385,7 @@ int rc_client_open_opts(struct rc_client **cp, const struct rc_client_opts *o)
         if (rv == RC_OK)
             rv = map_nng_err(nng_aio_alloc(&c->send_aio, send_cb, c));
         if (rv == RC_OK)
-            rv = open_socket(&c->push, true, c->push_url, o);
+            rv = open_socket(&c->push, &c->push_fd, c->push_url, o);
         if (rv == RC_OK)
             c->has_push = true;
     }
@@ -388,7 +394,7 @@ int rc_client_open_opts(struct rc_client **cp, const struct rc_client_opts *o)
         if (c->req_url == NULL)
             rv = RC_ENOMEM;
         if (rv == RC_OK)
-            rv = open_socket(&c->req, false, c->req_url, o);
+            rv = open_socket(&c->req, NULL, c->req_url, o);
         if (rv == RC_OK)
             c->has_req = true;
     }
@@ -437,37 +443,26 @@ static void deadline_after(struct timespec *ts, uint32_t ms)
     }
 }
 
-/* A completed nng send only means a pipe took the message: its write to the
- * transport may still be under way, and nng_close aborts it (nng 1.5.2 has no
- * linger).  PUSH raises its send-poll fd when a pipe is idle again, i.e. when
- * its previous write finished, so wait for that, bounded by `dl`. */
+/* A completed nng send only means a pipe took the message; wait, bounded by
+ * `dl`, until a pipe is idle again (rc_push_idle.h says why). */
 static int wait_push_written(struct rc_client *c, const struct timespec *dl)
 {
     pthread_mutex_lock(&c->mtx);
     bool unwritten = c->unwritten;
     pthread_mutex_unlock(&c->mtx);
-    int fd;
-    if (!unwritten || nng_socket_get_int(c->push, NNG_OPT_SENDFD, &fd) != 0)
+    if (!unwritten || c->push_fd < 0)
         return RC_OK; /* nothing sent, or cannot tell: the hand-over is all we know */
-    for (;;) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long long ms =
-            (long long)(dl->tv_sec - now.tv_sec) * 1000 + (dl->tv_nsec - now.tv_nsec) / 1000000;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int n = poll(&pfd, 1, ms > 0 ? (int)ms : 0);
-        if (n > 0) {
-            pthread_mutex_lock(&c->mtx);
-            if (!c->inflight && c->head == NULL)
-                c->unwritten = false;
-            pthread_mutex_unlock(&c->mtx);
-            return RC_OK;
-        }
-        if (n == 0)
-            return RC_ETIMEDOUT;
-        if (errno != EINTR)
-            return RC_OK;
+    uint64_t deadline_ms = (uint64_t)dl->tv_sec * 1000 + (uint64_t)dl->tv_nsec / 1000000;
+    int rv = rc_push_idle_wait(c->push_fd, deadline_ms);
+    if (rv == RC_ETIMEDOUT)
+        return rv;
+    if (rv == RC_OK) {
+        pthread_mutex_lock(&c->mtx);
+        if (!c->inflight && c->head == NULL)
+            c->unwritten = false;
+        pthread_mutex_unlock(&c->mtx);
     }
+    return RC_OK;
 }
 
 int rc_client_flush(struct rc_client *c, uint32_t timeout_ms)

@@ -48,6 +48,17 @@ function(rc_add_program name)
   endif()
 endfunction()
 
+# In TSan builds every test runs with the options of .ci/run.  Tests whose
+# processes only talk to each other through sockets (a test and the runcastd
+# it spawns) add nng's suppressions, tests/tsan.supp, with rc_tsan_supp();
+# a process that synchronises its own threads through nng must not: ignoring
+# libnng's interceptors hides that synchronisation and reports false races.
+if(RUNCAST_SANITIZE STREQUAL "thread")
+  set(RC_TSAN_TEST_ENV "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:die_after_fork=0")
+else()
+  set(RC_TSAN_TEST_ENV "")
+endif()
+
 # rc_add_test(NAME LABEL unit|integration|stress SOURCES ... LIBS ... [TIMEOUT s])
 # A Criterion executable registered with CTest.
 function(rc_add_test name)
@@ -70,6 +81,18 @@ function(rc_add_test name)
   endif()
   add_test(NAME ${name} COMMAND ${name} --jobs 2 --timeout ${A_TIMEOUT})
   set_tests_properties(${name} PROPERTIES LABELS "${A_LABEL}" TIMEOUT ${A_TIMEOUT})
+  if(RC_TSAN_TEST_ENV)
+    set_tests_properties(${name} PROPERTIES ENVIRONMENT "${RC_TSAN_TEST_ENV}")
+  endif()
+endfunction()
+
+# rc_tsan_supp(TEST): in TSan builds, run TEST (and what it spawns) with
+# tests/tsan.supp.
+function(rc_tsan_supp name)
+  if(RC_TSAN_TEST_ENV)
+    set_tests_properties(${name} PROPERTIES ENVIRONMENT
+      "${RC_TSAN_TEST_ENV}:suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp")
+  endif()
 endfunction()
 
 # rc_add_script_test(NAME LABEL ... COMMAND ...): a test driven by a script
@@ -81,7 +104,7 @@ function(rc_add_script_test name)
   endif()
   add_test(NAME ${name} COMMAND ${A_COMMAND})
   set_tests_properties(${name} PROPERTIES LABELS "${A_LABEL}" TIMEOUT ${A_TIMEOUT}
-    ENVIRONMENT "RC_BINARY_DIR=${PROJECT_BINARY_DIR};RC_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+    ENVIRONMENT "RC_BINARY_DIR=${PROJECT_BINARY_DIR};RC_SOURCE_DIR=${PROJECT_SOURCE_DIR};${RC_TSAN_TEST_ENV}")
 endfunction()
 
 # rc_add_bench(NAME SOURCES ... LIBS ...): a micro-benchmark program.

@@ -21,7 +21,9 @@
 
 #include "rc_buf.h"
 #include "rc_clock.h"
+#include "rc_error.h"
 #include "rc_proto.h"
+#include "rc_push_idle.h"
 
 static int free_port(void)
 {
@@ -383,17 +385,15 @@ void wsc_close(struct wsc *c)
 void push_once(const char *url, const void *buf, size_t len)
 {
     nng_socket s;
+    int fd;
     cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(rc_push_idle_fd(s, &fd), RC_OK);
     cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
     cr_assert_eq(nng_send(s, (void *)buf, len, 0), 0);
-    /* nng_close aborts a write still under way (nng 1.5.2 has no linger):
-     * PUSH raises its send-poll fd once the pipe is idle again, i.e. the
-     * write completed.  Bounded, without an assertion: a broker that drops
-     * the connection (oversize input) leaves no idle pipe to raise it. */
-    int fd;
-    cr_assert_eq(nng_socket_get_int(s, NNG_OPT_SENDFD, &fd), 0);
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    poll(&pfd, 1, 2000);
+    /* Wait until the write completed (rc_push_idle.h).  Bounded, without an
+     * assertion: a broker that drops the connection (oversize input) leaves
+     * no idle pipe to raise it. */
+    rc_push_idle_wait(fd, rc_clock_mono_ms() + 2000);
     nng_close(s);
 }
 

@@ -34,8 +34,8 @@ static int run_cmd(const char *cmd, char *out, size_t cap)
     if (t != NULL)
         snprintf(saved, sizeof(saved), "%s", t);
     char opts[1200];
-    snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/client/tsan.supp", saved,
-             saved[0] ? ":" : "", RC_SOURCE_DIR);
+    snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/tsan.supp", saved, saved[0] ? ":" : "",
+             RC_SOURCE_DIR);
     setenv("TSAN_OPTIONS", opts, 1);
     FILE *f = popen(cmd, "r");
     if (t != NULL)

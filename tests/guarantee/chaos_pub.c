@@ -34,7 +34,6 @@
  * exits when stdin closes.  It prints nothing else.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,7 +46,12 @@
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "rc_clock.h"
+#include "rc_error.h"
+#include "rc_push_idle.h"
+
 static nng_socket sock = NNG_SOCKET_INITIALIZER;
+static int push_fd = -1; /* PUSH send-poll fd, taken before the dial */
 static bool sock_open;
 static bool sock_is_req;
 static int req_timeout_ms = 5000;
@@ -67,24 +71,15 @@ static void sleep_ms(long ms)
     }
 }
 
-/* PUSH raises its send-poll fd when a pipe is idle again, i.e. when the
- * write of the last message handed to it completed: wait for that (at most
- * `ms`; forever idle when the broker is gone, hence the bound). */
+/* Wait (at most `ms`) until the last message handed to nng was written
+ * (rc_push_idle.h); forever idle when the broker is gone, hence the bound. */
 static void linger_push(long ms)
 {
-    int fd;
-    if (nng_socket_get_int(sock, NNG_OPT_SENDFD, &fd) != 0) {
+    if (push_fd < 0) {
         sleep_ms(ms);
         return;
     }
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    int64_t end = wall_ms() + ms;
-    for (;;) {
-        int64_t left = end - wall_ms();
-        int n = poll(&pfd, 1, left > 0 ? (int)left : 0);
-        if (n >= 0 || errno != EINTR)
-            return;
-    }
+    rc_push_idle_wait(push_fd, rc_clock_mono_ms() + (uint64_t)ms);
 }
 
 static void reply_simple(const char *op)
@@ -190,6 +185,9 @@ static void cmd_dial(const char *kind, const char *url)
         return;
     }
     sock_open = true;
+    push_fd = -1;
+    if (!sock_is_req && rc_push_idle_fd(sock, &push_fd) != RC_OK)
+        push_fd = -1;
     nng_pipe_notify(sock, NNG_PIPE_EV_ADD_POST, pipe_added_cb, NULL);
     /* Replies and the broker's limits are the harness's business, not ours. */
     nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 0);
