@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rc_atomic.h"
+
 #define READERS  2
 #define MAX_SIZE 4096
 
@@ -103,22 +105,6 @@ static double pct(const struct lat *l, double p)
     return (double)l->v[i] / 1000.0;
 }
 
-static void cas_min(_Atomic uint64_t *a, uint64_t v)
-{
-    uint64_t p = atomic_load_explicit(a, memory_order_relaxed);
-    while (v < p && !atomic_compare_exchange_weak_explicit(a, &p, v, memory_order_relaxed,
-                                                           memory_order_relaxed))
-        ;
-}
-
-static void cas_max(_Atomic uint64_t *a, uint64_t v)
-{
-    uint64_t p = atomic_load_explicit(a, memory_order_relaxed);
-    while (v > p && !atomic_compare_exchange_weak_explicit(a, &p, v, memory_order_relaxed,
-                                                           memory_order_relaxed))
-        ;
-}
-
 struct reader {
     pthread_t th;
     int ep;
@@ -161,8 +147,8 @@ static void *reader_main(void *arg)
                     if (rate > 0 && now >= due)
                         lat_add(&r->lat, now - due);
                     if (k < nevents) {
-                        cas_min(&ev_first[k], now);
-                        cas_max(&ev_last[k], now);
+                        rc_atomic_min_u64(&ev_first[k], now);
+                        rc_atomic_max_u64(&ev_last[k], now);
                     }
                     /* relaxed: a progress count, read after the readers stop */
                     atomic_fetch_add_explicit(&delivered, 1, memory_order_relaxed);

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rc_atomic.h"
 #include "rcb_nng.h"
 #include "rcb_raw.h"
 
@@ -49,31 +50,15 @@ struct recv_state {
     struct track *retired; /* main thread only */
 };
 
-static void cas_min(_Atomic uint64_t *a, uint64_t v)
-{
-    uint64_t p = atomic_load_explicit(a, memory_order_relaxed);
-    while (v < p && !atomic_compare_exchange_weak_explicit(a, &p, v, memory_order_relaxed,
-                                                           memory_order_relaxed))
-        ;
-}
-
-static void cas_max(_Atomic uint64_t *a, uint64_t v)
-{
-    uint64_t p = atomic_load_explicit(a, memory_order_relaxed);
-    while (v > p && !atomic_compare_exchange_weak_explicit(a, &p, v, memory_order_relaxed,
-                                                           memory_order_relaxed))
-        ;
-}
-
 static void ev_cb(void *arg, uint32_t conn, const struct rcb_msg *m, uint64_t now)
 {
     struct recv_state *rs = arg;
     (void)conn;
-    cas_max(&rs->last_ns, now);
+    rc_atomic_max_u64(&rs->last_ns, now);
     struct track *t = atomic_load_explicit(&rs->tr, memory_order_acquire);
     if (t != NULL && m->has_k && m->k < t->nk) {
-        cas_min(&t->first[m->k], now);
-        cas_max(&t->last[m->k], now);
+        rc_atomic_min_u64(&t->first[m->k], now);
+        rc_atomic_max_u64(&t->last[m->k], now);
     }
 }
 

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "rc_atomic.h"
 #include "rc_proto.h"
 
 /* Why a run ended. */
@@ -132,14 +133,10 @@ static inline uint64_t rc_metric_get(const rc_metric *m)
     return atomic_load_explicit((rc_metric *)m, memory_order_relaxed);
 }
 
-/* Raises m to at least v (relaxed compare-exchange loop). */
+/* Raises m to at least v (relaxed, as rc_metric_add). */
 static inline void rc_metric_max(rc_metric *m, uint64_t v)
 {
-    uint64_t cur = atomic_load_explicit(m, memory_order_relaxed);
-    /* relaxed: as rc_metric_add */
-    while (cur < v && !atomic_compare_exchange_weak_explicit(m, &cur, v, memory_order_relaxed,
-                                                             memory_order_relaxed))
-        ;
+    rc_atomic_max_u64(m, v);
 }
 
 /* Counts a lateness of ns nanoseconds into a RC_METRICS_LATE_BUCKETS
