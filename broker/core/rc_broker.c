@@ -245,6 +245,11 @@ static struct rc_actor *ingress_start(void *arg)
         .epoch = b->epoch,
         .accepting = &b->accepting,
     };
+    /* The supervisor runs ingress_start on one thread at a time; cur is
+     * written only here, and read elsewhere under mtx. */
+    pthread_mutex_lock(&b->mtx);
+    env.previous = b->cur;
+    pthread_mutex_unlock(&b->mtx);
     struct rc_ingress *ing = NULL;
     char err[sizeof(b->err)] = "";
     int rc = rc_ingress_open(&env, &ing, err, sizeof(err));

@@ -542,6 +542,15 @@ static char *resolve_url(const char *url, nng_listener l)
     return out;
 }
 
+/* Where to listen: the replaced instance's resolved URL when there is one
+ * (rc_ingress_env.previous), else the configured one. */
+static const char *listen_url(const struct rc_ingress_env *env, enum rc_ingest_kind kind,
+                              const char *configured, size_t i)
+{
+    const char *u = env->previous != NULL ? rc_ingress_url(env->previous, kind, i) : NULL;
+    return u != NULL ? u : configured;
+}
+
 static int open_sock(struct rc_ingress *ing, enum rc_ingest_kind kind, const char *url, char *err,
                      size_t errlen)
 {
@@ -662,9 +671,11 @@ int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, c
     ing->rx = rc_calloc(n ? n * per : 1, sizeof(*ing->rx));
     int rc = (!ing->socks || !ing->rx) ? RC_ENOMEM : 0;
     for (size_t i = 0; rc == 0 && i < cfg->ingest.n; i++)
-        rc = open_sock(ing, RC_INGEST_PULL, cfg->ingest.v[i], err, errlen);
+        rc = open_sock(ing, RC_INGEST_PULL, listen_url(env, RC_INGEST_PULL, cfg->ingest.v[i], i),
+                       err, errlen);
     for (size_t i = 0; rc == 0 && i < cfg->ingest_ack.n; i++)
-        rc = open_sock(ing, RC_INGEST_REP, cfg->ingest_ack.v[i], err, errlen);
+        rc = open_sock(ing, RC_INGEST_REP, listen_url(env, RC_INGEST_REP, cfg->ingest_ack.v[i], i),
+                       err, errlen);
     for (size_t i = 0; rc == 0 && i < ing->n_socks; i++)
         if (ing->socks[i].kind == RC_INGEST_PULL)
             rc = pullq_new(ing, per, &ing->socks[i].q);

@@ -33,6 +33,10 @@ struct rc_ingress_env {
     const struct rc_config *cfg;
     uint64_t epoch;
     atomic_bool *accepting; /* acquire-loaded per message; false -> shutting_down */
+    /* The instance this one replaces after a failure, or NULL: its resolved
+     * URLs are listened on instead of the configured ones, so a URL
+     * configured with port 0 keeps the port publishers already dial. */
+    const struct rc_ingress *previous;
 };
 
 /* Opens and listens; on error writes one line into err naming the URL. */

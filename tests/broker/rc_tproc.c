@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,44 +26,57 @@
 #include "rc_proto.h"
 #include "rc_push_idle.h"
 
-static int free_port(void)
+/* The first URL after `label` ("ingest ", "ingest-ack ", "http ") in
+ * runcastd's "listening" line: "runcastd listening: ingest U, ingest-ack
+ * U, http H:P".  A label must start the line's list or follow ", ". */
+static bool listening_url(const char *line, const char *label, char *out, size_t cap)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
+    size_t ll = strlen(label);
+    const char *p = strstr(line, "listening: ");
+    if (p != NULL)
+        p += strlen("listening: ");
+    while (p != NULL) {
+        if (strncmp(p, label, ll) == 0) {
+            size_t n = strcspn(p + ll, ",\n");
+            if (n == 0 || n >= cap)
+                return false;
+            memcpy(out, p + ll, n);
+            out[n] = '\0';
+            return true;
+        }
+        p = strstr(p, ", ");
+        if (p != NULL)
+            p += 2;
+    }
+    return false;
+}
+
+static int url_port(const char *url)
+{
+    const char *c = strrchr(url, ':');
+    return c != NULL ? atoi(c + 1) : 0;
 }
 
 void rcd_start(struct rcd *d, const char *const *extra)
 {
+    /* Port 0 everywhere, the ports read back from the "listening" line:
+     * a port found free and closed here could be taken (by any outgoing
+     * connection on this machine) before runcastd binds it. */
+    static _Atomic unsigned started;
     memset(d, 0, sizeof(*d));
-    d->pull_port = free_port();
-    do
-        d->rep_port = free_port();
-    while (d->rep_port == d->pull_port);
-    do
-        d->http_port = free_port();
-    while (d->http_port == d->pull_port || d->http_port == d->rep_port);
-    snprintf(d->pull, sizeof(d->pull), "tcp://127.0.0.1:%d", d->pull_port);
-    snprintf(d->rep, sizeof(d->rep), "tcp://127.0.0.1:%d", d->rep_port);
-    char http[64];
-    snprintf(http, sizeof(http), "127.0.0.1:%d", d->http_port);
-    snprintf(d->log, sizeof(d->log), "/tmp/runcastd-test-%d-%d.log", (int)getpid(), d->pull_port);
+    snprintf(d->log, sizeof(d->log), "/tmp/runcastd-test-%d-%u.log", (int)getpid(),
+             atomic_fetch_add_explicit(&started, 1, memory_order_relaxed)); /* a name only */
     const char *argv[64];
     int n = 0;
     static char bin[512];
     snprintf(bin, sizeof(bin), "%s/broker/runcastd", RC_BINARY_DIR);
     argv[n++] = bin;
     argv[n++] = "--ingest";
-    argv[n++] = d->pull;
+    argv[n++] = "tcp://127.0.0.1:0";
     argv[n++] = "--ingest-ack";
-    argv[n++] = d->rep;
+    argv[n++] = "tcp://127.0.0.2:0"; /* another host: the same URL twice is refused */
     argv[n++] = "--http";
-    argv[n++] = http;
+    argv[n++] = "127.0.0.1:0";
     argv[n++] = "--log-level";
     argv[n++] = "warn";
     for (size_t i = 0; extra && extra[i] && n < 62; i++)
@@ -100,6 +114,15 @@ void rcd_start(struct rcd *d, const char *const *extra)
     close(fds[0]);
     cr_assert(strstr(line, "runcastd listening:") != NULL, "runcastd did not start: '%s' (log %s)",
               line, d->log);
+    cr_assert(listening_url(line, "ingest ", d->pull, sizeof(d->pull)) &&
+                  listening_url(line, "ingest-ack ", d->rep, sizeof(d->rep)),
+              "no ingest URLs in '%s'", line);
+    char http[64];
+    cr_assert(listening_url(line, "http ", http, sizeof(http)), "no http address in '%s'", line);
+    d->pull_port = url_port(d->pull);
+    d->rep_port = url_port(d->rep);
+    d->http_port = url_port(http);
+    cr_assert(d->pull_port > 0 && d->rep_port > 0 && d->http_port > 0, "ports in '%s'", line);
 }
 
 bool rcd_alive(struct rcd *d)
