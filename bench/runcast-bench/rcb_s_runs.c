@@ -472,6 +472,10 @@ int rcb_s_runs(void)
                          rcb_o.duration_s > 0 ? rcb_o.duration_s
                          : sm                 ? 1.0
                                               : 5.0);
+        rcb_report_param("steady_watchdog_ms", "%u",
+                         rcb_o.timeout_ms ? rcb_o.timeout_ms
+                         : sm             ? 300
+                                          : 1000);
     }
 
     struct rcb_broker b;
