@@ -12,6 +12,7 @@
  */
 #include "rc_run.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -1519,11 +1520,23 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
     SB_LIT(&m, ")");
 
     /* `error` {code, message} then `data` {phase, idle_ms, last_seq}, one
-     * buffer reserved once */
+     * buffer reserved once.  96 + the strings bounds the two maps (their
+     * keys and headers take at most 67 bytes), so when that fits on the
+     * stack the buffer starts there with that capacity and rc_buf_reserve
+     * never reallocates it (it only does when the room is short): one
+     * malloc + free fewer per expiry, which counts when a million runs
+     * expire together. */
+    uint8_t stackbuf[1024];
+    size_t phase_len = run->phase ? run->phase->len : 0;
+    size_t maps_max = 96 + code_len + m.n + phase_len;
     struct rc_buf b;
     rc_buf_init(&b);
-    size_t phase_len = run->phase ? run->phase->len : 0;
-    int rc = rc_buf_reserve(&b, 96 + code_len + m.n + phase_len);
+    bool on_stack = maps_max <= sizeof(stackbuf);
+    if (on_stack) {
+        b.data = stackbuf;
+        b.cap = sizeof(stackbuf);
+    }
+    int rc = rc_buf_reserve(&b, maps_max);
     if (rc == 0) {
         rc_mpw_map(&b, 2);
         MPW_LIT(&b, "code");
@@ -1600,7 +1613,9 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
     }
     end_run(run, cause, now);
     rc_buf_fini(&enc);
-    rc_buf_fini(&b);
+    assert(!on_stack || b.data == stackbuf); /* maps_max held: no reallocation */
+    if (!on_stack)
+        rc_buf_fini(&b);
 }
 
 /* ---------------------------------------------------------------------- */
