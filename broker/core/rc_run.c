@@ -1525,7 +1525,9 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
      * stack the buffer starts there with that capacity and rc_buf_reserve
      * never reallocates it (it only does when the room is short): one
      * malloc + free fewer per expiry, which counts when a million runs
-     * expire together. */
+     * expire together.  With phase names of at most 64 bytes and msgbuf's
+     * 400, the bound is at most 576: the heap branch only guards a future
+     * change of those limits. */
     uint8_t stackbuf[1024];
     size_t phase_len = run->phase ? run->phase->len : 0;
     size_t maps_max = 96 + code_len + m.n + phase_len;
