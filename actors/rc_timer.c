@@ -88,7 +88,18 @@ int rc__timer_sys_init(struct rc_actor_system *sys)
     pthread_condattr_destroy(&ca);
     if (e != 0)
         return RC_ENOMEM;
-    pthread_mutex_init(&sys->timer_mtx, NULL);
+    /* Adaptive (glibc: spin briefly, then sleep): the timer thread holds
+     * the lock for one chunk of expiries at a time (a few us) and a mass
+     * expiry makes every worker re-arm its run's timer right after it
+     * fired (retention), so the workers meet a held lock constantly; a
+     * short spin keeps them off the futex.  bench_broker expiry --case
+     * mass, 1M runs, 3 alternations: subscriber lateness max 0.86-1.0 s vs
+     * 1.0-1.46 s with a plain mutex, p50 0.49-0.52 vs 0.54-0.62 s. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&sys->timer_mtx, &ma);
+    pthread_mutexattr_destroy(&ma);
     rc_wheel_init(&sys->wheel, now_tick(sys));
     sys->timer_wake_tick = RC_WHEEL_NEVER;
     sys->max_sleep_ticks = RC_TIMER_MAX_SLEEP_MS * 1000000u / sys->tick_ns + 1;

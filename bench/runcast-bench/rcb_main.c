@@ -75,7 +75,7 @@ static void usage(FILE *f)
                "  -N, --conns N         connections (conns)        --addrs N        127.0.0.x "
                "sources\n"
                "  -r, --rate R          offered events/s (open loop; fanout: one step)\n"
-               "  -w, --workload W      fanout: W1, W2, W3 or all\n"
+               "  -w, --workload W      fanout: W1, W2, W3 or all; runs: mass, steady or all\n"
                "  --timeout-ms MS       runs: per-run watchdog\n"
                "  -d, --duration S      soak length; fanout: seconds per rate step\n"
                "  --cap S               hard wall-clock cap per scenario\n"

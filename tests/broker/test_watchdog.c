@@ -86,6 +86,48 @@ Test(watchdog, idle_timeout_synthesizes_an_actionable_terminal)
     tb_stop(&t);
 }
 
+/* The largest synthesized terminal: a 128-byte run id, a 64-byte phase and
+ * a custom last type of 64 bytes (the error/data maps are built in a
+ * bounded stack buffer: its bound must hold them whole). */
+Test(watchdog, the_longest_names_reach_the_synthesized_terminal_whole)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "40ms", NULL};
+    tb_start(&t, opts);
+    char run[129], phase[65], type[65];
+    memset(run, 'r', 128);
+    run[128] = 0;
+    memset(phase, 'p', 64);
+    phase[64] = 0;
+    memcpy(type, "x-", 2);
+    memset(type + 2, 't', 62);
+    type[64] = 0;
+    struct rc_testsub *ts = watch(&t, run);
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = run, .type = "phase", .phase = phase}, 0, NULL),
+                 RC_PROTO_OK);
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = run, .type = type}, 0, NULL), RC_PROTO_OK);
+    cr_assert(rc_testsub_wait_terminal(ts, run, 3000));
+    struct rc_tframe f;
+    expect_synth(ts, "watchdog_timeout", &f);
+    char s[400];
+    cr_assert(rc_mp_str(f.raw, f.len, "data.phase", s, sizeof(s)));
+    cr_assert_str_eq(s, phase);
+    cr_assert(rc_mp_str(f.raw, f.len, "run", s, sizeof(s)));
+    cr_assert_str_eq(s, run);
+    cr_assert(rc_mp_str(f.raw, f.len, "error.message", s, sizeof(s)));
+    char want[100];
+    snprintf(want, sizeof(want), "in phase %s", phase);
+    cr_assert(strstr(s, want) != NULL, "%s", s);
+    cr_assert(strstr(s, ", seq 2)") != NULL, "%s", s);
+    uint64_t v = 0;
+    cr_assert(rc_mp_uint(f.raw, f.len, "data.last_seq", &v));
+    cr_assert_eq(v, 2);
+    cr_assert(rc_mp_uint(f.raw, f.len, "data.idle_ms", &v));
+    cr_assert_geq(v, 40);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
 Test(watchdog, phase_timeout_overrides_one_phase)
 {
     struct rc_tb t;
