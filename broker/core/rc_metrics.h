@@ -73,8 +73,6 @@ struct rc_metrics {
     rc_metric terminals[RC_TERM_CAUSE_COUNT]; /* counter: terminals by cause */
     rc_metric terminal_rejected;    /* counter: terminal events that failed validation (CRITICAL) */
     rc_metric watchdog_fired;       /* counter: synthesized terminals */
-    rc_metric watchdog_late_sum_ms; /* counter: sum of (fire time - due time) */
-    rc_metric watchdog_late_max_ms; /* gauge: the largest lateness seen */
     /* counter per bucket: the timer thread's send - due (the wheel) ... */
     rc_metric watchdog_fire_late[RC_METRICS_LATE_BUCKETS];
     /* ... and the synthesized terminal handed to its subscribers - due */

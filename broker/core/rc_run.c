@@ -1879,8 +1879,6 @@ static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_ms
             rc_metrics_late(m->watchdog_fire_late, fire_late);
             rc_metric_add(&m->watchdog_fire_late_sum_us, fire_late / 1000u);
             rc_metric_add(&m->watchdog_fired, 1);
-            rc_metric_add(&m->watchdog_late_sum_ms, now - due);
-            rc_metric_max(&m->watchdog_late_max_ms, now - due);
             synthesize(run, cause, now);
             uint64_t done = rc_clock_mono_ns();
             uint64_t emit_late = done > due_ns ? done - due_ns : 0;
