@@ -12,6 +12,7 @@
  */
 #include "rc_proto.h"
 #include "rc_mpr.h"
+#include "rc_utf8.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,6 +84,12 @@ static inline enum rc_mpr_skip_result read_slot(struct rc_mpr *r, struct slot *s
 static inline void slot_reader(const struct slot *s, struct rc_mpr *r)
 {
     rc_mpr_init(r, s->p, s->len);
+}
+
+/* The ASCII fast path inline, the full check out of line. */
+static inline bool utf8_ok(const char *p, uint32_t len)
+{
+    return rc_utf8_is_ascii(p, len) || rc_proto_valid_utf8(p, len);
 }
 
 static inline struct rc_str view(const void *p, size_t len)
@@ -198,7 +205,7 @@ static bool utf8_walk(struct rc_mpr *r)
             owed += it.v.n;
         else if (it.type == RC_MP_MAP)
             owed += (uint64_t)it.v.n * 2;
-        else if (it.type == RC_MP_STR && !rc_proto_valid_utf8(it.v.s.ptr, it.v.s.len))
+        else if (it.type == RC_MP_STR && !utf8_ok(it.v.s.ptr, it.v.s.len))
             return false;
     }
     return true;
@@ -229,7 +236,7 @@ static enum rc_proto_code check_key_value(const struct slot *s, uint32_t max, st
              it->v.s.len);
         return RC_PROTO_BAD_FIELD;
     }
-    if (!rc_proto_valid_utf8(it->v.s.ptr, it->v.s.len)) {
+    if (!utf8_ok(it->v.s.ptr, it->v.s.len)) {
         fail(err, RC_PROTO_BAD_UTF8, field, "%s is not valid UTF-8", field);
         return RC_PROTO_BAD_UTF8;
     }
@@ -266,7 +273,7 @@ static enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t
              it->v.s.len);
         return RC_PROTO_BAD_FIELD;
     }
-    if (!rc_proto_valid_utf8(it->v.s.ptr, it->v.s.len)) {
+    if (!utf8_ok(it->v.s.ptr, it->v.s.len)) {
         fail(err, RC_PROTO_BAD_UTF8, field, "%s is not valid UTF-8", field);
         return RC_PROTO_BAD_UTF8;
     }
@@ -407,7 +414,7 @@ static enum rc_proto_code check_timeouts(const struct slot *s, const struct rc_p
                  "timeouts keys must be phase names of 1 to %u bytes", lim->phase_max_bytes);
             return RC_PROTO_BAD_FIELD;
         }
-        if (!rc_proto_valid_utf8(k.v.s.ptr, k.v.s.len)) {
+        if (!utf8_ok(k.v.s.ptr, k.v.s.len)) {
             fail(err, RC_PROTO_BAD_UTF8, "timeouts", "a timeouts key is not valid UTF-8");
             return RC_PROTO_BAD_UTF8;
         }

@@ -12,6 +12,7 @@
  */
 #include "rc_run.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -1199,10 +1200,19 @@ struct accept_ctx {
     uint32_t pipe;
     int64_t recv_wall_ms;
     uint64_t recv_ns;
-    uint64_t now_ms; /* mono */
+    uint64_t now_ms; /* mono; RC_NOW_UNREAD: read the clock when needed */
     bool synthetic;
     struct rc_buf *enc;
 };
+
+/* The ingest path reads the monotonic clock only for the events that arm
+ * or end a watchdog (start, phase, terminals), not once per run message. */
+#define RC_NOW_UNREAD UINT64_MAX
+
+static inline uint64_t accept_now(const struct accept_ctx *c)
+{
+    return c->now_ms != RC_NOW_UNREAD ? c->now_ms : rc_clock_mono_ms();
+}
 
 static void set_status(struct rc_run *run, enum rc_run_status st)
 {
@@ -1270,12 +1280,14 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
         .conv = blob_str(run->conv),
         .synthetic = c->synthetic,
     };
-    rc_buf_reset(c->enc);
-    struct rc_blob *b = NULL;
-    if (rc_proto_encode_ev(c->enc, ev, &meta) == 0)
-        b = rc_blob_copy(c->enc->data, c->enc->len);
+    /* encoded straight into an exact blob: one allocation, no copy */
+    size_t esize = rc_proto_ev_size(ev, &meta);
+    struct rc_blob *b = rc_blob_new(esize);
     if (!b)
         return RC_PROTO_INTERNAL;
+    uint8_t *eend = rc_proto_put_ev(b->data, ev, &meta);
+    assert((size_t)(eend - b->data) == esize);
+    (void)eend;
     run->seq = seq;
     if (has_key && !terminal)
         idem_add(run, &key, seq);
@@ -1335,13 +1347,13 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
             cstr(conv, sizeof(conv), run->conv);
             rc_log(RC_LOG_DEBUG, "run", name, conv[0] ? conv : NULL, "run %s at seq %" PRIu64,
                    cause == RC_TERM_COMPLETE ? "completed" : "failed", seq);
-            end_run(run, cause, c->now_ms);
+            end_run(run, cause, accept_now(c));
         }
         /* synthesized terminals: the caller ends the run with its cause */
     } else if (ev->type == RC_EV_START) {
-        apply_start(run, ev, c->now_ms);
+        apply_start(run, ev, accept_now(c));
     } else if (ev->type == RC_EV_PHASE) {
-        watchdog_tighten(run, c->now_ms);
+        watchdog_tighten(run, accept_now(c));
     }
     *seq_out = seq;
     *dup_out = false;
@@ -1363,15 +1375,13 @@ static const char *code_message(enum rc_proto_code code)
 static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
 {
     const struct rc_proto_limits *lim = rc_runs_limits(run->runs);
-    struct rc_buf enc;
-    rc_buf_init(&enc);
     struct accept_ctx c = {
         .pipe = m->pipe,
         .recv_wall_ms = m->recv_wall_ms,
         .recv_ns = m->recv_ns,
-        .now_ms = rc_clock_mono_ms(),
+        .now_ms = RC_NOW_UNREAD,
         .synthetic = false,
-        .enc = &enc,
+        .enc = NULL, /* accept_event encodes into an exact blob */
     };
     m->handled = true;
     /* A full history evicts its oldest blob per event, a cache miss each
@@ -1403,7 +1413,6 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
     }
     hdelta = NULL;
     hdelta_flush(rc_runs_metrics(run->runs), &d);
-    rc_buf_fini(&enc);
 }
 
 /* ---------------------------------------------------------------------- */
