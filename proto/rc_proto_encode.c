@@ -24,22 +24,28 @@ static inline int put_str(struct rc_buf *b, struct rc_str s)
     return rc_mpw_str(b, s.ptr, s.len);
 }
 
-/* Sizes of the encodings rc_mpw_put.h writes, for exact allocations. */
+/* Sizes of the encodings rc_mpw_put.h writes, for exact allocations;
+ * branch-free (comparisons summed), as the widths vary per event. */
 static inline size_t size_uint(uint64_t v)
 {
-    return v <= 0x7f ? 1 : v <= 0xff ? 2 : v <= 0xffff ? 3 : v <= 0xffffffffu ? 5 : 9;
+    /* 1, 2 (cc), 3 (cd), 5 (ce), 9 (cf) */
+    return 1 + (size_t)(v > 0x7f) + (size_t)(v > 0xff) + 2 * (size_t)(v > 0xffff) +
+           4 * (size_t)(v > 0xffffffffu);
 }
 
 static inline size_t size_int(int64_t v)
 {
     if (v >= 0)
         return size_uint((uint64_t)v);
-    return v >= -32 ? 1 : v >= INT8_MIN ? 2 : v >= INT16_MIN ? 3 : v >= INT32_MIN ? 5 : 9;
+    /* 1 (negative fixint), 2 (d0), 3 (d1), 5 (d2), 9 (d3) */
+    return 1 + (size_t)(v < -32) + (size_t)(v < INT8_MIN) + 2 * (size_t)(v < INT16_MIN) +
+           4 * (size_t)(v < INT32_MIN);
 }
 
 static inline size_t size_str(uint32_t n)
 {
-    return (size_t)n + (n < 32 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : 5);
+    /* header 1 (fixstr), 2 (d9), 3 (da), 5 (db) */
+    return (size_t)n + 1 + (size_t)(n > 31) + (size_t)(n > 0xff) + 2 * (size_t)(n > 0xffff);
 }
 
 static inline uint32_t ev_pairs(const struct rc_event *ev, const struct rc_ev_meta *m,
@@ -91,6 +97,15 @@ size_t rc_proto_ev_size(const struct rc_event *ev, const struct rc_ev_meta *m)
     if (m->synthetic)
         z += 11;
     return z;
+}
+
+size_t rc_proto_ev_bound(const struct rc_event *ev, const struct rc_ev_meta *m)
+{
+    struct rc_str conv = m->conv.len ? m->conv : ev->conv;
+    /* 16 keys of at most 10 bytes, 16 headers or integers of at most 9 */
+    return 16 * 10 + 16 * RC_MPW_PUT_MAX + (size_t)ev->run.len + conv.len + ev->type_name.len +
+           ev->phase.len + ev->id_raw.len + ev->text.len + ev->tool_raw.len + ev->item_raw.len +
+           ev->data_raw.len + ev->error_raw.len;
 }
 
 /*

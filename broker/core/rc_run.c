@@ -1280,14 +1280,26 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
         .conv = blob_str(run->conv),
         .synthetic = c->synthetic,
     };
-    /* encoded straight into an exact blob: one allocation, no copy */
-    size_t esize = rc_proto_ev_size(ev, &meta);
-    struct rc_blob *b = rc_blob_new(esize);
+    /* One exact allocation.  A typical event is written into a scratch
+     * buffer on the stack and copied (a short memcpy costs less than
+     * computing the exact size first); a large one is sized exactly and
+     * written in place. */
+    uint8_t scratch[1024];
+    struct rc_blob *b;
+    if (rc_proto_ev_bound(ev, &meta) <= sizeof(scratch)) {
+        uint8_t *eend = rc_proto_put_ev(scratch, ev, &meta);
+        b = rc_blob_copy(scratch, (size_t)(eend - scratch));
+    } else {
+        size_t esize = rc_proto_ev_size(ev, &meta);
+        b = rc_blob_new(esize);
+        if (b) {
+            uint8_t *eend = rc_proto_put_ev(b->data, ev, &meta);
+            assert((size_t)(eend - b->data) == esize);
+            (void)eend;
+        }
+    }
     if (!b)
         return RC_PROTO_INTERNAL;
-    uint8_t *eend = rc_proto_put_ev(b->data, ev, &meta);
-    assert((size_t)(eend - b->data) == esize);
-    (void)eend;
     run->seq = seq;
     if (has_key && !terminal)
         idem_add(run, &key, seq);

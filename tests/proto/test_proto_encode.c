@@ -141,6 +141,7 @@ Test(encode, ev_size_is_exact)
                 m.synthetic = true; /* every key: 16 pairs, a map16 header */
 
             size_t z = rc_proto_ev_size(&ev, &m);
+            cr_assert_geq(rc_proto_ev_bound(&ev, &m), z);
             uint8_t *p = malloc(z);
             uint8_t *e = rc_proto_put_ev(p, &ev, &m);
             cr_assert_eq((size_t)(e - p), z, "mask %x len %u: wrote %zu, sized %zu", mask, lens[li],
@@ -162,6 +163,47 @@ Test(encode, ev_size_is_exact)
         }
     }
     cr_assert_gt(cases, 512);
+}
+
+/* Short strings and raw values are copied inline (overlapping words);
+ * every length around 4, 8 and 16 comes out byte for byte, in an exact
+ * buffer. */
+Test(encode, ev_short_copies_every_length)
+{
+    char src[48];
+    for (size_t i = 0; i < sizeof src; i++)
+        src[i] = (char)('A' + i % 26 + (i / 26) * 6);
+    for (uint32_t n = 1; n <= 40; n++) {
+        struct rc_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.run = (struct rc_str){src + 1, n};
+        ev.type_name = (struct rc_str){"x-t", 3};
+        ev.phase = (struct rc_str){src + 2, n};
+        ev.has_text = true;
+        ev.text = (struct rc_str){src, n};
+        char id[48];
+        id[0] = (char)(0xa0 | (n > 31 ? 31 : n)); /* a fixstr id as raw msgpack */
+        memcpy(id + 1, src + 3, n > 31 ? 31 : n);
+        ev.id_raw = (struct rc_str){id, (n > 31 ? 31 : n) + 1};
+        struct rc_ev_meta m = {.epoch = 1, .seq = n, .ts = 2};
+        size_t z = rc_proto_ev_size(&ev, &m);
+        uint8_t *p = malloc(z);
+        cr_assert_eq((size_t)(rc_proto_put_ev(p, &ev, &m) - p), z);
+        msgpack_unpacked u;
+        msgpack_object o = mpc_unpack(&u, p, z);
+        char want[48];
+        memcpy(want, src + 1, n);
+        want[n] = 0;
+        mpc_assert_str(&o, "run", want);
+        memcpy(want, src + 2, n);
+        mpc_assert_str(&o, "phase", want);
+        memcpy(want, src, n);
+        mpc_assert_str(&o, "text", want);
+        cr_assert(bytes_eq(mpc_get(&o, "id"), id, ev.id_raw.len));
+        mpc_assert_str(&o, "type", "x-t");
+        msgpack_unpacked_destroy(&u);
+        free(p);
+    }
 }
 
 Test(encode, ev_minimal_and_conv_from_meta)
