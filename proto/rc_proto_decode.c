@@ -264,11 +264,10 @@ static inline bool check_id(const struct slot *s, const struct rc_proto_limits *
     return true;
 }
 
-/* A str value named field of min..max bytes of UTF-8: RC_PROTO_OK and
- * *out, or the code with err filled. */
-static enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t max,
-                                    struct rc_str *out, const char *field,
-                                    struct rc_proto_error *err)
+/* The error half of check_str, out of line (never on the hot path). */
+static enum rc_proto_code __attribute__((noinline, cold))
+check_str_fail(const struct slot *s, uint32_t min, uint32_t max, const char *field,
+               struct rc_proto_error *err)
 {
     const struct rc_mp_item *it = &s->it;
     if (it->type != RC_MP_STR) {
@@ -280,10 +279,21 @@ static enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t
              it->v.s.len);
         return RC_PROTO_BAD_FIELD;
     }
-    if (!utf8_ok(it->v.s.ptr, it->v.s.len)) {
-        fail(err, RC_PROTO_BAD_UTF8, field, "%s is not valid UTF-8", field);
-        return RC_PROTO_BAD_UTF8;
-    }
+    fail(err, RC_PROTO_BAD_UTF8, field, "%s is not valid UTF-8", field);
+    return RC_PROTO_BAD_UTF8;
+}
+
+/* A str value named field of min..max bytes of UTF-8: RC_PROTO_OK and
+ * *out, or the code with err filled.  The checks are inline, the error
+ * report (check_str_fail, same order of rules) is not. */
+static inline enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t max,
+                                           struct rc_str *out, const char *field,
+                                           struct rc_proto_error *err)
+{
+    const struct rc_mp_item *it = &s->it;
+    if (it->type != RC_MP_STR || it->v.s.len < min || it->v.s.len > max ||
+        !utf8_ok(it->v.s.ptr, it->v.s.len))
+        return check_str_fail(s, min, max, field, err);
     *out = view(it->v.s.ptr, it->v.s.len);
     return RC_PROTO_OK;
 }
@@ -524,7 +534,7 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
             return RC_PROTO_TOO_DEEP;
         }
         seen |= 1u << key;
-        present |= (uint32_t)(s[key].it.type != RC_MP_NIL) << key; /* nil is absent */
+        present |= (uint32_t)(*s[key].p != 0xc0) << key; /* nil (c0) is absent */
     }
     ev->raw = view(start, (size_t)(r->p - start));
 
