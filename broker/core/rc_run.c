@@ -343,13 +343,22 @@ static uint64_t hist_first(const struct rc_run *run)
     return run->seq + 1;
 }
 
+/* Position of the i-th oldest entry (i <= cap): head < cap, so the sum is
+ * below 2 * cap and one conditional subtraction replaces a division (the
+ * ring's cap, --history-max-events + 1, is rarely a power of two). */
+static inline uint32_t ring_pos(const struct rc_run_hist *h, uint32_t i)
+{
+    uint32_t p = h->head + i;
+    return p >= h->cap ? p - h->cap : p;
+}
+
 /* The retained `ev` of seq (hist_first(run) <= seq <= run->seq). */
 static struct rc_blob *hist_get(const struct rc_run *run, uint64_t seq)
 {
     if (hist_is_one(run))
         return hist_one(run);
     const struct rc_run_hist *h = run->hist;
-    return h->ring[(h->head + (uint32_t)(seq - h->first_seq)) % h->cap];
+    return h->ring[ring_pos(h, (uint32_t)(seq - h->first_seq))];
 }
 
 static void hist_pop(struct rc_run *run)
@@ -359,7 +368,7 @@ static void hist_pop(struct rc_run *run)
     h->bytes -= b->len;
     hist_account(run, -1, -(int64_t)b->len);
     rc_blob_release(b);
-    h->head = (h->head + 1) % h->cap;
+    h->head = ring_pos(h, 1);
     h->count--;
     h->first_seq++;
 }
@@ -441,7 +450,7 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
                 return;
             }
             for (uint32_t i = 0; i < h->count; i++)
-                nr[i] = h->ring[(h->head + i) % h->cap];
+                nr[i] = h->ring[ring_pos(h, i)];
             rc_free(h->ring);
             h->ring = nr;
             h->cap = (uint32_t)ncap;
@@ -450,7 +459,7 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
     }
     if (h->count == 0)
         h->first_seq = seq;
-    h->ring[(h->head + h->count) % h->cap] = rc_blob_hold(b);
+    h->ring[ring_pos(h, h->count)] = rc_blob_hold(b);
     h->count++;
     h->bytes += b->len;
     hist_account(run, 1, (int64_t)b->len);
@@ -1404,7 +1413,7 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
         (uint64_t)h->count + m->n > rc_runs_config(run->runs)->history_max_events) {
         uint32_t k = m->n < 8 ? m->n : 8;
         for (uint32_t i = 0; i < k && i < h->count; i++)
-            __builtin_prefetch(h->ring[(h->head + i) % h->cap], 1);
+            __builtin_prefetch(h->ring[ring_pos(h, i)], 1);
     }
     struct rc_hdelta d = {0, 0, 0};
     hdelta = &d;
