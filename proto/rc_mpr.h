@@ -109,6 +109,30 @@ static inline bool rc_mpr_next(struct rc_mpr *r, struct rc_mp_item *it)
             r->p = p + 1;
             return true;
         }
+        /* str8 (text chunks of 32-255 bytes) and uint64 (ms timestamps)
+         * are in nearly every event: inline too */
+        size_t left = (size_t)(r->end - p);
+        if (c == 0xd9 && left >= 2) {
+            uint32_t n = p[1];
+            if (left - 2 < n)
+                return false;
+            it->type = RC_MP_STR;
+            it->start = p;
+            it->v.s.ptr = (const char *)p + 2;
+            it->v.s.len = n;
+            r->p = p + 2 + n;
+            return true;
+        }
+        if (c == 0xcf && left >= 9) {
+            uint64_t u = 0;
+            for (int i = 1; i <= 8; i++)
+                u = u << 8 | p[i];
+            it->type = RC_MP_UINT;
+            it->start = p;
+            it->v.u = u;
+            r->p = p + 9;
+            return true;
+        }
     }
     return rc_mpr_next_any(r, it);
 }

@@ -66,10 +66,36 @@ static inline uint8_t *rc_put_array(uint8_t *p, uint32_t n)
     return rc_put_header(p, n, 0x90, 16, 0, 0xdc, 0xdd);
 }
 
+/*
+ * Copies n bytes.  Short runs (ids, type and phase names, small raw ids)
+ * are copied inline with two overlapping loads and stores that stay within
+ * [s, s+n) and [p, p+n): a call to memcpy costs more than such a copy.
+ * Source and destination never overlap here (the source is an input
+ * buffer or a literal, the destination the output being built).
+ */
 static inline uint8_t *rc_put_raw(uint8_t *p, const void *s, size_t n)
 {
-    if (n > 0)
+    const uint8_t *q = s;
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, q, 8);
+        memcpy(&b, q + n - 8, 8);
+        memcpy(p, &a, 8);
+        memcpy(p + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, q, 4);
+        memcpy(&b, q + n - 4, 4);
+        memcpy(p, &a, 4);
+        memcpy(p + n - 4, &b, 4);
+    } else if (n > 0 && n < 4) {
+        uint8_t a = q[0], b = q[n / 2], c = q[n - 1];
+        p[0] = a;
+        p[n / 2] = b;
+        p[n - 1] = c;
+    } else if (n > 16) {
         memcpy(p, s, n);
+    }
     return p + n;
 }
 

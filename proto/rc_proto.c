@@ -3,6 +3,7 @@
  * the broker and the client.
  */
 #include "rc_proto.h"
+#include "rc_utf8.h"
 
 #include <string.h>
 
@@ -113,12 +114,16 @@ bool rc_proto_valid_id(const char *p, size_t len, size_t max)
 {
     if (len == 0 || len > max)
         return false;
+    /* Ids are short (at most 128 bytes) and nearly always valid: AND the
+     * table entries together, 4 bytes per round, with no branch per byte. */
     const uint8_t *u = (const uint8_t *)p;
-    for (size_t i = 0; i < len; i++) {
-        if (!id_char[u[i]])
-            return false;
-    }
-    return true;
+    unsigned ok = 1;
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4)
+        ok &= (unsigned)(id_char[u[i]] & id_char[u[i + 1]] & id_char[u[i + 2]] & id_char[u[i + 3]]);
+    for (; i < len; i++)
+        ok &= id_char[u[i]];
+    return ok != 0;
 }
 
 /*
@@ -127,6 +132,8 @@ bool rc_proto_valid_id(const char *p, size_t len, size_t max)
  */
 bool rc_proto_valid_utf8(const char *p, size_t len)
 {
+    if (rc_utf8_is_ascii(p, len))
+        return true;
     const uint8_t *s = (const uint8_t *)p;
     const uint8_t *end = s + len;
     while (s < end) {

@@ -217,6 +217,17 @@ struct rc_ev_meta {
 
 /* Appends the `ev` map of event ev.  Raw fields are copied byte for byte. */
 int rc_proto_encode_ev(struct rc_buf *out, const struct rc_event *ev, const struct rc_ev_meta *m);
+/* The exact size in bytes of the `ev` map of event ev (what
+ * rc_proto_encode_ev appends), so that it can be written into an exact
+ * allocation (e.g. a blob) by rc_proto_put_ev. */
+size_t rc_proto_ev_size(const struct rc_event *ev, const struct rc_ev_meta *m);
+/* A cheap upper bound of rc_proto_ev_size (a few additions), for writing
+ * into a scratch buffer when it fits. */
+size_t rc_proto_ev_bound(const struct rc_event *ev, const struct rc_ev_meta *m);
+/* Writes the `ev` map at p, which has room for rc_proto_ev_size(ev, m)
+ * bytes (or rc_proto_ev_bound); returns the byte just after it (p + the
+ * exact size). */
+uint8_t *rc_proto_put_ev(uint8_t *p, const struct rc_event *ev, const struct rc_ev_meta *m);
 
 enum rc_run_status { RC_RUN_PENDING, RC_RUN_RUNNING, RC_RUN_COMPLETED, RC_RUN_FAILED };
 const char *rc_run_status_name(enum rc_run_status s);

@@ -12,6 +12,7 @@
  */
 #include "rc_proto.h"
 #include "rc_mpr.h"
+#include "rc_utf8.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -85,6 +86,12 @@ static inline void slot_reader(const struct slot *s, struct rc_mpr *r)
     rc_mpr_init(r, s->p, s->len);
 }
 
+/* The ASCII fast path inline, the full check out of line. */
+static inline bool utf8_ok(const char *p, uint32_t len)
+{
+    return rc_utf8_is_ascii(p, len) || rc_proto_valid_utf8(p, len);
+}
+
 static inline struct rc_str view(const void *p, size_t len)
 {
     return (struct rc_str){.ptr = p, .len = (uint32_t)len};
@@ -155,34 +162,41 @@ static int ev_key_lookup(const char *k, uint32_t len)
 
 static bool type_lookup(const char *s, uint32_t len, enum rc_event_type *t)
 {
-    enum rc_event_type c;
+    /* the candidate by length and first letter, then the whole name with a
+     * fixed-length compare (inlined by the compiler: no call) */
+#define IS(lit, c)                                                                                 \
+    do {                                                                                           \
+        if (memcmp(s, lit, sizeof(lit) - 1) != 0)                                                  \
+            return false;                                                                          \
+        *t = c;                                                                                    \
+        return true;                                                                               \
+    } while (0)
     switch (len) {
     case 4:
-        c = RC_EV_TOOL;
-        break;
+        IS("tool", RC_EV_TOOL);
     case 5:
-        c = s[0] == 's'   ? RC_EV_START
-            : s[0] == 'p' ? RC_EV_PHASE
-            : s[0] == 'd' ? RC_EV_DELTA
-                          : RC_EV_ERROR;
-        break;
+        switch (s[0]) {
+        case 's':
+            IS("start", RC_EV_START);
+        case 'p':
+            IS("phase", RC_EV_PHASE);
+        case 'd':
+            IS("delta", RC_EV_DELTA);
+        default:
+            IS("error", RC_EV_ERROR);
+        }
     case 8:
-        c = s[0] == 't' ? RC_EV_THINKING : RC_EV_COMPLETE;
-        break;
+        if (s[0] == 't')
+            IS("thinking", RC_EV_THINKING);
+        IS("complete", RC_EV_COMPLETE);
     case 9:
-        c = RC_EV_HEARTBEAT;
-        break;
+        IS("heartbeat", RC_EV_HEARTBEAT);
     case 12:
-        c = RC_EV_VERIFICATION;
-        break;
+        IS("verification", RC_EV_VERIFICATION);
     default:
         return false;
     }
-    /* the candidate by length and first letter; confirm the whole name */
-    if (memcmp(rc_event_type_name(c), s, len) != 0)
-        return false;
-    *t = c;
-    return true;
+#undef IS
 }
 
 /* Every string inside the value at r (keys included) is valid UTF-8. */
@@ -198,7 +212,7 @@ static bool utf8_walk(struct rc_mpr *r)
             owed += it.v.n;
         else if (it.type == RC_MP_MAP)
             owed += (uint64_t)it.v.n * 2;
-        else if (it.type == RC_MP_STR && !rc_proto_valid_utf8(it.v.s.ptr, it.v.s.len))
+        else if (it.type == RC_MP_STR && !utf8_ok(it.v.s.ptr, it.v.s.len))
             return false;
     }
     return true;
@@ -229,7 +243,7 @@ static enum rc_proto_code check_key_value(const struct slot *s, uint32_t max, st
              it->v.s.len);
         return RC_PROTO_BAD_FIELD;
     }
-    if (!rc_proto_valid_utf8(it->v.s.ptr, it->v.s.len)) {
+    if (!utf8_ok(it->v.s.ptr, it->v.s.len)) {
         fail(err, RC_PROTO_BAD_UTF8, field, "%s is not valid UTF-8", field);
         return RC_PROTO_BAD_UTF8;
     }
@@ -250,11 +264,10 @@ static inline bool check_id(const struct slot *s, const struct rc_proto_limits *
     return true;
 }
 
-/* A str value named field of min..max bytes of UTF-8: RC_PROTO_OK and
- * *out, or the code with err filled. */
-static enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t max,
-                                    struct rc_str *out, const char *field,
-                                    struct rc_proto_error *err)
+/* The error half of check_str, out of line (never on the hot path). */
+static enum rc_proto_code __attribute__((noinline, cold))
+check_str_fail(const struct slot *s, uint32_t min, uint32_t max, const char *field,
+               struct rc_proto_error *err)
 {
     const struct rc_mp_item *it = &s->it;
     if (it->type != RC_MP_STR) {
@@ -266,10 +279,21 @@ static enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t
              it->v.s.len);
         return RC_PROTO_BAD_FIELD;
     }
-    if (!rc_proto_valid_utf8(it->v.s.ptr, it->v.s.len)) {
-        fail(err, RC_PROTO_BAD_UTF8, field, "%s is not valid UTF-8", field);
-        return RC_PROTO_BAD_UTF8;
-    }
+    fail(err, RC_PROTO_BAD_UTF8, field, "%s is not valid UTF-8", field);
+    return RC_PROTO_BAD_UTF8;
+}
+
+/* A str value named field of min..max bytes of UTF-8: RC_PROTO_OK and
+ * *out, or the code with err filled.  The checks are inline, the error
+ * report (check_str_fail, same order of rules) is not. */
+static inline enum rc_proto_code check_str(const struct slot *s, uint32_t min, uint32_t max,
+                                           struct rc_str *out, const char *field,
+                                           struct rc_proto_error *err)
+{
+    const struct rc_mp_item *it = &s->it;
+    if (it->type != RC_MP_STR || it->v.s.len < min || it->v.s.len > max ||
+        !utf8_ok(it->v.s.ptr, it->v.s.len))
+        return check_str_fail(s, min, max, field, err);
     *out = view(it->v.s.ptr, it->v.s.len);
     return RC_PROTO_OK;
 }
@@ -407,7 +431,7 @@ static enum rc_proto_code check_timeouts(const struct slot *s, const struct rc_p
                  "timeouts keys must be phase names of 1 to %u bytes", lim->phase_max_bytes);
             return RC_PROTO_BAD_FIELD;
         }
-        if (!rc_proto_valid_utf8(k.v.s.ptr, k.v.s.len)) {
+        if (!utf8_ok(k.v.s.ptr, k.v.s.len)) {
             fail(err, RC_PROTO_BAD_UTF8, "timeouts", "a timeouts key is not valid UTF-8");
             return RC_PROTO_BAD_UTF8;
         }
@@ -467,20 +491,30 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
         return RC_PROTO_NOT_A_MAP;
     }
 
-    /* Slots are written only for keys seen: `seen` says which. */
+    /* Slots are written only for keys seen: `seen` says which (no slot is
+     * read unless its bit is set). */
+#define HAS(k) ((present >> (k)) & 1u)
     struct slot s[K_COUNT];
-    uint32_t seen = 0;
+    uint32_t seen = 0, present = 0; /* present: seen and not nil */
     uint32_t depth = lim->data_max_depth;
     if (depth == 0)
         depth = 1; /* 0 would mean "no limit" to read_slot: allow scalars only */
     for (uint32_t i = 0; i < it.v.n; i++) {
-        if (!rc_mpr_next(r, &k))
-            goto malformed;
         int key = -1;
-        if (k.type == RC_MP_STR)
-            key = ev_key_lookup(k.v.s.ptr, k.v.s.len);
-        else if (!rc_mpr_skip_rest(r, &k))
-            goto malformed;
+        const uint8_t *kp = r->p;
+        if (kp < r->end && (*kp & 0xe0) == 0xa0 && (size_t)(r->end - kp) - 1 >= (*kp & 0x1fu)) {
+            /* a fixstr key (every key runcast knows is one): no item */
+            uint32_t kl = *kp & 0x1fu;
+            r->p = kp + 1 + kl;
+            key = ev_key_lookup((const char *)kp + 1, kl);
+        } else {
+            if (!rc_mpr_next(r, &k))
+                goto malformed;
+            if (k.type == RC_MP_STR)
+                key = ev_key_lookup(k.v.s.ptr, k.v.s.len);
+            else if (!rc_mpr_skip_rest(r, &k))
+                goto malformed;
+        }
         if (key < 0) {
             if (!rc_mpr_skip(r))
                 goto malformed;
@@ -500,17 +534,14 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
             return RC_PROTO_TOO_DEEP;
         }
         seen |= 1u << key;
-    }
-    for (int key = 0; key < K_COUNT; key++) {
-        if (!(seen & (1u << key)))
-            s[key].p = NULL;
+        present |= (uint32_t)(*s[key].p != 0xc0) << key; /* nil (c0) is absent */
     }
     ev->raw = view(start, (size_t)(r->p - start));
 
     enum rc_proto_code c;
 
     /* run */
-    if (!slot_present(&s[K_RUN])) {
+    if (!HAS(K_RUN)) {
         fail(err, RC_PROTO_MISSING_FIELD, "run", "run is required");
         return RC_PROTO_MISSING_FIELD;
     }
@@ -522,14 +553,14 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
     }
 
     /* conv */
-    if (slot_present(&s[K_CONV]) && !check_id(&s[K_CONV], lim, &ev->conv)) {
+    if (HAS(K_CONV) && !check_id(&s[K_CONV], lim, &ev->conv)) {
         fail(err, RC_PROTO_BAD_FIELD, "conv", "conv must be a string of 1 to %u bytes of %s",
              lim->id_max_bytes, ID_CHARSET);
         return RC_PROTO_BAD_FIELD;
     }
 
     /* type */
-    if (!slot_present(&s[K_TYPE])) {
+    if (!HAS(K_TYPE)) {
         fail(err, RC_PROTO_MISSING_FIELD, "type", "type is required");
         return RC_PROTO_MISSING_FIELD;
     }
@@ -547,7 +578,7 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
     }
 
     /* phase */
-    if (slot_present(&s[K_PHASE])) {
+    if (HAS(K_PHASE)) {
         c = check_str(&s[K_PHASE], 1, lim->phase_max_bytes, &ev->phase, "phase", err);
         if (c != RC_PROTO_OK)
             return c;
@@ -557,7 +588,7 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
     }
 
     /* id */
-    if (slot_present(&s[K_ID])) {
+    if (HAS(K_ID)) {
         const struct rc_mp_item *idit;
         c = check_key_value(&s[K_ID], lim->id_max_bytes, &ev->id_raw, &idit, "id", err);
         if (c != RC_PROTO_OK)
@@ -571,7 +602,7 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
     }
 
     /* ts */
-    if (slot_present(&s[K_TS])) {
+    if (HAS(K_TS)) {
         const struct rc_mp_item *tsit = &s[K_TS].it;
         if (tsit->type == RC_MP_INT) {
             ev->ts = tsit->v.i;
@@ -585,7 +616,7 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
     }
 
     /* text */
-    if (slot_present(&s[K_TEXT])) {
+    if (HAS(K_TEXT)) {
         c = check_str(&s[K_TEXT], 0, UINT32_MAX, &ev->text, "text", err);
         if (c != RC_PROTO_OK)
             return c;
@@ -593,7 +624,7 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
     }
 
     /* tool, item, data, error */
-    if (slot_present(&s[K_TOOL])) {
+    if (HAS(K_TOOL)) {
         c = check_obj(&s[K_TOOL], &spec_tool, lim, &ev->tool_id_raw, NULL, NULL, err);
         if (c == RC_PROTO_MALFORMED)
             goto malformed;
@@ -604,7 +635,7 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
         fail(err, RC_PROTO_MISSING_FIELD, "tool", "a tool event needs tool");
         return RC_PROTO_MISSING_FIELD;
     }
-    if (slot_present(&s[K_ITEM])) {
+    if (HAS(K_ITEM)) {
         c = check_obj(&s[K_ITEM], &spec_item, lim, &ev->item_id_raw, NULL, NULL, err);
         if (c == RC_PROTO_MALFORMED)
             goto malformed;
@@ -615,9 +646,9 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
         fail(err, RC_PROTO_MISSING_FIELD, "item", "a verification event needs item");
         return RC_PROTO_MISSING_FIELD;
     }
-    if (s[K_DATA].p != NULL) /* nil data is forwarded as nil */
+    if (seen & (1u << K_DATA)) /* nil data is forwarded as nil */
         ev->data_raw = view(s[K_DATA].p, s[K_DATA].len);
-    if (slot_present(&s[K_ERROR])) {
+    if (HAS(K_ERROR)) {
         c = check_obj(&s[K_ERROR], &spec_error, lim, NULL, &ev->error_code, &ev->error_message,
                       err);
         if (c == RC_PROTO_MALFORMED)
@@ -632,14 +663,14 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
 
     /* start: per-run watchdog overrides (ignored on other types) */
     if (ev->type == RC_EV_START) {
-        if (slot_present(&s[K_TIMEOUTS])) {
+        if (HAS(K_TIMEOUTS)) {
             c = check_timeouts(&s[K_TIMEOUTS], lim, ev, err);
             if (c == RC_PROTO_MALFORMED)
                 goto malformed;
             if (c != RC_PROTO_OK)
                 return c;
         }
-        if (slot_present(&s[K_DEADLINE])) {
+        if (HAS(K_DEADLINE)) {
             const struct rc_mp_item *dit = &s[K_DEADLINE].it;
             if (dit->type != RC_MP_UINT) {
                 fail(err, RC_PROTO_BAD_FIELD, "deadline",
@@ -655,6 +686,7 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
 malformed:
     fail(err, RC_PROTO_MALFORMED, NULL, "truncated or invalid msgpack");
     return RC_PROTO_MALFORMED;
+#undef HAS
 }
 
 static void fail_envelope(struct rc_proto_error *err)

@@ -24,14 +24,33 @@ static inline int put_str(struct rc_buf *b, struct rc_str s)
     return rc_mpw_str(b, s.ptr, s.len);
 }
 
-/*
- * The hot encoder: one reservation for the whole map (every key, header and
- * integer is bounded), then unchecked writes.  Keys are pre-encoded
- * literals.
- */
-int rc_proto_encode_ev(struct rc_buf *out, const struct rc_event *ev, const struct rc_ev_meta *m)
+/* Sizes of the encodings rc_mpw_put.h writes, for exact allocations;
+ * branch-free (comparisons summed), as the widths vary per event. */
+static inline size_t size_uint(uint64_t v)
 {
-    struct rc_str conv = m->conv.len ? m->conv : ev->conv;
+    /* 1, 2 (cc), 3 (cd), 5 (ce), 9 (cf) */
+    return 1 + (size_t)(v > 0x7f) + (size_t)(v > 0xff) + 2 * (size_t)(v > 0xffff) +
+           4 * (size_t)(v > 0xffffffffu);
+}
+
+static inline size_t size_int(int64_t v)
+{
+    if (v >= 0)
+        return size_uint((uint64_t)v);
+    /* 1 (negative fixint), 2 (d0), 3 (d1), 5 (d2), 9 (d3) */
+    return 1 + (size_t)(v < -32) + (size_t)(v < INT8_MIN) + 2 * (size_t)(v < INT16_MIN) +
+           4 * (size_t)(v < INT32_MIN);
+}
+
+static inline size_t size_str(uint32_t n)
+{
+    /* header 1 (fixstr), 2 (d9), 3 (da), 5 (db) */
+    return (size_t)n + 1 + (size_t)(n > 31) + (size_t)(n > 0xff) + 2 * (size_t)(n > 0xffff);
+}
+
+static inline uint32_t ev_pairs(const struct rc_event *ev, const struct rc_ev_meta *m,
+                                struct rc_str conv)
+{
     uint32_t n = 6; /* op run epoch seq type ts, then the optional keys */
     n += conv.len > 0;
     n += ev->phase.len > 0;
@@ -43,15 +62,60 @@ int rc_proto_encode_ev(struct rc_buf *out, const struct rc_event *ev, const stru
     n += ev->data_raw.len > 0;
     n += ev->error_raw.len > 0;
     n += m->synthetic;
+    return n;
+}
+
+/* Each term below mirrors one write of rc_proto_put_ev, in the same order;
+ * test_proto_encode checks the two agree for every optional key. */
+size_t rc_proto_ev_size(const struct rc_event *ev, const struct rc_ev_meta *m)
+{
+    struct rc_str conv = m->conv.len ? m->conv : ev->conv;
+    size_t z = ev_pairs(ev, m, conv) < 16 ? 1 : 3; /* fixmap, or map16 for 16 pairs */
+    z += 3 + 3 + 4 + size_str(ev->run.len);        /* "op" "ev" "run" run */
+    if (conv.len > 0)
+        z += 5 + size_str(conv.len);
+    z += 6 + size_uint(m->epoch);
+    z += 4 + size_uint(m->seq);
+    z += 5 + size_str(ev->type_name.len);
+    if (ev->phase.len > 0)
+        z += 6 + size_str(ev->phase.len);
+    z += 3 + size_int(m->ts);
+    if (ev->has_ts)
+        z += 4 + size_int(ev->ts);
+    if (ev->id_raw.len > 0)
+        z += 3 + ev->id_raw.len;
+    if (ev->has_text)
+        z += 5 + size_str(ev->text.len);
+    if (ev->tool_raw.len > 0)
+        z += 5 + ev->tool_raw.len;
+    if (ev->item_raw.len > 0)
+        z += 5 + ev->item_raw.len;
+    if (ev->data_raw.len > 0)
+        z += 5 + ev->data_raw.len;
+    if (ev->error_raw.len > 0)
+        z += 6 + ev->error_raw.len;
+    if (m->synthetic)
+        z += 11;
+    return z;
+}
+
+size_t rc_proto_ev_bound(const struct rc_event *ev, const struct rc_ev_meta *m)
+{
+    struct rc_str conv = m->conv.len ? m->conv : ev->conv;
     /* 16 keys of at most 10 bytes, 16 headers or integers of at most 9 */
-    size_t need = 16 * 10 + 16 * RC_MPW_PUT_MAX + (size_t)ev->run.len + conv.len +
-                  ev->type_name.len + ev->phase.len + ev->id_raw.len + ev->text.len +
-                  ev->tool_raw.len + ev->item_raw.len + ev->data_raw.len + ev->error_raw.len;
-    int rv = rc_buf_reserve(out, need);
-    if (rv != RC_OK)
-        return rv;
-    uint8_t *p = out->data + out->len;
-    p = rc_put_map(p, n);
+    return 16 * 10 + 16 * RC_MPW_PUT_MAX + (size_t)ev->run.len + conv.len + ev->type_name.len +
+           ev->phase.len + ev->id_raw.len + ev->text.len + ev->tool_raw.len + ev->item_raw.len +
+           ev->data_raw.len + ev->error_raw.len;
+}
+
+/*
+ * The hot encoder: unchecked writes into memory the caller sized with
+ * rc_proto_ev_size.  Keys are pre-encoded literals; raw fields are copied.
+ */
+uint8_t *rc_proto_put_ev(uint8_t *p, const struct rc_event *ev, const struct rc_ev_meta *m)
+{
+    struct rc_str conv = m->conv.len ? m->conv : ev->conv;
+    p = rc_put_map(p, ev_pairs(ev, m, conv));
     p = RC_PUT_LIT(p, "\xa2"
                       "op"
                       "\xa2"
@@ -120,6 +184,15 @@ int rc_proto_encode_ev(struct rc_buf *out, const struct rc_event *ev, const stru
         p = RC_PUT_LIT(p, "\xa9"
                           "synthetic"
                           "\xc3");
+    return p;
+}
+
+int rc_proto_encode_ev(struct rc_buf *out, const struct rc_event *ev, const struct rc_ev_meta *m)
+{
+    int rv = rc_buf_reserve(out, rc_proto_ev_size(ev, m));
+    if (rv != RC_OK)
+        return rv;
+    uint8_t *p = rc_proto_put_ev(out->data + out->len, ev, m);
     out->len = (size_t)(p - out->data);
     return RC_OK;
 }

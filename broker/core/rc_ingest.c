@@ -31,6 +31,8 @@ void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc
 
 void rc_ingest_ctx_fini(struct rc_ingest_ctx *c)
 {
+    rc_free(c->spare); /* holds nothing: a plain allocation (rc_msg_new) */
+    c->spare = NULL;
     rc_free(c->own_slots);
     rc_free(c->errs);
     rc_free(c->group);
@@ -362,6 +364,20 @@ static uint32_t group_events(struct rc_ingest_ctx *c)
     return ngroups;
 }
 
+/* Keeps an unsent preallocated run message (cap slots, holding nothing:
+ * handled, no buf, no ack) for the next message, or frees it. */
+static void park_pre(struct rc_ingest_ctx *c, struct rc_ingest_msg *pre, uint32_t cap)
+{
+    rc_runs_inflight_add(c->runs, -1); /* as ingest_msg_free */
+    if (c->spare && c->spare_cap >= cap) {
+        rc_free(pre);
+        return;
+    }
+    rc_free(c->spare);
+    c->spare = pre;
+    c->spare_cap = cap;
+}
+
 void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
                         rc_ingest_ack_fn ack_for, void *arg)
 {
@@ -382,7 +398,14 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
      * header; when every good event is for one run (the usual batch) it is
      * sent as is, without copying the events again. */
     uint32_t hint = peek_count(buf->data, buf->len, rc_runs_limits(c->runs)->batch_max_events);
-    struct rc_ingest_msg *pre = hint ? rc_ingest_msg_new(c->runs, hint) : NULL;
+    struct rc_ingest_msg *pre = NULL;
+    if (hint && c->spare && c->spare_cap >= hint) {
+        pre = c->spare;
+        c->spare = NULL;
+        rc_runs_inflight_add(c->runs, 1); /* as rc_ingest_msg_new */
+    } else if (hint) {
+        pre = rc_ingest_msg_new(c->runs, hint);
+    }
     if (pre) {
         pre->handled = true; /* until it carries events for a run */
         c->slots = pre->slots;
@@ -401,7 +424,7 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
             c->slots = c->own_slots;
             c->cap = c->own_cap;
             c->in_pre = false;
-            rc_msg_free(&pre->hdr);
+            park_pre(c, pre, hint);
         }
         struct rc_ingest_err e = {.index = 0, .err = err};
         e.err.code = rc;
@@ -478,7 +501,7 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
         c->slots = c->own_slots;
         c->cap = c->own_cap;
         c->in_pre = false;
-        rc_msg_free(&pre->hdr);
+        park_pre(c, pre, hint);
     }
     if (ack)
         rc_ack_done(ack);

@@ -40,6 +40,11 @@ struct rc_ingest_ctx {
     struct rc_ev_slot *own_slots; /* the scratch array itself */
     uint32_t own_cap;
     bool in_pre; /* decoding straight into a preallocated run message */
+    /* A preallocated run message that was not sent (its batch spread over
+     * several runs), kept for the next message instead of a large free and
+     * malloc per batch; holds nothing, not counted in flight. */
+    struct rc_ingest_msg *spare;
+    uint32_t spare_cap;
     struct rc_ingest_err *errs;
     uint32_t n_errs, cap_errs;
     /* grouping by run (see group_events): per event, per group, and an

@@ -343,13 +343,22 @@ static uint64_t hist_first(const struct rc_run *run)
     return run->seq + 1;
 }
 
+/* Position of the i-th oldest entry (i <= cap): head < cap, so the sum is
+ * below 2 * cap and one conditional subtraction replaces a division (the
+ * ring's cap, --history-max-events + 1, is rarely a power of two). */
+static inline uint32_t ring_pos(const struct rc_run_hist *h, uint32_t i)
+{
+    uint32_t p = h->head + i;
+    return p >= h->cap ? p - h->cap : p;
+}
+
 /* The retained `ev` of seq (hist_first(run) <= seq <= run->seq). */
 static struct rc_blob *hist_get(const struct rc_run *run, uint64_t seq)
 {
     if (hist_is_one(run))
         return hist_one(run);
     const struct rc_run_hist *h = run->hist;
-    return h->ring[(h->head + (uint32_t)(seq - h->first_seq)) % h->cap];
+    return h->ring[ring_pos(h, (uint32_t)(seq - h->first_seq))];
 }
 
 static void hist_pop(struct rc_run *run)
@@ -359,7 +368,7 @@ static void hist_pop(struct rc_run *run)
     h->bytes -= b->len;
     hist_account(run, -1, -(int64_t)b->len);
     rc_blob_release(b);
-    h->head = (h->head + 1) % h->cap;
+    h->head = ring_pos(h, 1);
     h->count--;
     h->first_seq++;
 }
@@ -441,7 +450,7 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
                 return;
             }
             for (uint32_t i = 0; i < h->count; i++)
-                nr[i] = h->ring[(h->head + i) % h->cap];
+                nr[i] = h->ring[ring_pos(h, i)];
             rc_free(h->ring);
             h->ring = nr;
             h->cap = (uint32_t)ncap;
@@ -450,7 +459,7 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
     }
     if (h->count == 0)
         h->first_seq = seq;
-    h->ring[(h->head + h->count) % h->cap] = rc_blob_hold(b);
+    h->ring[ring_pos(h, h->count)] = rc_blob_hold(b);
     h->count++;
     h->bytes += b->len;
     hist_account(run, 1, (int64_t)b->len);
@@ -1200,10 +1209,19 @@ struct accept_ctx {
     uint32_t pipe;
     int64_t recv_wall_ms;
     uint64_t recv_ns;
-    uint64_t now_ms; /* mono */
+    uint64_t now_ms; /* mono; RC_NOW_UNREAD: read the clock when needed */
     bool synthetic;
     struct rc_buf *enc;
 };
+
+/* The ingest path reads the monotonic clock only for the events that arm
+ * or end a watchdog (start, phase, terminals), not once per run message. */
+#define RC_NOW_UNREAD UINT64_MAX
+
+static inline uint64_t accept_now(const struct accept_ctx *c)
+{
+    return c->now_ms != RC_NOW_UNREAD ? c->now_ms : rc_clock_mono_ms();
+}
 
 static void set_status(struct rc_run *run, enum rc_run_status st)
 {
@@ -1271,10 +1289,24 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
         .conv = blob_str(run->conv),
         .synthetic = c->synthetic,
     };
-    rc_buf_reset(c->enc);
-    struct rc_blob *b = NULL;
-    if (rc_proto_encode_ev(c->enc, ev, &meta) == 0)
-        b = rc_blob_copy(c->enc->data, c->enc->len);
+    /* One exact allocation.  A typical event is written into a scratch
+     * buffer on the stack and copied (a short memcpy costs less than
+     * computing the exact size first); a large one is sized exactly and
+     * written in place. */
+    uint8_t scratch[1024];
+    struct rc_blob *b;
+    if (rc_proto_ev_bound(ev, &meta) <= sizeof(scratch)) {
+        uint8_t *eend = rc_proto_put_ev(scratch, ev, &meta);
+        b = rc_blob_copy(scratch, (size_t)(eend - scratch));
+    } else {
+        size_t esize = rc_proto_ev_size(ev, &meta);
+        b = rc_blob_new(esize);
+        if (b) {
+            uint8_t *eend = rc_proto_put_ev(b->data, ev, &meta);
+            assert((size_t)(eend - b->data) == esize);
+            (void)eend;
+        }
+    }
     if (!b)
         return RC_PROTO_INTERNAL;
     run->seq = seq;
@@ -1336,13 +1368,13 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
             cstr(conv, sizeof(conv), run->conv);
             rc_log(RC_LOG_DEBUG, "run", name, conv[0] ? conv : NULL, "run %s at seq %" PRIu64,
                    cause == RC_TERM_COMPLETE ? "completed" : "failed", seq);
-            end_run(run, cause, c->now_ms);
+            end_run(run, cause, accept_now(c));
         }
         /* synthesized terminals: the caller ends the run with its cause */
     } else if (ev->type == RC_EV_START) {
-        apply_start(run, ev, c->now_ms);
+        apply_start(run, ev, accept_now(c));
     } else if (ev->type == RC_EV_PHASE) {
-        watchdog_tighten(run, c->now_ms);
+        watchdog_tighten(run, accept_now(c));
     }
     *seq_out = seq;
     *dup_out = false;
@@ -1364,15 +1396,13 @@ static const char *code_message(enum rc_proto_code code)
 static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
 {
     const struct rc_proto_limits *lim = rc_runs_limits(run->runs);
-    struct rc_buf enc;
-    rc_buf_init(&enc);
     struct accept_ctx c = {
         .pipe = m->pipe,
         .recv_wall_ms = m->recv_wall_ms,
         .recv_ns = m->recv_ns,
-        .now_ms = rc_clock_mono_ms(),
+        .now_ms = RC_NOW_UNREAD,
         .synthetic = false,
-        .enc = &enc,
+        .enc = NULL, /* accept_event encodes into an exact blob */
     };
     m->handled = true;
     /* A full history evicts its oldest blob per event, a cache miss each
@@ -1383,7 +1413,7 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
         (uint64_t)h->count + m->n > rc_runs_config(run->runs)->history_max_events) {
         uint32_t k = m->n < 8 ? m->n : 8;
         for (uint32_t i = 0; i < k && i < h->count; i++)
-            __builtin_prefetch(h->ring[(h->head + i) % h->cap], 1);
+            __builtin_prefetch(h->ring[ring_pos(h, i)], 1);
     }
     struct rc_hdelta d = {0, 0, 0};
     hdelta = &d;
@@ -1404,7 +1434,6 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
     }
     hdelta = NULL;
     hdelta_flush(rc_runs_metrics(run->runs), &d);
-    rc_buf_fini(&enc);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -291,3 +291,51 @@ Test(ingress, batch_of_only_bad_events_is_answered_and_the_broker_goes_on, .time
     rc_testsub_free(ts);
     tb_stop(&t);
 }
+
+/*
+ * The run actor encodes a typical `ev` in a stack scratch buffer and a
+ * large one (over the scratch's bound) in place with its exact size: texts
+ * and data on both sides of that bound arrive byte for byte, in order.
+ */
+Test(ingress, events_small_and_large_are_encoded_whole, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog", "30s", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = sub_run(&t, "sizes");
+    static const size_t lens[] = {0, 1, 31, 32, 500, 600, 700, 800, 900, 1000, 1100, 5000, 30000};
+    enum { NL = sizeof(lens) / sizeof(lens[0]) };
+    static char texts[NL][40001], datas[NL][40001];
+    for (size_t i = 0; i < NL; i++) {
+        for (size_t k = 0; k < lens[i]; k++) {
+            texts[i][k] = (char)('a' + (k * 7 + i) % 26);
+            datas[i][k] = (char)('A' + (k * 3 + i) % 26);
+        }
+        texts[i][lens[i]] = datas[i][lens[i]] = 0;
+        uint64_t seq = 0;
+        struct tev e = {.run = "sizes", .type = "delta", .text = texts[i], .data_str = datas[i]};
+        cr_assert_eq(tb_pub(&t, &e, 1, &seq), RC_PROTO_OK, "length %zu", lens[i]);
+        cr_assert_eq(seq, i + 1);
+    }
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "sizes", .type = "complete"}, 1, NULL),
+                 RC_PROTO_OK);
+    cr_assert(rc_testsub_wait_terminal(ts, "sizes", 20000));
+    static char got[40001];
+    size_t k = 0;
+    for (size_t i = 0; i < rc_testsub_count(ts); i++) {
+        struct rc_tframe f;
+        cr_assert(rc_testsub_get(ts, i, &f));
+        if (f.kind != RC_FRAME_EV || f.terminal)
+            continue;
+        cr_assert_lt(k, (size_t)NL);
+        cr_assert_eq(f.seq, k + 1);
+        cr_assert(rc_mp_str(f.raw, f.len, "text", got, sizeof(got)));
+        cr_assert_str_eq(got, texts[k], "text of length %zu", lens[k]);
+        cr_assert(rc_mp_str(f.raw, f.len, "data", got, sizeof(got)));
+        cr_assert_str_eq(got, datas[k], "data of length %zu", lens[k]);
+        k++;
+    }
+    cr_assert_eq(k, (size_t)NL);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}

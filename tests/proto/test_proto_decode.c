@@ -1165,6 +1165,180 @@ Test(event_rules, utf8_exact_size_buffers)
     }
 }
 
+/* A byte-at-a-time RFC 3629 validator, written from the definition (code
+ * point ranges), to check the word-at-a-time fast path against. */
+static bool ref_utf8(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        uint32_t cp;
+        size_t k;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            k = 2;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            k = 3;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            k = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (n - i < k)
+            return false;
+        for (size_t j = 1; j < k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + j] & 0x3f);
+        }
+        uint32_t min = k == 2 ? 0x80 : k == 3 ? 0x800 : 0x10000;
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+/* Sequences placed at every offset of ASCII strings: valid ones of each
+ * length, each invalid form, and valid ones cut short. */
+static const struct {
+    const char *b;
+    size_t n;
+    bool valid;
+} utf8_cases[] = {
+    {"\xc3\xa9", 2, true},
+    {"\xc2\x80", 2, true},
+    {"\xdf\xbf", 2, true},
+    {"\xe2\x82\xac", 3, true},
+    {"\xe0\xa0\x80", 3, true},
+    {"\xed\x9f\xbf", 3, true},
+    {"\xee\x80\x80", 3, true},
+    {"\xef\xbf\xbf", 3, true},
+    {"\xf0\x9f\x98\x80", 4, true},
+    {"\xf0\x90\x80\x80", 4, true},
+    {"\xf4\x8f\xbf\xbf", 4, true},
+    {"\xc0\x80", 2, false},
+    {"\xc1\xbf", 2, false},
+    {"\xe0\x9f\xbf", 3, false},
+    {"\xed\xa0\x80", 3, false},
+    {"\xed\xbf\xbf", 3, false},
+    {"\xf0\x8f\xbf\xbf", 4, false},
+    {"\xf4\x90\x80\x80", 4, false},
+    {"\xf5\x80\x80\x80", 4, false},
+    {"\xe2\x82", 2, false},
+    {"\xf0\x9f\x98", 3, false},
+    {"\xc3", 1, false},
+    {"\xc3\x28", 2, false},
+    {"\xe2\x28\xac", 3, false},
+    {"\x80", 1, false},
+    {"\xbf", 1, false},
+    {"\xfe", 1, false},
+    {"\xff", 1, false},
+};
+
+Test(event_rules, utf8_fast_path_matches_reference_at_every_offset)
+{
+    /* every length around the 4-, 8-, 16- and 32-byte steps, each case at
+     * every offset (straddling word boundaries, ending the buffer), in
+     * buffers of exactly that size so that ASan sees any read past them */
+    for (size_t n = 0; n <= 72; n++) {
+        char *p = malloc(n ? n : 1);
+        for (size_t c = 0; c < sizeof utf8_cases / sizeof utf8_cases[0]; c++) {
+            size_t k = utf8_cases[c].n;
+            for (size_t at = 0; at + k <= n; at++) {
+                memset(p, 'a', n);
+                memcpy(p + at, utf8_cases[c].b, k);
+                bool want = ref_utf8((const uint8_t *)p, n);
+                cr_assert_eq(want, utf8_cases[c].valid, "reference, case %zu at %zu of %zu", c, at,
+                             n);
+                cr_assert_eq(rc_proto_valid_utf8(p, n), want, "case %zu at %zu of %zu", c, at, n);
+            }
+        }
+        /* every byte value at every position of the last and first words */
+        for (size_t at = 0; at < n; at++) {
+            if (n > 24 && at >= 8 && at + 8 < n)
+                continue;
+            for (int v = 0; v < 256; v++) {
+                memset(p, 'a', n);
+                p[at] = (char)v;
+                bool want = ref_utf8((const uint8_t *)p, n);
+                cr_assert_eq(want, v < 0x80);
+                cr_assert_eq(rc_proto_valid_utf8(p, n), want, "byte %02x at %zu of %zu", v, at, n);
+            }
+        }
+        free(p);
+    }
+}
+
+Test(event_rules, valid_id_every_byte_at_every_position)
+{
+    for (size_t n = 1; n <= 20; n++) {
+        char *p = malloc(n);
+        for (size_t at = 0; at < n; at++) {
+            for (int v = 0; v < 256; v++) {
+                memset(p, 'x', n);
+                p[at] = (char)v;
+                bool want = (v >= 'a' && v <= 'z') || (v >= 'A' && v <= 'Z') ||
+                            (v >= '0' && v <= '9') || v == '.' || v == '_' || v == ':' || v == '-';
+                cr_assert_eq(rc_proto_valid_id(p, n, 128), want, "byte %02x at %zu of %zu", v, at,
+                             n);
+            }
+        }
+        free(p);
+    }
+    char big[130];
+    memset(big, 'a', sizeof big);
+    cr_assert(rc_proto_valid_id(big, 128, 128));
+    cr_assert_not(rc_proto_valid_id(big, 129, 128));
+}
+
+/* One event whose text (and phase) carry a case at some offset, in a batch
+ * with a good event after it: both decoders agree and name the field. */
+Test(event_rules, utf8_in_text_and_phase_through_both_decoders)
+{
+    for (size_t c = 0; c < sizeof utf8_cases / sizeof utf8_cases[0]; c++) {
+        for (size_t at = 0; at < 20; at++) {
+            for (int fld = 0; fld < 2; fld++) {
+                char s[40];
+                size_t n = at + utf8_cases[c].n + (at % 3);
+                memset(s, 'b', n);
+                memcpy(s + at, utf8_cases[c].b, utf8_cases[c].n);
+                struct rc_buf b;
+                rc_buf_init(&b);
+                rc_mpw_array(&b, 2);
+                rc_mpw_map(&b, 3);
+                rc_mpw_cstr(&b, "run");
+                rc_mpw_cstr(&b, "r1");
+                rc_mpw_cstr(&b, "type");
+                rc_mpw_cstr(&b, "delta");
+                rc_mpw_cstr(&b, fld ? "phase" : "text");
+                rc_mpw_str(&b, s, n);
+                rc_mpw_map(&b, 2);
+                rc_mpw_cstr(&b, "run");
+                rc_mpw_cstr(&b, "r2");
+                rc_mpw_cstr(&b, "type");
+                rc_mpw_cstr(&b, "heartbeat");
+                struct results r;
+                cr_assert_eq(publish(b.data, b.len, &r, NULL, NULL, NULL), RC_PROTO_OK);
+                cr_assert_eq(r.n, 2);
+                if (utf8_cases[c].valid) {
+                    cr_assert_eq(r.code[0], RC_PROTO_OK, "case %zu at %zu", c, at);
+                } else {
+                    cr_assert_eq(r.code[0], RC_PROTO_BAD_UTF8, "case %zu at %zu", c, at);
+                    cr_assert(field_is(r.field[0], fld ? "phase" : "text"));
+                }
+                cr_assert_eq(r.code[1], RC_PROTO_OK);
+                rc_buf_fini(&b);
+            }
+        }
+    }
+}
+
 Test(event_rules, code_names_round_trip)
 {
     for (int c = 0; c < RC_PROTO_CODE_COUNT; c++) {

@@ -5,6 +5,8 @@
  */
 #include "proto_test_util.h"
 
+#include <stdlib.h>
+
 static struct rc_proto_limits lim;
 
 static void setup(void)
@@ -79,6 +81,129 @@ Test(encode, ev_round_trip_all_fields)
     cr_assert_eq(back.ts, 1700000000999); /* ts is now the broker's */
     rc_buf_fini(&out);
     rc_buf_fini(&in);
+}
+
+/* rc_proto_ev_size is exact for every optional key and every width of
+ * header and integer: rc_proto_put_ev writes exactly that many bytes into
+ * an exact buffer (ASan sees an overrun), the same bytes as
+ * rc_proto_encode_ev, and msgpack-c reads them back as one map. */
+Test(encode, ev_size_is_exact)
+{
+    static char big[70000];
+    memset(big, 'q', sizeof big);
+    const uint32_t lens[] = {0, 1, 31, 32, 255, 256, 65535, 65536};
+    const uint64_t uints[] = {0,     127,   128,         255,          256,
+                              65535, 65536, 0xffffffffu, 0x100000000u, UINT64_MAX};
+    const int64_t ints[] = {0,         -1,           -32,    -33,       -128,
+                            -129,      -32768,       -32769, INT32_MIN, (int64_t)INT32_MIN - 1,
+                            INT64_MIN, 1795000000000};
+    const char tool[] = "\x81\xa2id\x01", data[] = "\x92\x01\xc0",
+               error[] = "\x82\xa4"
+                         "code\xa1"
+                         "E\xa7message\xa0";
+    int cases = 0;
+    for (unsigned mask = 0; mask < 512; mask++) {
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            if (li > 1 && (mask & 0x1f) != 0x1f) /* long strings: a few masks suffice */
+                continue;
+            struct rc_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.run = (struct rc_str){"run-1", 5};
+            ev.type_name = (struct rc_str){"delta", 5};
+            ev.type = RC_EV_DELTA;
+            struct rc_ev_meta m = {.epoch = uints[(mask + li) % 10],
+                                   .seq = uints[(mask * 7 + li) % 10],
+                                   .ts = ints[(mask + li * 5) % 12]};
+            if (mask & 1)
+                m.conv = (struct rc_str){big, lens[li] > 128 ? 128 : lens[li]};
+            if (mask & 2)
+                ev.phase = (struct rc_str){big, lens[li] ? lens[li] : 1};
+            if (mask & 4) {
+                ev.has_ts = true;
+                ev.ts = ints[(mask / 3 + li) % 12];
+            }
+            if (mask & 8)
+                ev.id_raw = (struct rc_str){"\xcd\x01\x00", 3};
+            if (mask & 16) {
+                ev.has_text = true;
+                ev.text = (struct rc_str){big, lens[li]};
+            }
+            if (mask & 32)
+                ev.tool_raw = (struct rc_str){tool, sizeof tool - 1};
+            if (mask & 64)
+                ev.item_raw = (struct rc_str){tool, sizeof tool - 1};
+            if (mask & 128)
+                ev.data_raw = (struct rc_str){data, sizeof data - 1};
+            if (mask & 256)
+                ev.error_raw = (struct rc_str){error, sizeof error - 1};
+            m.synthetic = (mask + li) % 2 == 1;
+            if (li == 0 && mask == 511)
+                m.synthetic = true; /* every key: 16 pairs, a map16 header */
+
+            size_t z = rc_proto_ev_size(&ev, &m);
+            cr_assert_geq(rc_proto_ev_bound(&ev, &m), z);
+            uint8_t *p = malloc(z);
+            uint8_t *e = rc_proto_put_ev(p, &ev, &m);
+            cr_assert_eq((size_t)(e - p), z, "mask %x len %u: wrote %zu, sized %zu", mask, lens[li],
+                         (size_t)(e - p), z);
+            struct rc_buf out;
+            rc_buf_init(&out);
+            cr_assert_eq(rc_proto_encode_ev(&out, &ev, &m), 0);
+            cr_assert_eq(out.len, z);
+            cr_assert(memcmp(out.data, p, z) == 0);
+            msgpack_unpacked u;
+            msgpack_object o = mpc_unpack(&u, p, z);
+            cr_assert_eq(o.type, MSGPACK_OBJECT_MAP);
+            mpc_assert_uint(&o, "seq", m.seq);
+            mpc_assert_int(&o, "ts", m.ts);
+            msgpack_unpacked_destroy(&u);
+            rc_buf_fini(&out);
+            free(p);
+            cases++;
+        }
+    }
+    cr_assert_gt(cases, 512);
+}
+
+/* Short strings and raw values are copied inline (overlapping words);
+ * every length around 4, 8 and 16 comes out byte for byte, in an exact
+ * buffer. */
+Test(encode, ev_short_copies_every_length)
+{
+    char src[48];
+    for (size_t i = 0; i < sizeof src; i++)
+        src[i] = (char)('A' + i % 26 + (i / 26) * 6);
+    for (uint32_t n = 1; n <= 40; n++) {
+        struct rc_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.run = (struct rc_str){src + 1, n};
+        ev.type_name = (struct rc_str){"x-t", 3};
+        ev.phase = (struct rc_str){src + 2, n};
+        ev.has_text = true;
+        ev.text = (struct rc_str){src, n};
+        char id[48];
+        id[0] = (char)(0xa0 | (n > 31 ? 31 : n)); /* a fixstr id as raw msgpack */
+        memcpy(id + 1, src + 3, n > 31 ? 31 : n);
+        ev.id_raw = (struct rc_str){id, (n > 31 ? 31 : n) + 1};
+        struct rc_ev_meta m = {.epoch = 1, .seq = n, .ts = 2};
+        size_t z = rc_proto_ev_size(&ev, &m);
+        uint8_t *p = malloc(z);
+        cr_assert_eq((size_t)(rc_proto_put_ev(p, &ev, &m) - p), z);
+        msgpack_unpacked u;
+        msgpack_object o = mpc_unpack(&u, p, z);
+        char want[48];
+        memcpy(want, src + 1, n);
+        want[n] = 0;
+        mpc_assert_str(&o, "run", want);
+        memcpy(want, src + 2, n);
+        mpc_assert_str(&o, "phase", want);
+        memcpy(want, src, n);
+        mpc_assert_str(&o, "text", want);
+        cr_assert(bytes_eq(mpc_get(&o, "id"), id, ev.id_raw.len));
+        mpc_assert_str(&o, "type", "x-t");
+        msgpack_unpacked_destroy(&u);
+        free(p);
+    }
 }
 
 Test(encode, ev_minimal_and_conv_from_meta)
