@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -79,7 +80,11 @@ static void linger_push(long ms)
         sleep_ms(ms);
         return;
     }
-    rc_push_idle_wait(push_fd, rc_clock_mono_ms() + (uint64_t)ms);
+    uint64_t t0 = rc_clock_mono_ms();
+    int rv = rc_push_idle_wait(push_fd, t0 + (uint64_t)ms);
+    if (getenv("RCG_DEBUG") != NULL)
+        fprintf(stderr, "chaos_pub[%d] linger: %s after %llu ms\n", (int)getpid(),
+                rv == RC_OK ? "written" : "timeout", (unsigned long long)(rc_clock_mono_ms() - t0));
 }
 
 static void reply_simple(const char *op)

@@ -409,6 +409,7 @@ class RunCtx:
         self.rng = random.Random(h.rng.random())
         rid = h.new_run_id(scenario[:4])
         self.rec = C.RunRecord(rid, scenario, conv=conv, path=pub.kind)
+        self.rec.pub_pid = pub.proc.pid if pub.proc else None
         self.rec.timeout_ms = h.cfg["watchdog_ms"]
         self.rec.deadline_ms = h.cfg["deadline_ms"]
         self.rec.grace_ms = h.cfg["grace_ms"]
@@ -1557,7 +1558,8 @@ def check_counters(h, ms, epoch, runs_final, terms_final, label):
                     log(f"  run_terminal expected from PUSH: {run} {a if a == b else f'{a}..{b}'}")
                     if os.environ.get("RCG_DEBUG"):
                         rec = h.runs[run]
-                        log(f"    delivered {h.delivered.get((epoch, run))} events "
+                        log(f"    publisher pid {getattr(rec, 'pub_pid', None)}, "
+                            f"delivered {h.delivered.get((epoch, run))} events "
                             f"{[(e['type'], e.get('id'), e['t']) for e in rec.events]}")
                 log(f"  run_terminal answered to REQ/acked publishers: {n0}")
     series = ms.get("runcast_events_rejected_total", {})
@@ -1597,8 +1599,13 @@ def push_run_terminal_by_run(self, epoch):
             # sure to arrive: sent once the broker was back over a connection
             # made after the old one exited; until the publisher notices
             # that its old connection died, a send can still go into it
-            lo += max(0, len([e for e in evs if e["t"] > t_ready
-                              and e.get("pipe_t", t_exit) >= t_exit]) - acc)
+            # a repeated id whose first copy is in the same set is answered
+            # `dup` (counted apart), never run_terminal: not in the low
+            # bound; the high bound keeps it (if the first copy was itself
+            # rejected, the id is unknown and the repeat is run_terminal too)
+            sure = [e for e in evs if e["t"] > t_ready and e.get("pipe_t", t_exit) >= t_exit]
+            sure_ids = [e["id"] for e in sure if e.get("id") is not None]
+            lo += max(0, len(sure) - (len(sure_ids) - len(set(sure_ids))) - acc)
             hi += max(0, len([e for e in evs if e["t"] >= t_term - 50]) - acc)
             if hi:
                 out[rec.run] = (lo, hi)
@@ -1626,6 +1633,42 @@ def push_run_terminal_by_run(self, epoch):
 
 Harness.push_run_terminal = push_run_terminal
 Harness.push_run_terminal_by_run = push_run_terminal_by_run
+
+
+def push_count_self_test():
+    """push_run_terminal_by_run on the shapes that once miscounted."""
+    import types
+    T = 1_000_000
+    ep0, ep1 = 1, 2
+    restarts = [(T, T + 500, None, ep1, T + 400)]  # (t_term, t_ready, _, epoch, t_exit)
+
+    def dups_run(name, first_t, spans):
+        rec = C.RunRecord(name, "dups")
+        rec.first_t = first_t
+        rec.spans_restart = spans
+        pipe_t = T + 450  # a connection made after the old broker exited
+        for i, (typ, eid) in enumerate([("start", None), ("delta", "d0"), ("delta", "d1"),
+                                        ("delta", "d1"), ("delta", None), ("complete", "t")]):
+            rec.events.append({"type": typ, "id": eid, "t": first_t + i, "path": "push",
+                               "pipe_t": pipe_t})
+        return rec
+
+    cases = [
+        # started right after the restart (spans it by the checker's margin):
+        # the repeated d1 is a dup, so no run_terminal is sure; at most one
+        ("restart-spanning run with a repeated id", dups_run("a", T + 600, True), (0, 1)),
+        ("run with a repeated id", dups_run("b", T + 5000, False), (0, 0)),
+    ]
+    n_fail = 0
+    for name, rec, want in cases:
+        fake = types.SimpleNamespace(runs={rec.run: rec}, delivered={(ep1, rec.run): 5},
+                                     synth_of=set(), restarts=restarts)
+        got = push_run_terminal_by_run(fake, ep1).get(rec.run, (0, 0))
+        ok = got == want
+        n_fail += not ok
+        print(f"{'ok ' if ok else 'FAIL'} push count: {name}: expected {want}, got {got}")
+    print(f"push count self-test: {len(cases) - n_fail} passed, {n_fail} failed")
+    return 1 if n_fail else 0
 
 
 async def get_runs(h):
@@ -1998,7 +2041,7 @@ def main():
     args = ap.parse_args()
     if args.self_test:
         import rcg_selftest
-        return rcg_selftest.main()
+        return rcg_selftest.main() or push_count_self_test()
     if args.seed is None:
         env = os.environ.get("RC_GUARANTEE_SEED")
         args.seed = int(env) if env else random.SystemRandom().randrange(1, 1 << 31)
