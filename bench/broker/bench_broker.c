@@ -231,6 +231,7 @@ struct raw {
     nng_socket s;
     nng_aio *aio[8];
     atomic_uint_fast64_t msgs;
+    atomic_bool stopping; /* set before the receives are fenced */
     int batch;
 };
 
@@ -243,7 +244,10 @@ static void raw_cb(void *arg)
         return;
     nng_msg_free(nng_aio_get_msg(aio));
     atomic_fetch_add_explicit(&r->msgs, 1, memory_order_relaxed);
-    nng_recv_aio(r->s, aio);
+    /* acquire: pairs with the release store in raw_pull, so a callback that
+     * sees it does not post again and nng_aio_stop fences it */
+    if (!atomic_load_explicit(&r->stopping, memory_order_acquire))
+        nng_recv_aio(r->s, aio);
 }
 
 static uint64_t raw_count(void *arg)
@@ -283,6 +287,14 @@ static double raw_pull(int nsock, int npub, int batch)
     }
     uint64_t evs;
     drive(up, nsock, false, npub, batch, raw_count_all, r, &evs);
+    /* Fence the receives before closing: nng 1.5.2's nng_close of a PULL
+     * socket can block for ever when a receive is posted while it shuts
+     * down (the hang runcastd's ingress fences against too). */
+    for (int k = 0; k < nsock; k++) {
+        atomic_store_explicit(&r[k].stopping, true, memory_order_release);
+        for (int i = 0; i < 8; i++)
+            nng_aio_stop(r[k].aio[i]);
+    }
     for (int k = 0; k < nsock; k++) {
         nng_close(r[k].s);
         for (int i = 0; i < 8; i++)
