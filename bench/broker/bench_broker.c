@@ -752,20 +752,42 @@ static uint64_t spread_timeout(size_t i, void *arg)
     return *(uint64_t *)arg;
 }
 
-static void expiry_case(bool mass)
+/* A broker for the expiry cases: watchdog 1 h (the cases set their own
+ * timeouts per run), no deadline, retention 1 h, no publisher grace. */
+static struct rc_broker *expiry_broker_start(struct rc_config *cfg, size_t max_runs)
 {
-    struct rc_config cfg;
     char maxruns[32];
-    snprintf(maxruns, sizeof(maxruns), "%zu", nruns * 2 + 10);
+    snprintf(maxruns, sizeof(maxruns), "%zu", max_runs);
     /* clang-format off */
     const char *opts[] = {
         "log-level", "error", "max-runs", maxruns, "watchdog", "1h", "watchdog-tick", tick,
         "run-deadline", "0", "retention", "1h", "publisher-grace", "0", NULL};
     /* clang-format on */
-    cfg_init(&cfg, opts);
+    cfg_init(cfg, opts);
     struct rc_broker *b;
-    rc_broker_new(&cfg, &b);
+    rc_broker_new(cfg, &b);
     rc_broker_start(b);
+    return b;
+}
+
+/* An in-process `all` subscriber actor with behaviour fn and state x (freed
+ * by xsub_fini), given 50 ms to be attached before the case starts; the
+ * caller releases the returned handle after the broker is freed. */
+static struct rc_actor *subscribe_all(struct rc_broker *b, rc_actor_behaviour fn, void *x)
+{
+    struct rc_actor *sa = NULL;
+    struct rc_actor_opts ao = {.mailbox_limit = 0, .name = "bench-sub"};
+    rc_actor_spawn(rc_broker_system(b), fn, x, xsub_fini, &ao, &sa);
+    struct rc_sub_req req = {.kind = RC_SUB_ALL, .subscriber = sa, .sub_id = 1, .snapshot = 0};
+    rc_runs_subscribe(rc_broker_runs(b), &req);
+    rc_clock_sleep_ms(50);
+    return sa;
+}
+
+static void expiry_case(bool mass)
+{
+    struct rc_config cfg;
+    struct rc_broker *b = expiry_broker_start(&cfg, nruns * 2 + 10);
     struct rc_metrics *m = rc_broker_metrics(b);
 
     struct xsub *x = calloc(1, sizeof(*x));
@@ -773,12 +795,7 @@ static void expiry_case(bool mass)
     x->t_recv = calloc(nruns, sizeof(uint64_t));
     x->prefix_len = strlen("x-");
     atomic_init(&x->terminals, 0);
-    struct rc_actor *sa = NULL;
-    struct rc_actor_opts ao = {.mailbox_limit = 0, .name = "bench-sub"};
-    rc_actor_spawn(rc_broker_system(b), xsub_behaviour, x, xsub_fini, &ao, &sa);
-    struct rc_sub_req req = {.kind = RC_SUB_ALL, .subscriber = sa, .sub_id = 1, .snapshot = 0};
-    rc_runs_subscribe(rc_broker_runs(b), &req);
-    rc_clock_sleep_ms(50);
+    struct rc_actor *sa = subscribe_all(b, xsub_behaviour, x);
 
     uint64_t *t_sent = calloc(nruns, sizeof(uint64_t));
     uint64_t *due_ns = calloc(nruns, sizeof(uint64_t));
@@ -968,17 +985,7 @@ static double pct_u64(const uint64_t *v, size_t n, double p)
 static void steady_case(void)
 {
     struct rc_config cfg;
-    char maxruns[32];
-    snprintf(maxruns, sizeof(maxruns), "%zu", nruns * 2 + 100000);
-    /* clang-format off */
-    const char *opts[] = {
-        "log-level", "error", "max-runs", maxruns, "watchdog", "1h", "watchdog-tick", tick,
-        "run-deadline", "0", "retention", "1h", "publisher-grace", "0", NULL};
-    /* clang-format on */
-    cfg_init(&cfg, opts);
-    struct rc_broker *b;
-    rc_broker_new(&cfg, &b);
-    rc_broker_start(b);
+    struct rc_broker *b = expiry_broker_start(&cfg, nruns * 2 + 100000);
     struct rc_metrics *m = rc_broker_metrics(b);
 
     /* one message every ms (not every tick: the stream's phase against the
@@ -997,12 +1004,7 @@ static void steady_case(void)
         x->idle[i] = -1;
     atomic_init(&x->evs, 0);
     atomic_init(&x->terminals, 0);
-    struct rc_actor *sa = NULL;
-    struct rc_actor_opts ao = {.mailbox_limit = 0, .name = "bench-sub"};
-    rc_actor_spawn(rc_broker_system(b), ssub_behaviour, x, xsub_fini, &ao, &sa);
-    struct rc_sub_req req = {.kind = RC_SUB_ALL, .subscriber = sa, .sub_id = 1, .snapshot = 0};
-    rc_runs_subscribe(rc_broker_runs(b), &req);
-    rc_clock_sleep_ms(50);
+    struct rc_actor *sa = subscribe_all(b, ssub_behaviour, x);
 
     /* N armed runs (1 h: none expires here); the subscriber drains their starts */
     uint64_t t0 = rc_clock_mono_ns();

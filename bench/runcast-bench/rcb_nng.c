@@ -269,7 +269,7 @@ bool rcb_parse_ack(const void *buf, size_t len, uint32_t *accepted, uint64_t *se
     return true;
 }
 
-static int req_open(nng_socket *s, const char *url)
+int rcb_req_open(nng_socket *s, const char *url)
 {
     int rv = nng_req0_open(s);
     if (rv != 0)
@@ -309,7 +309,7 @@ static int req_once(nng_socket s, const void *buf, size_t len, uint32_t *accepte
 int64_t rcb_retire_runs(const char *req_url, const char *run_tag, uint32_t runs)
 {
     nng_socket s;
-    if (req_open(&s, req_url) != 0)
+    if (rcb_req_open(&s, req_url) != 0)
         return -1;
     struct rc_buf b;
     rc_buf_init(&b);
@@ -447,7 +447,7 @@ static void *pth_raw(void *arg)
     const struct rcb_pubs_cfg *c = t->cfg;
     bool req = c->mode == RCB_PUB_RAW_REQ;
     nng_socket s;
-    int rv = req ? req_open(&s, c->url) : nng_push0_open(&s);
+    int rv = req ? rcb_req_open(&s, c->url) : nng_push0_open(&s);
     if (rv == 0 && !req) {
         nng_socket_set_int(s, NNG_OPT_SENDBUF, 1024);
         nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 10000);
@@ -738,7 +738,7 @@ static void *starter_main(void *arg)
 {
     struct starter *s = arg;
     nng_socket sock;
-    int rv = req_open(&sock, s->url);
+    int rv = rcb_req_open(&sock, s->url);
     if (rv != 0) {
         snprintf(s->err, sizeof(s->err), "dial %s: %s", s->url, nng_strerror(rv));
         return NULL;

@@ -26,6 +26,10 @@ struct rcb_echo;
 struct rcb_echo *rcb_echo_new(const char *url, int nctx);
 void rcb_echo_free(struct rcb_echo *e);
 
+/* ---- REQ socket: dialled to url (blocking), 10 s send/receive timeouts,
+ * no resend within a minute, replies up to 8 MiB.  0 or an nng error. ---- */
+int rcb_req_open(nng_socket *s, const char *url);
+
 /* ---- publisher threads ---- */
 
 enum rcb_pub_mode {

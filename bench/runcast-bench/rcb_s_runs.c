@@ -112,21 +112,6 @@ static uint64_t created_wait(void *arg, const struct rcb_pubs_result *r)
     return t ? t : t_last;
 }
 
-/* Opens a REQ socket to the broker's ack URL for the paced stream. */
-static int stream_open(nng_socket *s, const char *url)
-{
-    int rv = nng_req0_open(s);
-    if (rv != 0)
-        return rv;
-    nng_socket_set_ms(*s, NNG_OPT_REQ_RESENDTIME, 60000);
-    nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, 10000);
-    nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, 10000);
-    rv = nng_dial(*s, url, NULL, 0);
-    if (rv != 0)
-        nng_close(*s);
-    return rv;
-}
-
 /* Pass 3: steady expiries among N armed runs; returns false on failure. */
 static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B)
 {
@@ -183,7 +168,7 @@ static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B
 
     /* the stream: per_ms starts in one acknowledged message every ms (the
      * phase against the broker's 10 ms ticks sweeps the whole tick) */
-    int rv = stream_open(&rq, b->ack);
+    int rv = rcb_req_open(&rq, b->ack);
     if (rv != 0) {
         rcb_fig_na("steady: watchdog lateness", "ms", nng_strerror(rv));
         ok = false;
