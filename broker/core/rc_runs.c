@@ -111,14 +111,57 @@ struct rc_runs {
     atomic_bool closed; /* release in close, acquire in readers */
 };
 
+static inline uint64_t load64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v)); /* one unaligned load */
+    return v;
+}
+
+static inline uint64_t load32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/*
+ * The run / conv id hash, 8 bytes per round (it was FNV-1a, byte by byte:
+ * ~83 instructions per event for the bench's 14-byte run ids; now ~30, see
+ * docs/ARCHITECTURE.md "Instructions per event").  Each round
+ * (h ^ word) * odd, then h ^= h >> 32, is a bijection of h for a given word,
+ * so two ids of the same length that differ in one word never collide; the
+ * length seeds h.  The tail is one more word ending at the id's end
+ * (overlapping the previous one), two 4-byte halves for 4-7 bytes, the
+ * first, middle and last bytes for 1-3: every byte is read, no loop per
+ * byte.  splitmix64's finalizer spreads every input bit over the 32 result
+ * bits, whose top 6 pick the shard and low bits the bucket (shard_of).
+ * Host byte order: the hash never leaves the process.  Not seeded (nor was
+ * FNV): the shards' tables are chained, so a crafted id set costs chain
+ * walks, bounded by --max-runs.
+ */
 uint32_t rc_runs_hash(const char *p, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)p[i];
-        h *= 16777619u;
+    const uint64_t k = 0x9E3779B97F4A7C15u;
+    uint64_t h = ((uint64_t)len + 1) * k;
+    if (len >= 8) {
+        const char *last = p + len - 8;
+        for (; p < last; p += 8) {
+            h = (h ^ load64(p)) * k;
+            h ^= h >> 32;
+        }
+        h = (h ^ load64(last)) * k;
+    } else if (len >= 4) {
+        h = (h ^ (load32(p) | load32(p + len - 4) << 32)) * k;
+    } else if (len > 0) {
+        uint64_t w = (uint64_t)(uint8_t)p[0] | (uint64_t)(uint8_t)p[len / 2] << 8 |
+                     (uint64_t)(uint8_t)p[len - 1] << 16;
+        h = (h ^ w) * k;
     }
-    return h;
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9u;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBu;
+    h ^= h >> 31;
+    return (uint32_t)(h >> 32);
 }
 
 struct rc_actor_system *rc_runs_system(struct rc_runs *runs)

@@ -10,6 +10,7 @@
 #include "rc_clock.h"
 #include "rc_error.h"
 #include "rc_metrics.h"
+#include "rc_run.h"
 #include "rc_testsub.h"
 #include "rc_tutil.h"
 
@@ -832,4 +833,51 @@ Test(runs, all_subscription_reports_ended_runs_only_when_asked)
     rc_testsub_free(a);
     rc_testsub_free(b);
     tb_stop(&t);
+}
+
+/* ---- the run id hash (rc_runs_hash: shard from the top 6 bits, bucket
+ * from the low bits) ---- */
+
+Test(runs_hash, depends_on_bytes_and_length_only)
+{
+    char a[80], b[88];
+    for (size_t i = 0; i < sizeof(a); i++)
+        a[i] = (char)('a' + i % 26);
+    uint32_t h[sizeof(a) + 1];
+    for (size_t len = 0; len <= sizeof(a); len++) {
+        h[len] = rc_runs_hash(a, len);
+        memcpy(b + 3, a, len); /* another address, unaligned */
+        cr_assert_eq(rc_runs_hash(b + 3, len), h[len], "len %zu", len);
+        for (size_t k = 0; k < len; k++)
+            cr_assert_neq(h[k], h[len], "prefixes of %zu and %zu bytes collide", k, len);
+    }
+    /* one byte changed anywhere, in every tail case (1-3, 4-7, 8+ bytes) */
+    for (size_t len = 1; len <= 40; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            memcpy(b, a, len);
+            b[pos] ^= 0x01;
+            cr_assert_neq(rc_runs_hash(b, len), h[len], "len %zu, byte %zu", len, pos);
+        }
+    }
+}
+
+Test(runs_hash, sequential_ids_spread_over_shards_and_buckets)
+{
+    enum { N = 65536, SHARDS = 64, BUCKETS = 256 };
+    static uint32_t shard[SHARDS], bucket[BUCKETS];
+    for (uint32_t i = 0; i < N; i++) {
+        char id[48];
+        int len = snprintf(id, sizeof(id), "run-%08u", i);
+        uint32_t h = rc_runs_hash(id, (size_t)len);
+        shard[h >> 26]++;
+        bucket[h & (BUCKETS - 1)]++;
+    }
+    /* means 1024 and 256, binomial sigma ~32 and ~16: deterministic input,
+     * and a sound hash is far inside these bounds */
+    for (int s = 0; s < SHARDS; s++)
+        cr_assert(shard[s] > N / SHARDS * 3 / 4 && shard[s] < N / SHARDS * 5 / 4,
+                  "shard %d has %u of %d ids", s, shard[s], N);
+    for (int k = 0; k < BUCKETS; k++)
+        cr_assert(bucket[k] > N / BUCKETS / 2 && bucket[k] < N / BUCKETS * 2,
+                  "bucket %d has %u of %d ids", k, bucket[k], N);
 }
