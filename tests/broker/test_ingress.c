@@ -339,3 +339,67 @@ Test(ingress, events_small_and_large_are_encoded_whole, .timeout = 60)
     rc_testsub_free(ts);
     tb_stop(&t);
 }
+
+/*
+ * An acknowledged batch spread over several runs: each run's message
+ * indexes the batch's decoded events (no copy per run), and every element
+ * is answered in its own slot: seqs consecutive per run in publish order,
+ * a bad element answered with its error, an ended run's events answered
+ * run_terminal, and the same batch again answered dup with the original
+ * seqs (idempotency keys).
+ */
+Test(ingress, acked_batch_spread_over_runs_answers_each_element_in_its_slot, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog", "30s", NULL};
+    tb_start(&t, opts);
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "sp-ended", .type = "complete"}, 0, NULL),
+                 RC_PROTO_OK);
+    static const char *const runs[] = {"sp-a", "sp-b", "sp-c", "sp-ended"};
+    enum { N = 30 };
+    struct tev e[N];
+    char ids[N][16];
+    uint64_t want_seq[4] = {0};
+    int run_of[N];
+    for (int i = 0; i < N; i++) {
+        /* a, b, c, a, ended, b, ... : interleaved, in a different order
+         * from the runs' first appearance */
+        int r = (i * 7 + i / 5) % 4;
+        run_of[i] = r;
+        snprintf(ids[i], sizeof(ids[i]), "id-%d", i);
+        e[i] = (struct tev){.run = runs[r], .type = "delta", .text = "x", .id = ids[i]};
+    }
+    e[11] = (struct tev){.run = "sp-b", .type = "no-such-type"}; /* a bad element */
+    run_of[11] = -1;
+    struct tack a;
+    tb_pub_batch(&t, e, N, 0, &a);
+    cr_assert_eq(a.n, N);
+    uint64_t seq_of[N];
+    for (int i = 0; i < N; i++) {
+        if (run_of[i] < 0) {
+            cr_assert_eq(a.code[i], RC_PROTO_UNKNOWN_TYPE, "element %d", i);
+        } else if (run_of[i] == 3) {
+            cr_assert_eq(a.code[i], RC_PROTO_RUN_TERMINAL, "element %d", i);
+        } else {
+            cr_assert_eq(a.code[i], RC_PROTO_OK, "element %d: code %d", i, a.code[i]);
+            cr_assert_eq(a.seq[i], ++want_seq[run_of[i]], "element %d (run %s)", i,
+                         runs[run_of[i]]);
+            cr_assert(!a.dup[i]);
+        }
+        seq_of[i] = a.seq[i];
+    }
+    cr_assert(want_seq[0] > 0 && want_seq[1] > 0 && want_seq[2] > 0);
+    struct tack again;
+    tb_pub_batch(&t, e, N, 0, &again);
+    cr_assert_eq(again.n, N);
+    for (int i = 0; i < N; i++) {
+        if (run_of[i] < 0 || run_of[i] == 3) {
+            cr_assert_eq(again.code[i], a.code[i], "element %d", i);
+            continue;
+        }
+        cr_assert_eq(again.code[i], RC_PROTO_OK, "element %d", i);
+        cr_assert(again.dup[i], "element %d not answered dup", i);
+        cr_assert_eq(again.seq[i], seq_of[i], "element %d", i);
+    }
+    tb_stop(&t);
+}
