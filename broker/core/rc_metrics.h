@@ -71,8 +71,8 @@ struct rc_metrics {
     rc_metric runs_tombstoned; /* gauge: history freed, tombstone kept (--tombstone-ttl) */
     rc_metric runs_removed;    /* counter: tombstones expired */
     rc_metric terminals[RC_TERM_CAUSE_COUNT]; /* counter: terminals by cause */
-    rc_metric terminal_rejected;    /* counter: terminal events that failed validation (CRITICAL) */
-    rc_metric watchdog_fired;       /* counter: synthesized terminals */
+    rc_metric terminal_rejected; /* counter: terminal events that failed validation (CRITICAL) */
+    rc_metric watchdog_fired;    /* counter: synthesized terminals */
     /* counter per bucket: the timer thread's send - due (the wheel) ... */
     rc_metric watchdog_fire_late[RC_METRICS_LATE_BUCKETS];
     /* ... and the synthesized terminal handed to its subscribers - due */
