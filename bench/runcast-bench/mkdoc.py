@@ -187,12 +187,13 @@ cr = grep_micro("bench_broker", r"run creation \+ watchdog arm.*?([0-9.]+) us/ru
 row("5", "create a run + arm its watchdog <= 2 us (in process, bench_broker)", cr, "us",
     lambda v: v <= 2, f"end to end over PUSH: {fmt(fig(r, 'time per run'), 'us')}")
 # the goal is punctuality at scale: short-timeout runs expiring steadily
-# while N runs stay armed (pass 3); the mass expiry is a throughput case
-row("5", "watchdog <= 1 tick (10 ms) late with 1,000,000 runs", fig(r, "steady: broker idle_ms - T p99"),
-    "ms p99", lambda v: v <= 10,
+# while N runs stay armed (pass 3); the mass expiry is a throughput case.
+# "Never more than one tick late": judged on the largest lateness seen.
+row("5", "watchdog never > 1 tick (10 ms) late with 1,000,000 runs",
+    fig(r, "steady: broker idle_ms - T max"), "ms max", lambda v: v <= 10,
     f"steady expiries among {fmt(fig(r, 'steady: armed runs (not expiring)'), 'armed runs')}; "
-    f"p99.9 {fmt(fig(r, 'steady: broker idle_ms - T p99.9'), 'ms')}, "
-    f"max {fmt(fig(r, 'steady: broker idle_ms - T max'), 'ms')}")
+    f"p99 {fmt(fig(r, 'steady: broker idle_ms - T p99'), 'ms')}, "
+    f"p99.9 {fmt(fig(r, 'steady: broker idle_ms - T p99.9'), 'ms')}")
 row("5", "mass expiry, 1,000,000 runs due within ~2 s (throughput case)",
     fig(r, "mass expiry: terminals/s received (throughput)"), "runs/s", None,
     f"idle_ms - T p99 {fmt(fig(r, 'mass expiry: broker idle_ms - T p99'), 'ms')}, "
