@@ -23,6 +23,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "rc_error.h"
+#include "rc_listen_line.h"
 #include "rcb.h"
 
 int rcb_free_port(void)
@@ -401,6 +403,43 @@ static bool tcp_port_open(const char *url)
     return true;
 }
 
+/* Waits (at most ms) for the spawned runcastd's listening line in its log
+ * and takes its addresses from it. */
+static int read_listening(struct rcb_broker *b, uint32_t ms)
+{
+    uint64_t deadline = rcb_now_ns() + (uint64_t)ms * 1000000ull;
+    char text[8192];
+    while (rcb_now_ns() < deadline) {
+        int st;
+        if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
+            rcb_log("error: runcastd exited during start-up (status %d); log: %s", st, b->log_path);
+            b->pid = -1;
+            b->spawned = false;
+            return -1;
+        }
+        size_t n = 0;
+        FILE *f = fopen(b->log_path, "r");
+        if (f != NULL) {
+            n = fread(text, 1, sizeof(text) - 1, f);
+            fclose(f);
+        }
+        text[n] = '\0';
+        char http[128];
+        if (rc_listen_line_find(text, "ingest", b->ingest, sizeof(b->ingest)) == RC_OK &&
+            rc_listen_line_find(text, "ingest-ack", b->ack, sizeof(b->ack)) == RC_OK &&
+            rc_listen_line_find(text, "http", http, sizeof(http)) == RC_OK) {
+            b->http_port = rc_listen_line_port(http);
+            if (b->http_port <= 0)
+                break;
+            snprintf(b->ws_url, sizeof(b->ws_url), "ws://%s:%d/ws", b->http_host, b->http_port);
+            return 0;
+        }
+        rcb_sleep_ns(20000000);
+    }
+    rcb_log("error: runcastd printed no listening line within %u ms; log: %s", ms, b->log_path);
+    return -1;
+}
+
 static int wait_ready(struct rcb_broker *b, uint32_t ms)
 {
     uint64_t deadline = rcb_now_ns() + (uint64_t)ms * 1000000ull;
@@ -458,31 +497,22 @@ int rcb_broker_start(struct rcb_broker *b, const char *const *extra)
         return -1;
     }
     b->help = read_help(path);
-    int p1 = rcb_free_port(), p2 = rcb_free_port(), p3 = rcb_free_port();
-    while (p2 == p1)
-        p2 = rcb_free_port();
-    while (p3 == p1 || p3 == p2)
-        p3 = rcb_free_port();
-    snprintf(b->ingest, sizeof(b->ingest), "tcp://127.0.0.1:%d", p1);
-    snprintf(b->ack, sizeof(b->ack), "tcp://127.0.0.1:%d", p2);
+    /* Port 0 everywhere; the ports come from runcastd's listening line
+     * (rc_listen_line.h says why). */
     snprintf(b->http_host, sizeof(b->http_host), "127.0.0.1");
-    b->http_port = p3;
-    snprintf(b->ws_url, sizeof(b->ws_url), "ws://127.0.0.1:%d/ws", p3);
     static int nspawn;
     snprintf(b->log_path, sizeof(b->log_path), "/tmp/runcast-bench-%d-%d.log", (int)getpid(),
              ++nspawn);
 
-    char httparg[64];
-    snprintf(httparg, sizeof(httparg), "127.0.0.1:%d", p3);
     const char *argv[128];
     int argc = 0;
     argv[argc++] = path;
     argv[argc++] = "--ingest";
-    argv[argc++] = b->ingest;
+    argv[argc++] = "tcp://127.0.0.1:0";
     argv[argc++] = "--ingest-ack";
-    argv[argc++] = b->ack;
+    argv[argc++] = "tcp://127.0.0.2:0"; /* another host: the same URL twice is refused */
     argv[argc++] = "--http";
-    argv[argc++] = httparg;
+    argv[argc++] = "127.0.0.1:0";
     if (help_has(b->help, "--log-level")) {
         argv[argc++] = "--log-level";
         argv[argc++] = "warn";
@@ -530,7 +560,7 @@ int rcb_broker_start(struct rcb_broker *b, const char *const *extra)
     free(ba);
     b->pid = pid;
     b->spawned = true;
-    if (wait_ready(b, 10000) != 0) {
+    if (read_listening(b, 10000) != 0 || wait_ready(b, 10000) != 0) {
         rcb_broker_stop(b);
         return -1;
     }

@@ -23,39 +23,9 @@
 #include "rc_buf.h"
 #include "rc_clock.h"
 #include "rc_error.h"
+#include "rc_listen_line.h"
 #include "rc_proto.h"
 #include "rc_push_idle.h"
-
-/* The first URL after `label` ("ingest ", "ingest-ack ", "http ") in
- * runcastd's "listening" line: "runcastd listening: ingest U, ingest-ack
- * U, http H:P".  A label must start the line's list or follow ", ". */
-static bool listening_url(const char *line, const char *label, char *out, size_t cap)
-{
-    size_t ll = strlen(label);
-    const char *p = strstr(line, "listening: ");
-    if (p != NULL)
-        p += strlen("listening: ");
-    while (p != NULL) {
-        if (strncmp(p, label, ll) == 0) {
-            size_t n = strcspn(p + ll, ",\n");
-            if (n == 0 || n >= cap)
-                return false;
-            memcpy(out, p + ll, n);
-            out[n] = '\0';
-            return true;
-        }
-        p = strstr(p, ", ");
-        if (p != NULL)
-            p += 2;
-    }
-    return false;
-}
-
-static int url_port(const char *url)
-{
-    const char *c = strrchr(url, ':');
-    return c != NULL ? atoi(c + 1) : 0;
-}
 
 void rcd_start(struct rcd *d, const char *const *extra)
 {
@@ -114,14 +84,15 @@ void rcd_start(struct rcd *d, const char *const *extra)
     close(fds[0]);
     cr_assert(strstr(line, "runcastd listening:") != NULL, "runcastd did not start: '%s' (log %s)",
               line, d->log);
-    cr_assert(listening_url(line, "ingest ", d->pull, sizeof(d->pull)) &&
-                  listening_url(line, "ingest-ack ", d->rep, sizeof(d->rep)),
+    cr_assert(rc_listen_line_find(line, "ingest", d->pull, sizeof(d->pull)) == RC_OK &&
+                  rc_listen_line_find(line, "ingest-ack", d->rep, sizeof(d->rep)) == RC_OK,
               "no ingest URLs in '%s'", line);
     char http[64];
-    cr_assert(listening_url(line, "http ", http, sizeof(http)), "no http address in '%s'", line);
-    d->pull_port = url_port(d->pull);
-    d->rep_port = url_port(d->rep);
-    d->http_port = url_port(http);
+    cr_assert(rc_listen_line_find(line, "http", http, sizeof(http)) == RC_OK,
+              "no http address in '%s'", line);
+    d->pull_port = rc_listen_line_port(d->pull);
+    d->rep_port = rc_listen_line_port(d->rep);
+    d->http_port = rc_listen_line_port(http);
     cr_assert(d->pull_port > 0 && d->rep_port > 0 && d->http_port > 0, "ports in '%s'", line);
 }
 

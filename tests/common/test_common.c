@@ -6,6 +6,7 @@
 #include "rc_buf.h"
 #include "rc_clock.h"
 #include "rc_error.h"
+#include "rc_listen_line.h"
 
 Test(error, every_code_has_a_name_and_message)
 {
@@ -73,4 +74,37 @@ Test(clock, monotonic_moves_forward)
     uint64_t b = rc_clock_mono_ns();
     cr_assert_geq(b - a, 2000000u);
     cr_assert_gt(rc_clock_wall_ms(), 1600000000000LL);
+}
+
+Test(listen_line, finds_each_entry_by_its_whole_label)
+{
+    const char *out = "some log line\n"
+                      "runcastd listening: ingest tcp://127.0.0.1:40001, ingest-ack "
+                      "tcp://127.0.0.2:40002, http 127.0.0.1:40003\n";
+    char a[64];
+    cr_assert_eq(rc_listen_line_find(out, "ingest", a, sizeof(a)), RC_OK);
+    cr_assert_str_eq(a, "tcp://127.0.0.1:40001");
+    cr_assert_eq(rc_listen_line_port(a), 40001);
+    cr_assert_eq(rc_listen_line_find(out, "ingest-ack", a, sizeof(a)), RC_OK);
+    cr_assert_str_eq(a, "tcp://127.0.0.2:40002");
+    cr_assert_eq(rc_listen_line_find(out, "http", a, sizeof(a)), RC_OK);
+    cr_assert_str_eq(a, "127.0.0.1:40003");
+    cr_assert_eq(rc_listen_line_port(a), 40003);
+}
+
+Test(listen_line, first_of_several_urls_and_missing_entries)
+{
+    const char *two = "runcastd listening: ingest ipc:///tmp/a.sock, ingest tcp://[::1]:7450, "
+                      "ingest-ack tcp://127.0.0.1:7451";
+    char a[64];
+    cr_assert_eq(rc_listen_line_find(two, "ingest", a, sizeof(a)), RC_OK);
+    cr_assert_str_eq(a, "ipc:///tmp/a.sock");
+    cr_assert_eq(rc_listen_line_find(two, "http", a, sizeof(a)), RC_ENOTFOUND);
+    cr_assert_eq(rc_listen_line_find(two, "ingest-a", a, sizeof(a)), RC_ENOTFOUND);
+    cr_assert_eq(rc_listen_line_find("runcastd starting", "ingest", a, sizeof(a)), RC_ENOTFOUND);
+    cr_assert_eq(rc_listen_line_find(two, "ingest-ack", a, 8), RC_ETOOBIG);
+    cr_assert_eq(rc_listen_line_port("ipc:///tmp/a.sock"), -1);
+    cr_assert_eq(rc_listen_line_port("tcp://[::1]:7450"), 7450);
+    cr_assert_eq(rc_listen_line_port("h:"), -1);
+    cr_assert_eq(rc_listen_line_port("h:70000"), -1);
 }
