@@ -58,7 +58,6 @@ struct lat {
     _Atomic uint64_t evs;     /* every ev (pass 3: the N starts are drained first) */
     const char *tag;          /* only these runs' terminals are measured ("-w-", "-s-") */
     uint64_t t_first, t_last; /* first / last terminal received (ns), under mtx */
-    size_t tag_len;           /* length of the "b<tag>-w-" prefix */
 };
 
 static void ev_cb(void *arg, uint32_t conn, const struct rcb_msg *m, uint64_t now)
@@ -112,6 +111,39 @@ static uint64_t created_wait(void *arg, const struct rcb_pubs_result *r)
     return t ? t : t_last;
 }
 
+/* Sets up l for n runs tagged `tag` with watchdog T and subscribes one
+ * connection to all runs; NULL (the figure `na_fig` reported n/a) when the
+ * subscription fails.  lat_fini undoes both. */
+static struct rcb_subs *lat_start(struct lat *l, const char *ws_url, uint32_t T, uint32_t n,
+                                  const char *tag, const char *na_fig)
+{
+    *l = (struct lat){.T = T, .n = n, .tag = tag};
+    pthread_mutex_init(&l->mtx, NULL);
+    l->t_sent = calloc(n, sizeof(uint64_t));
+    l->e2e = rcb_hist_new();
+    l->idle = rcb_hist_new();
+    struct rcb_subs *s = rcb_subs_new(ws_url, 1, ev_cb, l);
+    if (s == NULL || rcb_subs_wait_connected(s, 10000) != 0 ||
+        rcb_subs_sub(s, 0, NULL, true) != 0 || rcb_subs_wait_oks(s, 1, 10000) != 0) {
+        struct rcb_subs_stats st = {0};
+        if (s)
+            rcb_subs_stats(s, &st);
+        rcb_fig_na(na_fig, "ms", st.last_err[0] ? st.last_err : "subscriber failed");
+        rcb_subs_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void lat_fini(struct lat *l, struct rcb_subs *s)
+{
+    rcb_subs_free(s);
+    rcb_hist_free(l->e2e);
+    rcb_hist_free(l->idle);
+    pthread_mutex_destroy(&l->mtx);
+    free(l->t_sent);
+}
+
 /* Pass 3: steady expiries among N armed runs; returns false on failure. */
 static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B)
 {
@@ -127,20 +159,10 @@ static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B
     bool ok = true;
     char err[200], note[256];
 
-    struct lat l = {.T = T, .n = ns, .tag = "-s-"};
-    pthread_mutex_init(&l.mtx, NULL);
-    l.t_sent = calloc(ns, sizeof(uint64_t));
-    l.e2e = rcb_hist_new();
-    l.idle = rcb_hist_new();
-    struct rcb_subs *s = rcb_subs_new(b->ws_url, 1, ev_cb, &l);
+    struct lat l;
+    struct rcb_subs *s = lat_start(&l, b->ws_url, T, ns, "-s-", "steady: watchdog lateness");
     nng_socket rq = NNG_SOCKET_INITIALIZER;
-    if (s == NULL || rcb_subs_wait_connected(s, 10000) != 0 ||
-        rcb_subs_sub(s, 0, NULL, true) != 0 || rcb_subs_wait_oks(s, 1, 10000) != 0) {
-        struct rcb_subs_stats st = {0};
-        if (s)
-            rcb_subs_stats(s, &st);
-        rcb_fig_na("steady: watchdog lateness", "ms",
-                   st.last_err[0] ? st.last_err : "subscriber failed");
+    if (s == NULL) {
         ok = false;
         goto out;
     }
@@ -256,11 +278,7 @@ static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B
 out:
     if (nng_socket_id(rq) > 0)
         nng_close(rq);
-    rcb_subs_free(s);
-    rcb_hist_free(l.e2e);
-    rcb_hist_free(l.idle);
-    pthread_mutex_destroy(&l.mtx);
-    free(l.t_sent);
+    lat_fini(&l, s);
     return ok;
 }
 
@@ -346,19 +364,9 @@ static bool pass_mass(struct rcb_broker *bp, uint32_t N, uint32_t T, uint32_t B,
             T = (uint32_t)(c1 < 10 ? 10000 : c1 > 60 ? 60000 : c1 * 1000);
             rcb_log("runs: watchdog for pass 2: %u ms", T);
         }
-        struct lat l = {.T = T, .n = N, .tag = "-w-"};
-        pthread_mutex_init(&l.mtx, NULL);
-        l.t_sent = calloc(N, sizeof(uint64_t));
-        l.e2e = rcb_hist_new();
-        l.idle = rcb_hist_new();
-        struct rcb_subs *s = rcb_subs_new(b.ws_url, 1, ev_cb, &l);
-        if (s == NULL || rcb_subs_wait_connected(s, 10000) != 0 ||
-            rcb_subs_sub(s, 0, NULL, true) != 0 || rcb_subs_wait_oks(s, 1, 10000) != 0) {
-            struct rcb_subs_stats st = {0};
-            if (s)
-                rcb_subs_stats(s, &st);
-            rcb_fig_na("mass expiry: lateness", "ms",
-                       st.last_err[0] ? st.last_err : "subscriber failed");
+        struct lat l;
+        struct rcb_subs *s = lat_start(&l, b.ws_url, T, N, "-w-", "mass expiry: lateness");
+        if (s == NULL) {
             ok = false;
         } else {
             rcb_log("runs: pass 2: %u runs with a %u ms watchdog, subscribed to all", N, T);
@@ -423,11 +431,7 @@ static bool pass_mass(struct rcb_broker *bp, uint32_t N, uint32_t T, uint32_t B,
             if (atomic_load(&l.synth) == 0)
                 ok = false;
         }
-        rcb_subs_free(s);
-        rcb_hist_free(l.e2e);
-        rcb_hist_free(l.idle);
-        pthread_mutex_destroy(&l.mtx);
-        free(l.t_sent);
+        lat_fini(&l, s);
     }
     return ok;
 }
