@@ -81,11 +81,7 @@ static void caller_lock(struct rc_actor_system *sys)
 
 int rc__timer_sys_init(struct rc_actor_system *sys)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int e = pthread_cond_init(&sys->timer_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    int e = rc_clock_cond_init(&sys->timer_cv);
     if (e != 0)
         return RC_ENOMEM;
     /* Adaptive (glibc: spin briefly, then sleep): the timer thread holds

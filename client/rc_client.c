@@ -371,11 +371,7 @@ int rc_client_open_opts(struct rc_client **cp, const struct rc_client_opts *o)
     if (c->opts.batch_max_bytes > c->lim.batch_max_bytes)
         c->opts.batch_max_bytes = c->lim.batch_max_bytes;
     pthread_mutex_init(&c->mtx, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    rc_clock_cond_init(&c->cond);
 
     int rv = RC_OK;
     if (want_push) {

@@ -28,3 +28,13 @@ void rc_clock_sleep_ms(uint64_t ms)
     while (nanosleep(&req, &req) != 0 && errno == EINTR) {
     }
 }
+
+int rc_clock_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int e = pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return e;
+}

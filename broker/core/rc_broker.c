@@ -111,11 +111,7 @@ static bool run_bounded(void (*fn)(struct rc_ingress *), struct rc_ingress *ing,
         return true;
     }
     pthread_mutex_init(&c->mtx, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    rc_clock_cond_init(&c->cv);
     c->fn = fn;
     c->ing = ing;
     c->parties = 2;

@@ -60,11 +60,7 @@ int rc_testsub_new(struct rc_actor_system *sys, struct rc_testsub **out)
 {
     struct rc_testsub *ts = rc_calloc(1, sizeof(*ts));
     pthread_mutex_init(&ts->mtx, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ts->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    rc_clock_cond_init(&ts->cond);
     struct rc_actor_opts o = {.mailbox_limit = 0, .name = "testsub"};
     int rc = rc_actor_spawn(sys, behaviour, ts, fini, &o, &ts->actor);
     if (rc != 0) {

@@ -1,5 +1,8 @@
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "rc_alloc.h"
 #include "rc_blob.h"
@@ -107,4 +110,24 @@ Test(listen_line, first_of_several_urls_and_missing_entries)
     cr_assert_eq(rc_listen_line_port("tcp://[::1]:7450"), 7450);
     cr_assert_eq(rc_listen_line_port("h:"), -1);
     cr_assert_eq(rc_listen_line_port("h:70000"), -1);
+}
+
+Test(clock, cond_waits_measure_their_deadline_on_the_monotonic_clock)
+{
+    /* A monotonic deadline 30 ms ahead: a wall-clock condition variable
+     * would read it as decades past and return at once. */
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv;
+    cr_assert_eq(rc_clock_cond_init(&cv), 0);
+    uint64_t t0 = rc_clock_mono_ns();
+    uint64_t due = t0 + 30000000u;
+    struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
+                          .tv_nsec = (long)(due % 1000000000u)};
+    pthread_mutex_lock(&m);
+    int e = 0;
+    while (e != ETIMEDOUT)
+        e = pthread_cond_timedwait(&cv, &m, &ts);
+    pthread_mutex_unlock(&m);
+    cr_assert_geq(rc_clock_mono_ns(), due);
+    pthread_cond_destroy(&cv);
 }
