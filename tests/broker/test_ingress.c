@@ -341,9 +341,9 @@ Test(ingress, events_small_and_large_are_encoded_whole, .timeout = 60)
 }
 
 /*
- * An acknowledged batch spread over several runs: each run's message
- * indexes the batch's decoded events (no copy per run), and every element
- * is answered in its own slot: seqs consecutive per run in publish order,
+ * An acknowledged batch spread over several runs (one run message per run,
+ * each with its share of the batch's events): every element is answered in
+ * its own slot: seqs consecutive per run in publish order,
  * a bad element answered with its error, an ended run's events answered
  * run_terminal, and the same batch again answered dup with the original
  * seqs (idempotency keys).
