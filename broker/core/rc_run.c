@@ -1211,7 +1211,6 @@ struct accept_ctx {
     uint64_t recv_ns;
     uint64_t now_ms; /* mono; RC_NOW_UNREAD: read the clock when needed */
     bool synthetic;
-    struct rc_buf *enc;
 };
 
 /* The ingest path reads the monotonic clock only for the events that arm
@@ -1402,7 +1401,6 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
         .recv_ns = m->recv_ns,
         .now_ms = RC_NOW_UNREAD,
         .synthetic = false,
-        .enc = NULL, /* accept_event encodes into an exact blob */
     };
     m->handled = true;
     /* A full history evicts its oldest blob per event, a cache miss each
@@ -1623,15 +1621,12 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
     ev.error_message.len = m.n;
     ev.data_raw.ptr = (const char *)b.data + error_len;
     ev.data_raw.len = b.len - error_len;
-    struct rc_buf enc;
-    rc_buf_init(&enc);
     struct accept_ctx c = {
         .pipe = 0,
         .recv_wall_ms = rc_clock_wall_ms(),
         .recv_ns = rc_clock_mono_ns(),
         .now_ms = now,
         .synthetic = true,
-        .enc = &enc,
     };
     uint64_t seq;
     bool dup;
@@ -1650,7 +1645,6 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
             run->x->ended_at = c.recv_wall_ms;
     }
     end_run(run, cause, now);
-    rc_buf_fini(&enc);
     assert(!on_stack || b.data == stackbuf); /* maps_max held: no reallocation */
     if (!on_stack)
         rc_buf_fini(&b);
