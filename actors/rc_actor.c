@@ -1057,7 +1057,10 @@ int rc_actor_system_new(struct rc_actor_system **out, const struct rc_actor_syst
     }
     sys->nworkers = n;
     sys->batch = opts && opts->batch ? opts->batch : 64;
-    sys->tick_ns = (uint64_t)(opts && opts->tick_ms ? opts->tick_ms : 1) * 1000000u;
+    if (opts && opts->tick_us)
+        sys->tick_ns = (uint64_t)opts->tick_us * 1000u;
+    else
+        sys->tick_ns = (uint64_t)(opts && opts->tick_ms ? opts->tick_ms : 1) * 1000000u;
     void *mem = NULL;
     if (posix_memalign(&mem, RC_CACHELINE, sizeof(struct rc_worker) * n) != 0) {
         rc_free(sys);

@@ -208,6 +208,9 @@ struct rc_actor_system_opts {
     uint32_t workers; /* 0: the number of online CPUs */
     uint32_t batch;   /* messages per actor turn; 0: 64 */
     uint32_t tick_ms; /* timer wheel resolution; 0: 1 ms */
+    uint32_t tick_us; /* finer resolution in microseconds; overrides tick_ms
+                         when not 0 (runcastd keeps --watchdog-tick as its
+                         lateness budget and turns the wheel 16 times finer) */
 };
 
 int rc_actor_system_new(struct rc_actor_system **out, const struct rc_actor_system_opts *opts);
@@ -288,6 +291,11 @@ void rc_timer_init(struct rc_timer *t, struct rc_actor *owner, uint64_t arg);
  * previous expiry in flight stale.  RC_EINVAL without an owner.  Delays
  * above 2^40 ms are clamped. */
 int rc_timer_arm(struct rc_actor_system *sys, struct rc_timer *t, uint64_t delay_ms);
+/* As rc_timer_arm, to fire at an absolute time: at_ns on rc_clock_mono_ns's
+ * clock (never earlier; a time already past fires on the next tick).  For
+ * owners that keep their due times on that clock: no rounding to whole ms
+ * on the way. */
+int rc_timer_arm_at(struct rc_actor_system *sys, struct rc_timer *t, uint64_t at_ns);
 /* Cancels t if armed; a message already sent becomes stale. */
 void rc_timer_cancel(struct rc_actor_system *sys, struct rc_timer *t);
 bool rc_timer_msg_current(const struct rc_msg_timer *m);

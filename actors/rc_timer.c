@@ -225,13 +225,20 @@ void rc_timer_init(struct rc_timer *t, struct rc_actor *owner, uint64_t arg)
 
 int rc_timer_arm(struct rc_actor_system *sys, struct rc_timer *t, uint64_t delay_ms)
 {
-    if (!sys || !t || !t->owner)
-        return RC_EINVAL;
     if (delay_ms > RC_TIMER_MAX_DELAY_MS)
         delay_ms = RC_TIMER_MAX_DELAY_MS;
-    /* The first tick whose start is at or after now + delay. */
-    uint64_t at = rc_clock_mono_ns() + delay_ms * 1000000u;
-    uint64_t expires = (at + sys->tick_ns - 1) / sys->tick_ns;
+    return rc_timer_arm_at(sys, t, rc_clock_mono_ns() + delay_ms * 1000000u);
+}
+
+int rc_timer_arm_at(struct rc_actor_system *sys, struct rc_timer *t, uint64_t at_ns)
+{
+    if (!sys || !t || !t->owner)
+        return RC_EINVAL;
+    uint64_t cap = rc_clock_mono_ns() + RC_TIMER_MAX_DELAY_MS * 1000000u;
+    if (at_ns > cap)
+        at_ns = cap;
+    /* The first tick whose start is at or after at_ns. */
+    uint64_t expires = (at_ns + sys->tick_ns - 1) / sys->tick_ns;
     caller_lock(sys);
     rc_wheel_del(&sys->wheel, &t->wt);
     /* relaxed: written under timer_mtx; rc_timer_msg_current reads it

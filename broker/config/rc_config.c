@@ -120,7 +120,7 @@ static const struct opt opts[] = {
     O("publisher-grace", "RUNCAST_PUBLISHER_GRACE", "DURATION", "15s", RC_CONFIG_DURATION, false, 0, 30 * MS_DAY, publisher_grace_ms,
       "Watchdog after the publisher's connection closes (0 disables); long enough for a reconnect"),
     O("watchdog-tick", "RUNCAST_WATCHDOG_TICK", "DURATION", "10ms", RC_CONFIG_DURATION, false, 1, MS_SEC, watchdog_tick_ms,
-      "Timer wheel resolution: timeouts fire at most one tick late; finer ticks cost CPU with a million runs"),
+      "Watchdog lateness budget: the timer wheel turns in 1/16 of it, leaving the rest for wake-ups; finer costs timer wake-ups"),
     /* ---- edge ---- */
     O("http", "RUNCAST_HTTP", "HOST:PORT", "127.0.0.1:7480", RC_CONFIG_HOSTPORT, false, 0, 0, http,
       "HTTP and WebSocket listen address (/ws, /healthz, /metrics, /runs); loopback by default, port 0 = any free"),

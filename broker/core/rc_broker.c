@@ -145,6 +145,12 @@ static uint64_t derive_epoch(void)
     return (uint64_t)rc_clock_wall_ms() * 1024u + (r & 1023u);
 }
 
+uint32_t rc_broker_wheel_tick_us(uint64_t watchdog_tick_ms)
+{
+    uint64_t us = watchdog_tick_ms * 1000u / RC_BROKER_WHEEL_SLOTS_PER_TICK;
+    return us == 0 ? 1 : us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
 int rc_broker_new(const struct rc_config *cfg, struct rc_broker **out)
 {
     struct rc_broker *b = rc_calloc(1, sizeof(*b));
@@ -160,7 +166,10 @@ int rc_broker_new(const struct rc_config *cfg, struct rc_broker **out)
     struct rc_actor_system_opts o = {
         .workers = rc_config_workers(cfg),
         .batch = (uint32_t)cfg->actor_batch,
-        .tick_ms = (uint32_t)cfg->watchdog_tick_ms,
+        /* --watchdog-tick is the lateness budget; the wheel turns in
+         * sixteenths of it, so its rounding takes at most 1/16 and the
+         * rest is left for the timer thread's and the run's wake-ups. */
+        .tick_us = rc_broker_wheel_tick_us(cfg->watchdog_tick_ms),
     };
     int rc = rc_actor_system_new(&b->sys, &o);
     if (rc == 0)

@@ -35,6 +35,14 @@
 struct rc_config;
 struct rc_broker;
 
+/* The timer wheel turns this many times per --watchdog-tick: the tick is
+ * the watchdog's lateness budget, the wheel's rounding takes a sixteenth of
+ * it and the timer thread's and the run's wake-ups have the rest. */
+#define RC_BROKER_WHEEL_SLOTS_PER_TICK 16u
+
+/* The actor system's wheel resolution (us, >= 1) for a --watchdog-tick. */
+uint32_t rc_broker_wheel_tick_us(uint64_t watchdog_tick_ms);
+
 /* cfg must outlive the broker.  Epoch: cfg->epoch, or when 0 a fresh one
  * (wall-clock milliseconds * 1024 + 10 random bits: below 2^53, so
  * JavaScript clients read it exactly, and different at every start). */

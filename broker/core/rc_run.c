@@ -1122,14 +1122,18 @@ static uint64_t watchdog_due(const struct rc_run *run, enum rc_term_cause *cause
     return due;
 }
 
-static void arm_at(struct rc_run *run, uint64_t due, uint64_t now)
+static void arm_at(struct rc_run *run, uint64_t due)
 {
     run->timer_due = due;
     if (due == UINT64_MAX) {
         rc_timer_cancel(rc_runs_system(run->runs), &run->timer);
         return;
     }
-    rc_timer_arm(rc_runs_system(run->runs), &run->timer, due > now ? due - now : 0);
+    /* Absolute, in ns: due is a whole ms on the same monotonic clock, so
+     * the wheel fires at it, not up to a ms later (a delay from a ms
+     * floor of now would round).  rc_timer_arm_at clamps far times. */
+    uint64_t due_ns = due < UINT64_MAX / 1000000u ? due * 1000000u : UINT64_MAX;
+    rc_timer_arm_at(rc_runs_system(run->runs), &run->timer, due_ns);
 }
 
 /* A due time may have moved earlier: re-arm only then (lazy otherwise). */
@@ -1138,7 +1142,7 @@ static void watchdog_tighten(struct rc_run *run, uint64_t now)
     enum rc_term_cause c;
     uint64_t due = watchdog_due(run, &c);
     if (due < run->timer_due)
-        arm_at(run, due, now);
+        arm_at(run, due);
 }
 
 void rc_run_arm_initial(struct rc_run *run)
@@ -1147,7 +1151,7 @@ void rc_run_arm_initial(struct rc_run *run)
     rc_timer_init(&run->timer, run->actor, 0);
     uint64_t now = rc_clock_mono_ms();
     run->created_mono = run->last_event_mono = now;
-    arm_at(run, watchdog_due(run, &c), now);
+    arm_at(run, watchdog_due(run, &c));
 }
 
 static void apply_start(struct rc_run *run, const struct rc_event *ev, uint64_t now)
@@ -1251,7 +1255,7 @@ static void end_run(struct rc_run *run, enum rc_term_cause cause, uint64_t now)
     rc_runs_pipe_untrack(run->runs, run);
     subs_free(run); /* every subscriber has the terminal; nothing more will come */
     limits_free(run);
-    arm_at(run, now + cfg->retention_ms, now);
+    arm_at(run, now + cfg->retention_ms);
 }
 
 static void publisher_gone(struct rc_run *run, uint32_t pipe, uint64_t at_ms);
@@ -1869,7 +1873,7 @@ static void to_tombstone(struct rc_run *run, uint64_t now)
     run->state = RC_RS_TOMBSTONE;
     rc_metric_sub(&m->runs_retained, 1);
     rc_metric_add(&m->runs_tombstoned, 1);
-    arm_at(run, now + cfg->tombstone_ttl_ms, now);
+    arm_at(run, now + cfg->tombstone_ttl_ms);
 }
 
 static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_msg_timer *t)
@@ -1908,19 +1912,19 @@ static void handle_timer(struct rc_actor *self, struct rc_run *run, struct rc_ms
             rc_metrics_late(m->watchdog_emit_late, emit_late);
             rc_metric_add(&m->watchdog_emit_late_sum_us, emit_late / 1000u);
         } else
-            arm_at(run, due, now);
+            arm_at(run, due);
         return;
     }
     case RC_RS_RETAINED:
         if (now + 1 < run->timer_due) {
-            arm_at(run, run->timer_due, now); /* early tick: wait for the rest */
+            arm_at(run, run->timer_due); /* early tick: wait for the rest */
             return;
         }
         to_tombstone(run, now);
         return;
     case RC_RS_TOMBSTONE: {
         if (now + 1 < run->timer_due) {
-            arm_at(run, run->timer_due, now);
+            arm_at(run, run->timer_due);
             return;
         }
         struct rc_metrics *m = rc_runs_metrics(run->runs);

@@ -260,6 +260,71 @@ Test(timer, coarse_tick_never_early)
     rc_actor_system_free(sys);
 }
 
+/* Absolute due times a fraction of a ms apart, on a 100 us wheel: each
+ * fires at or after its time, and they arrive in due order (on a 1 ms
+ * wheel three of them would share a slot, whose list fires newest first,
+ * which is why the broker's wheel turns finer than its --watchdog-tick). */
+#define NAT 12
+struct atstate {
+    struct rc_actor_system *sys;
+    struct rc_timer t[NAT];
+    uint64_t at[NAT];
+    int order[NAT];
+    _Atomic int n;
+    _Atomic int early;
+};
+
+static void at_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    (void)self;
+    struct atstate *s = st;
+    if (msg->type != RC_MSG_TIMER || !rc_timer_msg_current((struct rc_msg_timer *)msg))
+        return;
+    int i = (int)(((struct rc_msg_timer *)msg)->timer - s->t);
+    if (rc_clock_mono_ns() < s->at[i])
+        atomic_store(&s->early, 1);
+    s->order[atomic_load_explicit(&s->n, memory_order_relaxed)] = i;
+    atomic_fetch_add(&s->n, 1); /* seq_cst: publishes order[] to the test */
+}
+
+static void at_fini(void *st, int reason)
+{
+    (void)reason;
+    struct atstate *s = st;
+    for (int i = 0; i < NAT; i++)
+        rc_timer_cancel(s->sys, &s->t[i]);
+}
+
+Test(timer, microsecond_tick_fires_absolute_times_in_due_order)
+{
+    struct rc_actor_system *sys;
+    struct rc_actor_system_opts o = {.workers = 1, .tick_ms = 10, .tick_us = 100};
+    cr_assert_eq(rc_actor_system_new(&sys, &o), RC_OK);
+    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    static struct atstate s;
+    s.sys = sys;
+    struct rc_actor *a;
+    cr_assert_eq(rc_actor_spawn(sys, at_fn, &s, at_fini, NULL, &a), RC_OK);
+    for (int i = 0; i < NAT; i++)
+        rc_timer_init(&s.t[i], a, 0);
+    /* timer 0 is already due; the others 350 us apart from 20 ms on:
+     * armed in due order, so timers sharing a slot would come out
+     * reversed */
+    uint64_t base = rc_clock_mono_ns();
+    s.at[0] = base - 1000000u;
+    for (int i = 1; i < NAT; i++)
+        s.at[i] = base + 20000000u + (uint64_t)i * 350000u;
+    for (int i = 0; i < NAT; i++)
+        cr_assert_eq(rc_timer_arm_at(sys, &s.t[i], s.at[i]), RC_OK);
+    cr_assert(wait_int(&s.n, NAT, 5000));
+    cr_assert_eq(atomic_load(&s.early), 0, "a timer fired before its time");
+    for (int i = 0; i < NAT; i++)
+        cr_assert_eq(s.order[i], i, "arrival %d was timer %d", i, s.order[i]);
+    rc_actor_system_stop(sys);
+    rc_actor_release(a);
+    rc_actor_system_free(sys);
+}
+
 Test(timer, bad_arguments)
 {
     struct rc_actor_system *sys;
@@ -268,6 +333,7 @@ Test(timer, bad_arguments)
     rc_timer_init(&t, NULL, 0);
     cr_assert_eq(rc_timer_arm(sys, &t, 5), RC_EINVAL);
     cr_assert_eq(rc_timer_arm(NULL, &t, 5), RC_EINVAL);
+    cr_assert_eq(rc_timer_arm_at(sys, &t, 5), RC_EINVAL);
     rc_timer_cancel(sys, &t);
     rc_actor_system_stop(sys);
     rc_actor_system_free(sys);

@@ -545,3 +545,14 @@ Test(watchdog, an_event_received_before_expiry_is_accepted_though_handled_after_
     rc_testsub_free(ts);
     tb_stop(&t);
 }
+
+/* --watchdog-tick is the lateness budget; the actor system's wheel turns
+ * sixteen times per tick (never slower than 1 us, and no overflow). */
+Test(watchdog, the_wheel_turns_sixteen_times_per_watchdog_tick)
+{
+    cr_assert_eq(rc_broker_wheel_tick_us(10), 625);
+    cr_assert_eq(rc_broker_wheel_tick_us(1), 62);
+    cr_assert_eq(rc_broker_wheel_tick_us(1000), 62500);
+    cr_assert_eq(rc_broker_wheel_tick_us(0), 1);
+    cr_assert_eq(rc_broker_wheel_tick_us(UINT64_MAX / 1000u), UINT32_MAX);
+}
