@@ -9,11 +9,21 @@ void rc_buf_init(struct rc_buf *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    b->borrowed = false;
+}
+
+void rc_buf_init_on(struct rc_buf *b, void *mem, size_t cap)
+{
+    b->data = mem;
+    b->len = 0;
+    b->cap = cap;
+    b->borrowed = true;
 }
 
 void rc_buf_fini(struct rc_buf *b)
 {
-    rc_free(b->data);
+    if (!b->borrowed)
+        rc_free(b->data);
     rc_buf_init(b);
 }
 
@@ -27,11 +37,20 @@ int rc_buf_reserve(struct rc_buf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap *= 2;
-    uint8_t *p = rc_realloc(b->data, cap);
+    uint8_t *p;
+    if (b->borrowed) {
+        /* the caller's storage cannot be reallocated: move to the heap */
+        p = rc_malloc(cap);
+        if (p != NULL && b->len > 0)
+            memcpy(p, b->data, b->len);
+    } else {
+        p = rc_realloc(b->data, cap);
+    }
     if (p == NULL)
         return RC_ENOMEM;
     b->data = p;
     b->cap = cap;
+    b->borrowed = false;
     return RC_OK;
 }
 

@@ -1553,23 +1553,16 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
 
     /* `error` {code, message} then `data` {phase, idle_ms, last_seq}, one
      * buffer reserved once.  96 + the strings bounds the two maps (their
-     * keys and headers take at most 67 bytes), so when that fits on the
-     * stack the buffer starts there with that capacity and rc_buf_reserve
-     * never reallocates it (it only does when the room is short): one
-     * malloc + free fewer per expiry, which counts when a million runs
-     * expire together.  With phase names of at most 64 bytes and msgbuf's
-     * 400, the bound is at most 576: the heap branch only guards a future
-     * change of those limits. */
+     * keys and headers take at most 67 bytes); with phase names of at most
+     * 64 bytes and msgbuf's 400 that is at most 576, so the buffer lives on
+     * the stack: one malloc + free fewer per expiry, which counts when a
+     * million runs expire together (rc_buf moves to the heap should those
+     * limits ever grow). */
     uint8_t stackbuf[1024];
     size_t phase_len = run->phase ? run->phase->len : 0;
     size_t maps_max = 96 + code_len + m.n + phase_len;
     struct rc_buf b;
-    rc_buf_init(&b);
-    bool on_stack = maps_max <= sizeof(stackbuf);
-    if (on_stack) {
-        b.data = stackbuf;
-        b.cap = sizeof(stackbuf);
-    }
+    rc_buf_init_on(&b, stackbuf, sizeof(stackbuf));
     int rc = rc_buf_reserve(&b, maps_max);
     /* The map headers and keys are constant: appended pre-encoded (fixmap
      * 0x8N, fixstr 0xa0 | length), the same bytes rc_mpw_map / rc_mpw_str
@@ -1649,9 +1642,7 @@ static void synthesize(struct rc_run *run, enum rc_term_cause cause, uint64_t no
             run->x->ended_at = c.recv_wall_ms;
     }
     end_run(run, cause, now);
-    assert(!on_stack || b.data == stackbuf); /* maps_max held: no reallocation */
-    if (!on_stack)
-        rc_buf_fini(&b);
+    rc_buf_fini(&b);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -631,7 +631,8 @@ static enum wn write_next(struct rc_edge_conn *c)
         niov = 2;
     } else {
         uint8_t ah[5];
-        struct rc_buf abuf = {.data = ah, .len = 0, .cap = sizeof(ah)};
+        struct rc_buf abuf;
+        rc_buf_init_on(&abuf, ah, sizeof(ah)); /* an array header is at most 5 bytes */
         rv = rc_proto_encode_array_header(&abuf, n);
         hl = rc_ws_frame_header(h, RC_WS_OP_BINARY, true, payload + abuf.len);
         if (rv == 0)

@@ -43,6 +43,29 @@ Test(buf, grows_and_keeps_bytes)
     cr_assert_null(b.data);
 }
 
+/* A buffer on the caller's storage writes there until it is outgrown, then
+ * moves to the heap with its bytes; fini never frees the caller's storage
+ * (ASan would report freeing a stack address). */
+Test(buf, on_caller_storage_moves_to_the_heap_when_outgrown)
+{
+    uint8_t mem[8];
+    struct rc_buf b;
+    rc_buf_init_on(&b, mem, sizeof(mem));
+    cr_assert_eq(rc_buf_append(&b, "abcdefgh", 8), RC_OK);
+    cr_assert_eq(b.data, mem, "fitting bytes stay in the caller's storage");
+    cr_assert_eq(rc_buf_append(&b, "ij", 2), RC_OK);
+    cr_assert_neq(b.data, mem, "outgrown: moved to the heap");
+    cr_assert_eq(b.len, 10);
+    cr_assert_eq(memcmp(b.data, "abcdefghij", 10), 0);
+    cr_assert_eq(memcmp(mem, "abcdefgh", 8), 0);
+    rc_buf_fini(&b); /* frees the heap copy */
+
+    rc_buf_init_on(&b, mem, sizeof(mem));
+    cr_assert_eq(rc_buf_append(&b, "xy", 2), RC_OK);
+    rc_buf_fini(&b); /* must not free mem */
+    cr_assert_null(b.data);
+}
+
 Test(blob, refcount_frees_on_last_release)
 {
     struct rc_blob *b = rc_blob_copy("hello", 5);
