@@ -19,16 +19,9 @@
 
 static struct rc_testsub *watch(struct rc_tb *t, const char *run)
 {
-    struct rc_testsub *ts;
-    cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
-    struct rc_sub_req r = {.kind = RC_SUB_RUN,
-                           .target = run,
-                           .target_len = strlen(run),
-                           .subscriber = rc_testsub_actor(ts),
-                           .sub_id = 1,
-                           .snapshot = 0};
-    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
-    return ts;
+    return tb_subscribe(
+        t, (struct rc_sub_req){
+               .kind = RC_SUB_RUN, .target = run, .target_len = strlen(run), .sub_id = 1});
 }
 
 /* Waits (3 s at most) for run's terminal, which must be the last frame: a
@@ -308,11 +301,7 @@ Test(watchdog, many_runs_each_get_exactly_one_terminal)
 {
     struct rc_tb t;
     start_with_watchdog(&t, "300ms");
-    struct rc_testsub *ts;
-    cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &ts), 0);
-    struct rc_sub_req r = {
-        .kind = RC_SUB_ALL, .subscriber = rc_testsub_actor(ts), .sub_id = 1, .snapshot = 0};
-    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t.b), &r), 0);
+    struct rc_testsub *ts = tb_subscribe(&t, (struct rc_sub_req){.kind = RC_SUB_ALL, .sub_id = 1});
     enum { N = 200 };
     char id[16];
     for (int i = 0; i < N; i++) {
