@@ -30,25 +30,6 @@ struct wsc {
     msgpack_unpacker up;
 };
 
-static bool obj_str(msgpack_object *map, const char *key, char *out, size_t cap)
-{
-    if (map->type != MSGPACK_OBJECT_MAP)
-        return false;
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        msgpack_object *k = &map->via.map.ptr[i].key, *v = &map->via.map.ptr[i].val;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key) &&
-            memcmp(k->via.str.ptr, key, k->via.str.size) == 0) {
-            if (v->type != MSGPACK_OBJECT_STR)
-                return false;
-            size_t n = v->via.str.size < cap - 1 ? v->via.str.size : cap - 1;
-            memcpy(out, v->via.str.ptr, n);
-            out[n] = 0;
-            return true;
-        }
-    }
-    return false;
-}
-
 static msgpack_object *obj_get(msgpack_object *map, const char *key)
 {
     if (map->type != MSGPACK_OBJECT_MAP)
@@ -60,6 +41,19 @@ static msgpack_object *obj_get(msgpack_object *map, const char *key)
             return &map->via.map.ptr[i].val;
     }
     return NULL;
+}
+
+/* The string under key, truncated to cap - 1 bytes; false when absent or
+ * not a string. */
+static bool obj_str(msgpack_object *map, const char *key, char *out, size_t cap)
+{
+    msgpack_object *v = obj_get(map, key);
+    if (v == NULL || v->type != MSGPACK_OBJECT_STR)
+        return false;
+    size_t n = v->via.str.size < cap - 1 ? v->via.str.size : cap - 1;
+    memcpy(out, v->via.str.ptr, n);
+    out[n] = 0;
+    return true;
 }
 
 static void take(struct wsc *c, msgpack_object *m)
