@@ -350,17 +350,26 @@ static json_t *line_json(const char *line)
     return j;
 }
 
+/* `runcast tail --run r1 --until-terminal [flags]` against a fake server
+ * playing `script` (fake_ws_start); returns the exit status, stdout in out. */
+static int tail_r1(struct fake_ws *w, int script, const char *flags, char *out, size_t cap)
+{
+    fake_ws_start(w, script);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             RUNCAST " tail --run r1 --until-terminal %s --http 127.0.0.1:%d --backoff-max 100ms "
+                     "2>/dev/null",
+             flags, w->port);
+    int st = tproc_run(cmd, out, cap);
+    fake_ws_stop(w);
+    return st;
+}
+
 Test(cli_tail, resumes_after_a_drop_without_gap_or_duplicate)
 {
     static struct fake_ws w;
-    fake_ws_start(&w, 0);
-    char cmd[512], out[8192];
-    snprintf(cmd, sizeof(cmd),
-             RUNCAST " tail --run r1 --until-terminal --http 127.0.0.1:%d --backoff-max 100ms "
-                     "2>/dev/null",
-             w.port);
-    int st = tproc_run(cmd, out, sizeof(out));
-    fake_ws_stop(&w);
+    char out[8192];
+    int st = tail_r1(&w, 0, "", out, sizeof(out));
     cr_assert_eq(st, 0, "complete -> exit 0; output: %s", out);
     cr_assert_eq(w.n_conns, 2);
     /* The second sub resumes after seq 3 of epoch 5. */
@@ -388,14 +397,8 @@ Test(cli_tail, resumes_after_a_drop_without_gap_or_duplicate)
 Test(cli_tail, epoch_change_takes_the_snapshot_and_failure_exits_1)
 {
     static struct fake_ws w;
-    fake_ws_start(&w, 1);
-    char cmd[512], out[8192];
-    snprintf(cmd, sizeof(cmd),
-             RUNCAST " tail --run r1 --until-terminal --pretty --http 127.0.0.1:%d "
-                     "--backoff-max 100ms 2>/dev/null",
-             w.port);
-    int st = tproc_run(cmd, out, sizeof(out));
-    fake_ws_stop(&w);
+    char out[8192];
+    int st = tail_r1(&w, 1, "--pretty", out, sizeof(out));
     cr_assert_eq(st, 1, "a failed run exits 1; output: %s", out);
     cr_assert(strstr(out, "r1 #3 delta") != NULL, "%s", out);
     cr_assert(strstr(out, "r1 #2 snapshot: running") != NULL, "%s", out);

@@ -71,6 +71,23 @@ static struct rc_client *open_both(struct broker *b, const char *req_url)
     return c;
 }
 
+static json_t *line_json(const char *line)
+{
+    json_error_t je;
+    json_t *j = json_loads(line, 0, &je);
+    cr_assert_not_null(j, "not JSON: %s", line);
+    return j;
+}
+
+/* `runcast show RUN --json` (exit 0), parsed; out holds the text. */
+static json_t *show_json(struct broker *b, const char *run, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show %s --json", b->env, run);
+    cr_assert_eq(tproc_run(cmd, out, cap), 0, "%s", out);
+    return line_json(out);
+}
+
 /* Counts the ev lines of `runcast tail --run R --until-terminal` and checks
  * their seqs are 1..n in order; returns n (or -1) and the exit status. */
 static int tail_run(struct broker *b, const char *run, int *status, char *out, size_t cap)
@@ -83,9 +100,7 @@ static int tail_run(struct broker *b, const char *run, int *status, char *out, s
     char *save = NULL;
     char *copy = strdup(out);
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        json_error_t je;
-        json_t *j = json_loads(line, 0, &je);
-        cr_assert_not_null(j, "not JSON: %s", line);
+        json_t *j = line_json(line);
         if (strcmp(json_string_value(json_object_get(j, "op")), "ev") == 0) {
             cr_assert_eq(json_integer_value(json_object_get(j, "seq")), want, "%s", out);
             want++;
@@ -238,11 +253,7 @@ Test(client_broker, cli_pub_tail_runs_show_end_to_end, .timeout = 30)
     snprintf(cmd, sizeof(cmd), "%s " RUNCAST " runs --conv cc", b.env);
     cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", out);
     cr_assert(strstr(out, "cli-1") != NULL && strstr(out, "failed") != NULL, "%s", out);
-    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show cli-1 --json", b.env);
-    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", out);
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    cr_assert_not_null(j, "%s", out);
+    json_t *j = show_json(&b, "cli-1", out, sizeof(out));
     cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "failed");
     cr_assert_str_eq(json_string_value(json_object_get(j, "output")), "hello");
     json_decref(j);
@@ -303,12 +314,7 @@ Test(client_broker, pushed_events_keep_publish_order, .timeout = 30)
     cr_assert_lt(st.messages_pushed, st.events_pushed, "some events were batched");
     rc_client_close(c);
     static char out[1 << 17];
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show ord-1 --json", b.env);
-    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", out);
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    cr_assert_not_null(j);
+    json_t *j = show_json(&b, "ord-1", out, sizeof(out));
     const char *got = json_string_value(json_object_get(j, "output"));
     cr_assert_not_null(got);
     size_t d = 0;
@@ -381,9 +387,7 @@ Test(client_broker, tail_resumes_across_a_broker_restart_with_the_new_epoch, .ti
     for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (strncmp(line, "exit=", 5) == 0)
             continue;
-        json_error_t je;
-        json_t *j = json_loads(line, 0, &je);
-        cr_assert_not_null(j, "not JSON: %s", line);
+        json_t *j = line_json(line);
         uint64_t ep = (uint64_t)json_integer_value(json_object_get(j, "epoch"));
         const char *op = json_string_value(json_object_get(j, "op"));
         int k = n_epochs > 0 && epochs[n_epochs - 1] == ep ? n_epochs - 1 : n_epochs++;
