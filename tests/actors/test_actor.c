@@ -83,34 +83,55 @@ static void *producer_main(void *arg)
     return NULL;
 }
 
-static void run_counts(uint32_t workers, uint32_t batch, uint64_t m)
+/* K counter actors on sys, their states zeroed, each adding to *total. */
+static void spawn_counters(struct rc_actor_system *sys, struct counter_state st[K],
+                           struct rc_actor *actors[K], _Atomic uint64_t *total)
 {
-    struct rc_actor_system *sys = start_sys(workers, batch);
-    _Atomic uint64_t total = 0;
-    static struct counter_state st[K];
-    memset(st, 0, sizeof(st));
-    struct rc_actor *actors[K];
+    memset(st, 0, K * sizeof(*st));
     for (int k = 0; k < K; k++) {
-        st[k].total = &total;
+        st[k].total = total;
         cr_assert_eq(rc_actor_spawn(sys, counter_fn, &st[k], NULL, NULL, &actors[k]), RC_OK);
     }
+}
+
+/* P producer threads running fn, m messages each over the K actors;
+ * returns once they have all sent. */
+static void run_producers(struct rc_actor **actors, uint64_t m, void *(*fn)(void *))
+{
     struct producer prod[P];
     for (uint32_t i = 0; i < P; i++) {
         prod[i] = (struct producer){.id = i, .m = m, .actors = actors};
-        pthread_create(&prod[i].th, NULL, producer_main, &prod[i]);
+        pthread_create(&prod[i].th, NULL, fn, &prod[i]);
     }
     for (int i = 0; i < P; i++)
         pthread_join(prod[i].th, NULL);
-    cr_assert(tact_wait_u64(&total, P * m, 20000), "handled %lu of %lu",
-              (unsigned long)atomic_load(&total), (unsigned long)(P * m));
-    rc_actor_system_stop(sys);
+}
+
+/* After the stop: each counter ran on one thread at a time, saw every
+ * producer's messages in order, and they handled `want` in all. */
+static void expect_counted(const struct counter_state st[K], uint64_t want)
+{
     uint64_t sum = 0;
     for (int k = 0; k < K; k++) {
         cr_assert(!st[k].overlap, "actor %d ran on two threads at once", k);
         cr_assert(!st[k].order_broken, "actor %d saw a producer's messages out of order", k);
         sum += st[k].count;
     }
-    cr_assert_eq(sum, P * m, "no loss, no duplicates");
+    cr_assert_eq(sum, want, "no loss, no duplicates");
+}
+
+static void run_counts(uint32_t workers, uint32_t batch, uint64_t m)
+{
+    struct rc_actor_system *sys = start_sys(workers, batch);
+    _Atomic uint64_t total = 0;
+    static struct counter_state st[K];
+    struct rc_actor *actors[K];
+    spawn_counters(sys, st, actors, &total);
+    run_producers(actors, m, producer_main);
+    cr_assert(tact_wait_u64(&total, P * m, 20000), "handled %lu of %lu",
+              (unsigned long)atomic_load(&total), (unsigned long)(P * m));
+    rc_actor_system_stop(sys);
+    expect_counted(st, P * m);
     cr_assert_eq(atomic_load(&total), P * m);
     struct rc_actor_system_stats stats;
     rc_actor_system_stats(sys, &stats);
@@ -210,12 +231,8 @@ Test(actor, send_batch_delivers_everything)
     struct rc_actor_system *sys = start_sys(2, 16);
     _Atomic uint64_t total = 0;
     static struct counter_state st[K];
-    memset(st, 0, sizeof(st));
     struct rc_actor *actors[K];
-    for (int k = 0; k < K; k++) {
-        st[k].total = &total;
-        cr_assert_eq(rc_actor_spawn(sys, counter_fn, &st[k], NULL, NULL, &actors[k]), RC_OK);
-    }
+    spawn_counters(sys, st, actors, &total);
     uint64_t sent = 0;
     for (int round = 0; round < 200; round++) {
         struct rc_send_batch b = RC_SEND_BATCH_INIT;
@@ -1308,29 +1325,13 @@ Test(actor, inline_and_queued_sends_keep_order_and_exclusion, .timeout = 60)
     struct rc_actor_system *sys = start_sys(2, 4);
     _Atomic uint64_t total = 0;
     static struct counter_state st[K];
-    memset(st, 0, sizeof(st));
     struct rc_actor *actors[K];
-    for (int k = 0; k < K; k++) {
-        st[k].total = &total;
-        cr_assert_eq(rc_actor_spawn(sys, counter_fn, &st[k], NULL, NULL, &actors[k]), RC_OK);
-    }
+    spawn_counters(sys, st, actors, &total);
     const uint64_t m = 20000;
-    struct producer prod[P];
-    for (uint32_t i = 0; i < P; i++) {
-        prod[i] = (struct producer){.id = i, .m = m, .actors = actors};
-        pthread_create(&prod[i].th, NULL, inline_producer_main, &prod[i]);
-    }
-    for (int i = 0; i < P; i++)
-        pthread_join(prod[i].th, NULL);
+    run_producers(actors, m, inline_producer_main);
     cr_assert(tact_wait_u64(&total, P * m, 20000));
     rc_actor_system_stop(sys);
-    uint64_t sum = 0;
-    for (int k = 0; k < K; k++) {
-        cr_assert(!st[k].overlap, "actor %d ran on two threads at once", k);
-        cr_assert(!st[k].order_broken, "actor %d saw a producer's messages out of order", k);
-        sum += st[k].count;
-    }
-    cr_assert_eq(sum, P * m);
+    expect_counted(st, P * m);
     struct rc_actor_system_stats stats;
     rc_actor_system_stats(sys, &stats);
     cr_assert_eq(stats.messages_handled, P * m);
