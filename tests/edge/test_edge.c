@@ -76,6 +76,15 @@ static void fx_start_big_history(struct fx *f, const char *ws_queue_max)
                                  "history-max-bytes", "256MiB", NULL});
 }
 
+/* GET /metrics answers 200 with this line (name, labels, value, newline). */
+static void expect_metric_line(struct fx *f, const char *line)
+{
+    char *body;
+    cr_assert_eq(http_get(f->port, "/metrics", &body), 200);
+    cr_assert_not_null(strstr(body, line), "%s", body);
+    free(body);
+}
+
 /* Polls (10 ms) until the edge has no connection, at most ms. */
 static void wait_connections_closed(struct fx *f, int ms)
 {
@@ -438,10 +447,7 @@ Test(edge, slow_consumer_is_closed_4008_and_fast_one_gets_everything)
     cr_assert_lt(s, (uint64_t)N + 1);
     ws_close(slow);
     ws_close(fast);
-    char *body;
-    cr_assert_eq(http_get(f.port, "/metrics", &body), 200);
-    cr_assert_not_null(strstr(body, "runcast_ws_slow_consumer_closes_total 1\n"), "%s", body);
-    free(body);
+    expect_metric_line(&f, "runcast_ws_slow_consumer_closes_total 1\n");
     fx_stop(&f);
 }
 
@@ -793,10 +799,7 @@ Test(edge, a_stuck_send_is_cut_after_the_write_timeout, .timeout = 60)
         fx_publishf(&f, "{\"run\":\"wt\",\"type\":\"delta\",\"text\":\"%s\"}", text);
     wait_connections_closed(&f, 5000);
     cr_assert_eq(rc_edge_connections(f.e), 0, "the stuck connection was closed");
-    char *m;
-    cr_assert_eq(http_get(f.port, "/metrics", &m), 200);
-    cr_assert_not_null(strstr(m, "runcast_ws_closes_total{cause=\"write_timeout\"} 1\n"), "%s", m);
-    free(m);
+    expect_metric_line(&f, "runcast_ws_closes_total{cause=\"write_timeout\"} 1\n");
     ws_close(c);
     fx_stop(&f);
 }
