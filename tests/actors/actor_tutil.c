@@ -26,14 +26,17 @@ void tact_sys_end(struct rc_actor_system *sys, struct rc_actor *a)
     rc_actor_system_free(sys);
 }
 
+/* seq_cst, as the tests' writers increment: once the count is seen, what
+ * the writer did before its increment is visible to the assertions that
+ * follow the wait. */
 static bool int_reached(const void *v, uint64_t want)
 {
-    return atomic_load((_Atomic int *)v) >= (int)want;
+    return atomic_load_explicit((_Atomic int *)v, memory_order_seq_cst) >= (int)want;
 }
 
 static bool u64_reached(const void *v, uint64_t want)
 {
-    return atomic_load((_Atomic uint64_t *)v) >= want;
+    return atomic_load_explicit((_Atomic uint64_t *)v, memory_order_seq_cst) >= want;
 }
 
 static bool wait_for(bool (*reached)(const void *, uint64_t), const void *v, uint64_t want,

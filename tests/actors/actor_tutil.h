@@ -21,8 +21,9 @@ struct rc_actor_system *tact_sys_start(const struct rc_actor_system_opts *opts);
  * and frees the system. */
 void tact_sys_end(struct rc_actor_system *sys, struct rc_actor *a);
 
-/* Poll (1 ms) until *v >= want; false after ms milliseconds.  The loads are
- * seq_cst: what the writer did before its increment is visible after. */
+/* Poll (1 ms) until *v >= want; false after ms milliseconds (want >= 0).
+ * The loads are seq_cst: what the writer did before its increment is
+ * visible after. */
 bool tact_wait_int(_Atomic int *v, int want, uint64_t ms);
 bool tact_wait_u64(_Atomic uint64_t *v, uint64_t want, uint64_t ms);
 
