@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,47 @@ bool cli_hostport(const char *in, char *out, size_t cap)
     memcpy(out, p, len);
     out[len] = '\0';
     return true;
+}
+
+bool cli_http_hostport(const char *cmd, const char *flag, char *out, size_t cap)
+{
+    const char *addr = cli_addr(flag, "RUNCAST_HTTP", CLI_DEFAULT_HTTP);
+    if (!cli_hostport(addr, out, cap)) {
+        cli_err(cmd, "bad address '%s' (want HOST:PORT)", addr);
+        return false;
+    }
+    return true;
+}
+
+int cli_ingest_flag(const char *cmd, int opt, struct cli_ingest *in, void (*usage)(FILE *))
+{
+    switch (opt) {
+    case CLI_O_INGEST:
+        in->ingest = optarg;
+        return -1;
+    case CLI_O_INGEST_ACK:
+        in->ingest_ack = optarg;
+        return -1;
+    default:
+        return cli_flag_end(cmd, opt, usage);
+    }
+}
+
+void cli_client_opts(struct rc_client_opts *co, const struct cli_ingest *in)
+{
+    rc_client_opts_init(co);
+    co->push_url = cli_addr(in->ingest, "RUNCAST_INGEST", CLI_DEFAULT_INGEST);
+    co->req_url = cli_addr(in->ingest_ack, "RUNCAST_INGEST_ACK", CLI_DEFAULT_INGEST_ACK);
+}
+
+int cli_flag_end(const char *cmd, int opt, void (*usage)(FILE *))
+{
+    if (opt == 'h') {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    fprintf(stderr, "(runcast %s --help for usage)\n", cmd);
+    return CLI_EXIT_USAGE;
 }
 
 void cli_err(const char *cmd, const char *fmt, ...)

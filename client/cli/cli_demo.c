@@ -148,7 +148,7 @@ static void demo_usage(FILE *f)
             CLI_DEFAULT_INGEST, CLI_DEFAULT_INGEST_ACK);
 }
 
-enum { O_RUNS = 256, O_FAST, O_DELAY, O_SILENT, O_PREFIX, O_CONV, O_INGEST, O_INGEST_ACK };
+enum { O_RUNS = 256, O_FAST, O_DELAY, O_SILENT, O_PREFIX, O_CONV };
 
 static const struct option demo_opts[] = {
     {"runs", required_argument, NULL, O_RUNS},
@@ -157,8 +157,8 @@ static const struct option demo_opts[] = {
     {"silent-timeout", required_argument, NULL, O_SILENT},
     {"prefix", required_argument, NULL, O_PREFIX},
     {"conv", required_argument, NULL, O_CONV},
-    {"ingest", required_argument, NULL, O_INGEST},
-    {"ingest-ack", required_argument, NULL, O_INGEST_ACK},
+    {"ingest", required_argument, NULL, CLI_O_INGEST},
+    {"ingest-ack", required_argument, NULL, CLI_O_INGEST_ACK},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -167,9 +167,10 @@ int cli_demo(int argc, char **argv)
 {
     uint64_t runs = 6, delay = 300, silent = 3000;
     bool fast = false, have_delay = false, have_silent = false;
-    const char *prefix = NULL, *conv = NULL, *ingest = NULL, *ingest_ack = NULL;
+    const char *prefix = NULL, *conv = NULL;
+    struct cli_ingest addrs = {0};
     optind = 1;
-    int o;
+    int o, rc_flag;
     while ((o = getopt_long(argc, argv, "h", demo_opts, NULL)) != -1) {
         switch (o) {
         case O_RUNS:
@@ -201,18 +202,9 @@ int cli_demo(int argc, char **argv)
         case O_CONV:
             conv = optarg;
             break;
-        case O_INGEST:
-            ingest = optarg;
-            break;
-        case O_INGEST_ACK:
-            ingest_ack = optarg;
-            break;
-        case 'h':
-            demo_usage(stdout);
-            return CLI_EXIT_OK;
         default:
-            fprintf(stderr, "(runcast demo --help for usage)\n");
-            return CLI_EXIT_USAGE;
+            if ((rc_flag = cli_ingest_flag("demo", o, &addrs, demo_usage)) >= 0)
+                return rc_flag;
         }
     }
     if (optind < argc) {
@@ -242,9 +234,7 @@ int cli_demo(int argc, char **argv)
     }
 
     struct rc_client_opts co;
-    rc_client_opts_init(&co);
-    co.push_url = cli_addr(ingest, "RUNCAST_INGEST", CLI_DEFAULT_INGEST);
-    co.req_url = cli_addr(ingest_ack, "RUNCAST_INGEST_ACK", CLI_DEFAULT_INGEST_ACK);
+    cli_client_opts(&co, &addrs);
     co.ack_retries = 2;
     struct rc_client *c;
     int rv = rc_client_open_opts(&c, &co);

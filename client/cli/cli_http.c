@@ -149,13 +149,61 @@ static int report_status(const char *cmd, int status, const char *body)
     return status >= 500 ? CLI_EXIT_NETWORK : CLI_EXIT_FAIL;
 }
 
+/* The flags runs and show share. */
+struct http_flags {
+    const char *http; /* --http, NULL: $RUNCAST_HTTP or the default */
+    uint64_t timeout_ms;
+    bool json;
+};
+
+/* Takes o when it is a shared flag (--json, --http, --timeout), else ends
+ * the flags as every subcommand does (cli_flag_end): call it from the
+ * default case.  Returns -1 when o was taken, else the exit status. */
+static int http_flag(const char *cmd, int o, struct http_flags *f, void (*usage)(FILE *))
+{
+    switch (o) {
+    case O_JSON:
+        f->json = true;
+        return -1;
+    case O_HTTP:
+        f->http = optarg;
+        return -1;
+    case O_TIMEOUT:
+        if (!cli_parse_ms(optarg, &f->timeout_ms) || f->timeout_ms == 0) {
+            cli_err(cmd, "--timeout wants a duration, not '%s'", optarg);
+            return CLI_EXIT_USAGE;
+        }
+        return -1;
+    default:
+        return cli_flag_end(cmd, o, usage);
+    }
+}
+
+/* GET path from runcastd's HTTP API; *body (free()) holds a 200's answer.
+ * Returns CLI_EXIT_OK on 200, else the exit status (reported). */
+static int get_ok(const char *cmd, const struct http_flags *f, const char *path, char **body)
+{
+    char hp[256];
+    *body = NULL;
+    if (!cli_http_hostport(cmd, f->http, hp, sizeof(hp)))
+        return CLI_EXIT_USAGE;
+    int st = http_get(cmd, hp, path, f->timeout_ms, body);
+    if (st == 200)
+        return CLI_EXIT_OK;
+    int rc = report_status(cmd, st, *body);
+    free(*body);
+    *body = NULL;
+    return rc;
+}
+
 int cli_runs(int argc, char **argv)
 {
-    const char *status = NULL, *conv = NULL, *http = NULL;
-    uint64_t limit = 0, timeout = 5000;
-    bool json = false, have_limit = false;
+    const char *status = NULL, *conv = NULL;
+    uint64_t limit = 0;
+    bool have_limit = false;
+    struct http_flags f = {.timeout_ms = 5000};
     optind = 1;
-    int o;
+    int o, rc;
     while ((o = getopt_long(argc, argv, "h", http_opts, NULL)) != -1) {
         switch (o) {
         case O_STATUS:
@@ -171,24 +219,9 @@ int cli_runs(int argc, char **argv)
             }
             have_limit = true;
             break;
-        case O_JSON:
-            json = true;
-            break;
-        case O_HTTP:
-            http = optarg;
-            break;
-        case O_TIMEOUT:
-            if (!cli_parse_ms(optarg, &timeout) || timeout == 0) {
-                cli_err("runs", "--timeout wants a duration, not '%s'", optarg);
-                return CLI_EXIT_USAGE;
-            }
-            break;
-        case 'h':
-            runs_usage(stdout);
-            return CLI_EXIT_OK;
         default:
-            fprintf(stderr, "(runcast runs --help for usage)\n");
-            return CLI_EXIT_USAGE;
+            if ((rc = http_flag("runs", o, &f, runs_usage)) >= 0)
+                return rc;
         }
     }
     if (optind < argc) {
@@ -202,12 +235,6 @@ int cli_runs(int argc, char **argv)
     }
     if (conv != NULL && !rc_proto_valid_id(conv, strlen(conv), 128)) {
         cli_err("runs", "--conv '%s' is not a valid id", conv);
-        return CLI_EXIT_USAGE;
-    }
-    char hp[256];
-    const char *addr = cli_addr(http, "RUNCAST_HTTP", CLI_DEFAULT_HTTP);
-    if (!cli_hostport(addr, hp, sizeof(hp))) {
-        cli_err("runs", "bad address '%s' (want HOST:PORT)", addr);
         return CLI_EXIT_USAGE;
     }
     char path[512];
@@ -225,13 +252,9 @@ int cli_runs(int argc, char **argv)
         snprintf(path + n, sizeof(path) - (size_t)n, "%climit=%llu", sep,
                  (unsigned long long)limit);
     char *body;
-    int st = http_get("runs", hp, path, timeout, &body);
-    if (st != 200) {
-        int rc = report_status("runs", st, body);
-        free(body);
+    if ((rc = get_ok("runs", &f, path, &body)) != CLI_EXIT_OK)
         return rc;
-    }
-    if (json) {
+    if (f.json) {
         fputs(body ? body : "", stdout);
         if (body && body[0] && body[strlen(body) - 1] != '\n')
             putchar('\n');
@@ -268,32 +291,13 @@ int cli_runs(int argc, char **argv)
 
 int cli_show(int argc, char **argv)
 {
-    const char *http = NULL;
-    uint64_t timeout = 5000;
-    bool json = false;
+    struct http_flags f = {.timeout_ms = 5000};
     optind = 1;
-    int o;
+    int o, rc;
     while ((o = getopt_long(argc, argv, "h", http_opts, NULL)) != -1) {
-        switch (o) {
-        case O_JSON:
-            json = true;
-            break;
-        case O_HTTP:
-            http = optarg;
-            break;
-        case O_TIMEOUT:
-            if (!cli_parse_ms(optarg, &timeout) || timeout == 0) {
-                cli_err("show", "--timeout wants a duration, not '%s'", optarg);
-                return CLI_EXIT_USAGE;
-            }
-            break;
-        case 'h':
-            show_usage(stdout);
-            return CLI_EXIT_OK;
-        default:
-            fprintf(stderr, "(runcast show --help for usage)\n");
-            return CLI_EXIT_USAGE;
-        }
+        /* runs' own flags (--status, --conv, --limit) are unknown here */
+        if ((rc = http_flag("show", o, &f, show_usage)) >= 0)
+            return rc;
     }
     if (optind + 1 != argc) {
         cli_err("show", "give exactly one RUN (runcast show --help)");
@@ -304,21 +308,11 @@ int cli_show(int argc, char **argv)
         cli_err("show", "'%s' is not a valid run id (1-128 of [A-Za-z0-9._:-])", run);
         return CLI_EXIT_USAGE;
     }
-    char hp[256];
-    const char *addr = cli_addr(http, "RUNCAST_HTTP", CLI_DEFAULT_HTTP);
-    if (!cli_hostport(addr, hp, sizeof(hp))) {
-        cli_err("show", "bad address '%s' (want HOST:PORT)", addr);
-        return CLI_EXIT_USAGE;
-    }
     char path[300];
     snprintf(path, sizeof(path), "/runs/%s", run);
     char *body;
-    int st = http_get("show", hp, path, timeout, &body);
-    if (st != 200) {
-        int rc = report_status("show", st, body);
-        free(body);
+    if ((rc = get_ok("show", &f, path, &body)) != CLI_EXIT_OK)
         return rc;
-    }
     json_error_t je;
     json_t *j = body ? json_loads(body, JSON_DECODE_ANY, &je) : NULL;
     if (j == NULL) {
@@ -327,7 +321,7 @@ int cli_show(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     free(body);
-    char *s = json_dumps(j, json ? JSON_COMPACT : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *s = json_dumps(j, f.json ? JSON_COMPACT : JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (s != NULL)
         puts(s);
     free(s);

@@ -78,8 +78,6 @@ enum {
     O_ACK,
     O_WAIT,
     O_RETRIES,
-    O_INGEST,
-    O_INGEST_ACK,
 };
 
 static const struct option pub_opts[] = {
@@ -101,8 +99,8 @@ static const struct option pub_opts[] = {
     {"ack", no_argument, NULL, O_ACK},
     {"wait", required_argument, NULL, O_WAIT},
     {"retries", required_argument, NULL, O_RETRIES},
-    {"ingest", required_argument, NULL, O_INGEST},
-    {"ingest-ack", required_argument, NULL, O_INGEST_ACK},
+    {"ingest", required_argument, NULL, CLI_O_INGEST},
+    {"ingest-ack", required_argument, NULL, CLI_O_INGEST_ACK},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -255,13 +253,13 @@ int cli_pub(int argc, char **argv)
     char *timeout_phase[MAX_TIMEOUTS];
     uint32_t n_timeouts = 0;
     const char *data = NULL, *tool = NULL, *item = NULL, *file = NULL;
-    const char *ingest = NULL, *ingest_ack = NULL;
+    struct cli_ingest addrs = {0};
     bool ack = false;
     uint64_t wait_ms = 2000, retries = 4, v;
     int rc = CLI_EXIT_USAGE;
 
     optind = 1;
-    int o;
+    int o, rc_flag;
     while ((o = getopt_long(argc, argv, "h", pub_opts, NULL)) != -1) {
         switch (o) {
         case O_RUN:
@@ -347,18 +345,9 @@ int cli_pub(int argc, char **argv)
                 goto out;
             }
             break;
-        case O_INGEST:
-            ingest = optarg;
-            break;
-        case O_INGEST_ACK:
-            ingest_ack = optarg;
-            break;
-        case 'h':
-            pub_usage(stdout);
-            return CLI_EXIT_OK;
         default:
-            fprintf(stderr, "(runcast pub --help for usage)\n");
-            return CLI_EXIT_USAGE;
+            if ((rc_flag = cli_ingest_flag("pub", o, &addrs, pub_usage)) >= 0)
+                return rc_flag;
         }
     }
     (void)timeout_phase;
@@ -441,9 +430,7 @@ int cli_pub(int argc, char **argv)
     }
 
     struct rc_client_opts co;
-    rc_client_opts_init(&co);
-    co.push_url = cli_addr(ingest, "RUNCAST_INGEST", CLI_DEFAULT_INGEST);
-    co.req_url = cli_addr(ingest_ack, "RUNCAST_INGEST_ACK", CLI_DEFAULT_INGEST_ACK);
+    cli_client_opts(&co, &addrs);
     co.ack_timeout_ms = (uint32_t)wait_ms;
     co.close_timeout_ms = (uint32_t)wait_ms;
     co.queue_wait_ms = (uint32_t)wait_ms;

@@ -594,12 +594,8 @@ int cli_tail(int argc, char **argv)
         case 'v':
             t.verbose = true;
             break;
-        case 'h':
-            tail_usage(stdout);
-            return CLI_EXIT_OK;
         default:
-            fprintf(stderr, "(runcast tail --help for usage)\n");
-            return CLI_EXIT_USAGE;
+            return cli_flag_end("tail", o, tail_usage);
         }
     }
     if (optind < argc) {
@@ -654,11 +650,8 @@ int cli_tail(int argc, char **argv)
     }
 
     char hp[256];
-    const char *addr = cli_addr(http, "RUNCAST_HTTP", CLI_DEFAULT_HTTP);
-    if (!cli_hostport(addr, hp, sizeof(hp))) {
-        cli_err("tail", "bad address '%s' (want HOST:PORT)", addr);
+    if (!cli_http_hostport("tail", http, hp, sizeof(hp)))
         goto out;
-    }
     char url[300];
     snprintf(url, sizeof(url), "ws://%s/ws?format=json", hp);
     nng_stream_dialer *d;

@@ -11,29 +11,20 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "actor_tutil.h"
 #include "rc_actor.h"
 #include "rc_alloc.h"
 #include "rc_clock.h"
 #include "rc_error.h"
 
-/* Waits up to ms for *v to reach want (polling: tests only). */
-static bool wait_u64(_Atomic uint64_t *v, uint64_t want, uint64_t ms)
-{
-    uint64_t end = rc_clock_mono_ms() + ms;
-    while (atomic_load(v) < want) {
-        if (rc_clock_mono_ms() > end)
-            return false;
-        rc_clock_sleep_ms(1);
-    }
-    return true;
-}
-
 static struct rc_actor_system *new_sys(uint32_t workers, uint32_t batch)
 {
-    struct rc_actor_system *sys = NULL;
-    struct rc_actor_system_opts o = {.workers = workers, .batch = batch};
-    cr_assert_eq(rc_actor_system_new(&sys, &o), RC_OK);
-    return sys;
+    return tact_sys_new(&(struct rc_actor_system_opts){.workers = workers, .batch = batch});
+}
+
+static struct rc_actor_system *start_sys(uint32_t workers, uint32_t batch)
+{
+    return tact_sys_start(&(struct rc_actor_system_opts){.workers = workers, .batch = batch});
 }
 
 /* ---- delivery ---- */
@@ -92,35 +83,55 @@ static void *producer_main(void *arg)
     return NULL;
 }
 
-static void run_counts(uint32_t workers, uint32_t batch, uint64_t m)
+/* K counter actors on sys, their states zeroed, each adding to *total. */
+static void spawn_counters(struct rc_actor_system *sys, struct counter_state st[K],
+                           struct rc_actor *actors[K], _Atomic uint64_t *total)
 {
-    struct rc_actor_system *sys = new_sys(workers, batch);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
-    _Atomic uint64_t total = 0;
-    static struct counter_state st[K];
-    memset(st, 0, sizeof(st));
-    struct rc_actor *actors[K];
+    memset(st, 0, K * sizeof(*st));
     for (int k = 0; k < K; k++) {
-        st[k].total = &total;
+        st[k].total = total;
         cr_assert_eq(rc_actor_spawn(sys, counter_fn, &st[k], NULL, NULL, &actors[k]), RC_OK);
     }
+}
+
+/* P producer threads running fn, m messages each over the K actors;
+ * returns once they have all sent. */
+static void run_producers(struct rc_actor **actors, uint64_t m, void *(*fn)(void *))
+{
     struct producer prod[P];
     for (uint32_t i = 0; i < P; i++) {
         prod[i] = (struct producer){.id = i, .m = m, .actors = actors};
-        pthread_create(&prod[i].th, NULL, producer_main, &prod[i]);
+        pthread_create(&prod[i].th, NULL, fn, &prod[i]);
     }
     for (int i = 0; i < P; i++)
         pthread_join(prod[i].th, NULL);
-    cr_assert(wait_u64(&total, P * m, 20000), "handled %lu of %lu",
-              (unsigned long)atomic_load(&total), (unsigned long)(P * m));
-    rc_actor_system_stop(sys);
+}
+
+/* After the stop: each counter ran on one thread at a time, saw every
+ * producer's messages in order, and they handled `want` in all. */
+static void expect_counted(const struct counter_state st[K], uint64_t want)
+{
     uint64_t sum = 0;
     for (int k = 0; k < K; k++) {
         cr_assert(!st[k].overlap, "actor %d ran on two threads at once", k);
         cr_assert(!st[k].order_broken, "actor %d saw a producer's messages out of order", k);
         sum += st[k].count;
     }
-    cr_assert_eq(sum, P * m, "no loss, no duplicates");
+    cr_assert_eq(sum, want, "no loss, no duplicates");
+}
+
+static void run_counts(uint32_t workers, uint32_t batch, uint64_t m)
+{
+    struct rc_actor_system *sys = start_sys(workers, batch);
+    _Atomic uint64_t total = 0;
+    static struct counter_state st[K];
+    struct rc_actor *actors[K];
+    spawn_counters(sys, st, actors, &total);
+    run_producers(actors, m, producer_main);
+    cr_assert(tact_wait_u64(&total, P * m, 20000), "handled %lu of %lu",
+              (unsigned long)atomic_load(&total), (unsigned long)(P * m));
+    rc_actor_system_stop(sys);
+    expect_counted(st, P * m);
     cr_assert_eq(atomic_load(&total), P * m);
     struct rc_actor_system_stats stats;
     rc_actor_system_stats(sys, &stats);
@@ -183,8 +194,7 @@ static void count_free(struct rc_msg *m)
 Test(actor, ring_with_kept_messages)
 {
     enum { N = 50, MSGS = 20, HOPS = 2000 };
-    struct rc_actor_system *sys = new_sys(2, 8);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 8);
     _Atomic uint64_t arrived = 0, handled = 0;
     static struct ring_state st[N];
     memset(st, 0, sizeof(st));
@@ -203,7 +213,7 @@ Test(actor, ring_with_kept_messages)
         m->hops = HOPS;
         cr_assert_eq(rc_actor_send(a[(i * 13) % N], &m->hdr), RC_OK);
     }
-    cr_assert(wait_u64(&arrived, MSGS, 20000));
+    cr_assert(tact_wait_u64(&arrived, MSGS, 20000));
     rc_actor_system_stop(sys);
     cr_assert_eq(atomic_load(&handled), (uint64_t)MSGS * (HOPS + 1));
     cr_assert_eq(__atomic_load_n(&frees, __ATOMIC_RELAXED), MSGS, "each message freed once");
@@ -218,16 +228,11 @@ Test(actor, ring_with_kept_messages)
  * refuse and the caller keeps the message. */
 Test(actor, send_batch_delivers_everything)
 {
-    struct rc_actor_system *sys = new_sys(2, 16);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 16);
     _Atomic uint64_t total = 0;
     static struct counter_state st[K];
-    memset(st, 0, sizeof(st));
     struct rc_actor *actors[K];
-    for (int k = 0; k < K; k++) {
-        st[k].total = &total;
-        cr_assert_eq(rc_actor_spawn(sys, counter_fn, &st[k], NULL, NULL, &actors[k]), RC_OK);
-    }
+    spawn_counters(sys, st, actors, &total);
     uint64_t sent = 0;
     for (int round = 0; round < 200; round++) {
         struct rc_send_batch b = RC_SEND_BATCH_INIT;
@@ -240,7 +245,7 @@ Test(actor, send_batch_delivers_everything)
         rc_send_batch_flush(&b);
         rc_send_batch_flush(&b); /* empty: nothing */
     }
-    cr_assert(wait_u64(&total, sent, 10000));
+    cr_assert(tact_wait_u64(&total, sent, 10000));
     rc_actor_stop(actors[0], 0);
     uint64_t end = rc_clock_mono_ms() + 5000;
     while (!rc_actor_stopped(actors[0]) && rc_clock_mono_ms() < end)
@@ -283,8 +288,7 @@ Test(actor, local_queue_overflow)
 {
     enum { N = 5000 };
     for (uint32_t workers = 1; workers <= 2; workers++) {
-        struct rc_actor_system *sys = new_sys(workers, 0);
-        cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+        struct rc_actor_system *sys = start_sys(workers, 0);
         _Atomic uint64_t handled = 0;
         struct rc_actor **t = rc_calloc(N, sizeof(*t));
         for (int i = 0; i < N; i++)
@@ -294,7 +298,7 @@ Test(actor, local_queue_overflow)
         cr_assert_eq(rc_actor_spawn(sys, fan_fn, &fs, NULL, NULL, &fan), RC_OK);
         for (int r = 0; r < 3; r++)
             cr_assert_eq(rc_actor_send(fan, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
-        cr_assert(wait_u64(&handled, 3 * N, 10000));
+        cr_assert(tact_wait_u64(&handled, 3 * N, 10000));
         rc_clock_sleep_ms(10);
         cr_assert_eq(atomic_load(&handled), 3 * N);
         rc_actor_system_stop(sys);
@@ -349,8 +353,8 @@ Test(actor, fairness_preloaded_flood)
             cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
         cr_assert_eq(rc_actor_send(b, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
         cr_assert_eq(rc_actor_system_start(sys), RC_OK);
-        cr_assert(wait_u64(&b_seen, 1, 5000));
-        cr_assert(wait_u64(&a_count, 1000, 5000));
+        cr_assert(tact_wait_u64(&b_seen, 1, 5000));
+        cr_assert(tact_wait_u64(&a_count, 1000, 5000));
         uint64_t at = atomic_load(&b_seen) - 1;
         /* B is queued ahead of A's second turn.  With one worker that is
          * exact; with two, B may run on the other worker while A's second
@@ -371,8 +375,7 @@ Test(actor, fairness_self_flood)
 {
     enum { BATCH = 32, POKE = 500 };
     for (uint32_t workers = 1; workers <= 2; workers++) {
-        struct rc_actor_system *sys = new_sys(workers, BATCH);
-        cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+        struct rc_actor_system *sys = start_sys(workers, BATCH);
         _Atomic uint64_t a_count = 0, b_seen = 0;
         struct fair_state s = {
             .a_count = &a_count, .b_seen = &b_seen, .flood_until = 20000, .poke_at = POKE};
@@ -383,7 +386,7 @@ Test(actor, fairness_self_flood)
         /* Several messages in A's mailbox so each turn is a full batch. */
         for (int i = 0; i < 4 * BATCH; i++)
             cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
-        cr_assert(wait_u64(&b_seen, 1, 5000));
+        cr_assert(tact_wait_u64(&b_seen, 1, 5000));
         uint64_t at = atomic_load(&b_seen) - 1;
         cr_assert_geq(at, POKE);
         /* B is queued ahead of A's next turn (as above: one more concurrent
@@ -461,9 +464,7 @@ Test(actor, try_send_refuses_over_limit)
         rc_clock_sleep_ms(1);
     cr_assert_eq(rc_actor_mailbox_len(a), 0);
     cr_assert(!rc_actor_overloaded(a));
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 /* ---- stop and monitors ---- */
@@ -491,20 +492,40 @@ static void stop_count_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
     rc_clock_sleep_ms(1);
 }
 
+static struct rc_actor *spawn_stop_counter(struct rc_actor_system *sys, struct stop_state *s)
+{
+    struct rc_actor *a;
+    cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, s, stop_fini, NULL, &a), RC_OK);
+    return a;
+}
+
+/* Queues n messages on a whose frees count in `frees`. */
+static void send_counted(struct rc_actor *a, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
+        m->free_fn = count_free;
+        cr_assert_eq(rc_actor_send(a, m), RC_OK);
+    }
+}
+
+/* A stop counter with n messages queued whose frees count from 0. */
+static struct rc_actor *spawn_stop_counter_with_queued(struct rc_actor_system *sys,
+                                                       struct stop_state *s, int n)
+{
+    struct rc_actor *a = spawn_stop_counter(sys, s);
+    frees = 0;
+    send_counted(a, n);
+    return a;
+}
+
 Test(actor, stop_drops_queued_messages_and_runs_fini)
 {
     /* batch 4: the drain of 1,000 messages spans several turns (16 batches
      * per turn). */
     struct rc_actor_system *sys = new_sys(2, 4);
     struct stop_state s = {.test_thread = pthread_self()};
-    struct rc_actor *a;
-    cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, &s, stop_fini, NULL, &a), RC_OK);
-    frees = 0;
-    for (int i = 0; i < 1000; i++) {
-        struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
-        m->free_fn = count_free;
-        cr_assert_eq(rc_actor_send(a, m), RC_OK);
-    }
+    struct rc_actor *a = spawn_stop_counter_with_queued(sys, &s, 1000);
     rc_actor_stop(a, -77);
     rc_actor_stop(a, -78); /* the first reason wins */
     cr_assert_eq(rc_actor_system_start(sys), RC_OK);
@@ -567,8 +588,7 @@ Test(actor, send_racing_stop_never_leaks, .timeout = 60)
     for (int round = 0; round < 5; round++) {
         atomic_store(&race_freed, 0);
         atomic_store(&race_handled, 0);
-        struct rc_actor_system *sys = new_sys(2, 0);
-        cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+        struct rc_actor_system *sys = start_sys(2, 0);
         struct rc_actor *a;
         cr_assert_eq(rc_actor_spawn(sys, race_fn, NULL, NULL, NULL, &a), RC_OK);
         struct race_sender r[3];
@@ -612,21 +632,9 @@ static void watch_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
     atomic_fetch_add(&s->downs, 1);
 }
 
-static bool wait_int(_Atomic int *v, int want, uint64_t ms)
-{
-    uint64_t end = rc_clock_mono_ms() + ms;
-    while (atomic_load(v) < want) {
-        if (rc_clock_mono_ms() > end)
-            return false;
-        rc_clock_sleep_ms(1);
-    }
-    return true;
-}
-
 Test(actor, monitor_gets_down_with_reason)
 {
-    struct rc_actor_system *sys = new_sys(2, 0);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 0);
     struct watch_state ws = {0};
     struct stop_state ts = {.test_thread = pthread_self()};
     struct rc_actor *w, *t;
@@ -634,14 +642,14 @@ Test(actor, monitor_gets_down_with_reason)
     cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, &ts, stop_fini, NULL, &t), RC_OK);
     cr_assert_eq(rc_actor_monitor(w, t, 99), RC_OK);
     rc_actor_stop(t, -42);
-    cr_assert(wait_int(&ws.downs, 1, 5000));
+    cr_assert(tact_wait_int(&ws.downs, 1, 5000));
     cr_assert_eq(atomic_load(&ws.reason), -42);
     cr_assert_eq(atomic_load(&ws.tag), 99);
     cr_assert_eq(atomic_load(&ws.who), t);
     cr_assert_eq(atomic_load(&ts.fini_calls), 1, "fini runs before monitors hear");
     /* Monitoring a stopped actor: DOWN at once. */
     cr_assert_eq(rc_actor_monitor(w, t, 7), RC_OK);
-    cr_assert(wait_int(&ws.downs, 2, 5000));
+    cr_assert(tact_wait_int(&ws.downs, 2, 5000));
     cr_assert_eq(atomic_load(&ws.tag), 7);
     cr_assert_eq(atomic_load(&ws.reason), -42);
     rc_clock_sleep_ms(20);
@@ -670,12 +678,10 @@ Test(actor, self_stop_finishes_current_message_only)
     for (int i = 0; i < 10; i++)
         rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), i == 3 ? 9 : 1));
     cr_assert_eq(rc_actor_system_start(sys), RC_OK);
-    cr_assert(wait_int(&s.fini_calls, 1, 5000));
+    cr_assert(tact_wait_int(&s.fini_calls, 1, 5000));
     cr_assert_eq(atomic_load(&s.handled), 4);
     cr_assert_eq(atomic_load(&s.fini_reason), 5);
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 /* ---- system stop with work pending ---- */
@@ -704,8 +710,7 @@ static void busy_fini(void *st, int reason)
 Test(actor, system_stop_with_work_pending_frees_everything)
 {
     enum { N = 64, MSGS = 200 };
-    struct rc_actor_system *sys = new_sys(2, 0);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 0);
     _Atomic int finis = 0;
     static struct busy_state st[N];
     struct rc_actor *a[N];
@@ -717,11 +722,7 @@ Test(actor, system_stop_with_work_pending_frees_everything)
         st[i].peer = a[(i + 1) % N];
     frees = 0;
     for (int i = 0; i < N; i++)
-        for (int j = 0; j < MSGS; j++) {
-            struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
-            m->free_fn = count_free;
-            cr_assert_eq(rc_actor_send(a[i], m), RC_OK);
-        }
+        send_counted(a[i], MSGS);
     /* And some that will never run before the stop. */
     rc_clock_sleep_ms(20);
     rc_actor_system_stop(sys);
@@ -743,14 +744,7 @@ Test(actor, stop_never_started_system)
 {
     struct rc_actor_system *sys = new_sys(2, 0);
     struct stop_state s = {.test_thread = pthread_self()};
-    struct rc_actor *a;
-    cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, &s, stop_fini, NULL, &a), RC_OK);
-    frees = 0;
-    for (int i = 0; i < 10; i++) {
-        struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
-        m->free_fn = count_free;
-        rc_actor_send(a, m);
-    }
+    struct rc_actor *a = spawn_stop_counter_with_queued(sys, &s, 10);
     rc_actor_system_stop(sys);
     cr_assert_eq(atomic_load(&s.fini_calls), 1);
     cr_assert_eq(atomic_load(&s.fini_reason), RC_ESHUTDOWN);
@@ -770,11 +764,9 @@ static void *stop_main(void *arg)
 /* Several threads stopping at once: each returns once everything stopped. */
 Test(actor, concurrent_system_stops)
 {
-    struct rc_actor_system *sys = new_sys(2, 0);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 0);
     struct stop_state s = {.test_thread = pthread_self()};
-    struct rc_actor *a;
-    cr_assert_eq(rc_actor_spawn(sys, stop_count_fn, &s, stop_fini, NULL, &a), RC_OK);
+    struct rc_actor *a = spawn_stop_counter(sys, &s);
     for (int i = 0; i < 20; i++)
         rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1));
     pthread_t th[3];
@@ -1018,8 +1010,7 @@ static void relay_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
 Test(actor, no_lost_wakeups, .timeout = 60)
 {
     for (uint32_t workers = 1; workers <= 3; workers++) {
-        struct rc_actor_system *sys = new_sys(workers, 0);
-        cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+        struct rc_actor_system *sys = start_sys(workers, 0);
         _Atomic uint64_t done = 0;
         struct relay_state rs[3];
         struct rc_actor *a[3];
@@ -1061,8 +1052,7 @@ static double cpu_seconds(void)
 
 Test(actor, idle_system_uses_no_cpu)
 {
-    struct rc_actor_system *sys = new_sys(8, 0);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(8, 0);
     struct rc_actor *a[16];
     for (int i = 0; i < 16; i++)
         cr_assert_eq(rc_actor_spawn(sys, nop_fn, NULL, NULL, NULL, &a[i]), RC_OK);
@@ -1111,8 +1101,7 @@ static void where_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
 
 Test(actor, inline_idle_actor_runs_on_the_callers_thread)
 {
-    struct rc_actor_system *sys = new_sys(2, 0);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 0);
     static struct where_state s;
     memset(&s, 0, sizeof(s));
     s.keep = true;
@@ -1132,15 +1121,12 @@ Test(actor, inline_idle_actor_runs_on_the_callers_thread)
     rc_actor_system_stats(sys, &st);
     cr_assert_eq(st.inline_handled, 1);
     cr_assert_eq(st.messages_handled, 1);
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 Test(actor, inline_busy_actor_is_queued_and_try_honours_the_limit)
 {
-    struct rc_actor_system *sys = new_sys(2, 0);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 0);
     static struct where_state s;
     memset(&s, 0, sizeof(s));
     s.block = true;
@@ -1167,15 +1153,13 @@ Test(actor, inline_busy_actor_is_queued_and_try_honours_the_limit)
     cr_assert_eq(rc_send_batch_add_inline(&b, a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
     rc_send_batch_flush(&b);
     atomic_store(&s.release, 1);
-    cr_assert(wait_u64(&s.handled, 3, 5000));
+    cr_assert(tact_wait_u64(&s.handled, 3, 5000));
     cr_assert(!pthread_equal(s.last_thread, pthread_self()), "queued messages ran on a worker");
     struct rc_actor_system_stats st;
     rc_actor_system_stats(sys, &st);
     cr_assert_eq(st.inline_handled, 0);
     cr_assert_eq(st.overloads, 2);
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 /* An inline turn that sends to itself, wakes another idle actor and stops
@@ -1230,8 +1214,7 @@ static void watcher_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
 
 Test(actor, inline_turn_sends_and_self_stop)
 {
-    struct rc_actor_system *sys = new_sys(2, 0);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 0);
     static struct stopper_state s;
     memset(&s, 0, sizeof(s));
     static struct where_state other;
@@ -1250,7 +1233,7 @@ Test(actor, inline_turn_sends_and_self_stop)
     cr_assert_eq(atomic_load(&other.handled), 0);
     cr_assert_eq(atomic_load(&s.fini_done), 0, "fini waits for a worker");
     rc_send_batch_flush(&b);
-    cr_assert(wait_u64(&other.handled, 1, 5000));
+    cr_assert(tact_wait_u64(&other.handled, 1, 5000));
     uint64_t end = rc_clock_mono_ms() + 5000;
     while (!atomic_load(&s.fini_done) && rc_clock_mono_ms() < end)
         rc_clock_sleep_ms(1);
@@ -1259,7 +1242,7 @@ Test(actor, inline_turn_sends_and_self_stop)
     cr_assert(!pthread_equal(s.fini_thread, pthread_self()));
     cr_assert_eq(atomic_load(&s.handled), 1, "the self-sent message was dropped, not handled");
     cr_assert_eq(atomic_load(&s.freed), 1, "and freed exactly once");
-    cr_assert(wait_u64(&down_seen, 1, 5000));
+    cr_assert(tact_wait_u64(&down_seen, 1, 5000));
     cr_assert(rc_actor_stopped(a));
     struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), 1);
     cr_assert_eq(rc_send_batch_add_inline(&b, a, m), RC_ECLOSED, "caller keeps msg");
@@ -1294,8 +1277,7 @@ static void depth_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
 
 Test(actor, inline_from_a_behaviour_is_not_nested)
 {
-    struct rc_actor_system *sys = new_sys(2, 0);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 0);
     struct rc_actor *last, *first;
     cr_assert_eq(rc_actor_spawn(sys, depth_fn, NULL, NULL, NULL, &last), RC_OK);
     cr_assert_eq(rc_actor_spawn(sys, depth_fn, last, NULL, NULL, &first), RC_OK);
@@ -1303,10 +1285,10 @@ Test(actor, inline_from_a_behaviour_is_not_nested)
     struct rc_send_batch b = RC_SEND_BATCH_INIT;
     cr_assert_eq(rc_send_batch_add_inline(&b, first, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
     rc_send_batch_flush(&b);
-    cr_assert(wait_u64(&down_seen, 2, 5000));
+    cr_assert(tact_wait_u64(&down_seen, 2, 5000));
     /* from a worker: queued again */
     cr_assert_eq(rc_actor_send(first, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
-    cr_assert(wait_u64(&down_seen, 4, 5000));
+    cr_assert(tact_wait_u64(&down_seen, 4, 5000));
     cr_assert_eq(atomic_load(&nested), 0);
     rc_actor_system_stop(sys);
     rc_actor_release(first);
@@ -1340,33 +1322,16 @@ static void *inline_producer_main(void *arg)
 
 Test(actor, inline_and_queued_sends_keep_order_and_exclusion, .timeout = 60)
 {
-    struct rc_actor_system *sys = new_sys(2, 4);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = start_sys(2, 4);
     _Atomic uint64_t total = 0;
     static struct counter_state st[K];
-    memset(st, 0, sizeof(st));
     struct rc_actor *actors[K];
-    for (int k = 0; k < K; k++) {
-        st[k].total = &total;
-        cr_assert_eq(rc_actor_spawn(sys, counter_fn, &st[k], NULL, NULL, &actors[k]), RC_OK);
-    }
+    spawn_counters(sys, st, actors, &total);
     const uint64_t m = 20000;
-    struct producer prod[P];
-    for (uint32_t i = 0; i < P; i++) {
-        prod[i] = (struct producer){.id = i, .m = m, .actors = actors};
-        pthread_create(&prod[i].th, NULL, inline_producer_main, &prod[i]);
-    }
-    for (int i = 0; i < P; i++)
-        pthread_join(prod[i].th, NULL);
-    cr_assert(wait_u64(&total, P * m, 20000));
+    run_producers(actors, m, inline_producer_main);
+    cr_assert(tact_wait_u64(&total, P * m, 20000));
     rc_actor_system_stop(sys);
-    uint64_t sum = 0;
-    for (int k = 0; k < K; k++) {
-        cr_assert(!st[k].overlap, "actor %d ran on two threads at once", k);
-        cr_assert(!st[k].order_broken, "actor %d saw a producer's messages out of order", k);
-        sum += st[k].count;
-    }
-    cr_assert_eq(sum, P * m);
+    expect_counted(st, P * m);
     struct rc_actor_system_stats stats;
     rc_actor_system_stats(sys, &stats);
     cr_assert_eq(stats.messages_handled, P * m);

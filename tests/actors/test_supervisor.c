@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "actor_tutil.h"
 #include "rc_actor.h"
 #include "rc_alloc.h"
 #include "rc_clock.h"
@@ -64,15 +65,28 @@ static void on_giveup(void *arg, const char *name, int reason)
     atomic_fetch_add(&g->calls, 1);
 }
 
-static bool wait_int(_Atomic int *v, int want, uint64_t ms)
+/* A running system (workers 0: one per CPU) and a supervisor on it with
+ * this intensity; g (NULL: none) records its giveup. */
+static struct rc_supervisor *sup_start(struct rc_actor_system **sysp, uint32_t workers,
+                                       uint32_t max_restarts, uint32_t period_ms,
+                                       struct giveup_rec *g)
 {
-    uint64_t end = rc_clock_mono_ms() + ms;
-    while (atomic_load(v) < want) {
-        if (rc_clock_mono_ms() > end)
-            return false;
-        rc_clock_sleep_ms(1);
-    }
-    return true;
+    struct rc_actor_system *sys =
+        tact_sys_start(&(struct rc_actor_system_opts){.workers = workers});
+    *sysp = sys;
+    struct rc_supervisor_opts o = {.max_restarts = max_restarts,
+                                   .period_ms = period_ms,
+                                   .giveup = g ? on_giveup : NULL,
+                                   .giveup_arg = g};
+    struct rc_supervisor *sup;
+    cr_assert_eq(rc_supervisor_new(sys, &o, &sup), RC_OK);
+    return sup;
+}
+
+static void sup_end(struct rc_actor_system *sys, struct rc_supervisor *sup)
+{
+    rc_supervisor_free(sup);
+    tact_sys_end(sys, NULL);
 }
 
 static void tell(struct rc_supervisor *sup, const char *name, uint32_t type)
@@ -98,16 +112,23 @@ static struct rc_actor *wait_new_child(struct rc_supervisor *sup, const char *na
     return NULL;
 }
 
+/* Crashes the child named, whose current actor is cur; returns (and holds)
+ * its restarted actor, cur released. */
+static struct rc_actor *crash_and_restart(struct rc_supervisor *sup, const char *name,
+                                          struct rc_actor *cur)
+{
+    tell(sup, name, MSG_CRASH);
+    struct rc_actor *next = wait_new_child(sup, name, cur);
+    cr_assert_not_null(next, "%s restarted", name);
+    rc_actor_release(cur);
+    return next;
+}
+
 Test(supervisor, restarts_on_crash_not_on_normal_exit)
 {
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, &(struct rc_actor_system_opts){.workers = 2}), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
     static struct giveup_rec g;
-    struct rc_supervisor *sup;
-    struct rc_supervisor_opts o = {
-        .max_restarts = 3, .period_ms = 60000, .giveup = on_giveup, .giveup_arg = &g};
-    cr_assert_eq(rc_supervisor_new(sys, &o, &sup), RC_OK);
+    struct rc_actor_system *sys;
+    struct rc_supervisor *sup = sup_start(&sys, 2, 3, 60000, &g);
     static struct child_arg c;
     c.sys = sys;
     cr_assert_eq(rc_supervisor_add_child(sup, "worker", child_start, &c), RC_OK);
@@ -122,7 +143,7 @@ Test(supervisor, restarts_on_crash_not_on_normal_exit)
     cr_assert(rc_actor_stopped(first));
     /* A normal exit is not restarted. */
     tell(sup, "worker", MSG_QUIT);
-    cr_assert(wait_int(&c.finis, 2, 5000));
+    cr_assert(tact_wait_int(&c.finis, 2, 5000));
     rc_clock_sleep_ms(30);
     cr_assert_eq(atomic_load(&c.starts), 2);
     cr_assert_eq(rc_supervisor_restarts(sup), 1);
@@ -131,41 +152,30 @@ Test(supervisor, restarts_on_crash_not_on_normal_exit)
     cr_assert_eq(atomic_load(&g.calls), 0);
     rc_actor_release(first);
     rc_actor_release(second);
-    rc_supervisor_free(sup);
-    rc_actor_system_stop(sys);
-    rc_actor_system_free(sys);
+    sup_end(sys, sup);
 }
 
 Test(supervisor, gives_up_over_intensity)
 {
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, &(struct rc_actor_system_opts){.workers = 2}), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
     static struct giveup_rec g;
-    struct rc_supervisor *sup;
-    struct rc_supervisor_opts o = {
-        .max_restarts = 2, .period_ms = 60000, .giveup = on_giveup, .giveup_arg = &g};
-    cr_assert_eq(rc_supervisor_new(sys, &o, &sup), RC_OK);
+    struct rc_actor_system *sys;
+    struct rc_supervisor *sup = sup_start(&sys, 2, 2, 60000, &g);
     static struct child_arg c, other;
     c.sys = other.sys = sys;
     cr_assert_eq(rc_supervisor_add_child(sup, "flaky", child_start, &c), RC_OK);
     cr_assert_eq(rc_supervisor_add_child(sup, "steady", child_start, &other), RC_OK);
     struct rc_actor *cur = rc_supervisor_child(sup, "flaky");
     for (int i = 0; i < 2; i++) {
-        tell(sup, "flaky", MSG_CRASH);
-        struct rc_actor *next = wait_new_child(sup, "flaky", cur);
-        cr_assert_not_null(next);
-        rc_actor_release(cur);
-        cur = next;
+        cur = crash_and_restart(sup, "flaky", cur);
     }
     cr_assert_eq(rc_supervisor_restarts(sup), 2);
     tell(sup, "flaky", MSG_CRASH); /* the third within the period */
-    cr_assert(wait_int(&g.calls, 1, 5000));
+    cr_assert(tact_wait_int(&g.calls, 1, 5000));
     cr_assert_str_eq(g.name, "flaky");
     cr_assert_eq(g.reason, -1);
     cr_assert(rc_supervisor_gave_up(sup));
     /* The other child is stopped too (OTP: the supervisor shuts down). */
-    cr_assert(wait_int(&other.finis, 1, 5000));
+    cr_assert(tact_wait_int(&other.finis, 1, 5000));
     rc_clock_sleep_ms(20);
     cr_assert_eq(atomic_load(&g.calls), 1, "giveup called once");
     cr_assert_eq(rc_supervisor_restarts(sup), 2);
@@ -173,63 +183,43 @@ Test(supervisor, gives_up_over_intensity)
     cr_assert_null(rc_supervisor_child(sup, "flaky"));
     cr_assert_eq(rc_supervisor_add_child(sup, "late", child_start, &c), RC_ESTATE);
     rc_actor_release(cur);
-    rc_supervisor_free(sup);
-    rc_actor_system_stop(sys);
-    rc_actor_system_free(sys);
+    sup_end(sys, sup);
 }
 
 Test(supervisor, failed_start_counts_against_intensity)
 {
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
     static struct giveup_rec g;
-    struct rc_supervisor *sup;
-    struct rc_supervisor_opts o = {
-        .max_restarts = 3, .period_ms = 60000, .giveup = on_giveup, .giveup_arg = &g};
-    cr_assert_eq(rc_supervisor_new(sys, &o, &sup), RC_OK);
+    struct rc_actor_system *sys;
+    struct rc_supervisor *sup = sup_start(&sys, 0, 3, 60000, &g);
     static struct child_arg c;
     c.sys = sys;
     cr_assert_eq(rc_supervisor_add_child(sup, "x", child_start, &c), RC_OK);
     atomic_store(&c.fail_next_start, 10);
     tell(sup, "x", MSG_CRASH);
-    cr_assert(wait_int(&g.calls, 1, 5000));
+    cr_assert(tact_wait_int(&g.calls, 1, 5000));
     cr_assert_eq(rc_supervisor_restarts(sup), 3);
     cr_assert_eq(atomic_load(&c.fail_next_start), 7);
-    rc_supervisor_free(sup);
-    rc_actor_system_stop(sys);
-    rc_actor_system_free(sys);
+    sup_end(sys, sup);
 }
 
 /* Restarts older than the period no longer count. */
 Test(supervisor, intensity_window_slides)
 {
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
     static struct giveup_rec g;
-    struct rc_supervisor *sup;
-    struct rc_supervisor_opts o = {
-        .max_restarts = 1, .period_ms = 40, .giveup = on_giveup, .giveup_arg = &g};
-    cr_assert_eq(rc_supervisor_new(sys, &o, &sup), RC_OK);
+    struct rc_actor_system *sys;
+    struct rc_supervisor *sup = sup_start(&sys, 0, 1, 40, &g);
     static struct child_arg c;
     c.sys = sys;
     cr_assert_eq(rc_supervisor_add_child(sup, "x", child_start, &c), RC_OK);
     struct rc_actor *cur = rc_supervisor_child(sup, "x");
     for (int i = 0; i < 3; i++) {
-        tell(sup, "x", MSG_CRASH);
-        struct rc_actor *next = wait_new_child(sup, "x", cur);
-        cr_assert_not_null(next);
-        rc_actor_release(cur);
-        cur = next;
+        cur = crash_and_restart(sup, "x", cur);
         rc_clock_sleep_ms(60); /* > period: the restart ages out */
     }
     cr_assert_eq(rc_supervisor_restarts(sup), 3);
     cr_assert_eq(atomic_load(&g.calls), 0);
     rc_actor_release(cur);
-    rc_supervisor_free(sup);
-    rc_actor_system_stop(sys);
-    rc_actor_system_free(sys);
+    sup_end(sys, sup);
 }
 
 /* System stop: children stop with RC_ESHUTDOWN and are not restarted;
@@ -237,11 +227,7 @@ Test(supervisor, intensity_window_slides)
 Test(supervisor, system_stop_does_not_restart)
 {
     struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
-    struct rc_supervisor *sup;
-    struct rc_supervisor_opts o = {.max_restarts = 5, .period_ms = 1000};
-    cr_assert_eq(rc_supervisor_new(sys, &o, &sup), RC_OK);
+    struct rc_supervisor *sup = sup_start(&sys, 0, 5, 1000, NULL);
     static struct child_arg c;
     c.sys = sys;
     cr_assert_eq(rc_supervisor_add_child(sup, "a", child_start, &c), RC_OK);
@@ -258,11 +244,7 @@ Test(supervisor, system_stop_does_not_restart)
 Test(supervisor, free_stops_children)
 {
     struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
-    struct rc_supervisor *sup;
-    struct rc_supervisor_opts o = {.max_restarts = 5, .period_ms = 1000};
-    cr_assert_eq(rc_supervisor_new(sys, &o, &sup), RC_OK);
+    struct rc_supervisor *sup = sup_start(&sys, 0, 5, 1000, NULL);
     static struct child_arg c;
     c.sys = sys;
     for (int i = 0; i < 5; i++) {
@@ -270,7 +252,7 @@ Test(supervisor, free_stops_children)
         cr_assert_eq(rc_supervisor_add_child(sup, name, child_start, &c), RC_OK);
     }
     rc_supervisor_free(sup);
-    cr_assert(wait_int(&c.finis, 5, 5000));
+    cr_assert(tact_wait_int(&c.finis, 5, 5000));
     struct rc_actor_system_stats st;
     uint64_t end = rc_clock_mono_ms() + 5000;
     do {
@@ -279,6 +261,5 @@ Test(supervisor, free_stops_children)
     } while (st.actors_live > 0 && rc_clock_mono_ms() < end);
     cr_assert_eq(st.actors_live, 0, "children and the supervisor actor stopped");
     cr_assert_eq(atomic_load(&c.starts), 5);
-    rc_actor_system_stop(sys);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, NULL);
 }

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <stdatomic.h>
 
+#include "actor_tutil.h"
 #include "rc_actor.h"
 #include "rc_alloc.h"
 #include "rc_clock.h"
@@ -57,22 +58,13 @@ static void cancel_all_fini(void *st, int reason)
         rc_timer_cancel(s->sys, &s->t[i]);
 }
 
-static bool wait_int(_Atomic int *v, int want, uint64_t ms)
-{
-    uint64_t end = rc_clock_mono_ms() + ms;
-    while (atomic_load(v) < want) {
-        if (rc_clock_mono_ms() > end)
-            return false;
-        rc_clock_sleep_ms(1);
-    }
-    return true;
-}
-
-static struct rc_actor *spawn_timer_actor(struct rc_actor_system *sys, struct tstate *s)
+/* An actor running fn on s, its NT timers initialised (arg 1000 + i). */
+static struct rc_actor *spawn_timer_actor(struct rc_actor_system *sys, struct tstate *s,
+                                          rc_actor_behaviour fn)
 {
     struct rc_actor *a;
     s->sys = sys;
-    cr_assert_eq(rc_actor_spawn(sys, timer_fn, s, cancel_all_fini, NULL, &a), RC_OK);
+    cr_assert_eq(rc_actor_spawn(sys, fn, s, cancel_all_fini, NULL, &a), RC_OK);
     for (int i = 0; i < NT; i++)
         rc_timer_init(&s->t[i], a, 1000 + (uint64_t)i);
     return a;
@@ -80,32 +72,26 @@ static struct rc_actor *spawn_timer_actor(struct rc_actor_system *sys, struct ts
 
 Test(timer, fires_never_early_with_its_arg)
 {
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, &(struct rc_actor_system_opts){.workers = 2}), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = tact_sys_start(&(struct rc_actor_system_opts){.workers = 2});
     static struct tstate s;
     for (int i = 0; i < NT; i++)
         s.delay_ms[i] = (uint64_t)i * 5; /* 0 .. 95 ms */
-    struct rc_actor *a = spawn_timer_actor(sys, &s);
+    struct rc_actor *a = spawn_timer_actor(sys, &s, timer_fn);
     cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
-    cr_assert(wait_int(&s.current, NT, 5000));
+    cr_assert(tact_wait_int(&s.current, NT, 5000));
     cr_assert_eq(atomic_load(&s.early), 0, "a timer fired early");
     cr_assert_eq(atomic_load(&s.arg_mismatch), 0);
     cr_assert_eq(atomic_load(&s.stale), 0);
     for (int i = 0; i < NT; i++)
         cr_assert(!rc_timer_armed(sys, &s.t[i]));
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 Test(timer, cancel_before_expiry_sends_nothing)
 {
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = tact_sys_start(NULL);
     static struct tstate s;
-    struct rc_actor *a = spawn_timer_actor(sys, &s);
+    struct rc_actor *a = spawn_timer_actor(sys, &s, timer_fn);
     for (int i = 0; i < NT; i++) {
         cr_assert_eq(rc_timer_arm(sys, &s.t[i], 30), RC_OK);
         cr_assert(rc_timer_armed(sys, &s.t[i]));
@@ -117,9 +103,7 @@ Test(timer, cancel_before_expiry_sends_nothing)
     /* An expiry sent before the cancel (if this thread was descheduled for
      * 30 ms) is stale; none may be current. */
     cr_assert_eq(atomic_load(&s.current), 0);
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 /* Re-arm before expiry (within one turn of the owner, so no expiry of the
@@ -139,24 +123,16 @@ static void rearm_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
 
 Test(timer, rearm_replaces)
 {
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = tact_sys_start(NULL);
     static struct tstate s;
-    s.sys = sys;
     s.delay_ms[0] = 40;
-    struct rc_actor *a;
-    cr_assert_eq(rc_actor_spawn(sys, rearm_fn, &s, cancel_all_fini, NULL, &a), RC_OK);
-    for (int i = 0; i < NT; i++)
-        rc_timer_init(&s.t[i], a, 1000 + (uint64_t)i);
+    struct rc_actor *a = spawn_timer_actor(sys, &s, rearm_fn);
     cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 2)), RC_OK);
-    cr_assert(wait_int(&s.current, 1, 5000));
+    cr_assert(tact_wait_int(&s.current, 1, 5000));
     rc_clock_sleep_ms(30);
     cr_assert_eq(atomic_load(&s.current), 1);
     cr_assert_eq(atomic_load(&s.early), 0);
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 /* An expiry already in the mailbox when the owner re-arms is stale. */
@@ -188,20 +164,16 @@ static void stale_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
 
 Test(timer, expiry_in_flight_becomes_stale)
 {
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = tact_sys_start(NULL);
     static struct stale_state s;
     s.sys = sys;
     struct rc_actor *a;
     cr_assert_eq(rc_actor_spawn(sys, stale_fn, &s, NULL, NULL, &a), RC_OK);
     rc_timer_init(&s.t, a, 0);
     cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
-    cr_assert(wait_int(&s.current, 1, 5000));
+    cr_assert(tact_wait_int(&s.current, 1, 5000));
     cr_assert_eq(atomic_load(&s.stale), 1);
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 /* Many owners, many timers; owners stopped with timers armed cancel them
@@ -209,19 +181,17 @@ Test(timer, expiry_in_flight_becomes_stale)
 Test(timer, many_timers_all_fire)
 {
     enum { A = 50 };
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, &(struct rc_actor_system_opts){.workers = 2}), RC_OK);
-    cr_assert_eq(rc_actor_system_start(sys), RC_OK);
+    struct rc_actor_system *sys = tact_sys_start(&(struct rc_actor_system_opts){.workers = 2});
     static struct tstate s[A];
     struct rc_actor *a[A];
     for (int k = 0; k < A; k++) {
         for (int i = 0; i < NT; i++)
             s[k].delay_ms[i] = (uint64_t)((k * 7 + i * 13) % 60);
-        a[k] = spawn_timer_actor(sys, &s[k]);
+        a[k] = spawn_timer_actor(sys, &s[k], timer_fn);
         cr_assert_eq(rc_actor_send(a[k], rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
     }
     for (int k = 0; k < A; k++) {
-        cr_assert(wait_int(&s[k].current, NT, 5000));
+        cr_assert(tact_wait_int(&s[k].current, NT, 5000));
         cr_assert_eq(atomic_load(&s[k].early), 0);
     }
     /* Arm long timers and stop: fini cancels them. */
@@ -251,13 +221,11 @@ Test(timer, coarse_tick_never_early)
     static struct tstate s;
     for (int i = 0; i < NT; i++)
         s.delay_ms[i] = (uint64_t)i * 3 + 1; /* 1 .. 58 ms, mostly not tick multiples */
-    struct rc_actor *a = spawn_timer_actor(sys, &s);
+    struct rc_actor *a = spawn_timer_actor(sys, &s, timer_fn);
     cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
-    cr_assert(wait_int(&s.current, NT, 5000));
+    cr_assert(tact_wait_int(&s.current, NT, 5000));
     cr_assert_eq(atomic_load(&s.early), 0, "a timer fired early");
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 /* Absolute due times a fraction of a ms apart, on a 100 us wheel: each
@@ -316,25 +284,21 @@ Test(timer, microsecond_tick_fires_absolute_times_in_due_order)
         s.at[i] = base + 20000000u + (uint64_t)i * 350000u;
     for (int i = 0; i < NAT; i++)
         cr_assert_eq(rc_timer_arm_at(sys, &s.t[i], s.at[i]), RC_OK);
-    cr_assert(wait_int(&s.n, NAT, 5000));
+    cr_assert(tact_wait_int(&s.n, NAT, 5000));
     cr_assert_eq(atomic_load(&s.early), 0, "a timer fired before its time");
     for (int i = 0; i < NAT; i++)
         cr_assert_eq(s.order[i], i, "arrival %d was timer %d", i, s.order[i]);
-    rc_actor_system_stop(sys);
-    rc_actor_release(a);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, a);
 }
 
 Test(timer, bad_arguments)
 {
-    struct rc_actor_system *sys;
-    cr_assert_eq(rc_actor_system_new(&sys, NULL), RC_OK);
+    struct rc_actor_system *sys = tact_sys_new(NULL);
     struct rc_timer t;
     rc_timer_init(&t, NULL, 0);
     cr_assert_eq(rc_timer_arm(sys, &t, 5), RC_EINVAL);
     cr_assert_eq(rc_timer_arm(NULL, &t, 5), RC_EINVAL);
     cr_assert_eq(rc_timer_arm_at(sys, &t, 5), RC_EINVAL);
     rc_timer_cancel(sys, &t);
-    rc_actor_system_stop(sys);
-    rc_actor_system_free(sys);
+    tact_sys_end(sys, NULL);
 }

@@ -221,54 +221,52 @@ bool rc_mp_str(const void *raw, size_t len, const char *path, char *out, size_t 
     return ok;
 }
 
-bool rc_mp_uint(const void *raw, size_t len, const char *path, uint64_t *out)
+/* The value at path, unpacked and released again: only what the object
+ * holds itself stays valid (a number, a boolean, a size), never what it
+ * points at.  False when absent. */
+static bool lookup_scalar(const void *raw, size_t len, const char *path, msgpack_object *out)
 {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
+    bool ok = lookup(raw, len, path, &u, out);
+    msgpack_unpacked_destroy(&u);
+    return ok;
+}
+
+bool rc_mp_uint(const void *raw, size_t len, const char *path, uint64_t *out)
+{
     msgpack_object o;
-    bool ok = lookup(raw, len, path, &u, &o) && o.type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+    bool ok = lookup_scalar(raw, len, path, &o) && o.type == MSGPACK_OBJECT_POSITIVE_INTEGER;
     if (ok)
         *out = o.via.u64;
-    msgpack_unpacked_destroy(&u);
     return ok;
 }
 
 bool rc_mp_bool(const void *raw, size_t len, const char *path, bool *out)
 {
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
     msgpack_object o;
-    bool ok = lookup(raw, len, path, &u, &o) && o.type == MSGPACK_OBJECT_BOOLEAN;
+    bool ok = lookup_scalar(raw, len, path, &o) && o.type == MSGPACK_OBJECT_BOOLEAN;
     if (ok)
         *out = o.via.boolean;
-    msgpack_unpacked_destroy(&u);
     return ok;
 }
 
 long rc_mp_len(const void *raw, size_t len, const char *path)
 {
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
     msgpack_object o;
-    long n = -1;
-    if (lookup(raw, len, path, &u, &o)) {
-        if (o.type == MSGPACK_OBJECT_ARRAY)
-            n = o.via.array.size;
-        else if (o.type == MSGPACK_OBJECT_MAP)
-            n = o.via.map.size;
-        else if (o.type == MSGPACK_OBJECT_STR)
-            n = o.via.str.size;
-    }
-    msgpack_unpacked_destroy(&u);
-    return n;
+    if (!lookup_scalar(raw, len, path, &o))
+        return -1;
+    if (o.type == MSGPACK_OBJECT_ARRAY)
+        return o.via.array.size;
+    if (o.type == MSGPACK_OBJECT_MAP)
+        return o.via.map.size;
+    if (o.type == MSGPACK_OBJECT_STR)
+        return o.via.str.size;
+    return -1;
 }
 
 bool rc_mp_has(const void *raw, size_t len, const char *path)
 {
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
     msgpack_object o;
-    bool ok = lookup(raw, len, path, &u, &o) && o.type != MSGPACK_OBJECT_NIL;
-    msgpack_unpacked_destroy(&u);
-    return ok;
+    return lookup_scalar(raw, len, path, &o) && o.type != MSGPACK_OBJECT_NIL;
 }

@@ -7,6 +7,7 @@
 
 #include "rc_clock.h"
 #include "rc_log.h"
+#include "rc_testsub.h"
 
 void tb_start(struct rc_tb *t, const char *const *opts)
 {
@@ -31,6 +32,15 @@ void tb_stop(struct rc_tb *t)
     rc_broker_free(t->b);
     t->b = NULL;
     rc_config_fini(&t->cfg);
+}
+
+struct rc_testsub *tb_subscribe(struct rc_tb *t, struct rc_sub_req r)
+{
+    struct rc_testsub *ts;
+    cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
+    r.subscriber = rc_testsub_actor(ts);
+    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
+    return ts;
 }
 
 struct waiter {

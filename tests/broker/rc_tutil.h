@@ -13,6 +13,9 @@
 #include "rc_buf.h"
 #include "rc_config.h"
 #include "rc_proto.h"
+#include "rc_runs.h"
+
+struct rc_testsub;
 
 struct rc_tb {
     struct rc_config cfg;
@@ -23,6 +26,9 @@ struct rc_tb {
  * NULL-terminated. */
 void tb_start(struct rc_tb *t, const char *const *opts);
 void tb_stop(struct rc_tb *t);
+/* A new rc_testsub (rc_testsub.h) on t's actor system, subscribed with r,
+ * whose subscriber is filled in. */
+struct rc_testsub *tb_subscribe(struct rc_tb *t, struct rc_sub_req r);
 
 #define TACK_MAX 1100
 struct tack {

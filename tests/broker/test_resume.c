@@ -60,20 +60,17 @@ Test(resume, exact_while_events_race_the_subscription)
     struct rc_testsub *subs[SUBS];
     uint64_t since[SUBS];
     for (int s = 0; s < SUBS; s++) {
-        cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &subs[s]), 0);
         bool snap = s % 4 == 3;
         since[s] = snap ? 0 : (uint64_t)(s * 13) % PRE;
-        struct rc_sub_req r = {.kind = RC_SUB_RUN,
-                               .target = "rr",
-                               .target_len = 2,
-                               .subscriber = rc_testsub_actor(subs[s]),
-                               .sub_id = (uint64_t)s,
-                               .has_since = !snap,
-                               .since = since[s],
-                               .has_epoch = true,
-                               .epoch = rc_broker_epoch(t.b),
-                               .snapshot = -1};
-        cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t.b), &r), 0);
+        subs[s] = tb_subscribe(&t, (struct rc_sub_req){.kind = RC_SUB_RUN,
+                                                       .target = "rr",
+                                                       .target_len = 2,
+                                                       .sub_id = (uint64_t)s,
+                                                       .has_since = !snap,
+                                                       .since = since[s],
+                                                       .has_epoch = true,
+                                                       .epoch = rc_broker_epoch(t.b),
+                                                       .snapshot = -1});
         rc_clock_sleep_ms(3);
     }
     pthread_join(th, NULL);

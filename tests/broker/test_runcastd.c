@@ -26,6 +26,7 @@
 #include "rc_error.h"
 #include "rc_proto.h"
 #include "rc_testsub.h"
+#include "rc_tpeer.h"
 #include "rc_tproc.h"
 #include "rc_tutil.h"
 

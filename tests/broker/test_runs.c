@@ -17,20 +17,13 @@
 static struct rc_testsub *sub_run(struct rc_tb *t, const char *run, uint64_t sub_id, bool has_since,
                                   uint64_t since, int snapshot)
 {
-    struct rc_testsub *ts;
-    cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
-    struct rc_sub_req r = {
-        .kind = RC_SUB_RUN,
-        .target = run,
-        .target_len = strlen(run),
-        .subscriber = rc_testsub_actor(ts),
-        .sub_id = sub_id,
-        .has_since = has_since,
-        .since = since,
-        .snapshot = snapshot,
-    };
-    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
-    return ts;
+    return tb_subscribe(t, (struct rc_sub_req){.kind = RC_SUB_RUN,
+                                               .target = run,
+                                               .target_len = strlen(run),
+                                               .sub_id = sub_id,
+                                               .has_since = has_since,
+                                               .since = since,
+                                               .snapshot = snapshot});
 }
 
 static void frame_str(struct rc_testsub *ts, size_t i, const char *path, char *out, size_t cap)
@@ -40,6 +33,13 @@ static void frame_str(struct rc_testsub *ts, size_t i, const char *path, char *o
     cr_assert(rc_mp_str(f.raw, f.len, path, out, cap), "frame %zu has no string %s", i, path);
 }
 
+static void expect_frame_str(struct rc_testsub *ts, size_t i, const char *path, const char *want)
+{
+    char got[256];
+    frame_str(ts, i, path, got, sizeof(got));
+    cr_assert_str_eq(got, want, "frame %zu %s", i, path);
+}
+
 static uint64_t frame_uint(struct rc_testsub *ts, size_t i, const char *path)
 {
     struct rc_tframe f;
@@ -47,6 +47,17 @@ static uint64_t frame_uint(struct rc_testsub *ts, size_t i, const char *path)
     cr_assert(rc_testsub_get(ts, i, &f), "no frame %zu", i);
     cr_assert(rc_mp_uint(f.raw, f.len, path, &v), "frame %zu has no uint %s", i, path);
     return v;
+}
+
+/* Frames 0 and 1 are a gap {from..to} and the snapshot at snap_seq. */
+static void expect_gap_then_snap(struct rc_testsub *ts, uint64_t from, uint64_t to,
+                                 uint64_t snap_seq)
+{
+    expect_frame_str(ts, 0, "op", "gap");
+    cr_assert_eq(frame_uint(ts, 0, "from"), from);
+    cr_assert_eq(frame_uint(ts, 0, "to"), to);
+    expect_frame_str(ts, 1, "op", "snap");
+    cr_assert_eq(frame_uint(ts, 1, "seq"), snap_seq);
 }
 
 /* Waits for the snapshot query of run and returns its status string. */
@@ -448,31 +459,19 @@ Test(runs, history_bound_gives_gap_then_snap)
     /* older than history: gap {3..5} + snap */
     struct rc_testsub *b = sub_run(&t, "h", 2, true, 2, -1);
     cr_assert(rc_testsub_wait(b, 2, 2000));
-    char op[16];
-    frame_str(b, 0, "op", op, sizeof(op));
-    cr_assert_str_eq(op, "gap");
-    cr_assert_eq(frame_uint(b, 0, "from"), 3);
-    cr_assert_eq(frame_uint(b, 0, "to"), 5);
-    frame_str(b, 1, "op", op, sizeof(op));
-    cr_assert_str_eq(op, "snap");
-    cr_assert_eq(frame_uint(b, 1, "seq"), 10);
+    expect_gap_then_snap(b, 3, 5, 10);
     /* another epoch: snap */
-    struct rc_testsub *c;
-    cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &c), 0);
-    struct rc_sub_req r = {.kind = RC_SUB_RUN,
-                           .target = "h",
-                           .target_len = 1,
-                           .subscriber = rc_testsub_actor(c),
-                           .sub_id = 3,
-                           .has_since = true,
-                           .since = 8,
-                           .has_epoch = true,
-                           .epoch = rc_broker_epoch(t.b) + 1,
-                           .snapshot = -1};
-    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t.b), &r), 0);
+    struct rc_testsub *c = tb_subscribe(&t, (struct rc_sub_req){.kind = RC_SUB_RUN,
+                                                                .target = "h",
+                                                                .target_len = 1,
+                                                                .sub_id = 3,
+                                                                .has_since = true,
+                                                                .since = 8,
+                                                                .has_epoch = true,
+                                                                .epoch = rc_broker_epoch(t.b) + 1,
+                                                                .snapshot = -1});
     cr_assert(rc_testsub_wait(c, 1, 2000));
-    frame_str(c, 0, "op", op, sizeof(op));
-    cr_assert_str_eq(op, "snap");
+    expect_frame_str(c, 0, "op", "snap");
     /* live after each: one more event reaches all three */
     cr_assert_eq(tb_pub(&t, &(struct tev){.run = "h", .type = "complete"}, 0, NULL), RC_PROTO_OK);
     cr_assert(rc_testsub_wait_terminal(a, "h", 2000));
@@ -504,22 +503,13 @@ Test(runs, an_event_too_big_for_history_clears_what_is_older)
     /* since 1: 2 and 3 are gone (3 was never retained): gap {2..3} + snap */
     struct rc_testsub *a = sub_run(&t, "hole", 1, true, 1, -1);
     cr_assert(rc_testsub_wait(a, 2, 2000));
-    char op[16];
-    frame_str(a, 0, "op", op, sizeof(op));
-    cr_assert_str_eq(op, "gap");
-    cr_assert_eq(frame_uint(a, 0, "from"), 2);
-    cr_assert_eq(frame_uint(a, 0, "to"), 3);
-    frame_str(a, 1, "op", op, sizeof(op));
-    cr_assert_str_eq(op, "snap");
-    cr_assert_eq(frame_uint(a, 1, "seq"), 5);
+    expect_gap_then_snap(a, 2, 3, 5);
     /* since 3: exactly 4 and 5, each frame carrying its own event */
     struct rc_testsub *b = sub_run(&t, "hole", 2, true, 3, -1);
     cr_assert(rc_testsub_wait(b, 2, 2000));
     for (size_t i = 0; i < 2; i++) {
         cr_assert_eq(frame_uint(b, i, "seq"), 4 + i);
-        char text[8];
-        frame_str(b, i, "text", text, sizeof(text));
-        cr_assert_str_eq(text, texts[3 + i]);
+        expect_frame_str(b, i, "text", texts[3 + i]);
     }
     rc_testsub_free(a);
     rc_testsub_free(b);
@@ -538,9 +528,7 @@ Test(runs, history_bytes_bound_keeps_the_terminal)
     struct rc_testsub *a = sub_run(&t, "hb", 1, true, 3, -1);
     cr_assert(rc_testsub_wait_terminal(a, "hb", 2000));
     cr_assert_eq(frame_uint(a, 0, "seq"), 4);
-    char ty[16];
-    frame_str(a, 0, "type", ty, sizeof(ty));
-    cr_assert_str_eq(ty, "complete");
+    expect_frame_str(a, 0, "type", "complete");
     rc_testsub_free(a);
     tb_stop(&t);
 }
@@ -568,14 +556,9 @@ Test(runs, tombstone_fences_late_events_and_answers_late_subscribers)
     /* late subscriber with since: gap + final snap holding the terminal */
     struct rc_testsub *s = sub_run(&t, "t", 1, true, 0, -1);
     cr_assert(rc_testsub_wait(s, 2, 2000));
-    char op[16];
-    frame_str(s, 0, "op", op, sizeof(op));
-    cr_assert_str_eq(op, "gap");
-    frame_str(s, 1, "op", op, sizeof(op));
-    cr_assert_str_eq(op, "snap");
-    char ty[16];
-    frame_str(s, 1, "terminal.type", ty, sizeof(ty));
-    cr_assert_str_eq(ty, "complete");
+    expect_frame_str(s, 0, "op", "gap");
+    expect_frame_str(s, 1, "op", "snap");
+    expect_frame_str(s, 1, "terminal.type", "complete");
     struct rc_tframe f;
     rc_testsub_get(s, 1, &f);
     cr_assert(f.terminal);
@@ -628,29 +611,16 @@ Test(runs, waiting_conv_and_all_subscriptions)
 {
     struct rc_tb t;
     tb_start(&t, NULL);
-    struct rc_actor_system *sys = rc_broker_system(t.b);
-    struct rc_runs *runs = rc_broker_runs(t.b);
-    struct rc_testsub *all, *conv, *wait;
-    cr_assert_eq(rc_testsub_new(sys, &all), 0);
-    cr_assert_eq(rc_testsub_new(sys, &conv), 0);
-    cr_assert_eq(rc_testsub_new(sys, &wait), 0);
-    struct rc_sub_req ra = {
-        .kind = RC_SUB_ALL, .subscriber = rc_testsub_actor(all), .sub_id = 1, .snapshot = -1};
-    struct rc_sub_req rc_ = {.kind = RC_SUB_CONV,
-                             .target = "c",
-                             .target_len = 1,
-                             .subscriber = rc_testsub_actor(conv),
-                             .sub_id = 2,
-                             .snapshot = -1};
-    struct rc_sub_req rw = {.kind = RC_SUB_RUN,
-                            .target = "later",
-                            .target_len = 5,
-                            .subscriber = rc_testsub_actor(wait),
-                            .sub_id = 3,
-                            .snapshot = -1};
-    cr_assert_eq(rc_runs_subscribe(runs, &ra), 0);
-    cr_assert_eq(rc_runs_subscribe(runs, &rc_), 0);
-    cr_assert_eq(rc_runs_subscribe(runs, &rw), 0);
+    struct rc_testsub *all =
+        tb_subscribe(&t, (struct rc_sub_req){.kind = RC_SUB_ALL, .sub_id = 1, .snapshot = -1});
+    struct rc_testsub *conv = tb_subscribe(
+        &t, (struct rc_sub_req){
+                .kind = RC_SUB_CONV, .target = "c", .target_len = 1, .sub_id = 2, .snapshot = -1});
+    /* a run subscription before the run exists waits for it */
+    struct rc_testsub *wait = tb_subscribe(
+        &t,
+        (struct rc_sub_req){
+            .kind = RC_SUB_RUN, .target = "later", .target_len = 5, .sub_id = 3, .snapshot = -1});
     /* "later" joins conv c with its second event */
     tb_pub(&t, &(struct tev){.run = "later", .type = "start"}, 0, NULL);
     tb_pub(&t, &(struct tev){.run = "later", .type = "delta", .text = "x", .conv = "c"}, 0, NULL);
@@ -790,26 +760,19 @@ Test(runs, all_subscription_reports_ended_runs_only_when_asked)
     tb_start(&t, NULL);
     tb_pub(&t, &(struct tev){.run = "ended", .type = "complete"}, 0, NULL);
     tb_pub(&t, &(struct tev){.run = "live", .type = "start"}, 0, NULL);
-    struct rc_runs *runs = rc_broker_runs(t.b);
-    struct rc_testsub *a, *b;
-    cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &a), 0);
-    cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &b), 0);
-    struct rc_sub_req ra = {
-        .kind = RC_SUB_ALL, .subscriber = rc_testsub_actor(a), .sub_id = 1, .snapshot = -1};
-    cr_assert_eq(rc_runs_subscribe(runs, &ra), 0);
+    struct rc_testsub *a =
+        tb_subscribe(&t, (struct rc_sub_req){.kind = RC_SUB_ALL, .sub_id = 1, .snapshot = -1});
     /* b names "ended" in its since map: it gets what it missed */
     struct rc_buf m;
     rc_buf_init(&m);
     rc_mpw_map(&m, 1);
     rc_mpw_cstr(&m, "ended");
     rc_mpw_uint(&m, 0);
-    struct rc_sub_req rb = {.kind = RC_SUB_ALL,
-                            .subscriber = rc_testsub_actor(b),
-                            .sub_id = 2,
-                            .since_map = m.data,
-                            .since_map_len = m.len,
-                            .snapshot = -1};
-    cr_assert_eq(rc_runs_subscribe(runs, &rb), 0);
+    struct rc_testsub *b = tb_subscribe(&t, (struct rc_sub_req){.kind = RC_SUB_ALL,
+                                                                .sub_id = 2,
+                                                                .since_map = m.data,
+                                                                .since_map_len = m.len,
+                                                                .snapshot = -1});
     rc_buf_fini(&m);
     cr_assert(rc_testsub_wait(a, 1, 2000));
     cr_assert(rc_testsub_wait(b, 2, 2000));

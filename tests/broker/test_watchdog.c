@@ -19,21 +19,17 @@
 
 static struct rc_testsub *watch(struct rc_tb *t, const char *run)
 {
-    struct rc_testsub *ts;
-    cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
-    struct rc_sub_req r = {.kind = RC_SUB_RUN,
-                           .target = run,
-                           .target_len = strlen(run),
-                           .subscriber = rc_testsub_actor(ts),
-                           .sub_id = 1,
-                           .snapshot = 0};
-    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
-    return ts;
+    return tb_subscribe(
+        t, (struct rc_sub_req){
+               .kind = RC_SUB_RUN, .target = run, .target_len = strlen(run), .sub_id = 1});
 }
 
-/* The last frame must be a synthesized error terminal with this code. */
-static void expect_synth(struct rc_testsub *ts, const char *code, struct rc_tframe *out)
+/* Waits (3 s at most) for run's terminal, which must be the last frame: a
+ * synthesized error terminal with this code. */
+static void expect_synth(struct rc_testsub *ts, const char *run, const char *code,
+                         struct rc_tframe *out)
 {
+    cr_assert(rc_testsub_wait_terminal(ts, run, 3000), "run %s: no terminal (want %s)", run, code);
     size_t n = rc_testsub_count(ts);
     cr_assert(n > 0);
     struct rc_tframe f;
@@ -53,17 +49,22 @@ static void expect_synth(struct rc_testsub *ts, const char *code, struct rc_tfra
         *out = f;
 }
 
+/* A broker whose watchdog ends a run idle for `idle`, checked every 1 ms. */
+static void start_with_watchdog(struct rc_tb *t, const char *idle)
+{
+    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", idle, NULL};
+    tb_start(t, opts);
+}
+
 Test(watchdog, idle_timeout_synthesizes_an_actionable_terminal)
 {
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "60ms", NULL};
-    tb_start(&t, opts);
+    start_with_watchdog(&t, "60ms");
     struct rc_testsub *ts = watch(&t, "w");
     tb_pub(&t, &(struct tev){.run = "w", .type = "phase", .phase = "execute"}, 0, NULL);
     tb_pub(&t, &(struct tev){.run = "w", .type = "tool", .tool_id = "t1"}, 0, NULL);
-    cr_assert(rc_testsub_wait_terminal(ts, "w", 3000));
     struct rc_tframe f;
-    expect_synth(ts, "watchdog_timeout", &f);
+    expect_synth(ts, "w", "watchdog_timeout", &f);
     cr_assert_eq(f.seq, 3);
     char s[400];
     rc_mp_str(f.raw, f.len, "error.message", s, sizeof(s));
@@ -92,8 +93,7 @@ Test(watchdog, idle_timeout_synthesizes_an_actionable_terminal)
 Test(watchdog, the_longest_names_reach_the_synthesized_terminal_whole)
 {
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "40ms", NULL};
-    tb_start(&t, opts);
+    start_with_watchdog(&t, "40ms");
     char run[129], phase[65], type[65];
     memset(run, 'r', 128);
     run[128] = 0;
@@ -106,9 +106,8 @@ Test(watchdog, the_longest_names_reach_the_synthesized_terminal_whole)
     cr_assert_eq(tb_pub(&t, &(struct tev){.run = run, .type = "phase", .phase = phase}, 0, NULL),
                  RC_PROTO_OK);
     cr_assert_eq(tb_pub(&t, &(struct tev){.run = run, .type = type}, 0, NULL), RC_PROTO_OK);
-    cr_assert(rc_testsub_wait_terminal(ts, run, 3000));
     struct rc_tframe f;
-    expect_synth(ts, "watchdog_timeout", &f);
+    expect_synth(ts, run, "watchdog_timeout", &f);
     char s[400];
     cr_assert(rc_mp_str(f.raw, f.len, "data.phase", s, sizeof(s)));
     cr_assert_str_eq(s, phase);
@@ -139,9 +138,8 @@ Test(watchdog, phase_timeout_overrides_one_phase)
     rc_clock_sleep_ms(120);
     cr_assert_eq(rc_testsub_count(ts), 1, "execute uses the 30 s default");
     tb_pub(&t, &(struct tev){.run = "p", .type = "phase", .phase = "verify"}, 0, NULL);
-    cr_assert(rc_testsub_wait_terminal(ts, "p", 3000));
     struct rc_tframe f;
-    expect_synth(ts, "watchdog_timeout", &f);
+    expect_synth(ts, "p", "watchdog_timeout", &f);
     char s[64];
     rc_mp_str(f.raw, f.len, "data.phase", s, sizeof(s));
     cr_assert_str_eq(s, "verify");
@@ -161,10 +159,8 @@ Test(watchdog, start_timeouts_override_per_run_and_are_capped)
     /* b: asks for an hour in "plan", capped to 80 ms */
     tb_pub(&t, &(struct tev){.run = "b", .type = "start", .timeouts = "plan=3600000"}, 0, NULL);
     tb_pub(&t, &(struct tev){.run = "b", .type = "phase", .phase = "plan"}, 0, NULL);
-    cr_assert(rc_testsub_wait_terminal(a, "a", 3000));
-    expect_synth(a, "watchdog_timeout", NULL);
-    cr_assert(rc_testsub_wait_terminal(b, "b", 3000));
-    expect_synth(b, "watchdog_timeout", NULL);
+    expect_synth(a, "a", "watchdog_timeout", NULL);
+    expect_synth(b, "b", "watchdog_timeout", NULL);
     rc_testsub_free(a);
     rc_testsub_free(b);
     tb_stop(&t);
@@ -174,8 +170,7 @@ Test(watchdog, heartbeats_keep_a_run_alive)
 {
     struct rc_tb t;
     /* 400 ms of silence would end it; heartbeats every 15 ms for 1 s */
-    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "400ms", NULL};
-    tb_start(&t, opts);
+    start_with_watchdog(&t, "400ms");
     struct rc_testsub *ts = watch(&t, "hb");
     uint64_t end = rc_clock_mono_ms() + 1000;
     int n = 0;
@@ -212,8 +207,7 @@ Test(watchdog, deadline_ends_a_run_that_keeps_sending)
             break;
         rc_clock_sleep_ms(10);
     }
-    cr_assert(rc_testsub_wait_terminal(ts, "dl", 3000));
-    expect_synth(ts, "deadline_exceeded", NULL);
+    expect_synth(ts, "dl", "deadline_exceeded", NULL);
     cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->terminals[RC_TERM_DEADLINE_EXCEEDED]), 1);
     rc_testsub_free(ts);
     tb_stop(&t);
@@ -226,18 +220,24 @@ Test(watchdog, start_deadline_overrides_the_default)
     tb_start(&t, opts);
     struct rc_testsub *ts = watch(&t, "sd");
     tb_pub(&t, &(struct tev){.run = "sd", .type = "start", .deadline = 60}, 0, NULL);
-    cr_assert(rc_testsub_wait_terminal(ts, "sd", 3000));
-    expect_synth(ts, "deadline_exceeded", NULL);
+    expect_synth(ts, "sd", "deadline_exceeded", NULL);
     rc_testsub_free(ts);
     tb_stop(&t);
+}
+
+/* A broker whose idle watchdog (30 s) stays out of the way of
+ * --publisher-grace. */
+static void start_with_grace(struct rc_tb *t, const char *grace)
+{
+    const char *opts[] = {"watchdog-tick",   "1ms", "watchdog", "30s",
+                          "publisher-grace", grace, NULL};
+    tb_start(t, opts);
 }
 
 Test(watchdog, publisher_gone_after_its_connection_closes)
 {
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick",   "1ms",  "watchdog", "30s",
-                          "publisher-grace", "50ms", NULL};
-    tb_start(&t, opts);
+    start_with_grace(&t, "50ms");
     struct rc_testsub *g = watch(&t, "gone");
     struct rc_testsub *k = watch(&t, "kept");
     tb_pub(&t, &(struct tev){.run = "gone", .type = "phase", .phase = "execute"}, 7, NULL);
@@ -245,9 +245,8 @@ Test(watchdog, publisher_gone_after_its_connection_closes)
     /* "kept" moves to another connection before 7 closes */
     tb_pub(&t, &(struct tev){.run = "kept", .type = "delta", .text = "x"}, 8, NULL);
     rc_broker_pipe_closed(t.b, 7);
-    cr_assert(rc_testsub_wait_terminal(g, "gone", 3000));
     struct rc_tframe f;
-    expect_synth(g, "publisher_gone", &f);
+    expect_synth(g, "gone", "publisher_gone", &f);
     char s[400];
     rc_mp_str(f.raw, f.len, "error.message", s, sizeof(s));
     cr_assert(strstr(s, "connection closed") != NULL, "%s", s);
@@ -266,9 +265,7 @@ Test(watchdog, publisher_gone_after_its_connection_closes)
 Test(watchdog, events_handled_after_their_pipes_close_still_end_publisher_gone)
 {
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick",   "1ms",  "watchdog", "30s",
-                          "publisher-grace", "50ms", NULL};
-    tb_start(&t, opts);
+    start_with_grace(&t, "50ms");
     struct rc_testsub *n = watch(&t, "new");
     struct rc_testsub *m = watch(&t, "moved");
     tb_pub(&t, &(struct tev){.run = "moved", .type = "start"}, 11, NULL);
@@ -276,10 +273,8 @@ Test(watchdog, events_handled_after_their_pipes_close_still_end_publisher_gone)
     tb_pub(&t, &(struct tev){.run = "new", .type = "phase", .phase = "execute"}, 12, NULL);
     tb_pub(&t, &(struct tev){.run = "new", .type = "delta", .text = "late"}, 12, NULL);
     tb_pub(&t, &(struct tev){.run = "moved", .type = "delta", .text = "x"}, 12, NULL);
-    cr_assert(rc_testsub_wait_terminal(n, "new", 3000), "the run stayed open for --watchdog");
-    expect_synth(n, "publisher_gone", NULL);
-    cr_assert(rc_testsub_wait_terminal(m, "moved", 3000), "the run stayed open for --watchdog");
-    expect_synth(m, "publisher_gone", NULL);
+    expect_synth(n, "new", "publisher_gone", NULL);
+    expect_synth(m, "moved", "publisher_gone", NULL);
     rc_testsub_free(n);
     rc_testsub_free(m);
     tb_stop(&t);
@@ -288,9 +283,7 @@ Test(watchdog, events_handled_after_their_pipes_close_still_end_publisher_gone)
 Test(watchdog, an_event_after_the_close_cancels_publisher_gone)
 {
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick",   "1ms",   "watchdog", "30s",
-                          "publisher-grace", "400ms", NULL};
-    tb_start(&t, opts);
+    start_with_grace(&t, "400ms");
     struct rc_testsub *ts = watch(&t, "back");
     tb_pub(&t, &(struct tev){.run = "back", .type = "start"}, 9, NULL);
     rc_broker_pipe_closed(t.b, 9);
@@ -307,13 +300,8 @@ Test(watchdog, an_event_after_the_close_cancels_publisher_gone)
 Test(watchdog, many_runs_each_get_exactly_one_terminal)
 {
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "300ms", NULL};
-    tb_start(&t, opts);
-    struct rc_testsub *ts;
-    cr_assert_eq(rc_testsub_new(rc_broker_system(t.b), &ts), 0);
-    struct rc_sub_req r = {
-        .kind = RC_SUB_ALL, .subscriber = rc_testsub_actor(ts), .sub_id = 1, .snapshot = 0};
-    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t.b), &r), 0);
+    start_with_watchdog(&t, "300ms");
+    struct rc_testsub *ts = tb_subscribe(&t, (struct rc_sub_req){.kind = RC_SUB_ALL, .sub_id = 1});
     enum { N = 200 };
     char id[16];
     for (int i = 0; i < N; i++) {
@@ -408,8 +396,7 @@ Test(watchdog, mass_expiry_warnings_are_rate_limited, .timeout = 30)
 {
     enum { RUNS = 40, BURST = 5 };
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "50ms", NULL};
-    tb_start(&t, opts);
+    start_with_watchdog(&t, "50ms");
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -493,8 +480,7 @@ static void ack1_cb(void *arg, const struct rc_proto_ack_result *r, uint32_t n)
 Test(watchdog, an_event_received_before_expiry_is_accepted_though_handled_after_it)
 {
     struct rc_tb t;
-    const char *opts[] = {"watchdog-tick", "1ms", "watchdog", "150ms", NULL};
-    tb_start(&t, opts);
+    start_with_watchdog(&t, "150ms");
     struct rc_testsub *ts = watch(&t, "lag");
     uint64_t seq = 0;
     cr_assert_eq(tb_pub(&t, &(struct tev){.run = "lag", .type = "start"}, 0, &seq), RC_PROTO_OK);
@@ -533,9 +519,8 @@ Test(watchdog, an_event_received_before_expiry_is_accepted_though_handled_after_
                  "the heartbeat was refused (code %d)", atomic_load(&ack.code));
     cr_assert_eq(atomic_load_explicit(&ack.seq, memory_order_relaxed), 2);
     /* and the run still ends: idle since the heartbeat's receipt */
-    cr_assert(rc_testsub_wait_terminal(ts, "lag", 3000));
     struct rc_tframe f;
-    expect_synth(ts, "watchdog_timeout", &f);
+    expect_synth(ts, "lag", "watchdog_timeout", &f);
     cr_assert_eq(f.seq, 3);
     uint64_t last = 0;
     cr_assert(rc_mp_uint(f.raw, f.len, "data.last_seq", &last));

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -21,33 +20,9 @@
 #include "rc_buf.h"
 #include "rc_clock.h"
 #include "rc_proto.h"
+#include "rc_tproc.h"
 
 #define RUNCAST RC_BINARY_DIR "/client/runcast"
-
-/* Runs a shell command; returns its exit status, output in out (cap bytes). */
-static int run_cmd(const char *cmd, char *out, size_t cap)
-{
-    /* Under TSan, the spawned CLI ignores reports from inside the
-     * uninstrumented libnng (see tsan.supp); everything else still halts. */
-    const char *t = getenv("TSAN_OPTIONS");
-    char saved[1024] = ""; /* copied: setenv may free the string t points at */
-    if (t != NULL)
-        snprintf(saved, sizeof(saved), "%s", t);
-    char opts[1200];
-    snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/tsan.supp", saved, saved[0] ? ":" : "",
-             RC_SOURCE_DIR);
-    setenv("TSAN_OPTIONS", opts, 1);
-    FILE *f = popen(cmd, "r");
-    if (t != NULL)
-        setenv("TSAN_OPTIONS", saved, 1);
-    else
-        unsetenv("TSAN_OPTIONS");
-    cr_assert_not_null(f);
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void ipc_url(char *out, size_t cap, const char *tag)
 {
@@ -123,14 +98,14 @@ Test(cli_pub, ack_prints_the_seq_and_errors_exit_nonzero)
              RUNCAST " pub --ingest %s --ingest-ack %s --run r1 --type tool "
                      "--tool '{\"id\":\"t1\",\"name\":\"search\"}' --ack --wait 1s 2>&1",
              push, r.url);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", out);
     cr_assert_str_eq(out, "1\n");
 
     snprintf(cmd, sizeof(cmd),
              RUNCAST " pub --ingest %s --ingest-ack %s --run r1 --type error --error-code x "
                      "--error-message y --wait 1s 2>&1",
              push, r.url);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 1, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 1, "%s", out);
     cr_assert(strstr(out, "run_terminal") != NULL, "%s", out);
     cr_assert(strstr(out, "field run") != NULL, "%s", out);
     fake_rep_stop(&r);
@@ -159,11 +134,11 @@ Test(cli_pub, flag_and_input_errors_are_clear_and_exit_2)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char cmd[512];
         snprintf(cmd, sizeof(cmd), RUNCAST " pub %s 2>&1 </dev/null", cases[i].args);
-        cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 2, "%s: %s", cases[i].args, out);
+        cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 2, "%s: %s", cases[i].args, out);
         cr_assert(strstr(out, cases[i].expect) != NULL, "%s: want '%s' in: %s", cases[i].args,
                   cases[i].expect, out);
     }
-    cr_assert_eq(run_cmd(RUNCAST " pub --help", out, sizeof(out)), 0);
+    cr_assert_eq(tproc_run(RUNCAST " pub --help", out, sizeof(out)), 0);
     cr_assert(strstr(out, "usage: runcast pub") != NULL);
 }
 
@@ -189,7 +164,7 @@ Test(cli_pub, json_lines_push_and_report_bad_lines)
              RUNCAST " pub --ingest %s --ingest-ack %s --run lr --conv lc --file %s --wait 2s "
                      "2>&1",
              pull_url, req_url, file);
-    int st = run_cmd(cmd, out, sizeof(out));
+    int st = tproc_run(cmd, out, sizeof(out));
     cr_assert_neq(st, 0, "bad lines make the exit status non-zero: %s", out);
     cr_assert(strstr(out, ":4: invalid JSON") != NULL, "%s", out);
     cr_assert(strstr(out, ":6: rejected: missing_field (field phase)") != NULL, "%s", out);
@@ -226,13 +201,13 @@ Test(cli_pub, unreachable_broker_exits_3)
              RUNCAST " pub --ingest ipc:///tmp/rc-none-%d --ingest-ack ipc:///tmp/rc-none2-%d "
                      "--run r --type heartbeat --wait 200ms 2>&1",
              (int)getpid(), (int)getpid());
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 3, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 3, "%s", out);
     cr_assert(strstr(out, "is it running") != NULL, "%s", out);
     snprintf(cmd, sizeof(cmd),
              RUNCAST " pub --ingest-ack ipc:///tmp/rc-none3-%d --run r --type heartbeat --ack "
                      "--wait 100ms --retries 1 2>&1",
              (int)getpid());
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 3, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 3, "%s", out);
 }
 
 /* ---- tail against a fake WebSocket server ---- */
@@ -375,17 +350,26 @@ static json_t *line_json(const char *line)
     return j;
 }
 
+/* `runcast tail --run r1 --until-terminal [flags]` against a fake server
+ * playing `script` (fake_ws_start); returns the exit status, stdout in out. */
+static int tail_r1(struct fake_ws *w, int script, const char *flags, char *out, size_t cap)
+{
+    fake_ws_start(w, script);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             RUNCAST " tail --run r1 --until-terminal %s --http 127.0.0.1:%d --backoff-max 100ms "
+                     "2>/dev/null",
+             flags, w->port);
+    int st = tproc_run(cmd, out, cap);
+    fake_ws_stop(w);
+    return st;
+}
+
 Test(cli_tail, resumes_after_a_drop_without_gap_or_duplicate)
 {
     static struct fake_ws w;
-    fake_ws_start(&w, 0);
-    char cmd[512], out[8192];
-    snprintf(cmd, sizeof(cmd),
-             RUNCAST " tail --run r1 --until-terminal --http 127.0.0.1:%d --backoff-max 100ms "
-                     "2>/dev/null",
-             w.port);
-    int st = run_cmd(cmd, out, sizeof(out));
-    fake_ws_stop(&w);
+    char out[8192];
+    int st = tail_r1(&w, 0, "", out, sizeof(out));
     cr_assert_eq(st, 0, "complete -> exit 0; output: %s", out);
     cr_assert_eq(w.n_conns, 2);
     /* The second sub resumes after seq 3 of epoch 5. */
@@ -413,14 +397,8 @@ Test(cli_tail, resumes_after_a_drop_without_gap_or_duplicate)
 Test(cli_tail, epoch_change_takes_the_snapshot_and_failure_exits_1)
 {
     static struct fake_ws w;
-    fake_ws_start(&w, 1);
-    char cmd[512], out[8192];
-    snprintf(cmd, sizeof(cmd),
-             RUNCAST " tail --run r1 --until-terminal --pretty --http 127.0.0.1:%d "
-                     "--backoff-max 100ms 2>/dev/null",
-             w.port);
-    int st = run_cmd(cmd, out, sizeof(out));
-    fake_ws_stop(&w);
+    char out[8192];
+    int st = tail_r1(&w, 1, "--pretty", out, sizeof(out));
     cr_assert_eq(st, 1, "a failed run exits 1; output: %s", out);
     cr_assert(strstr(out, "r1 #3 delta") != NULL, "%s", out);
     cr_assert(strstr(out, "r1 #2 snapshot: running") != NULL, "%s", out);
@@ -443,11 +421,11 @@ Test(cli_tail, flag_errors_exit_2)
         RUNCAST " tail --run r --http nowhere 2>&1",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert_eq(run_cmd(bad[i], out, sizeof(out)), 2, "%s: %s", bad[i], out);
-    cr_assert_eq(run_cmd(RUNCAST " tail --help", out, sizeof(out)), 0);
-    cr_assert_eq(run_cmd(RUNCAST " tail --run r --http 127.0.0.1:1 --retries 1 --backoff-max "
-                                 "10ms 2>&1",
-                         out, sizeof(out)),
+        cr_assert_eq(tproc_run(bad[i], out, sizeof(out)), 2, "%s: %s", bad[i], out);
+    cr_assert_eq(tproc_run(RUNCAST " tail --help", out, sizeof(out)), 0);
+    cr_assert_eq(tproc_run(RUNCAST " tail --run r --http 127.0.0.1:1 --retries 1 --backoff-max "
+                                   "10ms 2>&1",
+                           out, sizeof(out)),
                  3, "%s", out);
 }
 
@@ -457,18 +435,18 @@ Test(cli_misc, every_subcommand_has_help)
     for (size_t i = 0; i < 5; i++) {
         char cmd[256], out[8192];
         snprintf(cmd, sizeof(cmd), RUNCAST " %s --help", cmds[i]);
-        cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", cmds[i]);
+        cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", cmds[i]);
         char want[64];
         snprintf(want, sizeof(want), "usage: runcast %s", cmds[i]);
         cr_assert(strstr(out, want) != NULL, "%s", out);
     }
     char out[4096];
-    cr_assert_eq(run_cmd(RUNCAST " nosuch 2>&1", out, sizeof(out)), 2);
-    cr_assert_eq(run_cmd(RUNCAST " show 'bad id' 2>&1", out, sizeof(out)), 2);
-    cr_assert_eq(run_cmd(RUNCAST " runs --status weird 2>&1", out, sizeof(out)), 2);
-    cr_assert_eq(run_cmd(RUNCAST " demo --runs 0 2>&1", out, sizeof(out)), 2);
-    cr_assert_eq(
-        run_cmd("RUNCAST_HTTP=127.0.0.1:1 " RUNCAST " runs --timeout 500ms 2>&1", out, sizeof(out)),
-        3, "the environment variable is used: %s", out);
+    cr_assert_eq(tproc_run(RUNCAST " nosuch 2>&1", out, sizeof(out)), 2);
+    cr_assert_eq(tproc_run(RUNCAST " show 'bad id' 2>&1", out, sizeof(out)), 2);
+    cr_assert_eq(tproc_run(RUNCAST " runs --status weird 2>&1", out, sizeof(out)), 2);
+    cr_assert_eq(tproc_run(RUNCAST " demo --runs 0 2>&1", out, sizeof(out)), 2);
+    cr_assert_eq(tproc_run("RUNCAST_HTTP=127.0.0.1:1 " RUNCAST " runs --timeout 500ms 2>&1", out,
+                           sizeof(out)),
+                 3, "the environment variable is used: %s", out);
     cr_assert(strstr(out, "127.0.0.1:1") != NULL, "%s", out);
 }

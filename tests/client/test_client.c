@@ -90,6 +90,33 @@ static void pull_collect(nng_socket s, struct pulled *p, uint32_t events)
     }
 }
 
+/* A PULL server started after the events were queued, and what it got. */
+static nng_socket listen_and_collect(const char *url, struct pulled *p, uint32_t events)
+{
+    nng_socket s = pull_listen(url);
+    pull_collect(s, p, events);
+    return s;
+}
+
+/* The messages held these numbers of events, in this order. */
+static void expect_msgs(const struct pulled *p, const uint32_t *per_msg, uint32_t n)
+{
+    cr_assert_eq(p->n_msgs, n, "%u messages, %u expected", p->n_msgs, n);
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert_eq(p->per_msg[i], per_msg[i], "message %u held %u events, %u expected", i,
+                     p->per_msg[i], per_msg[i]);
+}
+
+/* The first n events arrived in publish order: texts e0, e1, ... */
+static void expect_texts(const struct pulled *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "e%d", i);
+        cr_assert_str_eq(p->text[i], want, "publish order kept");
+    }
+}
+
 static struct rc_client *open_push(const char *url, uint32_t batch_max)
 {
     struct rc_client_opts o;
@@ -105,11 +132,15 @@ static struct rc_client *open_push(const char *url, uint32_t batch_max)
     return c;
 }
 
-static void delta(struct rc_client *c, const char *run, const char *fmt, int i)
+/* Publishes deltas e<from> .. e<from + n - 1> on run (expect_texts reads
+ * them back). */
+static void deltas(struct rc_client *c, const char *run, int from, int n)
 {
-    char text[32];
-    snprintf(text, sizeof(text), fmt, i);
-    cr_assert_eq(rc_client_delta(c, run, text, NULL), RC_OK);
+    for (int i = from; i < from + n; i++) {
+        char text[32];
+        snprintf(text, sizeof(text), "e%d", i);
+        cr_assert_eq(rc_client_delta(c, run, text, NULL), RC_OK);
+    }
 }
 
 Test(client_push, idle_publisher_sends_one_event_per_message)
@@ -120,17 +151,15 @@ Test(client_push, idle_publisher_sends_one_event_per_message)
     struct rc_client *c = open_push(url, 0);
     static struct pulled p;
     for (int i = 0; i < 20; i++) {
-        delta(c, "run-idle", "e%d", i);
+        deltas(c, "run-idle", i, 1);
         pull_collect(s, &p, (uint32_t)i + 1); /* wait for it: the publisher is idle again */
     }
     cr_assert_eq(p.n_msgs, 20);
     for (int i = 0; i < 20; i++) {
         cr_assert_eq(p.per_msg[i], 1, "message %d held %u events", i, p.per_msg[i]);
         cr_assert_not(p.batch[i], "a lone event is sent as a plain map");
-        char want[32];
-        snprintf(want, sizeof(want), "e%d", i);
-        cr_assert_str_eq(p.text[i], want);
     }
+    expect_texts(&p, 20);
     struct rc_client_stats st;
     rc_client_get_stats(c, &st);
     cr_assert_eq(st.max_batch, 1);
@@ -145,23 +174,16 @@ Test(client_push, busy_publisher_batches_while_a_send_is_in_flight)
     /* No server yet: the first event's send stays in flight (no peer), so
      * every later event queues behind it. */
     struct rc_client *c = open_push(url, 0);
-    for (int i = 0; i < 101; i++)
-        delta(c, "run-busy", "e%d", i);
+    deltas(c, "run-busy", 0, 101);
     struct rc_client_stats st;
     rc_client_get_stats(c, &st);
     cr_assert_eq(st.queued, 100, "100 events wait behind the in-flight one");
-    nng_socket s = pull_listen(url);
     static struct pulled p;
-    pull_collect(s, &p, 101);
-    cr_assert_eq(p.n_msgs, 2, "one lone event, then one batch; got %u messages", p.n_msgs);
-    cr_assert_eq(p.per_msg[0], 1);
-    cr_assert_eq(p.per_msg[1], 100);
+    nng_socket s = listen_and_collect(url, &p, 101);
+    /* one lone event, then one batch */
+    expect_msgs(&p, (const uint32_t[]){1, 100}, 2);
     cr_assert(p.batch[1]);
-    for (int i = 0; i < 101; i++) {
-        char want[32];
-        snprintf(want, sizeof(want), "e%d", i);
-        cr_assert_str_eq(p.text[i], want, "publish order kept");
-    }
+    expect_texts(&p, 101);
     cr_assert_eq(rc_client_flush(c, 2000), RC_OK);
     rc_client_get_stats(c, &st);
     cr_assert_eq(st.events_pushed, 101);
@@ -176,16 +198,10 @@ Test(client_push, batches_respect_the_count_limit)
     char url[128];
     ipc_url(url, sizeof(url), "limit");
     struct rc_client *c = open_push(url, 20);
-    for (int i = 0; i < 51; i++)
-        delta(c, "run-limit", "e%d", i);
-    nng_socket s = pull_listen(url);
+    deltas(c, "run-limit", 0, 51);
     static struct pulled p;
-    pull_collect(s, &p, 51);
-    cr_assert_eq(p.n_msgs, 4);
-    cr_assert_eq(p.per_msg[0], 1);
-    cr_assert_eq(p.per_msg[1], 20);
-    cr_assert_eq(p.per_msg[2], 20);
-    cr_assert_eq(p.per_msg[3], 10);
+    nng_socket s = listen_and_collect(url, &p, 51);
+    expect_msgs(&p, (const uint32_t[]){1, 20, 20, 10}, 4);
     cr_assert_eq(rc_client_close(c), RC_OK);
     nng_close(s);
 }
@@ -206,9 +222,8 @@ Test(client_push, batches_respect_the_byte_limit)
     big[1000] = '\0';
     for (int i = 0; i < 11; i++)
         cr_assert_eq(rc_client_delta(c, "run-bytes", big, NULL), RC_OK);
-    nng_socket s = pull_listen(url);
     static struct pulled p;
-    pull_collect(s, &p, 11);
+    nng_socket s = listen_and_collect(url, &p, 11);
     /* ~1040-byte events, 4096-byte messages: 1 lone, then at most 3 each. */
     cr_assert_eq(p.per_msg[0], 1);
     for (uint32_t i = 1; i < p.n_msgs; i++)
@@ -251,8 +266,7 @@ Test(client_push, close_flushes_queued_events)
     ipc_url(url, sizeof(url), "flush");
     nng_socket s = pull_listen(url);
     struct rc_client *c = open_push(url, 0);
-    for (int i = 0; i < 300; i++)
-        delta(c, "run-flush", "e%d", i);
+    deltas(c, "run-flush", 0, 300);
     cr_assert_eq(rc_client_close(c), RC_OK, "everything handed over within the bound");
     static struct pulled p;
     pull_collect(s, &p, 300);

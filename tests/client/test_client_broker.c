@@ -7,13 +7,9 @@
 #include <criterion/criterion.h>
 
 #include <pthread.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -25,113 +21,71 @@
 #include "rc_clock.h"
 #include "rc_error.h"
 #include "rc_proto.h"
+#include "rc_tproc.h"
 #include "runcast.h"
 
-#define RUNCASTD RC_BINARY_DIR "/broker/runcastd"
-#define RUNCAST  RC_BINARY_DIR "/client/runcast"
+#define RUNCAST RC_BINARY_DIR "/client/runcast"
 
+/* A runcastd for this test, and its addresses as the CLI's environment. */
 struct broker {
-    pid_t pid;
-    char ingest[128], ack[128], http[128];
+    struct rcd d;
     char env[512]; /* RUNCAST_* assignments for CLI commands */
 };
 
-/* Starts runcastd with extra flags; fills in the addresses it listens on
- * (read from its "runcastd listening:" line, written to a log file).  The
- * broker dies with the test process (PR_SET_PDEATHSIG), even when an
- * assertion ends the test early. */
-static void broker_launch(struct broker *b, const char *addrs, const char *extra);
-
-static void broker_start(struct broker *b, const char *extra)
+static void broker_set_env(struct broker *b)
 {
-    broker_launch(b, "--ingest tcp://127.0.0.1:0 --ingest-ack tcp://127.0.0.2:0 --http 127.0.0.1:0",
-                  extra);
+    snprintf(b->env, sizeof(b->env), "RUNCAST_INGEST=%s RUNCAST_INGEST_ACK=%s RUNCAST_HTTP=%s",
+             b->d.pull, b->d.rep, b->d.http);
 }
 
-static void broker_launch(struct broker *b, const char *addrs, const char *extra)
+static const char *const broker_flags[] = {"--shutdown-timeout", "1s", NULL};
+
+static void broker_start(struct broker *b)
 {
-    char log[128];
-    snprintf(log, sizeof(log), "/tmp/rc-client-it-%d.log", (int)getpid());
-    unlink(log);
-    b->pid = fork();
-    cr_assert_geq(b->pid, 0);
-    if (b->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-        char cmd[1024];
-        snprintf(cmd, sizeof(cmd), "exec " RUNCASTD " %s --log-level warn --shutdown-timeout 1s %s",
-                 addrs, extra ? extra : "");
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    bool found = false;
-    for (int i = 0; i < 500 && !found; i++) {
-        FILE *f = fopen(log, "r");
-        char line[512];
-        while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL)
-            found =
-                sscanf(line, "runcastd listening: ingest %127[^,], ingest-ack %127[^,], http %127s",
-                       b->ingest, b->ack, b->http) == 3;
-        if (f != NULL)
-            fclose(f);
-        if (!found)
-            rc_clock_sleep_ms(10);
-    }
-    cr_assert(found, "runcastd did not print its listening line (see %s)", log);
-    snprintf(b->env, sizeof(b->env), "RUNCAST_INGEST=%s RUNCAST_INGEST_ACK=%s RUNCAST_HTTP=%s",
-             b->ingest, b->ack, b->http);
+    rcd_start(&b->d, broker_flags);
+    broker_set_env(b);
+}
+
+/* Starts runcastd on the addresses `prev` listened on (a restart on the same
+ * ports). */
+static void broker_start_at(struct broker *b, const struct broker *prev)
+{
+    rcd_start_at(&b->d, &prev->d, broker_flags);
+    broker_set_env(b);
 }
 
 static void broker_stop(struct broker *b)
 {
-    kill(b->pid, SIGTERM);
-    int st;
-    waitpid(b->pid, &st, 0);
-}
-
-/* popen with the TSan suppressions for libnng internals (see tsan.supp) in
- * the spawned CLI's environment. */
-static FILE *popen_cli(const char *cmd)
-{
-    const char *t = getenv("TSAN_OPTIONS");
-    char saved[1024] = "";
-    if (t != NULL)
-        snprintf(saved, sizeof(saved), "%s", t);
-    char opts[1200];
-    snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/tsan.supp", saved, saved[0] ? ":" : "",
-             RC_SOURCE_DIR);
-    setenv("TSAN_OPTIONS", opts, 1);
-    FILE *f = popen(cmd, "r");
-    if (t != NULL)
-        setenv("TSAN_OPTIONS", saved, 1);
-    else
-        unsetenv("TSAN_OPTIONS");
-    return f;
-}
-
-static int run_cmd(const char *cmd, char *out, size_t cap)
-{
-    FILE *f = popen_cli(cmd);
-    cr_assert_not_null(f);
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    rcd_stop(&b->d, 10000);
 }
 
 static struct rc_client *open_both(struct broker *b, const char *req_url)
 {
     struct rc_client_opts o;
     rc_client_opts_init(&o);
-    o.push_url = b->ingest;
-    o.req_url = req_url ? req_url : b->ack;
+    o.push_url = b->d.pull;
+    o.req_url = req_url ? req_url : b->d.rep;
     o.ack_timeout_ms = 300;
     struct rc_client *c;
     cr_assert_eq(rc_client_open_opts(&c, &o), RC_OK);
     return c;
+}
+
+static json_t *line_json(const char *line)
+{
+    json_error_t je;
+    json_t *j = json_loads(line, 0, &je);
+    cr_assert_not_null(j, "not JSON: %s", line);
+    return j;
+}
+
+/* `runcast show RUN --json` (exit 0), parsed; out holds the text. */
+static json_t *show_json(struct broker *b, const char *run, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show %s --json", b->env, run);
+    cr_assert_eq(tproc_run(cmd, out, cap), 0, "%s", out);
+    return line_json(out);
 }
 
 /* Counts the ev lines of `runcast tail --run R --until-terminal` and checks
@@ -141,14 +95,12 @@ static int tail_run(struct broker *b, const char *run, int *status, char *out, s
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "%s timeout 10 " RUNCAST " tail --run %s --until-terminal --since 0",
              b->env, run);
-    *status = run_cmd(cmd, out, cap);
+    *status = tproc_run(cmd, out, cap);
     int want = 1;
     char *save = NULL;
     char *copy = strdup(out);
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        json_error_t je;
-        json_t *j = json_loads(line, 0, &je);
-        cr_assert_not_null(j, "not JSON: %s", line);
+        json_t *j = line_json(line);
         if (strcmp(json_string_value(json_object_get(j, "op")), "ev") == 0) {
             cr_assert_eq(json_integer_value(json_object_get(j, "seq")), want, "%s", out);
             want++;
@@ -162,7 +114,7 @@ static int tail_run(struct broker *b, const char *run, int *status, char *out, s
 Test(client_broker, push_events_then_acked_complete, .timeout = 30)
 {
     static struct broker b;
-    broker_start(&b, NULL);
+    broker_start(&b);
     struct rc_client *c = open_both(&b, NULL);
     struct rc_client_timeout to = {"*", 5000};
     cr_assert_eq(rc_client_start(c, "it-1", "conv-it", &to, 1, 0, NULL), RC_OK);
@@ -228,13 +180,13 @@ static void *proxy_fn(void *arg)
 Test(client_broker, a_retry_after_a_lost_reply_is_not_delivered_twice, .timeout = 30)
 {
     static struct broker b;
-    broker_start(&b, NULL);
+    broker_start(&b);
     static struct proxy p;
     snprintf(p.url, sizeof(p.url), "ipc:///tmp/rc-client-proxy-%d.sock", (int)getpid());
     cr_assert_eq(nng_rep0_open(&p.front), 0);
     cr_assert_eq(nng_listen(p.front, p.url, NULL, 0), 0);
     cr_assert_eq(nng_req0_open(&p.back), 0);
-    cr_assert_eq(nng_dial(p.back, b.ack, NULL, 0), 0);
+    cr_assert_eq(nng_dial(p.back, b.d.rep, NULL, 0), 0);
     nng_socket_set_ms(p.back, NNG_OPT_RECVTIMEO, 3000);
     p.drop = 0;
     pthread_create(&p.th, NULL, proxy_fn, &p);
@@ -266,12 +218,12 @@ Test(client_broker, a_retry_after_a_lost_reply_is_not_delivered_twice, .timeout 
 Test(client_broker, cli_pub_tail_runs_show_end_to_end, .timeout = 30)
 {
     static struct broker b;
-    broker_start(&b, NULL);
+    broker_start(&b);
     static char out[1 << 16];
     char cmd[2048];
     snprintf(cmd, sizeof(cmd), "%s " RUNCAST " pub --run cli-1 --conv cc --type start --ack",
              b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", out);
     cr_assert_str_eq(out, "1\n");
     snprintf(cmd, sizeof(cmd),
              "printf '%%s\\n' '{\"type\":\"phase\",\"phase\":\"execute\"}' "
@@ -279,17 +231,17 @@ Test(client_broker, cli_pub_tail_runs_show_end_to_end, .timeout = 30)
              "'{\"type\":\"delta\",\"text\":\"hello\",\"data\":{\"n\":[1,2]}}' | "
              "%s " RUNCAST " pub --run cli-1 --file - --ack",
              b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", out);
     cr_assert(strstr(out, "{\"line\":1,\"seq\":2") != NULL, "%s", out);
     cr_assert(strstr(out, "{\"line\":3,\"seq\":4") != NULL, "%s", out);
     snprintf(cmd, sizeof(cmd),
              "%s " RUNCAST " pub --run cli-1 --type error --error-code boom --error-message "
              "'it broke'",
              b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", out);
     snprintf(cmd, sizeof(cmd), "%s " RUNCAST " pub --run cli-1 --type delta --text x --ack 2>&1",
              b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 1, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 1, "%s", out);
     cr_assert(strstr(out, "run_terminal") != NULL, "%s", out);
 
     int status;
@@ -299,31 +251,27 @@ Test(client_broker, cli_pub_tail_runs_show_end_to_end, .timeout = 30)
     cr_assert(strstr(out, "\"data\":{\"n\":[1,2]}") != NULL, "data round trip: %s", out);
 
     snprintf(cmd, sizeof(cmd), "%s " RUNCAST " runs --conv cc", b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", out);
     cr_assert(strstr(out, "cli-1") != NULL && strstr(out, "failed") != NULL, "%s", out);
-    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show cli-1 --json", b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    cr_assert_not_null(j, "%s", out);
+    json_t *j = show_json(&b, "cli-1", out, sizeof(out));
     cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "failed");
     cr_assert_str_eq(json_string_value(json_object_get(j, "output")), "hello");
     json_decref(j);
     snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show nosuchrun 2>&1", b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 1, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 1, "%s", out);
     broker_stop(&b);
 }
 
 Test(client_broker, demo_runs_complete_fail_and_time_out, .timeout = 30)
 {
     static struct broker b;
-    broker_start(&b, NULL);
+    broker_start(&b);
     static char out[1 << 16];
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "%s " RUNCAST " demo --fast --runs 3 --prefix dm --silent-timeout 300ms --delay 5ms",
              b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0, "%s", out);
     /* The silent run ends by watchdog: its tail sees a synthesized error. */
     int status;
     tail_run(&b, "dm-3", &status, out, sizeof(out));
@@ -334,7 +282,7 @@ Test(client_broker, demo_runs_complete_fail_and_time_out, .timeout = 30)
     tail_run(&b, "dm-2", &status, out, sizeof(out));
     cr_assert_eq(status, 1, "dm-2 fails");
     snprintf(cmd, sizeof(cmd), "%s " RUNCAST " runs --conv dm --json", b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    cr_assert_eq(tproc_run(cmd, out, sizeof(out)), 0);
     cr_assert(strstr(out, "dm-1") && strstr(out, "dm-2") && strstr(out, "dm-3"), "%s", out);
     broker_stop(&b);
 }
@@ -345,7 +293,7 @@ Test(client_broker, demo_runs_complete_fail_and_time_out, .timeout = 30)
 Test(client_broker, pushed_events_keep_publish_order, .timeout = 30)
 {
     static struct broker b;
-    broker_start(&b, NULL);
+    broker_start(&b);
     struct rc_client *c = open_both(&b, NULL);
     cr_assert_eq(rc_client_start(c, "ord-1", NULL, NULL, 0, 0, NULL), RC_OK);
     static char want[1 << 16];
@@ -366,12 +314,7 @@ Test(client_broker, pushed_events_keep_publish_order, .timeout = 30)
     cr_assert_lt(st.messages_pushed, st.events_pushed, "some events were batched");
     rc_client_close(c);
     static char out[1 << 17];
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s " RUNCAST " show ord-1 --json", b.env);
-    cr_assert_eq(run_cmd(cmd, out, sizeof(out)), 0, "%s", out);
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    cr_assert_not_null(j);
+    json_t *j = show_json(&b, "ord-1", out, sizeof(out));
     const char *got = json_string_value(json_object_get(j, "output"));
     cr_assert_not_null(got);
     size_t d = 0;
@@ -385,18 +328,10 @@ Test(client_broker, pushed_events_keep_publish_order, .timeout = 30)
     broker_stop(&b);
 }
 
-/* Starts runcastd on the given addresses (a restart on the same ports). */
-static void broker_start_at(struct broker *b, const char *ingest, const char *ack, const char *http)
-{
-    char addrs[512];
-    snprintf(addrs, sizeof(addrs), "--ingest %s --ingest-ack %s --http %s", ingest, ack, http);
-    broker_launch(b, addrs, NULL);
-}
-
 Test(client_broker, tail_resumes_across_a_broker_restart_with_the_new_epoch, .timeout = 60)
 {
     static struct broker a, b2;
-    broker_start(&a, NULL);
+    broker_start(&a);
     char out_path[128], cmd[1024];
     snprintf(out_path, sizeof(out_path), "/tmp/rc-client-tail-%d.out", (int)getpid());
     snprintf(cmd, sizeof(cmd),
@@ -404,7 +339,7 @@ Test(client_broker, tail_resumes_across_a_broker_restart_with_the_new_epoch, .ti
              " tail --run rs-1 --until-terminal --backoff-max 200ms >%s 2>/dev/null; echo "
              "\"exit=$?\" >>%s",
              a.env, out_path, out_path);
-    FILE *tail = popen_cli(cmd);
+    FILE *tail = tproc_popen(cmd);
     cr_assert_not_null(tail);
     struct rc_client *c = open_both(&a, NULL);
     struct rc_client_event e = {.run = "rs-1", .type = "start"};
@@ -426,7 +361,7 @@ Test(client_broker, tail_resumes_across_a_broker_restart_with_the_new_epoch, .ti
     }
     cr_assert(strstr(out, "\"seq\":2") != NULL, "tail printed: %s", out);
     broker_stop(&a);
-    broker_start_at(&b2, a.ingest, a.ack, a.http);
+    broker_start_at(&b2, &a);
     /* The new incarnation knows nothing of rs-1: the publisher starts over. */
     c = open_both(&b2, NULL);
     cr_assert_eq(rc_client_publish(c, &e, RC_DELIVER_ACK, NULL), RC_OK);
@@ -452,9 +387,7 @@ Test(client_broker, tail_resumes_across_a_broker_restart_with_the_new_epoch, .ti
     for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (strncmp(line, "exit=", 5) == 0)
             continue;
-        json_error_t je;
-        json_t *j = json_loads(line, 0, &je);
-        cr_assert_not_null(j, "not JSON: %s", line);
+        json_t *j = line_json(line);
         uint64_t ep = (uint64_t)json_integer_value(json_object_get(j, "epoch"));
         const char *op = json_string_value(json_object_get(j, "op"));
         int k = n_epochs > 0 && epochs[n_epochs - 1] == ep ? n_epochs - 1 : n_epochs++;
@@ -482,12 +415,12 @@ Test(client_broker, tail_resumes_across_a_broker_restart_with_the_new_epoch, .ti
 Test(client_broker, events_published_while_the_broker_is_down_arrive_when_it_is_back, .timeout = 60)
 {
     static struct broker a, b2;
-    broker_start(&a, NULL); /* only to find free ports */
+    broker_start(&a); /* only to find free ports */
     broker_stop(&a);
     struct rc_client_opts o;
     rc_client_opts_init(&o);
-    o.push_url = a.ingest;
-    o.req_url = a.ack;
+    o.push_url = a.d.pull;
+    o.req_url = a.d.rep;
     o.reconnect_min_ms = 20;
     o.reconnect_max_ms = 100;
     o.ack_timeout_ms = 500;
@@ -501,7 +434,7 @@ Test(client_broker, events_published_while_the_broker_is_down_arrive_when_it_is_
     rc_client_get_stats(c, &st);
     cr_assert_eq(st.events_pushed, 0, "nothing could be sent yet");
     cr_assert_eq(st.queued, 5, "one send waits in flight, five are queued");
-    broker_start_at(&b2, a.ingest, a.ack, a.http);
+    broker_start_at(&b2, &a);
     struct rc_client_result r;
     cr_assert_eq(rc_client_complete(c, "down-1", NULL, 0, &r), RC_OK, "%s", r.message);
     cr_assert_eq(r.seq, 7, "start + 5 deltas + complete, none lost or doubled");

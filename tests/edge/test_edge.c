@@ -68,6 +68,54 @@ static void expect_quiet(struct ws_client *c, int ms)
     cr_assert_null(v, "unexpected %s", v ? json_dumps(v, 0) : "");
 }
 
+/* A broker whose history holds a run of ~12 MiB whole (resume never
+ * gaps), each connection queueing up to ws_queue_max. */
+static void fx_start_big_history(struct fx *f, const char *ws_queue_max)
+{
+    fx_start(f, (const char *[]){"ws-queue-max", ws_queue_max, "history-max-events", "100000",
+                                 "history-max-bytes", "256MiB", NULL});
+}
+
+/* GET /metrics answers 200 with this line (name, labels, value, newline). */
+static void expect_metric_line(struct fx *f, const char *line)
+{
+    char *body;
+    cr_assert_eq(http_get(f->port, "/metrics", &body), 200);
+    cr_assert_not_null(strstr(body, line), "%s", body);
+    free(body);
+}
+
+/* Polls (10 ms) until the edge has no connection, at most ms. */
+static void wait_connections_closed(struct fx *f, int ms)
+{
+    for (int i = 0; i < ms / 10 && rc_edge_connections(f->e) > 0; i++)
+        rc_clock_sleep_ms(10);
+}
+
+/* The process log (WARN and up) in memory until log_capture_end. */
+struct log_capture {
+    char *buf;
+    size_t len;
+    FILE *f;
+};
+
+static void log_capture_start(struct log_capture *l)
+{
+    l->buf = NULL;
+    l->len = 0;
+    l->f = open_memstream(&l->buf, &l->len);
+    cr_assert_not_null(l->f);
+    rc_log_init(l->f, RC_LOG_WARN, RC_LOG_TEXT);
+}
+
+/* Back to stderr; returns what was logged (free it). */
+static char *log_capture_end(struct log_capture *l)
+{
+    rc_log_init(stderr, RC_LOG_ERROR, RC_LOG_TEXT);
+    fclose(l->f);
+    return l->buf;
+}
+
 Test(edge, hello_carries_the_epoch_and_heartbeat)
 {
     struct fx f;
@@ -349,8 +397,7 @@ Test(edge, slow_consumer_is_closed_4008_and_fast_one_gets_everything)
     struct fx f;
     /* 1 MiB: the fast reader may lag a little on a loaded machine; the slow
      * one never reads */
-    fx_start(&f, (const char *[]){"ws-queue-max", "1MiB", "history-max-events", "100000",
-                                  "history-max-bytes", "256MiB", NULL});
+    fx_start_big_history(&f, "1MiB");
     struct ws_client *slow = open_ws(&f, "/ws");
     struct ws_client *fast = open_ws(&f, "/ws");
     send_ok(slow, "{\"op\":\"sub\",\"run\":\"big\",\"snapshot\":false}");
@@ -400,10 +447,7 @@ Test(edge, slow_consumer_is_closed_4008_and_fast_one_gets_everything)
     cr_assert_lt(s, (uint64_t)N + 1);
     ws_close(slow);
     ws_close(fast);
-    char *body;
-    cr_assert_eq(http_get(f.port, "/metrics", &body), 200);
-    cr_assert_not_null(strstr(body, "runcast_ws_slow_consumer_closes_total 1\n"), "%s", body);
-    free(body);
+    expect_metric_line(&f, "runcast_ws_slow_consumer_closes_total 1\n");
     fx_stop(&f);
 }
 
@@ -415,8 +459,7 @@ Test(edge, slow_consumer_is_closed_4008_and_fast_one_gets_everything)
 Test(edge, a_backed_up_subscriber_gets_every_event_in_order_when_it_reads_again)
 {
     struct fx f;
-    fx_start(&f, (const char *[]){"ws-queue-max", "64MiB", "history-max-events", "100000",
-                                  "history-max-bytes", "256MiB", NULL});
+    fx_start_big_history(&f, "64MiB");
     struct ws_client *c = open_ws(&f, "/ws");
     send_ok(c, "{\"op\":\"sub\",\"run\":\"bk\",\"snapshot\":false}");
     static char text[4001];
@@ -754,13 +797,9 @@ Test(edge, a_stuck_send_is_cut_after_the_write_timeout, .timeout = 60)
     fx_publish(&f, "{\"run\":\"wt\",\"type\":\"start\"}");
     for (int i = 0; i < 5000 && rc_edge_connections(f.e) > 0; i++)
         fx_publishf(&f, "{\"run\":\"wt\",\"type\":\"delta\",\"text\":\"%s\"}", text);
-    for (int i = 0; i < 500 && rc_edge_connections(f.e) > 0; i++)
-        rc_clock_sleep_ms(10);
+    wait_connections_closed(&f, 5000);
     cr_assert_eq(rc_edge_connections(f.e), 0, "the stuck connection was closed");
-    char *m;
-    cr_assert_eq(http_get(f.port, "/metrics", &m), 200);
-    cr_assert_not_null(strstr(m, "runcast_ws_closes_total{cause=\"write_timeout\"} 1\n"), "%s", m);
-    free(m);
+    expect_metric_line(&f, "runcast_ws_closes_total{cause=\"write_timeout\"} 1\n");
     ws_close(c);
     fx_stop(&f);
 }
@@ -769,10 +808,8 @@ Test(edge, a_dropped_connection_logs_its_running_runs)
 {
     struct fx f;
     fx_start(&f, NULL);
-    char *logbuf = NULL;
-    size_t loglen = 0;
-    FILE *log = open_memstream(&logbuf, &loglen);
-    rc_log_init(log, RC_LOG_WARN, RC_LOG_TEXT);
+    struct log_capture log;
+    log_capture_start(&log);
     fx_publish(&f, "[{\"run\":\"dr1\",\"type\":\"start\"},{\"run\":\"dr1\",\"type\":\"delta\","
                    "\"text\":\"a\"},{\"run\":\"dr2\",\"type\":\"start\"},{\"run\":\"dr2\","
                    "\"type\":\"complete\"}]");
@@ -790,11 +827,9 @@ Test(edge, a_dropped_connection_logs_its_running_runs)
         json_decref(ws_next(c, T, NULL));
     json_decref(skipped);
     ws_close(c); /* no close frame: 1006 */
-    for (int i = 0; i < 300 && rc_edge_connections(f.e) > 0; i++)
-        rc_clock_sleep_ms(10);
+    wait_connections_closed(&f, 3000);
     cr_assert_eq(rc_edge_connections(f.e), 0);
-    rc_log_init(stderr, RC_LOG_ERROR, RC_LOG_TEXT);
-    fclose(log);
+    char *logbuf = log_capture_end(&log);
     cr_assert_not_null(strstr(logbuf, "WARN"), "%s", logbuf);
     cr_assert_not_null(strstr(logbuf, "1006"), "%s", logbuf);
     cr_assert_not_null(strstr(logbuf, "1 subscribed runs still running"), "%s", logbuf);
@@ -808,9 +843,6 @@ Test(edge, the_drop_warning_counts_running_runs_of_an_all_subscription)
 {
     struct fx f;
     fx_start(&f, NULL);
-    char *logbuf = NULL;
-    size_t loglen = 0;
-    FILE *log = open_memstream(&logbuf, &loglen);
     struct ws_client *c = open_ws(&f, "/ws");
     send_ok(c, "{\"op\":\"sub\",\"all\":true,\"snapshot\":false}");
     /* 60 runs; every third one ends: 40 still running */
@@ -820,12 +852,11 @@ Test(edge, the_drop_warning_counts_running_runs_of_an_all_subscription)
         fx_publishf(&f, "{\"run\":\"lv%d\",\"type\":\"complete\"}", i);
     for (int i = 0; i < 80; i++)
         json_decref(ws_next(c, T, NULL));
-    rc_log_init(log, RC_LOG_WARN, RC_LOG_TEXT);
+    struct log_capture log;
+    log_capture_start(&log);
     ws_close(c);
-    for (int i = 0; i < 300 && rc_edge_connections(f.e) > 0; i++)
-        rc_clock_sleep_ms(10);
-    rc_log_init(stderr, RC_LOG_ERROR, RC_LOG_TEXT);
-    fclose(log);
+    wait_connections_closed(&f, 3000);
+    char *logbuf = log_capture_end(&log);
     cr_assert_not_null(strstr(logbuf, "40 subscribed runs still running"), "%s", logbuf);
     free(logbuf);
     fx_stop(&f);

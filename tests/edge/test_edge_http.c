@@ -437,6 +437,11 @@ Test(http, idle_tcp_connections_are_bounded)
     struct ws_client *a =
         ws_connect(f.port, "/ws", NULL, &st, NULL, 0); /* upgraded: not a session */
     cr_assert_not_null(a);
+    /* The 101 reaches the client before the edge releases the connection's
+     * HTTP session: until it has, that session would still count against
+     * the limit and refuse one of the idle connections below (a second
+     * refusal, counted in runcast_http_refused_total). */
+    wait_sessions(&f, 0);
     /* a third connection that sends nothing and one that sends a request:
      * with both sessions taken by idle sockets the request is refused */
     nng_aio *aio;

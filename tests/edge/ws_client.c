@@ -392,45 +392,6 @@ uint16_t ws_wait_close(struct ws_client *c, int timeout_ms)
     return code;
 }
 
-int http_get(uint16_t port, const char *path, char **body)
-{
-    *body = NULL;
-    nng_aio *aio;
-    if (nng_aio_alloc(&aio, NULL, NULL) != 0)
-        return 0;
-    nng_stream *s = dial(port, aio);
-    if (s == NULL) {
-        nng_aio_free(aio);
-        return 0;
-    }
-    char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
-    int status = 0;
-    if (write_all(s, aio, req, (size_t)n) == 0) {
-        struct rc_buf b;
-        rc_buf_init(&b);
-        char tmp[4096];
-        for (;;) {
-            int r = read_some(s, aio, tmp, sizeof(tmp), 3000);
-            if (r <= 0)
-                break;
-            rc_buf_append(&b, tmp, (size_t)r);
-        }
-        rc_buf_append(&b, "", 1);
-        const char *txt = (const char *)b.data;
-        if (b.len > 12 && sscanf(txt, "HTTP/1.%*d %d", &status) == 1) {
-            const char *e = strstr(txt, "\r\n\r\n");
-            *body = strdup(e ? e + 4 : "");
-        }
-        rc_buf_fini(&b);
-    }
-    nng_stream_close(s);
-    nng_stream_free(s);
-    nng_aio_free(aio);
-    return status;
-}
-
 size_t http_raw(uint16_t port, const void *req, size_t len, char **resp, int timeout_ms)
 {
     *resp = NULL;
@@ -465,4 +426,21 @@ size_t http_raw(uint16_t port, const void *req, size_t len, char **resp, int tim
     nng_stream_free(s);
     nng_aio_free(aio);
     return n;
+}
+
+int http_get(uint16_t port, const char *path, char **body)
+{
+    *body = NULL;
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+    char *resp;
+    size_t len = http_raw(port, req, (size_t)n, &resp, 3000);
+    int status = 0;
+    if (resp != NULL && len > 11 && sscanf(resp, "HTTP/1.%*d %d", &status) == 1) {
+        const char *e = strstr(resp, "\r\n\r\n");
+        *body = strdup(e ? e + 4 : "");
+    }
+    free(resp);
+    return status;
 }

@@ -73,6 +73,37 @@ static void begin_event(struct rc_buf *b, uint32_t n, const char *t)
     rc_mpw_cstr(b, t);
 }
 
+/* fmt (one %s) holding prefix then fill up to max bytes is accepted; one
+ * byte more is refused as bad_field naming field. */
+static void expect_length_limit(const char *fmt, const char *prefix, char fill, size_t max,
+                                const char *field)
+{
+    char v[512], json[1024];
+    cr_assert_lt(max + 1, sizeof(v));
+    size_t pl = strlen(prefix);
+    memcpy(v, prefix, pl);
+    memset(v + pl, fill, max + 1 - pl);
+    v[max] = '\0';
+    snprintf(json, sizeof json, fmt, v);
+    expect_ok(json);
+    v[max] = fill;
+    v[max + 1] = '\0';
+    snprintf(json, sizeof json, fmt, v);
+    expect(json, RC_PROTO_BAD_FIELD, field);
+}
+
+/* An event of type t whose string field `field` holds len bytes of invalid
+ * UTF-8: refused as bad_utf8 naming that field. */
+static void expect_bad_utf8(const char *t, const char *field, const char *bytes, size_t len)
+{
+    struct rc_buf b;
+    begin_event(&b, 3, t);
+    rc_mpw_cstr(&b, field);
+    rc_mpw_str(&b, bytes, len);
+    expect_mp(&b, RC_PROTO_BAD_UTF8, field);
+    rc_buf_fini(&b);
+}
+
 /* A nest of depth arrays around 1: [[[1]]] is depth 3. */
 static void nest(struct rc_buf *b, uint32_t depth)
 {
@@ -514,16 +545,7 @@ Test(event_rules, run_bad_charset)
 }
 Test(event_rules, run_length_limit)
 {
-    char json[400];
-    char id[130];
-    memset(id, 'a', 128);
-    id[128] = '\0';
-    snprintf(json, sizeof json, "{\"run\":\"%s\",\"type\":\"start\"}", id);
-    expect_ok(json);
-    id[128] = 'a';
-    id[129] = '\0';
-    snprintf(json, sizeof json, "{\"run\":\"%s\",\"type\":\"start\"}", id);
-    expect(json, RC_PROTO_BAD_FIELD, "run");
+    expect_length_limit("{\"run\":\"%s\",\"type\":\"start\"}", "", 'a', 128, "run");
 }
 
 /* conv */
@@ -557,18 +579,7 @@ Test(event_rules, type_unknown)
 }
 Test(event_rules, type_too_long)
 {
-    char json[300];
-    char t[70];
-    memset(t, 'a', sizeof t);
-    t[0] = 'x';
-    t[1] = '-';
-    t[64] = '\0';
-    snprintf(json, sizeof json, "{\"run\":\"r\",\"type\":\"%s\"}", t);
-    expect_ok(json);
-    t[64] = 'a';
-    t[65] = '\0';
-    snprintf(json, sizeof json, "{\"run\":\"r\",\"type\":\"%s\"}", t);
-    expect(json, RC_PROTO_BAD_FIELD, "type");
+    expect_length_limit("{\"run\":\"r\",\"type\":\"%s\"}", "x-", 'a', 64, "type");
 }
 Test(event_rules, type_bad_utf8)
 {
@@ -600,25 +611,12 @@ Test(event_rules, phase_empty)
 }
 Test(event_rules, phase_too_long)
 {
-    char json[300];
-    char p[70];
-    memset(p, 'p', sizeof p);
-    p[64] = '\0';
-    snprintf(json, sizeof json, "{\"run\":\"r\",\"type\":\"phase\",\"phase\":\"%s\"}", p);
-    expect_ok(json);
-    p[64] = 'p';
-    p[65] = '\0';
-    snprintf(json, sizeof json, "{\"run\":\"r\",\"type\":\"phase\",\"phase\":\"%s\"}", p);
-    expect(json, RC_PROTO_BAD_FIELD, "phase");
+    expect_length_limit("{\"run\":\"r\",\"type\":\"phase\",\"phase\":\"%s\"}", "", 'p', 64,
+                        "phase");
 }
 Test(event_rules, phase_bad_utf8)
 {
-    struct rc_buf b;
-    begin_event(&b, 3, "phase");
-    rc_mpw_cstr(&b, "phase");
-    rc_mpw_str(&b, "\xed\xa0\x80", 3); /* a surrogate */
-    expect_mp(&b, RC_PROTO_BAD_UTF8, "phase");
-    rc_buf_fini(&b);
+    expect_bad_utf8("phase", "phase", "\xed\xa0\x80", 3); /* a surrogate */
 }
 
 /* id */
@@ -659,24 +657,11 @@ Test(event_rules, id_empty_string)
 }
 Test(event_rules, id_too_long)
 {
-    char json[400];
-    char id[130];
-    memset(id, 'k', 129);
-    id[129] = '\0';
-    snprintf(json, sizeof json, "{\"run\":\"r\",\"type\":\"start\",\"id\":\"%s\"}", id);
-    expect(json, RC_PROTO_BAD_FIELD, "id");
-    id[128] = '\0';
-    snprintf(json, sizeof json, "{\"run\":\"r\",\"type\":\"start\",\"id\":\"%s\"}", id);
-    expect_ok(json);
+    expect_length_limit("{\"run\":\"r\",\"type\":\"start\",\"id\":\"%s\"}", "", 'k', 128, "id");
 }
 Test(event_rules, id_bad_utf8)
 {
-    struct rc_buf b;
-    begin_event(&b, 3, "start");
-    rc_mpw_cstr(&b, "id");
-    rc_mpw_str(&b, "\xc0\x80", 2); /* overlong NUL */
-    expect_mp(&b, RC_PROTO_BAD_UTF8, "id");
-    rc_buf_fini(&b);
+    expect_bad_utf8("start", "id", "\xc0\x80", 2); /* overlong NUL */
 }
 
 /* ts */
@@ -709,12 +694,7 @@ Test(event_rules, text_not_string)
 }
 Test(event_rules, text_bad_utf8)
 {
-    struct rc_buf b;
-    begin_event(&b, 3, "delta");
-    rc_mpw_cstr(&b, "text");
-    rc_mpw_str(&b, "hello \xe2\x82", 8); /* truncated sequence */
-    expect_mp(&b, RC_PROTO_BAD_UTF8, "text");
-    rc_buf_fini(&b);
+    expect_bad_utf8("delta", "text", "hello \xe2\x82", 8); /* truncated sequence */
 }
 Test(event_rules, text_empty_is_present)
 {

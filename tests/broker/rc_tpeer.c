@@ -1,162 +1,20 @@
-#include "rc_tproc.h"
+#include "rc_tpeer.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <msgpack.h>
-#include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/protocol/reqrep0/req.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "rc_buf.h"
 #include "rc_clock.h"
 #include "rc_error.h"
-#include "rc_listen_line.h"
 #include "rc_proto.h"
 #include "rc_push_idle.h"
-
-void rcd_start(struct rcd *d, const char *const *extra)
-{
-    /* Port 0 everywhere, the ports read back from the "listening" line:
-     * a port found free and closed here could be taken (by any outgoing
-     * connection on this machine) before runcastd binds it. */
-    static _Atomic unsigned started;
-    memset(d, 0, sizeof(*d));
-    snprintf(d->log, sizeof(d->log), "/tmp/runcastd-test-%d-%u.log", (int)getpid(),
-             atomic_fetch_add_explicit(&started, 1, memory_order_relaxed)); /* a name only */
-    const char *argv[64];
-    int n = 0;
-    static char bin[512];
-    snprintf(bin, sizeof(bin), "%s/broker/runcastd", RC_BINARY_DIR);
-    argv[n++] = bin;
-    argv[n++] = "--ingest";
-    argv[n++] = "tcp://127.0.0.1:0";
-    argv[n++] = "--ingest-ack";
-    argv[n++] = "tcp://127.0.0.2:0"; /* another host: the same URL twice is refused */
-    argv[n++] = "--http";
-    argv[n++] = "127.0.0.1:0";
-    argv[n++] = "--log-level";
-    argv[n++] = "warn";
-    for (size_t i = 0; extra && extra[i] && n < 62; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        int lf = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (lf >= 0)
-            dup2(lf, 2);
-        close(fds[0]);
-        unsetenv("LSAN_OPTIONS"); /* the test's suppressions are not the broker's */
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    d->pid = pid;
-    char line[512];
-    size_t got = 0;
-    uint64_t end = rc_clock_mono_ms() + 10000;
-    while (rc_clock_mono_ms() < end && !memchr(line, '\n', got)) {
-        struct pollfd p = {.fd = fds[0], .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t r = read(fds[0], line + got, sizeof(line) - 1 - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    line[got] = 0;
-    close(fds[0]);
-    cr_assert(strstr(line, "runcastd listening:") != NULL, "runcastd did not start: '%s' (log %s)",
-              line, d->log);
-    cr_assert(rc_listen_line_find(line, "ingest", d->pull, sizeof(d->pull)) == RC_OK &&
-                  rc_listen_line_find(line, "ingest-ack", d->rep, sizeof(d->rep)) == RC_OK,
-              "no ingest URLs in '%s'", line);
-    char http[64];
-    cr_assert(rc_listen_line_find(line, "http", http, sizeof(http)) == RC_OK,
-              "no http address in '%s'", line);
-    d->pull_port = rc_listen_line_port(d->pull);
-    d->rep_port = rc_listen_line_port(d->rep);
-    d->http_port = rc_listen_line_port(http);
-    cr_assert(d->pull_port > 0 && d->rep_port > 0 && d->http_port > 0, "ports in '%s'", line);
-}
-
-bool rcd_alive(struct rcd *d)
-{
-    int st;
-    return d->pid > 0 && waitpid(d->pid, &st, WNOHANG) == 0;
-}
-
-int rcd_stop(struct rcd *d, uint64_t timeout_ms)
-{
-    if (d->pid <= 0)
-        return -1;
-    kill(d->pid, SIGTERM);
-    uint64_t end = rc_clock_mono_ms() + timeout_ms;
-    int st = 0;
-    while (rc_clock_mono_ms() < end) {
-        pid_t r = waitpid(d->pid, &st, WNOHANG);
-        if (r == d->pid) {
-            d->pid = 0;
-            int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-            if (code == 0 && !getenv("RC_KEEP_LOGS"))
-                unlink(d->log); /* kept for a look when something went wrong */
-            return code;
-        }
-        rc_clock_sleep_ms(5);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, &st, 0);
-    d->pid = 0;
-    return -1;
-}
-
-int rcd_wait(struct rcd *d, uint64_t timeout_ms)
-{
-    if (d->pid <= 0)
-        return -1;
-    uint64_t end = rc_clock_mono_ms() + timeout_ms;
-    int st = 0;
-    while (rc_clock_mono_ms() < end) {
-        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
-            d->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        }
-        rc_clock_sleep_ms(5);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, &st, 0);
-    d->pid = 0;
-    return -1;
-}
-
-size_t rcd_log_count(const struct rcd *d, const char *needle)
-{
-    FILE *f = fopen(d->log, "r");
-    if (!f)
-        return 0;
-    char line[4096];
-    size_t n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
 
 /* ---- WebSocket subscriber ---- */
 
@@ -172,25 +30,6 @@ struct wsc {
     msgpack_unpacker up;
 };
 
-static bool obj_str(msgpack_object *map, const char *key, char *out, size_t cap)
-{
-    if (map->type != MSGPACK_OBJECT_MAP)
-        return false;
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        msgpack_object *k = &map->via.map.ptr[i].key, *v = &map->via.map.ptr[i].val;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key) &&
-            memcmp(k->via.str.ptr, key, k->via.str.size) == 0) {
-            if (v->type != MSGPACK_OBJECT_STR)
-                return false;
-            size_t n = v->via.str.size < cap - 1 ? v->via.str.size : cap - 1;
-            memcpy(out, v->via.str.ptr, n);
-            out[n] = 0;
-            return true;
-        }
-    }
-    return false;
-}
-
 static msgpack_object *obj_get(msgpack_object *map, const char *key)
 {
     if (map->type != MSGPACK_OBJECT_MAP)
@@ -202,6 +41,19 @@ static msgpack_object *obj_get(msgpack_object *map, const char *key)
             return &map->via.map.ptr[i].val;
     }
     return NULL;
+}
+
+/* The string under key, truncated to cap - 1 bytes; false when absent or
+ * not a string. */
+static bool obj_str(msgpack_object *map, const char *key, char *out, size_t cap)
+{
+    msgpack_object *v = obj_get(map, key);
+    if (v == NULL || v->type != MSGPACK_OBJECT_STR)
+        return false;
+    size_t n = v->via.str.size < cap - 1 ? v->via.str.size : cap - 1;
+    memcpy(out, v->via.str.ptr, n);
+    out[n] = 0;
+    return true;
 }
 
 static void take(struct wsc *c, msgpack_object *m)

@@ -1,0 +1,40 @@
+/*
+ * The peers of a real runcastd process in integration tests (the process
+ * itself: tests/support/tproc/rc_tproc.h): a WebSocket subscriber (nng's
+ * WebSocket stream dialer, frames decoded with msgpack-c) and nng
+ * publishers.
+ */
+#ifndef RC_TPEER_H
+#define RC_TPEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- WebSocket subscriber ---- */
+
+struct wsev {
+    char run[64];
+    uint64_t seq;
+    char type[24];
+    char code[32]; /* error.code */
+    bool synthetic;
+};
+
+struct wsc;
+/* Connects to ws://127.0.0.1:port/ws and subscribes to all runs. */
+struct wsc *wsc_open_all(int port);
+size_t wsc_count(struct wsc *c);
+bool wsc_get(struct wsc *c, size_t i, struct wsev *out);
+/* Waits until n runs (by name) have a terminal; false on timeout. */
+bool wsc_wait_terminals(struct wsc *c, size_t n, uint64_t timeout_ms);
+void wsc_close(struct wsc *c);
+
+/* ---- Publishers ---- */
+
+/* Sends one message on a new PUSH socket (dial, send, linger, close). */
+void push_once(const char *url, const void *buf, size_t len);
+/* REQ round trip; returns the reply bytes (malloc'ed) or NULL on timeout. */
+void *req_once(const char *url, const void *buf, size_t len, size_t *out_len, int timeout_ms);
+
+#endif
