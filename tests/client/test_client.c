@@ -544,7 +544,11 @@ Test(client_ack, retry_after_a_lost_reply_reuses_the_id_and_never_delivers_twice
     cr_assert_eq(rc_client_complete(c, "run-r", NULL, 0, &r), RC_OK);
     rep_stop(&s);
     cr_assert_eq(s.requests, 3, "two lost replies, then an answer");
-    cr_assert_eq(r.attempts, 3);
+    /* At least 3: on a loaded machine an attempt can time out (150 ms)
+     * before the server reads the previous one, adding one more (this
+     * failed 1 in ~10 runs under TSan at load 15); whatever the count,
+     * every attempt is a retry of the one id, delivered once. */
+    cr_assert_geq(r.attempts, 3);
     cr_assert_eq(s.n_ids, 1, "all three requests carried the same id");
     cr_assert_eq(s.delivered, 1, "delivered once");
     cr_assert_eq(r.seq, 1);
@@ -552,7 +556,7 @@ Test(client_ack, retry_after_a_lost_reply_reuses_the_id_and_never_delivers_twice
     cr_assert_str_eq(r.id, s.ids[0]);
     struct rc_client_stats st;
     rc_client_get_stats(c, &st);
-    cr_assert_eq(st.ack_retries, 2);
+    cr_assert_eq(st.ack_retries, r.attempts - 1);
     rc_client_close(c);
 }
 
