@@ -58,19 +58,29 @@ static void fatal_cb(void *arg, const char *child, int reason)
     kill(getpid(), SIGTERM);
 }
 
+/* The shutdown deadline's thread.  Its state is static, not on main's
+ * stack: a thread scheduled late could otherwise start after main has
+ * returned and read a dead frame (under ASan it read a 0 ms budget and
+ * exited 0 over main's exit 70). */
 struct overrun {
     uint64_t ms;
+    int status;         /* the exit status the process was going to have */
+    atomic_bool ending; /* main is returning: the normal exit wins; relaxed
+                           (exit() orders nothing for a thread racing it) */
 };
+static struct overrun overrun;
 
 static void *overrun_main(void *arg)
 {
     struct overrun *o = arg;
     rc_clock_sleep_ms(o->ms);
+    if (atomic_load_explicit(&o->ending, memory_order_relaxed))
+        return NULL;
     rc_log(RC_LOG_ERROR, "runcastd", NULL, NULL,
            "shutdown did not finish within --shutdown-timeout (%llu ms); exiting now "
            "(what was accepted has been handed to the subscriber connections)",
            (unsigned long long)o->ms);
-    _exit(0);
+    _exit(o->status);
     return NULL;
 }
 
@@ -203,9 +213,10 @@ int main(int argc, char **argv)
     rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "%s: stopping (at most %llu ms)",
            fatal ? "a supervised part failed" : "signal received",
            (unsigned long long)cfg.shutdown_timeout_ms);
-    struct overrun ov = {cfg.shutdown_timeout_ms > 50 ? cfg.shutdown_timeout_ms - 50 : 1};
+    overrun.ms = cfg.shutdown_timeout_ms > 50 ? cfg.shutdown_timeout_ms - 50 : 1;
+    overrun.status = fatal ? EXIT_FATAL : 0;
     pthread_t ovt;
-    if (pthread_create(&ovt, NULL, overrun_main, &ov) == 0)
+    if (pthread_create(&ovt, NULL, overrun_main, &overrun) == 0)
         pthread_detach(ovt);
 
     /* 1. stop accepting and let the run actors hand everything accepted to
@@ -244,5 +255,6 @@ int main(int argc, char **argv)
     rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "stopped in %llu ms",
            (unsigned long long)(rc_clock_mono_ms() - t0));
     rc_config_fini(&cfg);
+    atomic_store_explicit(&overrun.ending, true, memory_order_relaxed);
     return fatal ? EXIT_FATAL : 0;
 }

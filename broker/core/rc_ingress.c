@@ -130,6 +130,16 @@ struct rc_ingress {
     struct rc_actor *owner; /* held; set once before traffic */
     atomic_bool failed;     /* one failure report only; relaxed exchange */
     atomic_uint published;  /* release before callbacks can run (see rc_rx.sync) */
+    /* REP posts are fenced as PULL's are (see pull_fence): every
+     * nng_ctx_recv / nng_ctx_send is made under rep_fence after checking
+     * rep_fenced, which rc_ingress_close sets under it before nng_close.
+     * A reply completes on a worker whenever the runs have answered, so
+     * without the fence it could be posted while a failed ingress's socket
+     * closes (a supervisor restart), and nng panics ("pthread_mutex_lock:
+     * Invalid argument" in nng_ctx_send; seen once in
+     * runcastd/ingress_failures_restart_it_then_exit_70_past_the_intensity). */
+    pthread_mutex_t rep_fence;
+    bool rep_fenced; /* protected by rep_fence */
 };
 
 static void rx_publish(struct rc_rx *rx)
@@ -363,6 +373,36 @@ static void pull_cb(void *arg)
 
 /* ---- REP ---- */
 
+/* Posts the next receive on rx's context unless the socket is closing (see
+ * rc_ingress.rep_fence). */
+static void rep_post_recv(struct rc_rx *rx)
+{
+    struct rc_ingress *ing = rx->ing;
+    pthread_mutex_lock(&ing->rep_fence);
+    if (!ing->rep_fenced) {
+        rx_publish(rx);
+        nng_ctx_recv(rx->ctx, rx->aio);
+    }
+    pthread_mutex_unlock(&ing->rep_fence);
+}
+
+/* Posts reply on rx's context; false (reply not consumed) when the socket
+ * is closing. */
+static bool rep_post_send(struct rc_rx *rx, nng_msg *reply)
+{
+    struct rc_ingress *ing = rx->ing;
+    bool posted = false;
+    pthread_mutex_lock(&ing->rep_fence);
+    if (!ing->rep_fenced) {
+        nng_aio_set_msg(rx->send_aio, reply);
+        rx_publish(rx);
+        nng_ctx_send(rx->ctx, rx->send_aio);
+        posted = true;
+    }
+    pthread_mutex_unlock(&ing->rep_fence);
+    return posted;
+}
+
 static void rep_rearm(struct rc_rx *rx)
 {
     /* acq_rel: see struct rc_rx.rearm */
@@ -370,8 +410,7 @@ static void rep_rearm(struct rc_rx *rx)
         return;
     if (ing_stopping(rx->ing))
         return;
-    rx_publish(rx);
-    nng_ctx_recv(rx->ctx, rx->aio);
+    rep_post_recv(rx);
 }
 
 static void rep_complete(struct rc_ack *ack)
@@ -394,9 +433,8 @@ static void rep_complete(struct rc_ack *ack)
         rep_rearm(rx);
         return;
     }
-    nng_aio_set_msg(rx->send_aio, reply);
-    rx_publish(rx);
-    nng_ctx_send(rx->ctx, rx->send_aio);
+    if (!rep_post_send(rx, reply))
+        nng_msg_free(reply); /* closing: the requester's resend finds the next broker */
 }
 
 static void rep_send_cb_inner(void *arg)
@@ -440,8 +478,7 @@ static void rep_recv_cb_inner(void *arg)
             report_failure(ing, rv);
             return;
         }
-        rx_publish(rx);
-        nng_ctx_recv(rx->ctx, rx->aio);
+        rep_post_recv(rx);
         return;
     }
     rx->errors = 0;
@@ -605,8 +642,7 @@ static int start_rx(struct rc_ingress *ing, struct rc_sock *s, char *err, size_t
         if (rv == 0) {
             rx->has_ctx = true;
             atomic_init(&rx->rearm, 1);
-            rx_publish(rx);
-            nng_ctx_recv(rx->ctx, rx->aio);
+            rep_post_recv(rx);
         }
     }
     if (rv != 0) {
@@ -663,6 +699,7 @@ int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, c
         return RC_ENOMEM;
     ing->env = *env;
     pthread_mutex_init(&ing->mtx, NULL);
+    pthread_mutex_init(&ing->rep_fence, NULL);
     atomic_init(&ing->stopping, false);
     atomic_init(&ing->failed, false);
     size_t n = cfg->ingest.n + cfg->ingest_ack.n;
@@ -707,6 +744,9 @@ void rc_ingress_close(struct rc_ingress *ing)
         ing->closed = true;
         /* release: pairs with the acquire in ing_stopping */
         atomic_store_explicit(&ing->stopping, true, memory_order_release);
+        pthread_mutex_lock(&ing->rep_fence);
+        ing->rep_fenced = true;
+        pthread_mutex_unlock(&ing->rep_fence);
         for (size_t i = 0; i < ing->n_socks; i++) {
             if (!ing->socks[i].closed) {
                 pull_fence(&ing->socks[i]);
@@ -738,7 +778,10 @@ void rc_ingress_free(struct rc_ingress *ing)
     if (!ing)
         return;
     rc_ingress_close(ing);
-    /* a barrier with every PULL poster: see pull_post */
+    /* a barrier with every REP poster (rep_post_*) and PULL poster
+     * (pull_post): none is inside an nng call from here on */
+    pthread_mutex_lock(&ing->rep_fence);
+    pthread_mutex_unlock(&ing->rep_fence);
     for (size_t i = 0; i < ing->n_socks; i++) {
         if (ing->socks[i].q) {
             pthread_mutex_lock(&ing->socks[i].q->mtx);
@@ -777,6 +820,7 @@ void rc_ingress_free(struct rc_ingress *ing)
     rc_free(ing->socks);
     rc_free(ing->rx);
     rc_actor_release(ing->owner);
+    pthread_mutex_destroy(&ing->rep_fence);
     pthread_mutex_destroy(&ing->mtx);
     rc_free(ing);
 }

@@ -531,3 +531,82 @@ Test(runcastd, ingress_failures_restart_it_then_exit_70_past_the_intensity, .tim
     int st = rcd_wait(&d, 20000);
     cr_assert_eq(st, 70, "exit status %d (log %s)", st, d.log);
 }
+
+struct ackload {
+    const char *url;
+    /* relaxed: only tells the thread to finish; pthread_join orders the
+     * counts */
+    atomic_bool stop;
+    int answered;
+};
+
+/* Acked batches in a loop on one REQ socket that redials by itself, so
+ * requests and replies are always in flight, also across restarts (a
+ * dial to a restarting listener must not fail the test). */
+static void *ack_load(void *arg)
+{
+    struct ackload *l = arg;
+    nng_socket s;
+    if (nng_req0_open(&s) != 0)
+        return NULL;
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 500);
+    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 500);
+    nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 200);
+    nng_dial(s, l->url, NULL, NNG_FLAG_NONBLOCK);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    struct tev evs[8];
+    for (int i = 0; i < 8; i++)
+        evs[i] = (struct tev){.run = "ackload", .type = "delta", .text = "0123456789abcdef"};
+    encode_batch(&b, evs, 8);
+    while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
+        void *reply = NULL;
+        size_t rl = 0;
+        if (nng_send(s, b.data, b.len, 0) == 0 && nng_recv(s, &reply, &rl, NNG_FLAG_ALLOC) == 0) {
+            l->answered++;
+            nng_free(reply, rl);
+        }
+    }
+    rc_buf_fini(&b);
+    nng_close(s);
+    return NULL;
+}
+
+/*
+ * Ingress failures while acknowledged requests are in flight: the failed
+ * instance's replies complete on workers while its sockets close (nng
+ * panicked when a reply was posted on a closing socket, before the REP
+ * fence in rc_ingress.c).  The broker stays up through every restart,
+ * answers again after each, and exits 0 on SIGTERM.
+ */
+Test(runcastd, ingress_restarts_under_acknowledged_load_keep_the_broker_up, .timeout = 90)
+{
+    setenv("RC_TEST_HOOKS", "1", 1);
+    struct rcd d;
+    const char *extra[] = {"--restart-intensity", "20", "--restart-period", "10m", NULL};
+    rcd_start(&d, extra);
+    struct ackload l[2] = {{.url = d.rep}, {.url = d.rep}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, ack_load, &l[i]);
+    for (size_t i = 1; i <= 8; i++) {
+        rc_clock_sleep_ms(50); /* let requests pile up on this instance */
+        kill(d.pid, SIGRTMIN + 1);
+        cr_assert(wait_log(&d, "ingress restarted after a failure", i, 10000),
+                  "restart %zu not logged (log %s)", i, d.log);
+        cr_assert(rcd_alive(&d), "runcastd died at restart %zu (log %s)", i, d.log);
+    }
+    char run[32] = "after-load";
+    bool ok = false;
+    uint64_t end = rc_clock_mono_ms() + 10000;
+    while (!ok && rc_clock_mono_ms() < end)
+        ok = acked_start(&d, run);
+    cr_assert(ok, "no acked ingest after the restarts");
+    for (int i = 0; i < 2; i++) {
+        atomic_store_explicit(&l[i].stop, true, memory_order_relaxed);
+        pthread_join(th[i], NULL);
+    }
+    cr_assert_gt(l[0].answered + l[1].answered, 0, "no acked request was answered");
+    int st = rcd_stop(&d, 20000);
+    cr_assert_eq(st, 0, "exit status %d (log %s)", st, d.log);
+}
