@@ -82,6 +82,9 @@ static void usage(FILE *f)
                "  --ws-client nng|epoll subscribers' WebSocket client: nng's ws dialer with aio\n"
                "                        callbacks (default), or plain sockets + epoll (cheaper\n"
                "                        per frame: shows whether the client is the limit)\n"
+               "  --transport tcp|ipc   PUSH/PULL transport of the spawned broker's --ingest and\n"
+               "                        of the raw baselines' sinks, alike (default tcp on\n"
+               "                        127.0.0.1; ipc: a socket file under /tmp)\n"
                "\n"
                "Output:\n"
                "  --json                one JSON document instead of tables\n"
@@ -157,6 +160,7 @@ int main(int argc, char **argv)
         {"timeout-ms", required_argument, 0, 1009},
         {"cap", required_argument, 0, 1010},
         {"ws-client", required_argument, 0, 1011},
+        {"transport", required_argument, 0, 1012},
         {"publishers", required_argument, 0, 'P'},
         {"runs", required_argument, 0, 'R'},
         {"events", required_argument, 0, 'n'},
@@ -213,6 +217,13 @@ int main(int argc, char **argv)
                 return 2;
             }
             rcb_o.ws_client = optarg;
+            break;
+        case 1012:
+            if (strcmp(optarg, "tcp") != 0 && strcmp(optarg, "ipc") != 0) {
+                fprintf(stderr, "runcast-bench: --transport is tcp or ipc\n");
+                return 2;
+            }
+            rcb_o.ipc = strcmp(optarg, "ipc") == 0;
             break;
         case 'P':
             rcb_o.publishers = (uint32_t)num(optarg, "-P");

@@ -25,6 +25,7 @@ struct sink_aio {
 
 struct rcb_sink {
     nng_socket s;
+    char url[256]; /* what publishers dial: the bound port for tcp port 0 */
     int n;
     struct sink_aio *a;
     _Atomic uint64_t msgs, bytes; /* relaxed: totals only */
@@ -53,11 +54,21 @@ struct rcb_sink *rcb_sink_new(const char *url, int naio)
     }
     nng_socket_set_size(k->s, NNG_OPT_RECVMAXSZ, 8u << 20);
     nng_socket_set_int(k->s, NNG_OPT_RECVBUF, 1024);
-    if (nng_listen(k->s, url, NULL, 0) != 0) {
+    nng_listener l;
+    if (nng_listen(k->s, url, &l, 0) != 0) {
         nng_close(k->s);
         free(k);
         return NULL;
     }
+    /* tcp port 0: the kernel picked the port while binding, so no other
+     * socket can take it between choosing and listening */
+    int port = 0;
+    const char *colon = strrchr(url, ':');
+    if (strncmp(url, "tcp://", 6) == 0 && colon != NULL &&
+        nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
+        snprintf(k->url, sizeof(k->url), "%.*s:%d", (int)(colon - url), url, port);
+    else
+        snprintf(k->url, sizeof(k->url), "%s", url);
     k->n = naio;
     k->a = calloc((size_t)naio, sizeof(*k->a));
     for (int i = 0; i < naio; i++) {
@@ -66,6 +77,11 @@ struct rcb_sink *rcb_sink_new(const char *url, int naio)
         nng_recv_aio(k->s, k->a[i].aio);
     }
     return k;
+}
+
+const char *rcb_sink_url(const struct rcb_sink *k)
+{
+    return k->url;
 }
 
 uint64_t rcb_sink_msgs(struct rcb_sink *k)

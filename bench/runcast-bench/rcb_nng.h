@@ -15,7 +15,11 @@
 
 /* ---- PULL sink ---- */
 struct rcb_sink;
+/* Listens on url (tcp port 0: the port it binds; rcb_sink_url says which)
+ * with naio receives in flight.  NULL when it cannot listen. */
 struct rcb_sink *rcb_sink_new(const char *url, int naio);
+/* The address publishers dial (the bound port for tcp://h:0). */
+const char *rcb_sink_url(const struct rcb_sink *k);
 uint64_t rcb_sink_msgs(struct rcb_sink *k);
 uint64_t rcb_sink_bytes(struct rcb_sink *k);
 void rcb_sink_free(struct rcb_sink *k);

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rcb_nng.h"
 
@@ -48,15 +49,15 @@ void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t
                     struct rcb_phase_out *o)
 {
     memset(o, 0, sizeof(*o));
-    char url[64];
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", rcb_free_port());
+    char url[256], path[200];
+    rcb_pull_listen_url(url, sizeof(url), path, sizeof(path), "sink");
     struct rcb_sink *k = rcb_sink_new(url, 8);
     if (k == NULL) {
         snprintf(o->note, sizeof(o->note), "cannot listen on %s", url);
         return;
     }
     struct rcb_pubs_cfg c = {.mode = RCB_PUB_RAW,
-                             .url = url,
+                             .url = rcb_sink_url(k),
                              .threads = P,
                              .runs = R,
                              .run_tag = "raw",
@@ -81,6 +82,8 @@ void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t
         snprintf(o->note, sizeof(o->note), "sink got %llu/%llu msgs %s", (unsigned long long)got,
                  (unsigned long long)r.messages_sent, r.err);
     rcb_sink_free(k);
+    if (path[0] != '\0')
+        unlink(path);
 }
 
 static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, const char *tag,
@@ -161,6 +164,7 @@ int rcb_s_ingest(void)
     uint64_t nb = rcb_o.events ? rcb_o.events : sm ? 5000 : 2000000;
 
     rcb_report_begin("ingest", "fire-and-forget ingest over PUSH vs raw nng PUSH/PULL");
+    rcb_report_param("transport", "%s", rcb_o.ipc ? "ipc" : "tcp");
     rcb_report_param("P", "%u", P);
     rcb_report_param("P_batched", "%u", Pb);
     rcb_report_param("R", "%u", R);

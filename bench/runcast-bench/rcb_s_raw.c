@@ -21,6 +21,7 @@ int rcb_s_raw(void)
     uint64_t n1 = rcb_o.events ? rcb_o.events : sm ? 2000 : 300000;
 
     rcb_report_begin("raw", "raw nng baselines (no broker)");
+    rcb_report_param("transport", "%s", rcb_o.ipc ? "ipc" : "tcp");
     rcb_report_param("P", "%u", P);
     rcb_report_param("S", "%u", S);
     rcb_report_param("size", "%u", size);
