@@ -55,6 +55,7 @@ struct rcb_opts {
     const char *ws_client; /* "nng" (default) or "epoll": the subscribers' WebSocket client */
     bool ipc;              /* --transport ipc: PUSH/PULL over ipc:// (spawned broker's --ingest
                               and the raw sinks alike); default tcp://127.0.0.1 */
+    bool sink_thread;      /* --raw-sink thread: the raw PULL sink in this process */
 };
 
 extern struct rcb_opts rcb_o;

@@ -3,6 +3,9 @@
  */
 #include "rcb_nng.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -10,13 +13,33 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #ifdef RCB_HAVE_CLIENT
 #include "runcast.h"
 #endif
 
-/* ---- PULL sink ---- */
+/* ---- PULL sink ----
+ *
+ * The raw baseline's receiver.  By default it runs in a process of its own
+ * (this program re-executed with --sink-child), as the broker does: in the
+ * publishers' process the sink shares nng's task threads with the PUSH
+ * pipes, which measured 10-12 us of CPU per message for publishers + sink
+ * against 6-7 us split over two processes, and 65-117 k msg/s against
+ * 150-215 k (notes/ingest.md), so an in-process sink understates what the
+ * transport carries.  --raw-sink thread keeps the old in-process sink. */
+
+/* The counters; in a process sink a MAP_SHARED memfd mapping both processes
+ * see (lock-free 64-bit atomics work across processes on one host). */
+struct sink_counts {
+    _Atomic uint64_t msgs, bytes; /* relaxed: totals only, polled */
+};
 
 struct sink_aio {
     struct rcb_sink *k;
@@ -24,12 +47,18 @@ struct sink_aio {
 };
 
 struct rcb_sink {
-    nng_socket s;
     char url[256]; /* what publishers dial: the bound port for tcp port 0 */
+    struct sink_counts *c;
+    /* in-process receiver (thread mode, or the child itself) */
+    nng_socket s;
     int n;
     struct sink_aio *a;
-    _Atomic uint64_t msgs, bytes; /* relaxed: totals only */
-    _Atomic bool stop;
+    _Atomic bool stop; /* relaxed: the callbacks stop re-posting; nng_aio_stop orders the rest */
+    struct sink_counts own;
+    /* process mode: the child, its stdin (closing it stops the child) and
+     * the shared counters */
+    pid_t child;
+    int ctl;
 };
 
 static void sink_cb(void *arg)
@@ -38,16 +67,20 @@ static void sink_cb(void *arg)
     if (nng_aio_result(a->aio) != 0)
         return;
     nng_msg *m = nng_aio_get_msg(a->aio);
-    atomic_fetch_add_explicit(&a->k->bytes, nng_msg_len(m), memory_order_relaxed);
-    atomic_fetch_add_explicit(&a->k->msgs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->k->c->bytes, nng_msg_len(m), memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->k->c->msgs, 1, memory_order_relaxed);
     nng_msg_free(m);
     if (!atomic_load_explicit(&a->k->stop, memory_order_relaxed))
         nng_recv_aio(a->k->s, a->aio);
 }
 
-struct rcb_sink *rcb_sink_new(const char *url, int naio)
+/* Listens and starts the receives in this process; counts into c. */
+static struct rcb_sink *sink_local(const char *url, int naio, struct sink_counts *c)
 {
     struct rcb_sink *k = calloc(1, sizeof(*k));
+    k->child = -1;
+    k->ctl = -1;
+    k->c = c != NULL ? c : &k->own;
     if (nng_pull0_open(&k->s) != 0) {
         free(k);
         return NULL;
@@ -79,6 +112,129 @@ struct rcb_sink *rcb_sink_new(const char *url, int naio)
     return k;
 }
 
+static void sink_local_free(struct rcb_sink *k)
+{
+    atomic_store_explicit(&k->stop, true, memory_order_relaxed);
+    for (int i = 0; i < k->n; i++)
+        nng_aio_stop(k->a[i].aio);
+    nng_close(k->s);
+    for (int i = 0; i < k->n; i++)
+        nng_aio_free(k->a[i].aio);
+    free(k->a);
+    free(k);
+}
+
+int rcb_sink_child_main(const char *url, int naio, int fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct sink_counts *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (c == MAP_FAILED)
+        return 1;
+    struct rcb_sink *k = sink_local(url, naio, c);
+    if (k == NULL) {
+        printf("error cannot listen on %s\n", url);
+        fflush(stdout);
+        return 1;
+    }
+    printf("sink %s\n", k->url);
+    fflush(stdout);
+    /* until the parent closes our stdin (or dies) */
+    char b[64];
+    while (read(0, b, sizeof(b)) > 0 || errno == EINTR)
+        ;
+    sink_local_free(k);
+    munmap(c, sizeof(*c));
+    return 0;
+}
+
+/* Starts `runcast-bench --sink-child URL NAIO FD` and reads its "sink URL"
+ * line (the bound address). */
+static struct rcb_sink *sink_process(const char *url, int naio)
+{
+    char self[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (sl <= 0)
+        return NULL;
+    self[sl] = '\0';
+    struct rcb_sink *k = calloc(1, sizeof(*k));
+    k->child = -1;
+    k->ctl = -1;
+    int fd = memfd_create("rcb-sink", 0); /* no CLOEXEC: the child maps it */
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    if (fd < 0 || ftruncate(fd, sizeof(struct sink_counts)) != 0 || pipe2(in, O_CLOEXEC) != 0 ||
+        pipe2(out, O_CLOEXEC) != 0)
+        goto fail;
+    k->c = mmap(NULL, sizeof(*k->c), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (k->c == MAP_FAILED) {
+        k->c = NULL;
+        goto fail;
+    }
+    char na[16], fds[16];
+    snprintf(na, sizeof(na), "%d", naio);
+    snprintf(fds, sizeof(fds), "%d", fd);
+    pid_t pid = fork();
+    if (pid < 0)
+        goto fail;
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl(self, self, "--sink-child", url, na, fds, (char *)NULL);
+        _exit(127);
+    }
+    k->child = pid;
+    close(in[0]);
+    in[0] = -1;
+    close(out[1]);
+    out[1] = -1;
+    k->ctl = in[1];
+    in[1] = -1;
+    close(fd);
+    fd = -1;
+    /* the child's one line, within 10 s */
+    char line[400];
+    size_t len = 0;
+    uint64_t deadline = rcb_now_ns() + 10000000000ull;
+    while (len < sizeof(line) - 1 && (len == 0 || line[len - 1] != '\n')) {
+        struct pollfd p = {.fd = out[0], .events = POLLIN};
+        int64_t left = (int64_t)(deadline - rcb_now_ns()) / 1000000;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    close(out[0]);
+    out[0] = -1;
+    if (strncmp(line, "sink ", 5) != 0) {
+        rcb_log("error: raw sink process: %s", len ? line : "no answer");
+        rcb_sink_free(k);
+        return NULL;
+    }
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(k->url, sizeof(k->url), "%s", line + 5);
+    return k;
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (out[i] >= 0)
+            close(out[i]);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (k->c != NULL)
+        munmap(k->c, sizeof(*k->c));
+    free(k);
+    return NULL;
+}
+
+struct rcb_sink *rcb_sink_new(const char *url, int naio)
+{
+    return rcb_o.sink_thread ? sink_local(url, naio, NULL) : sink_process(url, naio);
+}
+
 const char *rcb_sink_url(const struct rcb_sink *k)
 {
     return k->url;
@@ -86,25 +242,38 @@ const char *rcb_sink_url(const struct rcb_sink *k)
 
 uint64_t rcb_sink_msgs(struct rcb_sink *k)
 {
-    return atomic_load(&k->msgs);
+    return atomic_load_explicit(&k->c->msgs, memory_order_relaxed);
 }
 
 uint64_t rcb_sink_bytes(struct rcb_sink *k)
 {
-    return atomic_load(&k->bytes);
+    return atomic_load_explicit(&k->c->bytes, memory_order_relaxed);
 }
 
 void rcb_sink_free(struct rcb_sink *k)
 {
     if (k == NULL)
         return;
-    atomic_store(&k->stop, true);
-    for (int i = 0; i < k->n; i++)
-        nng_aio_stop(k->a[i].aio);
-    nng_close(k->s);
-    for (int i = 0; i < k->n; i++)
-        nng_aio_free(k->a[i].aio);
-    free(k->a);
+    if (k->child < 0 && k->ctl < 0 && k->c == &k->own) {
+        sink_local_free(k);
+        return;
+    }
+    if (k->ctl >= 0)
+        close(k->ctl); /* EOF on the child's stdin: it closes and exits */
+    if (k->child > 0) {
+        uint64_t deadline = rcb_now_ns() + 5000000000ull;
+        int st;
+        while (waitpid(k->child, &st, WNOHANG) == 0) {
+            if (rcb_now_ns() > deadline) {
+                kill(k->child, SIGKILL);
+                waitpid(k->child, &st, 0);
+                break;
+            }
+            rcb_sleep_ns(2000000);
+        }
+    }
+    if (k->c != NULL)
+        munmap(k->c, sizeof(*k->c));
     free(k);
 }
 

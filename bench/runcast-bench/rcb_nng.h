@@ -16,13 +16,18 @@
 /* ---- PULL sink ---- */
 struct rcb_sink;
 /* Listens on url (tcp port 0: the port it binds; rcb_sink_url says which)
- * with naio receives in flight.  NULL when it cannot listen. */
+ * with naio receives in flight, in a child process (default) or in this one
+ * (--raw-sink thread).  NULL when it cannot listen. */
 struct rcb_sink *rcb_sink_new(const char *url, int naio);
 /* The address publishers dial (the bound port for tcp://h:0). */
 const char *rcb_sink_url(const struct rcb_sink *k);
 uint64_t rcb_sink_msgs(struct rcb_sink *k);
 uint64_t rcb_sink_bytes(struct rcb_sink *k);
 void rcb_sink_free(struct rcb_sink *k);
+/* The child's side: `runcast-bench --sink-child URL NAIO FD` (FD: the
+ * shared counters); prints "sink URL" once listening, runs until its stdin
+ * closes.  The process exit status. */
+int rcb_sink_child_main(const char *url, int naio, int fd);
 
 /* ---- REP echo: answers every request with a fixed small reply (an ack map
  * of n results, as big as the broker's) ---- */
