@@ -117,6 +117,10 @@ struct rcb_broker {
  */
 int rcb_broker_start(struct rcb_broker *b, const char *const *extra);
 void rcb_broker_stop(struct rcb_broker *b);
+/* CPU time (user + system, s) of process pid from /proc/PID/stat (clock
+ * ticks: 10 ms steps, so only long phases give a per-event figure); NAN
+ * when unknown. */
+double rcb_proc_cpu_s(pid_t pid);
 /* RSS in bytes from /proc/PID/status (VmRSS), -1 when unknown. */
 long long rcb_broker_rss(const struct rcb_broker *b);
 

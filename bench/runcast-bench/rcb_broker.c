@@ -296,6 +296,27 @@ double rcb_broker_runs_active(const struct rcb_broker *b)
     return v;
 }
 
+double rcb_proc_cpu_s(pid_t pid)
+{
+    if (pid <= 0)
+        return NAN;
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NAN;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* fields after "(comm)": state is 3, utime 14, stime 15 */
+    const char *p = strrchr(buf, ')');
+    unsigned long ut, st;
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return NAN;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 long long rcb_broker_rss(const struct rcb_broker *b)
 {
     if (b->pid <= 0)

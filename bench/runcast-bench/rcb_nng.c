@@ -240,6 +240,11 @@ const char *rcb_sink_url(const struct rcb_sink *k)
     return k->url;
 }
 
+pid_t rcb_sink_pid(const struct rcb_sink *k)
+{
+    return k->child > 0 ? k->child : getpid();
+}
+
 uint64_t rcb_sink_msgs(struct rcb_sink *k)
 {
     return atomic_load_explicit(&k->c->msgs, memory_order_relaxed);

@@ -21,6 +21,8 @@ struct rcb_sink;
 struct rcb_sink *rcb_sink_new(const char *url, int naio);
 /* The address publishers dial (the bound port for tcp://h:0). */
 const char *rcb_sink_url(const struct rcb_sink *k);
+/* The receiving process (this one for --raw-sink thread). */
+pid_t rcb_sink_pid(const struct rcb_sink *k);
 uint64_t rcb_sink_msgs(struct rcb_sink *k);
 uint64_t rcb_sink_bytes(struct rcb_sink *k);
 void rcb_sink_free(struct rcb_sink *k);

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "rcb_nng.h"
@@ -45,6 +46,28 @@ static uint64_t accepted_settle(void *arg, const struct rcb_pubs_result *r)
     return end ? end : t_last;
 }
 
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+           ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* CPU per event in us (NAN when unknown or nothing was counted). */
+static double per_event_us(double cpu_s, double events)
+{
+    return events > 0 && !isnan(cpu_s) ? cpu_s * 1e6 / events : NAN;
+}
+
+/* "rx 3.1, pubs 2.9 us CPU/ev" after the note's text. */
+static void cpu_note(struct rcb_phase_out *o)
+{
+    size_t l = strlen(o->note);
+    snprintf(o->note + l, sizeof(o->note) - l, "%sCPU/ev: rx %.1f us, pubs %.1f us", l ? "; " : "",
+             o->rx_cpu_us, o->pub_cpu_us);
+}
+
 void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
                     struct rcb_phase_out *o)
 {
@@ -67,7 +90,11 @@ void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t
                              .settle = sink_settle,
                              .settle_arg = k};
     struct rcb_pubs_result r;
+    pid_t rx = rcb_sink_pid(k);
+    bool split = rx != getpid();
+    double rx0 = split ? rcb_proc_cpu_s(rx) : NAN, me0 = self_cpu_s();
     rcb_pubs_run(&c, &r);
+    double rx1 = split ? rcb_proc_cpu_s(rx) : NAN, me1 = self_cpu_s();
     /* the publishers kept their sockets open until the sink had everything */
     uint64_t end = r.t_settled;
     uint64_t got = rcb_sink_msgs(k);
@@ -81,6 +108,9 @@ void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t
     if (!o->ok)
         snprintf(o->note, sizeof(o->note), "sink got %llu/%llu msgs %s", (unsigned long long)got,
                  (unsigned long long)r.messages_sent, r.err);
+    o->rx_cpu_us = per_event_us(rx1 - rx0, events);
+    o->pub_cpu_us = per_event_us(me1 - me0, events);
+    cpu_note(o);
     rcb_sink_free(k);
     if (path[0] != '\0')
         unlink(path);
@@ -109,7 +139,10 @@ static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, con
         c.settle_arg = &as;
     }
     struct rcb_pubs_result r;
-    if (rcb_pubs_run(&c, &r) != 0) {
+    double rx0 = rcb_proc_cpu_s(b->pid), me0 = self_cpu_s();
+    int prv = rcb_pubs_run(&c, &r);
+    double rx1 = rcb_proc_cpu_s(b->pid), me1 = self_cpu_s();
+    if (prv != 0) {
         snprintf(o->note, sizeof(o->note), "publishers failed: %s", r.err);
         return;
     }
@@ -132,6 +165,9 @@ static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, con
         o->ok = true;
     }
     o->rate = rcb_rate(o->accepted, end - r.t_start);
+    o->rx_cpu_us = per_event_us(rx1 - rx0, o->accepted);
+    o->pub_cpu_us = per_event_us(me1 - me0, o->accepted);
+    cpu_note(o);
     double rej = rcb_broker_rejected(b, NULL) - rej0;
     double ovl = rcb_broker_rejected(b, "overloaded") - ovl0;
     if (rej > 0)
