@@ -35,6 +35,20 @@
  * 150-215 k (notes/ingest.md), so an in-process sink understates what the
  * transport carries.  --raw-sink thread keeps the old in-process sink. */
 
+/* What a dialer uses for a listener on url: for tcp port 0 the port the
+ * kernel picked while binding (so no other socket can take it between
+ * choosing and listening, as a port found free and closed could be). */
+static void bound_url(char *out, size_t len, const char *url, nng_listener l)
+{
+    int port = 0;
+    const char *colon = strrchr(url, ':');
+    if (strncmp(url, "tcp://", 6) == 0 && colon != NULL &&
+        nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
+        snprintf(out, len, "%.*s:%d", (int)(colon - url), url, port);
+    else
+        snprintf(out, len, "%s", url);
+}
+
 /* The counters; in a process sink a MAP_SHARED memfd mapping both processes
  * see (lock-free 64-bit atomics work across processes on one host). */
 struct sink_counts {
@@ -93,15 +107,7 @@ static struct rcb_sink *sink_local(const char *url, int naio, struct sink_counts
         free(k);
         return NULL;
     }
-    /* tcp port 0: the kernel picked the port while binding, so no other
-     * socket can take it between choosing and listening */
-    int port = 0;
-    const char *colon = strrchr(url, ':');
-    if (strncmp(url, "tcp://", 6) == 0 && colon != NULL &&
-        nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
-        snprintf(k->url, sizeof(k->url), "%.*s:%d", (int)(colon - url), url, port);
-    else
-        snprintf(k->url, sizeof(k->url), "%s", url);
+    bound_url(k->url, sizeof(k->url), url, l);
     k->n = naio;
     k->a = calloc((size_t)naio, sizeof(*k->a));
     for (int i = 0; i < naio; i++) {
@@ -293,6 +299,7 @@ struct echo_ctx {
 
 struct rcb_echo {
     nng_socket s;
+    char url[256]; /* the bound port for tcp port 0 */
     int n;
     struct echo_ctx *c;
     _Atomic bool stop;
@@ -359,11 +366,13 @@ struct rcb_echo *rcb_echo_new(const char *url, int nctx)
         return NULL;
     }
     nng_socket_set_size(e->s, NNG_OPT_RECVMAXSZ, 8u << 20);
-    if (nng_listen(e->s, url, NULL, 0) != 0) {
+    nng_listener l;
+    if (nng_listen(e->s, url, &l, 0) != 0) {
         nng_close(e->s);
         free(e);
         return NULL;
     }
+    bound_url(e->url, sizeof(e->url), url, l);
     e->n = nctx;
     e->c = calloc((size_t)nctx, sizeof(*e->c));
     for (int i = 0; i < nctx; i++) {
@@ -373,6 +382,11 @@ struct rcb_echo *rcb_echo_new(const char *url, int nctx)
         nng_ctx_recv(e->c[i].ctx, e->c[i].aio);
     }
     return e;
+}
+
+const char *rcb_echo_url(const struct rcb_echo *e)
+{
+    return e->url;
 }
 
 void rcb_echo_free(struct rcb_echo *e)

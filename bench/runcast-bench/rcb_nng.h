@@ -35,6 +35,8 @@ int rcb_sink_child_main(const char *url, int naio, int fd);
  * of n results, as big as the broker's) ---- */
 struct rcb_echo;
 struct rcb_echo *rcb_echo_new(const char *url, int nctx);
+/* The address requesters dial (the bound port for tcp://h:0). */
+const char *rcb_echo_url(const struct rcb_echo *e);
 void rcb_echo_free(struct rcb_echo *e);
 
 /* ---- REQ socket: dialled to url (blocking), 10 s send/receive timeouts,
