@@ -56,6 +56,8 @@ struct rcb_opts {
     bool ipc;              /* --transport ipc: PUSH/PULL over ipc:// (spawned broker's --ingest
                               and the raw sinks alike); default tcp://127.0.0.1 */
     bool sink_thread;      /* --raw-sink thread: the raw PULL sink in this process */
+    const char *sink_exe;  /* program re-executed as the raw sink process (NULL: this one,
+                              /proc/self/exe; the tests name runcast-bench) */
 };
 
 extern struct rcb_opts rcb_o;

@@ -158,10 +158,14 @@ int rcb_sink_child_main(const char *url, int naio, int fd)
 static struct rcb_sink *sink_process(const char *url, int naio)
 {
     char self[PATH_MAX];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (sl <= 0)
-        return NULL;
-    self[sl] = '\0';
+    if (rcb_o.sink_exe != NULL) {
+        snprintf(self, sizeof(self), "%s", rcb_o.sink_exe);
+    } else {
+        ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (sl <= 0)
+            return NULL;
+        self[sl] = '\0';
+    }
     struct rcb_sink *k = calloc(1, sizeof(*k));
     k->child = -1;
     k->ctl = -1;
