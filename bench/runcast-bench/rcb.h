@@ -53,6 +53,11 @@ struct rcb_opts {
     double duration_s;     /* soak, and the length of each rate step */
     double cap_s;          /* hard wall-clock cap per scenario */
     const char *ws_client; /* "nng" (default) or "epoll": the subscribers' WebSocket client */
+    bool ipc;              /* --transport ipc: PUSH/PULL over ipc:// (spawned broker's --ingest
+                              and the raw sinks alike); default tcp://127.0.0.1 */
+    bool sink_thread;      /* --raw-sink thread: the raw PULL sink in this process */
+    const char *sink_exe;  /* program re-executed as the raw sink process (NULL: this one,
+                              /proc/self/exe; the tests name runcast-bench) */
 };
 
 extern struct rcb_opts rcb_o;
@@ -103,7 +108,8 @@ struct rcb_broker {
     int http_port;
     char ws_url[192];
     char log_path[256];
-    char *help; /* `runcastd --help` text (spawned), to pass only known options */
+    char ipc_path[200]; /* --transport ipc: the spawned broker's ingest socket file */
+    char *help;         /* `runcastd --help` text (spawned), to pass only known options */
 };
 
 /*
@@ -113,6 +119,10 @@ struct rcb_broker {
  */
 int rcb_broker_start(struct rcb_broker *b, const char *const *extra);
 void rcb_broker_stop(struct rcb_broker *b);
+/* CPU time (user + system, s) of process pid from /proc/PID/stat (clock
+ * ticks: 10 ms steps, so only long phases give a per-event figure); NAN
+ * when unknown. */
+double rcb_proc_cpu_s(pid_t pid);
 /* RSS in bytes from /proc/PID/status (VmRSS), -1 when unknown. */
 long long rcb_broker_rss(const struct rcb_broker *b);
 
@@ -139,6 +149,11 @@ double rcb_broker_runs_active(const struct rcb_broker *b);
 
 /* A free TCP port on 127.0.0.1 (bind port 0, read it, close). */
 int rcb_free_port(void);
+/* Where a PUSH/PULL receiver of ours listens, per --transport: tcp on
+ * 127.0.0.1 port 0 (the listener reports the port it bound), or a fresh ipc
+ * socket file under /tmp named after this process and `what`.  *path gets the
+ * ipc file to unlink afterwards ("" for tcp). */
+void rcb_pull_listen_url(char *url, size_t len, char *path, size_t plen, const char *what);
 /* Raises RLIMIT_NOFILE to at least n (root may raise the hard limit). */
 int rcb_raise_nofile(uint64_t n);
 

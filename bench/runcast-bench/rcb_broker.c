@@ -43,6 +43,23 @@ int rcb_free_port(void)
     return port;
 }
 
+void rcb_pull_listen_url(char *url, size_t len, char *path, size_t plen, const char *what)
+{
+    /* relaxed: only makes names unique; nothing is published through it */
+    static _Atomic unsigned seq;
+    if (!rcb_o.ipc) {
+        snprintf(url, len, "tcp://127.0.0.1:0");
+        if (plen)
+            path[0] = '\0';
+        return;
+    }
+    unsigned n = atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1;
+    snprintf(path, plen, "/tmp/runcast-bench-%d-%s-%u.sock", (int)getpid(), what, n);
+    /* a file left by a crashed run with our pid would make the listen fail */
+    unlink(path);
+    snprintf(url, len, "ipc://%s", path);
+}
+
 int rcb_raise_nofile(uint64_t n)
 {
     struct rlimit rl;
@@ -279,6 +296,27 @@ double rcb_broker_runs_active(const struct rcb_broker *b)
     return v;
 }
 
+double rcb_proc_cpu_s(pid_t pid)
+{
+    if (pid <= 0)
+        return NAN;
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NAN;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* fields after "(comm)": state is 3, utime 14, stime 15 */
+    const char *p = strrchr(buf, ')');
+    unsigned long ut, st;
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return NAN;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 long long rcb_broker_rss(const struct rcb_broker *b)
 {
     if (b->pid <= 0)
@@ -507,8 +545,12 @@ int rcb_broker_start(struct rcb_broker *b, const char *const *extra)
     const char *argv[128];
     int argc = 0;
     argv[argc++] = path;
+    /* --transport ipc: the ingest PULL on a socket file (the issue allows
+     * any nng URL); the REP and HTTP stay on tcp */
+    char ingest_url[sizeof(b->ipc_path) + 8];
+    rcb_pull_listen_url(ingest_url, sizeof(ingest_url), b->ipc_path, sizeof(b->ipc_path), "ingest");
     argv[argc++] = "--ingest";
-    argv[argc++] = "tcp://127.0.0.1:0";
+    argv[argc++] = ingest_url;
     argv[argc++] = "--ingest-ack";
     argv[argc++] = "tcp://127.0.0.2:0"; /* another host: the same URL twice is refused */
     argv[argc++] = "--http";
@@ -589,6 +631,9 @@ void rcb_broker_stop(struct rcb_broker *b)
     }
     b->spawned = false;
     b->pid = -1;
+    if (b->ipc_path[0] != '\0')
+        unlink(b->ipc_path);
+    b->ipc_path[0] = '\0';
     free(b->help);
     b->help = NULL;
 }

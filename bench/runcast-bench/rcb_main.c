@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "rcb.h"
+#include "rcb_nng.h"
 #include "rcb_raw.h"
 
 static void *cap_thread(void *arg)
@@ -82,6 +83,12 @@ static void usage(FILE *f)
                "  --ws-client nng|epoll subscribers' WebSocket client: nng's ws dialer with aio\n"
                "                        callbacks (default), or plain sockets + epoll (cheaper\n"
                "                        per frame: shows whether the client is the limit)\n"
+               "  --transport tcp|ipc   PUSH/PULL transport of the spawned broker's --ingest and\n"
+               "                        of the raw baselines' sinks, alike (default tcp on\n"
+               "                        127.0.0.1; ipc: a socket file under /tmp)\n"
+               "  --raw-sink process|thread  the raw PUSH/PULL baseline's receiver in a process\n"
+               "                        of its own like the broker (default), or in the\n"
+               "                        publishers' process (sharing nng's threads: slower)\n"
                "\n"
                "Output:\n"
                "  --json                one JSON document instead of tables\n"
@@ -144,6 +151,10 @@ static int run_one(const struct scenario *s)
 
 int main(int argc, char **argv)
 {
+    /* the raw baseline's sink process (rcb_sink_new), before anything else
+     * touches nng */
+    if (argc == 5 && strcmp(argv[1], "--sink-child") == 0)
+        return rcb_sink_child_main(argv[2], atoi(argv[3]), atoi(argv[4]));
     static const struct option lo[] = {
         {"ingest", required_argument, 0, 1000},
         {"ingest-ack", required_argument, 0, 1001},
@@ -157,6 +168,8 @@ int main(int argc, char **argv)
         {"timeout-ms", required_argument, 0, 1009},
         {"cap", required_argument, 0, 1010},
         {"ws-client", required_argument, 0, 1011},
+        {"transport", required_argument, 0, 1012},
+        {"raw-sink", required_argument, 0, 1013},
         {"publishers", required_argument, 0, 'P'},
         {"runs", required_argument, 0, 'R'},
         {"events", required_argument, 0, 'n'},
@@ -213,6 +226,20 @@ int main(int argc, char **argv)
                 return 2;
             }
             rcb_o.ws_client = optarg;
+            break;
+        case 1012:
+            if (strcmp(optarg, "tcp") != 0 && strcmp(optarg, "ipc") != 0) {
+                fprintf(stderr, "runcast-bench: --transport is tcp or ipc\n");
+                return 2;
+            }
+            rcb_o.ipc = strcmp(optarg, "ipc") == 0;
+            break;
+        case 1013:
+            if (strcmp(optarg, "process") != 0 && strcmp(optarg, "thread") != 0) {
+                fprintf(stderr, "runcast-bench: --raw-sink is process or thread\n");
+                return 2;
+            }
+            rcb_o.sink_thread = strcmp(optarg, "thread") == 0;
             break;
         case 'P':
             rcb_o.publishers = (uint32_t)num(optarg, "-P");

@@ -3,6 +3,9 @@
  */
 #include "rcb_nng.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -10,13 +13,47 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #ifdef RCB_HAVE_CLIENT
 #include "runcast.h"
 #endif
 
-/* ---- PULL sink ---- */
+/* ---- PULL sink ----
+ *
+ * The raw baseline's receiver.  By default it runs in a process of its own
+ * (this program re-executed with --sink-child), as the broker does: in the
+ * publishers' process the sink shares nng's task threads with the PUSH
+ * pipes, which measured 10-12 us of CPU per message for publishers + sink
+ * against 6-7 us split over two processes, and 65-117 k msg/s against
+ * 150-215 k (notes/ingest.md), so an in-process sink understates what the
+ * transport carries.  --raw-sink thread keeps the old in-process sink. */
+
+/* What a dialer uses for a listener on url: for tcp port 0 the port the
+ * kernel picked while binding (so no other socket can take it between
+ * choosing and listening, as a port found free and closed could be). */
+static void bound_url(char *out, size_t len, const char *url, nng_listener l)
+{
+    int port = 0;
+    const char *colon = strrchr(url, ':');
+    if (strncmp(url, "tcp://", 6) == 0 && colon != NULL &&
+        nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
+        snprintf(out, len, "%.*s:%d", (int)(colon - url), url, port);
+    else
+        snprintf(out, len, "%s", url);
+}
+
+/* The counters; in a process sink a MAP_SHARED memfd mapping both processes
+ * see (lock-free 64-bit atomics work across processes on one host). */
+struct sink_counts {
+    _Atomic uint64_t msgs, bytes; /* relaxed: totals only, polled */
+};
 
 struct sink_aio {
     struct rcb_sink *k;
@@ -24,11 +61,18 @@ struct sink_aio {
 };
 
 struct rcb_sink {
+    char url[256]; /* what publishers dial: the bound port for tcp port 0 */
+    struct sink_counts *c;
+    /* in-process receiver (thread mode, or the child itself) */
     nng_socket s;
     int n;
     struct sink_aio *a;
-    _Atomic uint64_t msgs, bytes; /* relaxed: totals only */
-    _Atomic bool stop;
+    _Atomic bool stop; /* relaxed: the callbacks stop re-posting; nng_aio_stop orders the rest */
+    struct sink_counts own;
+    /* process mode: the child, its stdin (closing it stops the child) and
+     * the shared counters */
+    pid_t child;
+    int ctl;
 };
 
 static void sink_cb(void *arg)
@@ -37,27 +81,33 @@ static void sink_cb(void *arg)
     if (nng_aio_result(a->aio) != 0)
         return;
     nng_msg *m = nng_aio_get_msg(a->aio);
-    atomic_fetch_add_explicit(&a->k->bytes, nng_msg_len(m), memory_order_relaxed);
-    atomic_fetch_add_explicit(&a->k->msgs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->k->c->bytes, nng_msg_len(m), memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->k->c->msgs, 1, memory_order_relaxed);
     nng_msg_free(m);
     if (!atomic_load_explicit(&a->k->stop, memory_order_relaxed))
         nng_recv_aio(a->k->s, a->aio);
 }
 
-struct rcb_sink *rcb_sink_new(const char *url, int naio)
+/* Listens and starts the receives in this process; counts into c. */
+static struct rcb_sink *sink_local(const char *url, int naio, struct sink_counts *c)
 {
     struct rcb_sink *k = calloc(1, sizeof(*k));
+    k->child = -1;
+    k->ctl = -1;
+    k->c = c != NULL ? c : &k->own;
     if (nng_pull0_open(&k->s) != 0) {
         free(k);
         return NULL;
     }
     nng_socket_set_size(k->s, NNG_OPT_RECVMAXSZ, 8u << 20);
     nng_socket_set_int(k->s, NNG_OPT_RECVBUF, 1024);
-    if (nng_listen(k->s, url, NULL, 0) != 0) {
+    nng_listener l;
+    if (nng_listen(k->s, url, &l, 0) != 0) {
         nng_close(k->s);
         free(k);
         return NULL;
     }
+    bound_url(k->url, sizeof(k->url), url, l);
     k->n = naio;
     k->a = calloc((size_t)naio, sizeof(*k->a));
     for (int i = 0; i < naio; i++) {
@@ -68,27 +118,177 @@ struct rcb_sink *rcb_sink_new(const char *url, int naio)
     return k;
 }
 
-uint64_t rcb_sink_msgs(struct rcb_sink *k)
+static void sink_local_free(struct rcb_sink *k)
 {
-    return atomic_load(&k->msgs);
-}
-
-uint64_t rcb_sink_bytes(struct rcb_sink *k)
-{
-    return atomic_load(&k->bytes);
-}
-
-void rcb_sink_free(struct rcb_sink *k)
-{
-    if (k == NULL)
-        return;
-    atomic_store(&k->stop, true);
+    atomic_store_explicit(&k->stop, true, memory_order_relaxed);
     for (int i = 0; i < k->n; i++)
         nng_aio_stop(k->a[i].aio);
     nng_close(k->s);
     for (int i = 0; i < k->n; i++)
         nng_aio_free(k->a[i].aio);
     free(k->a);
+    free(k);
+}
+
+int rcb_sink_child_main(const char *url, int naio, int fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct sink_counts *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (c == MAP_FAILED)
+        return 1;
+    struct rcb_sink *k = sink_local(url, naio, c);
+    if (k == NULL) {
+        printf("error cannot listen on %s\n", url);
+        fflush(stdout);
+        return 1;
+    }
+    printf("sink %s\n", k->url);
+    fflush(stdout);
+    /* until the parent closes our stdin (or dies) */
+    char b[64];
+    while (read(0, b, sizeof(b)) > 0 || errno == EINTR)
+        ;
+    sink_local_free(k);
+    munmap(c, sizeof(*c));
+    return 0;
+}
+
+/* Starts `runcast-bench --sink-child URL NAIO FD` and reads its "sink URL"
+ * line (the bound address). */
+static struct rcb_sink *sink_process(const char *url, int naio)
+{
+    char self[PATH_MAX];
+    if (rcb_o.sink_exe != NULL) {
+        snprintf(self, sizeof(self), "%s", rcb_o.sink_exe);
+    } else {
+        ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (sl <= 0)
+            return NULL;
+        self[sl] = '\0';
+    }
+    struct rcb_sink *k = calloc(1, sizeof(*k));
+    k->child = -1;
+    k->ctl = -1;
+    int fd = memfd_create("rcb-sink", 0); /* no CLOEXEC: the child maps it */
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    if (fd < 0 || ftruncate(fd, sizeof(struct sink_counts)) != 0 || pipe2(in, O_CLOEXEC) != 0 ||
+        pipe2(out, O_CLOEXEC) != 0)
+        goto fail;
+    k->c = mmap(NULL, sizeof(*k->c), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (k->c == MAP_FAILED) {
+        k->c = NULL;
+        goto fail;
+    }
+    char na[16], fds[16];
+    snprintf(na, sizeof(na), "%d", naio);
+    snprintf(fds, sizeof(fds), "%d", fd);
+    pid_t pid = fork();
+    if (pid < 0)
+        goto fail;
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl(self, self, "--sink-child", url, na, fds, (char *)NULL);
+        _exit(127);
+    }
+    k->child = pid;
+    close(in[0]);
+    in[0] = -1;
+    close(out[1]);
+    out[1] = -1;
+    k->ctl = in[1];
+    in[1] = -1;
+    close(fd);
+    fd = -1;
+    /* the child's one line, within 10 s */
+    char line[400];
+    size_t len = 0;
+    uint64_t deadline = rcb_now_ns() + 10000000000ull;
+    while (len < sizeof(line) - 1 && (len == 0 || line[len - 1] != '\n')) {
+        struct pollfd p = {.fd = out[0], .events = POLLIN};
+        int64_t left = (int64_t)(deadline - rcb_now_ns()) / 1000000;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    close(out[0]);
+    out[0] = -1;
+    if (strncmp(line, "sink ", 5) != 0) {
+        rcb_log("error: raw sink process: %s", len ? line : "no answer");
+        rcb_sink_free(k);
+        return NULL;
+    }
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(k->url, sizeof(k->url), "%s", line + 5);
+    return k;
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (out[i] >= 0)
+            close(out[i]);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (k->c != NULL)
+        munmap(k->c, sizeof(*k->c));
+    free(k);
+    return NULL;
+}
+
+struct rcb_sink *rcb_sink_new(const char *url, int naio)
+{
+    return rcb_o.sink_thread ? sink_local(url, naio, NULL) : sink_process(url, naio);
+}
+
+const char *rcb_sink_url(const struct rcb_sink *k)
+{
+    return k->url;
+}
+
+pid_t rcb_sink_pid(const struct rcb_sink *k)
+{
+    return k->child > 0 ? k->child : getpid();
+}
+
+uint64_t rcb_sink_msgs(struct rcb_sink *k)
+{
+    return atomic_load_explicit(&k->c->msgs, memory_order_relaxed);
+}
+
+uint64_t rcb_sink_bytes(struct rcb_sink *k)
+{
+    return atomic_load_explicit(&k->c->bytes, memory_order_relaxed);
+}
+
+void rcb_sink_free(struct rcb_sink *k)
+{
+    if (k == NULL)
+        return;
+    if (k->child < 0 && k->ctl < 0 && k->c == &k->own) {
+        sink_local_free(k);
+        return;
+    }
+    if (k->ctl >= 0)
+        close(k->ctl); /* EOF on the child's stdin: it closes and exits */
+    if (k->child > 0) {
+        uint64_t deadline = rcb_now_ns() + 5000000000ull;
+        int st;
+        while (waitpid(k->child, &st, WNOHANG) == 0) {
+            if (rcb_now_ns() > deadline) {
+                kill(k->child, SIGKILL);
+                waitpid(k->child, &st, 0);
+                break;
+            }
+            rcb_sleep_ns(2000000);
+        }
+    }
+    if (k->c != NULL)
+        munmap(k->c, sizeof(*k->c));
     free(k);
 }
 
@@ -103,6 +303,7 @@ struct echo_ctx {
 
 struct rcb_echo {
     nng_socket s;
+    char url[256]; /* the bound port for tcp port 0 */
     int n;
     struct echo_ctx *c;
     _Atomic bool stop;
@@ -169,11 +370,13 @@ struct rcb_echo *rcb_echo_new(const char *url, int nctx)
         return NULL;
     }
     nng_socket_set_size(e->s, NNG_OPT_RECVMAXSZ, 8u << 20);
-    if (nng_listen(e->s, url, NULL, 0) != 0) {
+    nng_listener l;
+    if (nng_listen(e->s, url, &l, 0) != 0) {
         nng_close(e->s);
         free(e);
         return NULL;
     }
+    bound_url(e->url, sizeof(e->url), url, l);
     e->n = nctx;
     e->c = calloc((size_t)nctx, sizeof(*e->c));
     for (int i = 0; i < nctx; i++) {
@@ -183,6 +386,11 @@ struct rcb_echo *rcb_echo_new(const char *url, int nctx)
         nng_ctx_recv(e->c[i].ctx, e->c[i].aio);
     }
     return e;
+}
+
+const char *rcb_echo_url(const struct rcb_echo *e)
+{
+    return e->url;
 }
 
 void rcb_echo_free(struct rcb_echo *e)
@@ -403,17 +611,30 @@ struct pth {
     char err[160];
 };
 
-static void thread_run_id(const struct pth *t, uint64_t k, char *id, size_t len)
+/* The run ids this thread publishes to, formatted once (an snprintf per
+ * event was a third of the encoding cost): runs idx, idx+P, ... when
+ * R >= P, else run idx % R.  Event k goes to ids[k % n]. */
+struct run_ids {
+    char (*id)[96];
+    uint32_t n;
+};
+
+static int run_ids_init(struct run_ids *r, const struct pth *t)
 {
     uint32_t P = t->cfg->threads, R = t->cfg->runs;
-    uint64_t r;
-    if (R >= P) {
-        uint32_t mine = (R - t->idx + P - 1) / P; /* runs idx, idx+P, ... */
-        r = t->idx + (k % mine) * P;
-    } else {
-        r = t->idx % R;
-    }
-    rcb_run_id(id, len, t->cfg->run_tag, r);
+    r->n = R >= P ? (R - t->idx + P - 1) / P : 1;
+    r->id = calloc(r->n, sizeof(*r->id));
+    if (r->id == NULL)
+        return -1;
+    for (uint32_t j = 0; j < r->n; j++)
+        rcb_run_id(r->id[j], sizeof(r->id[j]), t->cfg->run_tag,
+                   R >= P ? t->idx + (uint64_t)j * P : t->idx % R);
+    return 0;
+}
+
+static const char *run_ids_of(const struct run_ids *r, uint64_t k)
+{
+    return r->id[r->n > 1 ? k % r->n : 0];
 }
 
 static void wait_go(struct pth *t)
@@ -465,13 +686,18 @@ static void *pth_raw(void *arg)
     struct rc_buf b;
     rc_buf_init(&b);
     char id[96];
+    struct run_ids ids = {NULL, 0};
+    if (!c->starts && run_ids_init(&ids, t) != 0) {
+        snprintf(t->err, sizeof(t->err), "out of memory");
+        t->errors++;
+    }
     uint32_t batch = c->batch ? c->batch : 1;
     if (c->rate > 0)
         batch = 1;
     wait_go(t);
     uint64_t t0 = *t->t0;
     uint64_t i = 0;
-    while (i < t->n && !rcb_expired()) {
+    while (i < t->n && !rcb_expired() && (c->starts || ids.id != NULL)) {
         uint32_t n = t->n - i < batch ? (uint32_t)(t->n - i) : batch;
         uint64_t ts;
         if (c->rate > 0) {
@@ -490,8 +716,7 @@ static void *pth_raw(void *arg)
                 rcb_ev_encode_start(&b, id, c->start_timeout_ms);
                 continue;
             }
-            thread_run_id(t, i + j, id, sizeof(id));
-            rcb_ev_encode(&b, id, "delta", ts, i + j, c->size);
+            rcb_ev_encode(&b, run_ids_of(&ids, i + j), "delta", ts, i + j, c->size);
         }
         nng_msg *m;
         nng_msg_alloc(&m, 0);
@@ -535,6 +760,7 @@ static void *pth_raw(void *arg)
     }
     t->t_end = rcb_now_ns();
     rc_buf_fini(&b);
+    free(ids.id);
     finish(t);
     nng_close(s);
     return NULL;
@@ -567,7 +793,11 @@ static void *pth_lib(void *arg)
     }
     struct rc_buf b;
     rc_buf_init(&b);
-    char id[96];
+    struct run_ids ids = {NULL, 0};
+    if (run_ids_init(&ids, t) != 0) {
+        snprintf(t->err, sizeof(t->err), "out of memory");
+        t->errors++;
+    }
     uint32_t nb = ack ? batch : 1;
     const void **maps = calloc(nb, sizeof(*maps));
     size_t *lens = calloc(nb, sizeof(*lens));
@@ -576,7 +806,7 @@ static void *pth_lib(void *arg)
     wait_go(t);
     uint64_t t0 = *t->t0;
     uint64_t i = 0;
-    while (i < t->n && !rcb_expired()) {
+    while (i < t->n && !rcb_expired() && ids.id != NULL) {
         if (!ack) {
             uint64_t ts;
             if (c->rate > 0) {
@@ -586,8 +816,7 @@ static void *pth_lib(void *arg)
                 ts = rcb_now_ns();
             }
             rc_buf_reset(&b);
-            thread_run_id(t, i, id, sizeof(id));
-            rcb_ev_encode(&b, id, "delta", ts, i, c->size);
+            rcb_ev_encode(&b, run_ids_of(&ids, i), "delta", ts, i, c->size);
             rv = rc_client_publish_raw(cl, b.data, b.len, RC_DELIVER_PUSH, NULL);
             if (rv != 0) {
                 t->errors++;
@@ -607,8 +836,7 @@ static void *pth_lib(void *arg)
         rc_buf_reset(&b);
         for (uint32_t j = 0; j < n; j++) {
             offs[j] = b.len;
-            thread_run_id(t, i + j, id, sizeof(id));
-            rcb_ev_encode(&b, id, "delta", ts, i + j, c->size);
+            rcb_ev_encode(&b, run_ids_of(&ids, i + j), "delta", ts, i + j, c->size);
             lens[j] = b.len - offs[j];
         }
         for (uint32_t j = 0; j < n; j++)
@@ -652,6 +880,7 @@ static void *pth_lib(void *arg)
     free(lens);
     free(offs);
     free(res);
+    free(ids.id);
     return NULL;
 }
 #endif

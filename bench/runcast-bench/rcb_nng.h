@@ -15,15 +15,28 @@
 
 /* ---- PULL sink ---- */
 struct rcb_sink;
+/* Listens on url (tcp port 0: the port it binds; rcb_sink_url says which)
+ * with naio receives in flight, in a child process (default) or in this one
+ * (--raw-sink thread).  NULL when it cannot listen. */
 struct rcb_sink *rcb_sink_new(const char *url, int naio);
+/* The address publishers dial (the bound port for tcp://h:0). */
+const char *rcb_sink_url(const struct rcb_sink *k);
+/* The receiving process (this one for --raw-sink thread). */
+pid_t rcb_sink_pid(const struct rcb_sink *k);
 uint64_t rcb_sink_msgs(struct rcb_sink *k);
 uint64_t rcb_sink_bytes(struct rcb_sink *k);
 void rcb_sink_free(struct rcb_sink *k);
+/* The child's side: `runcast-bench --sink-child URL NAIO FD` (FD: the
+ * shared counters); prints "sink URL" once listening, runs until its stdin
+ * closes.  The process exit status. */
+int rcb_sink_child_main(const char *url, int naio, int fd);
 
 /* ---- REP echo: answers every request with a fixed small reply (an ack map
  * of n results, as big as the broker's) ---- */
 struct rcb_echo;
 struct rcb_echo *rcb_echo_new(const char *url, int nctx);
+/* The address requesters dial (the bound port for tcp://h:0). */
+const char *rcb_echo_url(const struct rcb_echo *e);
 void rcb_echo_free(struct rcb_echo *e);
 
 /* ---- REQ socket: dialled to url (blocking), 10 s send/receive timeouts,

@@ -11,11 +11,16 @@ struct rcb_phase_out {
     double rate;     /* events/s */
     double accepted; /* events confirmed */
     double mean_batch;
+    /* CPU time per event during the phase (us; NAN when unknown): the
+     * receiving process (raw sink or broker) and this one (publishers,
+     * /metrics polls; with --raw-sink thread the sink too) */
+    double rx_cpu_us, pub_cpu_us;
     bool ok;
     char note[128];
 };
 
-/* Raw nng PUSH/PULL: P pushers to our own PULL sink (8 receive aios),
+/* Raw nng PUSH/PULL: P pushers to our own PULL sink (8 receive aios, in a
+ * process of its own unless --raw-sink thread),
  * n events of `size` bytes in messages of `batch`. */
 void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
                     struct rcb_phase_out *o);

@@ -13,6 +13,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "rcb_nng.h"
 
@@ -44,19 +46,41 @@ static uint64_t accepted_settle(void *arg, const struct rcb_pubs_result *r)
     return end ? end : t_last;
 }
 
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+           ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* CPU per event in us (NAN when unknown or nothing was counted). */
+static double per_event_us(double cpu_s, double events)
+{
+    return events > 0 && !isnan(cpu_s) ? cpu_s * 1e6 / events : NAN;
+}
+
+/* "rx 3.1, pubs 2.9 us CPU/ev" after the note's text. */
+static void cpu_note(struct rcb_phase_out *o)
+{
+    size_t l = strlen(o->note);
+    snprintf(o->note + l, sizeof(o->note) - l, "%sCPU/ev: rx %.1f us, pubs %.1f us", l ? "; " : "",
+             o->rx_cpu_us, o->pub_cpu_us);
+}
+
 void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t size,
                     struct rcb_phase_out *o)
 {
     memset(o, 0, sizeof(*o));
-    char url[64];
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", rcb_free_port());
+    char url[256], path[200];
+    rcb_pull_listen_url(url, sizeof(url), path, sizeof(path), "sink");
     struct rcb_sink *k = rcb_sink_new(url, 8);
     if (k == NULL) {
         snprintf(o->note, sizeof(o->note), "cannot listen on %s", url);
         return;
     }
     struct rcb_pubs_cfg c = {.mode = RCB_PUB_RAW,
-                             .url = url,
+                             .url = rcb_sink_url(k),
                              .threads = P,
                              .runs = R,
                              .run_tag = "raw",
@@ -66,7 +90,11 @@ void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t
                              .settle = sink_settle,
                              .settle_arg = k};
     struct rcb_pubs_result r;
+    pid_t rx = rcb_sink_pid(k);
+    bool split = rx != getpid();
+    double rx0 = split ? rcb_proc_cpu_s(rx) : NAN, me0 = self_cpu_s();
     rcb_pubs_run(&c, &r);
+    double rx1 = split ? rcb_proc_cpu_s(rx) : NAN, me1 = self_cpu_s();
     /* the publishers kept their sockets open until the sink had everything */
     uint64_t end = r.t_settled;
     uint64_t got = rcb_sink_msgs(k);
@@ -80,7 +108,12 @@ void rcb_ingest_raw(uint32_t P, uint32_t R, uint64_t n, uint32_t batch, uint32_t
     if (!o->ok)
         snprintf(o->note, sizeof(o->note), "sink got %llu/%llu msgs %s", (unsigned long long)got,
                  (unsigned long long)r.messages_sent, r.err);
+    o->rx_cpu_us = per_event_us(rx1 - rx0, events);
+    o->pub_cpu_us = per_event_us(me1 - me0, events);
+    cpu_note(o);
     rcb_sink_free(k);
+    if (path[0] != '\0')
+        unlink(path);
 }
 
 static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, const char *tag,
@@ -106,7 +139,10 @@ static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, con
         c.settle_arg = &as;
     }
     struct rcb_pubs_result r;
-    if (rcb_pubs_run(&c, &r) != 0) {
+    double rx0 = rcb_proc_cpu_s(b->pid), me0 = self_cpu_s();
+    int prv = rcb_pubs_run(&c, &r);
+    double rx1 = rcb_proc_cpu_s(b->pid), me1 = self_cpu_s();
+    if (prv != 0) {
         snprintf(o->note, sizeof(o->note), "publishers failed: %s", r.err);
         return;
     }
@@ -129,6 +165,9 @@ static void broker_phase(const struct rcb_broker *b, enum rcb_pub_mode mode, con
         o->ok = true;
     }
     o->rate = rcb_rate(o->accepted, end - r.t_start);
+    o->rx_cpu_us = per_event_us(rx1 - rx0, o->accepted);
+    o->pub_cpu_us = per_event_us(me1 - me0, o->accepted);
+    cpu_note(o);
     double rej = rcb_broker_rejected(b, NULL) - rej0;
     double ovl = rcb_broker_rejected(b, "overloaded") - ovl0;
     if (rej > 0)
@@ -161,6 +200,7 @@ int rcb_s_ingest(void)
     uint64_t nb = rcb_o.events ? rcb_o.events : sm ? 5000 : 2000000;
 
     rcb_report_begin("ingest", "fire-and-forget ingest over PUSH vs raw nng PUSH/PULL");
+    rcb_report_param("transport", "%s", rcb_o.ipc ? "ipc" : "tcp");
     rcb_report_param("P", "%u", P);
     rcb_report_param("P_batched", "%u", Pb);
     rcb_report_param("R", "%u", R);

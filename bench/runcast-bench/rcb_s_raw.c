@@ -21,6 +21,7 @@ int rcb_s_raw(void)
     uint64_t n1 = rcb_o.events ? rcb_o.events : sm ? 2000 : 300000;
 
     rcb_report_begin("raw", "raw nng baselines (no broker)");
+    rcb_report_param("transport", "%s", rcb_o.ipc ? "ipc" : "tcp");
     rcb_report_param("P", "%u", P);
     rcb_report_param("S", "%u", S);
     rcb_report_param("size", "%u", size);
@@ -35,9 +36,9 @@ int rcb_s_raw(void)
     rcb_ingest_raw(1, 100, n1 / 2, 1, size, &o);
     rcb_fig("PUSH/PULL, 1 pusher, 1 event/msg", o.rate, "ev/s", NULL, o.note);
 
-    char url[64];
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", rcb_free_port());
-    struct rcb_echo *e = rcb_echo_new(url, 16);
+    /* port 0: the echo reports the port it bound */
+    struct rcb_echo *e = rcb_echo_new("tcp://127.0.0.1:0", 16);
+    const char *url = e != NULL ? rcb_echo_url(e) : "";
     struct rcb_pubs_cfg c = {.mode = RCB_PUB_RAW_REQ,
                              .url = url,
                              .threads = 1,

@@ -45,6 +45,7 @@ run() { # NAME CMD...
 
 run raw "$rb" raw -q
 run ingest "$rb" ingest -q
+run ingest-ipc "$rb" ingest --transport ipc -q
 run ack "$rb" ack -q
 run fanout "$rb" fanout -q
 run fanout-w2-epoll "$rb" fanout -w W2 --ws-client epoll -q
