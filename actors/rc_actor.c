@@ -30,11 +30,6 @@
  * is queued again and the drain finishes in a later turn), so every message
  * send accepted is handled or freed.  Then fini, the monitors, and the
  * runtime drops its reference.
- *
- * Inline turns (rc_send_batch_add_inline).  A sender that finds the count
- * word at exactly 0 may take the token itself (CAS 0 -> 1) and run the
- * turn on its own thread; its final subtraction follows the same rule as a
- * worker's (queue the actor again if work or a stop arrived meanwhile).
  */
 #include "rc_actor_internal.h"
 
@@ -70,17 +65,13 @@
 /* The worker the calling thread is, or NULL for other threads. */
 static _Thread_local struct rc_worker *tl_worker;
 
-/* The turn the calling thread is running, on a worker or inline (see
- * rc_send_batch_add_inline): the message being handled and whether the
- * behaviour kept it.  The "kept" mark lives here, not in the message: once
+/* The turn the calling thread is running: the message being handled and
+ * whether the behaviour kept it.  The "kept" mark lives here, not in the message: once
  * kept, the behaviour may re-send msg and another thread may free it before
  * this turn looks at it again. */
 static _Thread_local struct rc_msg *tl_cur_msg;
 static _Thread_local bool tl_kept;
 static _Thread_local bool tl_in_turn;
-/* During an inline turn: the batch that actors made runnable join (instead
- * of one inject-queue lock and wake-up each). */
-static _Thread_local struct rc_send_batch *tl_batch;
 
 /* ---- Messages ---- */
 
@@ -356,8 +347,6 @@ static bool work_visible(struct rc_actor_system *sys)
     return false;
 }
 
-static void batch_link(struct rc_send_batch *b, struct rc_actor *a);
-
 /* Queues a runnable actor; called only by the token holder. */
 static void schedule(struct rc_actor *a)
 {
@@ -372,15 +361,6 @@ static void schedule(struct rc_actor *a)
                 wake_if_sleeping(sys);
             return;
         }
-    }
-    /* An inline turn on a thread that is not a worker (fan-out from a run
-     * actor handled in an nng callback): join the caller's batch, queued at
-     * its flush with one lock and at most one wake per sleeper. */
-    struct rc_send_batch *b = tl_batch;
-    if (b && (b->sys == sys || b->sys == NULL)) {
-        b->sys = sys;
-        batch_link(b, a);
-        return;
     }
     inject_push(sys, a);
     wake_if_sleeping(sys);
@@ -894,69 +874,6 @@ int rc_send_batch_try_add(struct rc_send_batch *b, struct rc_actor *to, struct r
     return rc_send_batch_add(b, to, msg);
 }
 
-/*
- * The inline turn.  Taking the token by a CAS from exactly 0 (no message
- * accepted and unfinished, no stop bit) proves that nobody runs the actor
- * and its mailbox holds nothing, so handling msg here, now, is what a worker
- * would have done next: per-sender order and "one thread at a time" hold.
- * The count's 1 stands for msg, which never enters the mailbox.  Sends that
- * race with the turn see a non-zero count and only push; the final
- * subtraction finds them (or a stop request) and queues the actor through
- * b, exactly as a worker's turn end does.
- */
-static int add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg,
-                      bool try_limit)
-{
-    if (!b || !to || !msg)
-        return RC_EINVAL;
-    uint64_t expect = 0;
-    /* Nested turns are not run inline (a behaviour sending inline would
-     * recurse through other actors' behaviours on one stack): queue. */
-    /* acquire on success: pairs with the release of the last turn's
-     * subtraction (run_turn or below), so this thread sees the state that
-     * turn left.  relaxed on failure: we only fall back to a send, whose
-     * own RMW orders what it needs. */
-    if (tl_in_turn || !atomic_compare_exchange_strong_explicit(
-                          &to->count, &expect, 1, memory_order_acquire, memory_order_relaxed)) {
-        return try_limit ? rc_send_batch_try_add(b, to, msg) : rc_send_batch_add(b, to, msg);
-    }
-    struct rc_actor_system *sys = to->sys;
-    msg->flags = 0;
-    if (b->sys != sys) {
-        rc_send_batch_flush(b);
-        b->sys = sys;
-    }
-    tl_batch = b;
-    tl_cur_msg = msg;
-    tl_kept = false;
-    tl_in_turn = true;
-    to->kind->fn(to, to->state, msg);
-    tl_in_turn = false;
-    tl_cur_msg = NULL;
-    tl_batch = NULL;
-    if (!tl_kept)
-        rc_msg_free(msg);
-    /* relaxed: a statistic. */
-    atomic_fetch_add_explicit(&sys->inline_handled, 1, memory_order_relaxed);
-    /* acq_rel: release publishes this turn's effects on the state to the
-     * next token holder; acquire sees the increments that keep the token
-     * (as run_turn's subtraction). */
-    uint64_t c = atomic_fetch_sub_explicit(&to->count, 1, memory_order_acq_rel) - 1;
-    if (c & RC_ACTOR_WORK)
-        batch_queue(b, to); /* messages or a stop arrived meanwhile: a worker takes over */
-    return RC_OK;
-}
-
-int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
-{
-    return add_inline(b, to, msg, false);
-}
-
-int rc_send_batch_try_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
-{
-    return add_inline(b, to, msg, true);
-}
-
 int rc_actor_try_send(struct rc_actor *to, struct rc_msg *msg)
 {
     if (!to || !msg)
@@ -1222,6 +1139,4 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
             atomic_load_explicit(&sys->workers[i].handled, memory_order_relaxed);
         st->steals += atomic_load_explicit(&sys->workers[i].steals, memory_order_relaxed);
     }
-    st->inline_handled = atomic_load_explicit(&sys->inline_handled, memory_order_relaxed);
-    st->messages_handled += st->inline_handled;
 }

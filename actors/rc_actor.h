@@ -18,10 +18,8 @@
  *   else is.
  *
  * Threads: every function may be called from any thread unless it says
- * otherwise.  Behaviours and finis run on the system's worker threads
- * (behaviours also inline on a sender's thread, see
- * rc_send_batch_add_inline) and should not block for long (a blocked
- * behaviour holds its thread).
+ * otherwise.  Behaviours and finis run on the system's worker threads and
+ * should not block for long (a blocked behaviour holds its thread).
  *
  * docs/ACTORS.md describes the design (mailbox, scheduling, stealing,
  * sleeping, stop, timers) and the benchmark numbers.
@@ -137,27 +135,6 @@ int rc_send_batch_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_ms
 int rc_send_batch_try_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
 void rc_send_batch_flush(struct rc_send_batch *b);
 
-/*
- * As rc_send_batch_add, but when `to` is idle (no message queued or being
- * handled, no stop requested) and the calling thread is not itself running
- * a behaviour, `to`'s behaviour handles msg right here, on the calling
- * thread, before this returns: no queueing, no worker wake-up.  The actor
- * guarantees hold (one thread at a time per actor, per-sender order,
- * rc_msg_keep, stop): the inline turn takes the actor's token exactly as a
- * worker's turn does.  Actors the behaviour makes runnable join b, and if
- * messages or a stop reach `to` during the turn it is queued through b for
- * a worker afterwards; so flush b before returning, as with any batch.
- * The behaviour runs on the caller's thread: use it from threads that may
- * run behaviours (short, non-blocking).  Results and ownership as
- * rc_actor_send.  (Measured for the broker's ingress and not used there:
- * docs/ACTORS.md, "Inline turns".)
- */
-int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
-/* As rc_send_batch_add_inline with rc_actor_try_send's mailbox limit
- * (RC_EOVERLOAD, caller keeps msg) when the message has to be queued.  An
- * idle actor's mailbox is empty, so the inline case never overloads. */
-int rc_send_batch_try_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
-
 /* Approximate number of queued messages (including the batch a worker is
  * handling right now); 0 once stopped.  For metrics and backpressure. */
 size_t rc_actor_mailbox_len(const struct rc_actor *a);
@@ -240,9 +217,7 @@ struct rc_actor_system_stats {
     uint64_t steals;
     uint64_t overloads; /* try_send refusals */
     uint64_t workers_sleeping;
-    uint64_t timers_armed;   /* read under the timer lock */
-    uint64_t inline_handled; /* messages handled inline (included in
-                                messages_handled) */
+    uint64_t timers_armed; /* read under the timer lock */
 };
 void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_system_stats *st);
 

@@ -121,7 +121,6 @@ struct rc_actor_system {
     bool joined;               /* reg_mtx: threads joined */
     _Atomic uint64_t actors_live;
     _Atomic uint64_t overloads;
-    _Atomic uint64_t inline_handled; /* relaxed: a statistic */
 
     /* Monitor lists, striped by target address. */
     pthread_mutex_t mon_mtx[RC_MON_STRIPES];
