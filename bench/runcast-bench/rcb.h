@@ -147,8 +147,6 @@ void rcb_broker_mem(const struct rcb_broker *b, struct rcb_mem *m);
 double rcb_broker_events_accepted(const struct rcb_broker *b);
 double rcb_broker_runs_active(const struct rcb_broker *b);
 
-/* A free TCP port on 127.0.0.1 (bind port 0, read it, close). */
-int rcb_free_port(void);
 /* Where a PUSH/PULL receiver of ours listens, per --transport: tcp on
  * 127.0.0.1 port 0 (the listener reports the port it bound), or a fresh ipc
  * socket file under /tmp named after this process and `what`.  *path gets the
@@ -246,11 +244,13 @@ void rcb_subs_free(struct rcb_subs *s);
 /* ---- raw nng WebSocket baseline: our own listener sending ev frames ---- */
 
 struct rcb_wsbase;
-/* Listens on ws://127.0.0.1:PORT/ws; each accepted connection gets the hello
+/* Listens on ws://127.0.0.1:PORT/ws (a port of its own, rcb_wsbase_port);
+ * each accepted connection gets the hello
  * frame, then `per_conn` frames of `per_frame` ev maps of `size` bytes as fast as nng sends
  * (rate_per_conn > 0: open loop, that many frames/s) once rcb_wsbase_go is
  * called. */
-struct rcb_wsbase *rcb_wsbase_new(int port, uint32_t size, uint32_t per_frame);
+struct rcb_wsbase *rcb_wsbase_new(uint32_t size, uint32_t per_frame);
+int rcb_wsbase_port(const struct rcb_wsbase *w);
 int rcb_wsbase_go(struct rcb_wsbase *w, uint64_t per_conn, double rate_per_conn);
 /* Frames sent so far. */
 uint64_t rcb_wsbase_sent(struct rcb_wsbase *w);

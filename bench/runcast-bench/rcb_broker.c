@@ -27,22 +27,6 @@
 #include "rc_listen_line.h"
 #include "rcb.h"
 
-int rcb_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t l = sizeof(a);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 void rcb_pull_listen_url(char *url, size_t len, char *path, size_t plen, const char *what)
 {
     /* relaxed: only makes names unique; nothing is published through it */

@@ -233,12 +233,12 @@ void rcb_fanout_raw(uint32_t conns, uint64_t per_conn, uint32_t per_frame, uint3
 {
     *rate = NAN;
     note[0] = 0;
-    int port = rcb_free_port();
-    struct rcb_wsbase *w = rcb_wsbase_new(port, size, per_frame);
+    struct rcb_wsbase *w = rcb_wsbase_new(size, per_frame);
     if (w == NULL) {
         snprintf(note, nl, "cannot listen");
         return;
     }
+    int port = rcb_wsbase_port(w);
     char url[96];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws", port);
     struct recv_state rs = {0};

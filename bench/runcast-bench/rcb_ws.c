@@ -458,6 +458,7 @@ struct rcb_wsbase {
     uint32_t per_frame; /* ev maps per frame (an array when > 1) */
     _Atomic uint64_t sent;
     _Atomic bool stopping;
+    int port; /* the bound port */
 };
 
 static void b_send(struct bconn *b)
@@ -511,19 +512,23 @@ static void b_acc_cb(void *arg)
         nng_stream_listener_accept(w->l, w->acc);
 }
 
-struct rcb_wsbase *rcb_wsbase_new(int port, uint32_t size, uint32_t per_frame)
+struct rcb_wsbase *rcb_wsbase_new(uint32_t size, uint32_t per_frame)
 {
     struct rcb_wsbase *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
     w->per_frame = per_frame ? per_frame : 1;
-    char url[96];
-    snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws", port);
+    /* port 0, the bound port read back: a port found free and closed
+     * first could be taken by another connection before the listen */
+    const char *url = "ws://127.0.0.1:0/ws";
     w->size = size;
     if (nng_mtx_alloc(&w->mtx) != 0 || nng_stream_listener_alloc(&w->l, url) != 0 ||
         nng_aio_alloc(&w->acc, b_acc_cb, w) != 0) {
         free(w);
         return NULL;
     }
-    if (nng_stream_listener_listen(w->l) != 0) {
+    if (nng_stream_listener_listen(w->l) != 0 ||
+        nng_stream_listener_get_int(w->l, NNG_OPT_TCP_BOUND_PORT, &w->port) != 0) {
         nng_stream_listener_free(w->l);
         nng_aio_free(w->acc);
         nng_mtx_free(w->mtx);
@@ -532,6 +537,11 @@ struct rcb_wsbase *rcb_wsbase_new(int port, uint32_t size, uint32_t per_frame)
     }
     nng_stream_listener_accept(w->l, w->acc);
     return w;
+}
+
+int rcb_wsbase_port(const struct rcb_wsbase *w)
+{
+    return w->port;
 }
 
 int rcb_wsbase_go(struct rcb_wsbase *w, uint64_t per_conn, double rate_per_conn)

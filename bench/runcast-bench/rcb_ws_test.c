@@ -28,10 +28,10 @@ static void deliver(const char *client, uint32_t conns, uint64_t per_conn, uint3
 {
     rcb_o.ws_client = client;
     rcb_o.quiet = true;
-    int port = rcb_free_port();
-    cr_assert_gt(port, 0);
-    struct rcb_wsbase *w = rcb_wsbase_new(port, 200, per_frame);
+    struct rcb_wsbase *w = rcb_wsbase_new(200, per_frame);
     cr_assert_not_null(w);
+    int port = rcb_wsbase_port(w);
+    cr_assert_gt(port, 0);
     char url[64];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws", port);
     struct rcb_subs *s = rcb_subs_new(url, conns, NULL, NULL);
@@ -92,9 +92,10 @@ Test(ws, epoll_client_coalesced_frames)
 Test(ws, idle_connections_upgrade_from_several_sources)
 {
     rcb_o.quiet = true;
-    int port = rcb_free_port();
-    struct rcb_wsbase *w = rcb_wsbase_new(port, 200, 1);
+    struct rcb_wsbase *w = rcb_wsbase_new(200, 1);
     cr_assert_not_null(w);
+    int port = rcb_wsbase_port(w);
+    cr_assert_gt(port, 0);
     uint32_t ok = 0;
     char err[200];
     struct rcb_idle *c = rcb_idle_open("127.0.0.1", port, "/ws", 60, 3, &ok, err, sizeof(err));
@@ -107,9 +108,10 @@ Test(ws, idle_connections_upgrade_from_several_sources)
 Test(ws, idle_connections_report_a_refused_upgrade)
 {
     rcb_o.quiet = true;
-    int port = rcb_free_port();
-    struct rcb_wsbase *w = rcb_wsbase_new(port, 200, 1);
+    struct rcb_wsbase *w = rcb_wsbase_new(200, 1);
     cr_assert_not_null(w);
+    int port = rcb_wsbase_port(w);
+    cr_assert_gt(port, 0);
     uint32_t ok = 0;
     char err[200];
     /* the baseline listens on /ws only: another path is refused */
