@@ -86,9 +86,9 @@ static void usage(FILE *f)
                "  --transport tcp|ipc   PUSH/PULL transport of the spawned broker's --ingest and\n"
                "                        of the raw baselines' sinks, alike (default tcp on\n"
                "                        127.0.0.1; ipc: a socket file under /tmp)\n"
-               "  --raw-sink process|thread  the raw PUSH/PULL baseline's receiver in a process\n"
-               "                        of its own like the broker (default), or in the\n"
-               "                        publishers' process (sharing nng's threads: slower)\n"
+               "  --raw-sink process|thread  the raw baselines' PULL sink and REP echo in a\n"
+               "                        process of their own like the broker (default), or in\n"
+               "                        the publishers' process (sharing nng's threads: slower)\n"
                "\n"
                "Output:\n"
                "  --json                one JSON document instead of tables\n"
@@ -155,6 +155,8 @@ int main(int argc, char **argv)
      * touches nng */
     if (argc == 5 && strcmp(argv[1], "--sink-child") == 0)
         return rcb_sink_child_main(argv[2], atoi(argv[3]), atoi(argv[4]));
+    if (argc == 4 && strcmp(argv[1], "--echo-child") == 0)
+        return rcb_echo_child_main(argv[2], atoi(argv[3]));
     static const struct option lo[] = {
         {"ingest", required_argument, 0, 1000},
         {"ingest-ack", required_argument, 0, 1001},

@@ -60,6 +60,120 @@ struct sink_aio {
     nng_aio *aio;
 };
 
+/* A baseline receiver in a process of its own (`runcast-bench --sink-child`
+ * or `--echo-child`): in the publishers' process it shared nng's task
+ * threads with them and understated the transport by half. */
+struct child {
+    pid_t pid; /* -1: none */
+    int ctl;   /* its stdin: closing it stops the child; -1: none */
+};
+
+/* Closes the child's stdin (it closes its socket and exits) and reaps it;
+ * SIGKILL after 5 s. */
+static void child_stop(struct child *c)
+{
+    if (c->ctl >= 0)
+        close(c->ctl);
+    c->ctl = -1;
+    if (c->pid <= 0)
+        return;
+    uint64_t deadline = rcb_now_ns() + 5000000000ull;
+    int st;
+    while (waitpid(c->pid, &st, WNOHANG) == 0) {
+        if (rcb_now_ns() > deadline) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &st, 0);
+            break;
+        }
+        rcb_sleep_ns(2000000);
+    }
+    c->pid = -1;
+}
+
+/* Runs this program (or rcb_o.sink_exe) with argv_tail (mode first) and
+ * reads the child's one line, which must start with "<prefix> " and give
+ * the bound address: copied to url.  keep_fd is inherited (the sink's
+ * counters).  0, or -1 with nothing left running. */
+static int child_start(const char *const *argv_tail, const char *prefix, int keep_fd,
+                       struct child *c, char *url, size_t urlcap)
+{
+    c->pid = -1;
+    c->ctl = -1;
+    char self[PATH_MAX];
+    if (rcb_o.sink_exe != NULL) {
+        snprintf(self, sizeof(self), "%s", rcb_o.sink_exe);
+    } else {
+        ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (sl <= 0)
+            return -1;
+        self[sl] = '\0';
+    }
+    const char *argv[8] = {self};
+    size_t n = 1;
+    for (; argv_tail[n - 1] != NULL && n < 7; n++)
+        argv[n] = argv_tail[n - 1];
+    argv[n] = NULL;
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0)
+        goto fail;
+    pid_t pid = fork();
+    if (pid < 0)
+        goto fail;
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        (void)keep_fd; /* not CLOEXEC: inherited as is */
+        execv(self, (char *const *)argv);
+        _exit(127);
+    }
+    c->pid = pid;
+    close(in[0]);
+    close(out[1]);
+    c->ctl = in[1];
+    /* the child's one line, within 10 s */
+    char line[400];
+    size_t len = 0;
+    uint64_t deadline = rcb_now_ns() + 10000000000ull;
+    while (len < sizeof(line) - 1 && (len == 0 || line[len - 1] != '\n')) {
+        struct pollfd p = {.fd = out[0], .events = POLLIN};
+        int64_t left = (int64_t)(deadline - rcb_now_ns()) / 1000000;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    close(out[0]);
+    size_t pl = strlen(prefix);
+    if (strncmp(line, prefix, pl) != 0 || line[pl] != ' ') {
+        rcb_log("error: raw %s process: %s", prefix, len ? line : "no answer");
+        child_stop(c);
+        return -1;
+    }
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(url, urlcap, "%s", line + pl + 1);
+    return 0;
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (out[i] >= 0)
+            close(out[i]);
+    }
+    return -1;
+}
+
+/* The child's side after it listens: until the parent closes our stdin (or
+ * dies: PR_SET_PDEATHSIG). */
+static void child_wait_for_parent(void)
+{
+    char b[64];
+    while (read(0, b, sizeof(b)) > 0 || errno == EINTR)
+        ;
+}
+
 struct rcb_sink {
     char url[256]; /* what publishers dial: the bound port for tcp port 0 */
     struct sink_counts *c;
@@ -69,10 +183,7 @@ struct rcb_sink {
     struct sink_aio *a;
     _Atomic bool stop; /* relaxed: the callbacks stop re-posting; nng_aio_stop orders the rest */
     struct sink_counts own;
-    /* process mode: the child, its stdin (closing it stops the child) and
-     * the shared counters */
-    pid_t child;
-    int ctl;
+    struct child proc; /* process mode (the counters are shared with it) */
 };
 
 static void sink_cb(void *arg)
@@ -92,8 +203,8 @@ static void sink_cb(void *arg)
 static struct rcb_sink *sink_local(const char *url, int naio, struct sink_counts *c)
 {
     struct rcb_sink *k = calloc(1, sizeof(*k));
-    k->child = -1;
-    k->ctl = -1;
+    k->proc.pid = -1;
+    k->proc.ctl = -1;
     k->c = c != NULL ? c : &k->own;
     if (nng_pull0_open(&k->s) != 0) {
         free(k);
@@ -144,35 +255,20 @@ int rcb_sink_child_main(const char *url, int naio, int fd)
     }
     printf("sink %s\n", k->url);
     fflush(stdout);
-    /* until the parent closes our stdin (or dies) */
-    char b[64];
-    while (read(0, b, sizeof(b)) > 0 || errno == EINTR)
-        ;
+    child_wait_for_parent();
     sink_local_free(k);
     munmap(c, sizeof(*c));
     return 0;
 }
 
-/* Starts `runcast-bench --sink-child URL NAIO FD` and reads its "sink URL"
- * line (the bound address). */
+/* Starts `runcast-bench --sink-child URL NAIO FD` (FD: the shared counters). */
 static struct rcb_sink *sink_process(const char *url, int naio)
 {
-    char self[PATH_MAX];
-    if (rcb_o.sink_exe != NULL) {
-        snprintf(self, sizeof(self), "%s", rcb_o.sink_exe);
-    } else {
-        ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (sl <= 0)
-            return NULL;
-        self[sl] = '\0';
-    }
     struct rcb_sink *k = calloc(1, sizeof(*k));
-    k->child = -1;
-    k->ctl = -1;
+    k->proc.pid = -1;
+    k->proc.ctl = -1;
     int fd = memfd_create("rcb-sink", 0); /* no CLOEXEC: the child maps it */
-    int in[2] = {-1, -1}, out[2] = {-1, -1};
-    if (fd < 0 || ftruncate(fd, sizeof(struct sink_counts)) != 0 || pipe2(in, O_CLOEXEC) != 0 ||
-        pipe2(out, O_CLOEXEC) != 0)
+    if (fd < 0 || ftruncate(fd, sizeof(struct sink_counts)) != 0)
         goto fail;
     k->c = mmap(NULL, sizeof(*k->c), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (k->c == MAP_FAILED) {
@@ -182,56 +278,12 @@ static struct rcb_sink *sink_process(const char *url, int naio)
     char na[16], fds[16];
     snprintf(na, sizeof(na), "%d", naio);
     snprintf(fds, sizeof(fds), "%d", fd);
-    pid_t pid = fork();
-    if (pid < 0)
+    const char *args[] = {"--sink-child", url, na, fds, NULL};
+    if (child_start(args, "sink", fd, &k->proc, k->url, sizeof(k->url)) != 0)
         goto fail;
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        execl(self, self, "--sink-child", url, na, fds, (char *)NULL);
-        _exit(127);
-    }
-    k->child = pid;
-    close(in[0]);
-    in[0] = -1;
-    close(out[1]);
-    out[1] = -1;
-    k->ctl = in[1];
-    in[1] = -1;
     close(fd);
-    fd = -1;
-    /* the child's one line, within 10 s */
-    char line[400];
-    size_t len = 0;
-    uint64_t deadline = rcb_now_ns() + 10000000000ull;
-    while (len < sizeof(line) - 1 && (len == 0 || line[len - 1] != '\n')) {
-        struct pollfd p = {.fd = out[0], .events = POLLIN};
-        int64_t left = (int64_t)(deadline - rcb_now_ns()) / 1000000;
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-            break;
-        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    out[0] = -1;
-    if (strncmp(line, "sink ", 5) != 0) {
-        rcb_log("error: raw sink process: %s", len ? line : "no answer");
-        rcb_sink_free(k);
-        return NULL;
-    }
-    line[strcspn(line, "\n")] = '\0';
-    snprintf(k->url, sizeof(k->url), "%s", line + 5);
     return k;
 fail:
-    for (int i = 0; i < 2; i++) {
-        if (in[i] >= 0)
-            close(in[i]);
-        if (out[i] >= 0)
-            close(out[i]);
-    }
     if (fd >= 0)
         close(fd);
     if (k->c != NULL)
@@ -252,7 +304,7 @@ const char *rcb_sink_url(const struct rcb_sink *k)
 
 pid_t rcb_sink_pid(const struct rcb_sink *k)
 {
-    return k->child > 0 ? k->child : getpid();
+    return k->proc.pid > 0 ? k->proc.pid : getpid();
 }
 
 uint64_t rcb_sink_msgs(struct rcb_sink *k)
@@ -269,24 +321,11 @@ void rcb_sink_free(struct rcb_sink *k)
 {
     if (k == NULL)
         return;
-    if (k->child < 0 && k->ctl < 0 && k->c == &k->own) {
+    if (k->proc.pid < 0 && k->c == &k->own) {
         sink_local_free(k);
         return;
     }
-    if (k->ctl >= 0)
-        close(k->ctl); /* EOF on the child's stdin: it closes and exits */
-    if (k->child > 0) {
-        uint64_t deadline = rcb_now_ns() + 5000000000ull;
-        int st;
-        while (waitpid(k->child, &st, WNOHANG) == 0) {
-            if (rcb_now_ns() > deadline) {
-                kill(k->child, SIGKILL);
-                waitpid(k->child, &st, 0);
-                break;
-            }
-            rcb_sleep_ns(2000000);
-        }
-    }
+    child_stop(&k->proc);
     if (k->c != NULL)
         munmap(k->c, sizeof(*k->c));
     free(k);
@@ -307,6 +346,7 @@ struct rcb_echo {
     int n;
     struct echo_ctx *c;
     _Atomic bool stop;
+    struct child proc; /* process mode: the echo runs there, not here */
 };
 
 /* A reply shaped like the broker's ack: {ok, epoch, results: [{seq}...]} for
@@ -362,9 +402,12 @@ static void echo_cb(void *arg)
     nng_ctx_send(c->ctx, c->aio);
 }
 
-struct rcb_echo *rcb_echo_new(const char *url, int nctx)
+/* Listens and answers in this process. */
+static struct rcb_echo *echo_local(const char *url, int nctx)
 {
     struct rcb_echo *e = calloc(1, sizeof(*e));
+    e->proc.pid = -1;
+    e->proc.ctl = -1;
     if (nng_rep0_open(&e->s) != 0) {
         free(e);
         return NULL;
@@ -388,6 +431,37 @@ struct rcb_echo *rcb_echo_new(const char *url, int nctx)
     return e;
 }
 
+struct rcb_echo *rcb_echo_new(const char *url, int nctx)
+{
+    if (rcb_o.sink_thread)
+        return echo_local(url, nctx);
+    struct rcb_echo *e = calloc(1, sizeof(*e));
+    char nc[16];
+    snprintf(nc, sizeof(nc), "%d", nctx);
+    const char *args[] = {"--echo-child", url, nc, NULL};
+    if (child_start(args, "echo", -1, &e->proc, e->url, sizeof(e->url)) != 0) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+int rcb_echo_child_main(const char *url, int nctx)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct rcb_echo *e = echo_local(url, nctx);
+    if (e == NULL) {
+        printf("error cannot listen on %s\n", url);
+        fflush(stdout);
+        return 1;
+    }
+    printf("echo %s\n", e->url);
+    fflush(stdout);
+    child_wait_for_parent();
+    rcb_echo_free(e);
+    return 0;
+}
+
 const char *rcb_echo_url(const struct rcb_echo *e)
 {
     return e->url;
@@ -397,6 +471,11 @@ void rcb_echo_free(struct rcb_echo *e)
 {
     if (e == NULL)
         return;
+    if (e->proc.pid > 0) {
+        child_stop(&e->proc);
+        free(e);
+        return;
+    }
     atomic_store(&e->stop, true);
     for (int i = 0; i < e->n; i++)
         nng_aio_stop(e->c[i].aio);

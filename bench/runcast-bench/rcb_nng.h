@@ -34,7 +34,12 @@ int rcb_sink_child_main(const char *url, int naio, int fd);
 /* ---- REP echo: answers every request with a fixed small reply (an ack map
  * of n results, as big as the broker's) ---- */
 struct rcb_echo;
+/* In a child process (default) or in this one (--raw-sink thread), as the
+ * sink.  NULL when it cannot listen. */
 struct rcb_echo *rcb_echo_new(const char *url, int nctx);
+/* The child's side: `runcast-bench --echo-child URL NCTX`; prints "echo URL"
+ * once listening, runs until its stdin closes. */
+int rcb_echo_child_main(const char *url, int nctx);
 /* The address requesters dial (the bound port for tcp://h:0). */
 const char *rcb_echo_url(const struct rcb_echo *e);
 void rcb_echo_free(struct rcb_echo *e);

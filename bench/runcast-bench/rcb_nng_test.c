@@ -114,8 +114,11 @@ Test(bench_nng, sink_process_that_cannot_listen_is_reported)
     cr_assert_null(rcb_sink_new("tcp://192.0.2.1:0", 2));
 }
 
-Test(bench_nng, echo_on_port_zero_answers)
+static void echo_answers(bool thread)
 {
+    rcb_o.quiet = true;
+    rcb_o.sink_thread = thread;
+    rcb_o.sink_exe = RCB_BENCH_EXE;
     struct rcb_echo *e = rcb_echo_new("tcp://127.0.0.1:0", 2);
     cr_assert_not_null(e);
     cr_assert_gt(rc_listen_line_port(rcb_echo_url(e)), 0, "%s", rcb_echo_url(e));
@@ -135,4 +138,16 @@ Test(bench_nng, echo_on_port_zero_answers)
     nng_free(rep, len);
     nng_close(s);
     rcb_echo_free(e);
+}
+
+Test(bench_nng, echo_on_port_zero_answers_in_this_process)
+{
+    echo_answers(true);
+}
+
+/* The default: the echo in a process of its own (as the sink), reaped when
+ * freed. */
+Test(bench_nng, echo_on_port_zero_answers_from_its_own_process)
+{
+    echo_answers(false);
 }
