@@ -386,7 +386,9 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
     struct rc_metrics *m = c->metrics;
     /* In flight from here until the buffer's last release (after the last
      * run message built from it was handled): quiesce waits for it, the
-     * PULL path pauses on it.  The buffer is not shared yet. */
+     * PULL path pauses on it.  This 1 also stands for the first run
+     * message; more are added before they are sent.  The buffer is not
+     * shared yet. */
     buf->inflight = c->runs;
     buf->inflight_n = 1;
     rc_runs_inflight_add(c->runs, 1);
@@ -469,9 +471,7 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
             c->slots = c->own_slots;
             c->cap = c->own_cap;
             c->in_pre = false;
-            pre->n = c->n;
-            buf->inflight_n += 1;
-            rc_runs_inflight_add(c->runs, 1);
+            pre->n = c->n; /* counted in flight on entry */
             rc_ingest_buf_hold_n(buf, 1);
             send_one(c, pre, buf, pipe, ack, recv_wall, recv_ns);
             rc_send_batch_flush(&c->batch);
@@ -507,11 +507,14 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
      * order inside their message, and runs are handed off in the order
      * they first appear */
     if (nmsgs) {
-        /* counted before any is sent: a worker may handle and free the
-         * first before the last is sent, and the buffer's last release
-         * (ours, at the earliest) takes the count back */
-        buf->inflight_n += nmsgs;
-        rc_runs_inflight_add(c->runs, (int)nmsgs);
+        /* counted before any is sent (the first by the entry's 1): a
+         * worker may handle and free the first before the last is sent,
+         * and the buffer's last release (ours, at the earliest) takes the
+         * count back */
+        if (nmsgs > 1) {
+            buf->inflight_n += nmsgs - 1;
+            rc_runs_inflight_add(c->runs, (int)(nmsgs - 1));
+        }
         rc_ingest_buf_hold_n(buf, nmsgs); /* one per run message, taken by send_one */
     }
     for (uint32_t g = 0; g < ngroups; g++)

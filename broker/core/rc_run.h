@@ -255,13 +255,14 @@ void rc_runs_pipe_untrack(struct rc_runs *runs, struct rc_run *run);
 void rc_runs_pipe_closed(struct rc_runs *runs, uint32_t pipe);
 
 /* In-flight run messages (quiesce waits for 0; the PULL path pauses its
- * receives above --run-mailbox-limit), plus one per received message being
- * dispatched.  Added per received message before its run messages are
- * sent and taken back when the last of them is freed (rc_ingest_buf
- * inflight_n): two atomics per received message on a line the ingress and
- * every worker write, where it was two per run message (~47 for a batch of
- * 64 over 100 runs).  A message's run messages thus count until the last
- * of them is handled, which errs on the side of pausing earlier. */
+ * receives above --run-mailbox-limit): max(1, its run messages) per
+ * received message, 1 added on entry to rc_ingest_dispatch (it covers the
+ * decode too), the rest before the run messages are sent, all taken back
+ * when the last of them is freed (rc_ingest_buf inflight_n): two or three
+ * atomics per received message on a line the ingress and every worker
+ * write, where it was two per run message (~47 for a batch of 64 over 100
+ * runs).  A message's run messages thus count until the last of them is
+ * handled, which errs on the side of pausing earlier. */
 void rc_runs_inflight_add(struct rc_runs *runs, int delta);
 uint64_t rc_runs_inflight(const struct rc_runs *runs);
 
