@@ -144,6 +144,10 @@ def main():
           f"({lib / raw if raw else 0:.3f}); broker CPU {(tot[0] + tot[1]) * us:.3f} us/event "
           f"(user {tot[0] * us:.3f}, sys {tot[1] * us:.3f}); switches per batch "
           f"{tot[2] / batches:.2f} voluntary, {tot[3] / batches:.2f} nonvoluntary")
+    raw1 = fig.get("raw nng PUSH/PULL, 1 event/msg", 0)
+    brk1 = fig.get("broker, raw PUSH, 1 event/msg", 0)
+    print(f"  1 event/message: raw {raw1:,.0f} ev/s, broker {brk1:,.0f} "
+          f"({brk1 / raw1 if raw1 else 0:.3f} of raw)")
     if a.v:
         for name, g in sorted(per.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
             print(f"  {name:16s} x{g[4]:<2d} user {g[0] * us:.3f} sys {g[1] * us:.3f} us/event, "
