@@ -166,6 +166,7 @@ static void report_error(struct rc_ingest_ctx *c, const struct rc_ingest_buf *bu
 void rc_ingest_refuse(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, enum rc_proto_code code,
                       const char *message, rc_ingest_ack_fn ack_for, void *arg)
 {
+    buf->inflight = NULL; /* never handed to a run */
     rc_metric_add(&c->metrics->messages_rejected, 1);
     rc_metric_add(&c->metrics->events_rejected[code], 1);
     struct rc_ack *ack = ack_for ? ack_for(arg, 1) : NULL;
@@ -192,12 +193,14 @@ static const struct rc_str *slot_run(const struct rc_ev_slot *s)
 }
 
 /* Hands msg (the events of one run) to that run's actor, creating the run
- * when needed; on failure answers its events.  Consumes msg. */
+ * when needed; on failure answers its events.  Consumes msg and one
+ * reference on buf that the caller took for it (rc_ingest_buf_hold_n: one
+ * atomic add for all of a message's run messages). */
 static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct rc_ingest_buf *buf,
                      uint32_t pipe, struct rc_ack *ack, int64_t recv_wall, uint64_t recv_ns)
 {
     struct rc_metrics *m = c->metrics;
-    msg->buf = rc_ingest_buf_hold(buf);
+    msg->buf = buf;
     msg->pipe = pipe;
     msg->recv_wall_ms = recv_wall;
     msg->recv_ns = recv_ns;
@@ -368,7 +371,6 @@ static uint32_t group_events(struct rc_ingest_ctx *c)
  * handled, no buf, no ack) for the next message, or frees it. */
 static void park_pre(struct rc_ingest_ctx *c, struct rc_ingest_msg *pre, uint32_t cap)
 {
-    rc_runs_inflight_add(c->runs, -1); /* as ingest_msg_free */
     if (c->spare && c->spare_cap >= cap) {
         rc_free(pre);
         return;
@@ -382,6 +384,14 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
                         rc_ingest_ack_fn ack_for, void *arg)
 {
     struct rc_metrics *m = c->metrics;
+    /* In flight from here until the buffer's last release (after the last
+     * run message built from it was handled): quiesce waits for it, the
+     * PULL path pauses on it.  This 1 also stands for the first run
+     * message; more are added before they are sent.  The buffer is not
+     * shared yet. */
+    buf->inflight = c->runs;
+    buf->inflight_n = 1;
+    rc_runs_inflight_add(c->runs, 1);
     uint64_t now_ns = rc_clock_mono_ns();
     uint64_t recv_ns = buf->recv_ns && buf->recv_ns <= now_ns ? buf->recv_ns : now_ns;
     /* the wall time of the receipt, not of this dispatch */
@@ -402,7 +412,6 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
     if (hint && c->spare && c->spare_cap >= hint) {
         pre = c->spare;
         c->spare = NULL;
-        rc_runs_inflight_add(c->runs, 1); /* as rc_ingest_msg_new */
     } else if (hint) {
         pre = rc_ingest_msg_new(c->runs, hint);
     }
@@ -462,7 +471,8 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
             c->slots = c->own_slots;
             c->cap = c->own_cap;
             c->in_pre = false;
-            pre->n = c->n;
+            pre->n = c->n; /* counted in flight on entry */
+            rc_ingest_buf_hold_n(buf, 1);
             send_one(c, pre, buf, pipe, ack, recv_wall, recv_ns);
             rc_send_batch_flush(&c->batch);
             if (ack)
@@ -474,10 +484,13 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
 
     /* group the good events by run, in publish order within each group */
     uint32_t ngroups = group_events(c);
+    uint32_t nmsgs = 0;
     for (uint32_t g = 0; g < ngroups; g++) {
         c->gmsg[g] = rc_ingest_msg_new(c->runs, c->gcount[g]);
-        if (c->gmsg[g])
+        if (c->gmsg[g]) {
             c->gmsg[g]->n = 0; /* filled below */
+            nmsgs++;
+        }
     }
     for (uint32_t i = 0; i < c->n; i++) {
         struct rc_ingest_msg *msg = c->gmsg[c->group[i]];
@@ -493,6 +506,17 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
     /* groups in order of their first event: a run's events keep publish
      * order inside their message, and runs are handed off in the order
      * they first appear */
+    if (nmsgs) {
+        /* counted before any is sent (the first by the entry's 1): a
+         * worker may handle and free the first before the last is sent,
+         * and the buffer's last release (ours, at the earliest) takes the
+         * count back */
+        if (nmsgs > 1) {
+            buf->inflight_n += nmsgs - 1;
+            rc_runs_inflight_add(c->runs, (int)(nmsgs - 1));
+        }
+        rc_ingest_buf_hold_n(buf, nmsgs); /* one per run message, taken by send_one */
+    }
     for (uint32_t g = 0; g < ngroups; g++)
         if (c->gmsg[g])
             send_one(c, c->gmsg[g], buf, pipe, ack, recv_wall, recv_ns);

@@ -37,6 +37,12 @@ struct rc_ingest_buf *rc_ingest_buf_hold(struct rc_ingest_buf *b)
     return b;
 }
 
+void rc_ingest_buf_hold_n(struct rc_ingest_buf *b, uint32_t n)
+{
+    /* relaxed: as rc_ingest_buf_hold */
+    atomic_fetch_add_explicit(&b->refs, n, memory_order_relaxed);
+}
+
 void rc_ingest_buf_release(struct rc_ingest_buf *b)
 {
     if (!b)
@@ -44,6 +50,11 @@ void rc_ingest_buf_release(struct rc_ingest_buf *b)
     /* acq_rel: releases this holder's reads of the bytes; the last one
      * acquires every other holder's before freeing */
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+        /* every run message built from it has been handled (its frames
+         * sent) before its release, which the acquire above made visible;
+         * the gauge's acq_rel passes that on to the quiesce loop */
+        if (b->inflight)
+            rc_runs_inflight_add(b->inflight, -(int)b->inflight_n);
         if (b->free_fn)
             b->free_fn(b);
         else
@@ -60,6 +71,7 @@ struct rc_ingest_buf *rc_ingest_buf_copy(const void *p, size_t len)
     b->free_fn = NULL;
     b->owner = NULL;
     b->recv_ns = 0;
+    b->inflight = NULL;
     memcpy(b + 1, p, len);
     b->data = (const uint8_t *)(b + 1);
     b->len = len;
@@ -169,8 +181,7 @@ static void ingest_msg_free(struct rc_msg *msg)
         }
         rc_ack_done(m->ack);
     }
-    rc_ingest_buf_release(m->buf);
-    rc_runs_inflight_add(m->runs, -1);
+    rc_ingest_buf_release(m->buf); /* the in-flight gauge counts the buffer */
     rc_free(m);
 }
 
@@ -187,7 +198,6 @@ struct rc_ingest_msg *rc_ingest_msg_new(struct rc_runs *runs, uint32_t n)
     m->pipe = 0;
     m->n = n;
     m->handled = false;
-    rc_runs_inflight_add(runs, 1);
     return m;
 }
 
@@ -361,10 +371,17 @@ static struct rc_blob *hist_get(const struct rc_run *run, uint64_t seq)
     return h->ring[ring_pos(h, (uint32_t)(seq - h->first_seq))];
 }
 
+/* How far ahead hist_pop prefetches: handle_ingest prefetches the first
+ * ones of a turn, each pop the one this many places behind it, so a turn
+ * that evicts many (a 64-event batch to one run) does not stall on each. */
+#define HIST_PREFETCH 8u
+
 static void hist_pop(struct rc_run *run)
 {
     struct rc_run_hist *h = run->hist;
     struct rc_blob *b = h->ring[h->head];
+    if (h->count > HIST_PREFETCH)
+        __builtin_prefetch(h->ring[ring_pos(h, HIST_PREFETCH)], 1);
     h->bytes -= b->len;
     hist_account(run, -1, -(int64_t)b->len);
     rc_blob_release(b);
@@ -1413,7 +1430,7 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
     const struct rc_run_hist *h = run->hist && !hist_is_one(run) ? run->hist : NULL;
     if (h && h->count > 0 &&
         (uint64_t)h->count + m->n > rc_runs_config(run->runs)->history_max_events) {
-        uint32_t k = m->n < 8 ? m->n : 8;
+        uint32_t k = m->n < HIST_PREFETCH ? m->n : HIST_PREFETCH;
         for (uint32_t i = 0; i < k && i < h->count; i++)
             __builtin_prefetch(h->ring[ring_pos(h, i)], 1);
     }

@@ -51,9 +51,18 @@ struct rc_ingest_buf {
      * because the ingress or the actor lagged.  Written before the buffer
      * is shared. */
     uint64_t recv_ns;
+    /* The registry whose in-flight gauge holds inflight_n for this buffer
+     * until it is freed, or NULL.  rc_ingest_dispatch / rc_ingest_refuse
+     * set both (before the buffer is shared, or before the run messages
+     * that share it are sent), so creators need not; the last release
+     * reads them (ordered by refs). */
+    struct rc_runs *inflight;
+    uint32_t inflight_n;
 };
 
 struct rc_ingest_buf *rc_ingest_buf_hold(struct rc_ingest_buf *b);
+/* n more references at once (one atomic add for a batch's run messages). */
+void rc_ingest_buf_hold_n(struct rc_ingest_buf *b, uint32_t n);
 void rc_ingest_buf_release(struct rc_ingest_buf *b);
 /* A buffer holding a copy of len bytes. */
 struct rc_ingest_buf *rc_ingest_buf_copy(const void *p, size_t len);
@@ -245,7 +254,15 @@ void rc_runs_pipe_untrack(struct rc_runs *runs, struct rc_run *run);
 /* A publisher connection closed. */
 void rc_runs_pipe_closed(struct rc_runs *runs, uint32_t pipe);
 
-/* In-flight ingest messages (quiesce waits for 0). */
+/* In-flight run messages (quiesce waits for 0; the PULL path pauses its
+ * receives above --run-mailbox-limit): max(1, its run messages) per
+ * received message, 1 added on entry to rc_ingest_dispatch (it covers the
+ * decode too), the rest before the run messages are sent, all taken back
+ * when the last of them is freed (rc_ingest_buf inflight_n): two or three
+ * atomics per received message on a line the ingress and every worker
+ * write, where it was two per run message (~47 for a batch of 64 over 100
+ * runs).  A message's run messages thus count until the last of them is
+ * handled, which errs on the side of pausing earlier. */
 void rc_runs_inflight_add(struct rc_runs *runs, int delta);
 uint64_t rc_runs_inflight(const struct rc_runs *runs);
 
