@@ -10,8 +10,8 @@
  * is done (rc_send_batch: one inject-queue lock and at most one wake-up per
  * sleeping worker for the whole message; it used to be one lock and one
  * wake check per run, and a batch spreads over tens of runs).  Running idle
- * run actors inline on this thread instead (rc_send_batch_add_inline) was
- * measured and not kept: docs/ARCHITECTURE.md, "Ingest hand-offs".  The
+ * run actors inline on this thread instead (an "inline turn") was measured
+ * and not kept: docs/ARCHITECTURE.md, "Ingest hand-offs".  The
  * buffer stays alive (refcounted) until every run actor is done with the
  * events, which are views into it.
  */

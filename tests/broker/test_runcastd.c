@@ -56,6 +56,27 @@ static void expect_run(struct wsc *c, const char *run, size_t n, const char *con
                  (unsigned long)(next - 1), n);
 }
 
+/* Polls (bounded) until the subscriber has seen n events of run.  A PUSH
+ * write that completed is not yet an event the broker handled: a request
+ * on another connection could overtake it. */
+static bool wait_run_events(struct wsc *c, const char *run, size_t n, uint64_t timeout_ms)
+{
+    uint64_t end = rc_clock_mono_ms() + timeout_ms;
+    for (;;) {
+        size_t seen = 0, total = wsc_count(c);
+        for (size_t i = 0; i < total; i++) {
+            struct wsev e;
+            if (wsc_get(c, i, &e) && strcmp(e.run, run) == 0)
+                seen++;
+        }
+        if (seen >= n)
+            return true;
+        if (rc_clock_mono_ms() >= end)
+            return false;
+        rc_clock_sleep_ms(5);
+    }
+}
+
 static void encode_batch(struct rc_buf *b, const struct tev *e, size_t n)
 {
     rc_buf_reset(b);
@@ -93,6 +114,8 @@ Test(runcastd, publishers_bad_input_and_in_order_delivery, .timeout = 60)
     };
     encode_batch(&b, b1, 5);
     push_once(d.pull, b.data, b.len);
+    /* the REQ below must come after these (its seqs are asserted) */
+    cr_assert(wait_run_events(ws, "p1", 2, 5000) && wait_run_events(ws, "p2", 2, 5000));
 
     /* 2. nng REQ: mixed batch answered per element */
     struct tev b2[] = {
@@ -150,7 +173,7 @@ Test(runcastd, publishers_bad_input_and_in_order_delivery, .timeout = 60)
     snprintf(cmd, sizeof(cmd), "nngcat --push --dial %s --file %s", d.pull,
              write_tmp("push", b.data, b.len));
     cr_assert_eq(system(cmd), 0, "%s", cmd);
-    rc_clock_sleep_ms(50);
+    cr_assert(wait_run_events(ws, "p2", 4, 5000), "nngcat's phase event not seen");
     struct tev b3[] = {{.run = "p1", .type = "complete"}, {.run = "p2", .type = "complete"}};
     encode_batch(&b, b3, 2);
     char *path = write_tmp("req", b.data, b.len);
