@@ -18,6 +18,7 @@
  *                    environment: the ingress reports a failure to its
  *                    supervisor (restart path; past --restart-intensity
  *                    the process exits 70)
+ *   SIGRTMIN+2       test hook, the same for the edge's listener
  *
  * Exit codes: 0 normal stop (also when the stop overruns --shutdown-timeout:
  * the process then exits at the deadline after an ERROR line), 1 start-up
@@ -133,8 +134,11 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     const char *hooks = getenv("RC_TEST_HOOKS");
     int crash_sig = hooks && strcmp(hooks, "1") == 0 ? SIGRTMIN + 1 : 0;
-    if (crash_sig)
+    int edge_crash_sig = crash_sig ? SIGRTMIN + 2 : 0;
+    if (crash_sig) {
         sigaddset(&set, crash_sig);
+        sigaddset(&set, edge_crash_sig);
+    }
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -198,6 +202,13 @@ int main(int argc, char **argv)
             continue;
         if (sig == SIGTERM || sig == SIGINT)
             break;
+#ifdef RC_HAVE_EDGE
+        if (edge_crash_sig && sig == edge_crash_sig) {
+            rc_log(RC_LOG_WARN, "runcastd", NULL, NULL, "test hook: edge listener made to fail");
+            rc_edge_test_fail_listener(edge);
+            continue;
+        }
+#endif
         if (crash_sig && sig == crash_sig) {
             int hrc = rc_broker_test_crash_ingress(b);
             rc_log(RC_LOG_WARN, "runcastd", NULL, NULL, "test hook: ingress made to fail (%s)",

@@ -246,6 +246,7 @@ int rc_edge_new(const struct rc_config *cfg, struct rc_broker *broker, struct rc
     e->lim.client_frame_max = (uint32_t)cfg->ws_max_frame;
     e->lim.id_max_bytes = (uint32_t)cfg->max_id_bytes;
     pthread_mutex_init(&e->mtx, NULL);
+    pthread_mutex_init(&e->listen_mtx, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->id = atomic_fetch_add_explicit(&edge_ids, 1, memory_order_relaxed) + 1;
     *out = e;
@@ -372,6 +373,7 @@ void rc_edge_free(struct rc_edge *e)
         rc_free(h);
     }
     pthread_mutex_destroy(&e->mtx);
+    pthread_mutex_destroy(&e->listen_mtx);
     pthread_cond_destroy(&e->cv);
     rc_free(e);
 }

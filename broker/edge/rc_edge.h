@@ -50,6 +50,11 @@ uint64_t rc_edge_connections(const struct rc_edge *e);
  */
 void rc_edge_stop(struct rc_edge *e);
 
+/* Test hook (runcastd, only with RC_TEST_HOOKS=1): makes the listener
+ * report a failure, as 64 accept errors in a row or a listener closed
+ * under it would; the broker's supervisor restarts it on the same port. */
+void rc_edge_test_fail_listener(struct rc_edge *e);
+
 /* Frees the edge; call after rc_edge_stop.  NULL does nothing. */
 void rc_edge_free(struct rc_edge *e);
 

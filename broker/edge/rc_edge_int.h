@@ -141,11 +141,22 @@ struct rc_edge {
     struct rc_proto_limits lim;  /* client frame limits; read-only after new */
     uint64_t epoch;              /* read-only after new */
 
-    nng_stream_listener *listener; /* set in start, freed in stop */
+    nng_stream_listener *listener; /* set by srv_listen, freed by srv_unlisten */
     nng_aio *accept_aio;
     _Atomic uint32_t accept_sync; /* hand-off marker of accept_aio (rc_edge_io_publish) */
     uint16_t port;
-    int64_t started_ms; /* wall ms at start */
+    /* The listener is a supervised child of the broker (rc_edge_srv.c):
+     * listen_mtx serialises (re)listening and closing it (the supervisor's
+     * restart, the child's fini and rc_edge_stop); never held by the
+     * accept callback, which srv_unlisten waits for. */
+    pthread_mutex_t listen_mtx;
+    struct rc_actor *listener_actor; /* the child; not held; protected by mtx */
+    bool listener_failed;            /* reported once per listener; protected by mtx */
+    bool unlistening;                /* our own close is under way; protected by mtx */
+    uint32_t accept_errors;          /* consecutive; accept callback only */
+    uint64_t listener_starts;        /* supervisor's start thread only */
+    int listen_rc;                   /* the last listener_start's result (same thread) */
+    int64_t started_ms;              /* wall ms at start */
 
     /* atomic: release store in start/stop, acquire load in the handlers, so
      * a handler that sees true also sees everything start set up. */
@@ -235,6 +246,9 @@ void rc_edge_take_stream(struct rc_edge_req *r, nng_stream **s, const void **ear
                          size_t *early_len);
 void rc_edge_take_done(struct rc_edge_req *r);
 
+/* Starts accepting: as a child of the broker's supervisor when there is a
+ * broker (a failed listener is restarted on the same port, within
+ * --restart-intensity), directly otherwise. */
 int rc_edge_srv_start(struct rc_edge *e, const char *url);
 /* Stops accepting, closes every session and waits for them. */
 void rc_edge_srv_stop(struct rc_edge *e);

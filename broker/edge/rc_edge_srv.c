@@ -18,7 +18,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "rc_actor.h"
 #include "rc_alloc.h"
+#include "rc_broker.h"
 #include "rc_buf.h"
 #include "rc_config.h"
 #include "rc_edge_int.h"
@@ -479,6 +481,32 @@ void rc_edge_take_done(struct rc_edge_req *r)
 
 /* ---- accepting ---- */
 
+/* Consecutive accept errors that make the listener a failed child. */
+#define RC_EDGE_ACCEPT_MAX_ERRORS 64
+/* The listener child's one message: "you failed" (from the accept callback
+ * or the test hook). */
+#define RC_MSG_EDGE_LISTENER_FAIL 0x45444701u
+
+/* Tells the listener child it failed, once per listener (any thread). */
+static void listener_report_failure(struct rc_edge *e, int rv)
+{
+    pthread_mutex_lock(&e->mtx);
+    struct rc_actor *a = NULL;
+    if (e->listener_actor != NULL && !e->listener_failed && !e->stopping) {
+        e->listener_failed = true;
+        a = rc_actor_hold(e->listener_actor);
+    }
+    pthread_mutex_unlock(&e->mtx);
+    if (a == NULL)
+        return;
+    rc_log(RC_LOG_ERROR, "edge", NULL, NULL, "the HTTP/WebSocket listener failed (%s)",
+           rv ? nng_strerror(rv) : "test hook");
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), RC_MSG_EDGE_LISTENER_FAIL);
+    if (m != NULL && rc_actor_send(a, m) != 0)
+        rc_msg_free(m);
+    rc_actor_release(a);
+}
+
 static void accept_cb_inner(struct rc_edge *e)
 {
     int rv = nng_aio_result(e->accept_aio);
@@ -511,10 +539,20 @@ static void accept_cb_inner(struct rc_edge *e)
         /* nng's TCP listener already backs off on EMFILE/ENFILE */
         RC_LOG_RATELIMITED(RC_LOG_WARN, "edge", NULL, NULL, "accept failed: %s", nng_strerror(rv));
     }
+    if (rv == 0)
+        e->accept_errors = 0;
+    else if (rv != NNG_ECLOSED)
+        e->accept_errors++;
     pthread_mutex_lock(&e->mtx);
-    bool again = !e->stopping && rv != NNG_ECLOSED;
+    /* A listener closed by nobody of ours, or failing again and again, is
+     * a failed child: its supervisor restarts it (listener_report_failure). */
+    bool failed = !e->stopping && !e->unlistening &&
+                  (rv == NNG_ECLOSED || e->accept_errors >= RC_EDGE_ACCEPT_MAX_ERRORS);
+    bool again = !e->stopping && rv != NNG_ECLOSED && !failed;
     e->accepting = again;
     pthread_mutex_unlock(&e->mtx);
+    if (failed)
+        listener_report_failure(e, rv);
     if (again)
         rc_edge_io_accept(&e->accept_sync, e->listener, e->accept_aio);
 }
@@ -527,7 +565,8 @@ static void accept_cb(void *arg)
     rc_edge_io_publish(&e->accept_sync); /* for rc_edge_srv_stop after nng_aio_stop */
 }
 
-int rc_edge_srv_start(struct rc_edge *e, const char *url)
+/* Listens on url and posts the first accept; under listen_mtx. */
+static int srv_listen(struct rc_edge *e, const char *url)
 {
     int rv = nng_stream_listener_alloc(&e->listener, url);
     if (rv != 0)
@@ -545,21 +584,132 @@ int rc_edge_srv_start(struct rc_edge *e, const char *url)
         e->listener = NULL;
         return RC_ENOMEM;
     }
+    e->accept_errors = 0;
     pthread_mutex_lock(&e->mtx);
     e->accepting = true;
+    e->listener_failed = false;
     pthread_mutex_unlock(&e->mtx);
     /* listener, port, aio: published to accept_cb */
     rc_edge_io_accept(&e->accept_sync, e->listener, e->accept_aio);
     return RC_OK;
 }
 
-void rc_edge_srv_stop(struct rc_edge *e)
+/* Closes the listener and waits for its accept callback; sessions and
+ * connections stay.  Under listen_mtx. */
+static void srv_unlisten(struct rc_edge *e)
 {
     if (e->listener == NULL)
         return;
+    pthread_mutex_lock(&e->mtx);
+    e->unlistening = true; /* the callback's ECLOSED is ours, not a failure */
+    pthread_mutex_unlock(&e->mtx);
     nng_stream_listener_close(e->listener);
     nng_aio_stop(e->accept_aio);
     rc_edge_io_acquire(&e->accept_sync); /* the last accept_cb's writes */
+    nng_aio_free(e->accept_aio);
+    e->accept_aio = NULL;
+    nng_stream_listener_free(e->listener);
+    e->listener = NULL;
+    pthread_mutex_lock(&e->mtx);
+    e->unlistening = false;
+    pthread_mutex_unlock(&e->mtx);
+}
+
+/* ---- the listener as a supervised child of the broker ---- */
+
+static void listener_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
+{
+    (void)state;
+    if (msg->type == RC_MSG_EDGE_LISTENER_FAIL)
+        rc_actor_stop(self, RC_EIO);
+}
+
+static void listener_fini(void *state, int reason)
+{
+    (void)reason;
+    struct rc_edge *e = state;
+    pthread_mutex_lock(&e->mtx);
+    e->listener_actor = NULL;
+    bool stopping = e->stopping;
+    pthread_mutex_unlock(&e->mtx);
+    if (stopping)
+        return; /* rc_edge_stop closes it */
+    /* failed: close it so the restart can listen on the same port */
+    pthread_mutex_lock(&e->listen_mtx);
+    srv_unlisten(e);
+    pthread_mutex_unlock(&e->listen_mtx);
+}
+
+/* The supervisor's start function: listens (the first time on the
+ * configured address, after a failure on the port it had) and spawns the
+ * child that stands for the listener. */
+static struct rc_actor *listener_start(void *arg)
+{
+    struct rc_edge *e = arg;
+    const struct rc_config *cfg = e->cfg;
+    const char *host = cfg->http_host != NULL ? cfg->http_host : "127.0.0.1";
+    unsigned port = e->listener_starts > 0 ? e->port : (unsigned)cfg->http_port;
+    char url[300];
+    if (strchr(host, ':') != NULL)
+        snprintf(url, sizeof(url), "tcp://[%s]:%u", host, port);
+    else
+        snprintf(url, sizeof(url), "tcp://%s:%u", host, port);
+    pthread_mutex_lock(&e->listen_mtx);
+    pthread_mutex_lock(&e->mtx);
+    bool stopping = e->stopping;
+    pthread_mutex_unlock(&e->mtx);
+    int rc = stopping ? RC_ECLOSED : srv_listen(e, url);
+    struct rc_actor *a = NULL;
+    if (rc == RC_OK &&
+        rc_actor_spawn(e->sys, listener_behaviour, e, listener_fini,
+                       &(struct rc_actor_opts){.name = "edge-listener"}, &a) != RC_OK) {
+        srv_unlisten(e);
+        rc = RC_ENOMEM;
+    }
+    if (rc == RC_OK) {
+        pthread_mutex_lock(&e->mtx);
+        e->listener_actor = a;
+        pthread_mutex_unlock(&e->mtx);
+    }
+    pthread_mutex_unlock(&e->listen_mtx);
+    e->listen_rc = rc;
+    if (rc != RC_OK) {
+        rc_log(RC_LOG_ERROR, "edge", NULL, NULL, "listen on %s: %s", url, rc_error_message(rc));
+        return NULL;
+    }
+    if (e->listener_starts++ > 0)
+        rc_log(RC_LOG_WARN, "supervisor", NULL, NULL,
+               "edge listener restarted after a failure on port %u (restart %llu)", port,
+               (unsigned long long)(e->listener_starts - 1));
+    return a;
+}
+
+int rc_edge_srv_start(struct rc_edge *e, const char *url)
+{
+    if (e->broker == NULL) {
+        pthread_mutex_lock(&e->listen_mtx);
+        int rc = srv_listen(e, url);
+        pthread_mutex_unlock(&e->listen_mtx);
+        return rc;
+    }
+    (void)url; /* listener_start builds it (and rebuilds it on a restart) */
+    e->listen_rc = RC_OK;
+    int rc = rc_broker_supervise(e->broker, "edge", listener_start, e);
+    if (rc == RC_OK)
+        return RC_OK;
+    return e->listen_rc != RC_OK ? e->listen_rc : rc; /* the listen's own error first */
+}
+
+void rc_edge_test_fail_listener(struct rc_edge *e)
+{
+    listener_report_failure(e, 0);
+}
+
+void rc_edge_srv_stop(struct rc_edge *e)
+{
+    pthread_mutex_lock(&e->listen_mtx);
+    srv_unlisten(e);
+    pthread_mutex_unlock(&e->listen_mtx);
     /* Close every session's stream: its pending operation fails and its
      * callback frees it; a session waiting for a handler is freed when the
      * handler answers (the write fails). */
@@ -572,8 +722,4 @@ void rc_edge_srv_stop(struct rc_edge *e)
     while (e->sessions != NULL)
         pthread_cond_wait(&e->cv, &e->mtx);
     pthread_mutex_unlock(&e->mtx);
-    nng_aio_free(e->accept_aio);
-    e->accept_aio = NULL;
-    nng_stream_listener_free(e->listener);
-    e->listener = NULL;
 }

@@ -633,3 +633,38 @@ Test(runcastd, ingress_restarts_under_acknowledged_load_keep_the_broker_up, .tim
     int st = rcd_stop(&d, 20000);
     cr_assert_eq(st, 0, "exit status %d (log %s)", st, d.log);
 }
+
+/*
+ * The edge's listener is a supervised child too (the test hook SIGRTMIN+2
+ * makes it report a failure, as 64 accept errors in a row or a listener
+ * closed under it would): it is restarted on the same port while the open
+ * WebSocket connections keep receiving, and one failure past
+ * --restart-intensity makes runcastd exit 70.
+ */
+Test(runcastd, edge_listener_failures_restart_it_then_exit_70_past_the_intensity, .timeout = 90)
+{
+    setenv("RC_TEST_HOOKS", "1", 1);
+    struct rcd d;
+    const char *extra[] = {"--restart-intensity", "2", "--restart-period", "10m", NULL};
+    rcd_start(&d, extra);
+    struct wsc *old = wsc_open_all(d.http_port);
+    for (size_t i = 1; i <= 2; i++) {
+        kill(d.pid, SIGRTMIN + 2);
+        cr_assert(wait_log(&d, "edge listener restarted after a failure", i, 10000),
+                  "restart %zu not logged (log %s)", i, d.log);
+        cr_assert(rcd_alive(&d));
+        /* new connections are accepted on the same port ... */
+        struct wsc *fresh = wsc_open_all(d.http_port);
+        char run[32];
+        snprintf(run, sizeof(run), "edge-after-%zu", i);
+        cr_assert(acked_start(&d, run));
+        /* ... and the connection from before every restart still receives */
+        cr_assert(wait_run_events(old, run, 1, 5000), "the old connection missed %s", run);
+        cr_assert(wait_run_events(fresh, run, 1, 5000), "the new connection missed %s", run);
+        wsc_close(fresh);
+    }
+    kill(d.pid, SIGRTMIN + 2); /* the third failure within the period */
+    int st = rcd_wait(&d, 20000);
+    cr_assert_eq(st, 70, "exit status %d (log %s)", st, d.log);
+    wsc_close(old);
+}
