@@ -462,6 +462,11 @@ int rcb_echo_child_main(const char *url, int nctx)
     return 0;
 }
 
+pid_t rcb_echo_pid(const struct rcb_echo *e)
+{
+    return e->proc.pid > 0 ? e->proc.pid : getpid();
+}
+
 const char *rcb_echo_url(const struct rcb_echo *e)
 {
     return e->url;

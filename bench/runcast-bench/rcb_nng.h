@@ -42,6 +42,8 @@ struct rcb_echo *rcb_echo_new(const char *url, int nctx);
 int rcb_echo_child_main(const char *url, int nctx);
 /* The address requesters dial (the bound port for tcp://h:0). */
 const char *rcb_echo_url(const struct rcb_echo *e);
+/* The answering process (this one for --raw-sink thread). */
+pid_t rcb_echo_pid(const struct rcb_echo *e);
 void rcb_echo_free(struct rcb_echo *e);
 
 /* ---- REQ socket: dialled to url (blocking), 10 s send/receive timeouts,

@@ -52,12 +52,19 @@ static void push_and_count(struct rcb_sink *k)
     nng_close(s);
 }
 
-static void tcp_case(bool thread)
+/* Where the raw baselines' receivers run (--raw-sink) and over which
+ * transport (--transport): the options every case sets first. */
+static void baseline_mode(bool thread, bool ipc)
 {
     rcb_o.quiet = true;
     rcb_o.sink_thread = thread;
     rcb_o.sink_exe = RCB_BENCH_EXE;
-    rcb_o.ipc = false;
+    rcb_o.ipc = ipc;
+}
+
+static void tcp_case(bool thread)
+{
+    baseline_mode(thread, false);
     char url[256], path[200];
     rcb_pull_listen_url(url, sizeof(url), path, sizeof(path), "test");
     cr_assert_str_eq(url, "tcp://127.0.0.1:0");
@@ -87,10 +94,7 @@ Test(bench_nng, sink_thread_counts_every_message_on_a_bound_port)
 
 Test(bench_nng, sink_process_over_ipc)
 {
-    rcb_o.quiet = true;
-    rcb_o.sink_thread = false;
-    rcb_o.sink_exe = RCB_BENCH_EXE;
-    rcb_o.ipc = true;
+    baseline_mode(false, true);
     char url[256], path[200];
     rcb_pull_listen_url(url, sizeof(url), path, sizeof(path), "test");
     cr_assert_eq(strncmp(url, "ipc:///tmp/", 11), 0, "%s", url);
@@ -107,20 +111,18 @@ Test(bench_nng, sink_process_over_ipc)
 
 Test(bench_nng, sink_process_that_cannot_listen_is_reported)
 {
-    rcb_o.quiet = true;
-    rcb_o.sink_thread = false;
-    rcb_o.sink_exe = RCB_BENCH_EXE;
+    baseline_mode(false, false);
     /* an address not on this host: the child's listen fails */
     cr_assert_null(rcb_sink_new("tcp://192.0.2.1:0", 2));
 }
 
 static void echo_answers(bool thread)
 {
-    rcb_o.quiet = true;
-    rcb_o.sink_thread = thread;
-    rcb_o.sink_exe = RCB_BENCH_EXE;
+    baseline_mode(thread, false);
     struct rcb_echo *e = rcb_echo_new("tcp://127.0.0.1:0", 2);
     cr_assert_not_null(e);
+    pid_t pid = rcb_echo_pid(e);
+    cr_assert_eq(pid != getpid(), !thread);
     cr_assert_gt(rc_listen_line_port(rcb_echo_url(e)), 0, "%s", rcb_echo_url(e));
     nng_socket s;
     cr_assert_eq(rcb_req_open(&s, rcb_echo_url(e)), 0);
@@ -138,6 +140,8 @@ static void echo_answers(bool thread)
     nng_free(rep, len);
     nng_close(s);
     rcb_echo_free(e);
+    if (!thread)
+        cr_assert(kill(pid, 0) != 0 && errno == ESRCH, "the echo process was reaped");
 }
 
 Test(bench_nng, echo_on_port_zero_answers_in_this_process)
