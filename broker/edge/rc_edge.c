@@ -258,17 +258,12 @@ int rc_edge_start(struct rc_edge *e)
     const struct rc_config *cfg = e->cfg;
     if (e->sys == NULL)
         return RC_EINVAL;
-    char url[300];
     const char *host = cfg->http_host != NULL ? cfg->http_host : "127.0.0.1";
-    if (strchr(host, ':') != NULL)
-        snprintf(url, sizeof(url), "tcp://[%s]:%u", host, (unsigned)cfg->http_port);
-    else
-        snprintf(url, sizeof(url), "tcp://%s:%u", host, (unsigned)cfg->http_port);
     e->started_ms = rc_clock_wall_ms();
     /* release: pairs with the handlers' acquire loads (set before the
      * first connection can arrive) */
     atomic_store_explicit(&e->serving, true, memory_order_release);
-    int rv = rc_edge_srv_start(e, url);
+    int rv = rc_edge_srv_start(e);
     if (rv != 0) {
         atomic_store_explicit(&e->serving, false, memory_order_release);
         return rv;

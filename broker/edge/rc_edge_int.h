@@ -249,7 +249,7 @@ void rc_edge_take_done(struct rc_edge_req *r);
 /* Starts accepting: as a child of the broker's supervisor when there is a
  * broker (a failed listener is restarted on the same port, within
  * --restart-intensity), directly otherwise. */
-int rc_edge_srv_start(struct rc_edge *e, const char *url);
+int rc_edge_srv_start(struct rc_edge *e);
 /* Stops accepting, closes every session and waits for them. */
 void rc_edge_srv_stop(struct rc_edge *e);
 

@@ -565,6 +565,16 @@ static void accept_cb(void *arg)
     rc_edge_io_publish(&e->accept_sync); /* for rc_edge_srv_stop after nng_aio_stop */
 }
 
+/* The --http address with port (IPv6 hosts in brackets). */
+static void listen_url(const struct rc_edge *e, unsigned port, char *url, size_t len)
+{
+    const char *host = e->cfg->http_host != NULL ? e->cfg->http_host : "127.0.0.1";
+    if (strchr(host, ':') != NULL)
+        snprintf(url, len, "tcp://[%s]:%u", host, port);
+    else
+        snprintf(url, len, "tcp://%s:%u", host, port);
+}
+
 /* Listens on url and posts the first accept; under listen_mtx. */
 static int srv_listen(struct rc_edge *e, const char *url)
 {
@@ -646,14 +656,9 @@ static void listener_fini(void *state, int reason)
 static struct rc_actor *listener_start(void *arg)
 {
     struct rc_edge *e = arg;
-    const struct rc_config *cfg = e->cfg;
-    const char *host = cfg->http_host != NULL ? cfg->http_host : "127.0.0.1";
-    unsigned port = e->listener_starts > 0 ? e->port : (unsigned)cfg->http_port;
+    unsigned port = e->listener_starts > 0 ? e->port : (unsigned)e->cfg->http_port;
     char url[300];
-    if (strchr(host, ':') != NULL)
-        snprintf(url, sizeof(url), "tcp://[%s]:%u", host, port);
-    else
-        snprintf(url, sizeof(url), "tcp://%s:%u", host, port);
+    listen_url(e, port, url, sizeof(url));
     pthread_mutex_lock(&e->listen_mtx);
     pthread_mutex_lock(&e->mtx);
     bool stopping = e->stopping;
@@ -684,15 +689,16 @@ static struct rc_actor *listener_start(void *arg)
     return a;
 }
 
-int rc_edge_srv_start(struct rc_edge *e, const char *url)
+int rc_edge_srv_start(struct rc_edge *e)
 {
     if (e->broker == NULL) {
+        char url[300];
+        listen_url(e, (unsigned)e->cfg->http_port, url, sizeof(url));
         pthread_mutex_lock(&e->listen_mtx);
         int rc = srv_listen(e, url);
         pthread_mutex_unlock(&e->listen_mtx);
         return rc;
     }
-    (void)url; /* listener_start builds it (and rebuilds it on a restart) */
     e->listen_rc = RC_OK;
     int rc = rc_broker_supervise(e->broker, "edge", listener_start, e);
     if (rc == RC_OK)
