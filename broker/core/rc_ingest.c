@@ -18,8 +18,8 @@ struct rc_ingest_err {
     struct rc_proto_error err;
 };
 
-void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
-                        enum rc_ingest_kind kind, rc_ingest_peer_fn peer)
+static void ctx_setup(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
+                      enum rc_ingest_kind kind, rc_ingest_peer_fn peer)
 {
     memset(c, 0, sizeof(*c));
     c->batch = (struct rc_send_batch)RC_SEND_BATCH_INIT;
@@ -29,7 +29,89 @@ void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc
     c->peer = peer;
 }
 
+static void ctx_release(struct rc_ingest_ctx *c);
+static void dispatch_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                         rc_ingest_ack_fn ack_for, void *arg);
+
+/* ---- The decoder actor (PULL) ---- */
+
+enum { RC_IMSG_DECODE = 0x52430040u, RC_IMSG_FINISH };
+
+struct decode_msg {
+    struct rc_msg hdr;         /* RC_IMSG_DECODE; free_fn: decode_msg_free */
+    struct rc_ingest_buf *buf; /* NULL once handed to dispatch_now */
+    struct rc_metrics *metrics;
+    uint32_t pipe;
+};
+
+static void decode_msg_free(struct rc_msg *msg)
+{
+    struct decode_msg *d = (struct decode_msg *)msg;
+    if (d->buf) {
+        /* dropped unhandled: the actor system is stopping (quiesce, which
+         * waits for every counted message, ran before if it was asked) */
+        rc_metric_add(&d->metrics->messages_rejected, 1);
+        rc_ingest_buf_release(d->buf);
+    }
+    rc_free(d);
+}
+
+static void decoder_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
+{
+    struct rc_ingest_ctx *c = state;
+    if (msg->type == RC_IMSG_DECODE) {
+        struct decode_msg *d = (struct decode_msg *)msg;
+        struct rc_ingest_buf *buf = d->buf;
+        d->buf = NULL;
+        dispatch_now(c, buf, d->pipe, NULL, NULL);
+    } else if (msg->type == RC_IMSG_FINISH) {
+        rc_actor_stop(self, 0); /* everything sent before it is dispatched */
+    }
+}
+
+static void decoder_fini(void *state, int reason)
+{
+    (void)reason;
+    ctx_release(state);
+    rc_free(state);
+}
+
+void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
+                        enum rc_ingest_kind kind, rc_ingest_peer_fn peer)
+{
+    ctx_setup(c, runs, m, kind, peer);
+    if (kind != RC_INGEST_PULL)
+        return;
+    struct rc_ingest_ctx *inner = rc_malloc(sizeof(*inner));
+    if (!inner)
+        return; /* decode on the calling thread */
+    ctx_setup(inner, runs, m, kind, peer);
+    struct rc_actor_opts o = {.mailbox_limit = 0, .name = "ingest-decoder"};
+    if (rc_actor_spawn(rc_runs_system(runs), decoder_behaviour, inner, decoder_fini, &o,
+                       &c->decoder) != 0) {
+        c->decoder = NULL;
+        rc_free(inner);
+    }
+}
+
 void rc_ingest_ctx_fini(struct rc_ingest_ctx *c)
+{
+    if (c->decoder) {
+        /* After what was sent before it (a restarted ingress loses nothing
+         * it received); if the system has stopped, the send fails and the
+         * stop already freed the queued messages and ran the fini. */
+        struct rc_msg *f = rc_msg_new(sizeof(struct rc_msg), RC_IMSG_FINISH);
+        if (!f || rc_actor_send(c->decoder, f) != 0) {
+            rc_free(f);
+            rc_actor_stop(c->decoder, 0);
+        }
+        rc_actor_release(c->decoder);
+        c->decoder = NULL;
+    }
+    ctx_release(c);
+}
+
+static void ctx_release(struct rc_ingest_ctx *c)
 {
     rc_free(c->spare); /* holds nothing: a plain allocation (rc_msg_new) */
     c->spare = NULL;
@@ -380,18 +462,67 @@ static void park_pre(struct rc_ingest_ctx *c, struct rc_ingest_msg *pre, uint32_
     c->spare_cap = cap;
 }
 
+/* Sets buf's share of the in-flight count to max(1, run messages) before
+ * they are sent (a worker may handle and free the first before the last
+ * is sent; the buffer's last release, the dispatcher's at the earliest,
+ * takes the share back).  The buffer is not shared yet. */
+static void inflight_set(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t nmsgs)
+{
+    uint32_t want = nmsgs ? nmsgs : 1;
+    if (want != buf->inflight_n) {
+        rc_runs_inflight_add(c->runs, (int)want - (int)buf->inflight_n);
+        buf->inflight_n = want;
+    }
+}
+
 void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
                         rc_ingest_ack_fn ack_for, void *arg)
 {
-    struct rc_metrics *m = c->metrics;
     /* In flight from here until the buffer's last release (after the last
      * run message built from it was handled): quiesce waits for it, the
-     * PULL path pauses on it.  This 1 also stands for the first run
-     * message; more are added before they are sent.  The buffer is not
-     * shared yet. */
+     * PULL path pauses on it.  Decoded here, 1 (it also stands for the
+     * first run message); queued for the decoder, the elements the array
+     * header announces, at least as many as the run messages it will make,
+     * so the PULL pause engages no later than with the decode done here.
+     * The buffer is not shared yet. */
+    bool queue = c->decoder && !ack_for;
+    uint32_t n0 = 1;
+    if (queue) {
+        uint32_t hint = peek_count(buf->data, buf->len, rc_runs_limits(c->runs)->batch_max_events);
+        n0 = hint ? hint : 1;
+    }
     buf->inflight = c->runs;
-    buf->inflight_n = 1;
-    rc_runs_inflight_add(c->runs, 1);
+    buf->inflight_n = n0;
+    rc_runs_inflight_add(c->runs, (int)n0);
+    if (!queue) {
+        dispatch_now(c, buf, pipe, ack_for, arg);
+        return;
+    }
+    if (!buf->recv_ns)
+        buf->recv_ns = rc_clock_mono_ns(); /* received now, decoded later */
+    struct decode_msg *d =
+        (struct decode_msg *)rc_msg_new(sizeof(struct decode_msg), RC_IMSG_DECODE);
+    if (d) {
+        d->hdr.free_fn = decode_msg_free;
+        d->buf = buf;
+        d->metrics = c->metrics;
+        d->pipe = pipe;
+        /* one sender at a time per context (the PULL reorder stage), so
+         * the mailbox keeps arrival order */
+        if (rc_actor_send(c->decoder, &d->hdr) == 0)
+            return;
+        d->buf = NULL;
+        rc_free(d);
+    }
+    /* out of memory, or the system is stopping */
+    rc_metric_add(&c->metrics->messages_rejected, 1);
+    rc_ingest_buf_release(buf);
+}
+
+static void dispatch_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                         rc_ingest_ack_fn ack_for, void *arg)
+{
+    struct rc_metrics *m = c->metrics;
     uint64_t now_ns = rc_clock_mono_ns();
     uint64_t recv_ns = buf->recv_ns && buf->recv_ns <= now_ns ? buf->recv_ns : now_ns;
     /* the wall time of the receipt, not of this dispatch */
@@ -471,7 +602,8 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
             c->slots = c->own_slots;
             c->cap = c->own_cap;
             c->in_pre = false;
-            pre->n = c->n; /* counted in flight on entry */
+            pre->n = c->n;
+            inflight_set(c, buf, 1);
             rc_ingest_buf_hold_n(buf, 1);
             send_one(c, pre, buf, pipe, ack, recv_wall, recv_ns);
             rc_send_batch_flush(&c->batch);
@@ -506,17 +638,9 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
     /* groups in order of their first event: a run's events keep publish
      * order inside their message, and runs are handed off in the order
      * they first appear */
-    if (nmsgs) {
-        /* counted before any is sent (the first by the entry's 1): a
-         * worker may handle and free the first before the last is sent,
-         * and the buffer's last release (ours, at the earliest) takes the
-         * count back */
-        if (nmsgs > 1) {
-            buf->inflight_n += nmsgs - 1;
-            rc_runs_inflight_add(c->runs, (int)(nmsgs - 1));
-        }
+    inflight_set(c, buf, nmsgs);
+    if (nmsgs)
         rc_ingest_buf_hold_n(buf, nmsgs); /* one per run message, taken by send_one */
-    }
     for (uint32_t g = 0; g < ngroups; g++)
         if (c->gmsg[g])
             send_one(c, c->gmsg[g], buf, pipe, ack, recv_wall, recv_ns);

@@ -9,9 +9,18 @@
  * The run messages of one received message are queued together when it
  * is done (rc_send_batch: one inject-queue lock and at most one wake-up per
  * sleeping worker for the whole message; it used to be one lock and one
- * wake check per run, and a batch spreads over tens of runs).  Running idle
- * run actors inline on this thread instead (an "inline turn") was measured
- * and not kept: docs/ARCHITECTURE.md, "Ingest hand-offs".  The
+ * wake check per run, and a batch spreads over tens of runs).
+ *
+ * PULL contexts decode on a worker: rc_ingest_dispatch only counts the
+ * message in flight and sends it to the context's decoder actor, whose
+ * turns do the rest (in arrival order: one actor, one mailbox).  The nng
+ * thread is back in nng at once, re-posts its receive sooner, and nng then
+ * completes more receives inside its pipe callbacks instead of waking a
+ * task thread for each (docs/ARCHITECTURE.md, "The decoder actor").  REP
+ * and in-process contexts decode on the calling thread (a request has its
+ * reply to send; the in-process API is measured in instructions).  Running
+ * idle run actors inline on the nng thread instead (an "inline turn") was
+ * measured and not kept: docs/ARCHITECTURE.md, "Ingest hand-offs".  The
  * buffer stays alive (refcounted) until every run actor is done with the
  * events, which are views into it.
  */
@@ -58,10 +67,16 @@ struct rc_ingest_ctx {
     /* The run messages of one received message, queued together at the end
      * of the dispatch. */
     struct rc_send_batch batch;
+    /* PULL: the decoder actor (its state is a second context that only its
+     * turns use), or NULL: decode on the calling thread.  Set by init. */
+    struct rc_actor *decoder;
 };
 
+/* A PULL context spawns its decoder actor (in the runs' actor system). */
 void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
                         enum rc_ingest_kind kind, rc_ingest_peer_fn peer);
+/* The decoder, if any, first dispatches what it was sent, then stops and
+ * frees its own context; this does not wait for it. */
 void rc_ingest_ctx_fini(struct rc_ingest_ctx *c);
 
 /* Returns the ack to fill for a message of n elements, or NULL (no reply).
@@ -69,9 +84,10 @@ void rc_ingest_ctx_fini(struct rc_ingest_ctx *c);
 typedef struct rc_ack *(*rc_ingest_ack_fn)(void *arg, uint32_t n);
 
 /*
- * Handles one message.  Consumes the caller's reference on buf.  When
- * ack_for returns an ack, its complete callback runs exactly once (maybe
- * before this returns, maybe later on a worker thread).
+ * Handles one message (PULL: hands it to the decoder).  Consumes the
+ * caller's reference on buf.  When ack_for returns an ack, its complete
+ * callback runs exactly once (maybe before this returns, maybe later on a
+ * worker thread).
  */
 void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
                         rc_ingest_ack_fn ack_for, void *arg);

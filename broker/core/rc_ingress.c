@@ -47,8 +47,9 @@ struct rc_rx {
     atomic_uint sync;
     uint32_t errors;           /* REP: consecutive receive errors; receive callback only */
     bool ack_made;             /* REP: this request has an ack (receive callback only) */
-    bool sleeping;             /* PULL: aio is in nng_sleep_aio (backpressure); callback only */
     struct rc_ingest_ctx ictx; /* REP (PULL dispatches with its socket's) */
+    bool has_ictx;             /* ictx was initialised (REP) */
+    struct rc_rx *park_next;   /* PULL: on q->parked (back-pressure); protected by q->mtx */
     /* PULL: the reorder stage (struct rc_pullq).  ticket is written under
      * q->mtx when the receive is posted and read by its callback (ordered
      * by nng, see rc_rx.sync); msg and rv are written by the callback
@@ -108,6 +109,9 @@ struct rc_pullq {
     size_t cap;
     uint32_t errors;           /* consecutive receive errors; dispatcher only */
     struct rc_ingest_ctx ictx; /* dispatcher only */
+    struct rc_rx *parked;      /* protected by mtx: receivers paused for back-pressure */
+    uint32_t n_parked;         /* protected by mtx */
+    struct rc_runs *runs;      /* whose gauge the pause watches; set at creation */
 };
 
 struct rc_sock {
@@ -228,49 +232,99 @@ static void report_failure(struct rc_ingress *ing, int rv)
 
 /* ---- PULL ---- */
 
-/*
- * Posts rx's receive with the next ticket (see struct rc_pullq), or, when
- * sleep, parks it for 1 ms without a ticket (backpressure, below).
- *
- * Under q->mtx so tickets follow nng's post order; nng never runs the
- * callback inside nng_recv_aio / nng_sleep_aio (it is dispatched to a task
- * queue).  The stopping check is under q->mtx too: a dispatcher may post a
- * receive for another rx, and rc_ingress_free takes every q->mtx after
- * setting stopping and before nng_aio_stop, so a post either happened
- * before that rx's nng_aio_stop (which then cancels and waits for it) or
- * does not happen at all.
- */
-static void pull_post(struct rc_rx *rx, bool sleep)
+/* Posts rx's receive with the next ticket (see struct rc_pullq); q->mtx
+ * held.  Under it so tickets follow nng's post order; nng never runs the
+ * callback inside nng_recv_aio (it is dispatched to a task queue).  The
+ * caller checked pull_closed under the same hold. */
+static void pull_post_locked(struct rc_rx *rx)
+{
+    rx->ticket = rx->q->next_ticket++;
+    rx_publish(rx);
+    nng_recv_aio(rx->sock, rx->aio);
+}
+
+/* Whether q takes no more receives: a dispatcher may post a receive for
+ * another rx, and rc_ingress_free takes every q->mtx after setting
+ * stopping and before nng_aio_stop, so a post either happened before that
+ * rx's nng_aio_stop (which then cancels and waits for it) or does not
+ * happen at all.  q->mtx held. */
+static bool pull_closed(struct rc_rx *rx)
+{
+    return ing_stopping(rx->ing) || rx->q->closed;
+}
+
+static void pull_post(struct rc_rx *rx)
 {
     struct rc_pullq *q = rx->q;
     pthread_mutex_lock(&q->mtx);
-    if (ing_stopping(rx->ing) || q->closed) {
-        pthread_mutex_unlock(&q->mtx);
-        return;
-    }
-    if (sleep) {
-        rx->sleeping = true;
-        rx_publish(rx);
-        nng_sleep_aio(1, rx->aio);
-    } else {
-        rx->ticket = q->next_ticket++;
-        rx_publish(rx);
-        nng_recv_aio(rx->sock, rx->aio);
-    }
+    if (!pull_closed(rx))
+        pull_post_locked(rx);
     pthread_mutex_unlock(&q->mtx);
+}
+
+/* Re-posts every parked receiver of q; q->mtx held. */
+static void pull_unpark_locked(struct rc_pullq *q)
+{
+    if (q->parked == NULL || pull_closed(q->parked))
+        return;
+    uint32_t n = 0;
+    for (struct rc_rx *rx = q->parked, *next; rx != NULL; rx = next) {
+        next = rx->park_next;
+        rx->park_next = NULL;
+        pull_post_locked(rx);
+        n++;
+    }
+    q->parked = NULL;
+    q->n_parked = 0;
+    rc_runs_parked_add(q->runs, -(int)n);
+}
+
+/* The gauge at which parked receivers resume: half the limit, so a pause
+ * lasts until the backlog has halved rather than flapping at the limit. */
+static uint64_t pull_resume_below(const struct rc_ingress *ing)
+{
+    return ing->env.cfg->run_mailbox_limit / 2;
 }
 
 /*
  * Fire-and-forget input has no reply to say `overloaded`, so the PULL path
  * pushes back instead of dropping: run messages are sent without the
- * mailbox limit, and while more than --run-mailbox-limit messages wait in
- * run mailboxes the receive is not re-armed (a 1 ms nng_sleep_aio, no
- * thread blocked), so nng stops reading and TCP slows the publishers.
+ * mailbox limit, and while more than --run-mailbox-limit messages are in
+ * flight (rc_runs_inflight) a receiver that finished its message parks
+ * instead of receiving again, so nng stops reading and TCP slows the
+ * publishers.  No timer: the gauge's decrement that brings it down to half
+ * the limit re-posts the parked receivers (rc_runs_set_resume ->
+ * pull_resume, on the worker that handled the message).  It was a 1 ms
+ * nng_sleep_aio per paused receive, and nng 1.5.2's expire threads spin on
+ * the clock while a sleep is pending (4 % of the broker's CPU in the
+ * batched bench).
+ *
+ * The park and the wake-up are a Dekker pair: this side adds to the parked
+ * count, then re-reads the gauge; rc_runs_inflight_add decrements the
+ * gauge, then reads the parked count (both seq_cst).  So either the
+ * re-read here sees the gauge low and unparks at once, or the decrement
+ * that brings it low sees the parked count and calls pull_resume.
  */
 static void pull_rearm(struct rc_rx *rx)
 {
     struct rc_ingress *ing = rx->ing;
-    pull_post(rx, rc_runs_inflight(ing->env.runs) > ing->env.cfg->run_mailbox_limit);
+    struct rc_runs *runs = ing->env.runs;
+    if (rc_runs_inflight(runs) <= ing->env.cfg->run_mailbox_limit) {
+        pull_post(rx);
+        return;
+    }
+    struct rc_pullq *q = rx->q;
+    pthread_mutex_lock(&q->mtx);
+    if (!pull_closed(rx)) {
+        rx->park_next = q->parked;
+        q->parked = rx;
+        q->n_parked++;
+        rc_runs_parked_add(runs, 1);
+        rc_metric_add(&ing->env.metrics->ingest_pauses, 1);
+        if (rc_runs_inflight(runs) <= pull_resume_below(ing))
+            pull_unpark_locked(q);
+    }
+    pthread_mutex_unlock(&q->mtx);
 }
 
 /* Handles one completed receive, in ticket order; dispatcher only. */
@@ -293,7 +347,7 @@ static void pull_handle(struct rc_pullq *q, struct rc_rx *rx)
             report_failure(ing, rv);
             return;
         }
-        pull_post(rx, false);
+        pull_post(rx);
         return;
     }
     q->errors = 0;
@@ -341,16 +395,7 @@ static void pull_cb_inner(void *arg)
 {
     struct rc_rx *rx = arg;
     rx_acquire(rx);
-    struct rc_ingress *ing = rx->ing;
     int rv = nng_aio_result(rx->aio);
-    if (rx->sleeping) {
-        /* the backpressure pause ended (0 or NNG_ETIMEDOUT); no ticket */
-        rx->sleeping = false;
-        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || ing_stopping(ing))
-            return;
-        pull_rearm(rx);
-        return;
-    }
     /* every ticketed receive is deposited, failed ones too, so that the
      * tickets after it are not held up */
     rx->rv = rv;
@@ -626,14 +671,15 @@ static int start_rx(struct rc_ingress *ing, struct rc_sock *s, char *err, size_t
     rx->ing = ing;
     rx->sock = s->sock;
     rx->kind = s->kind;
-    rc_ingest_ctx_init(&rx->ictx, ing->env.runs, ing->env.metrics, s->kind, peer_of);
     int rv;
     if (s->kind == RC_INGEST_PULL) {
         rx->q = s->q;
         rv = nng_aio_alloc(&rx->aio, pull_cb, rx);
         if (rv == 0)
-            pull_post(rx, false);
+            pull_post(rx);
     } else {
+        rc_ingest_ctx_init(&rx->ictx, ing->env.runs, ing->env.metrics, s->kind, peer_of);
+        rx->has_ictx = true;
         rv = nng_aio_alloc(&rx->aio, rep_recv_cb, rx);
         if (rv == 0)
             rv = nng_aio_alloc(&rx->send_aio, rep_send_cb, rx);
@@ -663,6 +709,7 @@ static int pullq_new(struct rc_ingress *ing, size_t cap, struct rc_pullq **out)
         return RC_ENOMEM;
     }
     q->cap = cap;
+    q->runs = ing->env.runs;
     pthread_mutex_init(&q->mtx, NULL);
     rc_ingest_ctx_init(&q->ictx, ing->env.runs, ing->env.metrics, RC_INGEST_PULL, peer_of);
     *out = q;
@@ -688,6 +735,21 @@ static void pullq_free(struct rc_pullq *q)
     pthread_mutex_destroy(&q->mtx);
     rc_free(q->slot);
     rc_free(q);
+}
+
+/* rc_runs_resume_fn: the gauge fell to pull_resume_below with receivers
+ * parked; on the thread whose decrement did it (a worker, usually). */
+static void pull_resume(void *arg)
+{
+    struct rc_ingress *ing = arg;
+    for (size_t i = 0; i < ing->n_socks; i++) {
+        struct rc_pullq *q = ing->socks[i].q;
+        if (q == NULL)
+            continue;
+        pthread_mutex_lock(&q->mtx);
+        pull_unpark_locked(q);
+        pthread_mutex_unlock(&q->mtx);
+    }
 }
 
 int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, char *err,
@@ -716,6 +778,8 @@ int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, c
     for (size_t i = 0; rc == 0 && i < ing->n_socks; i++)
         if (ing->socks[i].kind == RC_INGEST_PULL)
             rc = pullq_new(ing, per, &ing->socks[i].q);
+    if (rc == 0) /* before any receive: n_socks and the queues are final */
+        rc_runs_set_resume(env->runs, pull_resume, ing, pull_resume_below(ing));
     for (size_t i = 0; rc == 0 && i < ing->n_socks; i++)
         for (size_t k = 0; rc == 0 && k < per; k++)
             rc = start_rx(ing, &ing->socks[i], err, errlen);
@@ -798,8 +862,14 @@ void rc_ingress_free(struct rc_ingress *ing)
     }
     /* acquire: pairs with the release at the end of pipe_cb */
     (void)atomic_load_explicit(&ing->published, memory_order_acquire);
-    for (size_t i = 0; i < ing->n_socks; i++)
-        pullq_free(ing->socks[i].q); /* before the rx its slots point to */
+    /* after this, pull_resume is not running for us and will not run */
+    rc_runs_set_resume(ing->env.runs, NULL, ing, 0);
+    for (size_t i = 0; i < ing->n_socks; i++) {
+        struct rc_pullq *q = ing->socks[i].q;
+        if (q && q->n_parked) /* closed while paused: they stay parked */
+            rc_runs_parked_add(q->runs, -(int)q->n_parked);
+        pullq_free(q); /* before the rx its slots point to */
+    }
     for (size_t i = 0; i < ing->n_rx; i++) {
         struct rc_rx *rx = ing->rx[i];
         if (rx->aio) {
@@ -812,7 +882,8 @@ void rc_ingress_free(struct rc_ingress *ing)
                 nng_msg_free(nng_aio_get_msg(rx->send_aio));
             nng_aio_free(rx->send_aio);
         }
-        rc_ingest_ctx_fini(&rx->ictx);
+        if (rx->has_ictx)
+            rc_ingest_ctx_fini(&rx->ictx);
         rc_free(rx);
     }
     for (size_t i = 0; i < ing->n_socks; i++)

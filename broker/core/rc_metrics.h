@@ -98,6 +98,7 @@ struct rc_metrics {
     rc_metric acks_sent;                            /* counter: REP replies sent */
     rc_metric ack_failures;  /* counter: REP replies that could not be sent */
     rc_metric ingest_errors; /* counter: receive errors from nng (not bad input) */
+    rc_metric ingest_pauses; /* counter: PULL receivers parked for back-pressure */
     rc_metric pipes_closed;  /* counter: publisher connections closed */
 
     /* ---- fan-out ---- */

@@ -266,6 +266,22 @@ void rc_runs_pipe_closed(struct rc_runs *runs, uint32_t pipe);
 void rc_runs_inflight_add(struct rc_runs *runs, int delta);
 uint64_t rc_runs_inflight(const struct rc_runs *runs);
 
+/*
+ * The PULL pause without a timer: a receiver that finds the gauge above
+ * --run-mailbox-limit parks (rc_runs_parked_add(+1)) instead of receiving;
+ * the decrement of rc_runs_inflight_add that leaves the gauge at or below
+ * `below` while any receiver is parked calls fn(arg), on that thread (a
+ * worker, usually), under a lock that rc_runs_set_resume also takes, so
+ * once a registrant has cleared its registration fn is not running and will
+ * not run for it.  fn re-posts the parked receivers and takes them back
+ * off the count.  One registration at a time (the last wins); fn == NULL
+ * clears it if arg is the registrant's.  fn must not call
+ * rc_runs_set_resume.
+ */
+typedef void (*rc_runs_resume_fn)(void *arg);
+void rc_runs_set_resume(struct rc_runs *runs, rc_runs_resume_fn fn, void *arg, uint64_t below);
+void rc_runs_parked_add(struct rc_runs *runs, int delta);
+
 /* List collector entry point for run actors. */
 void rc_runs_list_add(struct rc_list_collector *c, const struct rc_run_summary *s);
 void rc_runs_list_done(struct rc_list_collector *c);

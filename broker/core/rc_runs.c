@@ -109,6 +109,14 @@ struct rc_runs {
     atomic_size_t active, count;
     _Atomic int64_t inflight;
     atomic_bool closed; /* release in close, acquire in readers */
+    /* The PULL pause (rc_runs_set_resume): receivers parked, and who to
+     * call when the gauge falls to resume_below while any are. */
+    _Atomic int64_t parked;
+    pthread_mutex_t resume_mtx; /* protects the three below; held across resume_fn */
+    rc_runs_resume_fn resume_fn;
+    void *resume_arg;
+    int64_t resume_below;
+    _Atomic int64_t resume_below_hint; /* resume_below, read without the lock */
 };
 
 static inline uint64_t load64(const char *p)
@@ -199,16 +207,59 @@ size_t rc_runs_active(const struct rc_runs *runs)
     /* relaxed: approximate by contract */
     return atomic_load_explicit((atomic_size_t *)&runs->active, memory_order_relaxed);
 }
+static void resume_parked(struct rc_runs *runs)
+{
+    pthread_mutex_lock(&runs->resume_mtx);
+    if (runs->resume_fn)
+        runs->resume_fn(runs->resume_arg);
+    pthread_mutex_unlock(&runs->resume_mtx);
+}
+
 void rc_runs_inflight_add(struct rc_runs *runs, int delta)
 {
-    /* acq_rel: the decrement after a message is handled releases its effects
-     * (frames sent) to the quiesce loop's acquire load */
-    atomic_fetch_add_explicit(&runs->inflight, delta, memory_order_acq_rel);
+    /* seq_cst: the decrement after a message is handled releases its
+     * effects (frames sent) to the quiesce loop's acquire load (acq_rel
+     * would do for that), and it is one side of a Dekker pair with
+     * rc_runs_parked_add: either this thread's load of `parked` below sees
+     * a receiver that parked, or that receiver's re-check of the gauge
+     * sees this decrement (see rc_ingress.c, pull_park). */
+    int64_t v = atomic_fetch_add_explicit(&runs->inflight, delta, memory_order_seq_cst) + delta;
+    /* relaxed: the threshold only changes with the registration, which
+     * the lock in resume_parked orders; a stale value costs one extra or
+     * one missed call of many */
+    if (delta < 0 && v <= atomic_load_explicit(&runs->resume_below_hint, memory_order_relaxed) &&
+        atomic_load_explicit(&runs->parked, memory_order_seq_cst) > 0)
+        resume_parked(runs);
+}
+
+void rc_runs_parked_add(struct rc_runs *runs, int delta)
+{
+    /* seq_cst: the other side of the Dekker pair in rc_runs_inflight_add */
+    atomic_fetch_add_explicit(&runs->parked, delta, memory_order_seq_cst);
+}
+
+void rc_runs_set_resume(struct rc_runs *runs, rc_runs_resume_fn fn, void *arg, uint64_t below)
+{
+    pthread_mutex_lock(&runs->resume_mtx);
+    if (fn != NULL) {
+        runs->resume_fn = fn;
+        runs->resume_arg = arg;
+        runs->resume_below = below > INT64_MAX ? INT64_MAX : (int64_t)below;
+        atomic_store_explicit(&runs->resume_below_hint, runs->resume_below, memory_order_relaxed);
+    } else if (runs->resume_arg == arg) {
+        /* only the registrant clears it: a restarted ingress registers
+         * before the one it replaces is freed */
+        runs->resume_fn = NULL;
+        runs->resume_arg = NULL;
+    }
+    pthread_mutex_unlock(&runs->resume_mtx);
 }
 uint64_t rc_runs_inflight(const struct rc_runs *runs)
 {
-    /* acquire: pairs with rc_runs_inflight_add */
-    int64_t v = atomic_load_explicit((_Atomic int64_t *)&runs->inflight, memory_order_acquire);
+    /* seq_cst: acquire pairs with rc_runs_inflight_add for the quiesce
+     * loop; seq_cst for the PULL pause's re-check after parking (the Dekker
+     * pair described there).  A plain load on x86. */
+    int64_t v = atomic_load_explicit((_Atomic int64_t *)&runs->inflight, memory_order_seq_cst);
     return v > 0 ? (uint64_t)v : 0;
 }
 
@@ -1110,6 +1161,10 @@ int rc_runs_new(struct rc_actor_system *sys, const struct rc_config *cfg,
     atomic_init(&r->active, 0);
     atomic_init(&r->count, 0);
     atomic_init(&r->inflight, 0);
+    atomic_init(&r->parked, 0);
+    atomic_init(&r->resume_below_hint, -1);
+    r->resume_below = -1;
+    pthread_mutex_init(&r->resume_mtx, NULL);
     atomic_init(&r->closed, false);
     *out = r;
     return 0;
@@ -1145,5 +1200,6 @@ void rc_runs_free(struct rc_runs *runs)
         pthread_mutex_destroy(&runs->pipes[i].mtx);
     }
     pthread_mutex_destroy(&runs->wide);
+    pthread_mutex_destroy(&runs->resume_mtx);
     rc_free(runs);
 }

@@ -7,11 +7,13 @@
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rc_buf.h"
 #include "rc_clock.h"
+#include "rc_ingest.h"
 #include "rc_proto.h"
 #include "rc_run.h"
 #include "rc_testsub.h"
@@ -175,6 +177,9 @@ Test(ingress, pull_flood_past_mailbox_limit_loses_nothing, .timeout = 60)
     cr_assert_eq(rc_metric_get(&m->events_rejected[RC_PROTO_OVERLOADED]), 0,
                  "PULL events refused as overloaded");
     cr_assert_eq(rc_metric_get(&m->mailbox_overloads), 0, "PULL mailbox overloads counted");
+    /* the flood went through the pause (parked receives, resumed by the
+     * workers' releases: without the resume the runs would never end) */
+    cr_assert_gt(rc_metric_get(&m->ingest_pauses), 0, "the PULL path never paused");
     nng_close(s);
     rc_buf_fini(&b);
     for (int r = 0; r < FLOOD_RUNS; r++)
@@ -502,5 +507,91 @@ Test(ingress, spread_batches_leave_the_inflight_and_history_gauges_exact, .timeo
     cr_assert_eq(rc_metric_get(&m->history_events), want_hist);
     nng_close(s);
     rc_buf_fini(&b);
+    tb_stop(&t);
+}
+
+/*
+ * A PULL context decodes on its decoder actor; its fini must not lose what
+ * was handed over and not yet decoded (an ingress restarted by the
+ * supervisor finishes its context while messages wait in the decoder's
+ * mailbox): every message dispatched before rc_ingest_ctx_fini is decoded
+ * and delivered, in order.
+ */
+#define FINI_EVENTS 400
+
+Test(ingress, pull_context_fini_delivers_what_its_decoder_was_sent, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "", "ingest-ack", "", "watchdog", "30s", NULL};
+    tb_start(&t, opts);
+    const char *run = "fini-run";
+    struct rc_testsub *ts = sub_run(&t, run);
+    struct rc_ingest_ctx c;
+    rc_ingest_ctx_init(&c, rc_broker_runs(t.b), rc_broker_metrics(t.b), RC_INGEST_PULL, NULL);
+    cr_assert_not_null(c.decoder, "a PULL context decodes on its decoder actor");
+    struct rc_buf b;
+    rc_buf_init(&b);
+    for (int i = 0; i <= FINI_EVENTS; i++) {
+        char text[16];
+        snprintf(text, sizeof(text), "%d", i);
+        rc_buf_reset(&b);
+        tev_encode(&b, &(struct tev){.run = run,
+                                     .type = i < FINI_EVENTS ? "delta" : "complete",
+                                     .text = i < FINI_EVENTS ? text : NULL});
+        struct rc_ingest_buf *ib = rc_ingest_buf_copy(b.data, b.len);
+        cr_assert_not_null(ib);
+        rc_ingest_dispatch(&c, ib, 1, NULL, NULL);
+    }
+    rc_ingest_ctx_fini(&c); /* at once: most are still queued */
+    cr_assert(rc_testsub_wait_terminal(ts, run, 20000), "the run never ended");
+    expect_in_order(ts, run, FINI_EVENTS + 1);
+    rc_buf_fini(&b);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+/*
+ * The PULL pause's wake-up (rc_runs_set_resume): the gauge's decrement that
+ * leaves it at or below the mark calls the registrant while a receiver is
+ * parked, and only then; clearing takes a registrant's own registration
+ * only.
+ */
+static atomic_int resumed;
+
+static void count_resume(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&resumed, 1);
+}
+
+Test(ingress, pause_resumes_when_the_gauge_falls_to_the_mark_with_a_receiver_parked)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "", "ingest-ack", "", NULL};
+    tb_start(&t, opts);
+    struct rc_runs *runs = rc_broker_runs(t.b);
+    int me, other;
+    rc_runs_set_resume(runs, count_resume, &me, 4);
+    rc_runs_inflight_add(runs, 10);
+    rc_runs_inflight_add(runs, -8); /* 2 <= 4, nobody parked */
+    cr_assert_eq(atomic_load(&resumed), 0, "resumed with nobody parked");
+    rc_runs_inflight_add(runs, 8);
+    rc_runs_parked_add(runs, 1);
+    rc_runs_inflight_add(runs, -5); /* 5 > 4 */
+    cr_assert_eq(atomic_load(&resumed), 0, "resumed above the mark");
+    rc_runs_inflight_add(runs, 3); /* an increase never resumes */
+    cr_assert_eq(atomic_load(&resumed), 0);
+    rc_runs_inflight_add(runs, -4); /* 4 <= 4 */
+    cr_assert_eq(atomic_load(&resumed), 1, "not resumed at the mark");
+    rc_runs_set_resume(runs, NULL, &other, 0); /* not the registrant: no effect */
+    rc_runs_inflight_add(runs, -1);
+    cr_assert_eq(atomic_load(&resumed), 2, "another's clear removed the registration");
+    rc_runs_set_resume(runs, NULL, &me, 0);
+    rc_runs_inflight_add(runs, -1);
+    cr_assert_eq(atomic_load(&resumed), 2, "resumed after the registrant cleared it");
+    cr_assert_eq(rc_runs_inflight(runs), 2);
+    rc_runs_inflight_add(runs, -2); /* back to 0 for the broker's stop */
+    rc_runs_parked_add(runs, -1);
+    cr_assert_eq(rc_runs_inflight(runs), 0);
     tb_stop(&t);
 }
