@@ -37,33 +37,33 @@ static void dispatch_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uin
 
 enum { RC_IMSG_DECODE = 0x52430040u, RC_IMSG_FINISH };
 
-struct decode_msg {
-    struct rc_msg hdr;         /* RC_IMSG_DECODE; free_fn: decode_msg_free */
-    struct rc_ingest_buf *buf; /* NULL once handed to dispatch_now */
-    struct rc_metrics *metrics;
-    uint32_t pipe;
-};
+static struct rc_ingest_buf *buf_of_decode_msg(struct rc_msg *msg)
+{
+    return (struct rc_ingest_buf *)(void *)((char *)msg -
+                                            offsetof(struct rc_ingest_buf, decode_msg));
+}
 
+/* The runtime frees the embedded message: after the decoder's turn (which
+ * dispatched the buffer with the caller's reference), or unhandled when the
+ * actor system stops (quiesce, which waits for every counted message, ran
+ * before if it was asked); either way the message's own reference goes. */
 static void decode_msg_free(struct rc_msg *msg)
 {
-    struct decode_msg *d = (struct decode_msg *)msg;
-    if (d->buf) {
-        /* dropped unhandled: the actor system is stopping (quiesce, which
-         * waits for every counted message, ran before if it was asked) */
-        rc_metric_add(&d->metrics->messages_rejected, 1);
-        rc_ingest_buf_release(d->buf);
+    struct rc_ingest_buf *buf = buf_of_decode_msg(msg);
+    if (!buf->decode_taken) {
+        rc_metric_add(&buf->decode_metrics->messages_rejected, 1);
+        rc_ingest_buf_release(buf); /* the reference the dispatch would have consumed */
     }
-    rc_free(d);
+    rc_ingest_buf_release(buf);
 }
 
 static void decoder_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
 {
     struct rc_ingest_ctx *c = state;
     if (msg->type == RC_IMSG_DECODE) {
-        struct decode_msg *d = (struct decode_msg *)msg;
-        struct rc_ingest_buf *buf = d->buf;
-        d->buf = NULL;
-        dispatch_now(c, buf, d->pipe, NULL, NULL);
+        struct rc_ingest_buf *buf = buf_of_decode_msg(msg);
+        buf->decode_taken = true;
+        dispatch_now(c, buf, buf->decode_pipe, NULL, NULL);
     } else if (msg->type == RC_IMSG_FINISH) {
         rc_actor_stop(self, 0); /* everything sent before it is dispatched */
     }
@@ -500,21 +500,22 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
     }
     if (!buf->recv_ns)
         buf->recv_ns = rc_clock_mono_ns(); /* received now, decoded later */
-    struct decode_msg *d =
-        (struct decode_msg *)rc_msg_new(sizeof(struct decode_msg), RC_IMSG_DECODE);
-    if (d) {
-        d->hdr.free_fn = decode_msg_free;
-        d->buf = buf;
-        d->metrics = c->metrics;
-        d->pipe = pipe;
-        /* one sender at a time per context (the PULL reorder stage), so
-         * the mailbox keeps arrival order */
-        if (rc_actor_send(c->decoder, &d->hdr) == 0)
-            return;
-        d->buf = NULL;
-        rc_free(d);
-    }
-    /* out of memory, or the system is stopping */
+    /* The message is embedded in the buffer and holds a reference of its
+     * own (see decode_msg_free).  One sender at a time per context (the
+     * PULL reorder stage), so the mailbox keeps arrival order. */
+    struct rc_msg *d = &buf->decode_msg;
+    atomic_init(&d->next, NULL); /* not shared yet */
+    d->flags = 0;
+    d->type = RC_IMSG_DECODE;
+    d->free_fn = decode_msg_free;
+    buf->decode_pipe = pipe;
+    buf->decode_taken = false;
+    buf->decode_metrics = c->metrics;
+    rc_ingest_buf_hold(buf);
+    if (rc_actor_send(c->decoder, d) == 0)
+        return;
+    rc_ingest_buf_release(buf); /* the message's */
+    /* the system is stopping */
     rc_metric_add(&c->metrics->messages_rejected, 1);
     rc_ingest_buf_release(buf);
 }

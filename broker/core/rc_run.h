@@ -58,6 +58,16 @@ struct rc_ingest_buf {
      * reads them (ordered by refs). */
     struct rc_runs *inflight;
     uint32_t inflight_n;
+    /* PULL: the message that queues this buffer on its socket's decoder
+     * actor (rc_ingest.c), embedded so that the hand-off allocates nothing.
+     * While queued it holds a reference of its own, released when the
+     * runtime frees the message: after the decoder's turn, or unhandled
+     * when the actor system stops.  Written before the send, read by the
+     * decoder's turn and the free function (ordered by the mailbox). */
+    struct rc_msg decode_msg;
+    uint32_t decode_pipe;
+    bool decode_taken; /* the decoder's turn dispatched it */
+    struct rc_metrics *decode_metrics;
 };
 
 struct rc_ingest_buf *rc_ingest_buf_hold(struct rc_ingest_buf *b);
