@@ -130,30 +130,74 @@ static const char *const ev_key_names[K_COUNT] = {
     "tool", "item", "data", "error", "timeouts", "deadline",
 };
 
-/* The n (<= 8) bytes at p as a word.  For a literal the compiler folds it
- * to a constant; for input bytes it is one or two loads, never a call. */
-static inline uint64_t word_n(const void *p, size_t n)
+/* Little-endian loads of 2, 4 and 8 bytes (one load, and a byte swap on a
+ * big-endian machine), so that the words below mean the same everywhere. */
+static inline uint16_t le16(const uint8_t *p)
 {
-    uint64_t w = 0;
-    memcpy(&w, p, n);
-    return w;
+    uint16_t v;
+    memcpy(&v, p, 2);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap16(v);
+#endif
+    return v;
 }
+
+static inline uint32_t le32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+static inline uint64_t le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* The n (1..8, a constant at every call) bytes at p as a little-endian
+ * word: at most two loads (overlapping ones for 3, 5, 6 and 7 bytes, ORed
+ * at their own positions), all within p[0..n). */
+static inline uint64_t word_n(const void *vp, size_t n)
+{
+    const uint8_t *p = vp;
+    if (n == 8)
+        return le64(p);
+    if (n >= 4)
+        return le32(p) | (uint64_t)le32(p + n - 4) << (8 * (n - 4));
+    if (n >= 2)
+        return le16(p) | (uint64_t)le16(p + n - 2) << (8 * (n - 2));
+    return p[0];
+}
+
+/* The same word of a string literal of at most 8 bytes, as a constant. */
+#define LIT_B(s, i)                                                                                \
+    ((uint64_t)((i) < sizeof(s) - 1 ? (uint8_t)(s)[(i) < sizeof(s) - 1 ? (i) : 0] : 0) << (8 * (i)))
+#define WORD(s)                                                                                    \
+    (LIT_B(s, 0) | LIT_B(s, 1) | LIT_B(s, 2) | LIT_B(s, 3) | LIT_B(s, 4) | LIT_B(s, 5) |           \
+     LIT_B(s, 6) | LIT_B(s, 7))
 
 /* Whether s[0..n) is the literal lit of n (<= 16) bytes: one word compare,
  * or two overlapping ones above 8 bytes. */
-static inline bool same_n(const char *s, const char *lit, size_t n)
+#define SAME(s, lit)                                                                               \
+    (sizeof(lit) - 1 <= 8 ? word_n((s), sizeof(lit) - 1 <= 8 ? sizeof(lit) - 1 : 8) == WORD(lit)   \
+                          : same_long((s), (lit), sizeof(lit) - 1))
+
+static inline bool same_long(const char *s, const char *lit, size_t n)
 {
-    if (n <= 8)
-        return word_n(s, n) == word_n(lit, n);
     return word_n(s, 8) == word_n(lit, 8) && word_n(s + n - 8, 8) == word_n(lit + n - 8, 8);
 }
 
-#define SAME(s, lit) same_n((s), (lit), sizeof(lit) - 1)
-#define WORD(lit)    word_n((lit), sizeof(lit) - 1)
-
 /* The key named k[0..len), or -1: by length, then one word compare per
  * candidate (the input's word is loaded once). */
-static inline int ev_key_lookup(const char *k, uint32_t len)
+static inline __attribute__((always_inline)) int ev_key_lookup(const char *k, uint32_t len)
 {
     uint64_t w;
     switch (len) {
@@ -184,7 +228,8 @@ static inline int ev_key_lookup(const char *k, uint32_t len)
 
 /* The type named s[0..len), or false (*t is then unspecified): by length,
  * then word compares. */
-static inline bool type_lookup(const char *s, uint32_t len, enum rc_event_type *t)
+static inline __attribute__((always_inline)) bool type_lookup(const char *s, uint32_t len,
+                                                              enum rc_event_type *t)
 {
     uint64_t w;
     switch (len) {
@@ -537,6 +582,20 @@ static inline bool fast_str(const uint8_t **pp, const uint8_t *end, struct rc_st
     return true;
 }
 
+/* The 8 bytes at p as a little-endian word, the bytes at or past end as 0. */
+static inline uint64_t key_word(const uint8_t *p, const uint8_t *end)
+{
+    if (end - p >= 8)
+        return le64(p);
+    uint64_t w = 0;
+    for (unsigned i = 0; p + i < end; i++)
+        w |= (uint64_t)p[i] << (8 * i);
+    return w;
+}
+
+/* The low n bytes of a word. */
+#define MASK(n) (~0ull >> (64 - 8 * (n)))
+
 static bool decode_event_fast(struct rc_mpr *r, const struct rc_proto_limits *lim,
                               struct rc_event *ev)
 {
@@ -554,123 +613,181 @@ static bool decode_event_fast(struct rc_mpr *r, const struct rc_proto_limits *li
     uint32_t seen = 0, present = 0;
     struct rc_mpr t;
     struct rc_mp_item it;
+/* Takes key k (its fixstr of klen bytes matched at p): past it, a value
+ * byte must follow; a repeated key goes to the general path; nil is absent
+ * (a nil data is forwarded). */
+#define TAKE(k, klen) /* a statement list (its continue is the loop's) */                          \
+    p += (klen);                                                                                   \
+    if (p >= end || (seen & (1u << (k))) != 0)                                                     \
+        return false;                                                                              \
+    seen |= 1u << (k);                                                                             \
+    if (*p == 0xc0) {                                                                              \
+        if ((k) == K_DATA)                                                                         \
+            ev->data_raw = view(p, 1);                                                             \
+        p++;                                                                                       \
+        continue;                                                                                  \
+    }                                                                                              \
+    present |= 1u << (k)
+/* A value read as the general scan reads it, checked after the scan. */
+#define NESTED(k, max_depth)                                                                       \
+    do {                                                                                           \
+        rc_mpr_init(&t, p, (size_t)(end - p));                                                     \
+        if (read_slot(&t, &s[k], (max_depth)) != RC_MPR_OK)                                        \
+            return false;                                                                          \
+        p = t.p;                                                                                   \
+    } while (0)
     for (uint32_t i = 0; i < n; i++) {
-        /* a fixstr key, and at least one byte of value after it */
-        if (p >= end || (*p & 0xe0) != 0xa0)
-            return false;
-        uint32_t kl = *p & 0x1fu;
-        if ((size_t)(end - p) < kl + 2)
-            return false;
-        int key = ev_key_lookup((const char *)p + 1, kl);
-        p += 1 + kl;
-        if (key < 0) {
-            rc_mpr_init(&t, p, (size_t)(end - p));
-            if (!rc_mpr_skip(&t))
-                return false;
-            p = t.p;
-            continue;
-        }
-        uint32_t bit = 1u << key;
-        if (seen & bit)
-            return false;
-        seen |= bit;
-        if (*p == 0xc0) { /* nil: absent, but a nil data is forwarded */
-            if (key == K_DATA)
-                ev->data_raw = view(p, 1);
-            p++;
-            continue;
-        }
-        present |= bit;
-        const uint8_t *v = p;
-        switch (key) {
-        case K_RUN:
-            if (!fast_str(&p, end, &ev->run) ||
-                !rc_proto_valid_id(ev->run.ptr, ev->run.len, lim->id_max_bytes))
-                return false;
-            break;
-        case K_CONV:
-            if (!fast_str(&p, end, &ev->conv) ||
-                !rc_proto_valid_id(ev->conv.ptr, ev->conv.len, lim->id_max_bytes))
-                return false;
-            break;
-        case K_TYPE: {
-            struct rc_str *tn = &ev->type_name;
-            if (!fast_str(&p, end, tn) || tn->len == 0 || tn->len > TYPE_MAX_BYTES)
-                return false;
-            if (!type_lookup(tn->ptr, tn->len, &ev->type)) {
-                /* a custom type: "x-" and more, UTF-8 */
-                if (tn->len <= 2 || tn->ptr[0] != 'x' || tn->ptr[1] != '-' ||
-                    !utf8_ok(tn->ptr, tn->len))
-                    return false;
-                ev->type = RC_EV_CUSTOM;
+        /* The key with its fixstr header as one little-endian word: the
+         * header byte picks the length, one masked compare per candidate
+         * name checks length and name at once.  Near the end of the
+         * buffer the missing bytes read as 0, which no name contains. */
+        uint64_t w = key_word(p, end);
+        const uint8_t *v; /* the value */
+        switch ((uint8_t)w) {
+        case 0xa2:
+            if ((w & MASK(3)) == WORD("\xa2ts")) {
+                TAKE(K_TS, 3);
+                if (*p <= 0x7f) { /* positive fixint */
+                    ev->ts = *p++;
+                } else if (*p == 0xcf && (size_t)(end - p) >= 9) { /* uint64: ms timestamps */
+                    uint64_t u = rc_mpr_be64(p + 1);
+                    if (u > INT64_MAX)
+                        return false;
+                    ev->ts = (int64_t)u;
+                    p += 9;
+                } else {
+                    rc_mpr_init(&t, p, (size_t)(end - p));
+                    if (!rc_mpr_next(&t, &it))
+                        return false;
+                    if (it.type == RC_MP_INT)
+                        ev->ts = it.v.i;
+                    else if (it.type == RC_MP_UINT && it.v.u <= INT64_MAX)
+                        ev->ts = (int64_t)it.v.u;
+                    else
+                        return false;
+                    p = t.p;
+                }
+                ev->has_ts = true;
+                continue;
+            }
+            if ((w & MASK(3)) == WORD("\xa2id")) {
+                TAKE(K_ID, 3);
+                v = p;
+                if (fast_str(&p, end, &ev->id_str)) {
+                    if (ev->id_str.len == 0 || ev->id_str.len > lim->id_max_bytes ||
+                        !utf8_ok(ev->id_str.ptr, ev->id_str.len))
+                        return false;
+                } else {
+                    rc_mpr_init(&t, p, (size_t)(end - p));
+                    if (!rc_mpr_next(&t, &it) || it.type != RC_MP_UINT)
+                        return false;
+                    ev->id_is_uint = true;
+                    ev->id_uint = it.v.u;
+                    p = t.p;
+                }
+                ev->id_raw = view(v, (size_t)(p - v));
+                continue;
             }
             break;
-        }
-        case K_PHASE:
-            if (!fast_str(&p, end, &ev->phase) || ev->phase.len == 0 ||
-                ev->phase.len > lim->phase_max_bytes || !utf8_ok(ev->phase.ptr, ev->phase.len))
-                return false;
-            break;
-        case K_TEXT:
-            if (!fast_str(&p, end, &ev->text) || !utf8_ok(ev->text.ptr, ev->text.len))
-                return false;
-            ev->has_text = true;
-            break;
-        case K_TS:
-            if (*p <= 0x7f) { /* positive fixint */
-                ev->ts = *p++;
-            } else if (*p == 0xcf && (size_t)(end - p) >= 9) { /* uint64: ms timestamps */
-                uint64_t u = rc_mpr_be64(p + 1);
-                if (u > INT64_MAX)
+        case 0xa3:
+            if ((w & MASK(4)) == WORD("\xa3run")) {
+                TAKE(K_RUN, 4);
+                if (!fast_str(&p, end, &ev->run) ||
+                    !rc_proto_valid_id(ev->run.ptr, ev->run.len, lim->id_max_bytes))
                     return false;
-                ev->ts = (int64_t)u;
-                p += 9;
-            } else {
-                rc_mpr_init(&t, p, (size_t)(end - p));
-                if (!rc_mpr_next(&t, &it))
-                    return false;
-                if (it.type == RC_MP_INT)
-                    ev->ts = it.v.i;
-                else if (it.type == RC_MP_UINT && it.v.u <= INT64_MAX)
-                    ev->ts = (int64_t)it.v.u;
-                else
-                    return false;
-                p = t.p;
+                continue;
             }
-            ev->has_ts = true;
             break;
-        case K_ID:
-            if (fast_str(&p, end, &ev->id_str)) {
-                if (ev->id_str.len == 0 || ev->id_str.len > lim->id_max_bytes ||
-                    !utf8_ok(ev->id_str.ptr, ev->id_str.len))
+        case 0xa4:
+            if ((w & MASK(5)) == WORD("\xa4type")) {
+                TAKE(K_TYPE, 5);
+                struct rc_str *tn = &ev->type_name;
+                if (!fast_str(&p, end, tn) || tn->len == 0 || tn->len > TYPE_MAX_BYTES)
                     return false;
-            } else {
-                rc_mpr_init(&t, p, (size_t)(end - p));
-                if (!rc_mpr_next(&t, &it) || it.type != RC_MP_UINT)
-                    return false;
-                ev->id_is_uint = true;
-                ev->id_uint = it.v.u;
-                p = t.p;
+                if (!type_lookup(tn->ptr, tn->len, &ev->type)) {
+                    /* a custom type: "x-" and more, UTF-8 */
+                    if (tn->len <= 2 || tn->ptr[0] != 'x' || tn->ptr[1] != '-' ||
+                        !utf8_ok(tn->ptr, tn->len))
+                        return false;
+                    ev->type = RC_EV_CUSTOM;
+                }
+                continue;
             }
-            ev->id_raw = view(v, (size_t)(p - v));
+            if ((w & MASK(5)) == WORD("\xa4text")) {
+                TAKE(K_TEXT, 5);
+                if (!fast_str(&p, end, &ev->text) || !utf8_ok(ev->text.ptr, ev->text.len))
+                    return false;
+                ev->has_text = true;
+                continue;
+            }
+            if ((w & MASK(5)) == WORD("\xa4"
+                                      "conv")) {
+                TAKE(K_CONV, 5);
+                if (!fast_str(&p, end, &ev->conv) ||
+                    !rc_proto_valid_id(ev->conv.ptr, ev->conv.len, lim->id_max_bytes))
+                    return false;
+                continue;
+            }
+            if ((w & MASK(5)) == WORD("\xa4"
+                                      "data")) {
+                TAKE(K_DATA, 5);
+                NESTED(K_DATA, depth);
+                continue;
+            }
+            if ((w & MASK(5)) == WORD("\xa4tool")) {
+                TAKE(K_TOOL, 5);
+                NESTED(K_TOOL, depth);
+                continue;
+            }
+            if ((w & MASK(5)) == WORD("\xa4item")) {
+                TAKE(K_ITEM, 5);
+                NESTED(K_ITEM, depth);
+                continue;
+            }
             break;
-        case K_DATA:
-        case K_TOOL:
-        case K_ITEM:
-        case K_ERROR:
-        case K_TIMEOUTS:
-        case K_DEADLINE: {
-            bool nested = key != K_TIMEOUTS && key != K_DEADLINE;
-            rc_mpr_init(&t, p, (size_t)(end - p));
-            if (read_slot(&t, &s[key], nested ? depth : 0) != RC_MPR_OK)
-                return false;
-            p = t.p;
+        case 0xa5:
+            if ((w & MASK(6)) == WORD("\xa5phase")) {
+                TAKE(K_PHASE, 6);
+                if (!fast_str(&p, end, &ev->phase) || ev->phase.len == 0 ||
+                    ev->phase.len > lim->phase_max_bytes || !utf8_ok(ev->phase.ptr, ev->phase.len))
+                    return false;
+                continue;
+            }
+            if ((w & MASK(6)) == WORD("\xa5"
+                                      "error")) {
+                TAKE(K_ERROR, 6);
+                NESTED(K_ERROR, depth);
+                continue;
+            }
             break;
-        }
+        case 0xa8: /* 9 bytes: the word and the last letter */
+            if (w == WORD("\xa8timeout") && end - p > 9 && p[8] == 's') {
+                TAKE(K_TIMEOUTS, 9);
+                NESTED(K_TIMEOUTS, 0);
+                continue;
+            }
+            if (w == WORD("\xa8"
+                          "deadlin") &&
+                end - p > 9 && p[8] == 'e') {
+                TAKE(K_DEADLINE, 9);
+                NESTED(K_DEADLINE, 0);
+                continue;
+            }
+            break;
         default:
-            return false;
+            break;
         }
+        /* not a key runcast knows: a fixstr key is skipped with its value,
+         * anything else goes to the general path */
+        if (p >= end || (*p & 0xe0) != 0xa0 || (size_t)(end - p) < (*p & 0x1fu) + 2u)
+            return false;
+        rc_mpr_init(&t, p + 1 + (*p & 0x1fu), (size_t)(end - p) - 1 - (*p & 0x1fu));
+        if (!rc_mpr_skip(&t))
+            return false;
+        p = t.p;
     }
+#undef TAKE
+#undef NESTED
 
     /* The rules that span keys, then the nested values, as the general
      * path checks them (in another order: only the verdict "all pass"
