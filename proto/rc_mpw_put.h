@@ -113,6 +113,13 @@ static inline uint8_t *rc_put_bin(uint8_t *p, const void *s, uint32_t n)
 
 static inline uint8_t *rc_put_uint(uint8_t *p, uint64_t v)
 {
+    /* the widest first: ms timestamps (every `ev` has one or two) take 9
+     * bytes, and testing it first keeps the compiler from computing the
+     * byte swaps of every width before it branches */
+    if (v > 0xffffffffu) {
+        *p = 0xcf;
+        return rc_put64(p + 1, v);
+    }
     if (v <= 0x7f) {
         *p = (uint8_t)v;
         return p + 1;
@@ -126,12 +133,8 @@ static inline uint8_t *rc_put_uint(uint8_t *p, uint64_t v)
         *p = 0xcd;
         return rc_put16(p + 1, (uint16_t)v);
     }
-    if (v <= 0xffffffffu) {
-        *p = 0xce;
-        return rc_put32(p + 1, (uint32_t)v);
-    }
-    *p = 0xcf;
-    return rc_put64(p + 1, v);
+    *p = 0xce;
+    return rc_put32(p + 1, (uint32_t)v);
 }
 
 static inline uint8_t *rc_put_int(uint8_t *p, int64_t v)

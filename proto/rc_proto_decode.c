@@ -1188,9 +1188,7 @@ static bool decode_elements(struct rc_mpr *r, const uint8_t *end, uint32_t n,
         if (size > lim->event_max_bytes) {
             c = RC_PROTO_TOO_LARGE;
             fail_event_size(&eerr, size, lim);
-        } else if (c == RC_PROTO_OK) {
-            ok(&eerr);
-        }
+        } /* on RC_PROTO_OK cb gets no error: eerr is left as it is */
         r->p = er.p;
         if (cb)
             cb(arg, i, c == RC_PROTO_OK ? &ev : NULL, c == RC_PROTO_OK ? NULL : &eerr);
