@@ -540,11 +540,13 @@ static inline void ev_reset(struct rc_event *ev)
 /* ---- The fast path ----
  *
  * decode_event_fast decodes the shapes publishers send nearly always in
- * one pass, checking each value as it reads it: fixstr keys; run, conv,
- * type and phase as fixstr or str8; text as fixstr, str8 or str16; ts and
- * a uint id as any integer; tool, item, error, data, timeouts and deadline
- * read as the general scan reads them and checked after the scan by the
- * very functions the general path calls.  It never reports an error: on
+ * one pass, checking each value as it reads it: a fixmap of fixstr keys
+ * (each matched with its header as one word); run, conv, type, phase, id
+ * and text as fixstr, str8 or str16 (the types delta and thinking matched
+ * as the keys are); ts and a uint id as any integer; nil for any key;
+ * unknown keys skipped; tool, item, error, data, timeouts and deadline read
+ * as the general scan reads them and checked after the scan by the very
+ * functions the general path calls.  It never reports an error: on
  * anything else (another key or string encoding, a broken rule, truncated
  * bytes) it declines, and the general path decodes the event from its
  * start, so that every error, its code, field and reason, comes from one
@@ -702,6 +704,22 @@ static bool decode_event_fast(struct rc_mpr *r, const struct rc_proto_limits *li
             if ((w & MASK(5)) == WORD("\xa4type")) {
                 TAKE(K_TYPE, 5);
                 struct rc_str *tn = &ev->type_name;
+                /* the types of nearly every event of a stream, matched
+                 * with their fixstr header as the keys are */
+                uint64_t tw = key_word(p, end);
+                if ((tw & MASK(6)) == WORD("\xa5"
+                                           "delta")) {
+                    ev->type = RC_EV_DELTA;
+                    *tn = view(p + 1, 5);
+                    p += 6;
+                    continue;
+                }
+                if (tw == WORD("\xa8thinkin") && end - p > 8 && p[8] == 'g') {
+                    ev->type = RC_EV_THINKING;
+                    *tn = view(p + 1, 8);
+                    p += 9;
+                    continue;
+                }
                 if (!fast_str(&p, end, tn) || tn->len == 0 || tn->len > TYPE_MAX_BYTES)
                     return false;
                 if (!type_lookup(tn->ptr, tn->len, &ev->type)) {
