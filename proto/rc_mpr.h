@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Deepest nesting a depth-limited skip can track (limits are clamped). */
 #define RC_MPR_DEPTH_MAX 256
@@ -70,6 +71,22 @@ static inline void rc_mpr_init(struct rc_mpr *r, const void *buf, size_t len)
 static inline size_t rc_mpr_left(const struct rc_mpr *r)
 {
     return (size_t)(r->end - r->p);
+}
+
+/* The big-endian 64-bit integer at p: one load and a byte swap (the
+ * compiler does not always see a shift-or loop as one). */
+static inline uint64_t rc_mpr_be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#elif !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_BIG_ENDIAN__
+    v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+#endif
+    return v;
 }
 
 /* The out-of-line part of rc_mpr_next (every format). */
@@ -124,12 +141,9 @@ static inline bool rc_mpr_next(struct rc_mpr *r, struct rc_mp_item *it)
             return true;
         }
         if (c == 0xcf && left >= 9) {
-            uint64_t u = 0;
-            for (int i = 1; i <= 8; i++)
-                u = u << 8 | p[i];
             it->type = RC_MP_UINT;
             it->start = p;
-            it->v.u = u;
+            it->v.u = rc_mpr_be64(p + 1);
             r->p = p + 9;
             return true;
         }

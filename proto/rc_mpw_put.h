@@ -35,6 +35,19 @@ static inline uint8_t *rc_put64(uint8_t *p, uint64_t v)
     return rc_put32(p + 4, (uint32_t)v);
 }
 
+/* The 16 or 32-bit form of a header (c16 or c32), out of line: inlined,
+ * the compiler computes its byte swaps before it branches, on every call. */
+static __attribute__((noinline, cold, unused)) uint8_t *rc_put_header_wide(uint8_t *p, uint32_t n,
+                                                                           uint8_t c16, uint8_t c32)
+{
+    if (n <= 0xffff) {
+        *p = c16;
+        return rc_put16(p + 1, (uint16_t)n);
+    }
+    *p = c32;
+    return rc_put32(p + 1, n);
+}
+
 /* A header: fix form below fixmax, else the 8 (if c8), 16 or 32-bit form. */
 static inline uint8_t *rc_put_header(uint8_t *p, uint32_t n, uint8_t fixbase, uint32_t fixmax,
                                      uint8_t c8, uint8_t c16, uint8_t c32)
@@ -48,12 +61,7 @@ static inline uint8_t *rc_put_header(uint8_t *p, uint32_t n, uint8_t fixbase, ui
         p[1] = (uint8_t)n;
         return p + 2;
     }
-    if (n <= 0xffff) {
-        *p = c16;
-        return rc_put16(p + 1, (uint16_t)n);
-    }
-    *p = c32;
-    return rc_put32(p + 1, n);
+    return rc_put_header_wide(p, n, c16, c32);
 }
 
 static inline uint8_t *rc_put_map(uint8_t *p, uint32_t n)
@@ -111,8 +119,20 @@ static inline uint8_t *rc_put_bin(uint8_t *p, const void *s, uint32_t n)
     return rc_put_raw(p, s, n);
 }
 
+/* uint32 (0xce), out of line as above. */
+static __attribute__((noinline, cold, unused)) uint8_t *rc_put_uint32(uint8_t *p, uint32_t v)
+{
+    *p = 0xce;
+    return rc_put32(p + 1, v);
+}
+
 static inline uint8_t *rc_put_uint(uint8_t *p, uint64_t v)
 {
+    /* the widest first: ms timestamps (every `ev` has one or two) */
+    if (v > 0xffffffffu) {
+        *p = 0xcf;
+        return rc_put64(p + 1, v);
+    }
     if (v <= 0x7f) {
         *p = (uint8_t)v;
         return p + 1;
@@ -126,12 +146,7 @@ static inline uint8_t *rc_put_uint(uint8_t *p, uint64_t v)
         *p = 0xcd;
         return rc_put16(p + 1, (uint16_t)v);
     }
-    if (v <= 0xffffffffu) {
-        *p = 0xce;
-        return rc_put32(p + 1, (uint32_t)v);
-    }
-    *p = 0xcf;
-    return rc_put64(p + 1, v);
+    return rc_put_uint32(p, (uint32_t)v);
 }
 
 static inline uint8_t *rc_put_int(uint8_t *p, int64_t v)

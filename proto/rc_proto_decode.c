@@ -12,6 +12,7 @@
  */
 #include "rc_proto.h"
 #include "rc_mpr.h"
+#include "rc_proto_test.h"
 #include "rc_utf8.h"
 
 #include <stdarg.h>
@@ -129,74 +130,133 @@ static const char *const ev_key_names[K_COUNT] = {
     "tool", "item", "data", "error", "timeouts", "deadline",
 };
 
-static int ev_key_lookup(const char *k, uint32_t len)
+/* Little-endian loads of 2, 4 and 8 bytes (one load, and a byte swap on a
+ * big-endian machine), so that the words below mean the same everywhere. */
+static inline uint16_t le16(const uint8_t *p)
 {
-#define IS(s) (len == sizeof(s) - 1 && memcmp(k, s, sizeof(s) - 1) == 0)
+    uint16_t v;
+    memcpy(&v, p, 2);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap16(v);
+#endif
+    return v;
+}
+
+static inline uint32_t le32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+static inline uint64_t le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* The n (1..8, a constant at every call) bytes at p as a little-endian
+ * word: at most two loads (overlapping ones for 3, 5, 6 and 7 bytes, ORed
+ * at their own positions), all within p[0..n). */
+static inline uint64_t word_n(const void *vp, size_t n)
+{
+    const uint8_t *p = vp;
+    if (n == 8)
+        return le64(p);
+    if (n >= 4)
+        return le32(p) | (uint64_t)le32(p + n - 4) << (8 * (n - 4));
+    if (n >= 2)
+        return le16(p) | (uint64_t)le16(p + n - 2) << (8 * (n - 2));
+    return p[0];
+}
+
+/* The same word of a string literal of at most 8 bytes, as a constant. */
+#define LIT_B(s, i)                                                                                \
+    ((uint64_t)((i) < sizeof(s) - 1 ? (uint8_t)(s)[(i) < sizeof(s) - 1 ? (i) : 0] : 0) << (8 * (i)))
+#define WORD(s)                                                                                    \
+    (LIT_B(s, 0) | LIT_B(s, 1) | LIT_B(s, 2) | LIT_B(s, 3) | LIT_B(s, 4) | LIT_B(s, 5) |           \
+     LIT_B(s, 6) | LIT_B(s, 7))
+
+/* Whether s[0..n) is the literal lit of n (<= 16) bytes: one word compare,
+ * or two overlapping ones above 8 bytes. */
+#define SAME(s, lit)                                                                               \
+    (sizeof(lit) - 1 <= 8 ? word_n((s), sizeof(lit) - 1 <= 8 ? sizeof(lit) - 1 : 8) == WORD(lit)   \
+                          : same_long((s), (lit), sizeof(lit) - 1))
+
+static inline bool same_long(const char *s, const char *lit, size_t n)
+{
+    return word_n(s, 8) == word_n(lit, 8) && word_n(s + n - 8, 8) == word_n(lit + n - 8, 8);
+}
+
+/* The key named k[0..len), or -1: by length, then one word compare per
+ * candidate (the input's word is loaded once). */
+static inline __attribute__((always_inline)) int ev_key_lookup(const char *k, uint32_t len)
+{
+    uint64_t w;
     switch (len) {
     case 2:
-        return IS("id") ? K_ID : IS("ts") ? K_TS : -1;
+        w = word_n(k, 2);
+        return w == WORD("ts") ? K_TS : w == WORD("id") ? K_ID : -1;
     case 3:
-        return IS("run") ? K_RUN : -1;
+        return SAME(k, "run") ? K_RUN : -1;
     case 4:
-        switch (k[0]) {
-        case 'c':
-            return IS("conv") ? K_CONV : -1;
-        case 't':
-            return IS("type") ? K_TYPE : IS("text") ? K_TEXT : IS("tool") ? K_TOOL : -1;
-        case 'i':
-            return IS("item") ? K_ITEM : -1;
-        case 'd':
-            return IS("data") ? K_DATA : -1;
-        default:
-            return -1;
-        }
+        w = word_n(k, 4);
+        return w == WORD("type")   ? K_TYPE
+               : w == WORD("text") ? K_TEXT
+               : w == WORD("conv") ? K_CONV
+               : w == WORD("data") ? K_DATA
+               : w == WORD("tool") ? K_TOOL
+               : w == WORD("item") ? K_ITEM
+                                   : -1;
     case 5:
-        return IS("phase") ? K_PHASE : IS("error") ? K_ERROR : -1;
+        w = word_n(k, 5);
+        return w == WORD("phase") ? K_PHASE : w == WORD("error") ? K_ERROR : -1;
     case 8:
-        return IS("timeouts") ? K_TIMEOUTS : IS("deadline") ? K_DEADLINE : -1;
+        w = word_n(k, 8);
+        return w == WORD("timeouts") ? K_TIMEOUTS : w == WORD("deadline") ? K_DEADLINE : -1;
     default:
         return -1;
     }
-#undef IS
 }
 
-static bool type_lookup(const char *s, uint32_t len, enum rc_event_type *t)
+/* The type named s[0..len), or false (*t is then unspecified): by length,
+ * then word compares. */
+static inline __attribute__((always_inline)) bool type_lookup(const char *s, uint32_t len,
+                                                              enum rc_event_type *t)
 {
-    /* the candidate by length and first letter, then the whole name with a
-     * fixed-length compare (inlined by the compiler: no call) */
-#define IS(lit, c)                                                                                 \
-    do {                                                                                           \
-        if (memcmp(s, lit, sizeof(lit) - 1) != 0)                                                  \
-            return false;                                                                          \
-        *t = c;                                                                                    \
-        return true;                                                                               \
-    } while (0)
+    uint64_t w;
     switch (len) {
     case 4:
-        IS("tool", RC_EV_TOOL);
+        *t = RC_EV_TOOL;
+        return SAME(s, "tool");
     case 5:
-        switch (s[0]) {
-        case 's':
-            IS("start", RC_EV_START);
-        case 'p':
-            IS("phase", RC_EV_PHASE);
-        case 'd':
-            IS("delta", RC_EV_DELTA);
-        default:
-            IS("error", RC_EV_ERROR);
-        }
+        w = word_n(s, 5);
+        *t = w == WORD("delta")   ? RC_EV_DELTA
+             : w == WORD("phase") ? RC_EV_PHASE
+             : w == WORD("start") ? RC_EV_START
+             : w == WORD("error") ? RC_EV_ERROR
+                                  : RC_EV_CUSTOM;
+        return *t != RC_EV_CUSTOM;
     case 8:
-        if (s[0] == 't')
-            IS("thinking", RC_EV_THINKING);
-        IS("complete", RC_EV_COMPLETE);
+        w = word_n(s, 8);
+        *t = w == WORD("thinking") ? RC_EV_THINKING : RC_EV_COMPLETE;
+        return w == WORD("thinking") || w == WORD("complete");
     case 9:
-        IS("heartbeat", RC_EV_HEARTBEAT);
+        *t = RC_EV_HEARTBEAT;
+        return SAME(s, "heartbeat");
     case 12:
-        IS("verification", RC_EV_VERIFICATION);
+        *t = RC_EV_VERIFICATION;
+        return SAME(s, "verification");
     default:
         return false;
     }
-#undef IS
 }
 
 /* Every string inside the value at r (keys included) is valid UTF-8. */
@@ -456,17 +516,11 @@ static enum rc_proto_code check_timeouts(const struct slot *s, const struct rc_p
     return RC_PROTO_OK;
 }
 
-/*
- * Scans the event map whose header is at r and checks every rule.  On
- * RC_PROTO_OK, r is just past the map.  On an error r is unspecified.
- */
-static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_proto_limits *lim,
-                                          struct rc_event *ev, struct rc_proto_error *err)
+/* Every field of ev to "absent".  Field by field: a memset of the struct
+ * (timeouts included) costs more than the rest of a typical decode's
+ * stores. */
+static inline void ev_reset(struct rc_event *ev)
 {
-    struct rc_mp_item it, k;
-    const uint8_t *start = r->p;
-    /* Field by field: a memset of the struct (timeouts included) costs more
-     * than the rest of a typical decode's stores. */
     const struct rc_str none = {NULL, 0};
     ev->raw = ev->run = ev->conv = ev->type_name = ev->phase = ev->text = none;
     ev->id_raw = ev->tool_raw = ev->tool_id_raw = ev->item_raw = ev->item_id_raw = none;
@@ -481,6 +535,346 @@ static enum rc_proto_code decode_event_at(struct rc_mpr *r, const struct rc_prot
     ev->id_is_uint = false;
     ev->id_uint = 0;
     ev->id_str = none;
+}
+
+/* ---- The fast path ----
+ *
+ * decode_event_fast decodes the shapes publishers send nearly always in
+ * one pass, checking each value as it reads it: a fixmap of fixstr keys
+ * (each matched with its header as one word); run, conv, type, phase, id
+ * and text as fixstr, str8 or str16 (the types delta and thinking matched
+ * as the keys are); ts and a uint id as any integer; nil for any key;
+ * unknown keys skipped; tool, item, error, data, timeouts and deadline read
+ * as the general scan reads them and checked after the scan by the very
+ * functions the general path calls.  It never reports an error: on
+ * anything else (another key or string encoding, a broken rule, truncated
+ * bytes) it declines, and the general path decodes the event from its
+ * start, so that every error, its code, field and reason, comes from one
+ * place in one fixed order.  When it accepts, the general path would have
+ * accepted with the same rc_event and the same end: tests/proto checks the
+ * two against each other (rc_proto_decode_event_path) on a corpus and the
+ * publish fuzzer on every input. */
+
+/* A str (fixstr, str8 or str16) at *pp, which is below end: its bytes in
+ * *s and *pp past it.  False for another type or when truncated. */
+static inline bool fast_str(const uint8_t **pp, const uint8_t *end, struct rc_str *s)
+{
+    const uint8_t *p = *pp;
+    size_t left = (size_t)(end - p);
+    uint8_t c = *p;
+    uint32_t n;
+    size_t h;
+    if ((c & 0xe0) == 0xa0) {
+        n = c & 0x1fu;
+        h = 1;
+    } else if (c == 0xd9 && left >= 2) {
+        n = p[1];
+        h = 2;
+    } else if (c == 0xda && left >= 3) {
+        n = (uint32_t)p[1] << 8 | p[2];
+        h = 3;
+    } else {
+        return false;
+    }
+    if (left - h < n)
+        return false;
+    s->ptr = (const char *)p + h;
+    s->len = n;
+    *pp = p + h + n;
+    return true;
+}
+
+/* The 8 bytes at p as a little-endian word, the bytes at or past end as 0. */
+static inline uint64_t key_word(const uint8_t *p, const uint8_t *end)
+{
+    if (end - p >= 8)
+        return le64(p);
+    uint64_t w = 0;
+    for (unsigned i = 0; p + i < end; i++)
+        w |= (uint64_t)p[i] << (8 * i);
+    return w;
+}
+
+/* The low n bytes of a word. */
+#define MASK(n) (~0ull >> (64 - 8 * (n)))
+
+static bool decode_event_fast(struct rc_mpr *r, const struct rc_proto_limits *lim,
+                              struct rc_event *ev)
+{
+    const uint8_t *p = r->p;
+    const uint8_t *end = r->end;
+    if (p >= end || (*p & 0xf0) != 0x80) /* a fixmap: at most 15 keys */
+        return false;
+    const uint8_t *start = p;
+    uint32_t n = *p++ & 0x0fu;
+    ev_reset(ev);
+    uint32_t depth = lim->data_max_depth;
+    if (depth == 0)
+        depth = 1;          /* as the general scan */
+    struct slot s[K_COUNT]; /* nested values only; s[k] is read only when present has k */
+    uint32_t seen = 0, present = 0;
+    struct rc_mpr t;
+    struct rc_mp_item it;
+/* Takes key k (its fixstr of klen bytes matched at p): past it, a value
+ * byte must follow; a repeated key goes to the general path; nil is absent
+ * (a nil data is forwarded). */
+#define TAKE(k, klen) /* a statement list (its continue is the loop's) */                          \
+    p += (klen);                                                                                   \
+    if (p >= end || (seen & (1u << (k))) != 0)                                                     \
+        return false;                                                                              \
+    seen |= 1u << (k);                                                                             \
+    if (*p == 0xc0) {                                                                              \
+        if ((k) == K_DATA)                                                                         \
+            ev->data_raw = view(p, 1);                                                             \
+        p++;                                                                                       \
+        continue;                                                                                  \
+    }                                                                                              \
+    present |= 1u << (k)
+/* A value read as the general scan reads it, checked after the scan. */
+#define NESTED(k, max_depth)                                                                       \
+    do {                                                                                           \
+        rc_mpr_init(&t, p, (size_t)(end - p));                                                     \
+        if (read_slot(&t, &s[k], (max_depth)) != RC_MPR_OK)                                        \
+            return false;                                                                          \
+        p = t.p;                                                                                   \
+    } while (0)
+    for (uint32_t i = 0; i < n; i++) {
+        /* The key with its fixstr header as one little-endian word: the
+         * header byte picks the length, one masked compare per candidate
+         * name checks length and name at once.  Near the end of the
+         * buffer the missing bytes read as 0, which no name contains. */
+        uint64_t w = key_word(p, end);
+        const uint8_t *v; /* the value */
+        switch ((uint8_t)w) {
+        case 0xa2:
+            if ((w & MASK(3)) == WORD("\xa2ts")) {
+                TAKE(K_TS, 3);
+                if (*p <= 0x7f) { /* positive fixint */
+                    ev->ts = *p++;
+                } else if (*p == 0xcf && (size_t)(end - p) >= 9) { /* uint64: ms timestamps */
+                    uint64_t u = rc_mpr_be64(p + 1);
+                    if (u > INT64_MAX)
+                        return false;
+                    ev->ts = (int64_t)u;
+                    p += 9;
+                } else {
+                    rc_mpr_init(&t, p, (size_t)(end - p));
+                    if (!rc_mpr_next(&t, &it))
+                        return false;
+                    if (it.type == RC_MP_INT)
+                        ev->ts = it.v.i;
+                    else if (it.type == RC_MP_UINT && it.v.u <= INT64_MAX)
+                        ev->ts = (int64_t)it.v.u;
+                    else
+                        return false;
+                    p = t.p;
+                }
+                ev->has_ts = true;
+                continue;
+            }
+            if ((w & MASK(3)) == WORD("\xa2id")) {
+                TAKE(K_ID, 3);
+                v = p;
+                if (fast_str(&p, end, &ev->id_str)) {
+                    if (ev->id_str.len == 0 || ev->id_str.len > lim->id_max_bytes ||
+                        !utf8_ok(ev->id_str.ptr, ev->id_str.len))
+                        return false;
+                } else {
+                    rc_mpr_init(&t, p, (size_t)(end - p));
+                    if (!rc_mpr_next(&t, &it) || it.type != RC_MP_UINT)
+                        return false;
+                    ev->id_is_uint = true;
+                    ev->id_uint = it.v.u;
+                    p = t.p;
+                }
+                ev->id_raw = view(v, (size_t)(p - v));
+                continue;
+            }
+            break;
+        case 0xa3:
+            if ((w & MASK(4)) == WORD("\xa3run")) {
+                TAKE(K_RUN, 4);
+                if (!fast_str(&p, end, &ev->run) ||
+                    !rc_proto_valid_id(ev->run.ptr, ev->run.len, lim->id_max_bytes))
+                    return false;
+                continue;
+            }
+            break;
+        case 0xa4:
+            if ((w & MASK(5)) == WORD("\xa4type")) {
+                TAKE(K_TYPE, 5);
+                struct rc_str *tn = &ev->type_name;
+                /* the types of nearly every event of a stream, matched
+                 * with their fixstr header as the keys are */
+                uint64_t tw = key_word(p, end);
+                if ((tw & MASK(6)) == WORD("\xa5"
+                                           "delta")) {
+                    ev->type = RC_EV_DELTA;
+                    *tn = view(p + 1, 5);
+                    p += 6;
+                    continue;
+                }
+                if (tw == WORD("\xa8thinkin") && end - p > 8 && p[8] == 'g') {
+                    ev->type = RC_EV_THINKING;
+                    *tn = view(p + 1, 8);
+                    p += 9;
+                    continue;
+                }
+                if (!fast_str(&p, end, tn) || tn->len == 0 || tn->len > TYPE_MAX_BYTES)
+                    return false;
+                if (!type_lookup(tn->ptr, tn->len, &ev->type)) {
+                    /* a custom type: "x-" and more, UTF-8 */
+                    if (tn->len <= 2 || tn->ptr[0] != 'x' || tn->ptr[1] != '-' ||
+                        !utf8_ok(tn->ptr, tn->len))
+                        return false;
+                    ev->type = RC_EV_CUSTOM;
+                }
+                continue;
+            }
+            if ((w & MASK(5)) == WORD("\xa4text")) {
+                TAKE(K_TEXT, 5);
+                if (!fast_str(&p, end, &ev->text) || !utf8_ok(ev->text.ptr, ev->text.len))
+                    return false;
+                ev->has_text = true;
+                continue;
+            }
+            if ((w & MASK(5)) == WORD("\xa4"
+                                      "conv")) {
+                TAKE(K_CONV, 5);
+                if (!fast_str(&p, end, &ev->conv) ||
+                    !rc_proto_valid_id(ev->conv.ptr, ev->conv.len, lim->id_max_bytes))
+                    return false;
+                continue;
+            }
+            if ((w & MASK(5)) == WORD("\xa4"
+                                      "data")) {
+                TAKE(K_DATA, 5);
+                NESTED(K_DATA, depth);
+                continue;
+            }
+            if ((w & MASK(5)) == WORD("\xa4tool")) {
+                TAKE(K_TOOL, 5);
+                NESTED(K_TOOL, depth);
+                continue;
+            }
+            if ((w & MASK(5)) == WORD("\xa4item")) {
+                TAKE(K_ITEM, 5);
+                NESTED(K_ITEM, depth);
+                continue;
+            }
+            break;
+        case 0xa5:
+            if ((w & MASK(6)) == WORD("\xa5phase")) {
+                TAKE(K_PHASE, 6);
+                if (!fast_str(&p, end, &ev->phase) || ev->phase.len == 0 ||
+                    ev->phase.len > lim->phase_max_bytes || !utf8_ok(ev->phase.ptr, ev->phase.len))
+                    return false;
+                continue;
+            }
+            if ((w & MASK(6)) == WORD("\xa5"
+                                      "error")) {
+                TAKE(K_ERROR, 6);
+                NESTED(K_ERROR, depth);
+                continue;
+            }
+            break;
+        case 0xa8: /* 9 bytes: the word and the last letter */
+            if (w == WORD("\xa8timeout") && end - p > 9 && p[8] == 's') {
+                TAKE(K_TIMEOUTS, 9);
+                NESTED(K_TIMEOUTS, 0);
+                continue;
+            }
+            if (w == WORD("\xa8"
+                          "deadlin") &&
+                end - p > 9 && p[8] == 'e') {
+                TAKE(K_DEADLINE, 9);
+                NESTED(K_DEADLINE, 0);
+                continue;
+            }
+            break;
+        default:
+            break;
+        }
+        /* not a key runcast knows: a fixstr key is skipped with its value,
+         * anything else goes to the general path */
+        if (p >= end || (*p & 0xe0) != 0xa0 || (size_t)(end - p) < (*p & 0x1fu) + 2u)
+            return false;
+        rc_mpr_init(&t, p + 1 + (*p & 0x1fu), (size_t)(end - p) - 1 - (*p & 0x1fu));
+        if (!rc_mpr_skip(&t))
+            return false;
+        p = t.p;
+    }
+#undef TAKE
+#undef NESTED
+
+    /* The rules that span keys, then the nested values, as the general
+     * path checks them (in another order: only the verdict "all pass"
+     * counts here). */
+#define PRESENT(k) ((present >> (k)) & 1u)
+    if (!PRESENT(K_RUN) || !PRESENT(K_TYPE))
+        return false;
+    enum rc_event_type type = ev->type;
+    if (!PRESENT(K_PHASE) && type == RC_EV_PHASE)
+        return false;
+    if ((present & (1u << K_TOOL | 1u << K_ITEM | 1u << K_DATA | 1u << K_ERROR | 1u << K_TIMEOUTS |
+                    1u << K_DEADLINE)) == 0) {
+        if (type == RC_EV_TOOL || type == RC_EV_VERIFICATION || type == RC_EV_ERROR)
+            return false;
+    } else {
+        if (PRESENT(K_TOOL)) {
+            if (check_obj(&s[K_TOOL], &spec_tool, lim, &ev->tool_id_raw, NULL, NULL, NULL) !=
+                RC_PROTO_OK)
+                return false;
+            ev->tool_raw = view(s[K_TOOL].p, s[K_TOOL].len);
+        } else if (type == RC_EV_TOOL) {
+            return false;
+        }
+        if (PRESENT(K_ITEM)) {
+            if (check_obj(&s[K_ITEM], &spec_item, lim, &ev->item_id_raw, NULL, NULL, NULL) !=
+                RC_PROTO_OK)
+                return false;
+            ev->item_raw = view(s[K_ITEM].p, s[K_ITEM].len);
+        } else if (type == RC_EV_VERIFICATION) {
+            return false;
+        }
+        if (PRESENT(K_DATA))
+            ev->data_raw = view(s[K_DATA].p, s[K_DATA].len);
+        if (PRESENT(K_ERROR)) {
+            if (check_obj(&s[K_ERROR], &spec_error, lim, NULL, &ev->error_code, &ev->error_message,
+                          NULL) != RC_PROTO_OK)
+                return false;
+            ev->error_raw = view(s[K_ERROR].p, s[K_ERROR].len);
+        } else if (type == RC_EV_ERROR) {
+            return false;
+        }
+        if (type == RC_EV_START) {
+            if (PRESENT(K_TIMEOUTS) && check_timeouts(&s[K_TIMEOUTS], lim, ev, NULL) != RC_PROTO_OK)
+                return false;
+            if (PRESENT(K_DEADLINE)) {
+                if (s[K_DEADLINE].it.type != RC_MP_UINT)
+                    return false;
+                ev->has_deadline = true;
+                ev->deadline_ms = s[K_DEADLINE].it.v.u;
+            }
+        }
+    }
+#undef PRESENT
+    ev->raw = view(start, (size_t)(p - start));
+    r->p = p;
+    return true;
+}
+
+/*
+ * The general path: scans the event map whose header is at r and checks
+ * every rule in one fixed order.  On RC_PROTO_OK, r is just past the map.
+ * On an error r is unspecified.
+ */
+static enum rc_proto_code decode_event_general(struct rc_mpr *r, const struct rc_proto_limits *lim,
+                                               struct rc_event *ev, struct rc_proto_error *err)
+{
+    struct rc_mp_item it, k;
+    const uint8_t *start = r->p;
+    ev_reset(ev);
 
     if (!rc_mpr_next(r, &it)) {
         fail(err, RC_PROTO_MALFORMED, NULL, "truncated or invalid msgpack");
@@ -689,6 +1083,17 @@ malformed:
 #undef HAS
 }
 
+/* Decodes the event map at r: the fast path, and the general one when the
+ * fast path declines.  As decode_event_general for r and the result. */
+static inline enum rc_proto_code decode_event_at(struct rc_mpr *r,
+                                                 const struct rc_proto_limits *lim,
+                                                 struct rc_event *ev, struct rc_proto_error *err)
+{
+    if (decode_event_fast(r, lim, ev))
+        return RC_PROTO_OK;
+    return decode_event_general(r, lim, ev, err);
+}
+
 static void fail_envelope(struct rc_proto_error *err)
 {
     fail(err, RC_PROTO_MALFORMED, NULL,
@@ -751,6 +1156,32 @@ enum rc_proto_code rc_proto_decode_event(const void *buf, size_t len,
     return decode_whole(buf, len, lim, ev, err, &envelope_ok);
 }
 
+enum rc_proto_code rc_proto_decode_event_path(const void *buf, size_t len,
+                                              const struct rc_proto_limits *lim,
+                                              enum rc_proto_path path, struct rc_event *ev,
+                                              struct rc_proto_error *err, size_t *used)
+{
+    struct rc_proto_limits dflt;
+    if (lim == NULL) {
+        rc_proto_limits_default(&dflt);
+        lim = &dflt;
+    }
+    struct rc_mpr r;
+    rc_mpr_init(&r, buf, len);
+    enum rc_proto_code c;
+    if (path == RC_PROTO_PATH_FAST)
+        c = decode_event_fast(&r, lim, ev) ? RC_PROTO_OK : RC_PROTO_FAST_DECLINED;
+    else if (path == RC_PROTO_PATH_GENERAL)
+        c = decode_event_general(&r, lim, ev, err);
+    else
+        c = decode_event_at(&r, lim, ev, err);
+    if (c == RC_PROTO_OK) {
+        *used = (size_t)(r.p - (const uint8_t *)buf);
+        ok(err);
+    }
+    return c;
+}
+
 /* Decodes the n elements of an array from r on, reporting each through cb.
  * False when an element's framing is broken (only possible when the
  * envelope was not checked before). */
@@ -775,9 +1206,7 @@ static bool decode_elements(struct rc_mpr *r, const uint8_t *end, uint32_t n,
         if (size > lim->event_max_bytes) {
             c = RC_PROTO_TOO_LARGE;
             fail_event_size(&eerr, size, lim);
-        } else if (c == RC_PROTO_OK) {
-            ok(&eerr);
-        }
+        } /* on RC_PROTO_OK cb gets no error: eerr is left as it is */
         r->p = er.p;
         if (cb)
             cb(arg, i, c == RC_PROTO_OK ? &ev : NULL, c == RC_PROTO_OK ? NULL : &eerr);

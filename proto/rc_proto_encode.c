@@ -115,15 +115,19 @@ size_t rc_proto_ev_bound(const struct rc_event *ev, const struct rc_ev_meta *m)
 uint8_t *rc_proto_put_ev(uint8_t *p, const struct rc_event *ev, const struct rc_ev_meta *m)
 {
     struct rc_str conv = m->conv.len ? m->conv : ev->conv;
-    p = rc_put_map(p, ev_pairs(ev, m, conv));
-    p = RC_PUT_LIT(p, "\xa2"
-                      "op"
-                      "\xa2"
-                      "ev"
-                      "\xa3"
-                      "run");
+    /* The pairs are counted as they are written and the header goes in
+     * front at the end: a fixmap, unless all 16 keys are there. */
+    uint8_t *head = p;
+    uint32_t n = 6; /* op run epoch seq type ts */
+    p = RC_PUT_LIT(p + 1, "\xa2"
+                          "op"
+                          "\xa2"
+                          "ev"
+                          "\xa3"
+                          "run");
     p = rc_put_str(p, ev->run.ptr, ev->run.len);
     if (conv.len > 0) {
+        n++;
         p = RC_PUT_LIT(p, "\xa4"
                           "conv");
         p = rc_put_str(p, conv.ptr, conv.len);
@@ -138,6 +142,7 @@ uint8_t *rc_proto_put_ev(uint8_t *p, const struct rc_event *ev, const struct rc_
                       "type");
     p = rc_put_str(p, ev->type_name.ptr, ev->type_name.len);
     if (ev->phase.len > 0) {
+        n++;
         p = RC_PUT_LIT(p, "\xa5"
                           "phase");
         p = rc_put_str(p, ev->phase.ptr, ev->phase.len);
@@ -146,45 +151,62 @@ uint8_t *rc_proto_put_ev(uint8_t *p, const struct rc_event *ev, const struct rc_
                       "ts");
     p = rc_put_int(p, m->ts);
     if (ev->has_ts) {
+        n++;
         p = RC_PUT_LIT(p, "\xa3"
                           "pts");
         p = rc_put_int(p, ev->ts);
     }
     if (ev->id_raw.len > 0) {
+        n++;
         p = RC_PUT_LIT(p, "\xa2"
                           "id");
         p = rc_put_raw(p, ev->id_raw.ptr, ev->id_raw.len);
     }
     if (ev->has_text) {
+        n++;
         p = RC_PUT_LIT(p, "\xa4"
                           "text");
         p = rc_put_str(p, ev->text.ptr, ev->text.len);
     }
     if (ev->tool_raw.len > 0) {
+        n++;
         p = RC_PUT_LIT(p, "\xa4"
                           "tool");
         p = rc_put_raw(p, ev->tool_raw.ptr, ev->tool_raw.len);
     }
     if (ev->item_raw.len > 0) {
+        n++;
         p = RC_PUT_LIT(p, "\xa4"
                           "item");
         p = rc_put_raw(p, ev->item_raw.ptr, ev->item_raw.len);
     }
     if (ev->data_raw.len > 0) {
+        n++;
         p = RC_PUT_LIT(p, "\xa4"
                           "data");
         p = rc_put_raw(p, ev->data_raw.ptr, ev->data_raw.len);
     }
     if (ev->error_raw.len > 0) {
+        n++;
         p = RC_PUT_LIT(p, "\xa5"
                           "error");
         p = rc_put_raw(p, ev->error_raw.ptr, ev->error_raw.len);
     }
-    if (m->synthetic)
+    if (m->synthetic) {
+        n++;
         p = RC_PUT_LIT(p, "\xa9"
                           "synthetic"
                           "\xc3");
-    return p;
+    }
+    if (n < 16) {
+        *head = (uint8_t)(0x80 | n);
+        return p;
+    }
+    /* every key: a map16 header, two bytes longer (rc_proto_ev_size
+     * counted them) */
+    memmove(head + 3, head + 1, (size_t)(p - head - 1));
+    rc_put_map(head, n);
+    return p + 2;
 }
 
 int rc_proto_encode_ev(struct rc_buf *out, const struct rc_event *ev, const struct rc_ev_meta *m)

@@ -7,7 +7,9 @@
  * of bytes, unless it hits its compile-time nesting cap); every accepted
  * event, encoded as an `ev`, decodes again as a valid event with the same
  * raw payloads; the one-pass variant (RC_PROTO_DECODE_ONE_PASS) agrees on
- * the result, the count and the elements' codes.
+ * the result, the count and the elements' codes; the event decoder's fast
+ * path never accepts what its general path rejects, and when it accepts,
+ * the two give the same rc_event field by field (rc_proto_test.h).
  */
 #include <msgpack.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 
 #include "rc_mpr.h"
 #include "rc_proto.h"
+#include "rc_proto_test.h"
 
 #define MAXCODES 64 /* = lim.batch_max_events below */
 
@@ -52,6 +55,48 @@ static void check_cb(void *arg, uint32_t index, const struct rc_event *ev,
         abort();
     if (back.tool_raw.len != ev->tool_raw.len || back.run.len != ev->run.len ||
         back.type != ev->type || back.has_text != ev->has_text)
+        abort();
+}
+
+static bool str_same(struct rc_str a, struct rc_str b)
+{
+    return a.ptr == b.ptr && a.len == b.len;
+}
+
+static bool ev_same(const struct rc_event *a, const struct rc_event *b)
+{
+    if (!str_same(a->raw, b->raw) || !str_same(a->run, b->run) || !str_same(a->conv, b->conv) ||
+        a->type != b->type || !str_same(a->type_name, b->type_name) ||
+        !str_same(a->phase, b->phase) || !str_same(a->text, b->text) ||
+        a->has_text != b->has_text || !str_same(a->id_raw, b->id_raw) || a->has_ts != b->has_ts ||
+        a->ts != b->ts || !str_same(a->tool_raw, b->tool_raw) ||
+        !str_same(a->tool_id_raw, b->tool_id_raw) || !str_same(a->item_raw, b->item_raw) ||
+        !str_same(a->item_id_raw, b->item_id_raw) || !str_same(a->data_raw, b->data_raw) ||
+        !str_same(a->error_raw, b->error_raw) || !str_same(a->error_code, b->error_code) ||
+        !str_same(a->error_message, b->error_message) || a->n_timeouts != b->n_timeouts ||
+        a->has_deadline != b->has_deadline || a->deadline_ms != b->deadline_ms ||
+        a->id_is_uint != b->id_is_uint || a->id_uint != b->id_uint ||
+        !str_same(a->id_str, b->id_str))
+        return false;
+    for (uint32_t i = 0; i < a->n_timeouts && i < 32; i++)
+        if (!str_same(a->timeouts[i].phase, b->timeouts[i].phase) ||
+            a->timeouts[i].ms != b->timeouts[i].ms)
+            return false;
+    return true;
+}
+
+/* The fast path against the general one on the bytes as one event. */
+static void check_paths(const uint8_t *data, size_t size, const struct rc_proto_limits *lim)
+{
+    static struct rc_event fast, general; /* ~1 KiB each */
+    size_t uf = 0, ug = 0;
+    enum rc_proto_code cf =
+        rc_proto_decode_event_path(data, size, lim, RC_PROTO_PATH_FAST, &fast, NULL, &uf);
+    enum rc_proto_code cg =
+        rc_proto_decode_event_path(data, size, lim, RC_PROTO_PATH_GENERAL, &general, NULL, &ug);
+    if (cf != RC_PROTO_OK && cf != RC_PROTO_FAST_DECLINED)
+        abort();
+    if (cf == RC_PROTO_OK && (cg != RC_PROTO_OK || uf != ug || !ev_same(&fast, &general)))
         abort();
 }
 
@@ -93,6 +138,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     rc_buf_fini(&c1.out);
     rc_buf_fini(&c.out);
+
+    check_paths(data, size, &lim);
+    {
+        /* and on each element of a batch, with what follows it */
+        struct rc_mpr ar;
+        struct rc_mp_item top;
+        rc_mpr_init(&ar, data, size);
+        if (rc_mpr_next(&ar, &top) && top.type == RC_MP_ARRAY) {
+            for (uint32_t i = 0; i < top.v.n && i < MAXCODES; i++) {
+                check_paths(ar.p, rc_mpr_left(&ar), &lim);
+                if (!rc_mpr_skip(&ar))
+                    break;
+            }
+        }
+    }
 
     /* differential check of the envelope against msgpack-c */
     struct rc_mpr r;

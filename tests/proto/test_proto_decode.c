@@ -1223,10 +1223,11 @@ static const struct {
 
 Test(event_rules, utf8_fast_path_matches_reference_at_every_offset)
 {
-    /* every length around the 4-, 8-, 16- and 32-byte steps, each case at
-     * every offset (straddling word boundaries, ending the buffer), in
-     * buffers of exactly that size so that ASan sees any read past them */
-    for (size_t n = 0; n <= 72; n++) {
+    /* every length around the 4-, 8-, 16- and 64-byte steps (two rounds
+     * of 64 and every tail), each case at every offset (straddling word
+     * boundaries, ending the buffer), in buffers of exactly that size so
+     * that ASan sees any read past them */
+    for (size_t n = 0; n <= 150; n++) {
         char *p = malloc(n ? n : 1);
         for (size_t c = 0; c < sizeof utf8_cases / sizeof utf8_cases[0]; c++) {
             size_t k = utf8_cases[c].n;
@@ -1241,7 +1242,7 @@ Test(event_rules, utf8_fast_path_matches_reference_at_every_offset)
         }
         /* every byte value at every position of the last and first words */
         for (size_t at = 0; at < n; at++) {
-            if (n > 24 && at >= 8 && at + 8 < n)
+            if (n > 80 && at >= 16 && at + 16 < n)
                 continue;
             for (int v = 0; v < 256; v++) {
                 memset(p, 'a', n);
@@ -1257,7 +1258,8 @@ Test(event_rules, utf8_fast_path_matches_reference_at_every_offset)
 
 Test(event_rules, valid_id_every_byte_at_every_position)
 {
-    for (size_t n = 1; n <= 20; n++) {
+    /* lengths around the 8- and 16-byte steps (two chunks and a tail) */
+    for (size_t n = 1; n <= 40; n++) {
         char *p = malloc(n);
         for (size_t at = 0; at < n; at++) {
             for (int v = 0; v < 256; v++) {

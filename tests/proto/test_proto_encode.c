@@ -154,8 +154,19 @@ Test(encode, ev_size_is_exact)
             msgpack_unpacked u;
             msgpack_object o = mpc_unpack(&u, p, z);
             cr_assert_eq(o.type, MSGPACK_OBJECT_MAP);
+            /* 6 keys always, one per optional key present (an empty
+             * conv is absent) */
+            uint32_t pairs =
+                6 + (uint32_t)__builtin_popcount(mask & ~1u) + (m.conv.len > 0) + m.synthetic;
+            cr_assert_eq(o.via.map.size, pairs, "mask %x", mask);
+            mpc_assert_str(&o, "op", "ev");
+            mpc_assert_str(&o, "run", "run-1");
+            mpc_assert_str(&o, "type", "delta");
+            mpc_assert_uint(&o, "epoch", m.epoch);
             mpc_assert_uint(&o, "seq", m.seq);
             mpc_assert_int(&o, "ts", m.ts);
+            if (m.synthetic)
+                mpc_assert_bool(&o, "synthetic", true);
             msgpack_unpacked_destroy(&u);
             rc_buf_fini(&out);
             free(p);
