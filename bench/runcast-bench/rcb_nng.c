@@ -739,6 +739,15 @@ static void finish(struct pth *t)
         rcb_sleep_ns(1000000);
 }
 
+/* Waits for the due time, or not at all when it is less than
+ * cfg->early_ns away (see rcb_pubs_cfg.early_ns). */
+static void pace(const struct pth *t, uint64_t due)
+{
+    if (t->cfg->early_ns > 0 && due <= rcb_now_ns() + t->cfg->early_ns)
+        return;
+    rcb_sleep_until(due - t->cfg->early_ns / 2);
+}
+
 static uint64_t due_of(const struct pth *t, uint64_t t0, uint64_t i)
 {
     /* thread idx sends events idx, idx+P, ... of the global schedule */
@@ -786,7 +795,7 @@ static void *pth_raw(void *arg)
         uint64_t ts;
         if (c->rate > 0) {
             ts = due_of(t, t0, i);
-            rcb_sleep_until(ts);
+            pace(t, ts);
         } else {
             ts = rcb_now_ns();
         }
@@ -895,7 +904,7 @@ static void *pth_lib(void *arg)
             uint64_t ts;
             if (c->rate > 0) {
                 ts = due_of(t, t0, i);
-                rcb_sleep_until(ts);
+                pace(t, ts);
             } else {
                 ts = rcb_now_ns();
             }

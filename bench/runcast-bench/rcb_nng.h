@@ -67,10 +67,16 @@ struct rcb_pubs_cfg {
     uint32_t threads; /* P */
     uint32_t runs;    /* R: run ids rcb_run_id(run_tag, 0..R-1) */
     const char *run_tag;
-    uint64_t events;           /* total events (split over threads) */
-    uint32_t batch;            /* events per message / request */
-    uint32_t size;             /* event size */
-    double rate;               /* total offered events/s, 0: as fast as possible */
+    uint64_t events; /* total events (split over threads) */
+    uint32_t batch;  /* events per message / request */
+    uint32_t size;   /* event size */
+    double rate;     /* total offered events/s, 0: as fast as possible */
+    /* rate > 0: an event may go out up to this early instead of sleeping
+     * for it (0: sleep to the due time).  A sleep costs ~50 us of timer
+     * slack, so per-event sleeps cannot pace a thread past ~20,000
+     * events/s; the ingest phases, which time throughput and not latency,
+     * allow 100 us. */
+    uint64_t early_ns;
     bool record_rtt;           /* REQ modes: per-request round trip into the histogram */
     bool starts;               /* RAW: each event is the `start` of a new run (index
                                   0..events-1 of run_tag) instead of a delta */
