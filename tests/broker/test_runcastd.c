@@ -8,7 +8,10 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -667,4 +670,120 @@ Test(runcastd, edge_listener_failures_restart_it_then_exit_70_past_the_intensity
     int st = rcd_wait(&d, 20000);
     cr_assert_eq(st, 70, "exit status %d (log %s)", st, d.log);
     wsc_close(old);
+}
+
+/* The lowest file descriptor number free in process pid: the one its next
+ * socket or accept would get. */
+static int lowest_free_fd(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *dir = opendir(path);
+    cr_assert(dir != NULL, "%s: %s", path, strerror(errno));
+    static bool used[65536];
+    memset(used, 0, sizeof(used));
+    for (struct dirent *de; (de = readdir(dir)) != NULL;) {
+        int fd = atoi(de->d_name);
+        if (de->d_name[0] != '.' && fd >= 0 && fd < 65536)
+            used[fd] = true;
+    }
+    closedir(dir);
+    int fd = 0;
+    while (fd < 65535 && used[fd])
+        fd++;
+    return fd;
+}
+
+/* A TCP connection to 127.0.0.1:port (-1 when refused), reads bounded. */
+static int tcp_connect(int port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(s, 0, "%s", strerror(errno));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(s);
+        return -1;
+    }
+    return s;
+}
+
+/* Whether GET /healthz on port is answered 200 (one try). */
+static bool healthz_ok(int port)
+{
+    int s = tcp_connect(port);
+    if (s < 0)
+        return false;
+    const char req[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    char resp[64] = {0};
+    bool ok = send(s, req, sizeof(req) - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof(req) - 1) &&
+              recv(s, resp, sizeof(resp) - 1, MSG_WAITALL) > 12 &&
+              strncmp(resp, "HTTP/1.1 200", 12) == 0;
+    close(s);
+    return ok;
+}
+
+/*
+ * The edge listener's real failure path.  runcastd's RLIMIT_NOFILE is
+ * lowered (prlimit) to its lowest free descriptor, so accept fails with
+ * EMFILE (accept4 reserves the descriptor before it takes a connection:
+ * it fails even with none waiting); the listener counts 64 errors in a row
+ * and fails, its supervisor closes it and listens anew on the same port.
+ * Once the limit is back, the port serves again, the connection opened
+ * before the failure has kept receiving, and the process is up.
+ *
+ * While the limit stays low every restarted listener fails the same way
+ * at once, so the test gives the limit back as soon as the first failure
+ * is logged and allows many restarts (--restart-intensity 1000); how many
+ * happened in between depends on timing and is not asserted.
+ */
+Test(runcastd, edge_listener_out_of_descriptors_is_restarted_on_its_port, .timeout = 90)
+{
+    struct rcd d;
+    const char *extra[] = {"--restart-intensity", "1000", "--restart-period", "10m", NULL};
+    rcd_start(&d, extra);
+    struct wsc *old = wsc_open_all(d.http_port);
+    cr_assert(acked_start(&d, "edge-before"));
+    cr_assert(wait_run_events(old, "edge-before", 1, 5000));
+
+    struct rlimit lim;
+    cr_assert_eq(prlimit(d.pid, RLIMIT_NOFILE, NULL, &lim), 0, "%s", strerror(errno));
+    char failed[128];
+    snprintf(failed, sizeof(failed), "HTTP/WebSocket listener failed (%s)",
+             nng_strerror(NNG_ENOFILES));
+    struct rlimit low = {.rlim_cur = (rlim_t)lowest_free_fd(d.pid), .rlim_max = lim.rlim_max};
+    cr_assert_eq(prlimit(d.pid, RLIMIT_NOFILE, &low, NULL), 0, "%s", strerror(errno));
+    /* a connection wakes the idle listener: its accept now fails */
+    int s = tcp_connect(d.http_port);
+    bool hit = wait_log(&d, failed, 1, 10000);
+    cr_assert_eq(prlimit(d.pid, RLIMIT_NOFILE, &lim, NULL), 0, "%s", strerror(errno));
+    if (s >= 0)
+        close(s);
+    cr_assert(hit, "accept never failed with EMFILE (log %s)", d.log);
+    cr_assert(wait_log(&d, "edge listener restarted after a failure on port", 1, 10000),
+              "no restart logged (log %s)", d.log);
+
+    /* the same port serves again (polled: a restart may be under way) */
+    uint64_t end = rc_clock_mono_ms() + 10000;
+    while (!healthz_ok(d.http_port)) {
+        cr_assert(rcd_alive(&d), "runcastd exited (log %s)", d.log);
+        cr_assert_lt(rc_clock_mono_ms(), end, "port %d not served again (log %s)", d.http_port,
+                     d.log);
+        rc_clock_sleep_ms(20);
+    }
+    char port_line[96];
+    snprintf(port_line, sizeof(port_line), "restarted after a failure on port %d ", d.http_port);
+    cr_assert_eq(rcd_log_count(&d, port_line),
+                 rcd_log_count(&d, "edge listener restarted after a failure on port"),
+                 "a restart on another port (log %s)", d.log);
+    struct wsc *fresh = wsc_open_all(d.http_port);
+    cr_assert(acked_start(&d, "edge-after"));
+    cr_assert(wait_run_events(old, "edge-after", 1, 5000), "the old connection missed edge-after");
+    cr_assert(wait_run_events(fresh, "edge-after", 1, 5000),
+              "the new connection missed edge-after");
+    wsc_close(fresh);
+    wsc_close(old);
+    cr_assert_eq(rcd_stop(&d, 20000), 0);
 }
