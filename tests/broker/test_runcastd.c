@@ -287,31 +287,54 @@ Test(runcastd, publisher_gone_over_a_real_connection, .timeout = 60)
     cr_assert_eq(rcd_stop(&d, 5000), 0);
 }
 
-struct loadarg {
+/*
+ * A load thread: one batch of `batch` events of run `run`, sent in a loop
+ * until stop, over PUSH (fire and forget; `done` counts completed sends)
+ * or, with `acked`, over REQ (`done` counts answered requests).  Its socket
+ * dials without blocking and redials by itself, so the load goes on across
+ * broker and ingress restarts; short timeouts keep the loop checking stop.
+ */
+struct load {
     const char *url;
-    /* relaxed: only tells the load thread to finish; pthread_join orders
-     * everything else (sent is read after the join) */
+    bool acked;
+    const char *run;
+    int batch;
+    /* relaxed: only tells the thread to finish; pthread_join orders the
+     * count (read after the join) */
     atomic_bool stop;
-    int sent;
+    int done;
 };
 
-static void *push_load(void *arg)
+static void *load_thread(void *arg)
 {
-    struct loadarg *l = arg;
+    struct load *l = arg;
     nng_socket s;
-    if (nng_push0_open(&s) != 0)
+    if ((l->acked ? nng_req0_open(&s) : nng_push0_open(&s)) != 0)
         return NULL;
-    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 100);
+    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, l->acked ? 500 : 100);
+    if (l->acked) {
+        nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 500);
+        nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 200);
+    }
     nng_dial(s, l->url, NULL, NNG_FLAG_NONBLOCK);
     struct rc_buf b;
     rc_buf_init(&b);
     struct tev evs[32];
-    for (int i = 0; i < 32; i++)
-        evs[i] = (struct tev){.run = "load", .type = "delta", .text = "0123456789abcdef"};
-    encode_batch(&b, evs, 32);
+    size_t n = l->batch < 32 ? (size_t)l->batch : 32; /* no assertion off the test's thread */
+    for (size_t i = 0; i < n; i++)
+        evs[i] = (struct tev){.run = l->run, .type = "delta", .text = "0123456789abcdef"};
+    encode_batch(&b, evs, n);
     while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
-        if (nng_send(s, b.data, b.len, 0) == 0)
-            l->sent++;
+        if (nng_send(s, b.data, b.len, 0) != 0)
+            continue;
+        void *reply = NULL;
+        size_t rl = 0;
+        if (!l->acked) {
+            l->done++;
+        } else if (nng_recv(s, &reply, &rl, NNG_FLAG_ALLOC) == 0) {
+            l->done++;
+            nng_free(reply, rl);
+        }
     }
     rc_buf_fini(&b);
     nng_close(s);
@@ -324,9 +347,9 @@ Test(runcastd, sigterm_during_load_exits_zero, .timeout = 60)
     const char *extra[] = {"--shutdown-timeout", "3s", NULL};
     rcd_start(&d, extra);
     struct wsc *ws = wsc_open_all(d.http_port);
-    struct loadarg la = {.url = d.pull, .stop = false, .sent = 0};
+    struct load la = {.url = d.pull, .run = "load", .batch = 32};
     pthread_t th;
-    pthread_create(&th, NULL, push_load, &la);
+    pthread_create(&th, NULL, load_thread, &la);
     /* acked requests while the load runs */
     struct rc_buf b;
     rc_buf_init(&b);
@@ -344,7 +367,7 @@ Test(runcastd, sigterm_during_load_exits_zero, .timeout = 60)
     atomic_store_explicit(&la.stop, true, memory_order_relaxed);
     pthread_join(th, NULL);
     cr_assert_eq(st, 0, "exit status %d", st);
-    cr_assert_gt(la.sent, 0);
+    cr_assert_gt(la.done, 0);
     /* what the subscriber got of run "load" is in order with no hole */
     size_t n = wsc_count(ws);
     uint64_t next = 1;
@@ -467,9 +490,9 @@ Test(runcastd, sigterm_while_pull_paused_and_flooded_exits_zero, .timeout = 120)
         struct rcd d;
         const char *extra[] = {"--run-mailbox-limit", "2", "--shutdown-timeout", "60s", NULL};
         rcd_start(&d, extra);
-        struct loadarg la = {.url = d.pull, .stop = false, .sent = 0};
+        struct load la = {.url = d.pull, .run = "load", .batch = 32};
         pthread_t th;
-        pthread_create(&th, NULL, push_load, &la);
+        pthread_create(&th, NULL, load_thread, &la);
         /* wait until the flood reaches the run: an acked heartbeat for it
          * answers a seq or `overloaded` (its mailbox is full) */
         struct rc_buf b;
@@ -558,46 +581,6 @@ Test(runcastd, ingress_failures_restart_it_then_exit_70_past_the_intensity, .tim
     cr_assert_eq(st, 70, "exit status %d (log %s)", st, d.log);
 }
 
-struct ackload {
-    const char *url;
-    /* relaxed: only tells the thread to finish; pthread_join orders the
-     * counts */
-    atomic_bool stop;
-    int answered;
-};
-
-/* Acked batches in a loop on one REQ socket that redials by itself, so
- * requests and replies are always in flight, also across restarts (a
- * dial to a restarting listener must not fail the test). */
-static void *ack_load(void *arg)
-{
-    struct ackload *l = arg;
-    nng_socket s;
-    if (nng_req0_open(&s) != 0)
-        return NULL;
-    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 500);
-    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 500);
-    nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 200);
-    nng_dial(s, l->url, NULL, NNG_FLAG_NONBLOCK);
-    struct rc_buf b;
-    rc_buf_init(&b);
-    struct tev evs[8];
-    for (int i = 0; i < 8; i++)
-        evs[i] = (struct tev){.run = "ackload", .type = "delta", .text = "0123456789abcdef"};
-    encode_batch(&b, evs, 8);
-    while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
-        void *reply = NULL;
-        size_t rl = 0;
-        if (nng_send(s, b.data, b.len, 0) == 0 && nng_recv(s, &reply, &rl, NNG_FLAG_ALLOC) == 0) {
-            l->answered++;
-            nng_free(reply, rl);
-        }
-    }
-    rc_buf_fini(&b);
-    nng_close(s);
-    return NULL;
-}
-
 /*
  * Ingress failures while acknowledged requests are in flight: the failed
  * instance's replies complete on workers while its sockets close (nng
@@ -611,10 +594,12 @@ Test(runcastd, ingress_restarts_under_acknowledged_load_keep_the_broker_up, .tim
     struct rcd d;
     const char *extra[] = {"--restart-intensity", "20", "--restart-period", "10m", NULL};
     rcd_start(&d, extra);
-    struct ackload l[2] = {{.url = d.rep}, {.url = d.rep}};
+    struct load l[2];
     pthread_t th[2];
-    for (int i = 0; i < 2; i++)
-        pthread_create(&th[i], NULL, ack_load, &l[i]);
+    for (int i = 0; i < 2; i++) {
+        l[i] = (struct load){.url = d.rep, .acked = true, .run = "ackload", .batch = 8};
+        pthread_create(&th[i], NULL, load_thread, &l[i]);
+    }
     for (size_t i = 1; i <= 8; i++) {
         rc_clock_sleep_ms(50); /* let requests pile up on this instance */
         kill(d.pid, SIGRTMIN + 1);
@@ -632,7 +617,7 @@ Test(runcastd, ingress_restarts_under_acknowledged_load_keep_the_broker_up, .tim
         atomic_store_explicit(&l[i].stop, true, memory_order_relaxed);
         pthread_join(th[i], NULL);
     }
-    cr_assert_gt(l[0].answered + l[1].answered, 0, "no acked request was answered");
+    cr_assert_gt(l[0].done + l[1].done, 0, "no acked request was answered");
     int st = rcd_stop(&d, 20000);
     cr_assert_eq(st, 0, "exit status %d (log %s)", st, d.log);
 }
