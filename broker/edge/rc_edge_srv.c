@@ -549,7 +549,8 @@ static void accept_cb_inner(struct rc_edge *e)
             }
         }
     } else if (rv != NNG_ECLOSED) {
-        /* nng's TCP listener already backs off on EMFILE/ENFILE */
+        /* no back-off in nng 1.5.2: out of descriptors, these come at once
+         * (docs/ARCHITECTURE.md, Supervised listener) */
         RC_LOG_RATELIMITED(RC_LOG_WARN, "edge", NULL, NULL, "accept failed: %s", nng_strerror(rv));
     }
     if (rv == 0)
