@@ -730,22 +730,28 @@ Test(runcastd, edge_listener_out_of_descriptors_is_restarted_on_its_port, .timeo
     const char *extra[] = {"--restart-intensity", "1000", "--restart-period", "10m", NULL};
     rcd_start(&d, extra);
     struct wsc *old = wsc_open_all(d.http_port);
-    cr_assert(acked_start(&d, "edge-before"));
-    cr_assert(wait_run_events(old, "edge-before", 1, 5000));
 
     struct rlimit lim;
     cr_assert_eq(prlimit(d.pid, RLIMIT_NOFILE, NULL, &lim), 0, "%s", strerror(errno));
     char failed[128];
     snprintf(failed, sizeof(failed), "HTTP/WebSocket listener failed (%s)",
              nng_strerror(NNG_ENOFILES));
-    struct rlimit low = {.rlim_cur = (rlim_t)lowest_free_fd(d.pid), .rlim_max = lim.rlim_max};
-    cr_assert_eq(prlimit(d.pid, RLIMIT_NOFILE, &low, NULL), 0, "%s", strerror(errno));
-    /* a connection wakes the idle listener: its accept now fails */
-    int s = tcp_connect(d.http_port);
-    bool hit = wait_log(&d, failed, 1, 10000);
+    /* A connection wakes the idle listener, whose accept then fails.  If
+     * runcastd freed a descriptor between the count and the limit (a
+     * connection of its own closing), the accept succeeds instead: then
+     * count and connect again (bounded). */
+    int s[8], tries = 0;
+    bool hit = false;
+    while (!hit && tries < 8) {
+        struct rlimit low = {.rlim_cur = (rlim_t)lowest_free_fd(d.pid), .rlim_max = lim.rlim_max};
+        cr_assert_eq(prlimit(d.pid, RLIMIT_NOFILE, &low, NULL), 0, "%s", strerror(errno));
+        s[tries++] = tcp_connect(d.http_port);
+        hit = wait_log(&d, failed, 1, 3000);
+    }
     cr_assert_eq(prlimit(d.pid, RLIMIT_NOFILE, &lim, NULL), 0, "%s", strerror(errno));
-    if (s >= 0)
-        close(s);
+    for (int i = 0; i < tries; i++)
+        if (s[i] >= 0)
+            close(s[i]);
     cr_assert(hit, "accept never failed with EMFILE (log %s)", d.log);
     cr_assert(wait_log(&d, "edge listener restarted after a failure on port", 1, 10000),
               "no restart logged (log %s)", d.log);
