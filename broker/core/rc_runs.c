@@ -15,9 +15,12 @@
  */
 #include "rc_run.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "rc_alloc.h"
 #include "rc_clock.h"
@@ -119,57 +122,161 @@ struct rc_runs {
     _Atomic int64_t resume_below_hint; /* resume_below, read without the lock */
 };
 
-static inline uint64_t load64(const char *p)
+/*
+ * The hash of every table keyed by bytes a publisher or subscriber chose:
+ * the run shards, the conversation and waiting-subscription maps, the
+ * ingress' per-batch grouping (it takes this hash) and each run's
+ * idempotency index (rc_run.c).  Unkeyed, such a hash lets a client who
+ * reads this source compute ids that all land in one bucket: chains (or
+ * probe sequences) of n entries walked on every lookup, O(n^2) for a flood
+ * that passes every validation, one stalled shard mutex for every other run.
+ *
+ * So it is keyed by a 128-bit secret drawn from getrandom(2) when the
+ * process starts, and it is SipHash-1-3 (Aumasson & Bernstein; what Rust's
+ * HashMap and CPython's str/bytes hash use for this purpose; Redis uses
+ * SipHash-1-2): a keyed PRF whose key enters the state that every round
+ * mixes, so without the key an attacker cannot predict any output bit nor
+ * find inputs that collide for all keys.  A seeded multiply-xorshift (the
+ * previous hash with the seed as its initial value) is not enough: with
+ * the seed only XORed in, state differences propagate independently of it
+ * and "seed-independent" multicollisions are known for that family
+ * (MurmurHash2/3, CityHash).  One compression round per 8 bytes and three
+ * to finish: ~110 instructions for the bench's 14-byte ids (35 unkeyed),
+ * once per event in the ingress (docs/ARCHITECTURE.md, Registry).
+ * Byte order is SipHash's (little-endian words), so the reference values
+ * in tests/broker/test_runs.c hold on any host.
+ */
+
+/* Written before any other thread exists (the constructor, or
+ * rc_runs_hash_seed, which tests call before they start a registry); read
+ * only afterwards, so no lock.  The four initial state words, the key
+ * already folded in. */
+static struct {
+    uint64_t v0, v1, v2, v3;
+} hash_key;
+
+void rc_runs_hash_seed(uint64_t k0, uint64_t k1)
+{
+    hash_key.v0 = k0 ^ 0x736f6d6570736575u;
+    hash_key.v1 = k1 ^ 0x646f72616e646f6du;
+    hash_key.v2 = k0 ^ 0x6c7967656e657261u;
+    hash_key.v3 = k1 ^ 0x7465646279746573u;
+}
+
+/* Runs before main (and before any test body): every table of the process
+ * uses one key, and it is never zero-initialised in use. */
+__attribute__((constructor)) static void hash_key_init(void)
+{
+    uint64_t k[2];
+    uint8_t *p = (uint8_t *)k;
+    size_t got = 0;
+    while (got < sizeof(k)) {
+        ssize_t n = getrandom(p + got, sizeof(k) - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n < 0 && errno != EINTR)
+            break;
+    }
+    if (got < sizeof(k)) {
+        /* No getrandom (kernel < 3.17): a weaker key from what varies per
+         * process (time, pid, the stack's ASLR address), still unknown to
+         * a remote client. */
+        k[0] = rc_clock_mono_ns() ^ (uint64_t)rc_clock_wall_ms() << 20;
+        k[1] = (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)&k;
+        for (int i = 0; i < 2; i++) { /* splitmix64's finaliser */
+            k[i] = (k[i] ^ (k[i] >> 30)) * 0xBF58476D1CE4E5B9u;
+            k[i] = (k[i] ^ (k[i] >> 27)) * 0x94D049BB133111EBu;
+            k[i] ^= k[i] >> 31;
+        }
+    }
+    rc_runs_hash_seed(k[0], k[1]);
+}
+
+static inline uint64_t le64(const char *p)
 {
     uint64_t v;
     memcpy(&v, p, sizeof(v)); /* one unaligned load */
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
     return v;
 }
 
-static inline uint64_t load32(const char *p)
+static inline uint64_t le32(const char *p)
 {
     uint32_t v;
     memcpy(&v, p, sizeof(v));
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
     return v;
 }
 
-/*
- * The run / conv id hash, 8 bytes per round (it was FNV-1a, byte by byte:
- * ~83 instructions per event for the bench's 14-byte run ids; now ~30, see
- * docs/ARCHITECTURE.md "Instructions per event").  Each round
- * (h ^ word) * odd, then h ^= h >> 32, is a bijection of h for a given word,
- * so two ids of the same length that differ in one word never collide; the
- * length seeds h.  The tail is one more word ending at the id's end
- * (overlapping the previous one), two 4-byte halves for 4-7 bytes, the
- * first, middle and last bytes for 1-3: every byte is read, no loop per
- * byte.  splitmix64's finalizer spreads every input bit over the 32 result
- * bits, whose top 6 pick the shard and low bits the bucket (shard_of).
- * Host byte order: the hash never leaves the process.  Not seeded (nor was
- * FNV): the shards' tables are chained, so a crafted id set costs chain
- * walks, bounded by --max-runs.
- */
+static inline uint64_t rotl64(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+#define SIPROUND()                                                                                 \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = rotl64(v1, 13) ^ v0;                                                                  \
+        v0 = rotl64(v0, 32);                                                                       \
+        v2 += v3;                                                                                  \
+        v3 = rotl64(v3, 16) ^ v2;                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = rotl64(v3, 21) ^ v0;                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = rotl64(v1, 17) ^ v2;                                                                  \
+        v2 = rotl64(v2, 32);                                                                       \
+    } while (0)
+
+/* static inline: both entry points below get their own copy, no call in
+ * between on the ingress' per-event path. */
+static inline uint64_t sip13(const char *p, size_t len)
+{
+    uint64_t v0 = hash_key.v0, v1 = hash_key.v1, v2 = hash_key.v2, v3 = hash_key.v3;
+    for (const char *end = p + (len & ~(size_t)7); p != end; p += 8) {
+        uint64_t m = le64(p);
+        v3 ^= m;
+        SIPROUND();
+        v0 ^= m;
+    }
+    /* The last block: the 0-7 remaining bytes, the length in the top byte.
+     * Read without a loop per byte: with 8+ bytes in all, the word ending
+     * at the end shifted down; else two overlapping halves, or the first,
+     * middle and last bytes (each byte lands at its own position, the
+     * overlaps OR a byte with itself). */
+    size_t r = len & 7;
+    uint64_t b = (uint64_t)len << 56;
+    if (r && len >= 8)
+        b |= le64(p + r - 8) >> (64 - 8 * r);
+    else if (r >= 4)
+        b |= le32(p) | le32(p + r - 4) << (8 * (r - 4));
+    else if (r)
+        b |= (uint64_t)(uint8_t)p[0] | (uint64_t)(uint8_t)p[r / 2] << (8 * (r / 2)) |
+             (uint64_t)(uint8_t)p[r - 1] << (8 * (r - 1));
+    v3 ^= b;
+    SIPROUND();
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND();
+    SIPROUND();
+    SIPROUND();
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t rc_runs_hash64(const void *p, size_t len)
+{
+    return sip13(p, len);
+}
+
+/* 32 bits for the registry: its top 6 pick the shard, its low bits the
+ * bucket (shard_of); both halves of the 64 go into them. */
 uint32_t rc_runs_hash(const char *p, size_t len)
 {
-    const uint64_t k = 0x9E3779B97F4A7C15u;
-    uint64_t h = ((uint64_t)len + 1) * k;
-    if (len >= 8) {
-        const char *last = p + len - 8;
-        for (; p < last; p += 8) {
-            h = (h ^ load64(p)) * k;
-            h ^= h >> 32;
-        }
-        h = (h ^ load64(last)) * k;
-    } else if (len >= 4) {
-        h = (h ^ (load32(p) | load32(p + len - 4) << 32)) * k;
-    } else if (len > 0) {
-        uint64_t w = (uint64_t)(uint8_t)p[0] | (uint64_t)(uint8_t)p[len / 2] << 8 |
-                     (uint64_t)(uint8_t)p[len - 1] << 16;
-        h = (h ^ w) * k;
-    }
-    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9u;
-    h = (h ^ (h >> 27)) * 0x94D049BB133111EBu;
-    h ^= h >> 31;
-    return (uint32_t)(h >> 32);
+    uint64_t h = sip13(p, len);
+    return (uint32_t)(h ^ h >> 32);
 }
 
 struct rc_actor_system *rc_runs_system(struct rc_runs *runs)

@@ -487,24 +487,37 @@ void rc_edge_take_done(struct rc_edge_req *r)
  * or the test hook). */
 #define RC_MSG_EDGE_LISTENER_FAIL 0x45444701u
 
-/* Tells the listener child it failed, once per listener (any thread). */
-static void listener_report_failure(struct rc_edge *e, int rv)
+static void listener_send_fail(struct rc_actor *a)
 {
-    pthread_mutex_lock(&e->mtx);
-    struct rc_actor *a = NULL;
-    if (e->listener_actor != NULL && !e->listener_failed && !e->stopping) {
-        e->listener_failed = true;
-        a = rc_actor_hold(e->listener_actor);
-    }
-    pthread_mutex_unlock(&e->mtx);
-    if (a == NULL)
-        return;
-    rc_log(RC_LOG_ERROR, "edge", NULL, NULL, "the HTTP/WebSocket listener failed (%s)",
-           rv ? nng_strerror(rv) : "test hook");
     struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg), RC_MSG_EDGE_LISTENER_FAIL);
     if (m != NULL && rc_actor_send(a, m) != 0)
         rc_msg_free(m);
     rc_actor_release(a);
+}
+
+/* Tells the listener child it failed, once per listener (any thread).  The
+ * first accepts can fail before listener_start has spawned the child (an
+ * accept fails at once while the process is out of descriptors): the
+ * failure is then kept in listener_failed and listener_start passes it on;
+ * dropping it left a listener that no longer accepted and was never
+ * restarted. */
+static void listener_report_failure(struct rc_edge *e, int rv)
+{
+    pthread_mutex_lock(&e->mtx);
+    struct rc_actor *a = NULL;
+    bool report = !e->listener_failed && !e->stopping;
+    if (report) {
+        e->listener_failed = true;
+        if (e->listener_actor != NULL)
+            a = rc_actor_hold(e->listener_actor);
+    }
+    pthread_mutex_unlock(&e->mtx);
+    if (!report)
+        return;
+    rc_log(RC_LOG_ERROR, "edge", NULL, NULL, "the HTTP/WebSocket listener failed (%s)",
+           rv ? nng_strerror(rv) : "test hook");
+    if (a != NULL)
+        listener_send_fail(a);
 }
 
 static void accept_cb_inner(struct rc_edge *e)
@@ -536,7 +549,8 @@ static void accept_cb_inner(struct rc_edge *e)
             }
         }
     } else if (rv != NNG_ECLOSED) {
-        /* nng's TCP listener already backs off on EMFILE/ENFILE */
+        /* no back-off in nng 1.5.2: out of descriptors, these come at once
+         * (docs/ARCHITECTURE.md, Supervised listener) */
         RC_LOG_RATELIMITED(RC_LOG_WARN, "edge", NULL, NULL, "accept failed: %s", nng_strerror(rv));
     }
     if (rv == 0)
@@ -671,12 +685,18 @@ static struct rc_actor *listener_start(void *arg)
         srv_unlisten(e);
         rc = RC_ENOMEM;
     }
+    bool failed_early = false;
     if (rc == RC_OK) {
         pthread_mutex_lock(&e->mtx);
         e->listener_actor = a;
+        failed_early = e->listener_failed; /* reported before a existed */
         pthread_mutex_unlock(&e->mtx);
     }
     pthread_mutex_unlock(&e->listen_mtx);
+    /* a stops at once; the supervisor's monitor, set after we return, then
+     * gets its DOWN at once too */
+    if (failed_early)
+        listener_send_fail(rc_actor_hold(a));
     e->listen_rc = rc;
     if (rc != RC_OK) {
         rc_log(RC_LOG_ERROR, "edge", NULL, NULL, "listen on %s: %s", url, rc_error_message(rc));

@@ -47,6 +47,39 @@ static void push(nng_socket s, const struct tev *e)
     rc_buf_fini(&b);
 }
 
+/* n events as one batch message, encoded in b. */
+static void push_batch(nng_socket s, struct rc_buf *b, const struct tev *e, size_t n)
+{
+    rc_buf_reset(b);
+    rc_mpw_array(b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        tev_encode(b, &e[i]);
+    cr_assert_eq(nng_send(s, b->data, b->len, 0), 0);
+}
+
+/* Starts a broker with opts (which include an --ingest URL) and returns a
+ * PUSH socket dialed to its first PULL listener. */
+static nng_socket start_with_push(struct rc_tb *t, const char *const *opts)
+{
+    tb_start(t, opts);
+    const char *url = rc_broker_listen_url(t->b, RC_INGEST_PULL, 0);
+    cr_assert_not_null(url);
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    return s;
+}
+
+/* Names n runs "<prefix>-<i>" and subscribes to each. */
+static void sub_runs(struct rc_tb *t, const char *prefix, int n, char runs[][32],
+                     struct rc_testsub **ts)
+{
+    for (int r = 0; r < n; r++) {
+        snprintf(runs[r], 32, "%s-%d", prefix, r);
+        ts[r] = sub_run(t, runs[r]);
+    }
+}
+
 /* Checks that run's events arrived as seq 1..n with texts "0".."n-2" in
  * order, then the terminal. */
 static void expect_in_order(struct rc_testsub *ts, const char *run, size_t n)
@@ -78,20 +111,10 @@ Test(ingress, one_push_connection_keeps_publish_order_with_inflight_receives, .t
     struct rc_tb t;
     const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "ingest-inflight", "8", "watchdog", "30s",
                           NULL};
-    tb_start(&t, opts);
-    const char *url = rc_broker_listen_url(t.b, RC_INGEST_PULL, 0);
-    cr_assert_not_null(url);
-
-    nng_socket s;
-    cr_assert_eq(nng_push0_open(&s), 0);
-    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
-
+    nng_socket s = start_with_push(&t, opts);
     char runs[ORDER_RUNS][32];
     struct rc_testsub *ts[ORDER_RUNS];
-    for (int r = 0; r < ORDER_RUNS; r++) {
-        snprintf(runs[r], sizeof(runs[r]), "order-%d", r);
-        ts[r] = sub_run(&t, runs[r]);
-    }
+    sub_runs(&t, "order", ORDER_RUNS, runs, ts);
     /* each run: ORDER_EVENTS single-event messages at full speed, then its
      * terminal; the runs one after the other over the same connection */
     for (int r = 0; r < ORDER_RUNS; r++) {
@@ -134,20 +157,10 @@ Test(ingress, pull_flood_past_mailbox_limit_loses_nothing, .timeout = 60)
                           "run-mailbox-limit",
                           "1",
                           NULL};
-    tb_start(&t, opts);
-    const char *url = rc_broker_listen_url(t.b, RC_INGEST_PULL, 0);
-    cr_assert_not_null(url);
-
-    nng_socket s;
-    cr_assert_eq(nng_push0_open(&s), 0);
-    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
-
+    nng_socket s = start_with_push(&t, opts);
     char runs[FLOOD_RUNS][32];
     struct rc_testsub *ts[FLOOD_RUNS];
-    for (int r = 0; r < FLOOD_RUNS; r++) {
-        snprintf(runs[r], sizeof(runs[r]), "flood-%d", r);
-        ts[r] = sub_run(&t, runs[r]);
-    }
+    sub_runs(&t, "flood", FLOOD_RUNS, runs, ts);
     /* batches interleaved across the runs, so every run's mailbox fills */
     static char texts[FLOOD_BATCHES * FLOOD_BATCH][16];
     for (size_t i = 0; i < FLOOD_BATCHES * FLOOD_BATCH; i++)
@@ -160,11 +173,7 @@ Test(ingress, pull_flood_past_mailbox_limit_loses_nothing, .timeout = 60)
             for (int i = 0; i < FLOOD_BATCH; i++)
                 evs[i] = (struct tev){
                     .run = runs[r], .type = "delta", .text = texts[k * FLOOD_BATCH + i]};
-            rc_buf_reset(&b);
-            rc_mpw_array(&b, FLOOD_BATCH);
-            for (int i = 0; i < FLOOD_BATCH; i++)
-                tev_encode(&b, &evs[i]);
-            cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+            push_batch(s, &b, evs, FLOOD_BATCH);
         }
     }
     for (int r = 0; r < FLOOD_RUNS; r++)
@@ -201,35 +210,25 @@ Test(ingress, batches_spread_over_runs_keep_order_and_broken_batch_delivers_noth
 {
     struct rc_tb t;
     const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "30s", NULL};
-    tb_start(&t, opts);
-    const char *url = rc_broker_listen_url(t.b, RC_INGEST_PULL, 0);
-    cr_assert_not_null(url);
-    nng_socket s;
-    cr_assert_eq(nng_push0_open(&s), 0);
-    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
-
+    nng_socket s = start_with_push(&t, opts);
     char runs[SPREAD_RUNS][32];
     struct rc_testsub *ts[SPREAD_RUNS];
-    for (int r = 0; r < SPREAD_RUNS; r++) {
-        snprintf(runs[r], sizeof(runs[r]), "spread-%d", r);
-        ts[r] = sub_run(&t, runs[r]);
-    }
+    sub_runs(&t, "spread", SPREAD_RUNS, runs, ts);
     static char texts[SPREAD_RUNS][SPREAD_BATCHES * SPREAD_BATCH][16];
     size_t next[SPREAD_RUNS] = {0};
     struct rc_buf b;
     rc_buf_init(&b);
     uint32_t rng = 12345;
     for (int k = 0; k < SPREAD_BATCHES; k++) {
-        rc_buf_reset(&b);
-        rc_mpw_array(&b, SPREAD_BATCH);
+        struct tev e[SPREAD_BATCH];
         for (int i = 0; i < SPREAD_BATCH; i++) {
             rng = rng * 1103515245u + 12345u;
             int r = (int)((rng >> 16) % SPREAD_RUNS);
             char *text = texts[r][next[r]];
             snprintf(text, sizeof(texts[r][0]), "%zu", next[r]++);
-            tev_encode(&b, &(struct tev){.run = runs[r], .type = "delta", .text = text});
+            e[i] = (struct tev){.run = runs[r], .type = "delta", .text = text};
         }
-        cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+        push_batch(s, &b, e, SPREAD_BATCH);
         if (k == SPREAD_BATCHES / 2) {
             /* three elements announced, two good ones and half of a third */
             rc_buf_reset(&b);
@@ -281,10 +280,7 @@ Test(ingress, batch_of_only_bad_events_is_answered_and_the_broker_goes_on, .time
     struct rc_testsub *ts = sub_run(&t, "after-bad");
     struct rc_buf b;
     rc_buf_init(&b);
-    rc_mpw_array(&b, 2);
-    tev_encode(&b, &bad[0]);
-    tev_encode(&b, &bad[1]);
-    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    push_batch(s, &b, bad, 2);
     push(s, &(struct tev){.run = "after-bad", .type = "delta", .text = "0"});
     push(s, &(struct tev){.run = "after-bad", .type = "complete"});
     cr_assert(rc_testsub_wait_terminal(ts, "after-bad", 20000));
@@ -442,12 +438,7 @@ Test(ingress, spread_batches_leave_the_inflight_and_history_gauges_exact, .timeo
     struct rc_tb t;
     const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "30s", "history-max-events",
                           "4",      "ingest-inflight",   "8",        NULL};
-    tb_start(&t, opts);
-    const char *url = rc_broker_listen_url(t.b, RC_INGEST_PULL, 0);
-    cr_assert_not_null(url);
-    nng_socket s;
-    cr_assert_eq(nng_push0_open(&s), 0);
-    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    nng_socket s = start_with_push(&t, opts);
     char runs[GAUGE_RUNS][32];
     for (int r = 0; r < GAUGE_RUNS; r++)
         snprintf(runs[r], sizeof(runs[r]), "gauge-%d", r);
@@ -470,19 +461,12 @@ Test(ingress, spread_batches_leave_the_inflight_and_history_gauges_exact, .timeo
             for (int i = 0; i < GAUGE_BATCH; i++)
                 cr_assert_eq(a.code[i], RC_PROTO_OK, "batch %d element %d", k, i);
         } else {
-            rc_buf_reset(&b);
-            rc_mpw_array(&b, GAUGE_BATCH);
-            for (int i = 0; i < GAUGE_BATCH; i++)
-                tev_encode(&b, &e[i]);
-            cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+            push_batch(s, &b, e, GAUGE_BATCH);
         }
     }
     /* a message with no good element: counted on entry, given back at once */
-    rc_buf_reset(&b);
-    rc_mpw_array(&b, 2);
-    for (int i = 0; i < 2; i++)
-        tev_encode(&b, &(struct tev){.run = runs[0], .type = "no-such-type"});
-    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    struct tev bad = {.run = runs[0], .type = "no-such-type"};
+    push_batch(s, &b, (struct tev[]){bad, bad}, 2);
 
     cr_assert_eq(gauge_wait_idle(&t, total), 0, "run messages still counted in flight");
     struct rc_metrics *m = rc_broker_metrics(t.b);

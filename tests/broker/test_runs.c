@@ -844,3 +844,223 @@ Test(runs_hash, sequential_ids_spread_over_shards_and_buckets)
         cr_assert(bucket[k] > N / BUCKETS / 2 && bucket[k] < N / BUCKETS * 2,
                   "bucket %d has %u of %d ids", k, bucket[k], N);
 }
+
+/* ---- hash flooding: every table keyed by ids from outside uses a keyed
+ * hash (SipHash-1-3, one random key per process), so ids that collide in
+ * it cannot be computed from this source ---- */
+
+/* SipHash-1-3 under the all-zero key of the bytes i * 7 + 1 (i = 0 ..
+ * len - 1) for len 1..20 (every tail case), as CPython 3.11 computes it
+ * (its bytes hash is SipHash-1-3; PYTHONHASHSEED=0 makes the key zero):
+ *   PYTHONHASHSEED=0 python3 -c 'b = bytes(i * 7 + 1 for i in range(20));
+ *     print([hash(b[:n]) % 2**64 for n in range(1, 21)])' */
+static const uint64_t sip13_zero_key[20] = {
+    UINT64_C(4952851536318644461),  UINT64_C(12842142218615890384), UINT64_C(6395194971279471032),
+    UINT64_C(2605282575947423832),  UINT64_C(7183269172129335797),  UINT64_C(6440866931616788605),
+    UINT64_C(12974891068981364692), UINT64_C(15144923029692024616), UINT64_C(5675706999282627899),
+    UINT64_C(6170654340187388044),  UINT64_C(9365427950029055666),  UINT64_C(11646355953110736860),
+    UINT64_C(12154091607957519547), UINT64_C(16787080284628243624), UINT64_C(6228321179899629906),
+    UINT64_C(9109651249763150532),  UINT64_C(16218894777991158915), UINT64_C(14311085275975755606),
+    UINT64_C(5004772852271609789),  UINT64_C(3475810842359675375),
+};
+
+Test(runs_hash, is_siphash13)
+{
+    rc_runs_hash_seed(0, 0);
+    char b[20];
+    for (size_t i = 0; i < sizeof(b); i++)
+        b[i] = (char)(i * 7 + 1);
+    for (size_t len = 1; len <= sizeof(b); len++) {
+        cr_assert_eq(rc_runs_hash64(b, len), sip13_zero_key[len - 1], "len %zu", len);
+        uint64_t h = sip13_zero_key[len - 1];
+        cr_assert_eq(rc_runs_hash(b, len), (uint32_t)(h ^ h >> 32), "len %zu", len);
+    }
+}
+
+Test(runs_hash, two_keys_hash_the_same_ids_differently)
+{
+    enum { N = 1000 };
+    static uint64_t first[N];
+    char id[32];
+    /* the process's own key (getrandom at start) is not the zero key */
+    uint64_t own = rc_runs_hash64("run-1", 5);
+    rc_runs_hash_seed(0, 0);
+    cr_assert_neq(own, rc_runs_hash64("run-1", 5));
+
+    rc_runs_hash_seed(0x0123456789abcdefu, 0xfedcba9876543210u);
+    for (int i = 0; i < N; i++)
+        first[i] = rc_runs_hash64(id, (size_t)snprintf(id, sizeof(id), "run-%d", i));
+    rc_runs_hash_seed(0x0123456789abcdefu, 0xfedcba9876543211u); /* one key bit */
+    int same32 = 0;
+    for (int i = 0; i < N; i++) {
+        size_t len = (size_t)snprintf(id, sizeof(id), "run-%d", i);
+        cr_assert_neq(rc_runs_hash64(id, len), first[i], "%s", id);
+        same32 += rc_runs_hash(id, len) == (uint32_t)(first[i] ^ first[i] >> 32);
+    }
+    cr_assert_leq(same32, 1, "%d of %d 32-bit hashes unchanged by the key", same32, N);
+    /* the same key again gives the same hashes (one key, one table layout) */
+    rc_runs_hash_seed(0x0123456789abcdefu, 0xfedcba9876543210u);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(rc_runs_hash64(id, (size_t)snprintf(id, sizeof(id), "run-%d", i)), first[i]);
+}
+
+/* The run id hash as it was before it was keyed (a multiply-xorshift with
+ * fixed constants): what an attacker reading the source could target. */
+static uint64_t unkeyed_run_hash(const char *p, size_t len)
+{
+    const uint64_t k = 0x9E3779B97F4A7C15u;
+    uint64_t h = ((uint64_t)len + 1) * k;
+    uint64_t w;
+    if (len >= 8) {
+        const char *last = p + len - 8;
+        for (; p < last; p += 8) {
+            memcpy(&w, p, 8);
+            h = (h ^ w) * k;
+            h ^= h >> 32;
+        }
+        memcpy(&w, last, 8);
+        h = (h ^ w) * k;
+    } else if (len >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + len - 4, 4);
+        h = (h ^ (a | (uint64_t)b << 32)) * k;
+    } else if (len > 0) {
+        w = (uint64_t)(uint8_t)p[0] | (uint64_t)(uint8_t)p[len / 2] << 8 |
+            (uint64_t)(uint8_t)p[len - 1] << 16;
+        h = (h ^ w) * k;
+    }
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9u;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBu;
+    h ^= h >> 31;
+    return h >> 32;
+}
+
+/* The idempotency index's hash before it was keyed: FNV-1a of the key of
+ * a string id, 's' + its bytes (rc_run.c). */
+static uint64_t unkeyed_idem_hash(const char *p, size_t len)
+{
+    uint64_t h = 1469598103934665603u;
+    h = (h ^ 's') * 1099511628211u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211u;
+    return h;
+}
+
+static uint64_t keyed_idem_hash(const char *p, size_t len)
+{
+    uint8_t k[40];
+    k[0] = 's';
+    memcpy(k + 1, p, len);
+    return rc_runs_hash64(k, len + 1);
+}
+
+enum { FLOOD_N = 128 };
+
+/* Finds FLOOD_N ids "<prefix><number>" whose hashes under fn agree in the
+ * bits of mask, by brute force, as a flooder reading the source would. */
+static void find_colliding(const char *prefix, uint64_t (*fn)(const char *, size_t), uint64_t mask,
+                           char ids[FLOOD_N][32])
+{
+    uint64_t want = 0;
+    int n = 0;
+    for (uint32_t i = 0; n < FLOOD_N; i++) {
+        cr_assert_lt(i, 1u << 30, "brute force ran away");
+        char id[32];
+        size_t len = (size_t)snprintf(id, sizeof(id), "%s%u", prefix, i);
+        uint64_t h = fn(id, len) & mask;
+        if (n == 0)
+            want = h;
+        if (h == want)
+            memcpy(ids[n++], id, len + 1);
+    }
+}
+
+Test(runs_hash, run_ids_colliding_without_the_key_spread_with_it_and_are_all_found)
+{
+    /* one shard (top 6 bits) and one bucket of a 256-bucket table (low 8) */
+    const uint64_t mask = 0xFC0000FFu;
+    static char ids[FLOOD_N][32];
+    find_colliding("flood-", unkeyed_run_hash, mask, ids);
+
+    /* Under a few fixed keys (deterministic), the ids spread as random ones
+     * do: 128 ids over 64 shards fill ~55 of them, a few ids each, and
+     * nearly every id has a (shard, bucket) of its own. */
+    for (uint64_t key = 1; key <= 4; key++) {
+        rc_runs_hash_seed(key, key * 0x9E3779B97F4A7C15u);
+        int shard[64] = {0}, shards = 0, most = 0, cells = 0;
+        static uint8_t cell[1 << 14];
+        memset(cell, 0, sizeof(cell));
+        for (int i = 0; i < FLOOD_N; i++) {
+            uint32_t h = rc_runs_hash(ids[i], strlen(ids[i]));
+            shards += shard[h >> 26]++ == 0;
+            most = shard[h >> 26] > most ? shard[h >> 26] : most;
+            cells += cell[(h >> 26) << 8 | (h & 0xFF)]++ == 0;
+        }
+        cr_assert_geq(shards, 40, "key %lu: %d shards", (unsigned long)key, shards);
+        cr_assert_leq(most, 12, "key %lu: %d ids in one shard", (unsigned long)key, most);
+        cr_assert_geq(cells, FLOOD_N - 4, "key %lu: %d cells", (unsigned long)key, cells);
+    }
+
+    /* A registry (under the last key) takes every one of them and finds
+     * each again: one run per id, each id's second event its seq 2. */
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    static struct tev ev[FLOOD_N];
+    static struct tack a;
+    for (int i = 0; i < FLOOD_N; i++)
+        ev[i] = (struct tev){.run = ids[i], .type = "delta", .text = "x"};
+    for (uint64_t seq = 1; seq <= 2; seq++) {
+        tb_pub_batch(&t, ev, FLOOD_N, 0, &a);
+        cr_assert_eq(a.n, FLOOD_N);
+        for (int i = 0; i < FLOOD_N; i++) {
+            cr_assert_eq(a.code[i], RC_PROTO_OK, "%s", ids[i]);
+            cr_assert_eq(a.seq[i], seq, "%s", ids[i]);
+        }
+    }
+    struct rc_runs *runs = rc_broker_runs(t.b);
+    for (int i = 0; i < FLOOD_N; i++) {
+        struct rc_actor *act = NULL;
+        size_t len = strlen(ids[i]);
+        cr_assert_eq(rc_runs_get(runs, ids[i], len, rc_runs_hash(ids[i], len), false, &act), 0,
+                     "%s", ids[i]);
+        rc_actor_release(act);
+    }
+    tb_stop(&t);
+}
+
+Test(runs_hash, event_ids_colliding_without_the_key_spread_with_it_and_stay_deduplicated)
+{
+    /* one slot of a 4096-slot idempotency index (its low 12 bits) */
+    const uint64_t mask = 0xFFF;
+    static char ids[FLOOD_N][32];
+    find_colliding("ev-", unkeyed_idem_hash, mask, ids);
+    for (uint64_t key = 1; key <= 4; key++) {
+        rc_runs_hash_seed(key, ~key);
+        static uint8_t slot[4096];
+        memset(slot, 0, sizeof(slot));
+        int slots = 0;
+        for (int i = 0; i < FLOOD_N; i++)
+            slots += slot[keyed_idem_hash(ids[i], strlen(ids[i])) & mask]++ == 0;
+        cr_assert_geq(slots, FLOOD_N - 8, "key %lu: %d slots", (unsigned long)key, slots);
+    }
+
+    /* One run takes them all once, then answers each again with `dup` and
+     * its original seq. */
+    struct rc_tb t;
+    tb_start(&t, NULL);
+    static struct tev ev[FLOOD_N];
+    static struct tack a;
+    for (int i = 0; i < FLOOD_N; i++)
+        ev[i] = (struct tev){.run = "flooded", .type = "delta", .text = "x", .id = ids[i]};
+    for (int round = 0; round < 2; round++) {
+        tb_pub_batch(&t, ev, FLOOD_N, 0, &a);
+        cr_assert_eq(a.n, FLOOD_N);
+        for (int i = 0; i < FLOOD_N; i++) {
+            cr_assert_eq(a.code[i], RC_PROTO_OK, "%s", ids[i]);
+            cr_assert_eq(a.dup[i], round == 1, "%s, round %d", ids[i], round);
+            cr_assert_eq(a.seq[i], (uint64_t)i + 1, "%s", ids[i]);
+        }
+    }
+    tb_stop(&t);
+}

@@ -20,14 +20,18 @@
 #include "rc_buf.h"
 #include "rc_clock.h"
 #include "rc_proto.h"
+#include "rc_tipc.h"
 #include "rc_tproc.h"
 
 #define RUNCAST RC_BINARY_DIR "/client/runcast"
 
+/* In a directory the suite's fini removes, passed or failed (rc_tipc.h). */
 static void ipc_url(char *out, size_t cap, const char *tag)
 {
-    snprintf(out, cap, "ipc:///tmp/rc-cli-test-%d-%s.sock", (int)getpid(), tag);
+    rc_tipc_url(out, cap, tag);
 }
+
+TestSuite(cli_pub, .fini = rc_tipc_cleanup);
 
 /* ---- pub ---- */
 

@@ -5,7 +5,8 @@
  *
  * Each test creates its own nng sockets (Criterion forks per test) and uses
  * ipc:// paths unique to the process, so parallel tests never collide and a
- * client can dial before the fake server listens.
+ * client can dial before the fake server listens; they live in a directory
+ * the suites' fini removes, passed or failed (rc_tipc.h).
  */
 #include <criterion/criterion.h>
 
@@ -22,13 +23,17 @@
 #include "rc_clock.h"
 #include "rc_error.h"
 #include "rc_proto.h"
+#include "rc_tipc.h"
 #include "runcast.h"
 
 static void ipc_url(char *out, size_t cap, const char *tag)
 {
-    static int n;
-    snprintf(out, cap, "ipc:///tmp/rc-client-test-%d-%s-%d.sock", (int)getpid(), tag, n++);
+    rc_tipc_url(out, cap, tag);
 }
+
+TestSuite(client_push, .fini = rc_tipc_cleanup);
+TestSuite(client_ack, .fini = rc_tipc_cleanup);
+TestSuite(client_threads, .fini = rc_tipc_cleanup);
 
 /* ---- A fake PULL server: decodes each message, records what it held ---- */
 

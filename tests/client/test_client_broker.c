@@ -21,6 +21,7 @@
 #include "rc_clock.h"
 #include "rc_error.h"
 #include "rc_proto.h"
+#include "rc_tipc.h"
 #include "rc_tproc.h"
 #include "runcast.h"
 
@@ -111,6 +112,9 @@ static int tail_run(struct broker *b, const char *run, int *status, char *out, s
     return want - 1;
 }
 
+/* the proxy test's ipc socket: removed passed or failed (rc_tipc.h) */
+TestSuite(client_broker, .fini = rc_tipc_cleanup);
+
 Test(client_broker, push_events_then_acked_complete, .timeout = 30)
 {
     static struct broker b;
@@ -182,7 +186,7 @@ Test(client_broker, a_retry_after_a_lost_reply_is_not_delivered_twice, .timeout 
     static struct broker b;
     broker_start(&b);
     static struct proxy p;
-    snprintf(p.url, sizeof(p.url), "ipc:///tmp/rc-client-proxy-%d.sock", (int)getpid());
+    rc_tipc_url(p.url, sizeof(p.url), "proxy");
     cr_assert_eq(nng_rep0_open(&p.front), 0);
     cr_assert_eq(nng_listen(p.front, p.url, NULL, 0), 0);
     cr_assert_eq(nng_req0_open(&p.back), 0);

@@ -7,6 +7,8 @@
  */
 #include "criterion/criterion.h"
 
+#include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +20,12 @@
 static struct crs_test *tests;
 static struct crs_suite *suites;
 static int expect_failed;
+/* In the test's child: where a fatal assertion on the test's own thread
+ * jumps to, so the fini still runs (as Criterion does: a test's clean-up,
+ * e.g. removing its ipc socket files, must not depend on its passing). */
+static sigjmp_buf fail_jmp;
+static pthread_t test_thread;
+static int in_test;
 
 void crs_register_test(struct crs_test *t)
 {
@@ -43,9 +51,11 @@ void crs_fail(const char *file, int line, int fatal, const char *what, const cha
     }
     fputc('\n', stderr);
     fflush(stderr);
-    if (fatal)
-        _exit(1);
     expect_failed = 1;
+    if (fatal && in_test && pthread_equal(pthread_self(), test_thread))
+        siglongjmp(fail_jmp, 1);
+    if (fatal)
+        _exit(1); /* another thread: it cannot unwind the test's stack */
 }
 
 void crs_log(const char *level, const char *fmt, ...)
@@ -86,6 +96,18 @@ static int cmp_tests(const void *a, const void *b)
     return c != 0 ? c : strcmp(x->name, y->name);
 }
 
+/* The test's body; a fatal assertion on this thread comes back here.  Its
+ * own function: nothing of the caller's is live across the jump. */
+static void run_body(const struct crs_test *t)
+{
+    test_thread = pthread_self();
+    if (sigsetjmp(fail_jmp, 0) == 0) {
+        in_test = 1;
+        t->fn();
+    }
+    in_test = 0; /* an assertion in the fini itself ends the child */
+}
+
 /* Returns 0 passed, 1 failed, 2 crashed, 3 skipped. */
 static int run_one(const struct crs_test *t, double default_timeout)
 {
@@ -104,7 +126,7 @@ static int run_one(const struct crs_test *t, double default_timeout)
             alarm((unsigned)(timeout + 0.999));
         if (init)
             init();
-        t->fn();
+        run_body(t);
         if (fini)
             fini();
         fflush(NULL);
