@@ -479,6 +479,9 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
     metric(&b, "runcast_http_refused_total", "counter",
            "TCP connections closed at once: --ws-max-conns HTTP sessions already open",
            rc_metric_get(&x->http_refused));
+    metric(&b, "runcast_http_accept_pauses_total", "counter",
+           "Times accepting paused because the process was out of file descriptors or memory",
+           rc_metric_get(&x->accept_pauses));
 
     /* ---- process ---- */
     struct rc_alloc_stats st;

@@ -113,6 +113,7 @@ struct rc_edge_metrics {
     rc_metric http_requests;   /* counter: HTTP requests served (not /ws) */
     rc_metric http_errors;     /* counter: HTTP 4xx/5xx answers (not /ws) */
     rc_metric http_refused;    /* counter: TCP connections closed at once (too many sessions) */
+    rc_metric accept_pauses;   /* counter: accepting paused (out of descriptors or memory) */
 };
 
 /* The counters touched per frame and per delivery, sharded per thread so
@@ -154,9 +155,13 @@ struct rc_edge {
     bool listener_failed;            /* reported once per listener; protected by mtx */
     bool unlistening;                /* our own close is under way; protected by mtx */
     uint32_t accept_errors;          /* consecutive; accept callback only */
-    uint64_t listener_starts;        /* supervisor's start thread only */
-    int listen_rc;                   /* the last listener_start's result (same thread) */
-    int64_t started_ms;              /* wall ms at start */
+    /* Out of descriptors or memory, accepting pauses (a sleep on the
+     * accept aio) instead of failing: accept callback only, after srv_listen. */
+    bool accept_sleeping;
+    uint32_t accept_backoff_ms;
+    uint64_t listener_starts; /* supervisor's start thread only */
+    int listen_rc;            /* the last listener_start's result (same thread) */
+    int64_t started_ms;       /* wall ms at start */
 
     /* atomic: release store in start/stop, acquire load in the handlers, so
      * a handler that sees true also sees everything start set up. */

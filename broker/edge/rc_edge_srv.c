@@ -483,6 +483,10 @@ void rc_edge_take_done(struct rc_edge_req *r)
 
 /* Consecutive accept errors that make the listener a failed child. */
 #define RC_EDGE_ACCEPT_MAX_ERRORS 64
+/* Accepting pauses this long when the process is out of descriptors or
+ * memory, doubling while that lasts, up to the second. */
+#define RC_EDGE_ACCEPT_BACKOFF_MIN_MS 50
+#define RC_EDGE_ACCEPT_BACKOFF_MAX_MS 1000
 /* The listener child's one message: "you failed" (from the accept callback
  * or the test hook). */
 #define RC_MSG_EDGE_LISTENER_FAIL 0x45444701u
@@ -520,9 +524,58 @@ static void listener_report_failure(struct rc_edge *e, int rv)
         listener_send_fail(a);
 }
 
+/* Out of descriptors (EMFILE/ENFILE) or memory: the connections already
+ * open are fine and a restarted listener would fail the same way at once
+ * (nng 1.5.2 does not back off; accept4 fails even with no connection
+ * waiting), so the listener is not failed: it pauses, and TCP keeps new
+ * connections in the backlog meanwhile. */
+static bool accept_exhausted(int rv)
+{
+    return rv == NNG_ENOFILES || rv == NNG_ENOMEM;
+}
+
+/* The pause's sleep ended (0 or NNG_ETIMEDOUT) or was cancelled by our own
+ * close (srv_unlisten, rc_edge_srv_stop): accept again unless stopping. */
+static void accept_wake(struct rc_edge *e, int rv)
+{
+    e->accept_sleeping = false;
+    pthread_mutex_lock(&e->mtx);
+    bool again = !e->stopping && !e->unlistening && rv != NNG_ECANCELED && rv != NNG_ECLOSED;
+    e->accepting = again;
+    pthread_mutex_unlock(&e->mtx);
+    if (again)
+        rc_edge_io_accept(&e->accept_sync, e->listener, e->accept_aio);
+}
+
 static void accept_cb_inner(struct rc_edge *e)
 {
     int rv = nng_aio_result(e->accept_aio);
+    if (e->accept_sleeping) {
+        accept_wake(e, rv);
+        return;
+    }
+    if (accept_exhausted(rv)) {
+        uint32_t ms = e->accept_backoff_ms ? e->accept_backoff_ms : RC_EDGE_ACCEPT_BACKOFF_MIN_MS;
+        e->accept_backoff_ms =
+            ms * 2 > RC_EDGE_ACCEPT_BACKOFF_MAX_MS ? RC_EDGE_ACCEPT_BACKOFF_MAX_MS : ms * 2;
+        rc_metric_add(&e->m.accept_pauses, 1);
+        RC_LOG_RATELIMITED(RC_LOG_WARN, "edge", NULL, NULL,
+                           "accept failed: %s; not accepting for %u ms (open WebSocket "
+                           "connections: %llu; raise the open-file limit, e.g. LimitNOFILE, or "
+                           "lower --ws-max-conns)",
+                           nng_strerror(rv), ms,
+                           (unsigned long long)rc_metric_get(&e->m.conns_open));
+        pthread_mutex_lock(&e->mtx);
+        bool sleep = !e->stopping && !e->unlistening;
+        e->accepting = sleep;
+        pthread_mutex_unlock(&e->mtx);
+        if (sleep) {
+            e->accept_sleeping = true;
+            rc_edge_io_publish(&e->accept_sync);
+            nng_sleep_aio((nng_duration)ms, e->accept_aio);
+        }
+        return;
+    }
     if (rv == 0) {
         nng_stream *s = nng_aio_get_output(e->accept_aio, 0);
         struct rc_http_sess *h = rc_calloc(1, sizeof(*h));
@@ -549,14 +602,17 @@ static void accept_cb_inner(struct rc_edge *e)
             }
         }
     } else if (rv != NNG_ECLOSED) {
-        /* no back-off in nng 1.5.2: out of descriptors, these come at once
-         * (docs/ARCHITECTURE.md, Supervised listener) */
+        /* errors other than exhaustion (accept_exhausted): counted, and
+         * 64 in a row fail the listener (docs/ARCHITECTURE.md, Supervised
+         * listener) */
         RC_LOG_RATELIMITED(RC_LOG_WARN, "edge", NULL, NULL, "accept failed: %s", nng_strerror(rv));
     }
-    if (rv == 0)
+    if (rv == 0) {
         e->accept_errors = 0;
-    else if (rv != NNG_ECLOSED)
+        e->accept_backoff_ms = 0;
+    } else if (rv != NNG_ECLOSED) {
         e->accept_errors++;
+    }
     pthread_mutex_lock(&e->mtx);
     /* A listener closed by nobody of ours, or failing again and again, is
      * a failed child: its supervisor restarts it (listener_report_failure). */
@@ -609,6 +665,8 @@ static int srv_listen(struct rc_edge *e, const char *url)
         return RC_ENOMEM;
     }
     e->accept_errors = 0;
+    e->accept_sleeping = false;
+    e->accept_backoff_ms = 0;
     pthread_mutex_lock(&e->mtx);
     e->accepting = true;
     e->listener_failed = false;
