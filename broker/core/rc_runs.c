@@ -19,13 +19,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "rc_alloc.h"
 #include "rc_clock.h"
 #include "rc_config.h"
 #include "rc_error.h"
+#include "rc_hash.h"
 #include "rc_log.h"
 #include "rc_metrics.h"
 
@@ -122,161 +122,24 @@ struct rc_runs {
     _Atomic int64_t resume_below_hint; /* resume_below, read without the lock */
 };
 
-/*
- * The hash of every table keyed by bytes a publisher or subscriber chose:
- * the run shards, the conversation and waiting-subscription maps, the
- * ingress' per-batch grouping (it takes this hash) and each run's
- * idempotency index (rc_run.c).  Unkeyed, such a hash lets a client who
- * reads this source compute ids that all land in one bucket: chains (or
- * probe sequences) of n entries walked on every lookup, O(n^2) for a flood
- * that passes every validation, one stalled shard mutex for every other run.
- *
- * So it is keyed by a 128-bit secret drawn from getrandom(2) when the
- * process starts, and it is SipHash-1-3 (Aumasson & Bernstein; what Rust's
- * HashMap and CPython's str/bytes hash use for this purpose; Redis uses
- * SipHash-1-2): a keyed PRF whose key enters the state that every round
- * mixes, so without the key an attacker cannot predict any output bit nor
- * find inputs that collide for all keys.  A seeded multiply-xorshift (the
- * previous hash with the seed as its initial value) is not enough: with
- * the seed only XORed in, state differences propagate independently of it
- * and "seed-independent" multicollisions are known for that family
- * (MurmurHash2/3, CityHash).  One compression round per 8 bytes and three
- * to finish: ~110 instructions for the bench's 14-byte ids (35 unkeyed),
- * once per event in the ingress (docs/ARCHITECTURE.md, Registry).
- * Byte order is SipHash's (little-endian words), so the reference values
- * in tests/broker/test_runs.c hold on any host.
- */
-
-/* Written before any other thread exists (the constructor, or
- * rc_runs_hash_seed, which tests call before they start a registry); read
- * only afterwards, so no lock.  The four initial state words, the key
- * already folded in. */
-static struct {
-    uint64_t v0, v1, v2, v3;
-} hash_key;
-
-void rc_runs_hash_seed(uint64_t k0, uint64_t k1)
-{
-    hash_key.v0 = k0 ^ 0x736f6d6570736575u;
-    hash_key.v1 = k1 ^ 0x646f72616e646f6du;
-    hash_key.v2 = k0 ^ 0x6c7967656e657261u;
-    hash_key.v3 = k1 ^ 0x7465646279746573u;
-}
-
-/* Runs before main (and before any test body): every table of the process
- * uses one key, and it is never zero-initialised in use. */
-__attribute__((constructor)) static void hash_key_init(void)
-{
-    uint64_t k[2];
-    uint8_t *p = (uint8_t *)k;
-    size_t got = 0;
-    while (got < sizeof(k)) {
-        ssize_t n = getrandom(p + got, sizeof(k) - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-        else if (n < 0 && errno != EINTR)
-            break;
-    }
-    if (got < sizeof(k)) {
-        /* No getrandom (kernel < 3.17): a weaker key from what varies per
-         * process (time, pid, the stack's ASLR address), still unknown to
-         * a remote client. */
-        k[0] = rc_clock_mono_ns() ^ (uint64_t)rc_clock_wall_ms() << 20;
-        k[1] = (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)&k;
-        for (int i = 0; i < 2; i++) { /* splitmix64's finaliser */
-            k[i] = (k[i] ^ (k[i] >> 30)) * 0xBF58476D1CE4E5B9u;
-            k[i] = (k[i] ^ (k[i] >> 27)) * 0x94D049BB133111EBu;
-            k[i] ^= k[i] >> 31;
-        }
-    }
-    rc_runs_hash_seed(k[0], k[1]);
-}
-
-static inline uint64_t le64(const char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof(v)); /* one unaligned load */
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-static inline uint64_t le32(const char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof(v));
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    return v;
-}
-
-static inline uint64_t rotl64(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-#define SIPROUND()                                                                                 \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = rotl64(v1, 13) ^ v0;                                                                  \
-        v0 = rotl64(v0, 32);                                                                       \
-        v2 += v3;                                                                                  \
-        v3 = rotl64(v3, 16) ^ v2;                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = rotl64(v3, 21) ^ v0;                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = rotl64(v1, 17) ^ v2;                                                                  \
-        v2 = rotl64(v2, 32);                                                                       \
-    } while (0)
-
-/* static inline: both entry points below get their own copy, no call in
- * between on the ingress' per-event path. */
-static inline uint64_t sip13(const char *p, size_t len)
-{
-    uint64_t v0 = hash_key.v0, v1 = hash_key.v1, v2 = hash_key.v2, v3 = hash_key.v3;
-    for (const char *end = p + (len & ~(size_t)7); p != end; p += 8) {
-        uint64_t m = le64(p);
-        v3 ^= m;
-        SIPROUND();
-        v0 ^= m;
-    }
-    /* The last block: the 0-7 remaining bytes, the length in the top byte.
-     * Read without a loop per byte: with 8+ bytes in all, the word ending
-     * at the end shifted down; else two overlapping halves, or the first,
-     * middle and last bytes (each byte lands at its own position, the
-     * overlaps OR a byte with itself). */
-    size_t r = len & 7;
-    uint64_t b = (uint64_t)len << 56;
-    if (r && len >= 8)
-        b |= le64(p + r - 8) >> (64 - 8 * r);
-    else if (r >= 4)
-        b |= le32(p) | le32(p + r - 4) << (8 * (r - 4));
-    else if (r)
-        b |= (uint64_t)(uint8_t)p[0] | (uint64_t)(uint8_t)p[r / 2] << (8 * (r / 2)) |
-             (uint64_t)(uint8_t)p[r - 1] << (8 * (r - 1));
-    v3 ^= b;
-    SIPROUND();
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND();
-    SIPROUND();
-    SIPROUND();
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
+/* The keyed hash (SipHash-1-3 under a per-process random key) and why:
+ * common/rc_hash.h. */
 uint64_t rc_runs_hash64(const void *p, size_t len)
 {
-    return sip13(p, len);
+    return rc_hash_keyed(p, len);
 }
 
 /* 32 bits for the registry: its top 6 pick the shard, its low bits the
  * bucket (shard_of); both halves of the 64 go into them. */
 uint32_t rc_runs_hash(const char *p, size_t len)
 {
-    uint64_t h = sip13(p, len);
+    uint64_t h = rc_hash_keyed(p, len);
     return (uint32_t)(h ^ h >> 32);
+}
+
+void rc_runs_hash_seed(uint64_t k0, uint64_t k1)
+{
+    rc_hash_seed(k0, k1);
 }
 
 struct rc_actor_system *rc_runs_system(struct rc_runs *runs)

@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "rc_alloc.h"
+#include "rc_hash.h"
 #include "rc_clock.h"
 #include "rc_proto.h"
 
@@ -106,12 +107,11 @@ struct tail {
     bool sub_failed;
 };
 
+/* Keyed (common/rc_hash.h): run ids come from publishers through the
+ * broker, and an unkeyed hash would let one choose ids that collide here. */
 static uint64_t hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return rc_hash_keyed(s, strlen(s));
 }
 
 /* Rebuilds the open-addressing index (slots hold array index + 1). */
