@@ -240,7 +240,7 @@ const struct rc_config *rc_runs_config(struct rc_runs *runs);
 struct rc_metrics *rc_runs_metrics(struct rc_runs *runs);
 const struct rc_proto_limits *rc_runs_limits(struct rc_runs *runs);
 bool rc_runs_closed(const struct rc_runs *runs);
-/* The keyed hash of ids from outside (run, conv, event ids; see rc_runs.c
+/* The keyed hash of ids from outside (run, conv, event ids; see common/rc_hash.h
  * for why SipHash-1-3): one random key per process, so equal bytes hash
  * equally everywhere in it and colliding ids cannot be precomputed. */
 uint32_t rc_runs_hash(const char *p, size_t len);
