@@ -95,6 +95,15 @@ function(rc_tsan_supp name)
   endif()
 endfunction()
 
+# rc_tsan_supp_file(TEST FILE): in TSan builds, run TEST with the
+# suppressions in FILE (tests/FILE says what it silences and why).
+function(rc_tsan_supp_file name file)
+  if(RC_TSAN_TEST_ENV)
+    set_tests_properties(${name} PROPERTIES ENVIRONMENT
+      "${RC_TSAN_TEST_ENV}:suppressions=${PROJECT_SOURCE_DIR}/tests/${file}")
+  endif()
+endfunction()
+
 # rc_add_script_test(NAME LABEL ... COMMAND ...): a test driven by a script
 # (Python or Node.js third-party clients) against the built programs.
 function(rc_add_script_test name)
