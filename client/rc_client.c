@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -61,6 +62,14 @@ struct rc_client {
     nng_socket req;     /* immutable after open; one nng context per acked call */
     char id_prefix[17]; /* immutable after open: ids of pushed events */
     nng_aio *send_aio;  /* used by one send at a time: the holder of `inflight` */
+    /* Hand-off marker for the thread sanitizer (and the memory model): nng
+     * orders "start the send" before "its callback runs" with its own
+     * uninstrumented code, so the start does a release increment and the
+     * callback an acquire load; what the starter read of the client before
+     * the start then happens-before the callback clearing `inflight`, and
+     * so before rc_client_close frees the client (a TSan report in CI,
+     * `runcast demo`). */
+    atomic_uint send_sync;
 
     pthread_mutex_t mtx;
     pthread_cond_t cond; /* signalled when a send completes (room, flush) */
@@ -359,6 +368,7 @@ int rc_client_open_opts(struct rc_client **cp, const struct rc_client_opts *o)
     struct rc_client *c = rc_calloc(1, sizeof(*c));
     if (c == NULL)
         return RC_ENOMEM;
+    atomic_init(&c->send_sync, 0);
     c->opts = *o;
     c->push_fd = -1;
     char rnd[33];
@@ -674,10 +684,14 @@ static void send_batch(struct rc_client *c, struct rc_client_qnode *batch, uint3
             c->inflight_count = count;
             c->inflight_list = batch;
             pthread_mutex_unlock(&c->mtx);
-            nng_aio_set_msg(c->send_aio, m);
-            nng_aio_set_timeout(c->send_aio, NNG_DURATION_INFINITE);
-            nng_send_aio(c->push, c->send_aio);
-            return;
+            nng_aio *aio = c->send_aio;
+            nng_socket push = c->push;
+            nng_aio_set_msg(aio, m);
+            nng_aio_set_timeout(aio, NNG_DURATION_INFINITE);
+            /* release: pairs with the acquire in send_cb (see send_sync) */
+            atomic_fetch_add_explicit(&c->send_sync, 1, memory_order_release);
+            nng_send_aio(push, aio);
+            return; /* c may be gone once the send completes */
         }
         if (rv != 0 && m != NULL)
             nng_msg_free(m); /* a failed nng_sendmsg leaves the message to us */
@@ -697,6 +711,8 @@ static void send_batch(struct rc_client *c, struct rc_client_qnode *batch, uint3
 static void send_cb(void *arg)
 {
     struct rc_client *c = arg;
+    /* acquire: pairs with the release before nng_send_aio (see send_sync) */
+    (void)atomic_load_explicit(&c->send_sync, memory_order_acquire);
     int rv = nng_aio_result(c->send_aio);
     if (rv != 0) {
         nng_msg *m = nng_aio_get_msg(c->send_aio);
