@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <nng/nng.h>
+#include <sys/resource.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -97,6 +98,42 @@ static void print_list(FILE *f, struct rc_broker *b, enum rc_ingest_kind kind, c
     }
 }
 
+/* Descriptors runcastd needs besides one per WebSocket connection: the
+ * listeners, publisher pipes, HTTP sessions, the log, nng's own. */
+#define RC_NOFILE_MARGIN 1024
+
+/*
+ * Raises the soft open-file limit to the hard one.  Processes start with a
+ * soft limit of 1024 on most systems (the hard one is 524288 under
+ * systemd) for select(2)'s sake; runcastd never calls select, and with the
+ * default --ws-max-conns of 10000 a soft 1024 would make accept fail at
+ * about a thousand connections.  Warns when even the hard limit is below
+ * what --ws-max-conns needs: past it new connections wait in the backlog
+ * while accepting pauses (the edge does not fail for it).
+ */
+static void raise_open_file_limit(const struct rc_config *cfg)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+        return;
+    if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < r.rlim_max) {
+        rlim_t before = r.rlim_cur;
+        r.rlim_cur = r.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &r) == 0)
+            rc_log(RC_LOG_INFO, "runcastd", NULL, NULL, "open-file limit raised from %llu to %llu",
+                   (unsigned long long)before, (unsigned long long)r.rlim_cur);
+        else
+            r.rlim_cur = before;
+    }
+    unsigned long long need = (unsigned long long)cfg->ws_max_conns + RC_NOFILE_MARGIN;
+    if (r.rlim_cur != RLIM_INFINITY && (unsigned long long)r.rlim_cur < need)
+        rc_log(RC_LOG_WARN, "runcastd", NULL, NULL,
+               "the open-file limit is %llu, below the %llu that --ws-max-conns %llu needs: raise "
+               "it (LimitNOFILE= for systemd, ulimit -Hn) or lower --ws-max-conns; out of "
+               "descriptors, new connections wait while accepting pauses",
+               (unsigned long long)r.rlim_cur, need, (unsigned long long)cfg->ws_max_conns);
+}
+
 int main(int argc, char **argv)
 {
     struct rc_config cfg;
@@ -122,6 +159,7 @@ int main(int argc, char **argv)
         return 0;
     }
     rc_config_apply_logging(&cfg, NULL);
+    raise_open_file_limit(&cfg);
 
     /* Every thread created from here on inherits the blocked set; the main
      * thread takes the signals with sigwait. */

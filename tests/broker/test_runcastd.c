@@ -783,3 +783,50 @@ Test(runcastd, edge_out_of_descriptors_pauses_accepting_and_serves_again, .timeo
     wsc_close(old);
     cr_assert_eq(rcd_stop(&d, 20000), 0);
 }
+
+/* The soft "Max open files" limit of pid (from /proc), or 0. */
+static unsigned long long soft_nofile(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long v = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "Max open files", 14) == 0)
+            v = strtoull(line + 14, NULL, 10);
+    if (f != NULL)
+        fclose(f);
+    return v;
+}
+
+/*
+ * runcastd starts at whatever soft open-file limit it inherits (1024 on
+ * most systems), which the default --ws-max-conns of 10000 would outgrow
+ * at about a thousand connections.  Started here with hard 2048 (or the
+ * machine's lower one) and soft an eighth of it (this test's own limits,
+ * in the process Criterion forked for it), it raises its soft limit to the
+ * hard one, logs it, and warns that the hard one is below what
+ * --ws-max-conns 10000 needs.
+ */
+Test(runcastd, raises_its_open_file_limit_and_warns_below_ws_max_conns, .timeout = 60)
+{
+    struct rlimit cur;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &cur), 0, "%s", strerror(errno));
+    /* 2048, or a lower hard limit this machine already has */
+    rlim_t hard = cur.rlim_max != RLIM_INFINITY && cur.rlim_max < 2048 ? cur.rlim_max : 2048;
+    struct rlimit lim = {.rlim_cur = hard / 8, .rlim_max = hard};
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0, "%s", strerror(errno));
+    struct rcd d;
+    const char *extra[] = {"--log-level", "info", NULL}; /* the raise is an info line */
+    rcd_start(&d, extra);
+    cr_assert_eq(soft_nofile(d.pid), hard, "soft limit %llu (log %s)", soft_nofile(d.pid), d.log);
+    char raised[96], warned[128];
+    snprintf(raised, sizeof(raised), "open-file limit raised from %llu to %llu",
+             (unsigned long long)(hard / 8), (unsigned long long)hard);
+    snprintf(warned, sizeof(warned),
+             "the open-file limit is %llu, below the 11024 that --ws-max-conns 10000",
+             (unsigned long long)hard);
+    cr_assert(wait_log(&d, raised, 1, 5000), "no \"%s\" (log %s)", raised, d.log);
+    cr_assert(wait_log(&d, warned, 1, 5000), "no \"%s\" (log %s)", warned, d.log);
+    cr_assert_eq(rcd_stop(&d, 20000), 0);
+}
