@@ -21,6 +21,7 @@
 #include "rc_clock.h"
 #include "rc_config.h"
 #include "rc_error.h"
+#include "rc_hash.h"
 #include "rc_log.h"
 #include "rc_metrics.h"
 
@@ -230,11 +231,11 @@ static struct rc_run_xtra *xtra(struct rc_run *run)
 
 _Static_assert(sizeof(struct rc_run) <= 224, "struct rc_run outgrew its 224-byte size class");
 
-/* Event ids are chosen by publishers: the registry's keyed hash, so a
- * publisher cannot fill one probe run of the idempotency index. */
+/* Event ids are chosen by publishers: the keyed hash, so a publisher
+ * cannot fill one probe run of the idempotency index. */
 static uint64_t hash64(const void *p, size_t len)
 {
-    return rc_runs_hash64(p, len);
+    return rc_hash_keyed(p, len);
 }
 
 static bool blob_eq(const struct rc_blob *b, const void *p, size_t len)

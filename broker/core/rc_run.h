@@ -240,15 +240,10 @@ const struct rc_config *rc_runs_config(struct rc_runs *runs);
 struct rc_metrics *rc_runs_metrics(struct rc_runs *runs);
 const struct rc_proto_limits *rc_runs_limits(struct rc_runs *runs);
 bool rc_runs_closed(const struct rc_runs *runs);
-/* The keyed hash of ids from outside (run, conv, event ids; see common/rc_hash.h
- * for why SipHash-1-3): one random key per process, so equal bytes hash
- * equally everywhere in it and colliding ids cannot be precomputed. */
+/* The registry's 32-bit hash of a run or conv id: common/rc_hash.h's keyed
+ * hash (SipHash-1-3, one random key per process, so colliding ids cannot be
+ * precomputed), folded; its top 6 bits pick the shard. */
 uint32_t rc_runs_hash(const char *p, size_t len);
-uint64_t rc_runs_hash64(const void *p, size_t len);
-/* Replaces the process's random key (tests and benchmarks: a fixed key,
- * or two keys compared).  Call before any registry exists and while no
- * other thread hashes: tables built under the old key would lose entries. */
-void rc_runs_hash_seed(uint64_t k0, uint64_t k1);
 
 /*
  * Finds (or, when create, creates) the run and returns its actor with one

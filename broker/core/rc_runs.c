@@ -115,19 +115,13 @@ struct rc_runs {
     /* The PULL pause (rc_runs_set_resume): receivers parked, and who to
      * call when the gauge falls to resume_below while any are. */
     _Atomic int64_t parked;
-    pthread_mutex_t resume_mtx; /* protects the three below; held across resume_fn */
+    pthread_mutex_t resume_mtx; /* protects the two below; held across resume_fn */
     rc_runs_resume_fn resume_fn;
     void *resume_arg;
-    int64_t resume_below;
-    _Atomic int64_t resume_below_hint; /* resume_below, read without the lock */
+    /* the mark: written under resume_mtx, read without it (relaxed, see
+     * rc_runs_inflight_add) */
+    _Atomic int64_t resume_below;
 };
-
-/* The keyed hash (SipHash-1-3 under a per-process random key) and why:
- * common/rc_hash.h. */
-uint64_t rc_runs_hash64(const void *p, size_t len)
-{
-    return rc_hash_keyed(p, len);
-}
 
 /* 32 bits for the registry: its top 6 pick the shard, its low bits the
  * bucket (shard_of); both halves of the 64 go into them. */
@@ -135,11 +129,6 @@ uint32_t rc_runs_hash(const char *p, size_t len)
 {
     uint64_t h = rc_hash_keyed(p, len);
     return (uint32_t)(h ^ h >> 32);
-}
-
-void rc_runs_hash_seed(uint64_t k0, uint64_t k1)
-{
-    rc_hash_seed(k0, k1);
 }
 
 struct rc_actor_system *rc_runs_system(struct rc_runs *runs)
@@ -197,7 +186,7 @@ void rc_runs_inflight_add(struct rc_runs *runs, int delta)
     /* relaxed: the threshold only changes with the registration, which
      * the lock in resume_parked orders; a stale value costs one extra or
      * one missed call of many */
-    if (delta < 0 && v <= atomic_load_explicit(&runs->resume_below_hint, memory_order_relaxed) &&
+    if (delta < 0 && v <= atomic_load_explicit(&runs->resume_below, memory_order_relaxed) &&
         atomic_load_explicit(&runs->parked, memory_order_seq_cst) > 0)
         resume_parked(runs);
 }
@@ -214,8 +203,8 @@ void rc_runs_set_resume(struct rc_runs *runs, rc_runs_resume_fn fn, void *arg, u
     if (fn != NULL) {
         runs->resume_fn = fn;
         runs->resume_arg = arg;
-        runs->resume_below = below > INT64_MAX ? INT64_MAX : (int64_t)below;
-        atomic_store_explicit(&runs->resume_below_hint, runs->resume_below, memory_order_relaxed);
+        atomic_store_explicit(&runs->resume_below, below > INT64_MAX ? INT64_MAX : (int64_t)below,
+                              memory_order_relaxed);
     } else if (runs->resume_arg == arg) {
         /* only the registrant clears it: a restarted ingress registers
          * before the one it replaces is freed */
@@ -1132,8 +1121,7 @@ int rc_runs_new(struct rc_actor_system *sys, const struct rc_config *cfg,
     atomic_init(&r->count, 0);
     atomic_init(&r->inflight, 0);
     atomic_init(&r->parked, 0);
-    atomic_init(&r->resume_below_hint, -1);
-    r->resume_below = -1;
+    atomic_init(&r->resume_below, -1);
     pthread_mutex_init(&r->resume_mtx, NULL);
     atomic_init(&r->closed, false);
     *out = r;

@@ -10,6 +10,7 @@
 #include "rc_clock.h"
 #include "rc_error.h"
 #include "rc_metrics.h"
+#include "rc_hash.h"
 #include "rc_run.h"
 #include "rc_testsub.h"
 #include "rc_tutil.h"
@@ -866,12 +867,12 @@ static const uint64_t sip13_zero_key[20] = {
 
 Test(runs_hash, is_siphash13)
 {
-    rc_runs_hash_seed(0, 0);
+    rc_hash_seed(0, 0);
     char b[20];
     for (size_t i = 0; i < sizeof(b); i++)
         b[i] = (char)(i * 7 + 1);
     for (size_t len = 1; len <= sizeof(b); len++) {
-        cr_assert_eq(rc_runs_hash64(b, len), sip13_zero_key[len - 1], "len %zu", len);
+        cr_assert_eq(rc_hash_keyed(b, len), sip13_zero_key[len - 1], "len %zu", len);
         uint64_t h = sip13_zero_key[len - 1];
         cr_assert_eq(rc_runs_hash(b, len), (uint32_t)(h ^ h >> 32), "len %zu", len);
     }
@@ -883,25 +884,25 @@ Test(runs_hash, two_keys_hash_the_same_ids_differently)
     static uint64_t first[N];
     char id[32];
     /* the process's own key (getrandom at start) is not the zero key */
-    uint64_t own = rc_runs_hash64("run-1", 5);
-    rc_runs_hash_seed(0, 0);
-    cr_assert_neq(own, rc_runs_hash64("run-1", 5));
+    uint64_t own = rc_hash_keyed("run-1", 5);
+    rc_hash_seed(0, 0);
+    cr_assert_neq(own, rc_hash_keyed("run-1", 5));
 
-    rc_runs_hash_seed(0x0123456789abcdefu, 0xfedcba9876543210u);
+    rc_hash_seed(0x0123456789abcdefu, 0xfedcba9876543210u);
     for (int i = 0; i < N; i++)
-        first[i] = rc_runs_hash64(id, (size_t)snprintf(id, sizeof(id), "run-%d", i));
-    rc_runs_hash_seed(0x0123456789abcdefu, 0xfedcba9876543211u); /* one key bit */
+        first[i] = rc_hash_keyed(id, (size_t)snprintf(id, sizeof(id), "run-%d", i));
+    rc_hash_seed(0x0123456789abcdefu, 0xfedcba9876543211u); /* one key bit */
     int same32 = 0;
     for (int i = 0; i < N; i++) {
         size_t len = (size_t)snprintf(id, sizeof(id), "run-%d", i);
-        cr_assert_neq(rc_runs_hash64(id, len), first[i], "%s", id);
+        cr_assert_neq(rc_hash_keyed(id, len), first[i], "%s", id);
         same32 += rc_runs_hash(id, len) == (uint32_t)(first[i] ^ first[i] >> 32);
     }
     cr_assert_leq(same32, 1, "%d of %d 32-bit hashes unchanged by the key", same32, N);
     /* the same key again gives the same hashes (one key, one table layout) */
-    rc_runs_hash_seed(0x0123456789abcdefu, 0xfedcba9876543210u);
+    rc_hash_seed(0x0123456789abcdefu, 0xfedcba9876543210u);
     for (int i = 0; i < N; i++)
-        cr_assert_eq(rc_runs_hash64(id, (size_t)snprintf(id, sizeof(id), "run-%d", i)), first[i]);
+        cr_assert_eq(rc_hash_keyed(id, (size_t)snprintf(id, sizeof(id), "run-%d", i)), first[i]);
 }
 
 /* The run id hash as it was before it was keyed (a multiply-xorshift with
@@ -952,7 +953,7 @@ static uint64_t keyed_idem_hash(const char *p, size_t len)
     uint8_t k[40];
     k[0] = 's';
     memcpy(k + 1, p, len);
-    return rc_runs_hash64(k, len + 1);
+    return rc_hash_keyed(k, len + 1);
 }
 
 enum { FLOOD_N = 128 };
@@ -987,7 +988,7 @@ Test(runs_hash, run_ids_colliding_without_the_key_spread_with_it_and_are_all_fou
      * do: 128 ids over 64 shards fill ~55 of them, a few ids each, and
      * nearly every id has a (shard, bucket) of its own. */
     for (uint64_t key = 1; key <= 4; key++) {
-        rc_runs_hash_seed(key, key * 0x9E3779B97F4A7C15u);
+        rc_hash_seed(key, key * 0x9E3779B97F4A7C15u);
         int shard[64] = {0}, shards = 0, most = 0, cells = 0;
         static uint8_t cell[1 << 14];
         memset(cell, 0, sizeof(cell));
@@ -1036,7 +1037,7 @@ Test(runs_hash, event_ids_colliding_without_the_key_spread_with_it_and_stay_dedu
     static char ids[FLOOD_N][32];
     find_colliding("ev-", unkeyed_idem_hash, mask, ids);
     for (uint64_t key = 1; key <= 4; key++) {
-        rc_runs_hash_seed(key, ~key);
+        rc_hash_seed(key, ~key);
         static uint8_t slot[4096];
         memset(slot, 0, sizeof(slot));
         int slots = 0;
