@@ -579,3 +579,79 @@ Test(ingress, pause_resumes_when_the_gauge_falls_to_the_mark_with_a_receiver_par
     cr_assert_eq(rc_runs_inflight(runs), 0);
     tb_stop(&t);
 }
+
+/*
+ * The decoder's messages dropped unhandled (decode_msg_free): when the actor
+ * system stops while buffers wait in the decoder's mailbox, each is counted
+ * as a rejected message, its buffer is freed, and the in-flight gauge it
+ * held falls back to zero.  The only worker is held by a blocker actor
+ * while the buffers queue; the blocker then requests the system's stop from
+ * its own turn, so the decoder's next turn sees the stop before any message.
+ */
+#define DROP_BUFS 64
+
+struct blocker {
+    struct rc_actor_system *sys;
+    atomic_int entered, go, done;
+};
+
+static void blocker_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
+{
+    (void)self;
+    (void)msg;
+    struct blocker *bl = state;
+    /* seq_cst throughout: a test's hand-shake, not a hot path */
+    atomic_store(&bl->entered, 1);
+    while (!atomic_load(&bl->go))
+        rc_clock_sleep_ms(1);
+    rc_actor_system_stop(bl->sys); /* from a turn: requests the stops only */
+    atomic_store(&bl->done, 1);
+}
+
+Test(ingress, system_stop_drops_the_decoders_queue_counted_and_freed, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "", "ingest-ack", "", "workers", "1", NULL};
+    tb_start(&t, opts);
+    struct rc_runs *runs = rc_broker_runs(t.b);
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    struct rc_actor_system *sys = rc_runs_system(runs);
+    cr_assert_eq(rc_actor_system_workers(sys), 1);
+    uint64_t rejected0 = rc_metric_get(&m->messages_rejected);
+    uint64_t accepted0 = rc_metric_get(&m->events_accepted);
+
+    static struct blocker bl;
+    bl.sys = sys;
+    struct rc_actor *blk;
+    struct rc_actor_opts bo = {.name = "test-blocker"};
+    cr_assert_eq(rc_actor_spawn(sys, blocker_behaviour, &bl, NULL, &bo, &blk), 0);
+    cr_assert_eq(rc_actor_send(blk, rc_msg_new(sizeof(struct rc_msg), 1)), 0);
+    while (!atomic_load(&bl.entered))
+        rc_clock_sleep_ms(1);
+
+    struct rc_ingest_ctx c;
+    rc_ingest_ctx_init(&c, runs, m, RC_INGEST_PULL, NULL);
+    cr_assert_not_null(c.decoder);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    for (int i = 0; i < DROP_BUFS; i++) {
+        rc_buf_reset(&b);
+        tev_encode(&b, &(struct tev){.run = "dropped-run", .type = "delta", .text = "x"});
+        struct rc_ingest_buf *ib = rc_ingest_buf_copy(b.data, b.len);
+        cr_assert_not_null(ib);
+        rc_ingest_dispatch(&c, ib, 1, NULL, NULL);
+    }
+    cr_assert_geq(rc_runs_inflight(runs), DROP_BUFS, "the queued buffers hold the gauge");
+    atomic_store(&bl.go, 1);
+    rc_actor_system_stop(sys); /* joins once every actor has stopped */
+    cr_assert(atomic_load(&bl.done));
+
+    cr_assert_eq(rc_metric_get(&m->messages_rejected) - rejected0, DROP_BUFS,
+                 "every dropped buffer is counted as a rejected message");
+    cr_assert_eq(rc_metric_get(&m->events_accepted), accepted0, "nothing was decoded");
+    cr_assert_eq(rc_runs_inflight(runs), 0, "the dropped buffers released the gauge");
+    rc_ingest_ctx_fini(&c); /* the decoder is gone: the send fails, nothing leaks */
+    rc_actor_release(blk);
+    rc_buf_fini(&b);
+    tb_stop(&t);
+}
