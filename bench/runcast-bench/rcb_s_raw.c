@@ -29,11 +29,11 @@ int rcb_s_raw(void)
     rcb_raise_nofile(65536);
 
     struct rcb_phase_out o;
-    rcb_ingest_raw(P, 100, n1, 1, size, &o);
+    rcb_ingest_raw(P, 100, n1, 1, size, rcb_o.rate, &o);
     rcb_fig("PUSH/PULL, 1 event/msg", o.rate, "ev/s", NULL, o.note);
-    rcb_ingest_raw(P, 100, n1 * 10, B, size, &o);
+    rcb_ingest_raw(P, 100, n1 * 10, B, size, 0, &o);
     rcb_fig("PUSH/PULL, batches", o.rate, "ev/s", NULL, o.note);
-    rcb_ingest_raw(1, 100, n1 / 2, 1, size, &o);
+    rcb_ingest_raw(1, 100, n1 / 2, 1, size, rcb_o.rate, &o);
     rcb_fig("PUSH/PULL, 1 pusher, 1 event/msg", o.rate, "ev/s", NULL, o.note);
 
     /* port 0: the echo reports the port it bound */
