@@ -799,6 +799,29 @@ void rc_ingress_set_owner(struct rc_ingress *ing, struct rc_actor *owner)
     ing->owner = owner ? rc_actor_hold(owner) : NULL;
 }
 
+/* Before a REP socket's nng_close: every request context's operations
+ * stopped (each stop waits for its callback, which posts nothing more: the
+ * fence is up), then the contexts closed, so nng_close finds no operation of
+ * ours in flight.  nng 1.5.2's close could otherwise deadlock its reaper
+ * (waiting on a task prepared but never started) when it aborted replies and
+ * receives in flight under acknowledged load: the socket's port was never
+ * released and every later socket open or close in the process waited. */
+static void rep_quiet(struct rc_ingress *ing, nng_socket sock)
+{
+    for (size_t i = 0; i < ing->n_rx; i++) {
+        struct rc_rx *rx = ing->rx[i];
+        if (rx->has_ctx && rx->sock.id == sock.id) {
+            nng_aio_stop(rx->aio);
+            nng_aio_stop(rx->send_aio);
+        }
+    }
+    for (size_t i = 0; i < ing->n_rx; i++) {
+        struct rc_rx *rx = ing->rx[i];
+        if (rx->has_ctx && rx->sock.id == sock.id)
+            nng_ctx_close(rx->ctx);
+    }
+}
+
 void rc_ingress_close(struct rc_ingress *ing)
 {
     if (!ing)
@@ -814,6 +837,8 @@ void rc_ingress_close(struct rc_ingress *ing)
         for (size_t i = 0; i < ing->n_socks; i++) {
             if (!ing->socks[i].closed) {
                 pull_fence(&ing->socks[i]);
+                if (ing->socks[i].kind == RC_INGEST_REP)
+                    rep_quiet(ing, ing->socks[i].sock);
                 nng_close(ing->socks[i].sock);
             }
             ing->socks[i].closed = true;

@@ -174,7 +174,10 @@ Test(runcastd, publishers_bad_input_and_in_order_delivery, .timeout = 60)
     tev_encode(&b, &(struct tev){.run = "p2", .type = "phase", .phase = "execute"});
     char cmd[512];
     char *push_path = write_tmp("push", b.data, b.len);
-    snprintf(cmd, sizeof(cmd), "nngcat --push --dial %s --file %s", d.pull, push_path);
+    /* bounded: a hung third-party client fails this test with its command
+     * line instead of stalling until Criterion's timeout (seen once in CI,
+     * cause unknown: the test timed out with no assertion) */
+    snprintf(cmd, sizeof(cmd), "timeout 20 nngcat --push --dial %s --file %s", d.pull, push_path);
     int push_st = system(cmd);
     unlink(push_path); /* before the assertion: a failure leaves no file behind */
     cr_assert_eq(push_st, 0, "%s", cmd);
@@ -184,7 +187,9 @@ Test(runcastd, publishers_bad_input_and_in_order_delivery, .timeout = 60)
     char *path = write_tmp("req", b.data, b.len);
     char out[200];
     snprintf(out, sizeof(out), "%s.reply", path);
-    snprintf(cmd, sizeof(cmd), "nngcat --req --dial %s --file %s --raw > %s", d.rep, path, out);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 20 nngcat --req --dial %s --file %s --raw --recv-timeout 5 > %s", d.rep, path,
+             out);
     int req_st = system(cmd);
     unlink(path);
     FILE *f = fopen(out, "rb");
@@ -589,22 +594,27 @@ Test(runcastd, ingress_failures_restart_it_then_exit_70_past_the_intensity, .tim
  * Ingress failures while acknowledged requests are in flight: the failed
  * instance's replies complete on workers while its sockets close (nng
  * panicked when a reply was posted on a closing socket, before the REP
- * fence in rc_ingress.c).  The broker stays up through every restart,
+ * fence in rc_ingress.c; and nng_close deadlocked nng's reaper, within 20-40
+ * restarts, before rc_ingress.c stopped the request contexts first: the next
+ * restart then waited for ever).  The broker stays up through every restart,
  * answers again after each, and exits 0 on SIGTERM.
  */
-Test(runcastd, ingress_restarts_under_acknowledged_load_keep_the_broker_up, .timeout = 90)
+#define LOAD_RESTARTS 60
+#define LOAD_THREADS  4
+
+Test(runcastd, ingress_restarts_under_acknowledged_load_keep_the_broker_up, .timeout = 120)
 {
     setenv("RC_TEST_HOOKS", "1", 1);
     struct rcd d;
-    const char *extra[] = {"--restart-intensity", "20", "--restart-period", "10m", NULL};
+    const char *extra[] = {"--restart-intensity", "100", "--restart-period", "10m", NULL};
     rcd_start(&d, extra);
-    struct load l[2];
-    pthread_t th[2];
-    for (int i = 0; i < 2; i++) {
+    struct load l[LOAD_THREADS];
+    pthread_t th[LOAD_THREADS];
+    for (int i = 0; i < LOAD_THREADS; i++) {
         l[i] = (struct load){.url = d.rep, .acked = true, .run = "ackload", .batch = 8};
         pthread_create(&th[i], NULL, load_thread, &l[i]);
     }
-    for (size_t i = 1; i <= 8; i++) {
+    for (size_t i = 1; i <= LOAD_RESTARTS; i++) {
         rc_clock_sleep_ms(50); /* let requests pile up on this instance */
         kill(d.pid, SIGRTMIN + 1);
         cr_assert(wait_log(&d, "ingress restarted after a failure", i, 10000),
@@ -617,11 +627,15 @@ Test(runcastd, ingress_restarts_under_acknowledged_load_keep_the_broker_up, .tim
     while (!ok && rc_clock_mono_ms() < end)
         ok = acked_start(&d, run);
     cr_assert(ok, "no acked ingest after the restarts");
-    for (int i = 0; i < 2; i++) {
+    int answered = 0;
+    for (int i = 0; i < LOAD_THREADS; i++) {
         atomic_store_explicit(&l[i].stop, true, memory_order_relaxed);
         pthread_join(th[i], NULL);
+        answered += l[i].done;
     }
-    cr_assert_gt(l[0].done + l[1].done, 0, "no acked request was answered");
+    cr_assert_gt(answered, 0, "no acked request was answered");
+    cr_assert_eq(rcd_log_count(&d, "did not finish"), 0,
+                 "a failed ingress's sockets did not close at once (log %s)", d.log);
     int st = rcd_stop(&d, 20000);
     cr_assert_eq(st, 0, "exit status %d (log %s)", st, d.log);
 }
