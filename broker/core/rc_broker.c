@@ -41,6 +41,12 @@ struct rc_broker {
      * ingress instances (and what they point to) are then leaked, not freed,
      * since a stuck nng thread may still touch them */
     bool hung;
+    /* A failed ingress's sockets did not close in time on a restart: nng's
+     * reaper is then stuck (nng 1.5.2, see ingress_fini), the old instance
+     * keeps its ports, and any nng call that opens or closes a socket may
+     * wait for ever.  Set once by ingress_fini (release), read by
+     * ingress_start and the stop path (acquire). */
+    atomic_bool wedged;
     atomic_bool stopping; /* release in rc_broker_stop, acquire in ingress_fini */
     /* ingress_start only (the supervisor runs it on one thread at a time:
      * first in rc_broker_start, then on the worker handling the DOWN) */
@@ -163,6 +169,7 @@ int rc_broker_new(const struct rc_config *cfg, struct rc_broker **out)
     atomic_init(&b->accepting, false);
     atomic_init(&b->serving, false);
     atomic_init(&b->stopping, false);
+    atomic_init(&b->wedged, false);
     struct rc_actor_system_opts o = {
         .workers = rc_config_workers(cfg),
         .batch = (uint32_t)cfg->actor_batch,
@@ -234,10 +241,22 @@ static void ingress_fini(void *state, int reason)
      * closed (or given up on) every instance */
     if (atomic_load_explicit(&b->stopping, memory_order_acquire))
         return;
-    if (!run_bounded(rc_ingress_close, ing, 1000))
-        rc_log(RC_LOG_WARN, "ingress", NULL, NULL,
-               "closing the failed ingress's sockets did not finish within 1000 ms (nng); "
-               "going on without waiting");
+    if (run_bounded(rc_ingress_close, ing, 1000))
+        return;
+    /* rc_ingress_close stops our own operations before nng_close, which
+     * cured the REP case; nng 1.5.2 can still deadlock closing a PULL socket
+     * that peers flood while it closes (nanomsg/nng#1543 family, fixed
+     * after 1.5.2).  No restart can work in this process then (the old
+     * instance keeps its ports, and opening the new one would wait on nng
+     * for ever on a worker): exit 70 like a supervisor past its intensity,
+     * so that systemd or Kubernetes restarts runcastd. */
+    atomic_store_explicit(&b->wedged, true, memory_order_release);
+    rc_log(RC_LOG_CRITICAL, "ingress", NULL, NULL,
+           "closing the failed ingress's sockets did not finish within 1000 ms: nng is stuck "
+           "(nng 1.5.2 can deadlock closing a socket under load); the ingress cannot be "
+           "restarted in this process, exiting for the service manager to restart runcastd");
+    if (b->fatal)
+        b->fatal(b->fatal_arg, "ingress", RC_ETIMEDOUT);
 }
 
 static struct rc_actor *ingress_start(void *arg)
@@ -257,6 +276,14 @@ static struct rc_actor *ingress_start(void *arg)
     pthread_mutex_unlock(&b->mtx);
     struct rc_ingress *ing = NULL;
     char err[sizeof(b->err)] = "";
+    /* acquire: pairs with the release in ingress_fini */
+    if (atomic_load_explicit(&b->wedged, memory_order_acquire)) {
+        /* no nng call: it could wait for ever (see ingress_fini) */
+        pthread_mutex_lock(&b->mtx);
+        snprintf(b->err, sizeof(b->err), "nng is stuck closing a failed ingress");
+        pthread_mutex_unlock(&b->mtx);
+        return NULL;
+    }
     int rc = rc_ingress_open(&env, &ing, err, sizeof(err));
     if (rc != 0) {
         pthread_mutex_lock(&b->mtx);
@@ -353,8 +380,12 @@ int rc_broker_quiesce(struct rc_broker *b, uint64_t timeout_ms)
     uint64_t end = rc_clock_mono_ms() + timeout_ms;
     uint64_t t0 = rc_clock_mono_ms();
     uint64_t wait = close_wait_ms(b->cfg);
+    /* acquire: pairs with the release in ingress_fini; a stuck nng would
+     * make every close below wait its full bound */
+    if (atomic_load_explicit(&b->wedged, memory_order_acquire))
+        b->hung = true;
     pthread_mutex_lock(&b->mtx);
-    for (size_t i = 0; i < b->n_ings; i++) {
+    for (size_t i = 0; !b->hung && i < b->n_ings; i++) {
         if (!run_bounded(rc_ingress_close_pull, b->ings[i], wait)) {
             b->hung = true;
             rc_log(RC_LOG_WARN, "broker", NULL, NULL,
@@ -385,6 +416,9 @@ void rc_broker_stop(struct rc_broker *b)
     atomic_store_explicit(&b->accepting, false, memory_order_release);
     atomic_store_explicit(&b->serving, false, memory_order_relaxed);
     uint64_t wait = close_wait_ms(b->cfg);
+    /* acquire: pairs with the release in ingress_fini */
+    if (atomic_load_explicit(&b->wedged, memory_order_acquire))
+        b->hung = true;
     pthread_mutex_lock(&b->mtx);
     for (size_t i = 0; i < b->n_ings; i++) {
         /* no new messages; pending acks fail to send.  After a close that

@@ -799,25 +799,29 @@ void rc_ingress_set_owner(struct rc_ingress *ing, struct rc_actor *owner)
     ing->owner = owner ? rc_actor_hold(owner) : NULL;
 }
 
-/* Before a REP socket's nng_close: every request context's operations
- * stopped (each stop waits for its callback, which posts nothing more: the
- * fence is up), then the contexts closed, so nng_close finds no operation of
- * ours in flight.  nng 1.5.2's close could otherwise deadlock its reaper
- * (waiting on a task prepared but never started) when it aborted replies and
- * receives in flight under acknowledged load: the socket's port was never
- * released and every later socket open or close in the process waited. */
-static void rep_quiet(struct rc_ingress *ing, nng_socket sock)
+/* Before a socket's nng_close (its fence is up: nothing of ours posts on it
+ * any more): every receive and reply of ours still in nng is stopped
+ * (nng_aio_stop, which waits for the callback) and, on REP, the request
+ * contexts are closed, so that nng_close finds no operation of ours in
+ * flight.  nng 1.5.2's close deadlocked its reaper (a task prepared but
+ * never started) when it had to abort them itself under load: REP with
+ * requests from 2+ REQ peers, PULL with 4 flat-out PUSH peers.  The failed
+ * instance then kept its port and every later socket open or close in the
+ * process waited (docs/ARCHITECTURE.md, "Closing under traffic"). */
+static void sock_quiet(struct rc_ingress *ing, const struct rc_sock *s)
 {
     for (size_t i = 0; i < ing->n_rx; i++) {
         struct rc_rx *rx = ing->rx[i];
-        if (rx->has_ctx && rx->sock.id == sock.id) {
+        if (rx->sock.id != s->sock.id)
+            continue;
+        if (rx->aio)
             nng_aio_stop(rx->aio);
+        if (rx->send_aio)
             nng_aio_stop(rx->send_aio);
-        }
     }
     for (size_t i = 0; i < ing->n_rx; i++) {
         struct rc_rx *rx = ing->rx[i];
-        if (rx->has_ctx && rx->sock.id == sock.id)
+        if (rx->sock.id == s->sock.id && rx->has_ctx)
             nng_ctx_close(rx->ctx);
     }
 }
@@ -837,8 +841,7 @@ void rc_ingress_close(struct rc_ingress *ing)
         for (size_t i = 0; i < ing->n_socks; i++) {
             if (!ing->socks[i].closed) {
                 pull_fence(&ing->socks[i]);
-                if (ing->socks[i].kind == RC_INGEST_REP)
-                    rep_quiet(ing, ing->socks[i].sock);
+                sock_quiet(ing, &ing->socks[i]);
                 nng_close(ing->socks[i].sock);
             }
             ing->socks[i].closed = true;
@@ -856,6 +859,7 @@ void rc_ingress_close_pull(struct rc_ingress *ing)
         if (ing->socks[i].kind == RC_INGEST_PULL && !ing->socks[i].closed) {
             ing->socks[i].closed = true;
             pull_fence(&ing->socks[i]);
+            sock_quiet(ing, &ing->socks[i]);
             nng_close(ing->socks[i].sock);
         }
     }
