@@ -598,7 +598,7 @@ Test(runcastd, ingress_failures_restart_it_then_exit_70_past_the_intensity, .tim
  * again after, and SIGTERM exits 0.  History: the failed instance's replies
  * complete on workers while its sockets close (nng panicked when a reply was
  * posted on a closing socket, before the REP fence in rc_ingress.c); and
- * nng_close deadlocked nng's reaper within 20-40 restarts until rc_ingress.c
+ * nng_close deadlocked nng's reaper within 2-40 restarts until rc_ingress.c
  * stopped its own operations first (sock_quiet): the next restart then
  * waited for ever, with the broker up but deaf.
  * PUSH: nng 1.5.2 can still deadlock closing the flooded PULL socket (most
