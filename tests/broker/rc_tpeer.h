@@ -34,6 +34,11 @@ void wsc_close(struct wsc *c);
 
 /* Sends one message on a new PUSH socket (dial, send, linger, close). */
 void push_once(const char *url, const void *buf, size_t len);
+/* One message of len bytes over a plain TCP connection speaking the SP
+ * protocol as a PUSH peer, then close(2): for input the broker answers by
+ * dropping the connection (an nng client's own close can deadlock then,
+ * nng 1.5.2). */
+void push_raw_tcp_once(const char *url, const void *buf, size_t len);
 /* REQ round trip; returns the reply bytes (malloc'ed) or NULL on timeout. */
 void *req_once(const char *url, const void *buf, size_t len, size_t *out_len, int timeout_ms);
 
