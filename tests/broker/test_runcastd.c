@@ -588,6 +588,7 @@ Test(runcastd, ingress_failures_restart_it_then_exit_70_past_the_intensity, .tim
     kill(d.pid, SIGRTMIN + 1); /* the third failure within the period */
     int st = rcd_wait(&d, 20000);
     cr_assert_eq(st, 70, "exit status %d (log %s)", st, d.log);
+    rcd_log_discard(&d);
 }
 
 /*
@@ -645,6 +646,7 @@ static void restarts_under_load(bool acked)
             pthread_join(th[i], NULL);
         }
         cr_assert_eq(st, 70, "stuck nng: exit status %d, not 70 (log %s)", st, d.log);
+        rcd_log_discard(&d);
         return;
     }
     char run[32] = "after-load";
@@ -708,6 +710,7 @@ Test(runcastd, edge_listener_failures_restart_it_then_exit_70_past_the_intensity
     kill(d.pid, SIGRTMIN + 2); /* the third failure within the period */
     int st = rcd_wait(&d, 20000);
     cr_assert_eq(st, 70, "exit status %d (log %s)", st, d.log);
+    rcd_log_discard(&d);
     wsc_close(old);
 }
 

@@ -151,6 +151,12 @@ int rcd_wait(struct rcd *d, uint64_t timeout_ms)
     return -1;
 }
 
+void rcd_log_discard(const struct rcd *d)
+{
+    if (!getenv("RC_KEEP_LOGS"))
+        unlink(d->log);
+}
+
 size_t rcd_log_count(const struct rcd *d, const char *needle)
 {
     FILE *f = fopen(d->log, "r");

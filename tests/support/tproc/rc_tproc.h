@@ -42,6 +42,10 @@ int rcd_stop(struct rcd *d, uint64_t timeout_ms);
  * the exit status, or -1 if it did not exit (it is then killed) or died by
  * a signal. */
 int rcd_wait(struct rcd *d, uint64_t timeout_ms);
+/* Removes the process's log (unless RC_KEEP_LOGS is set): for a test whose
+ * expected end is a non-zero status, once it has asserted it (rcd_stop
+ * removes it on status 0 itself; a failed test keeps it for a look). */
+void rcd_log_discard(const struct rcd *d);
 /* Lines of the process's stderr log containing needle. */
 size_t rcd_log_count(const struct rcd *d, const char *needle);
 
