@@ -826,6 +826,17 @@ static void sock_quiet(struct rc_ingress *ing, const struct rc_sock *s)
     }
 }
 
+/* Under ing->mtx: closes s once (fence, our operations stopped, nng_close). */
+static void sock_close(struct rc_ingress *ing, struct rc_sock *s)
+{
+    if (s->closed)
+        return;
+    s->closed = true;
+    pull_fence(s);
+    sock_quiet(ing, s);
+    nng_close(s->sock);
+}
+
 void rc_ingress_close(struct rc_ingress *ing)
 {
     if (!ing)
@@ -838,14 +849,8 @@ void rc_ingress_close(struct rc_ingress *ing)
         pthread_mutex_lock(&ing->rep_fence);
         ing->rep_fenced = true;
         pthread_mutex_unlock(&ing->rep_fence);
-        for (size_t i = 0; i < ing->n_socks; i++) {
-            if (!ing->socks[i].closed) {
-                pull_fence(&ing->socks[i]);
-                sock_quiet(ing, &ing->socks[i]);
-                nng_close(ing->socks[i].sock);
-            }
-            ing->socks[i].closed = true;
-        }
+        for (size_t i = 0; i < ing->n_socks; i++)
+            sock_close(ing, &ing->socks[i]);
     }
     pthread_mutex_unlock(&ing->mtx);
 }
@@ -856,12 +861,8 @@ void rc_ingress_close_pull(struct rc_ingress *ing)
         return;
     pthread_mutex_lock(&ing->mtx);
     for (size_t i = 0; i < ing->n_socks; i++) {
-        if (ing->socks[i].kind == RC_INGEST_PULL && !ing->socks[i].closed) {
-            ing->socks[i].closed = true;
-            pull_fence(&ing->socks[i]);
-            sock_quiet(ing, &ing->socks[i]);
-            nng_close(ing->socks[i].sock);
-        }
+        if (ing->socks[i].kind == RC_INGEST_PULL)
+            sock_close(ing, &ing->socks[i]);
     }
     pthread_mutex_unlock(&ing->mtx);
 }

@@ -120,8 +120,8 @@ int rcd_stop(struct rcd *d, uint64_t timeout_ms)
         if (r == d->pid) {
             d->pid = 0;
             int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-            if (code == 0 && !getenv("RC_KEEP_LOGS"))
-                unlink(d->log); /* kept for a look when something went wrong */
+            if (code == 0)
+                rcd_log_discard(d); /* kept for a look when something went wrong */
             return code;
         }
         rc_clock_sleep_ms(5);
