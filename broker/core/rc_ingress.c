@@ -117,9 +117,18 @@ struct rc_pullq {
 struct rc_sock {
     nng_socket sock;
     enum rc_ingest_kind kind;
+    /* Stored (release) before nng_pipe_notify, loaded (acquire) first in
+     * pipe_cb: nng's hand-off from the registration to the callback is not
+     * visible to TSan, this pair is. */
+    struct rc_ingress *_Atomic ing;
     struct rc_pullq *q; /* PULL; set before the first receive */
     bool closed;        /* protected by rc_ingress.mtx */
     char *url;          /* resolved */
+    /* Connections nng has announced (ADD_PRE) and not yet removed
+     * (REM_POST), and how many it has ever announced: relaxed, read only
+     * by sock_settle to decide how long to wait. */
+    atomic_uint pipes;
+    atomic_uint pipes_added;
 };
 
 struct rc_ingress {
@@ -133,7 +142,7 @@ struct rc_ingress {
     atomic_bool stopping;   /* release in close, acquire in callbacks */
     struct rc_actor *owner; /* held; set once before traffic */
     atomic_bool failed;     /* one failure report only; relaxed exchange */
-    atomic_uint published;  /* release before callbacks can run (see rc_rx.sync) */
+    atomic_uint published;  /* pipe_cb ends with a release; rc_ingress_free acquires */
     /* REP posts are fenced as PULL's are (see pull_fence): every
      * nng_ctx_recv / nng_ctx_send is made under rep_fence after checking
      * rep_fenced, which rc_ingress_close sets under it before nng_close.
@@ -571,13 +580,17 @@ static void rep_recv_cb(void *arg)
 
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-    struct rc_ingress *ing = arg;
+    struct rc_sock *s = arg;
     /* acquire: pairs with the release in open_sock before nng_pipe_notify */
-    (void)atomic_load_explicit(&ing->published, memory_order_acquire);
-    if (ev != NNG_PIPE_EV_REM_POST)
-        return;
-    rc_metric_add(&ing->env.metrics->pipes_closed, 1);
-    rc_runs_pipe_closed(ing->env.runs, (uint32_t)nng_pipe_id(p));
+    struct rc_ingress *ing = atomic_load_explicit(&s->ing, memory_order_acquire);
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        atomic_fetch_add_explicit(&s->pipes, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->pipes_added, 1, memory_order_relaxed);
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        atomic_fetch_sub_explicit(&s->pipes, 1, memory_order_relaxed);
+        rc_metric_add(&ing->env.metrics->pipes_closed, 1);
+        rc_runs_pipe_closed(ing->env.runs, (uint32_t)nng_pipe_id(p));
+    }
     /* release: pairs with the acquire in rc_ingress_free */
     atomic_fetch_add_explicit(&ing->published, 1, memory_order_release);
 }
@@ -644,13 +657,16 @@ static int open_sock(struct rc_ingress *ing, enum rc_ingest_kind kind, const cha
         return RC_EIO;
     }
     s->kind = kind;
+    atomic_init(&s->pipes, 0);
+    atomic_init(&s->pipes_added, 0);
     ing->n_socks++;
     /* Messages up to twice --max-batch-bytes are received and answered
      * `too_large`; larger ones make nng drop the connection (documented). */
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)ing->env.cfg->max_batch_bytes * 2);
     /* release: pairs with the acquire in pipe_cb */
-    atomic_fetch_add_explicit(&ing->published, 1, memory_order_release);
-    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, ing);
+    atomic_store_explicit(&s->ing, ing, memory_order_release);
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, s);
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, s);
     nng_listener l;
     rv = nng_listen(s->sock, url, &l, 0);
     if (rv != 0) {
@@ -826,7 +842,45 @@ static void sock_quiet(struct rc_ingress *ing, const struct rc_sock *s)
     }
 }
 
-/* Under ing->mtx: closes s once (fence, our operations stopped, nng_close). */
+/*
+ * After sock_quiet, before nng_close: lets every connection finish the
+ * message it is reading.  nng 1.5.2's tcp and ipc transports re-arm a
+ * partly read message from the read's own callback without checking
+ * whether the connection was closed meanwhile; when nng_close closes the
+ * connection while that callback runs, the re-armed read is dropped (its
+ * aio is stopped: nni_aio_begin returns without completing it), the
+ * protocol's receive on that connection never completes, and the reaper
+ * waits for it for ever in pipe_stop (the nanomsg/nng#1543 family): the
+ * close never returns and the failed instance keeps its port.  With our
+ * receives stopped, a connection reads one more message, hands it to the
+ * socket, which holds it for want of a receiver, and stops reading: its
+ * read callback no longer runs, so the close cannot race it.  A
+ * connection that arrives during the settle (a publisher reconnecting)
+ * reads its first message the same way, so the settle goes on while
+ * connections keep arriving, up to RC_INGRESS_SETTLE_ROUNDS.  A peer still
+ * trickling a message past it keeps a small window open; ingress_fini
+ * bounds that case (exit 70).  Measured with 4 PUSH peers flooding one
+ * run (runcastd/ingress_restarts_under_push_load...): 10 of 10 runs
+ * deadlocked within 1-43 restarts before, 0 of 30 after (1 of 10 with a
+ * single round).
+ */
+#define RC_INGRESS_SETTLE_MS     20
+#define RC_INGRESS_SETTLE_ROUNDS 5
+
+static void sock_settle(struct rc_sock *s)
+{
+    if (atomic_load_explicit(&s->pipes, memory_order_relaxed) == 0)
+        return;
+    for (int i = 0; i < RC_INGRESS_SETTLE_ROUNDS; i++) {
+        unsigned before = atomic_load_explicit(&s->pipes_added, memory_order_relaxed);
+        rc_clock_sleep_ms(RC_INGRESS_SETTLE_MS);
+        if (atomic_load_explicit(&s->pipes_added, memory_order_relaxed) == before)
+            return;
+    }
+}
+
+/* Under ing->mtx: closes s once (fence, our operations stopped, the
+ * connections settled, nng_close). */
 static void sock_close(struct rc_ingress *ing, struct rc_sock *s)
 {
     if (s->closed)
@@ -834,6 +888,7 @@ static void sock_close(struct rc_ingress *ing, struct rc_sock *s)
     s->closed = true;
     pull_fence(s);
     sock_quiet(ing, s);
+    sock_settle(s);
     nng_close(s->sock);
 }
 

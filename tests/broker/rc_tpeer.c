@@ -235,11 +235,14 @@ void wsc_close(struct wsc *c)
 /* ---- publishers ---- */
 
 /* nng_close of a test's own socket, waited for at most 5 s.  nng 1.5.2 can
- * deadlock in the close when the peer drops the connection as it closes
- * (push_once's oversize message: runcastd refuses it by closing the pipe);
- * the test then timed out with no assertion (twice in CI).  A close that
- * does not return is left behind on its own thread (the test process ends
- * with the test): a test checks the broker, not nng's client side. */
+ * deadlock in the close when it races a connection's read or write callback
+ * (docs/ARCHITECTURE.md, "Closing under traffic"): push_once of an oversize
+ * message, which runcastd refuses by dropping the connection, timed out a
+ * test with no assertion twice in CI; that message now goes over plain TCP
+ * (push_raw_tcp_once).  A close that does not return is reported on stderr
+ * and left behind on its own thread: the test goes on (it checks the
+ * broker, not nng's client side), but its process may then not exit, and
+ * Criterion's timeout reports the test as failed. */
 struct close_job {
     nng_socket s;
     atomic_int state; /* 0 running, 1 done, 2 abandoned; seq_cst: a hand-shake */
@@ -255,7 +258,7 @@ static void *close_main(void *arg)
     return NULL;
 }
 
-static void close_bounded(nng_socket s)
+void tpeer_close_bounded(nng_socket s)
 {
     struct close_job *j = calloc(1, sizeof(*j));
     if (j != NULL)
@@ -292,7 +295,7 @@ void push_once(const char *url, const void *buf, size_t len)
      * assertion: a broker that drops the connection (oversize input) leaves
      * no idle pipe to raise it. */
     rc_push_idle_wait(fd, rc_clock_mono_ms() + 2000);
-    close_bounded(s);
+    tpeer_close_bounded(s);
 }
 
 void push_raw_tcp_once(const char *url, const void *buf, size_t len)
@@ -353,6 +356,6 @@ void *req_once(const char *url, const void *buf, size_t len, size_t *out_len, in
         nng_free(reply, rl);
         *out_len = rl;
     }
-    close_bounded(s);
+    tpeer_close_bounded(s);
     return out;
 }

@@ -7,6 +7,7 @@
 #ifndef RC_TPEER_H
 #define RC_TPEER_H
 
+#include <nng/nng.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +32,10 @@ bool wsc_wait_terminals(struct wsc *c, size_t n, uint64_t timeout_ms);
 void wsc_close(struct wsc *c);
 
 /* ---- Publishers ---- */
+
+/* nng_close, waited for at most 5 s: nng 1.5.2's close can deadlock when it
+ * races the connection's traffic (rc_tpeer.c says what happens then). */
+void tpeer_close_bounded(nng_socket s);
 
 /* Sends one message on a new PUSH socket (dial, send, linger, close). */
 void push_once(const char *url, const void *buf, size_t len);

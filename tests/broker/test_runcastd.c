@@ -346,7 +346,7 @@ static void *load_thread(void *arg)
         }
     }
     rc_buf_fini(&b);
-    nng_close(s);
+    tpeer_close_bounded(s); /* the broker may have exited 70 under it */
     return NULL;
 }
 
@@ -605,12 +605,15 @@ Test(runcastd, ingress_failures_restart_it_then_exit_70_past_the_intensity, .tim
  * then waiting for ever with the broker up but deaf, until rc_ingress.c
  * stopped its own operations first (sock_quiet: with REQ load the deadlock
  * went from most runs to about 1 in 20; with the PUSH flood on one run it
- * still comes in most runs) and exits 70 on the rest.
+ * still came in 10 of 10 runs) and let the connections settle (sock_settle:
+ * 0 of 20 runs since), and exits 70 on the rest.  Returns whether every
+ * restart was clean (false: runcastd exited 70 as it must).
  */
 #define LOAD_RESTARTS 60
 #define LOAD_THREADS  4
+#define LOAD_ATTEMPTS 3
 
-static void restarts_under_load(bool acked)
+static bool restarts_under_load(bool acked)
 {
     setenv("RC_TEST_HOOKS", "1", 1);
     struct rcd d;
@@ -647,7 +650,7 @@ static void restarts_under_load(bool acked)
         }
         cr_assert_eq(st, 70, "stuck nng: exit status %d, not 70 (log %s)", st, d.log);
         rcd_log_discard(&d);
-        return;
+        return false;
     }
     char run[32] = "after-load";
     bool ok = false;
@@ -666,16 +669,29 @@ static void restarts_under_load(bool acked)
                  "a failed ingress's sockets did not close at once (log %s)", d.log);
     int st = rcd_stop(&d, 20000);
     cr_assert_eq(st, 0, "exit status %d (log %s)", st, d.log);
+    return true;
 }
 
-Test(runcastd, ingress_restarts_under_acknowledged_load_restart_or_exit_70, .timeout = 120)
+/* The exit-70 path must stay the exception: one attempt in LOAD_ATTEMPTS
+ * must restart cleanly every time (before sock_settle, the PUSH flood
+ * deadlocked nng in every attempt). */
+static void restarts_under_load_mostly_clean(bool acked)
 {
-    restarts_under_load(true);
+    for (int i = 0; i < LOAD_ATTEMPTS; i++)
+        if (restarts_under_load(acked))
+            return;
+    cr_assert_fail("nng deadlocked closing a failed ingress in %d of %d attempts", LOAD_ATTEMPTS,
+                   LOAD_ATTEMPTS);
 }
 
-Test(runcastd, ingress_restarts_under_push_load_restart_or_exit_70, .timeout = 120)
+Test(runcastd, ingress_restarts_under_acknowledged_load_restart_or_exit_70, .timeout = 150)
 {
-    restarts_under_load(false);
+    restarts_under_load_mostly_clean(true);
+}
+
+Test(runcastd, ingress_restarts_under_push_load_restart_or_exit_70, .timeout = 150)
+{
+    restarts_under_load_mostly_clean(false);
 }
 
 /*

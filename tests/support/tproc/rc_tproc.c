@@ -54,7 +54,10 @@ static void launch(struct rcd *d, const char *ingest, const char *ack, const cha
         if (lf >= 0)
             dup2(lf, 2);
         close(fds[0]);
-        unsetenv("LSAN_OPTIONS"); /* the test's suppressions are not the broker's */
+        /* the test's suppressions are not the broker's */
+        static char lsan[600];
+        snprintf(lsan, sizeof(lsan), "suppressions=%s/tests/runcastd-lsan.supp", RC_SOURCE_DIR);
+        setenv("LSAN_OPTIONS", lsan, 1);
         execv(bin, (char *const *)argv);
         _exit(127);
     }
