@@ -123,10 +123,11 @@ struct rc_sock {
     struct rc_ingress *_Atomic ing;
     struct rc_pullq *q; /* PULL; set before the first receive */
     bool closed;        /* protected by rc_ingress.mtx */
+    bool closing;       /* protected by rc_ingress.mtx: in socks_close */
     char *url;          /* resolved */
     /* Connections nng has announced (ADD_PRE) and not yet removed
      * (REM_POST), and how many it has ever announced: relaxed, read only
-     * by sock_settle to decide how long to wait. */
+     * by socks_settle to decide how long to wait. */
     atomic_uint pipes;
     atomic_uint pipes_added;
 };
@@ -867,29 +868,63 @@ static void sock_quiet(struct rc_ingress *ing, const struct rc_sock *s)
 #define RC_INGRESS_SETTLE_MS     20
 #define RC_INGRESS_SETTLE_ROUNDS 5
 
-static void sock_settle(struct rc_sock *s)
+/* Whether s is among the sockets a close takes (all, or PULL only). */
+static bool sock_taken(const struct rc_sock *s, bool pull_only)
 {
-    if (atomic_load_explicit(&s->pipes, memory_order_relaxed) == 0)
+    return !pull_only || s->kind == RC_INGEST_PULL;
+}
+
+/* The connections those sockets have now (ever: have ever had announced). */
+static unsigned socks_pipes(const struct rc_ingress *ing, bool pull_only, bool ever)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < ing->n_socks; i++) {
+        const struct rc_sock *s = &ing->socks[i];
+        if (sock_taken(s, pull_only))
+            n += atomic_load_explicit(ever ? &s->pipes_added : &s->pipes, memory_order_relaxed);
+    }
+    return n;
+}
+
+/* One settle for all the sockets being closed, so that an ingress with
+ * many sockets does not wait RC_INGRESS_SETTLE_MS * ROUNDS for each (the
+ * restart path gives the whole close 1 s before it calls nng stuck). */
+static void socks_settle(const struct rc_ingress *ing, bool pull_only)
+{
+    if (socks_pipes(ing, pull_only, false) == 0)
         return;
     for (int i = 0; i < RC_INGRESS_SETTLE_ROUNDS; i++) {
-        unsigned before = atomic_load_explicit(&s->pipes_added, memory_order_relaxed);
+        unsigned before = socks_pipes(ing, pull_only, true);
         rc_clock_sleep_ms(RC_INGRESS_SETTLE_MS);
-        if (atomic_load_explicit(&s->pipes_added, memory_order_relaxed) == before)
+        if (socks_pipes(ing, pull_only, true) == before)
             return;
     }
 }
 
-/* Under ing->mtx: closes s once (fence, our operations stopped, the
- * connections settled, nng_close). */
-static void sock_close(struct rc_ingress *ing, struct rc_sock *s)
+/*
+ * Under ing->mtx: closes the sockets still open (all, or PULL only) in
+ * three steps over all of them: each one's fence up and our operations
+ * stopped (sock_quiet), then the connections settled (socks_settle), then
+ * nng_close.
+ */
+static void socks_close(struct rc_ingress *ing, bool pull_only)
 {
-    if (s->closed)
-        return;
-    s->closed = true;
-    pull_fence(s);
-    sock_quiet(ing, s);
-    sock_settle(s);
-    nng_close(s->sock);
+    for (size_t i = 0; i < ing->n_socks; i++) {
+        struct rc_sock *s = &ing->socks[i];
+        s->closing = !s->closed && sock_taken(s, pull_only);
+        if (!s->closing)
+            continue;
+        s->closed = true;
+        pull_fence(s);
+        sock_quiet(ing, s);
+    }
+    socks_settle(ing, pull_only);
+    for (size_t i = 0; i < ing->n_socks; i++) {
+        struct rc_sock *s = &ing->socks[i];
+        if (s->closing)
+            nng_close(s->sock);
+        s->closing = false;
+    }
 }
 
 void rc_ingress_close(struct rc_ingress *ing)
@@ -904,8 +939,7 @@ void rc_ingress_close(struct rc_ingress *ing)
         pthread_mutex_lock(&ing->rep_fence);
         ing->rep_fenced = true;
         pthread_mutex_unlock(&ing->rep_fence);
-        for (size_t i = 0; i < ing->n_socks; i++)
-            sock_close(ing, &ing->socks[i]);
+        socks_close(ing, false);
     }
     pthread_mutex_unlock(&ing->mtx);
 }
@@ -915,10 +949,7 @@ void rc_ingress_close_pull(struct rc_ingress *ing)
     if (!ing)
         return;
     pthread_mutex_lock(&ing->mtx);
-    for (size_t i = 0; i < ing->n_socks; i++) {
-        if (ing->socks[i].kind == RC_INGEST_PULL)
-            sock_close(ing, &ing->socks[i]);
-    }
+    socks_close(ing, true);
     pthread_mutex_unlock(&ing->mtx);
 }
 

@@ -605,7 +605,7 @@ Test(runcastd, ingress_failures_restart_it_then_exit_70_past_the_intensity, .tim
  * then waiting for ever with the broker up but deaf, until rc_ingress.c
  * stopped its own operations first (sock_quiet: with REQ load the deadlock
  * went from most runs to about 1 in 20; with the PUSH flood on one run it
- * still came in 10 of 10 runs) and let the connections settle (sock_settle:
+ * still came in 10 of 10 runs) and let the connections settle (socks_settle:
  * 0 of 20 runs since), and exits 70 on the rest.  Returns whether every
  * restart was clean (false: runcastd exited 70 as it must).
  */
@@ -673,7 +673,7 @@ static bool restarts_under_load(bool acked)
 }
 
 /* The exit-70 path must stay the exception: one attempt in LOAD_ATTEMPTS
- * must restart cleanly every time (before sock_settle, the PUSH flood
+ * must restart cleanly every time (before socks_settle, the PUSH flood
  * deadlocked nng in every attempt). */
 static void restarts_under_load_mostly_clean(bool acked)
 {
