@@ -99,11 +99,12 @@ static void *bounded_main(void *arg)
 }
 
 /* The wait for one bounded close: a fifth of --shutdown-timeout, at most
- * 1 s, at least 50 ms (a close normally takes well under a millisecond). */
+ * 1 s, at least the connections' settle plus 50 ms (nng_close itself
+ * normally takes well under a millisecond). */
 static uint64_t close_wait_ms(const struct rc_config *cfg)
 {
-    uint64_t ms = cfg->shutdown_timeout_ms / 5;
-    return ms > 1000 ? 1000 : ms < 50 ? 50 : ms;
+    uint64_t ms = cfg->shutdown_timeout_ms / 5, min = RC_INGRESS_SETTLE_MAX_MS + 50;
+    return ms > 1000 ? 1000 : ms < min ? min : ms;
 }
 
 /* Runs fn(ing) and waits at most ms for it; false when it did not return

@@ -866,7 +866,7 @@ static void sock_quiet(struct rc_ingress *ing, const struct rc_sock *s)
  * single round).
  */
 #define RC_INGRESS_SETTLE_MS     20
-#define RC_INGRESS_SETTLE_ROUNDS 5
+#define RC_INGRESS_SETTLE_ROUNDS (RC_INGRESS_SETTLE_MAX_MS / RC_INGRESS_SETTLE_MS)
 
 /* Whether s is among the sockets a close takes (all, or PULL only). */
 static bool sock_taken(const struct rc_sock *s, bool pull_only)

@@ -44,7 +44,10 @@ int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, c
                     size_t errlen);
 /* Where fatal receive errors are reported (an RC_MSG_INGRESS_FAIL message). */
 void rc_ingress_set_owner(struct rc_ingress *ing, struct rc_actor *owner);
+/* Closes every socket; with connections, after letting them settle for
+ * up to RC_INGRESS_SETTLE_MAX_MS (rc_ingress.c, socks_settle, says why). */
 void rc_ingress_close(struct rc_ingress *ing);
+#define RC_INGRESS_SETTLE_MAX_MS 100
 /* Closes the PULL sockets only (quiesce: fire-and-forget input stops; REP
  * keeps answering `shutting_down`). */
 void rc_ingress_close_pull(struct rc_ingress *ing);
