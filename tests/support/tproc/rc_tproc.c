@@ -39,6 +39,8 @@ static void launch(struct rcd *d, const char *ingest, const char *ack, const cha
     for (size_t i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
+    char lsan[600]; /* formatted before the fork: the child only sets it and execs */
+    snprintf(lsan, sizeof(lsan), "suppressions=%s/tests/runcastd-lsan.supp", RC_SOURCE_DIR);
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
     pid_t parent = getpid();
@@ -54,10 +56,7 @@ static void launch(struct rcd *d, const char *ingest, const char *ack, const cha
         if (lf >= 0)
             dup2(lf, 2);
         close(fds[0]);
-        /* the test's suppressions are not the broker's */
-        static char lsan[600];
-        snprintf(lsan, sizeof(lsan), "suppressions=%s/tests/runcastd-lsan.supp", RC_SOURCE_DIR);
-        setenv("LSAN_OPTIONS", lsan, 1);
+        setenv("LSAN_OPTIONS", lsan, 1); /* the test's suppressions are not the broker's */
         execv(bin, (char *const *)argv);
         _exit(127);
     }
