@@ -862,7 +862,7 @@ static void sock_quiet(struct rc_ingress *ing, const struct rc_sock *s)
  * trickling a message past it keeps a small window open; ingress_fini
  * bounds that case (exit 70).  Measured with 4 PUSH peers flooding one
  * run (runcastd/ingress_restarts_under_push_load...): 10 of 10 runs
- * deadlocked within 1-43 restarts before, 0 of 30 after (1 of 10 with a
+ * deadlocked within 1-43 restarts before, 0 of 38 after (1 of 10 with a
  * single round).
  */
 #define RC_INGRESS_SETTLE_MS     20

@@ -606,7 +606,7 @@ Test(runcastd, ingress_failures_restart_it_then_exit_70_past_the_intensity, .tim
  * stopped its own operations first (sock_quiet: with REQ load the deadlock
  * went from most runs to about 1 in 20; with the PUSH flood on one run it
  * still came in 10 of 10 runs) and let the connections settle (socks_settle:
- * 0 of 30 runs since), and exits 70 on the rest.  Returns whether every
+ * 0 of 38 runs since), and exits 70 on the rest.  Returns whether every
  * restart was clean (false: runcastd exited 70 as it must).
  */
 #define LOAD_RESTARTS 60
