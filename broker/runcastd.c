@@ -1,7 +1,8 @@
 /*
  * runcastd: the runcast broker daemon.
  *
- * Loads the configuration (flags > environment > file > defaults), sets up
+ * Loads the configuration (flags > environment > file > defaults; with
+ * --print-config it prints the effective values and exits there), sets up
  * logging, starts the broker core (actor system, run registry, nng ingress)
  * and, when built, the edge (WebSocket/HTTP), prints where it listens, and
  * waits for signals in the main thread (every other thread has them
@@ -10,7 +11,8 @@
  *   SIGTERM, SIGINT  graceful stop: stop accepting (acks answer
  *                    `shutting_down`), flush what was accepted to the
  *                    subscribers, close WebSockets with 1001, exit 0, all
- *                    within --shutdown-timeout (past it: exit 1)
+ *                    within --shutdown-timeout (past it: an ERROR line,
+ *                    then exit 0 all the same)
  *   SIGUSR1          log one level more verbose
  *   SIGUSR2          log one level less verbose
  *   SIGHUP           log level back to --log-level
@@ -157,6 +159,13 @@ int main(int argc, char **argv)
                rc_alloc_backend());
         rc_config_fini(&cfg);
         return 0;
+    }
+    if (cfg.show_config) {
+        /* checked and not started: a config can be validated on a host
+         * where runcastd already runs on its ports */
+        int rc = rc_config_dump(&cfg, stdout) == 0 && fflush(stdout) == 0 ? 0 : 1;
+        rc_config_fini(&cfg);
+        return rc;
     }
     rc_config_apply_logging(&cfg, NULL);
     raise_open_file_limit(&cfg);

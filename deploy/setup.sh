@@ -16,7 +16,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 runtime_pkgs=(build-essential cmake pkg-config libnng-dev libmsgpack-dev libjemalloc-dev
   libjansson-dev libcriterion-dev)
 test_pkgs=(nng-utils nanomsg-utils python3 python3-websockets python3-msgpack clang
-  libclang-rt-14-dev clang-format procps)
+  libclang-rt-14-dev clang-format procps systemd)
 
 case "$mode" in
 runtime) pkgs=("${runtime_pkgs[@]}") ;;

@@ -98,6 +98,37 @@ static char *write_tmp(const char *tag, const void *p, size_t n)
     return path;
 }
 
+/*
+ * --print-config checks the configuration, prints the effective values and
+ * exits without starting: it used to be parsed and then ignored, so
+ * runcastd started on its ports instead (timeout's 124 here).
+ */
+Test(runcastd, print_config_checks_prints_and_exits_without_listening, .timeout = 60)
+{
+    const char *text = "watchdog = 7s\nmax-runs = 1234\n";
+    char *conf = write_tmp("conf", text, strlen(text));
+    char cmd[1024], out[16384];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 10 %s/broker/runcastd --config %s --print-config --run-deadline 2h "
+             "--ingest tcp://127.0.0.1:1 2>&1",
+             RC_BINARY_DIR, conf);
+    int st = tproc_run(cmd, out, sizeof(out));
+    cr_assert_eq(st, 0, "status %d: %s", st, out);
+    cr_assert_not_null(strstr(out, "watchdog = 7s\n"), "%s", out);     /* from the file */
+    cr_assert_not_null(strstr(out, "max-runs = 1234\n"), "%s", out);   /* from the file */
+    cr_assert_not_null(strstr(out, "run-deadline = 2h\n"), "%s", out); /* a flag */
+    cr_assert_null(strstr(out, "listening"), "%s", out);
+    /* an invalid configuration: exit 2 with the reason (systemd's unit does
+     * not restart on 2) */
+    snprintf(cmd, sizeof(cmd),
+             "timeout 10 %s/broker/runcastd --config %s --print-config --watchdog 5parsecs 2>&1",
+             RC_BINARY_DIR, conf);
+    st = tproc_run(cmd, out, sizeof(out));
+    cr_assert_eq(st, 2, "status %d: %s", st, out);
+    cr_assert_not_null(strstr(out, "bad duration '5parsecs'"), "%s", out);
+    unlink(conf);
+}
+
 Test(runcastd, publishers_bad_input_and_in_order_delivery, .timeout = 60)
 {
     struct rcd d;
