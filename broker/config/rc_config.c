@@ -503,9 +503,11 @@ static bool has_space_or_ctl(const char *s)
     return false;
 }
 
-/* nng URLs the broker can listen on. */
-static bool valid_url(const char *u, const char **why)
+/* nng URLs the broker can listen on; *port is the network URL's port, or
+ * -1 for a local one (ipc, inproc, abstract). */
+static bool valid_url(const char *u, const char **why, int *port_out)
 {
+    *port_out = -1;
     static const char *const net[] = {"tcp://",  "tcp4://",    "tcp6://",     "ws://",
                                       "ws4://",  "ws6://",     "wss://",      "wss4://",
                                       "wss6://", "tls+tcp://", "tls+tcp4://", "tls+tcp6://"};
@@ -538,7 +540,10 @@ static bool valid_url(const char *u, const char **why)
             const char *host;
             size_t host_len;
             uint16_t port;
-            return parse_hostport(hp, len, true, &host, &host_len, &port, why);
+            if (!parse_hostport(hp, len, true, &host, &host_len, &port, why))
+                return false;
+            *port_out = port;
+            return true;
         }
     }
     *why = "unsupported scheme (tcp://, tcp4://, tcp6://, ipc://, inproc://, abstract://, ws://, "
@@ -763,14 +768,16 @@ static int set_value(struct rc_config *cfg, const struct opt *o, const char *val
             return fail(errbuf, errlen, source, "%s: bad log format '%s' (text or json)", name,
                         value);
         return 0;
-    case RC_CONFIG_URLS:
+    case RC_CONFIG_URLS: {
         if (value[0] == '\0') {
             strv_clear(field);
             return 0;
         }
-        if (!valid_url(value, &why))
+        int port;
+        if (!valid_url(value, &why, &port))
             return fail(errbuf, errlen, source, "%s: bad nng URL '%s': %s", name, value, why);
         return strv_push(field, value);
+    }
     case RC_CONFIG_ORIGINS:
         if (value[0] == '\0') {
             strv_clear(field);
@@ -877,6 +884,17 @@ static bool strv_has(const struct rc_config_strv *sv, size_t upto, const char *s
     return false;
 }
 
+/* Whether an ingest URL given twice would listen twice on one address: not
+ * with port 0, where each listen takes a free port of its own. */
+static bool ingest_url_dup(const struct rc_config_strv *sv, size_t upto, const char *u)
+{
+    const char *why;
+    int port;
+    if (valid_url(u, &why, &port) && port == 0)
+        return false;
+    return strv_has(sv, upto, u);
+}
+
 int rc_config_validate(const struct rc_config *cfg, char *errbuf, size_t errlen)
 {
     const char *src = "configuration";
@@ -885,12 +903,12 @@ int rc_config_validate(const struct rc_config *cfg, char *errbuf, size_t errlen)
         return fail(errbuf, errlen, src,
                     "no ingest socket: set at least one --ingest or --ingest-ack URL");
     for (size_t i = 0; i < cfg->ingest.n; i++) {
-        if (strv_has(&cfg->ingest, i, cfg->ingest.v[i]) ||
-            strv_has(&cfg->ingest_ack, cfg->ingest_ack.n, cfg->ingest.v[i]))
+        if (ingest_url_dup(&cfg->ingest, i, cfg->ingest.v[i]) ||
+            ingest_url_dup(&cfg->ingest_ack, cfg->ingest_ack.n, cfg->ingest.v[i]))
             return fail(errbuf, errlen, src, "ingest URL '%s' is given twice", cfg->ingest.v[i]);
     }
     for (size_t i = 0; i < cfg->ingest_ack.n; i++) {
-        if (strv_has(&cfg->ingest_ack, i, cfg->ingest_ack.v[i]))
+        if (ingest_url_dup(&cfg->ingest_ack, i, cfg->ingest_ack.v[i]))
             return fail(errbuf, errlen, src, "ingest-ack URL '%s' is given twice",
                         cfg->ingest_ack.v[i]);
     }

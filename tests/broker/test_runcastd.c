@@ -129,6 +129,36 @@ Test(runcastd, print_config_checks_prints_and_exits_without_listening, .timeout 
     unlink(conf);
 }
 
+/* A second runcastd on a port the first one has: exit 1 (the systemd unit
+ * restarts on it, a few times) with a line that names the option, the
+ * address and why, for the ingest and for the HTTP port alike. */
+Test(runcastd, a_port_in_use_exits_1_naming_it, .timeout = 60)
+{
+    struct rcd d;
+    rcd_start(&d, NULL);
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 10 %s/broker/runcastd --ingest %s --ingest-ack tcp://127.0.0.1:0 "
+             "--http 127.0.0.1:0 2>&1",
+             RC_BINARY_DIR, d.pull);
+    int st = tproc_run(cmd, out, sizeof(out));
+    cr_assert_eq(st, 1, "status %d: %s", st, out);
+    char want[256];
+    snprintf(want, sizeof(want), "listen %s (--ingest): Address in use", d.pull);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 10 %s/broker/runcastd --ingest tcp://127.0.0.1:0 --ingest-ack "
+             "tcp://127.0.0.1:0 --http 127.0.0.1:%d 2>&1",
+             RC_BINARY_DIR, d.http_port);
+    st = tproc_run(cmd, out, sizeof(out));
+    cr_assert_eq(st, 1, "status %d: %s", st, out);
+    snprintf(want, sizeof(want), "cannot listen on --http 127.0.0.1:%d: address in use",
+             d.http_port);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    cr_assert(rcd_alive(&d), "the first runcastd is still up");
+    cr_assert_eq(rcd_stop(&d, 20000), 0);
+}
+
 Test(runcastd, publishers_bad_input_and_in_order_delivery, .timeout = 60)
 {
     struct rcd d;

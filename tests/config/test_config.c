@@ -735,6 +735,30 @@ Test(config, valid_structured_values)
     rc_config_fini(&c);
 }
 
+/* Port 0 given twice is two listens on two free ports, not a duplicate
+ * (a fixed port given twice still is: errors_cross_option). */
+Test(config, port_zero_urls_may_repeat)
+{
+    struct rc_config c;
+    char err[ERRLEN];
+    char *argv[] = {"runcastd",
+                    "--ingest=tcp://127.0.0.1:0",
+                    "--ingest=tcp://127.0.0.1:0",
+                    "--ingest-ack=tcp://127.0.0.1:0",
+                    "--ingest-ack=ws://127.0.0.1:0/ack",
+                    "--ingest-ack=ws://127.0.0.1:0/ack",
+                    NULL};
+    cr_assert_eq(load(&c, argv, empty_env, err), 0, "%s", err);
+    cr_assert_eq(c.ingest.n, 2);
+    cr_assert_eq(c.ingest_ack.n, 3);
+    rc_config_fini(&c);
+    char *dup[] = {"runcastd", "--ingest=ipc:///tmp/rc-x.sock", "--ingest-ack=ipc:///tmp/rc-x.sock",
+                   NULL};
+    cr_assert_neq(load(&c, dup, empty_env, err), 0);
+    cr_assert_not_null(strstr(err, "is given twice"), "%s", err);
+    rc_config_fini(&c);
+}
+
 /* rc_config_set: the programmatic entry point. */
 Test(config, set_by_name)
 {
