@@ -536,7 +536,7 @@ int rcb_broker_start(struct rcb_broker *b, const char *const *extra)
     argv[argc++] = "--ingest";
     argv[argc++] = ingest_url;
     argv[argc++] = "--ingest-ack";
-    argv[argc++] = "tcp://127.0.0.2:0"; /* another host: the same URL twice is refused */
+    argv[argc++] = "tcp://127.0.0.1:0"; /* port 0 may repeat: a free port of its own */
     argv[argc++] = "--http";
     argv[argc++] = "127.0.0.1:0";
     if (help_has(b->help, "--log-level")) {

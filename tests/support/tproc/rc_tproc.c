@@ -93,9 +93,9 @@ void rcd_start(struct rcd *d, const char *const *extra)
 {
     /* Port 0 everywhere, the ports read back from the "listening" line:
      * a port found free and closed here could be taken (by any outgoing
-     * connection on this machine) before runcastd binds it.  The ack URL
-     * is on another host: the same URL twice is refused. */
-    launch(d, "tcp://127.0.0.1:0", "tcp://127.0.0.2:0", "127.0.0.1:0", extra);
+     * connection on this machine) before runcastd binds it.  The same
+     * port-0 URL for both: each listen takes a free port of its own. */
+    launch(d, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", "127.0.0.1:0", extra);
 }
 
 void rcd_start_at(struct rcd *d, const struct rcd *prev, const char *const *extra)
