@@ -214,8 +214,7 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = rc_edge_start(edge);
     if (rc != 0) {
-        /* RC_EEXIST from the listener: another process has the port */
-        const char *why = rc == RC_EEXIST ? "address in use" : rc_error_message(rc);
+        const char *why = rc_error_message(rc);
         rc_log(RC_LOG_CRITICAL, "runcastd", NULL, NULL, "cannot start the edge on --http %s: %s",
                cfg.http ? cfg.http : "?", why);
         fprintf(stderr, "runcastd: cannot listen on --http %s: %s\n", cfg.http ? cfg.http : "?",

@@ -22,7 +22,8 @@
     X(EIO, -11, "I/O or transport error")                                                          \
     X(ETOOBIG, -12, "too large")                                                                   \
     X(ESTATE, -13, "operation not allowed in the current state")                                   \
-    X(ESHUTDOWN, -14, "shutting down")
+    X(ESHUTDOWN, -14, "shutting down")                                                             \
+    X(EADDRINUSE, -15, "address in use")
 
 enum rc_error {
     RC_OK = 0,

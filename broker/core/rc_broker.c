@@ -35,6 +35,7 @@ struct rc_broker {
     bool started, stopped;  /* caller's thread only */
     int64_t started_at;
     char err[256];
+    int start_rc; /* the last ingress_start's own error (RC_OK if none) */
     rc_broker_fatal_cb fatal;
     void *fatal_arg;
     /* caller's thread only: a bounded nng close did not return in time; the
@@ -289,6 +290,7 @@ static struct rc_actor *ingress_start(void *arg)
     if (rc != 0) {
         pthread_mutex_lock(&b->mtx);
         snprintf(b->err, sizeof(b->err), "%s", err);
+        b->start_rc = rc;
         pthread_mutex_unlock(&b->mtx);
         rc_log(RC_LOG_ERROR, "ingress", NULL, NULL, "%s", err);
         return NULL;
@@ -360,6 +362,12 @@ int rc_broker_start(struct rc_broker *b)
         atomic_store_explicit(&b->accepting, false, memory_order_release);
         if (!b->err[0])
             snprintf(b->err, sizeof(b->err), "start the ingress: %s", rc_error_message(rc));
+        /* the listen's own error (RC_EADDRINUSE, ...) before the
+         * supervisor's generic one; ingress_start ran on this thread */
+        pthread_mutex_lock(&b->mtx);
+        if (b->start_rc != RC_OK)
+            rc = b->start_rc;
+        pthread_mutex_unlock(&b->mtx);
         return rc;
     }
     atomic_store_explicit(&b->serving, true, memory_order_relaxed);

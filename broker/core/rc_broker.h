@@ -49,8 +49,9 @@ uint32_t rc_broker_wheel_tick_us(uint64_t watchdog_tick_ms);
 int rc_broker_new(const struct rc_config *cfg, struct rc_broker **out);
 
 /* Starts the actor system and the ingress.  On error returns the rc_error
- * code and rc_broker_error says what failed ("listen tcp://...: address in
- * use").  The ingress is a supervised child: when it fails it is restarted
+ * code (RC_EADDRINUSE: another process has an --ingest or --ingest-ack
+ * port) and rc_broker_error says what failed ("listen tcp://... (--ingest):
+ * Address in use").  The ingress is a supervised child: when it fails it is restarted
  * (rebinding its URLs) within --restart-intensity / --restart-period, after
  * which the fatal callback runs. */
 int rc_broker_start(struct rc_broker *b);

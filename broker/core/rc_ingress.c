@@ -673,7 +673,7 @@ static int open_sock(struct rc_ingress *ing, enum rc_ingest_kind kind, const cha
     if (rv != 0) {
         snprintf(err, errlen, "listen %s (%s): %s", url,
                  kind == RC_INGEST_PULL ? "--ingest" : "--ingest-ack", nng_strerror(rv));
-        return rv == NNG_EADDRINUSE ? RC_EEXIST : RC_EIO;
+        return rv == NNG_EADDRINUSE ? RC_EADDRINUSE : RC_EIO;
     }
     s->url = resolve_url(url, l);
     return 0;

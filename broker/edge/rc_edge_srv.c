@@ -654,7 +654,7 @@ static int srv_listen(struct rc_edge *e, const char *url)
     if ((rv = nng_stream_listener_listen(e->listener)) != 0) {
         nng_stream_listener_free(e->listener);
         e->listener = NULL;
-        return rv == NNG_EADDRINVAL ? RC_EINVAL : rv == NNG_EADDRINUSE ? RC_EEXIST : RC_EIO;
+        return rv == NNG_EADDRINVAL ? RC_EINVAL : rv == NNG_EADDRINUSE ? RC_EADDRINUSE : RC_EIO;
     }
     int port = 0;
     nng_stream_listener_get_int(e->listener, NNG_OPT_TCP_BOUND_PORT, &port);

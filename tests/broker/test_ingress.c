@@ -13,6 +13,7 @@
 
 #include "rc_buf.h"
 #include "rc_clock.h"
+#include "rc_error.h"
 #include "rc_ingest.h"
 #include "rc_proto.h"
 #include "rc_run.h"
@@ -654,4 +655,29 @@ Test(ingress, system_stop_drops_the_decoders_queue_counted_and_freed, .timeout =
     rc_actor_release(blk);
     rc_buf_fini(&b);
     tb_stop(&t);
+}
+
+/* A port another broker holds: the start fails with RC_EADDRINUSE (not a
+ * generic I/O error), and the error names the option and the URL, for
+ * runcastd's "cannot start" line and exit 1. */
+Test(ingress, a_port_in_use_fails_the_start_with_eaddrinuse_naming_the_url, .timeout = 60)
+{
+    struct rc_tb a = {0};
+    tb_start(&a, (const char *const[]){"ingest", "tcp://127.0.0.1:0", NULL});
+    char url[128];
+    snprintf(url, sizeof(url), "%s", rc_broker_listen_url(a.b, RC_INGEST_PULL, 0));
+
+    struct rc_config cfg;
+    char err[256];
+    cr_assert_eq(rc_config_init(&cfg), 0);
+    cr_assert_eq(rc_config_set(&cfg, "ingest", url, "test", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(rc_config_set(&cfg, "ingest-ack", "", "test", err, sizeof(err)), 0, "%s", err);
+    struct rc_broker *b = NULL;
+    cr_assert_eq(rc_broker_new(&cfg, &b), 0);
+    cr_assert_eq(rc_broker_start(b), RC_EADDRINUSE, "%s", rc_broker_error(b));
+    cr_assert_not_null(strstr(rc_broker_error(b), url), "%s", rc_broker_error(b));
+    cr_assert_not_null(strstr(rc_broker_error(b), "--ingest"), "%s", rc_broker_error(b));
+    rc_broker_free(b);
+    rc_config_fini(&cfg);
+    tb_stop(&a);
 }

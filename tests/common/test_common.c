@@ -13,9 +13,9 @@
 
 Test(error, every_code_has_a_name_and_message)
 {
-    int codes[] = {RC_ENOMEM,    RC_EINVAL,  RC_EOVERLOAD, RC_ECLOSED,  RC_ENOTFOUND,
-                   RC_ETIMEDOUT, RC_EPROTO,  RC_ELIMIT,    RC_EEXIST,   RC_ENOTSUP,
-                   RC_EIO,       RC_ETOOBIG, RC_ESTATE,    RC_ESHUTDOWN};
+    int codes[] = {RC_ENOMEM,    RC_EINVAL,  RC_EOVERLOAD, RC_ECLOSED,   RC_ENOTFOUND,
+                   RC_ETIMEDOUT, RC_EPROTO,  RC_ELIMIT,    RC_EEXIST,    RC_ENOTSUP,
+                   RC_EIO,       RC_ETOOBIG, RC_ESTATE,    RC_ESHUTDOWN, RC_EADDRINUSE};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         cr_assert(codes[i] < 0);
         cr_assert_str_neq(rc_error_name(codes[i]), "RC_UNKNOWN");

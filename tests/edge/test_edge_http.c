@@ -17,6 +17,7 @@
 #include "edge_fixture.h"
 #include "rc_clock.h"
 #include "rc_edge_int.h"
+#include "rc_error.h"
 #include "ws_client.h"
 
 #define T 3000
@@ -139,6 +140,38 @@ Test(http, healthz_is_ok_while_serving)
     v = get_json(&f, "/healthz", 503);
     cr_assert_str_eq(json_string_value(json_object_get(v, "status")), "unavailable");
     cr_assert_not_null(json_string_value(json_object_get(v, "reason")));
+    json_decref(v);
+    fx_stop(&f);
+}
+
+/* A second broker's edge on a port the first one holds: RC_EADDRINUSE,
+ * which runcastd reports as "address in use" and exits 1 on. */
+Test(http, a_port_in_use_fails_the_start_with_eaddrinuse)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    struct rc_config cfg;
+    char err[256], hp[64];
+    snprintf(hp, sizeof(hp), "127.0.0.1:%d", f.port);
+    cr_assert_eq(rc_config_init(&cfg), 0);
+    static const char *const opts[] = {"ingest", "", "ingest-ack", "", "http", NULL, NULL};
+    for (size_t i = 0; opts[i] != NULL; i += 2)
+        cr_assert_eq(
+            rc_config_set(&cfg, opts[i], opts[i + 1] ? opts[i + 1] : hp, "test", err, sizeof(err)),
+            0, "%s", err);
+    struct rc_broker *b = NULL;
+    cr_assert_eq(rc_broker_new(&cfg, &b), 0);
+    cr_assert_eq(rc_broker_start(b), 0, "%s", rc_broker_error(b));
+    struct rc_edge *e = NULL;
+    cr_assert_eq(rc_edge_new(&cfg, b, &e), 0);
+    cr_assert_eq(rc_edge_start(e), RC_EADDRINUSE);
+    rc_edge_stop(e);
+    rc_broker_stop(b);
+    rc_edge_free(e);
+    rc_broker_free(b);
+    rc_config_fini(&cfg);
+    /* the first edge still serves */
+    json_t *v = get_json(&f, "/healthz", 200);
     json_decref(v);
     fx_stop(&f);
 }
