@@ -54,7 +54,7 @@ def fail(msg):
 def start_broker(tmp):
     log = open(os.path.join(tmp, "runcastd.log"), "w+")
     p = subprocess.Popen(
-        [RUNCASTD, "--ingest", "tcp://127.0.0.1:0", "--ingest-ack", "tcp://127.0.0.2:0",
+        [RUNCASTD, "--ingest", "tcp://127.0.0.1:0", "--ingest-ack", "tcp://127.0.0.1:0",
          "--http", "127.0.0.1:0", "--log-level", "warn", "--shutdown-timeout", "1s"],
         stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 10
