@@ -30,6 +30,12 @@
  * is queued again and the drain finishes in a later turn), so every message
  * send accepted is handled or freed.  Then fini, the monitors, and the
  * runtime drops its reference.
+ *
+ * Inline turns (rc_send_batch_add_inline).  A behaviour that finds the
+ * target's count word at exactly 0 may take the token itself (CAS 0 -> 1)
+ * and run the target's turn nested in its own, on its worker; the final
+ * subtraction follows the same rule as a worker's (queue the actor again
+ * if work or a stop arrived meanwhile).
  */
 #include "rc_actor_internal.h"
 
@@ -72,6 +78,9 @@ static _Thread_local struct rc_worker *tl_worker;
 static _Thread_local struct rc_msg *tl_cur_msg;
 static _Thread_local bool tl_kept;
 static _Thread_local bool tl_in_turn;
+/* Whether the calling thread runs an inline turn (rc_send_batch_add_inline):
+ * one level deep at most. */
+static _Thread_local bool tl_inline;
 
 /* ---- Messages ---- */
 
@@ -874,6 +883,60 @@ int rc_send_batch_try_add(struct rc_send_batch *b, struct rc_actor *to, struct r
     return rc_send_batch_add(b, to, msg);
 }
 
+/*
+ * The inline turn.  Taking the token by a CAS from exactly 0 (no message
+ * accepted and unfinished, no stop bit) proves that nobody runs the actor
+ * and its mailbox is empty, so handling msg here, now, is what a worker
+ * would have done next: per-sender order and "one thread at a time" hold.
+ * The count's 1 stands for msg, which never enters the mailbox.  Sends that
+ * race with the turn see a non-zero count and only push; the final
+ * subtraction finds them (or a stop request) and queues the actor through
+ * b, as a worker's turn end would.  Only on a worker (actors it makes
+ * runnable go to its run queue, as in any turn), and nested in the
+ * caller's turn at most one level deep (the caller's turn state is saved
+ * and restored around it).
+ */
+int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
+{
+    if (!b || !to || !msg)
+        return RC_EINVAL;
+    struct rc_worker *w = tl_worker;
+    uint64_t expect = 0;
+    /* acquire on success: pairs with the release of the last turn's
+     * subtraction (run_turn or below), so this thread sees the state that
+     * turn left.  relaxed on failure: we only fall back to a send, whose
+     * own RMW orders what it needs. */
+    if (!w || w->sys != to->sys || tl_inline ||
+        !atomic_compare_exchange_strong_explicit(&to->count, &expect, 1, memory_order_acquire,
+                                                 memory_order_relaxed))
+        return rc_send_batch_add(b, to, msg);
+    struct rc_msg *outer_msg = tl_cur_msg;
+    bool outer_kept = tl_kept, outer_in_turn = tl_in_turn;
+    msg->flags = 0;
+    tl_inline = true;
+    tl_cur_msg = msg;
+    tl_kept = false;
+    tl_in_turn = true;
+    to->kind->fn(to, to->state, msg);
+    bool kept = tl_kept;
+    tl_cur_msg = outer_msg;
+    tl_kept = outer_kept;
+    tl_in_turn = outer_in_turn;
+    tl_inline = false;
+    if (!kept)
+        rc_msg_free(msg);
+    /* relaxed: statistics. */
+    atomic_fetch_add_explicit(&w->handled, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->inline_handled, 1, memory_order_relaxed);
+    /* acq_rel: release publishes this turn's effects on the state to the
+     * next token holder; acquire sees the increments that keep the token
+     * (as run_turn's subtraction). */
+    uint64_t c = atomic_fetch_sub_explicit(&to->count, 1, memory_order_acq_rel) - 1;
+    if (c & RC_ACTOR_WORK)
+        batch_queue(b, to); /* messages or a stop arrived meanwhile: a worker takes over */
+    return RC_OK;
+}
+
 int rc_actor_try_send(struct rc_actor *to, struct rc_msg *msg)
 {
     if (!to || !msg)
@@ -1138,5 +1201,7 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
         st->messages_handled +=
             atomic_load_explicit(&sys->workers[i].handled, memory_order_relaxed);
         st->steals += atomic_load_explicit(&sys->workers[i].steals, memory_order_relaxed);
+        st->inline_handled +=
+            atomic_load_explicit(&sys->workers[i].inline_handled, memory_order_relaxed);
     }
 }

@@ -134,6 +134,20 @@ int rc_send_batch_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_ms
  * caller keeps msg, counted in the stats). */
 int rc_send_batch_try_add(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
 void rc_send_batch_flush(struct rc_send_batch *b);
+/*
+ * As rc_send_batch_add, but when the caller is a worker of to's system (a
+ * behaviour, typically) and `to` is idle (no message queued or being
+ * handled, no stop requested), `to`'s behaviour handles msg right here,
+ * nested in the caller's turn, before this returns: no mailbox, no run
+ * queue, no wake-up, and the message's data still in this core's cache.
+ * The actor guarantees hold (one thread at a time per actor, per-sender
+ * order, rc_msg_keep, stop): the inline turn takes the actor's token
+ * exactly as a worker's turn does.  If messages or a stop reach `to`
+ * during the turn it is queued through b afterwards; flush b as with any
+ * batch.  One level deep: a behaviour running inline that sends inline
+ * queues instead.  Results and ownership as rc_actor_send.
+ */
+int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
 
 /* Approximate number of queued messages (including the batch a worker is
  * handling right now); 0 once stopped.  For metrics and backpressure. */
@@ -217,7 +231,8 @@ struct rc_actor_system_stats {
     uint64_t steals;
     uint64_t overloads; /* try_send refusals */
     uint64_t workers_sleeping;
-    uint64_t timers_armed; /* read under the timer lock */
+    uint64_t timers_armed;   /* read under the timer lock */
+    uint64_t inline_handled; /* of messages_handled: in inline turns */
 };
 void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_system_stats *st);
 

@@ -81,10 +81,11 @@ struct rc_worker {
     struct rc_actor_system *sys;
     uint32_t index;
     pthread_t thread;
-    uint64_t rng;             /* owner only */
-    uint64_t turns;           /* owner only */
-    _Atomic uint64_t handled; /* owner writes (relaxed), stats read */
-    _Atomic uint64_t steals;  /* owner writes (relaxed), stats read */
+    uint64_t rng;                    /* owner only */
+    uint64_t turns;                  /* owner only */
+    _Atomic uint64_t handled;        /* owner writes (relaxed), stats read */
+    _Atomic uint64_t steals;         /* owner writes (relaxed), stats read */
+    _Atomic uint64_t inline_handled; /* owner writes (relaxed), stats read */
 } __attribute__((aligned(RC_CACHELINE)));
 
 #define RC_MON_STRIPES 64u

@@ -57,12 +57,24 @@ static void decode_msg_free(struct rc_msg *msg)
     rc_ingest_buf_release(buf);
 }
 
+/* The decoder's backlog (messages sent to it and not finished, this one
+ * included) up to which its turn also runs idle run actors' turns inline.
+ * Keeping up, it does: a run message handled where it was decoded costs
+ * no mailbox, run queue, steal or wake-up, and its events are still in
+ * this core's cache (a fifth to a third less worker CPU per batched event,
+ * bench/runcast-bench/notes/ingest.md).  Far behind (half the PULL pause's
+ * 64 batches of 64), it hands them to the workers instead: the run
+ * actors' work then spreads over every core while the decoder, serial per
+ * socket, goes back to decoding. */
+#define RC_INGEST_INLINE_BACKLOG 32u
+
 static void decoder_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
 {
     struct rc_ingest_ctx *c = state;
     if (msg->type == RC_IMSG_DECODE) {
         struct rc_ingest_buf *buf = buf_of_decode_msg(msg);
         buf->decode_taken = true;
+        c->inline_runs = rc_actor_mailbox_len(self) <= RC_INGEST_INLINE_BACKLOG;
         dispatch_now(c, buf, buf->decode_pipe, NULL, NULL);
     } else if (msg->type == RC_IMSG_FINISH) {
         rc_actor_stop(self, 0); /* everything sent before it is dispatched */
@@ -302,9 +314,16 @@ static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct 
         if (grc != 0)
             break;
         /* with a reply, a full mailbox answers `overloaded`; without one
-         * (PULL) the ingress pushes back instead (see rc_ingress.c) */
-        grc = ack ? rc_send_batch_try_add(&c->batch, a, &msg->hdr)
-                  : rc_send_batch_add(&c->batch, a, &msg->hdr);
+         * (PULL) the ingress pushes back instead (see rc_ingress.c).  In
+         * a decoder turn that keeps up (decoder_behaviour), an idle run
+         * actor handles its events right here, nested in the turn; a busy
+         * one gets them queued as usual. */
+        if (ack)
+            grc = rc_send_batch_try_add(&c->batch, a, &msg->hdr);
+        else if (c->inline_runs)
+            grc = rc_send_batch_add_inline(&c->batch, a, &msg->hdr);
+        else
+            grc = rc_send_batch_add(&c->batch, a, &msg->hdr);
         rc_actor_release(a);
         if (grc == 0)
             return;

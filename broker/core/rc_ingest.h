@@ -70,6 +70,9 @@ struct rc_ingest_ctx {
     /* PULL: the decoder actor (its state is a second context that only its
      * turns use), or NULL: decode on the calling thread.  Set by init. */
     struct rc_actor *decoder;
+    /* In a decoder turn: hand run messages to idle run actors inline (see
+     * send_one); set per message by the decoder from its backlog. */
+    bool inline_runs;
 };
 
 /* A PULL context spawns its decoder actor (in the runs' actor system). */

@@ -392,6 +392,10 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
         metric(&b, "runcast_actors", "gauge", "Live actors", as.actors_live);
         metric(&b, "runcast_actor_messages_total", "counter", "Actor messages handled",
                as.messages_handled);
+        metric(&b, "runcast_actor_inline_messages_total", "counter",
+               "Of those, handled inline in the sender's turn (run messages of a decoder "
+               "that keeps up)",
+               as.inline_handled);
         metric(&b, "runcast_actor_mailbox_overloads_total", "counter",
                "Sends refused by a full mailbox", as.overloads);
     }

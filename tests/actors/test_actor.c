@@ -1069,3 +1069,371 @@ Test(actor, idle_system_uses_no_cpu)
         rc_actor_release(a[i]);
     rc_actor_system_free(sys);
 }
+
+/* ---- inline turns (rc_send_batch_add_inline) ---- */
+
+struct inl_target {
+    _Atomic uint64_t handled;
+    pthread_t thread;            /* written by the behaviour, read after handled */
+    _Atomic int in_driver_turn;  /* 1 if it ran while the driver's turn was running */
+    _Atomic int entered;         /* the behaviour is running */
+    _Atomic int release;         /* lets a blocked behaviour return */
+    bool block;                  /* immutable during a test */
+    struct rc_actor *next;       /* if set: send inline to it (nesting test) */
+    struct inl_target *next_st;  /* next's state */
+    _Atomic uint64_t next_later; /* how often next had not run when the add returned */
+};
+
+static _Atomic int driver_running;
+
+static void inl_target_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct inl_target *s = st;
+    s->thread = pthread_self();
+    atomic_store(&s->in_driver_turn, atomic_load(&driver_running));
+    atomic_store(&s->entered, 1);
+    if (s->block) {
+        uint64_t end = rc_clock_mono_ms() + 5000;
+        while (!atomic_load(&s->release) && rc_clock_mono_ms() < end)
+            rc_clock_sleep_ms(1);
+    }
+    if (s->next) {
+        struct inl_target *n = s->next_st;
+        uint64_t before = atomic_load(&n->handled);
+        struct rc_send_batch b = RC_SEND_BATCH_INIT;
+        cr_assert_eq(rc_send_batch_add_inline(&b, s->next, rc_msg_new(sizeof(*msg), 1)), RC_OK);
+        if (atomic_load(&n->handled) == before)
+            atomic_fetch_add(&s->next_later, 1);
+        rc_send_batch_flush(&b);
+    }
+    atomic_fetch_add(&s->handled, 1);
+}
+
+/* The driver: in its turn, sends one message inline to `target` and
+ * records whether it was handled before the add returned, on this thread;
+ * then keeps its own message (the nested turn must not have clobbered the
+ * driver's turn state). */
+struct inl_driver {
+    struct rc_actor *target;
+    struct inl_target *ts;
+    _Atomic int done;
+    int rc;
+    bool handled_before_return;
+    bool same_thread;
+    _Atomic uint64_t own_freed;
+    struct rc_msg *kept;
+};
+
+static void driver_own_free(struct rc_msg *m)
+{
+    struct inl_driver **d = (struct inl_driver **)(m + 1);
+    atomic_fetch_add(&(*d)->own_freed, 1);
+    rc_free(m);
+}
+
+static void inl_driver_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct inl_driver *d = st;
+    atomic_store(&driver_running, 1);
+    uint64_t before = atomic_load(&d->ts->handled);
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    d->rc = rc_send_batch_add_inline(&b, d->target, rc_msg_new(sizeof(*msg), 1));
+    d->handled_before_return = atomic_load(&d->ts->handled) == before + 1;
+    d->same_thread = pthread_equal(d->ts->thread, pthread_self());
+    rc_send_batch_flush(&b);
+    rc_msg_keep(msg); /* must apply to the driver's message */
+    d->kept = msg;
+    atomic_store(&driver_running, 0);
+    atomic_store(&d->done, 1);
+}
+
+static struct rc_msg *driver_msg(struct inl_driver *d)
+{
+    struct rc_msg *m = rc_msg_new(sizeof(struct rc_msg) + sizeof(d), 1);
+    cr_assert_not_null(m);
+    *(struct inl_driver **)(m + 1) = d;
+    m->free_fn = driver_own_free;
+    return m;
+}
+
+static void wait_int(_Atomic int *v)
+{
+    uint64_t end = rc_clock_mono_ms() + 5000;
+    while (!atomic_load(v) && rc_clock_mono_ms() < end)
+        rc_clock_sleep_ms(1);
+    cr_assert(atomic_load(v));
+}
+
+/* Ends a driver test: frees the driver's kept message, checks how many
+ * messages ran inline, stops the system and releases the actors. */
+static void driver_test_end(struct rc_actor_system *sys, struct inl_driver *d, uint64_t want_inline,
+                            struct rc_actor *const *actors, size_t n)
+{
+    rc_msg_free(d->kept);
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.inline_handled, want_inline);
+    rc_actor_system_stop(sys);
+    for (size_t i = 0; i < n; i++)
+        rc_actor_release(actors[i]);
+    rc_actor_system_free(sys);
+}
+
+Test(actor, inline_from_a_behaviour_runs_an_idle_actor_nested_in_its_turn)
+{
+    struct rc_actor_system *sys = start_sys(2, 0);
+    static struct inl_target ts;
+    static struct inl_driver d;
+    memset(&ts, 0, sizeof(ts));
+    memset(&d, 0, sizeof(d));
+    struct rc_actor *t, *drv;
+    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &ts, NULL, NULL, &t), RC_OK);
+    d.target = t;
+    d.ts = &ts;
+    cr_assert_eq(rc_actor_spawn(sys, inl_driver_fn, &d, NULL, NULL, &drv), RC_OK);
+    cr_assert_eq(rc_actor_send(drv, driver_msg(&d)), RC_OK);
+    wait_int(&d.done);
+    cr_assert_eq(d.rc, RC_OK);
+    cr_assert(d.handled_before_return, "handled before the add returned");
+    cr_assert(d.same_thread, "on the driver's thread");
+    cr_assert_eq(atomic_load(&ts.in_driver_turn), 1, "nested in the driver's turn");
+    /* the driver's rc_msg_keep after the nested turn applied: its message
+     * was not freed by the runtime */
+    rc_clock_sleep_ms(20);
+    cr_assert_eq(atomic_load(&d.own_freed), 0);
+    rc_msg_free(d.kept);
+    cr_assert_eq(atomic_load(&d.own_freed), 1);
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.inline_handled, 1);
+    cr_assert_eq(st.messages_handled, 2, "the driver's message and the inline one");
+    cr_assert_eq(rc_actor_mailbox_len(t), 0);
+    rc_actor_system_stop(sys);
+    rc_actor_release(t);
+    rc_actor_release(drv);
+    rc_actor_system_free(sys);
+}
+
+Test(actor, inline_from_outside_the_workers_is_queued)
+{
+    struct rc_actor_system *sys = start_sys(2, 0);
+    static struct inl_target ts;
+    memset(&ts, 0, sizeof(ts));
+    struct rc_actor *t;
+    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &ts, NULL, NULL, &t), RC_OK);
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    cr_assert_eq(rc_send_batch_add_inline(&b, t, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    rc_send_batch_flush(&b);
+    cr_assert(tact_wait_u64(&ts.handled, 1, 5000));
+    cr_assert(!pthread_equal(ts.thread, pthread_self()), "ran on a worker, not here");
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.inline_handled, 0);
+    tact_sys_end(sys, t);
+}
+
+Test(actor, inline_to_a_busy_actor_is_queued)
+{
+    struct rc_actor_system *sys = start_sys(2, 0);
+    static struct inl_target ts;
+    static struct inl_driver d;
+    memset(&ts, 0, sizeof(ts));
+    memset(&d, 0, sizeof(d));
+    ts.block = true;
+    struct rc_actor *t, *drv;
+    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &ts, NULL, NULL, &t), RC_OK);
+    /* one worker runs the target's first message and blocks in it */
+    cr_assert_eq(rc_actor_send(t, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    wait_int(&ts.entered);
+    d.target = t;
+    d.ts = &ts;
+    cr_assert_eq(rc_actor_spawn(sys, inl_driver_fn, &d, NULL, NULL, &drv), RC_OK);
+    cr_assert_eq(rc_actor_send(drv, driver_msg(&d)), RC_OK);
+    wait_int(&d.done); /* on the other worker */
+    cr_assert_eq(d.rc, RC_OK);
+    cr_assert(!d.handled_before_return, "busy: queued, not run in the driver's turn");
+    cr_assert_eq(rc_actor_mailbox_len(t), 2, "the blocked message and the queued one");
+    atomic_store(&ts.release, 1);
+    cr_assert(tact_wait_u64(&ts.handled, 2, 5000));
+    driver_test_end(sys, &d, 0, (struct rc_actor *[]){t, drv}, 2);
+}
+
+/* A behaviour running inline that sends inline again queues: one level. */
+Test(actor, inline_is_one_level_deep)
+{
+    struct rc_actor_system *sys = start_sys(2, 0);
+    static struct inl_target ts, last;
+    static struct inl_driver d;
+    memset(&ts, 0, sizeof(ts));
+    memset(&last, 0, sizeof(last));
+    memset(&d, 0, sizeof(d));
+    struct rc_actor *t, *l, *drv;
+    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &last, NULL, NULL, &l), RC_OK);
+    ts.next = l;
+    ts.next_st = &last;
+    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &ts, NULL, NULL, &t), RC_OK);
+    d.target = t;
+    d.ts = &ts;
+    cr_assert_eq(rc_actor_spawn(sys, inl_driver_fn, &d, NULL, NULL, &drv), RC_OK);
+    cr_assert_eq(rc_actor_send(drv, driver_msg(&d)), RC_OK);
+    wait_int(&d.done);
+    cr_assert(d.handled_before_return, "the first level ran inline");
+    cr_assert_eq(atomic_load(&ts.next_later), 1, "the second level was queued");
+    cr_assert(tact_wait_u64(&last.handled, 1, 5000));
+    driver_test_end(sys, &d, 1, (struct rc_actor *[]){t, l, drv}, 3);
+}
+
+/* Producer actors (so their sends come from workers) mixing inline adds,
+ * flushed every few messages, with plain sends to the counters the
+ * workers run: no loss, no duplicates, per-producer order, never two
+ * threads in one actor. */
+struct inl_producer {
+    uint32_t id;
+    uint64_t m;
+    struct rc_actor **actors;
+    _Atomic int done;
+};
+
+static void inl_producer_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct inl_producer *p = st;
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    for (uint64_t i = 0; i < p->m; i++) {
+        struct seq_msg *m = (struct seq_msg *)rc_msg_new(sizeof(*m), 1);
+        cr_assert_not_null(m);
+        m->producer = p->id;
+        m->seq = i;
+        struct rc_actor *to = p->actors[(i * 7 + p->id) % K];
+        if ((i + p->id) % 3 != 0)
+            cr_assert_eq(rc_send_batch_add_inline(&b, to, &m->hdr), RC_OK);
+        else
+            cr_assert_eq(rc_actor_send(to, &m->hdr), RC_OK);
+        if (i % 5 == 4)
+            rc_send_batch_flush(&b);
+    }
+    rc_send_batch_flush(&b);
+    atomic_store(&p->done, 1);
+}
+
+Test(actor, inline_and_queued_sends_keep_order_and_exclusion, .timeout = 60)
+{
+    struct rc_actor_system *sys = start_sys(2, 4);
+    _Atomic uint64_t total = 0;
+    static struct counter_state st[K];
+    struct rc_actor *actors[K];
+    spawn_counters(sys, st, actors, &total);
+    const uint64_t m = 20000;
+    static struct inl_producer prod[P];
+    struct rc_actor *pa[P];
+    for (uint32_t i = 0; i < P; i++) {
+        prod[i] = (struct inl_producer){.id = i, .m = m, .actors = actors};
+        cr_assert_eq(rc_actor_spawn(sys, inl_producer_fn, &prod[i], NULL, NULL, &pa[i]), RC_OK);
+    }
+    for (uint32_t i = 0; i < P; i++)
+        cr_assert_eq(rc_actor_send(pa[i], rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert(tact_wait_u64(&total, P * m, 20000), "handled %lu of %lu",
+              (unsigned long)atomic_load(&total), (unsigned long)(P * m));
+    rc_actor_system_stop(sys);
+    expect_counted(st, P * m);
+    struct rc_actor_system_stats stats;
+    rc_actor_system_stats(sys, &stats);
+    cr_assert_eq(stats.messages_handled, P * m + P);
+    cr_assert_gt(stats.inline_handled, 0, "some ran inline");
+    for (int k = 0; k < K; k++)
+        rc_actor_release(actors[k]);
+    for (uint32_t i = 0; i < P; i++)
+        rc_actor_release(pa[i]);
+    rc_actor_system_free(sys);
+}
+
+/* An inline turn that sends to itself and stops itself: the self-sent
+ * message is dropped by the stop (freed once, not handled), fini runs
+ * once with the reason, and the monitor gets its DOWN. */
+struct inl_stop_msg {
+    struct rc_msg hdr;
+    _Atomic uint64_t *freed;
+};
+
+static void inl_stop_msg_free(struct rc_msg *m)
+{
+    atomic_fetch_add(((struct inl_stop_msg *)m)->freed, 1);
+    rc_free(m);
+}
+
+struct inl_stopper {
+    _Atomic uint64_t handled, freed;
+    _Atomic int fini_reason, fini_done;
+};
+
+static void inl_stopper_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct inl_stopper *s = st;
+    atomic_fetch_add(&s->handled, 1);
+    struct inl_stop_msg *again = (struct inl_stop_msg *)rc_msg_new(sizeof(*again), 1);
+    again->hdr.free_fn = inl_stop_msg_free;
+    again->freed = &s->freed;
+    cr_assert_eq(rc_actor_send(self, &again->hdr), RC_OK);
+    rc_actor_stop(self, 42);
+}
+
+static void inl_stopper_fini(void *st, int reason)
+{
+    struct inl_stopper *s = st;
+    atomic_store(&s->fini_reason, reason);
+    atomic_fetch_add(&s->fini_done, 1);
+}
+
+static _Atomic uint64_t inl_down;
+static void inl_watch_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    if (msg->type == RC_MSG_DOWN && ((struct rc_msg_down *)msg)->reason == 42)
+        atomic_fetch_add(&inl_down, 1);
+}
+
+struct inl_kick {
+    struct rc_actor *target;
+    _Atomic int done;
+    int rc;
+};
+
+static void inl_kick_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct inl_kick *k = st;
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    k->rc = rc_send_batch_add_inline(&b, k->target, rc_msg_new(sizeof(*msg), 1));
+    rc_send_batch_flush(&b);
+    atomic_store(&k->done, 1);
+}
+
+Test(actor, inline_turn_that_stops_itself)
+{
+    struct rc_actor_system *sys = start_sys(2, 0);
+    static struct inl_stopper s;
+    static struct inl_kick k;
+    memset(&s, 0, sizeof(s));
+    memset(&k, 0, sizeof(k));
+    struct rc_actor *a, *w, *kick;
+    cr_assert_eq(rc_actor_spawn(sys, inl_stopper_fn, &s, inl_stopper_fini, NULL, &a), RC_OK);
+    cr_assert_eq(rc_actor_spawn(sys, inl_watch_fn, NULL, NULL, NULL, &w), RC_OK);
+    cr_assert_eq(rc_actor_monitor(w, a, 7), RC_OK);
+    k.target = a;
+    cr_assert_eq(rc_actor_spawn(sys, inl_kick_fn, &k, NULL, NULL, &kick), RC_OK);
+    cr_assert_eq(rc_actor_send(kick, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    wait_int(&k.done);
+    cr_assert_eq(k.rc, RC_OK);
+    wait_int(&s.fini_done);
+    cr_assert_eq(atomic_load(&s.fini_reason), 42);
+    cr_assert(tact_wait_u64(&inl_down, 1, 5000));
+    cr_assert_eq(atomic_load(&s.handled), 1, "the self-sent message was dropped, not handled");
+    cr_assert_eq(atomic_load(&s.freed), 1, "and freed exactly once");
+    cr_assert(rc_actor_stopped(a));
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.inline_handled, 1);
+    rc_actor_system_stop(sys);
+    cr_assert_eq(atomic_load(&s.fini_done), 1, "fini once");
+    rc_actor_release(a);
+    rc_actor_release(w);
+    rc_actor_release(kick);
+    rc_actor_system_free(sys);
+}
