@@ -753,9 +753,13 @@ static int push_enqueue(struct rc_client *c, const uint8_t *p, size_t len, struc
     memcpy(node->bytes + len, run.ptr, run.len);
 
     struct timespec dl;
-    deadline_after(&dl, c->opts.queue_wait_ms);
+    bool have_dl = false; /* read the clock only when the queue is full */
     pthread_mutex_lock(&c->mtx);
     while (!c->aborting && c->head != NULL && c->q_bytes + len > c->opts.queue_max_bytes) {
+        if (!have_dl) {
+            deadline_after(&dl, c->opts.queue_wait_ms);
+            have_dl = true;
+        }
         if (pthread_cond_timedwait(&c->cond, &c->mtx, &dl) == ETIMEDOUT &&
             c->q_bytes + len > c->opts.queue_max_bytes) {
             c->stats.rejected++;

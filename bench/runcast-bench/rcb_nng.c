@@ -899,7 +899,9 @@ static void *pth_lib(void *arg)
     wait_go(t);
     uint64_t t0 = *t->t0;
     uint64_t i = 0;
-    while (i < t->n && !rcb_expired() && ids.id != NULL) {
+    /* the cap checked every 64 events: a clock read per event was a
+     * tenth of this publisher's CPU */
+    while (i < t->n && ((i & 63) != 0 || !rcb_expired()) && ids.id != NULL) {
         if (!ack) {
             uint64_t ts;
             if (c->rate > 0) {
