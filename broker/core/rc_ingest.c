@@ -57,16 +57,18 @@ static void decode_msg_free(struct rc_msg *msg)
     rc_ingest_buf_release(buf);
 }
 
-/* The decoder's backlog (messages sent to it and not finished, this one
- * included) up to which its turn also runs idle run actors' turns inline.
- * Keeping up, it does: a run message handled where it was decoded costs
- * no mailbox, run queue, steal or wake-up, and its events are still in
- * this core's cache (a fifth to a third less worker CPU per batched event,
- * bench/runcast-bench/notes/ingest.md).  Far behind (half the PULL pause's
- * 64 batches of 64), it hands them to the workers instead: the run
- * actors' work then spreads over every core while the decoder, serial per
- * socket, goes back to decoding. */
-#define RC_INGEST_INLINE_BACKLOG 32u
+/*
+ * While the decoder is at most --ingest-inline-backlog messages behind (the
+ * messages sent to it and not finished, this one included), its turn also
+ * runs idle run actors' turns inline.  Keeping up, it does: a run message
+ * handled where it was decoded costs no mailbox, run queue, steal or
+ * wake-up, and its events are still in this core's cache (a fifth less
+ * worker CPU per batched event at 960,000 events/s; a third with no
+ * bound, bench/runcast-bench/notes/ingest.md).  Further behind, it hands
+ * them to the workers instead: the run actors' work then spreads over
+ * every core while the decoder, serial per socket, goes back to decoding.
+ * The default, 32, is half the PULL pause's 64 batches of 64.
+ */
 
 static void decoder_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
 {
@@ -74,7 +76,8 @@ static void decoder_behaviour(struct rc_actor *self, void *state, struct rc_msg 
     if (msg->type == RC_IMSG_DECODE) {
         struct rc_ingest_buf *buf = buf_of_decode_msg(msg);
         buf->decode_taken = true;
-        c->inline_runs = rc_actor_mailbox_len(self) <= RC_INGEST_INLINE_BACKLOG;
+        uint64_t lim = rc_runs_config(c->runs)->ingest_inline_backlog;
+        c->inline_runs = lim > 0 && rc_actor_mailbox_len(self) <= lim;
         dispatch_now(c, buf, buf->decode_pipe, NULL, NULL);
     } else if (msg->type == RC_IMSG_FINISH) {
         rc_actor_stop(self, 0); /* everything sent before it is dispatched */

@@ -682,32 +682,46 @@ Test(ingress, a_port_in_use_fails_the_start_with_eaddrinuse_naming_the_url, .tim
     tb_stop(&a);
 }
 
+/* Publishes n deltas and a complete to run one at a time (the decoder has
+ * no backlog), checks they arrived once each, in order, and returns how
+ * many run messages the actor system handled inline meanwhile. */
+static uint64_t publish_one_at_a_time(const char *backlog, const char *run, size_t n)
+{
+    struct rc_tb t;
+    const char *opts[] = {
+        "ingest", "tcp://127.0.0.1:0", "watchdog", "30s", "ingest-inline-backlog", backlog, NULL};
+    nng_socket s = start_with_push(&t, opts);
+    struct rc_actor_system_stats st0, st1;
+    rc_actor_system_stats(rc_broker_system(t.b), &st0);
+    struct rc_testsub *ts = sub_run(&t, run);
+    size_t base = rc_testsub_count(ts);
+    for (size_t i = 0; i < n; i++) {
+        char text[32];
+        snprintf(text, sizeof(text), "%zu", i);
+        push(s, &(struct tev){.run = run, .type = "delta", .text = text});
+        cr_assert(rc_testsub_wait(ts, base + i + 1, 10000), "event %zu never arrived", i);
+    }
+    push(s, &(struct tev){.run = run, .type = "complete"});
+    cr_assert(rc_testsub_wait_terminal(ts, run, 10000));
+    expect_in_order(ts, run, n + 1);
+    rc_actor_system_stats(rc_broker_system(t.b), &st1);
+    nng_close(s);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+    return st1.inline_handled - st0.inline_handled;
+}
+
 /* A decoder that keeps up runs idle run actors' turns inline (the actor
  * system counts them); the events still arrive once each, in order. */
 Test(ingress, a_decoder_that_keeps_up_runs_idle_run_actors_inline, .timeout = 60)
 {
-    struct rc_tb t;
-    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "30s", NULL};
-    nng_socket s = start_with_push(&t, opts);
-    struct rc_actor_system_stats st0, st1;
-    rc_actor_system_stats(rc_broker_system(t.b), &st0);
-    struct rc_testsub *ts = sub_run(&t, "inline-run");
-    size_t base = rc_testsub_count(ts);
-    const size_t n = 20;
-    for (size_t i = 0; i < n; i++) {
-        char text[32];
-        snprintf(text, sizeof(text), "%zu", i);
-        push(s, &(struct tev){.run = "inline-run", .type = "delta", .text = text});
-        /* one at a time: the decoder has no backlog */
-        cr_assert(rc_testsub_wait(ts, base + i + 1, 10000), "event %zu never arrived", i);
-    }
-    push(s, &(struct tev){.run = "inline-run", .type = "complete"});
-    cr_assert(rc_testsub_wait_terminal(ts, "inline-run", 10000));
-    expect_in_order(ts, "inline-run", n + 1);
-    rc_actor_system_stats(rc_broker_system(t.b), &st1);
-    cr_assert_gt(st1.inline_handled, st0.inline_handled, "no run message was handled inline");
-    cr_assert_leq(st1.inline_handled - st0.inline_handled, n + 1);
-    nng_close(s);
-    rc_testsub_free(ts);
-    tb_stop(&t);
+    uint64_t inl = publish_one_at_a_time("32", "inline-run", 20);
+    cr_assert_gt(inl, 0, "no run message was handled inline");
+    cr_assert_leq(inl, 21);
+}
+
+/* --ingest-inline-backlog 0: every run message goes to the workers. */
+Test(ingress, inline_backlog_0_hands_every_run_message_to_the_workers, .timeout = 60)
+{
+    cr_assert_eq(publish_one_at_a_time("0", "spread-run", 20), 0);
 }
