@@ -76,8 +76,8 @@ static const struct opt opts[] = {
       "nng URL of a REP socket for acknowledged publishing (repeatable; empty = none); loopback by default"),
     O("ingest-inflight", "RUNCAST_INGEST_INFLIGHT", "N", "8", RC_CONFIG_COUNT, false, 1, 1024, ingest_inflight,
       "Receive operations in flight per ingest socket; enough to keep the workers busy without hoarding memory"),
-    O("ingest-inline-backlog", "RUNCAST_INGEST_INLINE_BACKLOG", "N", "32", RC_CONFIG_COUNT, false, 0, 1000000, ingest_inline_backlog,
-      "Messages a PULL socket's decoder may be behind and still run idle runs' events itself (less CPU per event); further behind they spread over the workers; 0 = always spread"),
+    O("ingest-inline-backlog", "RUNCAST_INGEST_INLINE_BACKLOG", "N", "4096", RC_CONFIG_COUNT, false, 0, 1000000, ingest_inline_backlog,
+      "Messages a PULL socket's decoder may be behind and still run idle runs' events itself (less CPU per event); further behind they spread over the workers (32 on many cores); 0 = always spread"),
     /* ---- input limits ---- */
     O("max-runs", "RUNCAST_MAX_RUNS", "N", "1000000", RC_CONFIG_COUNT, false, 1, 100000000, max_runs,
       "Concurrent runs; beyond it new runs are refused with `limit` (about 512 MiB of run state at the default)"),

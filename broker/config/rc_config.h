@@ -65,7 +65,7 @@ struct rc_config {
     struct rc_config_strv ingest;     /* --ingest: [tcp://127.0.0.1:7450] (PULL) */
     struct rc_config_strv ingest_ack; /* --ingest-ack: [tcp://127.0.0.1:7451] (REP) */
     uint64_t ingest_inflight;         /* --ingest-inflight: 8 receives per socket */
-    uint64_t ingest_inline_backlog;   /* --ingest-inline-backlog: 32 messages */
+    uint64_t ingest_inline_backlog;   /* --ingest-inline-backlog: 4096 messages */
 
     /* ---- limits on input (mirror struct rc_proto_limits) ---- */
     uint64_t max_runs;           /* --max-runs: 1000000 */

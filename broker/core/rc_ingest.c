@@ -67,7 +67,10 @@ static void decode_msg_free(struct rc_msg *msg)
  * bound, bench/runcast-bench/notes/ingest.md).  Further behind, it hands
  * them to the workers instead: the run actors' work then spreads over
  * every core while the decoder, serial per socket, goes back to decoding.
- * The default, 32, is half the PULL pause's 64 batches of 64.
+ * The default (4096) is as far as the PULL pause lets it fall behind with
+ * single events, so it always inlines: on 2 cores, where nng's threads and
+ * the publishers need the other core, that measured best; 32 suits a
+ * machine with many cores and one busy socket.
  */
 
 static void decoder_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)

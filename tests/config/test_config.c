@@ -84,7 +84,7 @@ Test(config, defaults)
     cr_assert_eq(c.ingest_ack.n, 1);
     cr_assert_str_eq(c.ingest_ack.v[0], "tcp://127.0.0.1:7451");
     cr_assert_eq(c.ingest_inflight, 8);
-    cr_assert_eq(c.ingest_inline_backlog, 32);
+    cr_assert_eq(c.ingest_inline_backlog, 4096);
     cr_assert_eq(c.max_runs, 1000000);
     cr_assert_eq(c.max_event_bytes, 65536);
     cr_assert_eq(c.max_batch_events, 1024);
