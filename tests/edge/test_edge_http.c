@@ -222,6 +222,12 @@ Test(http, metrics_count_what_happened)
     cr_assert_eq(metric_value(m, "runcast_fanout_latency_seconds_bucket{le=\"+Inf\"}"), 6);
     assert_histogram_well_formed(m, "runcast_fanout_latency_seconds");
     cr_assert_geq(metric_value(m, "runcast_uptime_seconds"), 0);
+    /* the actor runtime's counters: inline turns are a part of all turns */
+    cr_assert_gt(metric_value(m, "runcast_actor_messages_total"), 0);
+    cr_assert_not_null(strstr(m, "# TYPE runcast_actor_inline_messages_total counter\n"));
+    cr_assert_geq(metric_value(m, "runcast_actor_inline_messages_total"), 0);
+    cr_assert_leq(metric_value(m, "runcast_actor_inline_messages_total"),
+                  metric_value(m, "runcast_actor_messages_total"));
     cr_assert_not_null(strstr(m, "runcast_build_info{version=\"" RUNCAST_VERSION "\""));
     cr_assert_not_null(strstr(m, "# TYPE runcast_fanout_latency_seconds histogram\n"));
     free(m);
