@@ -505,10 +505,13 @@ static bool has_space_or_ctl(const char *s)
     return false;
 }
 
-/* nng URLs the broker can listen on; *port is the network URL's port, or
- * -1 for a local one (ipc, inproc, abstract). */
+/* nng URLs the broker can listen on; *port_out (if not NULL) is the network
+ * URL's port, or -1 for a local one (ipc, inproc, abstract). */
 static bool valid_url(const char *u, const char **why, int *port_out)
 {
+    int unused;
+    if (!port_out)
+        port_out = &unused;
     *port_out = -1;
     static const char *const net[] = {"tcp://",  "tcp4://",    "tcp6://",     "ws://",
                                       "ws4://",  "ws6://",     "wss://",      "wss4://",
@@ -770,16 +773,14 @@ static int set_value(struct rc_config *cfg, const struct opt *o, const char *val
             return fail(errbuf, errlen, source, "%s: bad log format '%s' (text or json)", name,
                         value);
         return 0;
-    case RC_CONFIG_URLS: {
+    case RC_CONFIG_URLS:
         if (value[0] == '\0') {
             strv_clear(field);
             return 0;
         }
-        int port;
-        if (!valid_url(value, &why, &port))
+        if (!valid_url(value, &why, NULL))
             return fail(errbuf, errlen, source, "%s: bad nng URL '%s': %s", name, value, why);
         return strv_push(field, value);
-    }
     case RC_CONFIG_ORIGINS:
         if (value[0] == '\0') {
             strv_clear(field);

@@ -72,7 +72,6 @@ static void decode_msg_free(struct rc_msg *msg)
  * the publishers need the other core, that measured best; 32 suits a
  * machine with many cores and one busy socket.
  */
-
 static void decoder_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg)
 {
     struct rc_ingest_ctx *c = state;

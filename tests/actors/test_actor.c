@@ -1164,6 +1164,28 @@ static void wait_int(_Atomic int *v)
     cr_assert(atomic_load(v));
 }
 
+static struct rc_actor *spawn_target(struct rc_actor_system *sys, struct inl_target *ts)
+{
+    struct rc_actor *t;
+    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, ts, NULL, NULL, &t), RC_OK);
+    return t;
+}
+
+/* Spawns a driver aimed at t (state ts), sends it its message and waits
+ * for its turn to end; returns the driver. */
+static struct rc_actor *run_driver(struct rc_actor_system *sys, struct inl_driver *d,
+                                   struct inl_target *ts, struct rc_actor *t)
+{
+    struct rc_actor *drv;
+    d->target = t;
+    d->ts = ts;
+    cr_assert_eq(rc_actor_spawn(sys, inl_driver_fn, d, NULL, NULL, &drv), RC_OK);
+    cr_assert_eq(rc_actor_send(drv, driver_msg(d)), RC_OK);
+    wait_int(&d->done);
+    cr_assert_eq(d->rc, RC_OK);
+    return drv;
+}
+
 /* Ends a driver test: frees the driver's kept message, checks how many
  * messages ran inline, stops the system and releases the actors. */
 static void driver_test_end(struct rc_actor_system *sys, struct inl_driver *d, uint64_t want_inline,
@@ -1186,14 +1208,8 @@ Test(actor, inline_from_a_behaviour_runs_an_idle_actor_nested_in_its_turn)
     static struct inl_driver d;
     memset(&ts, 0, sizeof(ts));
     memset(&d, 0, sizeof(d));
-    struct rc_actor *t, *drv;
-    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &ts, NULL, NULL, &t), RC_OK);
-    d.target = t;
-    d.ts = &ts;
-    cr_assert_eq(rc_actor_spawn(sys, inl_driver_fn, &d, NULL, NULL, &drv), RC_OK);
-    cr_assert_eq(rc_actor_send(drv, driver_msg(&d)), RC_OK);
-    wait_int(&d.done);
-    cr_assert_eq(d.rc, RC_OK);
+    struct rc_actor *t = spawn_target(sys, &ts);
+    struct rc_actor *drv = run_driver(sys, &d, &ts, t);
     cr_assert(d.handled_before_return, "handled before the add returned");
     cr_assert(d.same_thread, "on the driver's thread");
     cr_assert_eq(atomic_load(&ts.in_driver_turn), 1, "nested in the driver's turn");
@@ -1219,8 +1235,7 @@ Test(actor, inline_from_outside_the_workers_is_queued)
     struct rc_actor_system *sys = start_sys(2, 0);
     static struct inl_target ts;
     memset(&ts, 0, sizeof(ts));
-    struct rc_actor *t;
-    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &ts, NULL, NULL, &t), RC_OK);
+    struct rc_actor *t = spawn_target(sys, &ts);
     struct rc_send_batch b = RC_SEND_BATCH_INIT;
     cr_assert_eq(rc_send_batch_add_inline(&b, t, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
     rc_send_batch_flush(&b);
@@ -1240,17 +1255,11 @@ Test(actor, inline_to_a_busy_actor_is_queued)
     memset(&ts, 0, sizeof(ts));
     memset(&d, 0, sizeof(d));
     ts.block = true;
-    struct rc_actor *t, *drv;
-    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &ts, NULL, NULL, &t), RC_OK);
+    struct rc_actor *t = spawn_target(sys, &ts);
     /* one worker runs the target's first message and blocks in it */
     cr_assert_eq(rc_actor_send(t, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
     wait_int(&ts.entered);
-    d.target = t;
-    d.ts = &ts;
-    cr_assert_eq(rc_actor_spawn(sys, inl_driver_fn, &d, NULL, NULL, &drv), RC_OK);
-    cr_assert_eq(rc_actor_send(drv, driver_msg(&d)), RC_OK);
-    wait_int(&d.done); /* on the other worker */
-    cr_assert_eq(d.rc, RC_OK);
+    struct rc_actor *drv = run_driver(sys, &d, &ts, t); /* on the other worker */
     cr_assert(!d.handled_before_return, "busy: queued, not run in the driver's turn");
     cr_assert_eq(rc_actor_mailbox_len(t), 2, "the blocked message and the queued one");
     atomic_store(&ts.release, 1);
@@ -1267,16 +1276,11 @@ Test(actor, inline_is_one_level_deep)
     memset(&ts, 0, sizeof(ts));
     memset(&last, 0, sizeof(last));
     memset(&d, 0, sizeof(d));
-    struct rc_actor *t, *l, *drv;
-    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &last, NULL, NULL, &l), RC_OK);
+    struct rc_actor *l = spawn_target(sys, &last);
     ts.next = l;
     ts.next_st = &last;
-    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &ts, NULL, NULL, &t), RC_OK);
-    d.target = t;
-    d.ts = &ts;
-    cr_assert_eq(rc_actor_spawn(sys, inl_driver_fn, &d, NULL, NULL, &drv), RC_OK);
-    cr_assert_eq(rc_actor_send(drv, driver_msg(&d)), RC_OK);
-    wait_int(&d.done);
+    struct rc_actor *t = spawn_target(sys, &ts);
+    struct rc_actor *drv = run_driver(sys, &d, &ts, t);
     cr_assert(d.handled_before_return, "the first level ran inline");
     cr_assert_eq(atomic_load(&ts.next_later), 1, "the second level was queued");
     cr_assert(tact_wait_u64(&last.handled, 1, 5000));
