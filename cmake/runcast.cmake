@@ -113,6 +113,22 @@ function(rc_tsan_supp_file name file)
   endif()
 endfunction()
 
+# rc_add_test_variant(TEST SUFFIX LABEL TIMEOUT ENV): TEST's executable run
+# once more as TEST_SUFFIX with ENV set (a second configuration of the same
+# tests, e.g. the nng PULL socket instead of the stream reader), with the
+# sanitizer environment and tests/tsan.supp as rc_tsan_supp gives TEST.
+function(rc_add_test_variant name suffix label timeout env)
+  add_test(NAME ${name}_${suffix} COMMAND ${name} --jobs 2 --timeout ${timeout})
+  set(e "${env}")
+  if(RC_TSAN_TEST_ENV)
+    set(e "${e};${RC_TSAN_TEST_ENV}:suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp")
+  elseif(RC_ASAN_TEST_ENV)
+    set(e "${e};${RC_ASAN_TEST_ENV}")
+  endif()
+  set_tests_properties(${name}_${suffix} PROPERTIES LABELS "${label}" TIMEOUT ${timeout}
+    ENVIRONMENT "${e}")
+endfunction()
+
 # rc_add_script_test(NAME LABEL ... COMMAND ...): a test driven by a script
 # (Python or Node.js third-party clients) against the built programs.
 function(rc_add_script_test name)

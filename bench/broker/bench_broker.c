@@ -413,7 +413,8 @@ static void bench_inproc(void)
          * API, copies the bytes and sets up a context per call (~220
          * instructions per event that the nng path never pays). */
         struct rc_ingest_ctx c;
-        rc_ingest_ctx_init(&c, rc_broker_runs(b), rc_broker_metrics(b), RC_INGEST_INPROC, NULL);
+        rc_ingest_ctx_init(&c, rc_broker_runs(b), rc_broker_metrics(b), RC_INGEST_INPROC, NULL,
+                           NULL);
         for (size_t i = 0; i < M; i++) {
             struct rc_ingest_buf *ib = rc_malloc(sizeof(*ib));
             if (!ib) {

@@ -76,6 +76,10 @@ static const struct opt opts[] = {
       "nng URL of a REP socket for acknowledged publishing (repeatable; empty = none); loopback by default"),
     O("ingest-inflight", "RUNCAST_INGEST_INFLIGHT", "N", "8", RC_CONFIG_COUNT, false, 1, 1024, ingest_inflight,
       "Receive operations in flight per ingest socket; enough to keep the workers busy without hoarding memory"),
+    O("ingest-stream-reader", "RUNCAST_INGEST_STREAM_READER", "N", "1", RC_CONFIG_COUNT, false, 0, 1, ingest_stream_reader,
+      "1: read tcp:// and ipc:// --ingest connections as byte streams and split the SP messages here (a quarter of nng PULL's CPU per message); 0: nng's PULL socket"),
+    O("ingest-handshake-timeout", "RUNCAST_INGEST_HANDSHAKE_TIMEOUT", "DURATION", "10s", RC_CONFIG_DURATION, false, 1, MS_HOUR, ingest_handshake_timeout_ms,
+      "Time a new --ingest connection has to send its SP header (stream reader) before it is dropped; as nng's own"),
     O("ingest-inline-backlog", "RUNCAST_INGEST_INLINE_BACKLOG", "N", "4096", RC_CONFIG_COUNT, false, 0, 1000000, ingest_inline_backlog,
       "Messages a PULL socket's decoder may be behind and still run idle runs' events itself (less CPU per event); further behind they spread over the workers (32 on many cores); 0 = always spread"),
     /* ---- input limits ---- */

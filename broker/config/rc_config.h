@@ -62,10 +62,12 @@ struct rc_config {
     uint64_t restart_period_ms;    /* --restart-period: ... within 10s, then exit */
 
     /* ---- ingress ---- */
-    struct rc_config_strv ingest;     /* --ingest: [tcp://127.0.0.1:7450] (PULL) */
-    struct rc_config_strv ingest_ack; /* --ingest-ack: [tcp://127.0.0.1:7451] (REP) */
-    uint64_t ingest_inflight;         /* --ingest-inflight: 8 receives per socket */
-    uint64_t ingest_inline_backlog;   /* --ingest-inline-backlog: 4096 messages */
+    struct rc_config_strv ingest;         /* --ingest: [tcp://127.0.0.1:7450] (PULL) */
+    struct rc_config_strv ingest_ack;     /* --ingest-ack: [tcp://127.0.0.1:7451] (REP) */
+    uint64_t ingest_inflight;             /* --ingest-inflight: 8 receives per socket */
+    uint64_t ingest_inline_backlog;       /* --ingest-inline-backlog: 4096 messages */
+    uint64_t ingest_stream_reader;        /* --ingest-stream-reader: 1 (rc_sppull) */
+    uint64_t ingest_handshake_timeout_ms; /* --ingest-handshake-timeout: 10 s */
 
     /* ---- limits on input (mirror struct rc_proto_limits) ---- */
     uint64_t max_runs;           /* --max-runs: 1000000 */

@@ -595,7 +595,7 @@ int rc_broker_publish_at(struct rc_broker *b, const void *buf, size_t len, uint3
         p->arg = arg;
     }
     struct rc_ingest_ctx c;
-    rc_ingest_ctx_init(&c, b->runs, &b->metrics, RC_INGEST_INPROC, NULL);
+    rc_ingest_ctx_init(&c, b->runs, &b->metrics, RC_INGEST_INPROC, NULL, NULL);
     rc_ingest_dispatch(&c, ib, pipe, p ? pub_ack_for : NULL, p);
     rc_ingest_ctx_fini(&c);
     return 0;

@@ -19,7 +19,7 @@ struct rc_ingest_err {
 };
 
 static void ctx_setup(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
-                      enum rc_ingest_kind kind, rc_ingest_peer_fn peer)
+                      enum rc_ingest_kind kind, rc_ingest_peer_fn peer, void *peer_arg)
 {
     memset(c, 0, sizeof(*c));
     c->batch = (struct rc_send_batch)RC_SEND_BATCH_INIT;
@@ -27,11 +27,14 @@ static void ctx_setup(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_m
     c->metrics = m;
     c->kind = kind;
     c->peer = peer;
+    c->peer_arg = peer_arg;
 }
 
 static void ctx_release(struct rc_ingest_ctx *c);
 static void dispatch_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
                          rc_ingest_ack_fn ack_for, void *arg);
+static void dispatch_frames_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe);
+static void queue_for_decoder(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe);
 
 /* ---- The decoder actor (PULL) ---- */
 
@@ -51,7 +54,7 @@ static void decode_msg_free(struct rc_msg *msg)
 {
     struct rc_ingest_buf *buf = buf_of_decode_msg(msg);
     if (!buf->decode_taken) {
-        rc_metric_add(&buf->decode_metrics->messages_rejected, 1);
+        rc_metric_add(&buf->decode_metrics->messages_rejected, buf->frame_hdr ? buf->frames : 1);
         rc_ingest_buf_release(buf); /* the reference the dispatch would have consumed */
     }
     rc_ingest_buf_release(buf);
@@ -80,7 +83,10 @@ static void decoder_behaviour(struct rc_actor *self, void *state, struct rc_msg 
         buf->decode_taken = true;
         uint64_t lim = rc_runs_config(c->runs)->ingest_inline_backlog;
         c->inline_runs = lim > 0 && rc_actor_mailbox_len(self) <= lim;
-        dispatch_now(c, buf, buf->decode_pipe, NULL, NULL);
+        if (buf->frame_hdr)
+            dispatch_frames_now(c, buf, buf->decode_pipe);
+        else
+            dispatch_now(c, buf, buf->decode_pipe, NULL, NULL);
     } else if (msg->type == RC_IMSG_FINISH) {
         rc_actor_stop(self, 0); /* everything sent before it is dispatched */
     }
@@ -94,15 +100,15 @@ static void decoder_fini(void *state, int reason)
 }
 
 void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
-                        enum rc_ingest_kind kind, rc_ingest_peer_fn peer)
+                        enum rc_ingest_kind kind, rc_ingest_peer_fn peer, void *peer_arg)
 {
-    ctx_setup(c, runs, m, kind, peer);
+    ctx_setup(c, runs, m, kind, peer, peer_arg);
     if (kind != RC_INGEST_PULL)
         return;
     struct rc_ingest_ctx *inner = rc_malloc(sizeof(*inner));
     if (!inner)
         return; /* decode on the calling thread */
-    ctx_setup(inner, runs, m, kind, peer);
+    ctx_setup(inner, runs, m, kind, peer, peer_arg);
     struct rc_actor_opts o = {.mailbox_limit = 0, .name = "ingest-decoder"};
     if (rc_actor_spawn(rc_runs_system(runs), decoder_behaviour, inner, decoder_fini, &o,
                        &c->decoder) != 0) {
@@ -242,7 +248,7 @@ static void report_error(struct rc_ingest_ctx *c, const struct rc_ingest_buf *bu
 {
     char peer[96] = "inproc";
     if (c->peer && rc_log_enabled(RC_LOG_WARN))
-        c->peer(pipe, peer, sizeof(peer));
+        c->peer(c->peer_arg, pipe, peer, sizeof(peer));
     if (!whole) {
         char run[130], type[40];
         if (peek_element(buf->data, buf->len, e->index, run, sizeof(run), type, sizeof(type)) &&
@@ -522,11 +528,20 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
         dispatch_now(c, buf, pipe, ack_for, arg);
         return;
     }
+    buf->frame_hdr = 0;
+    queue_for_decoder(c, buf, pipe);
+}
+
+/* Sends buf (counted in flight) to c's decoder, which consumes the
+ * caller's reference. */
+static void queue_for_decoder(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe)
+{
     if (!buf->recv_ns)
         buf->recv_ns = rc_clock_mono_ns(); /* received now, decoded later */
     /* The message is embedded in the buffer and holds a reference of its
      * own (see decode_msg_free).  One sender at a time per context (the
-     * PULL reorder stage), so the mailbox keeps arrival order. */
+     * PULL reorder stage, or one connection's callbacks), so the mailbox
+     * keeps arrival order. */
     struct rc_msg *d = &buf->decode_msg;
     atomic_init(&d->next, NULL); /* not shared yet */
     d->flags = 0;
@@ -540,7 +555,101 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
         return;
     rc_ingest_buf_release(buf); /* the message's */
     /* the system is stopping */
-    rc_metric_add(&c->metrics->messages_rejected, 1);
+    rc_metric_add(&c->metrics->messages_rejected, buf->frame_hdr ? buf->frames : 1);
+    rc_ingest_buf_release(buf);
+}
+
+/* The body length in the SP frame header at p (hdr_len 8: tcp, 9: ipc). */
+static uint64_t frame_body_len(const uint8_t *p, unsigned hdr_len)
+{
+    uint64_t v = 0;
+    for (unsigned i = hdr_len - 8; i < hdr_len; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+void rc_ingest_dispatch_frames(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                               unsigned hdr_len, bool accepting)
+{
+    uint32_t max = rc_runs_limits(c->runs)->batch_max_events;
+    uint32_t frames = 0;
+    uint64_t hint = 0;
+    /* the frames were checked complete by the reader; the bounds here only
+     * keep a bad caller from reading past the buffer */
+    for (size_t off = 0; buf->len - off >= hdr_len;) {
+        uint64_t len = frame_body_len(buf->data + off, hdr_len);
+        if (len > buf->len - off - hdr_len)
+            break;
+        uint32_t h = peek_count(buf->data + off + hdr_len, (size_t)len, max);
+        hint += h ? h : 1;
+        frames++;
+        off += hdr_len + (size_t)len;
+    }
+    buf->frame_hdr = (uint8_t)hdr_len;
+    buf->frames = frames;
+    if (!accepting) {
+        buf->inflight = NULL;
+        rc_metric_add(&c->metrics->messages_rejected, frames);
+        rc_metric_add(&c->metrics->events_rejected[RC_PROTO_SHUTTING_DOWN], frames);
+        rc_ingest_buf_release(buf);
+        return;
+    }
+    /* in flight until the decoder has dispatched every frame (each then
+     * counts on its own, see dispatch_frames_now) */
+    uint32_t n0 = hint > INT32_MAX ? INT32_MAX : (uint32_t)hint;
+    buf->inflight = c->runs;
+    buf->inflight_n = n0 ? n0 : 1;
+    rc_runs_inflight_add(c->runs, (int)buf->inflight_n);
+    if (!c->decoder) {
+        dispatch_frames_now(c, buf, pipe);
+        return;
+    }
+    queue_for_decoder(c, buf, pipe);
+}
+
+static void frame_buf_free(struct rc_ingest_buf *b)
+{
+    rc_ingest_buf_release(b->owner); /* the run of frames it is part of */
+    rc_free(b);
+}
+
+/*
+ * Dispatches each frame of buf as a message of its own: a small buffer
+ * that views the frame and holds a reference on buf, counted in flight
+ * like any received message.  Then buf's own share of the gauge goes (the
+ * frames' shares cover what is left).  Consumes the caller's reference.
+ */
+static void dispatch_frames_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe)
+{
+    unsigned hl = buf->frame_hdr;
+    for (size_t off = 0; buf->len - off >= hl;) {
+        uint64_t len = frame_body_len(buf->data + off, hl);
+        if (len > buf->len - off - hl)
+            break;
+        struct rc_ingest_buf *f = rc_malloc(sizeof(*f));
+        if (f) {
+            atomic_init(&f->refs, 1);
+            f->free_fn = frame_buf_free;
+            f->owner = rc_ingest_buf_hold(buf);
+            f->data = buf->data + off + hl;
+            f->len = (size_t)len;
+            f->recv_ns = buf->recv_ns;
+            f->frame_hdr = 0;
+            f->inflight = c->runs;
+            f->inflight_n = 1;
+            rc_runs_inflight_add(c->runs, 1);
+            dispatch_now(c, f, pipe, NULL, NULL);
+        } else {
+            rc_metric_add(&c->metrics->messages_rejected, 1);
+            rc_metric_add(&c->metrics->events_rejected[RC_PROTO_OVERLOADED], 1);
+        }
+        off += hl + (size_t)len;
+    }
+    if (buf->inflight) {
+        rc_runs_inflight_add(buf->inflight, -(int)buf->inflight_n);
+        buf->inflight = NULL;
+        buf->inflight_n = 0;
+    }
     rc_ingest_buf_release(buf);
 }
 

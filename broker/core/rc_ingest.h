@@ -35,7 +35,7 @@
 #include "rc_run.h"
 
 /* Writes a description of the peer behind pipe into out (for logs). */
-typedef void (*rc_ingest_peer_fn)(uint32_t pipe, char *out, size_t cap);
+typedef void (*rc_ingest_peer_fn)(void *arg, uint32_t pipe, char *out, size_t cap);
 
 /* Scratch state of one receive context; used by one thread at a time. */
 struct rc_ingest_ctx {
@@ -43,6 +43,7 @@ struct rc_ingest_ctx {
     struct rc_metrics *metrics;
     enum rc_ingest_kind kind;
     rc_ingest_peer_fn peer;
+    void *peer_arg;
     /* per message */
     struct rc_ev_slot *slots; /* scratch, or the slots of `pre` */
     uint32_t n, cap;
@@ -77,7 +78,7 @@ struct rc_ingest_ctx {
 
 /* A PULL context spawns its decoder actor (in the runs' actor system). */
 void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc_metrics *m,
-                        enum rc_ingest_kind kind, rc_ingest_peer_fn peer);
+                        enum rc_ingest_kind kind, rc_ingest_peer_fn peer, void *peer_arg);
 /* The decoder, if any, first dispatches what it was sent, then stops and
  * frees its own context; this does not wait for it. */
 void rc_ingest_ctx_fini(struct rc_ingest_ctx *c);
@@ -94,6 +95,17 @@ typedef struct rc_ack *(*rc_ingest_ack_fn)(void *arg, uint32_t n);
  */
 void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
                         rc_ingest_ack_fn ack_for, void *arg);
+
+/*
+ * PULL: hands a buffer of complete SP frames (hdr_len bytes of header
+ * each, see rc_sppull.h) read from one connection to the decoder, which
+ * dispatches each frame's message in order.  Counts them in flight at
+ * once (the elements their array headers announce), so the caller's
+ * pause sees them.  Consumes the caller's reference on buf.  When the
+ * broker is not accepting, refuses them all (`shutting_down`, counted).
+ */
+void rc_ingest_dispatch_frames(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                               unsigned hdr_len, bool accepting);
 
 /* Answers a whole message with one error (shutting_down, ...). */
 void rc_ingest_refuse(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, enum rc_proto_code code,

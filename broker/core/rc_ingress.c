@@ -20,6 +20,7 @@
 #include "rc_log.h"
 #include "rc_proto.h"
 #include "rc_runs.h"
+#include "rc_sppull.h"
 
 /* Consecutive receive errors (not closing) after which the ingress reports
  * itself failed to its supervisor. */
@@ -125,6 +126,12 @@ struct rc_sock {
     bool closed;        /* protected by rc_ingress.mtx */
     bool closing;       /* protected by rc_ingress.mtx: in socks_close */
     char *url;          /* resolved */
+    /* PULL read as byte streams (--ingest-stream-reader, tcp and ipc): the
+     * listener and the context its frames are dispatched with; then sock
+     * and q are unused. */
+    struct rc_sppull *sp;
+    struct rc_ingest_ctx sp_ictx;
+    bool has_sp_ictx;
     /* Connections nng has announced (ADD_PRE) and not yet removed
      * (REM_POST), and how many it has ever announced: relaxed, read only
      * by socks_settle to decide how long to wait. */
@@ -182,8 +189,13 @@ static bool accepting(struct rc_ingress *ing)
 
 /* ---- peers and buffers ---- */
 
-static void peer_of(uint32_t pipe_id, char *out, size_t cap)
+/* rc_ingest_peer_fn: arg is the stream listener, or NULL for nng pipes. */
+static void peer_of(void *arg, uint32_t pipe_id, char *out, size_t cap)
 {
+    if (arg != NULL) {
+        rc_sppull_peer(arg, pipe_id, out, cap);
+        return;
+    }
     nng_pipe p = NNG_PIPE_INITIALIZER;
     nng_sockaddr sa;
     p.id = pipe_id;
@@ -618,24 +630,10 @@ static void pull_fence(struct rc_sock *s)
 
 static char *resolve_url(const char *url, nng_listener l)
 {
-    nng_url *u = NULL;
     int port = 0;
-    char *out = NULL;
-    if (strncmp(url, "tcp", 3) == 0 && nng_url_parse(&u, url) == 0 &&
-        nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0) {
-        size_t n = strlen(url) + 32;
-        out = rc_malloc(n);
-        if (out) {
-            bool v6 = strchr(u->u_hostname, ':') != NULL;
-            snprintf(out, n, "%s://%s%s%s:%d", u->u_scheme, v6 ? "[" : "", u->u_hostname,
-                     v6 ? "]" : "", port);
-        }
-    }
-    if (u)
-        nng_url_free(u);
-    if (!out)
-        out = rc_strndup(url, strlen(url));
-    return out;
+    if (nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
+        port = 0;
+    return rc_sppull_bound_url(url, port);
 }
 
 /* Where to listen: the replaced instance's resolved URL when there is one
@@ -647,10 +645,96 @@ static const char *listen_url(const struct rc_ingress_env *env, enum rc_ingest_k
     return u != NULL ? u : configured;
 }
 
+/* ---- PULL read as byte streams (rc_sppull) ---- */
+
+static struct rc_ingress *sp_ing(void *arg)
+{
+    /* acquire: pairs with the release in open_stream before listening */
+    return atomic_load_explicit(&((struct rc_sock *)arg)->ing, memory_order_acquire);
+}
+
+/* A connection's frames: dispatched in order through the socket's decoder;
+ * false (park the connection) past the in-flight limit, as pull_rearm. */
+static bool sp_frames(void *arg, struct rc_ingest_buf *buf, uint32_t conn, unsigned hdr_len)
+{
+    struct rc_sock *s = arg;
+    struct rc_ingress *ing = sp_ing(arg);
+    if (ing_stopping(ing)) {
+        rc_ingest_buf_release(buf); /* closing: the nng path drops these too */
+        return false;
+    }
+    rc_ingest_dispatch_frames(&s->sp_ictx, buf, conn, hdr_len, accepting(ing));
+    return rc_runs_inflight(ing->env.runs) <= ing->env.cfg->run_mailbox_limit;
+}
+
+static bool sp_may_resume(void *arg)
+{
+    struct rc_ingress *ing = sp_ing(arg);
+    return rc_runs_inflight(ing->env.runs) <= pull_resume_below(ing);
+}
+
+static void sp_parked(void *arg, int n)
+{
+    struct rc_ingress *ing = sp_ing(arg);
+    rc_runs_parked_add(ing->env.runs, n);
+    if (n > 0)
+        rc_metric_add(&ing->env.metrics->ingest_pauses, (uint64_t)n);
+}
+
+static void sp_closed(void *arg, uint32_t conn)
+{
+    struct rc_ingress *ing = sp_ing(arg);
+    rc_metric_add(&ing->env.metrics->pipes_closed, 1);
+    rc_runs_pipe_closed(ing->env.runs, conn);
+}
+
+static void sp_error(void *arg, const char *peer, const char *why)
+{
+    struct rc_sock *s = arg;
+    struct rc_ingress *ing = sp_ing(arg);
+    rc_metric_add(&ing->env.metrics->ingest_conn_errors, 1);
+    RC_LOG_RATELIMITED(RC_LOG_WARN, "ingress", NULL, NULL,
+                       "publisher connection %s on %s dropped: %s", peer,
+                       s->url ? s->url : "--ingest", why);
+}
+
+static int open_stream(struct rc_ingress *ing, struct rc_sock *s, const char *url, char *err,
+                       size_t errlen)
+{
+    struct rc_sppull_cfg cfg = {
+        .max_msg = (uint64_t)ing->env.cfg->max_batch_bytes * 2,
+        .handshake_ms = ing->env.cfg->ingest_handshake_timeout_ms,
+    };
+    struct rc_sppull_hooks hooks = {
+        .frames = sp_frames,
+        .may_resume = sp_may_resume,
+        .parked = sp_parked,
+        .closed = sp_closed,
+        .error = sp_error,
+        .arg = s,
+    };
+    s->kind = RC_INGEST_PULL;
+    atomic_init(&s->pipes, 0);
+    atomic_init(&s->pipes_added, 0);
+    /* release: pairs with the acquire in sp_ing */
+    atomic_store_explicit(&s->ing, ing, memory_order_release);
+    ing->n_socks++;
+    int rc = rc_sppull_listen(url, &cfg, &hooks, &s->sp, err, errlen);
+    if (rc != 0)
+        return rc;
+    rc_ingest_ctx_init(&s->sp_ictx, ing->env.runs, ing->env.metrics, RC_INGEST_PULL, peer_of,
+                       s->sp);
+    s->has_sp_ictx = true;
+    s->url = rc_strndup(rc_sppull_url(s->sp), strlen(rc_sppull_url(s->sp)));
+    return s->url ? 0 : RC_ENOMEM;
+}
+
 static int open_sock(struct rc_ingress *ing, enum rc_ingest_kind kind, const char *url, char *err,
                      size_t errlen)
 {
     struct rc_sock *s = &ing->socks[ing->n_socks];
+    if (kind == RC_INGEST_PULL && ing->env.cfg->ingest_stream_reader && rc_sppull_supports(url))
+        return open_stream(ing, s, url, err, errlen);
     int rv = kind == RC_INGEST_PULL ? nng_pull0_open(&s->sock) : nng_rep0_open(&s->sock);
     if (rv != 0) {
         snprintf(err, errlen, "open %s socket: %s", kind == RC_INGEST_PULL ? "PULL" : "REP",
@@ -695,7 +779,7 @@ static int start_rx(struct rc_ingress *ing, struct rc_sock *s, char *err, size_t
         if (rv == 0)
             pull_post(rx);
     } else {
-        rc_ingest_ctx_init(&rx->ictx, ing->env.runs, ing->env.metrics, s->kind, peer_of);
+        rc_ingest_ctx_init(&rx->ictx, ing->env.runs, ing->env.metrics, s->kind, peer_of, NULL);
         rx->has_ictx = true;
         rv = nng_aio_alloc(&rx->aio, rep_recv_cb, rx);
         if (rv == 0)
@@ -728,7 +812,7 @@ static int pullq_new(struct rc_ingress *ing, size_t cap, struct rc_pullq **out)
     q->cap = cap;
     q->runs = ing->env.runs;
     pthread_mutex_init(&q->mtx, NULL);
-    rc_ingest_ctx_init(&q->ictx, ing->env.runs, ing->env.metrics, RC_INGEST_PULL, peer_of);
+    rc_ingest_ctx_init(&q->ictx, ing->env.runs, ing->env.metrics, RC_INGEST_PULL, peer_of, NULL);
     *out = q;
     return 0;
 }
@@ -761,6 +845,8 @@ static void pull_resume(void *arg)
     struct rc_ingress *ing = arg;
     for (size_t i = 0; i < ing->n_socks; i++) {
         struct rc_pullq *q = ing->socks[i].q;
+        if (ing->socks[i].sp)
+            rc_sppull_resume(ing->socks[i].sp);
         if (q == NULL)
             continue;
         pthread_mutex_lock(&q->mtx);
@@ -793,13 +879,16 @@ int rc_ingress_open(const struct rc_ingress_env *env, struct rc_ingress **out, c
         rc = open_sock(ing, RC_INGEST_REP, listen_url(env, RC_INGEST_REP, cfg->ingest_ack.v[i], i),
                        err, errlen);
     for (size_t i = 0; rc == 0 && i < ing->n_socks; i++)
-        if (ing->socks[i].kind == RC_INGEST_PULL)
+        if (ing->socks[i].kind == RC_INGEST_PULL && !ing->socks[i].sp)
             rc = pullq_new(ing, per, &ing->socks[i].q);
     if (rc == 0) /* before any receive: n_socks and the queues are final */
         rc_runs_set_resume(env->runs, pull_resume, ing, pull_resume_below(ing));
     for (size_t i = 0; rc == 0 && i < ing->n_socks; i++)
-        for (size_t k = 0; rc == 0 && k < per; k++)
+        for (size_t k = 0; rc == 0 && k < per && !ing->socks[i].sp; k++)
             rc = start_rx(ing, &ing->socks[i], err, errlen);
+    for (size_t i = 0; rc == 0 && i < ing->n_socks; i++)
+        if (ing->socks[i].sp) /* its context, URL and the resume hook are set */
+            rc_sppull_start(ing->socks[i].sp);
     if (rc != 0) {
         if (rc == RC_ENOMEM && err[0] == 0)
             snprintf(err, errlen, "out of memory");
@@ -915,6 +1004,12 @@ static void socks_close(struct rc_ingress *ing, bool pull_only)
         if (!s->closing)
             continue;
         s->closed = true;
+        if (s->sp) {
+            /* no nng socket: our own reads, stopped and waited for */
+            rc_sppull_close(s->sp);
+            s->closing = false;
+            continue;
+        }
         pull_fence(s);
         sock_quiet(ing, s);
     }
@@ -1002,8 +1097,12 @@ void rc_ingress_free(struct rc_ingress *ing)
             rc_ingest_ctx_fini(&rx->ictx);
         rc_free(rx);
     }
-    for (size_t i = 0; i < ing->n_socks; i++)
+    for (size_t i = 0; i < ing->n_socks; i++) {
+        rc_sppull_free(ing->socks[i].sp); /* closed above: no callback runs */
+        if (ing->socks[i].has_sp_ictx)
+            rc_ingest_ctx_fini(&ing->socks[i].sp_ictx);
         rc_free(ing->socks[i].url);
+    }
     rc_free(ing->socks);
     rc_free(ing->rx);
     rc_actor_release(ing->owner);

@@ -99,7 +99,10 @@ struct rc_metrics {
     rc_metric ack_failures;  /* counter: REP replies that could not be sent */
     rc_metric ingest_errors; /* counter: receive errors from nng (not bad input) */
     rc_metric ingest_pauses; /* counter: PULL receivers parked for back-pressure */
-    rc_metric pipes_closed;  /* counter: publisher connections closed */
+    /* counter: publisher connections dropped for what they sent (not an SP
+     * PUSH, no SP header in time, a message over the limit; rc_sppull) */
+    rc_metric ingest_conn_errors;
+    rc_metric pipes_closed; /* counter: publisher connections closed */
 
     /* ---- fan-out ---- */
     rc_metric subscriptions;  /* gauge: subscriber attachments to runs (run + conv + all) */

@@ -67,6 +67,12 @@ struct rc_ingest_buf {
     struct rc_msg decode_msg;
     uint32_t decode_pipe;
     bool decode_taken; /* the decoder's turn dispatched it */
+    /* 0: the buffer is one publish message.  8 or 9: it is a run of
+     * complete SP frames (rc_sppull.h) with headers of that length, `frames`
+     * of them; set by rc_ingest_dispatch_frames before the buffer is
+     * shared. */
+    uint8_t frame_hdr;
+    uint32_t frames;
     struct rc_metrics *decode_metrics;
 };
 

@@ -361,6 +361,10 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
                rc_metric_get(&m->ack_failures));
         metric(&b, "runcast_ingest_errors_total", "counter", "Receive errors from nng",
                rc_metric_get(&m->ingest_errors));
+        metric(&b, "runcast_ingest_connection_errors_total", "counter",
+               "Publisher connections dropped for what they sent (not an SP PUSH, no SP header "
+               "in time, a message over the limit)",
+               rc_metric_get(&m->ingest_conn_errors));
         metric(&b, "runcast_ingest_pauses_total", "counter",
                "PULL receives parked because more than --run-mailbox-limit run messages were in "
                "flight (back-pressure to the publishers)",

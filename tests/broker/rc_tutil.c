@@ -15,6 +15,10 @@ void tb_start(struct rc_tb *t, const char *const *opts)
     cr_assert_eq(rc_config_init(&t->cfg), 0);
     cr_assert_eq(rc_config_set(&t->cfg, "ingest", "", "test", err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(rc_config_set(&t->cfg, "ingest-ack", "", "test", err, sizeof(err)), 0, "%s", err);
+    /* the test_*_nngpull variants: nng's PULL socket instead of rc_sppull */
+    if (getenv("RC_TEST_NNG_PULL"))
+        cr_assert_eq(rc_config_set(&t->cfg, "ingest-stream-reader", "0", "test", err, sizeof(err)),
+                     0, "%s", err);
     for (size_t i = 0; opts && opts[i]; i += 2)
         cr_assert_eq(rc_config_set(&t->cfg, opts[i], opts[i + 1], "test", err, sizeof(err)), 0,
                      "%s", err);
@@ -39,6 +43,21 @@ struct rc_testsub *tb_subscribe(struct rc_tb *t, struct rc_sub_req r)
     struct rc_testsub *ts;
     cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
     r.subscriber = rc_testsub_actor(ts);
+    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
+    return ts;
+}
+
+struct rc_testsub *tb_sub_run(struct rc_tb *t, const char *run)
+{
+    struct rc_testsub *ts;
+    cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
+    struct rc_sub_req r = {
+        .kind = RC_SUB_RUN,
+        .target = run,
+        .target_len = strlen(run),
+        .subscriber = rc_testsub_actor(ts),
+        .sub_id = 1,
+    };
     cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
     return ts;
 }

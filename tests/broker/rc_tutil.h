@@ -29,6 +29,8 @@ void tb_stop(struct rc_tb *t);
 /* A new rc_testsub (rc_testsub.h) on t's actor system, subscribed with r,
  * whose subscriber is filled in. */
 struct rc_testsub *tb_subscribe(struct rc_tb *t, struct rc_sub_req r);
+/* Subscribes a new test subscriber to run (no snapshot); the caller frees it. */
+struct rc_testsub *tb_sub_run(struct rc_tb *t, const char *run);
 
 #define TACK_MAX 1100
 struct tack {

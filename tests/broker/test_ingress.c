@@ -23,22 +23,6 @@
 #define ORDER_RUNS   4
 #define ORDER_EVENTS 1500
 
-static struct rc_testsub *sub_run(struct rc_tb *t, const char *run)
-{
-    struct rc_testsub *ts;
-    cr_assert_eq(rc_testsub_new(rc_broker_system(t->b), &ts), 0);
-    struct rc_sub_req r = {
-        .kind = RC_SUB_RUN,
-        .target = run,
-        .target_len = strlen(run),
-        .subscriber = rc_testsub_actor(ts),
-        .sub_id = 1,
-        .snapshot = 0,
-    };
-    cr_assert_eq(rc_runs_subscribe(rc_broker_runs(t->b), &r), 0);
-    return ts;
-}
-
 static void push(nng_socket s, const struct tev *e)
 {
     struct rc_buf b;
@@ -77,7 +61,7 @@ static void sub_runs(struct rc_tb *t, const char *prefix, int n, char runs[][32]
 {
     for (int r = 0; r < n; r++) {
         snprintf(runs[r], 32, "%s-%d", prefix, r);
-        ts[r] = sub_run(t, runs[r]);
+        ts[r] = tb_sub_run(t, runs[r]);
     }
 }
 
@@ -278,7 +262,7 @@ Test(ingress, batch_of_only_bad_events_is_answered_and_the_broker_goes_on, .time
     nng_socket s;
     cr_assert_eq(nng_push0_open(&s), 0);
     cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
-    struct rc_testsub *ts = sub_run(&t, "after-bad");
+    struct rc_testsub *ts = tb_sub_run(&t, "after-bad");
     struct rc_buf b;
     rc_buf_init(&b);
     push_batch(s, &b, bad, 2);
@@ -306,7 +290,7 @@ Test(ingress, events_small_and_large_are_encoded_whole, .timeout = 60)
     struct rc_tb t;
     const char *opts[] = {"watchdog", "30s", NULL};
     tb_start(&t, opts);
-    struct rc_testsub *ts = sub_run(&t, "sizes");
+    struct rc_testsub *ts = tb_sub_run(&t, "sizes");
     static const size_t lens[] = {0, 1, 31, 32, 500, 600, 700, 800, 900, 1000, 1100, 5000, 30000};
     enum { NL = sizeof(lens) / sizeof(lens[0]) };
     static char texts[NL][40001], datas[NL][40001];
@@ -510,9 +494,9 @@ Test(ingress, pull_context_fini_delivers_what_its_decoder_was_sent, .timeout = 6
     const char *opts[] = {"ingest", "", "ingest-ack", "", "watchdog", "30s", NULL};
     tb_start(&t, opts);
     const char *run = "fini-run";
-    struct rc_testsub *ts = sub_run(&t, run);
+    struct rc_testsub *ts = tb_sub_run(&t, run);
     struct rc_ingest_ctx c;
-    rc_ingest_ctx_init(&c, rc_broker_runs(t.b), rc_broker_metrics(t.b), RC_INGEST_PULL, NULL);
+    rc_ingest_ctx_init(&c, rc_broker_runs(t.b), rc_broker_metrics(t.b), RC_INGEST_PULL, NULL, NULL);
     cr_assert_not_null(c.decoder, "a PULL context decodes on its decoder actor");
     struct rc_buf b;
     rc_buf_init(&b);
@@ -631,7 +615,7 @@ Test(ingress, system_stop_drops_the_decoders_queue_counted_and_freed, .timeout =
         rc_clock_sleep_ms(1);
 
     struct rc_ingest_ctx c;
-    rc_ingest_ctx_init(&c, runs, m, RC_INGEST_PULL, NULL);
+    rc_ingest_ctx_init(&c, runs, m, RC_INGEST_PULL, NULL, NULL);
     cr_assert_not_null(c.decoder);
     struct rc_buf b;
     rc_buf_init(&b);
@@ -693,7 +677,7 @@ static uint64_t publish_one_at_a_time(const char *backlog, const char *run, size
     nng_socket s = start_with_push(&t, opts);
     struct rc_actor_system_stats st0, st1;
     rc_actor_system_stats(rc_broker_system(t.b), &st0);
-    struct rc_testsub *ts = sub_run(&t, run);
+    struct rc_testsub *ts = tb_sub_run(&t, run);
     size_t base = rc_testsub_count(ts);
     for (size_t i = 0; i < n; i++) {
         char text[32];

@@ -1,0 +1,282 @@
+/*
+ * The stream reader of --ingest (rc_sppull): the SP wire protocol spoken
+ * by hand over plain sockets, so that every byte boundary and every bad
+ * header is ours to choose; nng PUSH over ipc:// for the other framing.
+ * (Every other ingress and runcastd test also runs through it, since it
+ * is the default, and once more with nng's PULL socket: the *_nngpull
+ * variants.)
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "rc_buf.h"
+#include "rc_clock.h"
+#include "rc_metrics.h"
+#include <errno.h>
+#include "rc_testsub.h"
+#include "rc_tutil.h"
+
+/* A TCP socket connected to the broker's first --ingest URL
+ * (tcp://127.0.0.1:PORT), with a 5 s receive timeout. */
+static int dial_ingest(struct rc_tb *t)
+{
+    const char *url = rc_broker_listen_url(t->b, RC_INGEST_PULL, 0);
+    cr_assert_not_null(url);
+    const char *colon = strrchr(url, ':');
+    cr_assert_not_null(colon);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static void sp_header(uint8_t h[8], unsigned proto)
+{
+    const uint8_t v[8] = {0, 'S', 'P', 0, (uint8_t)(proto >> 8), (uint8_t)proto, 0, 0};
+    memcpy(h, v, 8);
+}
+
+/* Appends one SP/TCP frame holding e to out. */
+static void frame_append(struct rc_buf *out, const struct tev *e)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    tev_encode(&b, e);
+    uint8_t len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (uint8_t)((uint64_t)b.len >> (56 - 8 * i));
+    cr_assert_eq(rc_buf_append(out, len, 8), 0);
+    cr_assert_eq(rc_buf_append(out, b.data, b.len), 0);
+    rc_buf_fini(&b);
+}
+
+/* Reads until the broker closes the connection; true if it did within the
+ * socket's receive timeout. */
+static bool closed_by_broker(int fd)
+{
+    char buf[256];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0)
+            return true;
+        if (n < 0)
+            return errno == ECONNRESET;
+    }
+}
+
+static bool wait_metric(rc_metric *m, uint64_t want, int ms)
+{
+    for (int i = 0; i < ms / 5; i++) {
+        if (rc_metric_get(m) >= want)
+            return true;
+        rc_clock_sleep_ms(5);
+    }
+    return rc_metric_get(m) >= want;
+}
+
+Test(sppull, a_push_peer_writing_byte_by_byte_gets_every_event_in_order, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "30s", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = tb_sub_run(&t, "bytes");
+    int fd = dial_ingest(&t);
+    /* the broker introduces itself as an SP PULL */
+    uint8_t h[8], want[8];
+    sp_header(want, 0x51);
+    size_t got = 0;
+    while (got < 8) {
+        ssize_t n = recv(fd, h + got, 8 - got, 0);
+        cr_assert_gt(n, 0, "no SP header from the broker");
+        got += (size_t)n;
+    }
+    cr_assert_eq(memcmp(h, want, 8), 0, "the broker's SP header is not PULL's");
+    struct rc_buf out;
+    rc_buf_init(&out);
+    sp_header(h, 0x50);
+    cr_assert_eq(rc_buf_append(&out, h, 8), 0);
+    enum { N = 12 };
+    for (int i = 0; i < N; i++) {
+        char text[16];
+        snprintf(text, sizeof(text), "%d", i);
+        frame_append(&out, &(struct tev){.run = "bytes", .type = "delta", .text = text});
+    }
+    frame_append(&out, &(struct tev){.run = "bytes", .type = "complete"});
+    /* one byte per write, with a pause now and then so that the reads end
+     * inside headers and inside bodies */
+    for (size_t i = 0; i < out.len; i++) {
+        cr_assert_eq(send(fd, out.data + i, 1, MSG_NOSIGNAL), 1);
+        if (i % 7 == 0)
+            rc_clock_sleep_ms(1);
+    }
+    cr_assert(rc_testsub_wait_terminal(ts, "bytes", 20000), "the run never ended");
+    size_t k = 0;
+    for (size_t i = 0; i < rc_testsub_count(ts); i++) {
+        struct rc_tframe f;
+        cr_assert(rc_testsub_get(ts, i, &f));
+        if (f.kind != RC_FRAME_EV)
+            continue;
+        cr_assert_eq(f.seq, k + 1);
+        if (k < N) {
+            char text[16], w[16];
+            cr_assert(rc_mp_str(f.raw, f.len, "text", text, sizeof(text)));
+            snprintf(w, sizeof(w), "%zu", k);
+            cr_assert_str_eq(text, w);
+        }
+        k++;
+    }
+    cr_assert_eq(k, N + 1, "%zu events seen", k);
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->ingest_conn_errors), 0);
+    close(fd);
+    rc_buf_fini(&out);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(sppull, a_peer_that_is_not_an_sp_push_is_dropped_and_counted, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", NULL};
+    tb_start(&t, opts);
+    rc_metric *errs = &rc_broker_metrics(t.b)->ingest_conn_errors;
+    /* an SP REQ (0x0030) */
+    int fd = dial_ingest(&t);
+    uint8_t h[8];
+    sp_header(h, 0x30);
+    cr_assert_eq(send(fd, h, 8, MSG_NOSIGNAL), 8);
+    cr_assert(closed_by_broker(fd), "a REQ peer was not disconnected");
+    close(fd);
+    cr_assert(wait_metric(errs, 1, 5000));
+    /* not SP at all */
+    fd = dial_ingest(&t);
+    const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(send(fd, http, strlen(http), MSG_NOSIGNAL), (ssize_t)strlen(http));
+    cr_assert(closed_by_broker(fd), "an HTTP client was not disconnected");
+    close(fd);
+    cr_assert(wait_metric(errs, 2, 5000));
+    /* the listener still serves a real PUSH */
+    struct rc_testsub *ts = tb_sub_run(&t, "after");
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, rc_broker_listen_url(t.b, RC_INGEST_PULL, 0), NULL, 0), 0);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    tev_encode(&b, &(struct tev){.run = "after", .type = "complete"});
+    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    cr_assert(rc_testsub_wait_terminal(ts, "after", 20000));
+    cr_assert_eq(rc_metric_get(errs), 2);
+    nng_close(s);
+    rc_buf_fini(&b);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(sppull, a_peer_silent_past_the_handshake_timeout_is_dropped, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "ingest-handshake-timeout", "50ms", NULL};
+    tb_start(&t, opts);
+    int fd = dial_ingest(&t);
+    /* half a header, then nothing: the deadline holds across reads */
+    uint8_t h[8];
+    sp_header(h, 0x50);
+    cr_assert_eq(send(fd, h, 4, MSG_NOSIGNAL), 4);
+    cr_assert(closed_by_broker(fd), "a silent peer was kept");
+    close(fd);
+    cr_assert(wait_metric(&rc_broker_metrics(t.b)->ingest_conn_errors, 1, 5000));
+    tb_stop(&t);
+}
+
+Test(sppull, a_message_over_the_limit_drops_the_connection_after_the_ones_before, .timeout = 60)
+{
+    struct rc_tb t;
+    /* messages up to twice --max-batch-bytes are read (and answered
+     * too_large); beyond, the connection goes, as with nng's PULL */
+    const char *opts[] = {
+        "ingest", "tcp://127.0.0.1:0", "max-batch-bytes", "1KiB", "max-event-bytes", "1KiB", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = tb_sub_run(&t, "big");
+    int fd = dial_ingest(&t);
+    struct rc_buf out;
+    rc_buf_init(&out);
+    uint8_t h[8];
+    sp_header(h, 0x50);
+    cr_assert_eq(rc_buf_append(&out, h, 8), 0);
+    frame_append(&out, &(struct tev){.run = "big", .type = "delta", .text = "first"});
+    const uint8_t huge[8] = {0, 0, 0, 0, 0, 0x10, 0, 0}; /* 1 MiB announced */
+    cr_assert_eq(rc_buf_append(&out, huge, 8), 0);
+    cr_assert_eq(send(fd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
+    cr_assert(closed_by_broker(fd), "the connection survived a 1 MiB message");
+    close(fd);
+    cr_assert(wait_metric(&rc_broker_metrics(t.b)->ingest_conn_errors, 1, 5000));
+    /* the event before it was accepted */
+    bool seen = false;
+    for (int i = 0; i < 1000 && !seen; i++) {
+        for (size_t k = 0; k < rc_testsub_count(ts); k++) {
+            struct rc_tframe f;
+            if (rc_testsub_get(ts, k, &f) && f.kind == RC_FRAME_EV && f.seq == 1)
+                seen = true;
+        }
+        if (!seen)
+            rc_clock_sleep_ms(5);
+    }
+    cr_assert(seen, "the event before the oversize message was lost");
+    rc_buf_fini(&out);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+Test(sppull, ipc_connections_are_read_with_the_ipc_framing, .timeout = 60)
+{
+    char url[96];
+    snprintf(url, sizeof(url), "ipc:///tmp/runcast-test-sppull-%d.sock", (int)getpid());
+    struct rc_tb t;
+    const char *opts[] = {"ingest", url, "watchdog", "30s", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = tb_sub_run(&t, "ipc");
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    enum { N = 500 };
+    for (int i = 0; i <= N; i++) {
+        char text[16];
+        snprintf(text, sizeof(text), "%d", i);
+        rc_buf_reset(&b);
+        tev_encode(&b, &(struct tev){.run = "ipc",
+                                     .type = i < N ? "delta" : "complete",
+                                     .text = i < N ? text : NULL});
+        cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    }
+    cr_assert(rc_testsub_wait_terminal(ts, "ipc", 20000), "the run never ended");
+    size_t k = 0;
+    for (size_t i = 0; i < rc_testsub_count(ts); i++) {
+        struct rc_tframe f;
+        cr_assert(rc_testsub_get(ts, i, &f));
+        if (f.kind == RC_FRAME_EV)
+            cr_assert_eq(f.seq, ++k);
+    }
+    cr_assert_eq(k, N + 1);
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->ingest_conn_errors), 0);
+    nng_close(s);
+    rc_buf_fini(&b);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
