@@ -22,6 +22,7 @@
 #include "rc_buf.h"
 #include "rc_clock.h"
 #include "rc_metrics.h"
+#include "rc_proto.h"
 #include <errno.h>
 #include "rc_testsub.h"
 #include "rc_tutil.h"
@@ -275,6 +276,66 @@ Test(sppull, ipc_connections_are_read_with_the_ipc_framing, .timeout = 60)
     }
     cr_assert_eq(k, N + 1);
     cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->ingest_conn_errors), 0);
+    nng_close(s);
+    rc_buf_fini(&b);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+/* A message several times the largest read buffer (256 KiB) is read into
+ * one buffer of its size, between small ones, and arrives whole. */
+Test(sppull, a_batch_larger_than_the_read_buffer_arrives_whole, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "30s", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = tb_sub_run(&t, "large");
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, rc_broker_listen_url(t.b, RC_INGEST_PULL, 0), NULL, 0), 0);
+    enum { BIG = 24, TEXT = 40000, ROUNDS = 2 };
+    static char text[TEXT + 1];
+    struct rc_buf b;
+    rc_buf_init(&b);
+    size_t sent = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        rc_buf_reset(&b);
+        cr_assert_eq(rc_mpw_array(&b, BIG), 0);
+        for (int i = 0; i < BIG; i++) {
+            memset(text, 'a' + (int)(sent % 26), TEXT);
+            text[TEXT] = 0;
+            tev_encode(&b, &(struct tev){.run = "large", .type = "delta", .text = text});
+            sent++;
+        }
+        cr_assert_gt(b.len, (size_t)3 * 262144);
+        cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+        rc_buf_reset(&b);
+        tev_encode(&b, &(struct tev){.run = "large", .type = "delta", .text = "small"});
+        cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+        sent++;
+    }
+    rc_buf_reset(&b);
+    tev_encode(&b, &(struct tev){.run = "large", .type = "complete"});
+    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    cr_assert(rc_testsub_wait_terminal(ts, "large", 20000), "the run never ended");
+    static char got[TEXT + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < rc_testsub_count(ts); i++) {
+        struct rc_tframe f;
+        cr_assert(rc_testsub_get(ts, i, &f));
+        if (f.kind != RC_FRAME_EV || f.terminal)
+            continue;
+        cr_assert(rc_mp_str(f.raw, f.len, "text", got, sizeof(got)));
+        if (k % (BIG + 1) == BIG) {
+            cr_assert_str_eq(got, "small");
+        } else {
+            cr_assert_eq(strlen(got), (size_t)TEXT, "event %zu: %zu bytes of text", k, strlen(got));
+            cr_assert_eq(got[0], 'a' + (int)(k % 26));
+            cr_assert_eq(got[TEXT - 1], 'a' + (int)(k % 26));
+        }
+        k++;
+    }
+    cr_assert_eq(k, sent);
     nng_close(s);
     rc_buf_fini(&b);
     rc_testsub_free(ts);
