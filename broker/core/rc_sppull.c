@@ -265,7 +265,15 @@ static void chunk_free(struct rc_ingest_buf *b)
 static struct rc_ingest_buf *take_frames(struct sp_conn *c, size_t start, size_t keep, bool *nomem)
 {
     size_t tail = c->have - keep;
-    size_t want = c->need > c->size ? c->need : c->size; /* > tail: see scan_frames */
+    /* A frame larger than the buffer grows it as its bytes arrive (at most
+     * twice what is already here), not to the size its header announces:
+     * a peer that announces 8 MiB and sends nothing holds little.  Always
+     * more than the tail, so the next read has room. */
+    size_t want = c->size;
+    if (c->need > want) {
+        size_t grown = 2 * tail > want ? 2 * tail : want;
+        want = c->need < grown ? c->need : grown;
+    }
     size_t len = keep - start;
     struct rc_ingest_buf *b = NULL;
     *nomem = false;
