@@ -12,7 +12,8 @@
  * wake check per run, and a batch spreads over tens of runs).
  *
  * PULL contexts decode on a worker: rc_ingest_dispatch only counts the
- * message in flight and sends it to the context's decoder actor, whose
+ * message in flight (rc_ingest_dispatch_frames: every message of one
+ * stream read, rc_sppull.h) and sends it to the context's decoder actor, whose
  * turns do the rest (in arrival order: one actor, one mailbox).  The nng
  * thread is back in nng at once, re-posts its receive sooner, and nng then
  * completes more receives inside its pipe callbacks instead of waking a
