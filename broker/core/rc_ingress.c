@@ -599,8 +599,10 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     if (ev == NNG_PIPE_EV_ADD_PRE) {
         atomic_fetch_add_explicit(&s->pipes, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->pipes_added, 1, memory_order_relaxed);
+        rc_metric_add(&ing->env.metrics->pipes_open, 1);
     } else if (ev == NNG_PIPE_EV_REM_POST) {
         atomic_fetch_sub_explicit(&s->pipes, 1, memory_order_relaxed);
+        rc_metric_sub(&ing->env.metrics->pipes_open, 1);
         rc_metric_add(&ing->env.metrics->pipes_closed, 1);
         rc_runs_pipe_closed(ing->env.runs, (uint32_t)nng_pipe_id(p));
     }
@@ -681,9 +683,16 @@ static void sp_parked(void *arg, int n)
         rc_metric_add(&ing->env.metrics->ingest_pauses, (uint64_t)n);
 }
 
+static void sp_opened(void *arg, uint32_t conn)
+{
+    (void)conn;
+    rc_metric_add(&sp_ing(arg)->env.metrics->pipes_open, 1);
+}
+
 static void sp_closed(void *arg, uint32_t conn)
 {
     struct rc_ingress *ing = sp_ing(arg);
+    rc_metric_sub(&ing->env.metrics->pipes_open, 1);
     rc_metric_add(&ing->env.metrics->pipes_closed, 1);
     rc_runs_pipe_closed(ing->env.runs, conn);
 }
@@ -709,6 +718,7 @@ static int open_stream(struct rc_ingress *ing, struct rc_sock *s, const char *ur
         .frames = sp_frames,
         .may_resume = sp_may_resume,
         .parked = sp_parked,
+        .opened = sp_opened,
         .closed = sp_closed,
         .error = sp_error,
         .arg = s,

@@ -103,6 +103,9 @@ struct rc_metrics {
      * PUSH, no SP header in time, a message over the limit; rc_sppull) */
     rc_metric ingest_conn_errors;
     rc_metric pipes_closed; /* counter: publisher connections closed */
+    /* gauge: publisher connections open (PULL and REP; a stream reader's
+     * once its SP handshake is done, as nng counts a pipe) */
+    rc_metric pipes_open;
 
     /* ---- fan-out ---- */
     rc_metric subscriptions;  /* gauge: subscriber attachments to runs (run + conv + all) */

@@ -391,6 +391,8 @@ static void conn_read_cb(void *arg)
         }
         c->hs_done = true;
         nng_aio_set_timeout(c->rx, NNG_DURATION_INFINITE);
+        if (l->hooks.opened)
+            l->hooks.opened(l->hooks.arg, c->id);
         start = 8;
     }
     bool bad = false, nomem = false;

@@ -54,6 +54,8 @@ struct rc_sppull_hooks {
     bool (*may_resume)(void *arg);
     /* Connections parked (+n) or unparked / closed while parked (-n). */
     void (*parked)(void *arg, int n);
+    /* A connection completed its SP handshake (a publisher is there). */
+    void (*opened)(void *arg, uint32_t conn);
     /* A connection that had completed its SP handshake ended. */
     void (*closed)(void *arg, uint32_t conn);
     /* A connection was refused or dropped for what its peer sent (or a

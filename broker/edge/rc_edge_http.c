@@ -369,6 +369,9 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
                "PULL receives parked because more than --run-mailbox-limit run messages were in "
                "flight (back-pressure to the publishers)",
                rc_metric_get(&m->ingest_pauses));
+        metric(&b, "runcast_publisher_connections", "gauge",
+               "Publisher connections open (PULL and REP, after their SP handshake)",
+               rc_metric_get(&m->pipes_open));
         metric(&b, "runcast_publisher_pipes_closed_total", "counter",
                "Publisher connections closed", rc_metric_get(&m->pipes_closed));
         metric(&b, "runcast_run_subscriptions", "gauge",

@@ -114,7 +114,15 @@ Test(ingress, one_push_connection_keeps_publish_order_with_inflight_receives, .t
         cr_assert(rc_testsub_wait_terminal(ts[r], runs[r], 20000), "run %s never ended", runs[r]);
         expect_in_order(ts[r], runs[r], ORDER_EVENTS + 1);
     }
+    /* the publisher's connection is counted while open (nng's pipe, or the
+     * stream reader's connection: both variants of this test) */
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    cr_assert_eq(rc_metric_get(&m->pipes_open), 1);
     nng_close(s);
+    for (int i = 0; i < 1000 && rc_metric_get(&m->pipes_open) != 0; i++)
+        rc_clock_sleep_ms(5);
+    cr_assert_eq(rc_metric_get(&m->pipes_open), 0, "the closed connection still counts");
+    cr_assert_eq(rc_metric_get(&m->pipes_closed), 1);
     for (int r = 0; r < ORDER_RUNS; r++)
         rc_testsub_free(ts[r]);
     tb_stop(&t);

@@ -182,7 +182,13 @@ Test(sppull, a_peer_that_is_not_an_sp_push_is_dropped_and_counted, .timeout = 60
     cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
     cr_assert(rc_testsub_wait_terminal(ts, "after", 20000));
     cr_assert_eq(rc_metric_get(errs), 2);
+    /* only the PUSH counted as a publisher connection, and only while open */
+    struct rc_metrics *m = rc_broker_metrics(t.b);
+    cr_assert_eq(rc_metric_get(&m->pipes_open), 1);
+    cr_assert_eq(rc_metric_get(&m->pipes_closed), 0);
     nng_close(s);
+    cr_assert(wait_metric(&m->pipes_closed, 1, 5000), "the PUSH's close was not seen");
+    cr_assert_eq(rc_metric_get(&m->pipes_open), 0);
     rc_buf_fini(&b);
     rc_testsub_free(ts);
     tb_stop(&t);

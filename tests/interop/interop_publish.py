@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Publishing to runcastd with third-party tools from documented bytes.
 
-    interop_publish.py nngcat|nanocat|node
+    interop_publish.py nngcat|nanocat|node [tcp|ipc]
 
 Starts its own runcastd on free ports, then, with the named tool only:
   * pushes the committed .msgpack files in data/ (one event, then a batch of
@@ -17,6 +17,10 @@ instead: it pushes start, a batch and a tool event, then sends complete as
 a request; the same subscriber checks what arrived.  The binding is
 installed with `npm ci` from the committed lockfile when node_modules is
 missing; if it cannot be built here, the test says so and is skipped.
+
+With `ipc`, the broker's PULL socket (fire-and-forget) listens on an ipc://
+socket file instead of tcp:// (the other framing of the SP wire protocol,
+read by the broker's stream reader); the REP socket stays on tcp.
 
 Exit 0 on success, 1 on a failed check, 77 when the tool is not installed
 or the nanomsg binding does not build (the CTest registration marks 77 as
@@ -51,10 +55,11 @@ def fail(msg):
     sys.exit(1)
 
 
-def start_broker(tmp):
+def start_broker(tmp, transport="tcp"):
     log = open(os.path.join(tmp, "runcastd.log"), "w+")
+    ingest = f"ipc://{tmp}/ingest.sock" if transport == "ipc" else "tcp://127.0.0.1:0"
     p = subprocess.Popen(
-        [RUNCASTD, "--ingest", "tcp://127.0.0.1:0", "--ingest-ack", "tcp://127.0.0.1:0",
+        [RUNCASTD, "--ingest", ingest, "--ingest-ack", "tcp://127.0.0.1:0",
          "--http", "127.0.0.1:0", "--log-level", "warn", "--shutdown-timeout", "1s"],
         stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 10
@@ -141,11 +146,11 @@ def node_ready():
         sys.exit(77)
 
 
-def main_node():
+def main_node(transport):
     node_ready()
     run = "interop-node"
     with tempfile.TemporaryDirectory() as tmp:
-        broker, ingest, ack, http = start_broker(tmp)
+        broker, ingest, ack, http = start_broker(tmp, transport)
         try:
             out = run_tool(["node", os.path.join(HERE, "node", "publish.js"), ingest, ack, http,
                             run])
@@ -162,7 +167,7 @@ def main_node():
                 fail(f"tool: {evs[4]}")
             if evs[5].get("data") != {"ok": True} or evs[5].get("id") != "node-complete-1":
                 fail(f"complete: {evs[5]}")
-            print(f"PASS: node (npm nanomsg): 5 pushed + 1 acknowledged event arrived in order "
+            print(f"PASS: node (npm nanomsg, PUSH over {transport}): 5 pushed + 1 acknowledged event arrived in order "
                   f"(epoch {a['epoch']})")
         finally:
             broker.terminate()
@@ -173,12 +178,14 @@ def main_node():
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("nngcat", "nanocat", "node"):
+    if (len(sys.argv) not in (2, 3) or sys.argv[1] not in ("nngcat", "nanocat", "node")
+            or sys.argv[2:] not in ([], ["tcp"], ["ipc"])):
         print(__doc__)
         sys.exit(2)
     tool = sys.argv[1]
+    transport = sys.argv[2] if len(sys.argv) == 3 else "tcp"
     if tool == "node":
-        return main_node()
+        return main_node(transport)
     if shutil.which(tool) is None:
         print(f"SKIP: {tool} is not installed (Debian package "
               f"{'nng-utils' if tool == 'nngcat' else 'nanomsg-utils'})")
@@ -186,7 +193,7 @@ def main():
     run = "interop-" + tool
     data = os.path.join(HERE, "data")
     with tempfile.TemporaryDirectory() as tmp:
-        broker, ingest, ack, http = start_broker(tmp)
+        broker, ingest, ack, http = start_broker(tmp, transport)
         try:
             # 1. PUSH: one event, a batch of three, and printf bytes.
             run_tool(tool_cmd(tool, "push", ingest, os.path.join(data, f"{tool}_start.msgpack")))
@@ -237,7 +244,7 @@ def main():
                 fail(f"complete: {evs[5]}")
             if any(e.get("epoch") != a["epoch"] for e in evs):
                 fail("epoch of the events differs from the ack's")
-            print(f"PASS: {tool}: 5 pushed + 1 acknowledged event arrived in order; "
+            print(f"PASS: {tool} (PUSH over {transport}): 5 pushed + 1 acknowledged event arrived in order; "
                   f"repeat acknowledged as dup (epoch {a['epoch']})")
         finally:
             broker.terminate()
