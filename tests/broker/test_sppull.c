@@ -347,3 +347,32 @@ Test(sppull, a_batch_larger_than_the_read_buffer_arrives_whole, .timeout = 60)
     rc_testsub_free(ts);
     tb_stop(&t);
 }
+
+/* URL schemes the stream reader does not read (here inproc://) keep nng's
+ * PULL socket, with the stream reader on (the default). */
+Test(sppull, other_schemes_keep_nngs_pull_socket, .timeout = 60)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "inproc://runcast-test-sppull-%d", (int)getpid());
+    struct rc_tb t;
+    const char *opts[] = {"ingest", url, "ingest-stream-reader", "1", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = tb_sub_run(&t, "inproc");
+    nng_socket s;
+    cr_assert_eq(nng_push0_open(&s), 0);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    tev_encode(&b, &(struct tev){.run = "inproc", .type = "delta", .text = "x"});
+    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    rc_buf_reset(&b);
+    tev_encode(&b, &(struct tev){.run = "inproc", .type = "complete"});
+    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    cr_assert(rc_testsub_wait_terminal(ts, "inproc", 20000), "the run never ended");
+    /* an nng pipe, counted as one */
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->pipes_open), 1);
+    nng_close(s);
+    rc_buf_fini(&b);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
