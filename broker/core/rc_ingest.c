@@ -292,6 +292,11 @@ static bool same_run(const struct rc_ev_slot *a, const struct rc_ev_slot *b)
     return x->run.len == y->run.len && memcmp(x->run.ptr, y->run.ptr, x->run.len) == 0;
 }
 
+static void slot_copy(struct rc_ev_slot *dst, const struct rc_ev_slot *src)
+{
+    rc_copy_words(dst, src, sizeof(*src));
+}
+
 static const struct rc_str *slot_run(const struct rc_ev_slot *s)
 {
     return &((const struct rc_event *)(const void *)s->ev)->run;
@@ -761,7 +766,7 @@ static void dispatch_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uin
     for (uint32_t i = 0; i < c->n; i++) {
         struct rc_ingest_msg *msg = c->gmsg[c->group[i]];
         if (msg)
-            msg->slots[msg->n++] = c->slots[i];
+            slot_copy(&msg->slots[msg->n++], &c->slots[i]);
         else {
             if (ack)
                 rc_ack_set_code(ack, c->slots[i].index, RC_PROTO_OVERLOADED,

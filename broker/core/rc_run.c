@@ -133,17 +133,20 @@ void rc_ack_set_error(struct rc_ack *ack, uint32_t i, const struct rc_proto_erro
     ack->results[i].field = err->field;
 }
 
+_Static_assert(RC_EV_HEAD % 8 == 0 && (sizeof(struct rc_event) - RC_EV_TAIL) % 8 == 0,
+               "rc_copy_words moves 8-byte words");
+
 void rc_ev_pack(struct rc_ev_slot *s, const struct rc_event *ev)
 {
-    memcpy(s->ev, ev, RC_EV_HEAD);
-    memcpy(s->ev + RC_EV_HEAD, (const char *)ev + RC_EV_TAIL, sizeof(*ev) - RC_EV_TAIL);
+    rc_copy_words(s->ev, ev, RC_EV_HEAD);
+    rc_copy_words(s->ev + RC_EV_HEAD, (const char *)ev + RC_EV_TAIL, sizeof(*ev) - RC_EV_TAIL);
 }
 
 void rc_ev_unpack(const struct rc_ev_slot *s, struct rc_event *ev,
                   const struct rc_proto_limits *lim)
 {
-    memcpy(ev, s->ev, RC_EV_HEAD);
-    memcpy((char *)ev + RC_EV_TAIL, s->ev + RC_EV_HEAD, sizeof(*ev) - RC_EV_TAIL);
+    rc_copy_words(ev, s->ev, RC_EV_HEAD);
+    rc_copy_words((char *)ev + RC_EV_TAIL, s->ev + RC_EV_HEAD, sizeof(*ev) - RC_EV_TAIL);
     if (ev->n_timeouts > 0) {
         /* Start events with timeouts (rare): decode again for the table.
          * The bytes are the ones the ingress validated, so this succeeds. */
