@@ -519,22 +519,39 @@ static enum rc_proto_code check_timeouts(const struct slot *s, const struct rc_p
 /* Every field of ev to "absent".  Field by field: a memset of the struct
  * (timeouts included) costs more than the rest of a typical decode's
  * stores. */
+/* Every field but the timeouts table zeroed (absent), type custom.  Vector
+ * zero stores over the whole head, not a chain of struct assignments: GCC
+ * built those as one small store and a 16-byte reload of it per field, a
+ * failed store-to-load forward each (perf put a third of the fast decode's
+ * samples on them); and not memset, which it inlines as `rep stosq` (slow
+ * to start).  bench_proto: decode + validate + encode of a batch of 64
+ * 117.4-117.9 against 122.7-128.4 ns per event (3 alternations). */
+typedef unsigned char ev_zero_v16 __attribute__((vector_size(16), aligned(8), may_alias));
+typedef uint64_t ev_zero_u64 __attribute__((aligned(8), may_alias));
+_Static_assert(offsetof(struct rc_event, timeouts) % 8 == 0, "ev_reset zeroes 8-byte words");
+
+/* n: a multiple of 8 */
+static inline void ev_zero16(void *p, size_t n)
+{
+    ev_zero_v16 *v = p;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        *v++ = (ev_zero_v16){0};
+        __asm__("" : "+r"(v)); /* keeps GCC from turning the loop back into memset */
+    }
+    if (i < n)
+        *(ev_zero_u64 *)(void *)v = 0;
+}
+
 static inline void ev_reset(struct rc_event *ev)
 {
-    const struct rc_str none = {NULL, 0};
-    ev->raw = ev->run = ev->conv = ev->type_name = ev->phase = ev->text = none;
-    ev->id_raw = ev->tool_raw = ev->tool_id_raw = ev->item_raw = ev->item_id_raw = none;
-    ev->data_raw = ev->error_raw = ev->error_code = ev->error_message = none;
+    ev_zero16(ev, offsetof(struct rc_event, timeouts));
     ev->type = RC_EV_CUSTOM;
-    ev->has_text = false;
-    ev->has_ts = false;
-    ev->ts = 0;
-    ev->n_timeouts = 0;
     ev->has_deadline = false;
     ev->deadline_ms = 0;
     ev->id_is_uint = false;
     ev->id_uint = 0;
-    ev->id_str = none;
+    ev->id_str = (struct rc_str){NULL, 0};
 }
 
 /* ---- The fast path ----
