@@ -81,6 +81,14 @@ static bool closed_by_broker(int fd)
     }
 }
 
+/* Sends e as one message on PUSH socket s (b: scratch). */
+static void push_tev(nng_socket s, struct rc_buf *b, const struct tev *e)
+{
+    rc_buf_reset(b);
+    tev_encode(b, e);
+    cr_assert_eq(nng_send(s, b->data, b->len, 0), 0);
+}
+
 static bool wait_metric(rc_metric *m, uint64_t want, int ms)
 {
     for (int i = 0; i < ms / 5; i++) {
@@ -178,8 +186,7 @@ Test(sppull, a_peer_that_is_not_an_sp_push_is_dropped_and_counted, .timeout = 60
     cr_assert_eq(nng_dial(s, rc_broker_listen_url(t.b, RC_INGEST_PULL, 0), NULL, 0), 0);
     struct rc_buf b;
     rc_buf_init(&b);
-    tev_encode(&b, &(struct tev){.run = "after", .type = "complete"});
-    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    push_tev(s, &b, &(struct tev){.run = "after", .type = "complete"});
     cr_assert(rc_testsub_wait_terminal(ts, "after", 20000));
     cr_assert_eq(rc_metric_get(errs), 2);
     /* only the PUSH counted as a publisher connection, and only while open */
@@ -266,11 +273,10 @@ Test(sppull, ipc_connections_are_read_with_the_ipc_framing, .timeout = 60)
     for (int i = 0; i <= N; i++) {
         char text[16];
         snprintf(text, sizeof(text), "%d", i);
-        rc_buf_reset(&b);
-        tev_encode(&b, &(struct tev){.run = "ipc",
-                                     .type = i < N ? "delta" : "complete",
-                                     .text = i < N ? text : NULL});
-        cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+        push_tev(s, &b,
+                 &(struct tev){.run = "ipc",
+                               .type = i < N ? "delta" : "complete",
+                               .text = i < N ? text : NULL});
     }
     cr_assert(rc_testsub_wait_terminal(ts, "ipc", 20000), "the run never ended");
     size_t k = 0;
@@ -315,14 +321,10 @@ Test(sppull, a_batch_larger_than_the_read_buffer_arrives_whole, .timeout = 60)
         }
         cr_assert_gt(b.len, (size_t)3 * 262144);
         cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
-        rc_buf_reset(&b);
-        tev_encode(&b, &(struct tev){.run = "large", .type = "delta", .text = "small"});
-        cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+        push_tev(s, &b, &(struct tev){.run = "large", .type = "delta", .text = "small"});
         sent++;
     }
-    rc_buf_reset(&b);
-    tev_encode(&b, &(struct tev){.run = "large", .type = "complete"});
-    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    push_tev(s, &b, &(struct tev){.run = "large", .type = "complete"});
     cr_assert(rc_testsub_wait_terminal(ts, "large", 20000), "the run never ended");
     static char got[TEXT + 1];
     size_t k = 0;
@@ -363,11 +365,8 @@ Test(sppull, other_schemes_keep_nngs_pull_socket, .timeout = 60)
     cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
     struct rc_buf b;
     rc_buf_init(&b);
-    tev_encode(&b, &(struct tev){.run = "inproc", .type = "delta", .text = "x"});
-    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
-    rc_buf_reset(&b);
-    tev_encode(&b, &(struct tev){.run = "inproc", .type = "complete"});
-    cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+    push_tev(s, &b, &(struct tev){.run = "inproc", .type = "delta", .text = "x"});
+    push_tev(s, &b, &(struct tev){.run = "inproc", .type = "complete"});
     cr_assert(rc_testsub_wait_terminal(ts, "inproc", 20000), "the run never ended");
     /* an nng pipe, counted as one */
     cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->pipes_open), 1);
