@@ -110,7 +110,11 @@ void rc_ack_set_code(struct rc_ack *ack, uint32_t i, enum rc_proto_code code, co
  * vector moves.  For the few-hundred-byte copies of the event hot path (a
  * packed event, a slot): as a struct assignment or a memcpy of constant
  * size they compile to `rep movsq`, whose start-up cost made the slot copy
- * 60 % of the ingest's grouping samples (docs/ARCHITECTURE.md).
+ * 60 % of the ingest's grouping samples (docs/ARCHITECTURE.md).  Where the
+ * copy is inlined with a constant size, -O3 may still turn the loop back
+ * into `rep movsq` (it does for the unpack in the run actor's turn); an
+ * empty asm in the loop to stop it measured worse there, so that one is
+ * left to the compiler.
  */
 typedef unsigned char rc_copy_v16 __attribute__((vector_size(16), aligned(8), may_alias));
 typedef uint64_t rc_copy_u64 __attribute__((aligned(8), may_alias));
