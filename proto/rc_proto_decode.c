@@ -14,6 +14,7 @@
 #include "rc_mpr.h"
 #include "rc_proto_test.h"
 #include "rc_utf8.h"
+#include "rc_words.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -519,33 +520,15 @@ static enum rc_proto_code check_timeouts(const struct slot *s, const struct rc_p
 /* Every field of ev to "absent".  Field by field: a memset of the struct
  * (timeouts included) costs more than the rest of a typical decode's
  * stores. */
-/* Every field but the timeouts table zeroed (absent), type custom.  Vector
- * zero stores over the whole head, not a chain of struct assignments: GCC
- * built those as one small store and a 16-byte reload of it per field, a
- * failed store-to-load forward each (perf put a third of the fast decode's
- * samples on them); and not memset, which it inlines as `rep stosq` (slow
- * to start).  bench_proto: decode + validate + encode of a batch of 64
- * 117.4-117.9 against 122.7-128.4 ns per event (3 alternations). */
-typedef unsigned char ev_zero_v16 __attribute__((vector_size(16), aligned(8), may_alias));
-typedef uint64_t ev_zero_u64 __attribute__((aligned(8), may_alias));
-_Static_assert(offsetof(struct rc_event, timeouts) % 8 == 0, "ev_reset zeroes 8-byte words");
-
-/* n: a multiple of 8 */
-static inline void ev_zero16(void *p, size_t n)
-{
-    ev_zero_v16 *v = p;
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        *v++ = (ev_zero_v16){0};
-        __asm__("" : "+r"(v)); /* keeps GCC from turning the loop back into memset */
-    }
-    if (i < n)
-        *(ev_zero_u64 *)(void *)v = 0;
-}
+/* Every field but the timeouts table zeroed (absent), type custom, with
+ * vector stores (rc_words.h says why).  bench_proto: decode + validate +
+ * encode of a batch of 64, 117.4-117.9 against 122.7-128.4 ns per event
+ * with the chain of struct assignments it replaced (3 alternations). */
+_Static_assert(offsetof(struct rc_event, timeouts) % 8 == 0, "rc_words_zero zeroes 8-byte words");
 
 static inline void ev_reset(struct rc_event *ev)
 {
-    ev_zero16(ev, offsetof(struct rc_event, timeouts));
+    rc_words_zero(ev, offsetof(struct rc_event, timeouts));
     ev->type = RC_EV_CUSTOM;
     ev->has_deadline = false;
     ev->deadline_ms = 0;

@@ -12,6 +12,8 @@
 #include "rc_config.h"
 #include "rc_error.h"
 #include "rc_log.h"
+#include "rc_words.h"
+#include "rc_sppull.h"
 
 struct rc_ingest_err {
     uint32_t index;
@@ -294,7 +296,7 @@ static bool same_run(const struct rc_ev_slot *a, const struct rc_ev_slot *b)
 
 static void slot_copy(struct rc_ev_slot *dst, const struct rc_ev_slot *src)
 {
-    rc_copy_words(dst, src, sizeof(*src));
+    rc_words_copy(dst, src, sizeof(*src));
 }
 
 static const struct rc_str *slot_run(const struct rc_ev_slot *s)
@@ -564,31 +566,18 @@ static void queue_for_decoder(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf
     rc_ingest_buf_release(buf);
 }
 
-/* The body length in the SP frame header at p (hdr_len 8: tcp, 9: ipc). */
-static uint64_t frame_body_len(const uint8_t *p, unsigned hdr_len)
-{
-    uint64_t v = 0;
-    for (unsigned i = hdr_len - 8; i < hdr_len; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 void rc_ingest_dispatch_frames(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
                                unsigned hdr_len, bool accepting)
 {
     uint32_t max = rc_runs_limits(c->runs)->batch_max_events;
     uint32_t frames = 0;
     uint64_t hint = 0;
-    /* the frames were checked complete by the reader; the bounds here only
-     * keep a bad caller from reading past the buffer */
-    for (size_t off = 0; buf->len - off >= hdr_len;) {
-        uint64_t len = frame_body_len(buf->data + off, hdr_len);
-        if (len > buf->len - off - hdr_len)
-            break;
-        uint32_t h = peek_count(buf->data + off + hdr_len, (size_t)len, max);
+    const uint8_t *body;
+    size_t len, off = 0;
+    while (rc_sppull_frame_next(buf->data, buf->len, hdr_len, &off, &body, &len)) {
+        uint32_t h = peek_count(body, len, max);
         hint += h ? h : 1;
         frames++;
-        off += hdr_len + (size_t)len;
     }
     buf->frame_hdr = (uint8_t)hdr_len;
     buf->frames = frames;
@@ -626,20 +615,13 @@ static void frame_buf_free(struct rc_ingest_buf *b)
  */
 static void dispatch_frames_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe)
 {
-    unsigned hl = buf->frame_hdr;
-    for (size_t off = 0; buf->len - off >= hl;) {
-        uint64_t len = frame_body_len(buf->data + off, hl);
-        if (len > buf->len - off - hl)
-            break;
+    const uint8_t *body;
+    size_t len, off = 0;
+    while (rc_sppull_frame_next(buf->data, buf->len, buf->frame_hdr, &off, &body, &len)) {
         struct rc_ingest_buf *f = rc_malloc(sizeof(*f));
         if (f) {
-            atomic_init(&f->refs, 1);
-            f->free_fn = frame_buf_free;
-            f->owner = rc_ingest_buf_hold(buf);
-            f->data = buf->data + off + hl;
-            f->len = (size_t)len;
+            rc_ingest_buf_init(f, body, len, rc_ingest_buf_hold(buf), frame_buf_free);
             f->recv_ns = buf->recv_ns;
-            f->frame_hdr = 0;
             f->inflight = c->runs;
             f->inflight_n = 1;
             rc_runs_inflight_add(c->runs, 1);
@@ -648,7 +630,6 @@ static void dispatch_frames_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *b
             rc_metric_add(&c->metrics->messages_rejected, 1);
             rc_metric_add(&c->metrics->events_rejected[RC_PROTO_OVERLOADED], 1);
         }
-        off += hl + (size_t)len;
     }
     if (buf->inflight) {
         rc_runs_inflight_add(buf->inflight, -(int)buf->inflight_n);

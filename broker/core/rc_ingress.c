@@ -3,7 +3,6 @@
  */
 #include "rc_ingress.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
@@ -18,6 +17,7 @@
 #include "rc_error.h"
 #include "rc_ingest.h"
 #include "rc_log.h"
+#include "rc_nngaddr.h"
 #include "rc_proto.h"
 #include "rc_runs.h"
 #include "rc_sppull.h"
@@ -198,26 +198,14 @@ static void peer_of(void *arg, uint32_t pipe_id, char *out, size_t cap)
     }
     nng_pipe p = NNG_PIPE_INITIALIZER;
     nng_sockaddr sa;
+    char label[32];
     p.id = pipe_id;
-    snprintf(out, cap, "pipe %" PRIu32, pipe_id);
-    if (!pipe_id || nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+    snprintf(label, sizeof(label), "pipe %" PRIu32, pipe_id);
+    if (!pipe_id || nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0) {
+        snprintf(out, cap, "%s", label);
         return;
-    char host[64];
-    switch (sa.s_family) {
-    case NNG_AF_INET:
-        inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof(host));
-        snprintf(out, cap, "%s:%u", host, ntohs(sa.s_in.sa_port));
-        break;
-    case NNG_AF_INET6:
-        inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof(host));
-        snprintf(out, cap, "[%s]:%u", host, ntohs(sa.s_in6.sa_port));
-        break;
-    case NNG_AF_IPC:
-        snprintf(out, cap, "ipc:%s (pipe %" PRIu32 ")", sa.s_ipc.sa_path, pipe_id);
-        break;
-    default:
-        break;
     }
+    rc_nngaddr_format(&sa, label, out, cap);
 }
 
 static void nngbuf_free(struct rc_ingest_buf *b)
@@ -231,12 +219,8 @@ static struct rc_ingest_buf *wrap(nng_msg *msg)
     struct rc_ingest_buf *b = rc_malloc(sizeof(*b));
     if (!b)
         return NULL;
-    atomic_init(&b->refs, 1);
-    b->free_fn = nngbuf_free;
-    b->owner = msg;
-    b->data = nng_msg_body(msg);
-    b->len = nng_msg_len(msg);
-    b->recv_ns = 0; /* REP: dispatched from the receive callback, stamped there */
+    /* recv_ns 0: REP is dispatched from the receive callback, stamped there */
+    rc_ingest_buf_init(b, nng_msg_body(msg), nng_msg_len(msg), msg, nngbuf_free);
     return b;
 }
 
@@ -308,6 +292,26 @@ static uint64_t pull_resume_below(const struct rc_ingress *ing)
     return ing->env.cfg->run_mailbox_limit / 2;
 }
 
+/* Whether the in-flight gauge is past the limit where PULL receivers (and
+ * stream connections) park, and whether it is low enough to resume them. */
+static bool pull_over_limit(const struct rc_ingress *ing)
+{
+    return rc_runs_inflight(ing->env.runs) > ing->env.cfg->run_mailbox_limit;
+}
+
+static bool pull_may_resume(const struct rc_ingress *ing)
+{
+    return rc_runs_inflight(ing->env.runs) <= pull_resume_below(ing);
+}
+
+/* Counts n receivers parked (or, negative, resumed). */
+static void pull_count_parked(struct rc_ingress *ing, int n)
+{
+    rc_runs_parked_add(ing->env.runs, n);
+    if (n > 0)
+        rc_metric_add(&ing->env.metrics->ingest_pauses, (uint64_t)n);
+}
+
 /*
  * Fire-and-forget input has no reply to say `overloaded`, so the PULL path
  * pushes back instead of dropping: run messages are sent without the
@@ -330,8 +334,7 @@ static uint64_t pull_resume_below(const struct rc_ingress *ing)
 static void pull_rearm(struct rc_rx *rx)
 {
     struct rc_ingress *ing = rx->ing;
-    struct rc_runs *runs = ing->env.runs;
-    if (rc_runs_inflight(runs) <= ing->env.cfg->run_mailbox_limit) {
+    if (!pull_over_limit(ing)) {
         pull_post(rx);
         return;
     }
@@ -341,9 +344,8 @@ static void pull_rearm(struct rc_rx *rx)
         rx->park_next = q->parked;
         q->parked = rx;
         q->n_parked++;
-        rc_runs_parked_add(runs, 1);
-        rc_metric_add(&ing->env.metrics->ingest_pauses, 1);
-        if (rc_runs_inflight(runs) <= pull_resume_below(ing))
+        pull_count_parked(ing, 1);
+        if (pull_may_resume(ing))
             pull_unpark_locked(q);
     }
     pthread_mutex_unlock(&q->mtx);
@@ -591,6 +593,20 @@ static void rep_recv_cb(void *arg)
 
 /* ---- pipes ---- */
 
+/* A publisher's connection came (nng pipe or stream connection) ... */
+static void publisher_opened(struct rc_ingress *ing)
+{
+    rc_metric_add(&ing->env.metrics->pipes_open, 1);
+}
+
+/* ... and went: its runs learn their publisher may be gone. */
+static void publisher_closed(struct rc_ingress *ing, uint32_t id)
+{
+    rc_metric_sub(&ing->env.metrics->pipes_open, 1);
+    rc_metric_add(&ing->env.metrics->pipes_closed, 1);
+    rc_runs_pipe_closed(ing->env.runs, id);
+}
+
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     struct rc_sock *s = arg;
@@ -599,12 +615,10 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
     if (ev == NNG_PIPE_EV_ADD_PRE) {
         atomic_fetch_add_explicit(&s->pipes, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->pipes_added, 1, memory_order_relaxed);
-        rc_metric_add(&ing->env.metrics->pipes_open, 1);
+        publisher_opened(ing);
     } else if (ev == NNG_PIPE_EV_REM_POST) {
         atomic_fetch_sub_explicit(&s->pipes, 1, memory_order_relaxed);
-        rc_metric_sub(&ing->env.metrics->pipes_open, 1);
-        rc_metric_add(&ing->env.metrics->pipes_closed, 1);
-        rc_runs_pipe_closed(ing->env.runs, (uint32_t)nng_pipe_id(p));
+        publisher_closed(ing, (uint32_t)nng_pipe_id(p));
     }
     /* release: pairs with the acquire in rc_ingress_free */
     atomic_fetch_add_explicit(&ing->published, 1, memory_order_release);
@@ -635,7 +649,7 @@ static char *resolve_url(const char *url, nng_listener l)
     int port = 0;
     if (nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
         port = 0;
-    return rc_sppull_bound_url(url, port);
+    return rc_nngaddr_bound_url(url, port);
 }
 
 /* Where to listen: the replaced instance's resolved URL when there is one
@@ -666,35 +680,28 @@ static bool sp_frames(void *arg, struct rc_ingest_buf *buf, uint32_t conn, unsig
         return false;
     }
     rc_ingest_dispatch_frames(&s->sp_ictx, buf, conn, hdr_len, accepting(ing));
-    return rc_runs_inflight(ing->env.runs) <= ing->env.cfg->run_mailbox_limit;
+    return !pull_over_limit(ing);
 }
 
 static bool sp_may_resume(void *arg)
 {
-    struct rc_ingress *ing = sp_ing(arg);
-    return rc_runs_inflight(ing->env.runs) <= pull_resume_below(ing);
+    return pull_may_resume(sp_ing(arg));
 }
 
 static void sp_parked(void *arg, int n)
 {
-    struct rc_ingress *ing = sp_ing(arg);
-    rc_runs_parked_add(ing->env.runs, n);
-    if (n > 0)
-        rc_metric_add(&ing->env.metrics->ingest_pauses, (uint64_t)n);
+    pull_count_parked(sp_ing(arg), n);
 }
 
 static void sp_opened(void *arg, uint32_t conn)
 {
     (void)conn;
-    rc_metric_add(&sp_ing(arg)->env.metrics->pipes_open, 1);
+    publisher_opened(sp_ing(arg));
 }
 
 static void sp_closed(void *arg, uint32_t conn)
 {
-    struct rc_ingress *ing = sp_ing(arg);
-    rc_metric_sub(&ing->env.metrics->pipes_open, 1);
-    rc_metric_add(&ing->env.metrics->pipes_closed, 1);
-    rc_runs_pipe_closed(ing->env.runs, conn);
+    publisher_closed(sp_ing(arg), conn);
 }
 
 static void sp_error(void *arg, const char *peer, const char *why)

@@ -23,6 +23,7 @@
 #include "rc_error.h"
 #include "rc_hash.h"
 #include "rc_log.h"
+#include "rc_words.h"
 #include "rc_metrics.h"
 
 #define RC_SNAP_MAX_PHASES 1024u
@@ -63,19 +64,24 @@ void rc_ingest_buf_release(struct rc_ingest_buf *b)
     }
 }
 
+void rc_ingest_buf_init(struct rc_ingest_buf *b, const uint8_t *data, size_t len, void *owner,
+                        void (*free_fn)(struct rc_ingest_buf *b))
+{
+    memset(b, 0, sizeof(*b));
+    atomic_init(&b->refs, 1);
+    b->free_fn = free_fn;
+    b->owner = owner;
+    b->data = data;
+    b->len = len;
+}
+
 struct rc_ingest_buf *rc_ingest_buf_copy(const void *p, size_t len)
 {
     struct rc_ingest_buf *b = rc_malloc(sizeof(*b) + (len ? len : 1));
     if (!b)
         return NULL;
-    atomic_init(&b->refs, 1);
-    b->free_fn = NULL;
-    b->owner = NULL;
-    b->recv_ns = 0;
-    b->inflight = NULL;
     memcpy(b + 1, p, len);
-    b->data = (const uint8_t *)(b + 1);
-    b->len = len;
+    rc_ingest_buf_init(b, (const uint8_t *)(b + 1), len, NULL, NULL);
     return b;
 }
 
@@ -134,19 +140,19 @@ void rc_ack_set_error(struct rc_ack *ack, uint32_t i, const struct rc_proto_erro
 }
 
 _Static_assert(RC_EV_HEAD % 8 == 0 && (sizeof(struct rc_event) - RC_EV_TAIL) % 8 == 0,
-               "rc_copy_words moves 8-byte words");
+               "rc_words_copy moves 8-byte words");
 
 void rc_ev_pack(struct rc_ev_slot *s, const struct rc_event *ev)
 {
-    rc_copy_words(s->ev, ev, RC_EV_HEAD);
-    rc_copy_words(s->ev + RC_EV_HEAD, (const char *)ev + RC_EV_TAIL, sizeof(*ev) - RC_EV_TAIL);
+    rc_words_copy(s->ev, ev, RC_EV_HEAD);
+    rc_words_copy(s->ev + RC_EV_HEAD, (const char *)ev + RC_EV_TAIL, sizeof(*ev) - RC_EV_TAIL);
 }
 
 void rc_ev_unpack(const struct rc_ev_slot *s, struct rc_event *ev,
                   const struct rc_proto_limits *lim)
 {
-    rc_copy_words(ev, s->ev, RC_EV_HEAD);
-    rc_copy_words((char *)ev + RC_EV_TAIL, s->ev + RC_EV_HEAD, sizeof(*ev) - RC_EV_TAIL);
+    rc_words_copy(ev, s->ev, RC_EV_HEAD);
+    rc_words_copy((char *)ev + RC_EV_TAIL, s->ev + RC_EV_HEAD, sizeof(*ev) - RC_EV_TAIL);
     if (ev->n_timeouts > 0) {
         /* Start events with timeouts (rare): decode again for the table.
          * The bytes are the ones the ingress validated, so this succeeds. */

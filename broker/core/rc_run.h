@@ -80,6 +80,11 @@ struct rc_ingest_buf *rc_ingest_buf_hold(struct rc_ingest_buf *b);
 /* n more references at once (one atomic add for a batch's run messages). */
 void rc_ingest_buf_hold_n(struct rc_ingest_buf *b, uint32_t n);
 void rc_ingest_buf_release(struct rc_ingest_buf *b);
+/* One reference, every other field zero: data[0, len) is freed by free_fn
+ * (NULL: rc_free(b), the bytes being part of b's allocation) at the last
+ * release; owner is free_fn's. */
+void rc_ingest_buf_init(struct rc_ingest_buf *b, const uint8_t *data, size_t len, void *owner,
+                        void (*free_fn)(struct rc_ingest_buf *b));
 /* A buffer holding a copy of len bytes. */
 struct rc_ingest_buf *rc_ingest_buf_copy(const void *p, size_t len);
 
@@ -104,31 +109,6 @@ void rc_ack_free(struct rc_ack *ack);
 void rc_ack_set_error(struct rc_ack *ack, uint32_t i, const struct rc_proto_error *err);
 /* Sets element i's result to code with a static message. */
 void rc_ack_set_code(struct rc_ack *ack, uint32_t i, enum rc_proto_code code, const char *message);
-
-/*
- * Copies n bytes (a multiple of 8, both sides 8-byte aligned) with 16-byte
- * vector moves.  For the few-hundred-byte copies of the event hot path (a
- * packed event, a slot): as a struct assignment or a memcpy of constant
- * size they compile to `rep movsq`, whose start-up cost made the slot copy
- * 60 % of the ingest's grouping samples (docs/ARCHITECTURE.md).  Where the
- * copy is inlined with a constant size, -O3 may still turn the loop back
- * into `rep movsq` (it does for the unpack in the run actor's turn); an
- * empty asm in the loop to stop it measured worse there, so that one is
- * left to the compiler.
- */
-typedef unsigned char rc_copy_v16 __attribute__((vector_size(16), aligned(8), may_alias));
-typedef uint64_t rc_copy_u64 __attribute__((aligned(8), may_alias));
-
-static inline void rc_copy_words(void *dst, const void *src, size_t n)
-{
-    rc_copy_v16 *d = dst;
-    const rc_copy_v16 *s = src;
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        *d++ = *s++;
-    if (i < n)
-        *(rc_copy_u64 *)(void *)d = *(const rc_copy_u64 *)(const void *)s;
-}
 
 /* ---- One decoded event, packed without the 32 start timeouts (they are
  * decoded again from raw in the run actor when n_timeouts > 0) ---- */

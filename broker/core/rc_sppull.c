@@ -3,7 +3,6 @@
  */
 #include "rc_sppull.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <nng/nng.h>
 #include <pthread.h>
@@ -14,6 +13,7 @@
 #include "rc_alloc.h"
 #include "rc_clock.h"
 #include "rc_error.h"
+#include "rc_nngaddr.h"
 
 /* A connection reads into a buffer sized to what its last read brought:
  * under load a read fills it and the next one is twice as large, up to
@@ -95,14 +95,6 @@ bool rc_sppull_supports(const char *url)
 {
     return strncmp(url, "tcp://", 6) == 0 || strncmp(url, "tcp4://", 7) == 0 ||
            strncmp(url, "tcp6://", 7) == 0 || strncmp(url, "ipc://", 6) == 0;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
 }
 
 /* ---- connections ---- */
@@ -231,7 +223,7 @@ static size_t scan_frames(struct sp_conn *c, size_t from, char *why, size_t cap,
             *bad = true;
             break;
         }
-        uint64_t len = get_be64(p + hl - 8);
+        uint64_t len = rc_sppull_frame_len(p, (unsigned)hl);
         if (len > l->cfg.max_msg) {
             snprintf(why, cap,
                      "a message of %" PRIu64 " bytes is longer than the %" PRIu64 " accepted", len,
@@ -292,12 +284,7 @@ static struct rc_ingest_buf *take_frames(struct sp_conn *c, size_t start, size_t
             return NULL;
         }
         memcpy(nb, c->buf + keep, tail);
-        memset(b, 0, sizeof(*b));
-        atomic_init(&b->refs, 1);
-        b->free_fn = chunk_free;
-        b->owner = c->buf;
-        b->data = c->buf + start;
-        b->len = len;
+        rc_ingest_buf_init(b, c->buf + start, len, c->buf, chunk_free);
         c->buf = nb;
         c->cap = want;
         c->have = tail;
@@ -423,26 +410,12 @@ static void conn_sent_cb(void *arg)
 static void describe_peer(struct sp_conn *c)
 {
     nng_sockaddr sa;
-    snprintf(c->peer, sizeof(c->peer), "conn %" PRIu32, c->id & ~RC_SPPULL_ID_BIT);
+    char label[32];
+    snprintf(label, sizeof(label), "conn %" PRIu32, c->id & ~RC_SPPULL_ID_BIT);
     if (nng_stream_get_addr(c->st, NNG_OPT_REMADDR, &sa) != 0)
-        return;
-    char host[64];
-    switch (sa.s_family) {
-    case NNG_AF_INET:
-        inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof(host));
-        snprintf(c->peer, sizeof(c->peer), "%s:%u", host, ntohs(sa.s_in.sa_port));
-        break;
-    case NNG_AF_INET6:
-        inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof(host));
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, ntohs(sa.s_in6.sa_port));
-        break;
-    case NNG_AF_IPC:
-        snprintf(c->peer, sizeof(c->peer), "ipc:%.60s (conn %" PRIu32 ")", sa.s_ipc.sa_path,
-                 c->id & ~RC_SPPULL_ID_BIT);
-        break;
-    default:
-        break;
-    }
+        snprintf(c->peer, sizeof(c->peer), "%s", label);
+    else
+        rc_nngaddr_format(&sa, label, c->peer, sizeof(c->peer));
 }
 
 static void conn_start(struct rc_sppull *l, nng_stream *st)
@@ -534,26 +507,6 @@ out:
     sync_publish(&l->acc_sync);
 }
 
-char *rc_sppull_bound_url(const char *url, int port)
-{
-    nng_url *u = NULL;
-    char *out = NULL;
-    if (port > 0 && strncmp(url, "tcp", 3) == 0 && nng_url_parse(&u, url) == 0) {
-        size_t n = strlen(url) + 32;
-        out = rc_malloc(n);
-        if (out) {
-            bool v6 = strchr(u->u_hostname, ':') != NULL;
-            snprintf(out, n, "%s://%s%s%s:%d", u->u_scheme, v6 ? "[" : "", u->u_hostname,
-                     v6 ? "]" : "", port);
-        }
-    }
-    if (u)
-        nng_url_free(u);
-    if (!out)
-        out = rc_strndup(url, strlen(url));
-    return out;
-}
-
 int rc_sppull_listen(const char *url, const struct rc_sppull_cfg *cfg,
                      const struct rc_sppull_hooks *hooks, struct rc_sppull **out, char *err,
                      size_t errlen)
@@ -579,7 +532,7 @@ int rc_sppull_listen(const char *url, const struct rc_sppull_cfg *cfg,
     int port = 0;
     if (nng_stream_listener_get_int(l->lst, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
         port = 0;
-    l->url = rc_sppull_bound_url(url, port);
+    l->url = rc_nngaddr_bound_url(url, port);
     if (!l->url || nng_aio_alloc(&l->acc, accept_cb, l) != 0) {
         snprintf(err, errlen, "listen %s (--ingest): out of memory", url);
         rc_sppull_free(l);

@@ -41,6 +41,32 @@ struct rc_sppull;
  * id (nng's are below 2^31) where both meet (publisher liveness, logs). */
 #define RC_SPPULL_ID_BIT 0x80000000u
 
+/* The body length in the SP frame header at p (hdr_len 8 over tcp; 9 over
+ * ipc, where a type byte comes first). */
+static inline uint64_t rc_sppull_frame_len(const uint8_t *p, unsigned hdr_len)
+{
+    uint64_t v = 0;
+    for (unsigned i = hdr_len - 8; i < hdr_len; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Steps over the frame at *off in data[0, len): its body in *body and
+ * *body_len.  False at the end, or where the frame is incomplete. */
+static inline bool rc_sppull_frame_next(const uint8_t *data, size_t len, unsigned hdr_len,
+                                        size_t *off, const uint8_t **body, size_t *body_len)
+{
+    if (len - *off < hdr_len)
+        return false;
+    uint64_t n = rc_sppull_frame_len(data + *off, hdr_len);
+    if (n > len - *off - hdr_len)
+        return false;
+    *body = data + *off + hdr_len;
+    *body_len = (size_t)n;
+    *off += hdr_len + (size_t)n;
+    return true;
+}
+
 struct rc_sppull_hooks {
     /*
      * A buffer of complete frames of connection conn, headers included
@@ -71,11 +97,6 @@ struct rc_sppull_cfg {
 
 /* Whether url is one this module reads (tcp://, tcp4://, tcp6://, ipc://). */
 bool rc_sppull_supports(const char *url);
-
-/* url with its port replaced by port when it is a tcp URL and port > 0,
- * else a copy of url (rc_malloc'd; NULL when memory is short).  How a
- * port-0 URL is reported once bound. */
-char *rc_sppull_bound_url(const char *url, int port);
 
 /* Listens on url (connections wait in the kernel's backlog until
  * rc_sppull_start); on error writes one line into err and returns
