@@ -82,6 +82,16 @@ static _Thread_local bool tl_in_turn;
  * one level deep at most. */
 static _Thread_local bool tl_inline;
 
+/* Adds n to a worker's statistic.  Only the owning worker writes these
+ * (other threads only read them), so a relaxed load and store suffice: no
+ * locked add, which on x86 is a full barrier that waits for the thread's
+ * pending stores, on every turn. */
+static inline void worker_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 /* ---- Messages ---- */
 
 struct rc_msg *rc_msg_new(size_t size, uint32_t type)
@@ -511,13 +521,12 @@ static void run_turn(struct rc_worker *w, struct rc_actor *a)
             /* relaxed: only to notice a stop early; the acquire that reads
              * the reason is in actor_finish_stop. */
             if (atomic_load_explicit(&a->count, memory_order_relaxed) & RC_ACTOR_STOP_REQ) {
-                atomic_fetch_add_explicit(&w->handled, done, memory_order_relaxed);
+                worker_stat_add(&w->handled, done);
                 actor_finish_stop(a, done);
                 return;
             }
         }
-        /* relaxed: a statistic. */
-        atomic_fetch_add_explicit(&w->handled, done, memory_order_relaxed);
+        worker_stat_add(&w->handled, done);
         if (done == 0 && (c & RC_ACTOR_COUNT_MASK) > 0)
             sched_yield(); /* a sender was preempted mid-push */
         /* acq_rel: release publishes this turn's effects on the state to the
@@ -925,9 +934,8 @@ int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struc
     tl_inline = false;
     if (!kept)
         rc_msg_free(msg);
-    /* relaxed: statistics. */
-    atomic_fetch_add_explicit(&w->handled, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->inline_handled, 1, memory_order_relaxed);
+    worker_stat_add(&w->handled, 1);
+    worker_stat_add(&w->inline_handled, 1);
     /* acq_rel: release publishes this turn's effects on the state to the
      * next token holder; acquire sees the increments that keep the token
      * (as run_turn's subtraction). */

@@ -22,22 +22,3 @@ struct rc_blob *rc_blob_copy(const void *p, size_t len)
         memcpy(b->data, p, len);
     return b;
 }
-
-struct rc_blob *rc_blob_hold(struct rc_blob *b)
-{
-    /* relaxed: the caller already holds a reference, so the blob cannot be
-     * freed concurrently and no data is published by the increment. */
-    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
-    return b;
-}
-
-void rc_blob_release(struct rc_blob *b)
-{
-    if (b == NULL)
-        return;
-    /* acq_rel: the release half orders this holder's reads of data before
-     * the decrement; the acquire half on the last decrement makes every other
-     * holder's reads happen before the free. */
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
-        rc_free(b);
-}

@@ -111,10 +111,14 @@ void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc
     if (!inner)
         return; /* decode on the calling thread */
     ctx_setup(inner, runs, m, kind, peer, peer_arg);
+    /* only the decoder's turns use inner: one thread at a time, as the
+     * cache requires; without it (ENOMEM) lookups go to the registry */
+    inner->cache = rc_calloc(1, sizeof(*inner->cache));
     struct rc_actor_opts o = {.mailbox_limit = 0, .name = "ingest-decoder"};
     if (rc_actor_spawn(rc_runs_system(runs), decoder_behaviour, inner, decoder_fini, &o,
                        &c->decoder) != 0) {
         c->decoder = NULL;
+        ctx_release(inner);
         rc_free(inner);
     }
 }
@@ -138,6 +142,11 @@ void rc_ingest_ctx_fini(struct rc_ingest_ctx *c)
 
 static void ctx_release(struct rc_ingest_ctx *c)
 {
+    if (c->cache) {
+        rc_runs_cache_fini(c->cache);
+        rc_free(c->cache);
+        c->cache = NULL;
+    }
     rc_free(c->spare); /* holds nothing: a plain allocation (rc_msg_new) */
     c->spare = NULL;
     rc_free(c->own_slots);
@@ -325,10 +334,14 @@ static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct 
     }
     const struct rc_str *run = slot_run(&msg->slots[0]);
     int grc = RC_ECLOSED;
+    uint32_t hash = msg->slots[0].hash;
     /* RC_ECLOSED: the run retired between lookup and send: look up again */
     for (int attempt = 0; attempt < 3 && grc == RC_ECLOSED; attempt++) {
         struct rc_actor *a = NULL;
-        grc = rc_runs_get(c->runs, run->ptr, run->len, msg->slots[0].hash, true, &a);
+        if (c->cache)
+            grc = rc_runs_get_cached(c->runs, c->cache, run->ptr, run->len, hash, true, &a);
+        else
+            grc = rc_runs_get(c->runs, run->ptr, run->len, hash, true, &a);
         if (grc != 0)
             break;
         /* with a reply, a full mailbox answers `overloaded`; without one
@@ -342,7 +355,10 @@ static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct 
             grc = rc_send_batch_add_inline(&c->batch, a, &msg->hdr);
         else
             grc = rc_send_batch_add(&c->batch, a, &msg->hdr);
-        rc_actor_release(a);
+        if (!c->cache)
+            rc_actor_release(a);
+        else if (grc == RC_ECLOSED)
+            rc_runs_cache_drop(c->cache, hash); /* borrowed: the cache lets go */
         if (grc == 0)
             return;
     }
@@ -639,8 +655,27 @@ static void dispatch_frames_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *b
     rc_ingest_buf_release(buf);
 }
 
+static void dispatch_decoded(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                             rc_ingest_ack_fn ack_for, void *arg);
+
+/* Decodes buf and hands its events to their runs (consuming the caller's
+ * reference to buf); the run turns it runs inline add their counter deltas
+ * and their buffer references up, settled once here. */
 static void dispatch_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
                          rc_ingest_ack_fn ack_for, void *arg)
+{
+    struct rc_run_deltas d;
+    rc_run_deltas_begin(&d);
+    /* the references the inline turns' messages owe keep buf alive after
+     * dispatch_decoded released the caller's; none owed: buf may be gone */
+    rc_ingest_buf_defer_begin(buf);
+    dispatch_decoded(c, buf, pipe, ack_for, arg);
+    rc_ingest_buf_release_n(buf, rc_ingest_buf_defer_end());
+    rc_run_deltas_end(&d, rc_runs_metrics(c->runs));
+}
+
+static void dispatch_decoded(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                             rc_ingest_ack_fn ack_for, void *arg)
 {
     struct rc_metrics *m = c->metrics;
     uint64_t now_ns = rc_clock_mono_ns();

@@ -75,6 +75,9 @@ struct rc_ingest_ctx {
     /* In a decoder turn: hand run messages to idle run actors inline (see
      * send_one); set per message by the decoder from its backlog. */
     bool inline_runs;
+    /* The decoder's run lookups (rc_runs_get_cached), or NULL: the
+     * registry's, one lock and one reference per run message. */
+    struct rc_runs_cache *cache;
 };
 
 /* A PULL context spawns its decoder actor (in the runs' actor system). */

@@ -47,11 +47,16 @@ void rc_ingest_buf_hold_n(struct rc_ingest_buf *b, uint32_t n)
 
 void rc_ingest_buf_release(struct rc_ingest_buf *b)
 {
-    if (!b)
+    rc_ingest_buf_release_n(b, 1);
+}
+
+void rc_ingest_buf_release_n(struct rc_ingest_buf *b, uint32_t n)
+{
+    if (!b || n == 0)
         return;
     /* acq_rel: releases this holder's reads of the bytes; the last one
      * acquires every other holder's before freeing */
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+    if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) == n) {
         /* every run message built from it has been handled (its frames
          * sent) before its release, which the acquire above made visible;
          * the gauge's acq_rel passes that on to the quiesce loop */
@@ -73,6 +78,35 @@ void rc_ingest_buf_init(struct rc_ingest_buf *b, const uint8_t *data, size_t len
     b->owner = owner;
     b->data = data;
     b->len = len;
+}
+
+/* The buffer whose run messages this thread's dispatch frees without
+ * releasing their references one by one (see rc_ingest_buf_defer_begin). */
+static _Thread_local struct rc_ingest_buf *tl_defer_buf;
+static _Thread_local uint32_t tl_defer_owed;
+
+void rc_ingest_buf_defer_begin(struct rc_ingest_buf *b)
+{
+    tl_defer_buf = b;
+    tl_defer_owed = 0;
+}
+
+uint32_t rc_ingest_buf_defer_end(void)
+{
+    uint32_t n = tl_defer_owed;
+    tl_defer_buf = NULL;
+    tl_defer_owed = 0;
+    return n;
+}
+
+/* Drops a run message's reference to its buffer: counted for the end of
+ * the dispatch when this thread dispatches that buffer, at once otherwise. */
+static void ingest_buf_release_deferred(struct rc_ingest_buf *b)
+{
+    if (b && b == tl_defer_buf)
+        tl_defer_owed++;
+    else
+        rc_ingest_buf_release(b);
 }
 
 struct rc_ingest_buf *rc_ingest_buf_copy(const void *p, size_t len)
@@ -191,7 +225,7 @@ static void ingest_msg_free(struct rc_msg *msg)
         }
         rc_ack_done(m->ack);
     }
-    rc_ingest_buf_release(m->buf); /* the in-flight gauge counts the buffer */
+    ingest_buf_release_deferred(m->buf); /* the in-flight gauge counts the buffer */
     rc_free(m);
 }
 
@@ -276,15 +310,32 @@ static void cstr(char *out, size_t cap, const struct rc_blob *b)
 /* ---------------------------------------------------------------------- */
 /* History ring: `ev` encodings, oldest first                              */
 
-/* Gauge deltas gathered during one actor turn and flushed once, so the hot
- * path does not touch shared counters per event (owner thread only). */
-struct rc_hdelta {
-    int64_t events, bytes, accepted;
-};
+/* Gauge deltas gathered during one actor turn, or during every turn nested
+ * in one ingest dispatch (rc_run_deltas_begin), and flushed once, so the
+ * hot path does not touch shared counters per event (owner thread only).
+ * Each flush is a few locked adds, and on x86 a locked add waits for the
+ * thread's pending stores (the event just encoded into memory that is
+ * rarely in cache): once per dispatch rather than once per run turn. */
+static _Thread_local struct rc_run_deltas *hdelta; /* the current collector, or NULL */
 
-static _Thread_local struct rc_hdelta *hdelta; /* the current turn's, or NULL */
+/* noinline: inlined into handle_ingest, GCC's -Wdangling-pointer sees a
+ * local's address stored in a thread-local; rc_run_deltas_end clears it
+ * before the local goes out of scope. */
+__attribute__((noinline)) void rc_run_deltas_begin(struct rc_run_deltas *d)
+{
+    d->events = d->bytes = d->accepted = 0;
+    hdelta = d;
+}
 
-static void hdelta_flush(struct rc_metrics *m, struct rc_hdelta *d)
+static void hdelta_flush(struct rc_metrics *m, struct rc_run_deltas *d);
+
+void rc_run_deltas_end(struct rc_run_deltas *d, struct rc_metrics *m)
+{
+    hdelta = NULL;
+    hdelta_flush(m, d);
+}
+
+static void hdelta_flush(struct rc_metrics *m, struct rc_run_deltas *d)
 {
     if (d->events > 0)
         rc_metric_add(&m->history_events, (uint64_t)d->events);
@@ -306,7 +357,7 @@ static void hist_account(struct rc_run *run, int64_t events, int64_t bytes)
         hdelta->bytes += bytes;
         return;
     }
-    struct rc_hdelta d = {events, bytes, 0};
+    struct rc_run_deltas d = {events, bytes, 0};
     hdelta_flush(rc_runs_metrics(run->runs), &d);
 }
 
@@ -381,12 +432,27 @@ static struct rc_blob *hist_get(const struct rc_run *run, uint64_t seq)
  * that evicts many (a 64-event batch to one run) does not stall on each. */
 #define HIST_PREFETCH 8u
 
+/* Prefetches, for writing, the first 256 bytes of an event about to be
+ * evicted: its header is read and written by the release, and the
+ * allocator hands the freed bytes straight to the next event's encoding
+ * (jemalloc's per-thread cache is LIFO), whose stores would otherwise miss
+ * and hold up the next locked instruction.  256 bytes covers a typical
+ * event; a prefetch past its end is harmless (prefetches never fault). */
+static inline void hist_prefetch_blob(const struct rc_blob *b)
+{
+    const char *p = (const char *)b;
+    __builtin_prefetch(p, 1);
+    __builtin_prefetch(p + 64, 1);
+    __builtin_prefetch(p + 128, 1);
+    __builtin_prefetch(p + 192, 1);
+}
+
 static void hist_pop(struct rc_run *run)
 {
     struct rc_run_hist *h = run->hist;
     struct rc_blob *b = h->ring[h->head];
     if (h->count > HIST_PREFETCH)
-        __builtin_prefetch(h->ring[ring_pos(h, HIST_PREFETCH)], 1);
+        hist_prefetch_blob(h->ring[ring_pos(h, HIST_PREFETCH)]);
     h->bytes -= b->len;
     hist_account(run, -1, -(int64_t)b->len);
     rc_blob_release(b);
@@ -437,6 +503,9 @@ static bool hist_to_ring(struct rc_run *run, uint64_t max_ev)
     return true;
 }
 
+/* Appends the event seq, taking over the caller's reference to b (the
+ * history is its last holder in the common case: no hold and release pair
+ * of locked instructions per event). */
 static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool terminal)
 {
     const struct rc_config *cfg = rc_runs_config(run->runs);
@@ -447,15 +516,17 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
          * map seqs to the wrong events.  A resume from before it gets
          * `gap` + `snap`, which is what it needs anyway. */
         hist_free(run);
+        rc_blob_release(b);
         return;
     }
     if (!run->hist) {
-        run->hist = (struct rc_run_hist *)((uintptr_t)rc_blob_hold(b) | HIST_ONE);
+        run->hist = (struct rc_run_hist *)((uintptr_t)b | HIST_ONE);
         hist_account(run, 1, (int64_t)b->len);
         return; /* one event within both bounds (or the terminal, which stays) */
     }
     if (hist_is_one(run) && !hist_to_ring(run, max_ev)) {
         hist_free(run); /* ENOMEM: keep the history contiguous, drop it */
+        rc_blob_release(b);
         return;
     }
     struct rc_run_hist *h = run->hist;
@@ -469,6 +540,7 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
             struct rc_blob **nr = rc_malloc(ncap * sizeof(*nr));
             if (!nr) {
                 hist_free(run);
+                rc_blob_release(b);
                 return;
             }
             for (uint32_t i = 0; i < h->count; i++)
@@ -481,7 +553,7 @@ static void hist_push(struct rc_run *run, struct rc_blob *b, uint64_t seq, bool 
     }
     if (h->count == 0)
         h->first_seq = seq;
-    h->ring[ring_pos(h, h->count)] = rc_blob_hold(b);
+    h->ring[ring_pos(h, h->count)] = b;
     h->count++;
     h->bytes += b->len;
     hist_account(run, 1, (int64_t)b->len);
@@ -1380,9 +1452,8 @@ static enum rc_proto_code accept_event(struct rc_run *run, const struct rc_event
         }
     }
     snap_apply(run, ev, c->recv_wall_ms);
-    hist_push(run, b, seq, terminal);
     fanout(run, b, seq, terminal, c->recv_ns);
-    rc_blob_release(b);
+    hist_push(run, b, seq, terminal); /* takes over this reference */
 
     if (terminal) {
         enum rc_term_cause cause = ev->type == RC_EV_COMPLETE ? RC_TERM_COMPLETE : RC_TERM_ERROR;
@@ -1437,10 +1508,14 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
         (uint64_t)h->count + m->n > rc_runs_config(run->runs)->history_max_events) {
         uint32_t k = m->n < HIST_PREFETCH ? m->n : HIST_PREFETCH;
         for (uint32_t i = 0; i < k && i < h->count; i++)
-            __builtin_prefetch(h->ring[ring_pos(h, i)], 1);
+            hist_prefetch_blob(h->ring[ring_pos(h, i)]);
     }
-    struct rc_hdelta d = {0, 0, 0};
-    hdelta = &d;
+    /* a dispatch that runs this turn inline may collect for it (it flushes
+     * into the same counters: every run of a broker shares them) */
+    struct rc_run_deltas d;
+    bool own = hdelta == NULL;
+    if (own)
+        rc_run_deltas_begin(&d);
     for (uint32_t i = 0; i < m->n; i++) {
         struct rc_event ev;
         rc_ev_unpack(&m->slots[i], &ev, lim);
@@ -1456,8 +1531,8 @@ static void handle_ingest(struct rc_run *run, struct rc_ingest_msg *m)
             r->message = code == RC_PROTO_OK ? NULL : code_message(code);
         }
     }
-    hdelta = NULL;
-    hdelta_flush(rc_runs_metrics(run->runs), &d);
+    if (own)
+        rc_run_deltas_end(&d, rc_runs_metrics(run->runs));
 }
 
 /* ---------------------------------------------------------------------- */

@@ -80,6 +80,15 @@ struct rc_ingest_buf *rc_ingest_buf_hold(struct rc_ingest_buf *b);
 /* n more references at once (one atomic add for a batch's run messages). */
 void rc_ingest_buf_hold_n(struct rc_ingest_buf *b, uint32_t n);
 void rc_ingest_buf_release(struct rc_ingest_buf *b);
+/* Drops n references at once. */
+void rc_ingest_buf_release_n(struct rc_ingest_buf *b, uint32_t n);
+/* While this thread dispatches b (holding a reference of its own from
+ * begin to end), the run messages built from b that are freed on this
+ * thread (the run turns it runs inline) do not release their references
+ * one locked decrement each: end returns how many they owe, for one
+ * rc_ingest_buf_release_n.  Not nested. */
+void rc_ingest_buf_defer_begin(struct rc_ingest_buf *b);
+uint32_t rc_ingest_buf_defer_end(void);
 /* One reference, every other field zero: data[0, len) is freed by free_fn
  * (NULL: rc_free(b), the bytes being part of b's allocation) at the last
  * release; owner is free_fn's. */
@@ -237,6 +246,17 @@ struct rc_run {
 };
 
 /* Creates the run state (not the actor). */
+/* Counter deltas (history events and bytes, events accepted) of the run
+ * turns that one thread runs between rc_run_deltas_begin and
+ * rc_run_deltas_end, added to m once at the end instead of once per turn.
+ * An ingest dispatch brackets the run turns it runs inline with them; m
+ * must be the counters of those runs' broker (rc_runs_metrics). */
+struct rc_run_deltas {
+    int64_t events, bytes, accepted;
+};
+void rc_run_deltas_begin(struct rc_run_deltas *d);
+void rc_run_deltas_end(struct rc_run_deltas *d, struct rc_metrics *m);
+
 struct rc_run *rc_run_new(struct rc_runs *runs, const char *name, size_t len, uint32_t hash);
 /* Behaviour and fini of run actors. */
 void rc_run_behaviour(struct rc_actor *self, void *state, struct rc_msg *msg);
@@ -263,6 +283,34 @@ uint32_t rc_runs_hash(const char *p, size_t len);
  */
 int rc_runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t hash, bool create,
                 struct rc_actor **out);
+
+/*
+ * A lookup cache for one thread (or one actor's turns): run id -> actor,
+ * direct-mapped by hash.  An entry holds the actor and the run's name and
+ * stays valid while no run was removed from the registry shard it came
+ * from, so a hit costs no lock and no reference count: what makes a
+ * dispatch of a batch spread over many runs cheap.  A hit is exactly what
+ * rc_runs_get would return: a registered run is only ever unlinked by
+ * rc_runs_remove, which invalidates its shard's entries.
+ */
+#define RC_RUNS_CACHE_SIZE 256u
+struct rc_runs_cache_ent {
+    uint32_t hash;
+    uint64_t gen;           /* the shard's removal count when filled */
+    struct rc_actor *actor; /* held, or NULL: empty */
+    struct rc_blob *name;   /* held */
+};
+struct rc_runs_cache {
+    struct rc_runs_cache_ent ent[RC_RUNS_CACHE_SIZE];
+};
+/* As rc_runs_get, but *out is borrowed from the cache (no reference for the
+ * caller): valid until the next call on this cache or rc_runs_cache_fini. */
+int rc_runs_get_cached(struct rc_runs *runs, struct rc_runs_cache *cache, const char *name,
+                       size_t len, uint32_t hash, bool create, struct rc_actor **out);
+/* Forgets the entry of hash (a send to its actor failed: the run retired). */
+void rc_runs_cache_drop(struct rc_runs_cache *cache, uint32_t hash);
+/* Releases every entry (the cache's memory is the caller's). */
+void rc_runs_cache_fini(struct rc_runs_cache *cache);
 
 /* The run's conv was set (owner thread): index it and attach conv subs. */
 void rc_runs_bind_conv(struct rc_runs *runs, struct rc_run *run);

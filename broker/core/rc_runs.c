@@ -33,6 +33,10 @@ struct rc_shard {
     pthread_mutex_t mtx;
     struct rc_run **tab; /* protected by mtx: bucket heads, chained through run->next */
     uint32_t cap, n;     /* protected by mtx */
+    /* Runs unlinked from this shard so far: written under mtx (release),
+     * read without it by rc_runs_get_cached (acquire), whose entries for
+     * this shard stay valid while it does not change. */
+    _Atomic uint64_t removals;
 } __attribute__((aligned(64)));
 
 /* A waiting, conversation or all-runs subscription kept by the registry. */
@@ -468,14 +472,17 @@ static bool shard_unlink(struct rc_shard *s, struct rc_run *run, uint32_t hash)
 
 /* ---- Lookup and creation ---- */
 
-int rc_runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t hash, bool create,
-                struct rc_actor **out)
+/* rc_runs_get; with name_out, also the run's name, held. */
+static int runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t hash, bool create,
+                    struct rc_actor **out, struct rc_blob **name_out)
 {
     struct rc_shard *s = shard_of(runs, hash);
     pthread_mutex_lock(&s->mtx);
     struct rc_run *r = shard_find(s, name, len, hash);
     if (r) {
         *out = rc_actor_hold(r->actor);
+        if (name_out)
+            *name_out = rc_blob_hold(r->name);
         pthread_mutex_unlock(&s->mtx);
         return 0;
     }
@@ -498,6 +505,8 @@ int rc_runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t has
     r = shard_find(s, name, len, hash);
     if (r) { /* another thread created it meanwhile */
         *out = rc_actor_hold(r->actor);
+        if (name_out)
+            *name_out = rc_blob_hold(r->name);
         pthread_mutex_unlock(&s->mtx);
         pthread_mutex_unlock(&runs->wide);
         atomic_fetch_sub_explicit(&runs->active, 1, memory_order_relaxed);
@@ -545,6 +554,8 @@ int rc_runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t has
     for (struct rc_wsub *w = runs->all; w; w = w->next)
         send_sub(a, RC_RMSG_SUB, w);
     *out = rc_actor_hold(a);
+    if (name_out)
+        *name_out = rc_blob_hold(run->name);
     pthread_mutex_unlock(&s->mtx);
     pthread_mutex_unlock(&runs->wide);
     if (rc_log_enabled(RC_LOG_INFO)) {
@@ -560,6 +571,62 @@ fail:
     pthread_mutex_unlock(&runs->wide);
     atomic_fetch_sub_explicit(&runs->active, 1, memory_order_relaxed);
     return rc;
+}
+
+int rc_runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t hash, bool create,
+                struct rc_actor **out)
+{
+    return runs_get(runs, name, len, hash, create, out, NULL);
+}
+
+static void cache_ent_clear(struct rc_runs_cache_ent *e)
+{
+    if (!e->actor)
+        return;
+    rc_actor_release(e->actor);
+    rc_blob_release(e->name);
+    e->actor = NULL;
+    e->name = NULL;
+}
+
+int rc_runs_get_cached(struct rc_runs *runs, struct rc_runs_cache *cache, const char *name,
+                       size_t len, uint32_t hash, bool create, struct rc_actor **out)
+{
+    struct rc_shard *s = shard_of(runs, hash);
+    struct rc_runs_cache_ent *e = &cache->ent[hash & (RC_RUNS_CACHE_SIZE - 1)];
+    /* acquire: pairs with the release increment after an unlink, so a
+     * removal this thread can see invalidates the entry.  Read before the
+     * lookup below: a removal between the two leaves the entry stale-marked
+     * (refreshed on its next use), never valid for a removed run. */
+    uint64_t gen = atomic_load_explicit(&s->removals, memory_order_acquire);
+    if (e->actor && e->hash == hash && e->gen == gen && e->name->len == len &&
+        memcmp(e->name->data, name, len) == 0) {
+        *out = e->actor;
+        return 0;
+    }
+    struct rc_actor *a = NULL;
+    struct rc_blob *nm = NULL;
+    int rc = runs_get(runs, name, len, hash, create, &a, &nm);
+    if (rc != 0)
+        return rc;
+    cache_ent_clear(e);
+    e->actor = a; /* the lookup's references move into the entry */
+    e->name = nm;
+    e->hash = hash;
+    e->gen = gen;
+    *out = a;
+    return 0;
+}
+
+void rc_runs_cache_drop(struct rc_runs_cache *cache, uint32_t hash)
+{
+    cache_ent_clear(&cache->ent[hash & (RC_RUNS_CACHE_SIZE - 1)]);
+}
+
+void rc_runs_cache_fini(struct rc_runs_cache *cache)
+{
+    for (uint32_t i = 0; i < RC_RUNS_CACHE_SIZE; i++)
+        cache_ent_clear(&cache->ent[i]);
 }
 
 void rc_runs_run_ended(struct rc_runs *runs, struct rc_run *run)
@@ -619,8 +686,14 @@ void rc_runs_remove(struct rc_runs *runs, struct rc_run *run)
     uint32_t hash = run_hash(run);
     struct rc_shard *s = shard_of(runs, hash);
     pthread_mutex_lock(&s->mtx);
-    if (shard_unlink(s, run, hash))
+    if (shard_unlink(s, run, hash)) {
         atomic_fetch_sub_explicit(&runs->count, 1, memory_order_relaxed); /* relaxed: approx */
+        /* release: after the unlink (see rc_runs_get_cached); mtx serialises
+         * the writers, so a load and store suffice */
+        atomic_store_explicit(&s->removals,
+                              atomic_load_explicit(&s->removals, memory_order_relaxed) + 1,
+                              memory_order_release);
+    }
     pthread_mutex_unlock(&s->mtx);
     pthread_mutex_unlock(&runs->wide);
 }

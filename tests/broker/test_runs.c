@@ -5,6 +5,8 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rc_clock.h"
@@ -585,6 +587,66 @@ Test(runs, tombstone_expiry_forgets_the_run)
     uint64_t seq;
     cr_assert_eq(tb_pub(&t, &(struct tev){.run = "x", .type = "start"}, 0, &seq), RC_PROTO_OK);
     cr_assert_eq(seq, 1);
+    tb_stop(&t);
+}
+
+/* The decoder's lookup cache (rc_runs_get_cached): a hit is the registry's
+ * answer without a lock, and a run removed from the registry is never
+ * answered from it (the next lookup creates the new run of that id). */
+Test(runs, lookup_cache_hits_and_never_answers_a_removed_run)
+{
+    struct rc_tb t;
+    const char *opts[] = {"retention", "0", "tombstone-ttl", "20ms", "watchdog-tick", "1ms", NULL};
+    tb_start(&t, opts);
+    struct rc_runs *runs = rc_broker_runs(t.b);
+    struct rc_runs_cache *cache = calloc(1, sizeof(*cache));
+    cr_assert_not_null(cache);
+    uint32_t h = rc_runs_hash("x", 1);
+    struct rc_actor *a1 = NULL, *again = NULL, *reg = NULL;
+    cr_assert_eq(rc_runs_get_cached(runs, cache, "x", 1, h, false, &a1), RC_ENOTFOUND);
+    cr_assert_eq(rc_runs_get_cached(runs, cache, "x", 1, h, true, &a1), 0);
+    cr_assert_eq(rc_runs_get_cached(runs, cache, "x", 1, h, true, &again), 0);
+    cr_assert_eq(again, a1, "a second lookup answers the same actor");
+    cr_assert_eq(rc_runs_get(runs, "x", 1, h, false, &reg), 0);
+    cr_assert_eq(reg, a1, "the cache answers what the registry does");
+    rc_actor_release(reg);
+    /* another id of the same cache slot replaces the entry */
+    char other[16];
+    uint32_t ho = 0;
+    for (int i = 0; i < 100000; i++) {
+        snprintf(other, sizeof(other), "y%d", i);
+        ho = rc_runs_hash(other, strlen(other));
+        if ((ho & (RC_RUNS_CACHE_SIZE - 1)) == (h & (RC_RUNS_CACHE_SIZE - 1)))
+            break;
+    }
+    cr_assert_eq(ho & (RC_RUNS_CACHE_SIZE - 1), h & (RC_RUNS_CACHE_SIZE - 1));
+    struct rc_actor *ao = NULL;
+    cr_assert_eq(rc_runs_get_cached(runs, cache, other, strlen(other), ho, true, &ao), 0);
+    cr_assert_neq(ao, a1);
+    cr_assert_eq(rc_runs_get_cached(runs, cache, "x", 1, h, true, &again), 0);
+    cr_assert_eq(again, a1);
+
+    /* end x and let its tombstone expire: the registry forgets it */
+    tb_pub(&t, &(struct tev){.run = "x", .type = "complete"}, 0, NULL);
+    for (int i = 0; i < 2000 && rc_runs_get(runs, "x", 1, h, false, &reg) == 0; i++) {
+        rc_actor_release(reg);
+        rc_clock_sleep_ms(1);
+    }
+    cr_assert_eq(rc_runs_get(runs, "x", 1, h, false, &reg), RC_ENOTFOUND);
+    /* the cache still holds the old actor (so its address is not reused)
+     * but must not answer it: not found, then a new run */
+    struct rc_actor *a2 = NULL;
+    cr_assert_eq(rc_runs_get_cached(runs, cache, "x", 1, h, false, &a2), RC_ENOTFOUND);
+    cr_assert_eq(rc_runs_get_cached(runs, cache, "x", 1, h, true, &a2), 0);
+    cr_assert_neq(a2, a1, "a removed run is not answered from the cache");
+    cr_assert_eq(rc_runs_get(runs, "x", 1, h, false, &reg), 0);
+    cr_assert_eq(reg, a2);
+    rc_actor_release(reg);
+    rc_runs_cache_drop(cache, h);
+    cr_assert_eq(rc_runs_get_cached(runs, cache, "x", 1, h, false, &again), 0);
+    cr_assert_eq(again, a2, "after a drop the registry is asked again");
+    rc_runs_cache_fini(cache);
+    free(cache);
     tb_stop(&t);
 }
 
