@@ -13,6 +13,9 @@
 extern int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
     __attribute__((weak));
 
+/* Likewise weak: jemalloc's sized free (rc_free_sized). */
+extern void sdallocx(void *ptr, size_t size, int flags) __attribute__((weak));
+
 void *rc_malloc(size_t size)
 {
     return malloc(size);
@@ -31,6 +34,14 @@ void *rc_realloc(void *p, size_t size)
 void rc_free(void *p)
 {
     free(p);
+}
+
+void rc_free_sized(void *p, size_t size)
+{
+    if (p != NULL && sdallocx != NULL)
+        sdallocx(p, size, 0);
+    else
+        free(p);
 }
 
 char *rc_strndup(const char *s, size_t len)

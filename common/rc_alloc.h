@@ -17,6 +17,10 @@ void *rc_calloc(size_t n, size_t size);
 void *rc_realloc(void *p, size_t size);
 /* Frees p; NULL does nothing. */
 void rc_free(void *p);
+/* Frees p, allocated with exactly size bytes requested: with jemalloc,
+ * sdallocx, which finds the size class from size instead of looking the
+ * pointer up; elsewhere free. */
+void rc_free_sized(void *p, size_t size);
 /* A NUL-terminated copy of the first len bytes of s, or NULL on ENOMEM. */
 char *rc_strndup(const char *s, size_t len);
 

@@ -53,4 +53,20 @@ static inline void rc_blob_release(struct rc_blob *b)
         rc_free(b);
 }
 
+/* Frees b, of len data bytes, which the caller knows holds its only
+ * reference (nobody else was ever given one), without reading it: a blob
+ * evicted long after it was written is rarely in cache, and the allocator
+ * needs only its size. */
+static inline void rc_blob_free_sole(struct rc_blob *b, uint32_t len)
+{
+#ifndef NDEBUG
+    /* relaxed: a check of the caller's claim, in debug builds */
+    if (atomic_load_explicit(&b->refs, memory_order_relaxed) != 1)
+        __builtin_trap();
+    if (b->len != len)
+        __builtin_trap();
+#endif
+    rc_free_sized(b, sizeof(*b) + len);
+}
+
 #endif

@@ -27,14 +27,17 @@
  *            100, as runcast-bench's ingest scenario) published in process
  *            from one thread as the nng ingress hands them over (one
  *            receive context, the bytes held, not copied; --publish-api:
- *            through rc_broker_publish, which copies them), timed to the
- *            last event accepted.  Deterministic input: run it under
+ *            through rc_broker_publish, which copies them; --pull: through
+ *            a PULL receive context, as runcastd's --ingest sockets do: the
+ *            decoder actor, which runs idle run actors' turns inline and
+ *            looks runs up through its cache), timed to the last event
+ *            accepted.  Deterministic input: run it under
  *            `valgrind --tool=callgrind` and divide by the events.
  *
  * Usage: bench_broker [ingest|ack|runs|expiry|inproc|all] [--runs N]
  *                     [--seconds S] [--spread S] [--tick MS] [--messages M]
  *                     [--case mass|spread|steady|all] [--steady-rate R]
- *                     [--steady-s S] [--steady-t MS] [--publish-api]
+ *                     [--steady-s S] [--steady-t MS] [--publish-api] [--pull]
  * Prints one table; timing lives here, never in tests.
  */
 #include <arpa/inet.h>
@@ -46,6 +49,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +82,7 @@ static const char *tick = "10ms";       /* --tick: --watchdog-tick of the expiry
 static const char *expiry_only = "all"; /* --case mass|spread|steady|all (expiry) */
 static size_t inproc_msgs = 20000;      /* --messages M (inproc) */
 static bool inproc_api = false;         /* --publish-api: inproc through rc_broker_publish */
+static bool inproc_pull = false;        /* --pull: inproc through a PULL context (decoder actor) */
 
 static void row(const char *name, double v, const char *unit, const char *note)
 {
@@ -413,8 +418,8 @@ static void bench_inproc(void)
          * API, copies the bytes and sets up a context per call (~220
          * instructions per event that the nng path never pays). */
         struct rc_ingest_ctx c;
-        rc_ingest_ctx_init(&c, rc_broker_runs(b), rc_broker_metrics(b), RC_INGEST_INPROC, NULL,
-                           NULL);
+        rc_ingest_ctx_init(&c, rc_broker_runs(b), rc_broker_metrics(b),
+                           inproc_pull ? RC_INGEST_PULL : RC_INGEST_INPROC, NULL, NULL);
         for (size_t i = 0; i < M; i++) {
             struct rc_ingest_buf *ib = rc_malloc(sizeof(*ib));
             if (!ib) {
@@ -428,6 +433,11 @@ static void bench_inproc(void)
             ib->owner = NULL;
             ib->recv_ns = 0;
             rc_ingest_dispatch(&c, ib, 1, NULL, NULL);
+            /* PULL: at most 64 messages ahead of the decoder, as the
+             * ingress's pause keeps a socket (a flooded decoder stops
+             * running run turns inline) */
+            while (inproc_pull && (i + 1 - 64) * (uint64_t)B > accepted(b) && i + 1 > 64)
+                sched_yield();
         }
         rc_ingest_ctx_fini(&c);
     }
@@ -1179,6 +1189,8 @@ int main(int argc, char **argv)
             inproc_msgs = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--publish-api") == 0)
             inproc_api = true;
+        else if (strcmp(argv[i], "--pull") == 0)
+            inproc_pull = true;
         else if (strcmp(argv[i], "--no-raw") == 0)
             skip_raw = true;
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)

@@ -589,27 +589,44 @@ static void cache_ent_clear(struct rc_runs_cache_ent *e)
     e->name = NULL;
 }
 
+/* The ways of hash's set. */
+static struct rc_runs_cache_ent *cache_set(struct rc_runs_cache *cache, uint32_t hash)
+{
+    return &cache->ent[(hash & (RC_RUNS_CACHE_SETS - 1)) * RC_RUNS_CACHE_WAYS];
+}
+
 int rc_runs_get_cached(struct rc_runs *runs, struct rc_runs_cache *cache, const char *name,
                        size_t len, uint32_t hash, bool create, struct rc_actor **out)
 {
     struct rc_shard *s = shard_of(runs, hash);
-    struct rc_runs_cache_ent *e = &cache->ent[hash & (RC_RUNS_CACHE_SIZE - 1)];
+    struct rc_runs_cache_ent *e = cache_set(cache, hash);
     /* acquire: pairs with the release increment after an unlink, so a
      * removal this thread can see invalidates the entry.  Read before the
      * lookup below: a removal between the two leaves the entry stale-marked
      * (refreshed on its next use), never valid for a removed run. */
     uint64_t gen = atomic_load_explicit(&s->removals, memory_order_acquire);
-    if (e->actor && e->hash == hash && e->gen == gen && e->name->len == len &&
-        memcmp(e->name->data, name, len) == 0) {
-        *out = e->actor;
-        return 0;
-    }
+    for (uint32_t w = 0; w < RC_RUNS_CACHE_WAYS; w++)
+        if (e[w].actor && e[w].hash == hash && e[w].gen == gen && e[w].name->len == len &&
+            memcmp(e[w].name->data, name, len) == 0) {
+            *out = e[w].actor;
+            return 0;
+        }
     struct rc_actor *a = NULL;
     struct rc_blob *nm = NULL;
     int rc = runs_get(runs, name, len, hash, create, &a, &nm);
     if (rc != 0)
         return rc;
-    cache_ent_clear(e);
+    /* the newest goes first, the older moves over, the oldest goes (or a
+     * stale entry of this id, which never becomes valid again) */
+    uint32_t victim = RC_RUNS_CACHE_WAYS - 1;
+    for (uint32_t w = 0; w < RC_RUNS_CACHE_WAYS; w++)
+        if (e[w].actor && e[w].hash == hash)
+            victim = w;
+    cache_ent_clear(&e[victim]);
+    if (victim + 1 < RC_RUNS_CACHE_WAYS)
+        memmove(&e[victim], &e[victim + 1], (RC_RUNS_CACHE_WAYS - 1 - victim) * sizeof(*e));
+    e[RC_RUNS_CACHE_WAYS - 1] = (struct rc_runs_cache_ent){0};
+    memmove(&e[1], &e[0], (RC_RUNS_CACHE_WAYS - 1) * sizeof(*e));
     e->actor = a; /* the lookup's references move into the entry */
     e->name = nm;
     e->hash = hash;
@@ -620,12 +637,15 @@ int rc_runs_get_cached(struct rc_runs *runs, struct rc_runs_cache *cache, const 
 
 void rc_runs_cache_drop(struct rc_runs_cache *cache, uint32_t hash)
 {
-    cache_ent_clear(&cache->ent[hash & (RC_RUNS_CACHE_SIZE - 1)]);
+    struct rc_runs_cache_ent *e = cache_set(cache, hash);
+    for (uint32_t w = 0; w < RC_RUNS_CACHE_WAYS; w++)
+        if (e[w].actor && e[w].hash == hash)
+            cache_ent_clear(&e[w]);
 }
 
 void rc_runs_cache_fini(struct rc_runs_cache *cache)
 {
-    for (uint32_t i = 0; i < RC_RUNS_CACHE_SIZE; i++)
+    for (uint32_t i = 0; i < RC_RUNS_CACHE_SETS * RC_RUNS_CACHE_WAYS; i++)
         cache_ent_clear(&cache->ent[i]);
 }
 

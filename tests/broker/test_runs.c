@@ -487,6 +487,51 @@ Test(runs, history_bound_gives_gap_then_snap)
     tb_stop(&t);
 }
 
+/* Events evicted from the history while a live subscriber's frames or a
+ * replay still hold them arrive whole and in order: eviction frees an
+ * event without reading it only when nobody else was ever given it (debug
+ * and sanitizer builds trap if it still has another holder). */
+Test(runs, evicted_events_stay_valid_for_subscribers_holding_them)
+{
+    struct rc_tb t;
+    const char *opts[] = {"history-max-events", "2", NULL};
+    tb_start(&t, opts);
+    enum { N = 200 };
+    static char texts[2 * N][16];
+    static struct tev evs[N];
+    struct rc_testsub *live = sub_run(&t, "e", 1, false, 0, 0);
+    struct tack *a = malloc(sizeof(*a));
+    cr_assert_not_null(a);
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof(texts[i]), "t%d", i + 1);
+        evs[i] = (struct tev){.run = "e", .type = "delta", .text = texts[i]};
+    }
+    tb_pub_batch(&t, evs, N, 0, a);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(a->code[i], RC_PROTO_OK);
+    /* a replay of the last two, then a batch that evicts them at once */
+    struct rc_testsub *rep = sub_run(&t, "e", 2, true, N - 2, 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[N + i], sizeof(texts[N + i]), "t%d", N + i + 1);
+        evs[i].text = texts[N + i];
+    }
+    tb_pub_batch(&t, evs, N, 0, a);
+    cr_assert(rc_testsub_wait(live, 2 * N, 5000));
+    for (size_t i = 0; i < 2 * N; i++) {
+        cr_assert_eq(frame_uint(live, i, "seq"), i + 1);
+        expect_frame_str(live, i, "text", texts[i]);
+    }
+    cr_assert(rc_testsub_wait(rep, N + 2, 5000));
+    for (size_t i = 0; i < N + 2; i++) {
+        cr_assert_eq(frame_uint(rep, i, "seq"), N - 1 + i);
+        expect_frame_str(rep, i, "text", texts[N - 2 + i]);
+    }
+    free(a);
+    rc_testsub_free(live);
+    rc_testsub_free(rep);
+    tb_stop(&t);
+}
+
 /* An event larger than --history-max-bytes is not retained, and neither is
  * anything older: replays map seqs onto a contiguous history, so a hole
  * would have replayed the wrong events under the wrong seqs. */
@@ -610,21 +655,31 @@ Test(runs, lookup_cache_hits_and_never_answers_a_removed_run)
     cr_assert_eq(rc_runs_get(runs, "x", 1, h, false, &reg), 0);
     cr_assert_eq(reg, a1, "the cache answers what the registry does");
     rc_actor_release(reg);
-    /* another id of the same cache slot replaces the entry */
-    char other[16];
-    uint32_t ho = 0;
-    for (int i = 0; i < 100000; i++) {
-        snprintf(other, sizeof(other), "y%d", i);
-        ho = rc_runs_hash(other, strlen(other));
-        if ((ho & (RC_RUNS_CACHE_SIZE - 1)) == (h & (RC_RUNS_CACHE_SIZE - 1)))
-            break;
+    /* more ids of the same set than it has ways: each is still answered
+     * right (the set keeps the newest) */
+    char other[RC_RUNS_CACHE_WAYS + 1][16];
+    uint32_t ho[RC_RUNS_CACHE_WAYS + 1];
+    uint32_t set = h & (RC_RUNS_CACHE_SETS - 1);
+    for (uint32_t k = 0, i = 0; k < RC_RUNS_CACHE_WAYS + 1 && i < 1000000; i++) {
+        snprintf(other[k], sizeof(other[k]), "y%u", i);
+        ho[k] = rc_runs_hash(other[k], strlen(other[k]));
+        if ((ho[k] & (RC_RUNS_CACHE_SETS - 1)) == set)
+            k++;
     }
-    cr_assert_eq(ho & (RC_RUNS_CACHE_SIZE - 1), h & (RC_RUNS_CACHE_SIZE - 1));
-    struct rc_actor *ao = NULL;
-    cr_assert_eq(rc_runs_get_cached(runs, cache, other, strlen(other), ho, true, &ao), 0);
-    cr_assert_neq(ao, a1);
-    cr_assert_eq(rc_runs_get_cached(runs, cache, "x", 1, h, true, &again), 0);
-    cr_assert_eq(again, a1);
+    for (uint32_t round = 0; round < 2; round++) {
+        for (uint32_t k = 0; k < RC_RUNS_CACHE_WAYS + 1; k++) {
+            cr_assert_eq(ho[k] & (RC_RUNS_CACHE_SETS - 1), set);
+            struct rc_actor *ao = NULL, *ro = NULL;
+            cr_assert_eq(
+                rc_runs_get_cached(runs, cache, other[k], strlen(other[k]), ho[k], true, &ao), 0);
+            cr_assert_neq(ao, a1);
+            cr_assert_eq(rc_runs_get(runs, other[k], strlen(other[k]), ho[k], false, &ro), 0);
+            cr_assert_eq(ao, ro, "id %s answered with another run's actor", other[k]);
+            rc_actor_release(ro);
+        }
+        cr_assert_eq(rc_runs_get_cached(runs, cache, "x", 1, h, true, &again), 0);
+        cr_assert_eq(again, a1);
+    }
 
     /* end x and let its tombstone expire: the registry forgets it */
     tb_pub(&t, &(struct tev){.run = "x", .type = "complete"}, 0, NULL);
