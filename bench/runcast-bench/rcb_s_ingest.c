@@ -206,7 +206,13 @@ int rcb_s_ingest(void)
     uint32_t S = rcb_o.size ? rcb_o.size : 200;
     uint32_t B = rcb_o.batch ? rcb_o.batch : 64;
     uint64_t n1 = rcb_o.events ? rcb_o.events : sm ? 2000 : 300000;
-    uint64_t nb = rcb_o.events ? rcb_o.events : sm ? 5000 : 2000000;
+    /* 8,000,000 batched: the steady state, seconds long.  The first
+     * ~100,000 events fill the 100 runs' histories (~30 MiB the broker has
+     * not touched before, zeroed by the kernel on first touch); in a
+     * 2,000,000-event phase, about a second, that fill was up to a third
+     * of the broker's CPU (docs/ARCHITECTURE.md, "Locked instructions and
+     * fresh pages on the batched path"). */
+    uint64_t nb = rcb_o.events ? rcb_o.events : sm ? 5000 : 8000000;
 
     rcb_report_begin("ingest", "fire-and-forget ingest over PUSH vs raw nng PUSH/PULL");
     rcb_report_param("transport", "%s", rcb_o.ipc ? "ipc" : "tcp");
