@@ -51,19 +51,6 @@
 
 #define EXIT_FATAL 70
 
-/*
- * jemalloc's options, read before the first allocation (jemalloc looks this
- * symbol up; the MALLOC_CONF environment variable is applied after it and
- * overrides it, e.g. MALLOC_CONF=thp:never).  thp:always backs the heap
- * with transparent huge pages: a broker retaining history touches new
- * memory at the rate events arrive (100 runs filling 1,000-event histories
- * is ~30 MiB), and with 4 KiB pages the page faults were a fifth of its CPU
- * on batched ingest (docs/ARCHITECTURE.md, "Huge pages for the heap").  A
- * no-op where the kernel has THP disabled, and in sanitizer builds (no
- * jemalloc).
- */
-const char *malloc_conf = "thp:always";
-
 static atomic_bool fatal_flag; /* relaxed: read after sigwait returns */
 
 static void fatal_cb(void *arg, const char *child, int reason)
