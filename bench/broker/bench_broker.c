@@ -436,7 +436,7 @@ static void bench_inproc(void)
             /* PULL: at most 64 messages ahead of the decoder, as the
              * ingress's pause keeps a socket (a flooded decoder stops
              * running run turns inline) */
-            while (inproc_pull && (i + 1 - 64) * (uint64_t)B > accepted(b) && i + 1 > 64)
+            while (inproc_pull && i + 1 > 64 && (i + 1 - 64) * (uint64_t)B > accepted(b))
                 sched_yield();
         }
         rc_ingest_ctx_fini(&c);

@@ -616,17 +616,15 @@ int rc_runs_get_cached(struct rc_runs *runs, struct rc_runs_cache *cache, const 
     int rc = runs_get(runs, name, len, hash, create, &a, &nm);
     if (rc != 0)
         return rc;
-    /* the newest goes first, the older moves over, the oldest goes (or a
-     * stale entry of this id, which never becomes valid again) */
+    /* the newest goes first: the ways before the victim move over it (the
+     * oldest way, or a stale entry of this id, which never becomes valid
+     * again) */
     uint32_t victim = RC_RUNS_CACHE_WAYS - 1;
     for (uint32_t w = 0; w < RC_RUNS_CACHE_WAYS; w++)
         if (e[w].actor && e[w].hash == hash)
             victim = w;
     cache_ent_clear(&e[victim]);
-    if (victim + 1 < RC_RUNS_CACHE_WAYS)
-        memmove(&e[victim], &e[victim + 1], (RC_RUNS_CACHE_WAYS - 1 - victim) * sizeof(*e));
-    e[RC_RUNS_CACHE_WAYS - 1] = (struct rc_runs_cache_ent){0};
-    memmove(&e[1], &e[0], (RC_RUNS_CACHE_WAYS - 1) * sizeof(*e));
+    memmove(&e[1], &e[0], victim * sizeof(*e));
     e->actor = a; /* the lookup's references move into the entry */
     e->name = nm;
     e->hash = hash;
