@@ -1966,7 +1966,7 @@ struct rc_run *rc_run_new(struct rc_runs *runs, const char *name, size_t len, ui
         return NULL;
     }
     run->runs = runs;
-    run->hash_hi = (uint16_t)(hash >> 16);
+    run->hash = hash;
     run->status = RC_RUN_PENDING;
     run->state = RC_RS_ACTIVE;
     run->created_at = rc_clock_wall_ms();

@@ -226,11 +226,14 @@ struct rc_run {
     uint8_t status; /* enum rc_run_status */
     uint8_t state;  /* enum rc_run_state */
     uint8_t last_type;
-    bool gone;       /* the last-delivering pipe closed since the last event */
-    bool conv_bound; /* registered in the conv index */
-    bool truncated;
-    uint16_t hash_hi; /* immutable: the top 16 bits of the name's hash (the
-                         registry's quick reject; it recomputes the rest) */
+    /* owner (bit-fields: one byte, so that the whole hash fits in the
+     * 224-byte size class; every writer is the owner's turn or its fini) */
+    bool gone : 1;       /* the last-delivering pipe closed since the last event */
+    bool conv_bound : 1; /* registered in the conv index */
+    bool truncated : 1;
+    /* immutable: the name's registry hash (rc_runs_hash), kept whole so
+     * that the registry's resize and removal never reread the name */
+    uint32_t hash;
     uint64_t seq;
     uint64_t created_mono, last_event_mono, timer_due; /* ms */
     int64_t created_at, started_at, last_event_at;     /* wall ms */
