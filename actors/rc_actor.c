@@ -900,25 +900,17 @@ int rc_send_batch_try_add(struct rc_send_batch *b, struct rc_actor *to, struct r
  * The count's 1 stands for msg, which never enters the mailbox.  Sends that
  * race with the turn see a non-zero count and only push; the final
  * subtraction finds them (or a stop request) and queues the actor through
- * b, as a worker's turn end would.  Only on a worker (actors it makes
- * runnable go to its run queue, as in any turn), and nested in the
- * caller's turn at most one level deep (the caller's turn state is saved
- * and restored around it).
+ * b, as a worker's turn end would.  On a worker, actors it makes runnable
+ * go to the worker's run queue, as in any turn; on an outside thread
+ * (rc_send_batch_try_add_inline), to the system's injection queue, as any
+ * send from outside does.  Nested in the caller's turn at most one level
+ * deep (the caller's turn state is saved and restored around it).
  */
-int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
+
+/* The turn itself, once the caller holds the token (count 1 for msg). */
+static void inline_turn(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
 {
-    if (!b || !to || !msg)
-        return RC_EINVAL;
     struct rc_worker *w = tl_worker;
-    uint64_t expect = 0;
-    /* acquire on success: pairs with the release of the last turn's
-     * subtraction (run_turn or below), so this thread sees the state that
-     * turn left.  relaxed on failure: we only fall back to a send, whose
-     * own RMW orders what it needs. */
-    if (!w || w->sys != to->sys || tl_inline ||
-        !atomic_compare_exchange_strong_explicit(&to->count, &expect, 1, memory_order_acquire,
-                                                 memory_order_relaxed))
-        return rc_send_batch_add(b, to, msg);
     struct rc_msg *outer_msg = tl_cur_msg;
     bool outer_kept = tl_kept, outer_in_turn = tl_in_turn;
     msg->flags = 0;
@@ -934,14 +926,55 @@ int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struc
     tl_inline = false;
     if (!kept)
         rc_msg_free(msg);
-    worker_stat_add(&w->handled, 1);
-    worker_stat_add(&w->inline_handled, 1);
+    if (w && w->sys == to->sys) {
+        worker_stat_add(&w->handled, 1);
+        worker_stat_add(&w->inline_handled, 1);
+    } else {
+        /* relaxed: statistics; several outside threads may add at once */
+        atomic_fetch_add_explicit(&to->sys->outside_handled, 1, memory_order_relaxed);
+    }
     /* acq_rel: release publishes this turn's effects on the state to the
      * next token holder; acquire sees the increments that keep the token
      * (as run_turn's subtraction). */
     uint64_t c = atomic_fetch_sub_explicit(&to->count, 1, memory_order_acq_rel) - 1;
     if (c & RC_ACTOR_WORK)
         batch_queue(b, to); /* messages or a stop arrived meanwhile: a worker takes over */
+}
+
+/* Takes to's token when it is idle: a CAS from exactly 0.  acquire on
+ * success: pairs with the release of the last turn's subtraction (run_turn
+ * or inline_turn), so this thread sees the state that turn left.  relaxed
+ * on failure: the caller only falls back to a send, whose own RMW orders
+ * what it needs. */
+static bool inline_take(struct rc_actor *to)
+{
+    uint64_t expect = 0;
+    return atomic_compare_exchange_strong_explicit(&to->count, &expect, 1, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
+int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
+{
+    if (!b || !to || !msg)
+        return RC_EINVAL;
+    struct rc_worker *w = tl_worker;
+    if (!w || w->sys != to->sys || tl_inline || !inline_take(to))
+        return rc_send_batch_add(b, to, msg);
+    inline_turn(b, to, msg);
+    return RC_OK;
+}
+
+int rc_send_batch_try_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
+{
+    if (!b || !to || !msg)
+        return RC_EINVAL;
+    struct rc_worker *w = tl_worker;
+    /* In a turn, only a worker of to's own system may nest one (a
+     * behaviour of another system would run to's turn inside its own). */
+    bool may = !tl_inline && (!tl_in_turn || (w && w->sys == to->sys));
+    if (!may || !inline_take(to))
+        return rc_send_batch_try_add(b, to, msg); /* idle: its mailbox is empty, under any limit */
+    inline_turn(b, to, msg);
     return RC_OK;
 }
 
@@ -1212,4 +1245,8 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
         st->inline_handled +=
             atomic_load_explicit(&sys->workers[i].inline_handled, memory_order_relaxed);
     }
+    /* relaxed: a statistic */
+    uint64_t outside = atomic_load_explicit(&sys->outside_handled, memory_order_relaxed);
+    st->messages_handled += outside;
+    st->inline_handled += outside;
 }

@@ -148,6 +148,16 @@ void rc_send_batch_flush(struct rc_send_batch *b);
  * queues instead.  Results and ownership as rc_actor_send.
  */
 int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
+/*
+ * As rc_send_batch_add_inline, with rc_send_batch_try_add's mailbox limit
+ * when `to` is busy, and also from a thread that is no worker and runs no
+ * turn (an I/O library's callback, say): the inline turn then runs on that
+ * thread, under the same token, so the guarantees are the same.  Actors it
+ * makes runnable are queued through b (flush it).  The REP ingress uses it
+ * so that an acknowledged event is handled, and its ack completed, on the
+ * thread that received it.
+ */
+int rc_send_batch_try_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
 
 /* Approximate number of queued messages (including the batch a worker is
  * handling right now); 0 once stopped.  For metrics and backpressure. */

@@ -122,6 +122,7 @@ struct rc_actor_system {
     bool joined;               /* reg_mtx: threads joined */
     _Atomic uint64_t actors_live;
     _Atomic uint64_t overloads;
+    _Atomic uint64_t outside_handled; /* inline turns run outside the workers */
 
     /* Monitor lists, striped by target address. */
     pthread_mutex_t mon_mtx[RC_MON_STRIPES];

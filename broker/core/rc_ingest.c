@@ -105,6 +105,11 @@ void rc_ingest_ctx_init(struct rc_ingest_ctx *c, struct rc_runs *runs, struct rc
                         enum rc_ingest_kind kind, rc_ingest_peer_fn peer, void *peer_arg)
 {
     ctx_setup(c, runs, m, kind, peer, peer_arg);
+    /* REP: the receiving nng thread runs idle run actors' turns itself, so
+     * an acknowledged message whose runs are idle is handled, and its reply
+     * sent, without a hand-off to a worker and back (see send_one). */
+    if (kind == RC_INGEST_REP)
+        c->inline_runs = rc_runs_config(runs)->ingest_inline_backlog > 0;
     if (kind != RC_INGEST_PULL)
         return;
     struct rc_ingest_ctx *inner = rc_malloc(sizeof(*inner));
@@ -349,7 +354,9 @@ static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct 
          * a decoder turn that keeps up (decoder_behaviour), an idle run
          * actor handles its events right here, nested in the turn; a busy
          * one gets them queued as usual. */
-        if (ack)
+        if (ack && c->inline_runs)
+            grc = rc_send_batch_try_add_inline(&c->batch, a, &msg->hdr);
+        else if (ack)
             grc = rc_send_batch_try_add(&c->batch, a, &msg->hdr);
         else if (c->inline_runs)
             grc = rc_send_batch_add_inline(&c->batch, a, &msg->hdr);

@@ -1267,6 +1267,116 @@ Test(actor, inline_to_a_busy_actor_is_queued)
     driver_test_end(sys, &d, 0, (struct rc_actor *[]){t, drv}, 2);
 }
 
+/* rc_send_batch_try_add_inline from a thread that is no worker (as an I/O
+ * callback): an idle actor's turn runs right here, and what that turn
+ * sends is queued to the workers through the batch. */
+Test(actor, try_inline_from_outside_runs_an_idle_actor_on_the_calling_thread)
+{
+    struct rc_actor_system *sys = start_sys(2, 0);
+    static struct inl_target ts, last;
+    memset(&ts, 0, sizeof(ts));
+    memset(&last, 0, sizeof(last));
+    struct rc_actor *l = spawn_target(sys, &last);
+    ts.next = l; /* the inline turn sends inline again: one level, so queued */
+    ts.next_st = &last;
+    struct rc_actor *t = spawn_target(sys, &ts);
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    cr_assert_eq(rc_send_batch_try_add_inline(&b, t, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert_eq(atomic_load(&ts.handled), 1, "handled before the add returned");
+    cr_assert(pthread_equal(ts.thread, pthread_self()), "on the calling thread");
+    cr_assert_eq(atomic_load(&ts.next_later), 1, "the nested send was queued");
+    rc_send_batch_flush(&b);
+    cr_assert(tact_wait_u64(&last.handled, 1, 5000));
+    cr_assert(!pthread_equal(last.thread, pthread_self()), "the queued one ran on a worker");
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.inline_handled, 1);
+    cr_assert_eq(st.messages_handled, 2);
+    rc_actor_system_stop(sys);
+    rc_actor_release(t);
+    rc_actor_release(l);
+    rc_actor_system_free(sys);
+}
+
+/* Busy, it is rc_send_batch_try_add: queued behind the running turn, and
+ * refused with RC_EOVERLOAD once the mailbox holds its limit. */
+Test(actor, try_inline_to_a_busy_actor_queues_up_to_its_mailbox_limit)
+{
+    struct rc_actor_system *sys = start_sys(2, 0);
+    static struct inl_target ts;
+    memset(&ts, 0, sizeof(ts));
+    ts.block = true;
+    struct rc_actor_opts o = {.mailbox_limit = 2, .name = "limited"};
+    struct rc_actor *t;
+    cr_assert_eq(rc_actor_spawn(sys, inl_target_fn, &ts, NULL, &o, &t), RC_OK);
+    cr_assert_eq(rc_actor_send(t, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    wait_int(&ts.entered); /* a worker is in its turn, blocked */
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    cr_assert_eq(rc_send_batch_try_add_inline(&b, t, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    cr_assert_eq(atomic_load(&ts.handled), 0, "queued, not run here");
+    struct rc_msg *third = rc_msg_new(sizeof(struct rc_msg), 1);
+    cr_assert_eq(rc_send_batch_try_add_inline(&b, t, third), RC_EOVERLOAD);
+    rc_msg_free(third); /* refused: still the caller's */
+    rc_send_batch_flush(&b);
+    atomic_store(&ts.release, 1);
+    cr_assert(tact_wait_u64(&ts.handled, 2, 5000));
+    rc_clock_sleep_ms(20);
+    cr_assert_eq(atomic_load(&ts.handled), 2);
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.inline_handled, 0);
+    cr_assert_eq(st.overloads, 1);
+    tact_sys_end(sys, t);
+}
+
+/* In a turn of another system's worker it never nests: queued. */
+struct inl_foreign {
+    struct rc_actor *target; /* in the other system */
+    struct inl_target *ts;
+    _Atomic int done;
+    int rc;
+    bool handled_before_return;
+};
+
+static void inl_foreign_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    (void)self;
+    (void)msg;
+    struct inl_foreign *f = st;
+    uint64_t before = atomic_load(&f->ts->handled);
+    struct rc_send_batch b = RC_SEND_BATCH_INIT;
+    f->rc = rc_send_batch_try_add_inline(&b, f->target, rc_msg_new(sizeof(struct rc_msg), 1));
+    f->handled_before_return = atomic_load(&f->ts->handled) != before;
+    rc_send_batch_flush(&b);
+    atomic_store(&f->done, 1);
+}
+
+Test(actor, try_inline_from_a_turn_of_another_system_is_queued)
+{
+    struct rc_actor_system *a_sys = start_sys(1, 0), *b_sys = start_sys(1, 0);
+    static struct inl_target ts;
+    static struct inl_foreign f;
+    memset(&ts, 0, sizeof(ts));
+    memset(&f, 0, sizeof(f));
+    struct rc_actor *t = spawn_target(b_sys, &ts);
+    f.target = t;
+    f.ts = &ts;
+    struct rc_actor *drv;
+    cr_assert_eq(rc_actor_spawn(a_sys, inl_foreign_fn, &f, NULL, NULL, &drv), RC_OK);
+    cr_assert_eq(rc_actor_send(drv, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    wait_int(&f.done);
+    cr_assert_eq(f.rc, RC_OK);
+    cr_assert(!f.handled_before_return, "not nested in the other system's turn");
+    cr_assert(tact_wait_u64(&ts.handled, 1, 5000));
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(b_sys, &st);
+    cr_assert_eq(st.inline_handled, 0);
+    rc_actor_system_stop(a_sys);
+    rc_actor_release(drv);
+    rc_actor_system_free(a_sys);
+    tact_sys_end(b_sys, t);
+}
+
 /* A behaviour running inline that sends inline again queues: one level. */
 Test(actor, inline_is_one_level_deep)
 {

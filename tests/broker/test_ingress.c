@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
+#include <nng/protocol/reqrep0/req.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -719,4 +720,69 @@ Test(ingress, a_decoder_that_keeps_up_runs_idle_run_actors_inline, .timeout = 60
 Test(ingress, inline_backlog_0_hands_every_run_message_to_the_workers, .timeout = 60)
 {
     cr_assert_eq(publish_one_at_a_time("0", "spread-run", 20), 0);
+}
+
+/* Publishes n deltas and a complete to run over REQ, one round trip each:
+ * every reply is ok with the next seq, the subscriber sees them in order;
+ * returns how many run messages the actor system handled inline. */
+static uint64_t request_one_at_a_time(const char *backlog, const char *run, size_t n)
+{
+    struct rc_tb t;
+    /* clang-format off */
+    const char *opts[] = {"ingest", "", "ingest-ack", "tcp://127.0.0.1:0", "watchdog", "30s",
+                          "ingest-inline-backlog", backlog, NULL};
+    /* clang-format on */
+    tb_start(&t, opts);
+    const char *url = rc_broker_listen_url(t.b, RC_INGEST_REP, 0);
+    cr_assert_not_null(url);
+    nng_socket s;
+    cr_assert_eq(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000);
+    cr_assert_eq(nng_dial(s, url, NULL, 0), 0);
+    struct rc_actor_system_stats st0, st1;
+    rc_actor_system_stats(rc_broker_system(t.b), &st0);
+    struct rc_testsub *ts = tb_sub_run(&t, run);
+    struct rc_buf b;
+    rc_buf_init(&b);
+    for (size_t i = 0; i <= n; i++) {
+        char text[32];
+        snprintf(text, sizeof(text), "%zu", i);
+        rc_buf_reset(&b);
+        tev_encode(&b, &(struct tev){.run = run,
+                                     .type = i < n ? "delta" : "complete",
+                                     .text = i < n ? text : NULL});
+        cr_assert_eq(nng_send(s, b.data, b.len, 0), 0);
+        void *reply = NULL;
+        size_t rl = 0;
+        cr_assert_eq(nng_recv(s, &reply, &rl, NNG_FLAG_ALLOC), 0, "no reply to event %zu", i);
+        bool ok = false;
+        uint64_t seq = 0;
+        cr_assert(rc_mp_bool(reply, rl, "ok", &ok) && ok, "event %zu refused", i);
+        cr_assert(rc_mp_uint(reply, rl, "results.0.seq", &seq));
+        cr_assert_eq(seq, i + 1, "event %zu got seq %lu", i, (unsigned long)seq);
+        nng_free(reply, rl);
+    }
+    cr_assert(rc_testsub_wait_terminal(ts, run, 10000));
+    expect_in_order(ts, run, n + 1);
+    rc_actor_system_stats(rc_broker_system(t.b), &st1);
+    rc_buf_fini(&b);
+    nng_close(s);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+    return st1.inline_handled - st0.inline_handled;
+}
+
+/* REP: nng's callback thread runs an idle run actor's turn itself (the
+ * reply then needs no worker); acks and order as ever. */
+Test(ingress, rep_runs_idle_run_actors_on_the_receiving_thread, .timeout = 60)
+{
+    uint64_t inl = request_one_at_a_time("4096", "rep-inline-run", 20);
+    cr_assert_gt(inl, 0, "no acknowledged run message was handled inline");
+    cr_assert_leq(inl, 21);
+}
+
+/* --ingest-inline-backlog 0 turns it off for REP too. */
+Test(ingress, rep_with_inline_backlog_0_hands_run_messages_to_the_workers, .timeout = 60)
+{
+    cr_assert_eq(request_one_at_a_time("0", "rep-spread-run", 20), 0);
 }
