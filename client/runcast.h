@@ -264,7 +264,9 @@ void rc_client_get_stats(struct rc_client *c, struct rc_client_stats *st);
 /* A readable message for an RC_E* code (rc_error_message). */
 const char *rc_client_strerror(int err);
 
-/* Writes a new 128-bit random idempotency id (32 hex chars + NUL) to out. */
+/* Writes a new 128-bit idempotency id (32 hex chars + NUL) to out: unique
+ * (64 random bits drawn once per thread, and again after fork, then a
+ * mixed count), cheap (no system call after the first), not secret. */
 void rc_client_new_id(char out[33]);
 
 #ifdef __cplusplus

@@ -12,7 +12,9 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -357,6 +359,67 @@ Test(client_validate, new_ids_are_32_hex_and_distinct)
     cr_assert_eq(strlen(a), 32);
     cr_assert_eq(strspn(a, "0123456789abcdef"), 32);
     cr_assert_str_neq(a, b);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, 33);
+}
+
+/* 20,000 ids from each of two threads: all distinct. */
+#define ID_N 20000
+static char ids_a[ID_N][33], ids_b[ID_N][33];
+
+static void *make_ids(void *arg)
+{
+    char(*ids)[33] = arg;
+    for (int i = 0; i < ID_N; i++)
+        rc_client_new_id(ids[i]);
+    return NULL;
+}
+
+Test(client_validate, new_ids_are_distinct_across_calls_and_threads)
+{
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, make_ids, ids_b), 0);
+    make_ids(ids_a);
+    pthread_join(t, NULL);
+    static char all[2 * ID_N][33];
+    memcpy(all, ids_a, sizeof(ids_a));
+    memcpy(all + ID_N, ids_b, sizeof(ids_b));
+    qsort(all, 2 * ID_N, 33, cmp_id);
+    for (int i = 0; i < 2 * ID_N; i++) {
+        cr_assert_eq(strspn(all[i], "0123456789abcdef"), 32);
+        if (i > 0)
+            cr_assert_str_neq(all[i - 1], all[i], "id %s made twice", all[i]);
+    }
+}
+
+/* A forked child does not repeat the ids its parent makes next. */
+Test(client_validate, a_forked_child_makes_other_ids_than_its_parent)
+{
+    char first[33];
+    rc_client_new_id(first); /* the parent's thread has drawn */
+    int fd[2];
+    cr_assert_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        char id[33];
+        rc_client_new_id(id);
+        ssize_t w = write(fd[1], id, 33);
+        _exit(w == 33 ? 0 : 1);
+    }
+    char parent[33], child[33];
+    rc_client_new_id(parent);
+    cr_assert_eq(read(fd[0], child, 33), 33);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    close(fd[0]);
+    close(fd[1]);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cr_assert_str_neq(parent, child, "the child repeated the parent's next id");
+    cr_assert_neq(memcmp(parent, child, 16), 0, "the child kept the parent's random half");
 }
 
 /* ---- A fake REP server ---- */
