@@ -7,6 +7,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -785,4 +786,110 @@ Test(ingress, rep_runs_idle_run_actors_on_the_receiving_thread, .timeout = 60)
 Test(ingress, rep_with_inline_backlog_0_hands_run_messages_to_the_workers, .timeout = 60)
 {
     cr_assert_eq(request_one_at_a_time("0", "rep-spread-run", 20), 0);
+}
+
+/* Several requesters on one run at once: their REP contexts complete on
+ * different nng threads, which race for the run's inline turn (one wins,
+ * the others queue).  Every event is acknowledged once with its own seq,
+ * each requester's seqs rise in its publish order, and the subscriber sees
+ * 1..n with each requester's texts in order. */
+#define RACE_THREADS 4
+#define RACE_EVENTS  150
+
+struct race_req {
+    const char *url, *run;
+    int id;
+    uint64_t seq[RACE_EVENTS];
+    int failed_at; /* -1: none */
+};
+
+static void *race_requester(void *arg)
+{
+    struct race_req *q = arg;
+    q->failed_at = 0;
+    nng_socket s;
+    if (nng_req0_open(&s) != 0)
+        return NULL;
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000);
+    if (nng_dial(s, q->url, NULL, 0) != 0) {
+        nng_close(s);
+        return NULL;
+    }
+    struct rc_buf b;
+    rc_buf_init(&b);
+    int i;
+    for (i = 0; i < RACE_EVENTS; i++) {
+        char text[32];
+        snprintf(text, sizeof(text), "%d-%d", q->id, i);
+        rc_buf_reset(&b);
+        tev_encode(&b, &(struct tev){.run = q->run, .type = "delta", .text = text});
+        void *reply = NULL;
+        size_t rl = 0;
+        bool ok = false;
+        if (nng_send(s, b.data, b.len, 0) != 0 || nng_recv(s, &reply, &rl, NNG_FLAG_ALLOC) != 0)
+            break;
+        bool good = rc_mp_bool(reply, rl, "ok", &ok) && ok &&
+                    rc_mp_uint(reply, rl, "results.0.seq", &q->seq[i]);
+        nng_free(reply, rl);
+        if (!good)
+            break;
+    }
+    q->failed_at = i == RACE_EVENTS ? -1 : i;
+    rc_buf_fini(&b);
+    nng_close(s);
+    return NULL;
+}
+
+Test(ingress, rep_requesters_racing_on_one_run_get_each_seq_once_in_their_order, .timeout = 60)
+{
+    struct rc_tb t;
+    /* clang-format off */
+    const char *opts[] = {"ingest", "", "ingest-ack", "tcp://127.0.0.1:0", "watchdog", "30s",
+                          "ingest-inflight", "8", NULL};
+    /* clang-format on */
+    tb_start(&t, opts);
+    const char *url = rc_broker_listen_url(t.b, RC_INGEST_REP, 0);
+    cr_assert_not_null(url);
+    const char *run = "rep-race-run";
+    struct rc_testsub *ts = tb_sub_run(&t, run);
+    static struct race_req q[RACE_THREADS];
+    pthread_t th[RACE_THREADS];
+    for (int k = 0; k < RACE_THREADS; k++) {
+        q[k] = (struct race_req){.url = url, .run = run, .id = k};
+        cr_assert_eq(pthread_create(&th[k], NULL, race_requester, &q[k]), 0);
+    }
+    for (int k = 0; k < RACE_THREADS; k++)
+        pthread_join(th[k], NULL);
+    const size_t n = RACE_THREADS * RACE_EVENTS;
+    static bool seen[RACE_THREADS * RACE_EVENTS + 1];
+    memset(seen, 0, sizeof(seen));
+    for (int k = 0; k < RACE_THREADS; k++) {
+        cr_assert_eq(q[k].failed_at, -1, "requester %d failed at event %d", k, q[k].failed_at);
+        for (int i = 0; i < RACE_EVENTS; i++) {
+            uint64_t sq = q[k].seq[i];
+            cr_assert(sq >= 1 && sq <= n, "seq %lu out of 1..%zu", (unsigned long)sq, n);
+            cr_assert(!seen[sq], "seq %lu acknowledged twice", (unsigned long)sq);
+            seen[sq] = true;
+            if (i > 0)
+                cr_assert_gt(sq, q[k].seq[i - 1], "requester %d: event %d overtook %d", k, i,
+                             i - 1);
+        }
+    }
+    cr_assert(rc_testsub_wait(ts, n, 10000), "%zu of %zu events reached the subscriber",
+              rc_testsub_count(ts), n);
+    int next[RACE_THREADS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        struct rc_tframe f;
+        cr_assert(rc_testsub_get(ts, i, &f));
+        cr_assert_eq(f.seq, i + 1);
+        char text[32];
+        int k = -1, e = -1;
+        cr_assert(rc_mp_str(f.raw, f.len, "text", text, sizeof(text)));
+        cr_assert_eq(sscanf(text, "%d-%d", &k, &e), 2);
+        cr_assert(k >= 0 && k < RACE_THREADS);
+        cr_assert_eq(e, next[k], "requester %d: event %d arrived where %d was due", k, e, next[k]);
+        next[k]++;
+    }
+    rc_testsub_free(ts);
+    tb_stop(&t);
 }
