@@ -905,9 +905,10 @@ int rc_send_batch_try_add(struct rc_send_batch *b, struct rc_actor *to, struct r
  * (rc_send_batch_try_add_inline), to the system's injection queue, as any
  * send from outside does.  Nested in the caller's turn at most one level
  * deep (the caller's turn state is saved and restored around it).
+ *
+ * inline_turn is the turn itself, once the caller holds the token (the
+ * count's 1 for msg).
  */
-
-/* The turn itself, once the caller holds the token (count 1 for msg). */
 static void inline_turn(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
 {
     struct rc_worker *w = tl_worker;
@@ -973,7 +974,8 @@ int rc_send_batch_try_add_inline(struct rc_send_batch *b, struct rc_actor *to, s
      * behaviour of another system would run to's turn inside its own). */
     bool may = !tl_inline && (!tl_in_turn || (w && w->sys == to->sys));
     if (!may || !inline_take(to))
-        return rc_send_batch_try_add(b, to, msg); /* idle: its mailbox is empty, under any limit */
+        return rc_send_batch_try_add(b, to, msg);
+    /* no limit to check: an idle actor's mailbox is empty */
     inline_turn(b, to, msg);
     return RC_OK;
 }
