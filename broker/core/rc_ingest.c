@@ -350,18 +350,16 @@ static void send_one(struct rc_ingest_ctx *c, struct rc_ingest_msg *msg, struct 
         if (grc != 0)
             break;
         /* with a reply, a full mailbox answers `overloaded`; without one
-         * (PULL) the ingress pushes back instead (see rc_ingress.c).  In
-         * a decoder turn that keeps up (decoder_behaviour), an idle run
-         * actor handles its events right here, nested in the turn; a busy
-         * one gets them queued as usual. */
-        if (ack && c->inline_runs)
-            grc = rc_send_batch_try_add_inline(&c->batch, a, &msg->hdr);
-        else if (ack)
-            grc = rc_send_batch_try_add(&c->batch, a, &msg->hdr);
-        else if (c->inline_runs)
-            grc = rc_send_batch_add_inline(&c->batch, a, &msg->hdr);
+         * (PULL) the ingress pushes back instead (see rc_ingress.c).  With
+         * inline_runs (a PULL decoder turn that keeps up, or a REP
+         * context's nng thread) an idle run actor handles its events right
+         * here; a busy one gets them queued as usual. */
+        if (ack)
+            grc = c->inline_runs ? rc_send_batch_try_add_inline(&c->batch, a, &msg->hdr)
+                                 : rc_send_batch_try_add(&c->batch, a, &msg->hdr);
         else
-            grc = rc_send_batch_add(&c->batch, a, &msg->hdr);
+            grc = c->inline_runs ? rc_send_batch_add_inline(&c->batch, a, &msg->hdr)
+                                 : rc_send_batch_add(&c->batch, a, &msg->hdr);
         if (!c->cache)
             rc_actor_release(a);
         else if (grc == RC_ECLOSED)

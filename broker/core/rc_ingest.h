@@ -72,8 +72,9 @@ struct rc_ingest_ctx {
     /* PULL: the decoder actor (its state is a second context that only its
      * turns use), or NULL: decode on the calling thread.  Set by init. */
     struct rc_actor *decoder;
-    /* In a decoder turn: hand run messages to idle run actors inline (see
-     * send_one); set per message by the decoder from its backlog. */
+    /* Hand run messages to idle run actors inline (see send_one): in a
+     * PULL decoder turn, set per message by the decoder from its backlog;
+     * in a REP context, set once at init (--ingest-inline-backlog > 0). */
     bool inline_runs;
     /* The decoder's run lookups (rc_runs_get_cached), or NULL: the
      * registry's, one lock and one reference per run message. */

@@ -290,11 +290,13 @@ int rc_runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t has
 /*
  * A lookup cache for one thread (or one actor's turns): run id -> actor,
  * 2-way set-associative by hash (1,024 entries, 32 KiB: a hundred busy
- * runs direct-mapped into 256 slots had ~17 of them evicting each other).  An entry holds the actor
- * and the run's name and stays valid while no run was removed from the registry shard it came from,
- * so a hit costs no lock and no reference count: what makes a dispatch of a batch spread over many
- * runs cheap.  A hit is exactly what rc_runs_get would return: a registered run is only ever
- * unlinked by rc_runs_remove, which invalidates its shard's entries.
+ * runs direct-mapped into 256 slots had ~17 of them evicting each other).
+ * An entry holds the actor and the run's name and stays valid while no run
+ * was removed from the registry shard it came from, so a hit costs no lock
+ * and no reference count: what makes a dispatch of a batch spread over many
+ * runs cheap.  A hit is exactly what rc_runs_get would return: a registered
+ * run is only ever unlinked by rc_runs_remove, which invalidates its
+ * shard's entries.
  */
 #define RC_RUNS_CACHE_SETS 512u
 #define RC_RUNS_CACHE_WAYS 2u

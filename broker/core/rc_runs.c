@@ -426,7 +426,7 @@ static struct rc_run *shard_find(struct rc_shard *s, const char *name, size_t le
     return NULL;
 }
 
-static int shard_insert(struct rc_shard *s, struct rc_run *run, uint32_t hash)
+static int shard_insert(struct rc_shard *s, struct rc_run *run)
 {
     if (s->n + 1 > s->cap) {
         uint32_t nc = s->cap ? s->cap * 2 : 64;
@@ -444,17 +444,17 @@ static int shard_insert(struct rc_shard *s, struct rc_run *run, uint32_t hash)
         s->tab = nt;
         s->cap = nc;
     }
-    run->next = s->tab[hash & (s->cap - 1)];
-    s->tab[hash & (s->cap - 1)] = run;
+    run->next = s->tab[run->hash & (s->cap - 1)];
+    s->tab[run->hash & (s->cap - 1)] = run;
     s->n++;
     return 0;
 }
 
-static bool shard_unlink(struct rc_shard *s, struct rc_run *run, uint32_t hash)
+static bool shard_unlink(struct rc_shard *s, struct rc_run *run)
 {
     if (!s->cap)
         return false;
-    for (struct rc_run **pp = &s->tab[hash & (s->cap - 1)]; *pp; pp = &(*pp)->next) {
+    for (struct rc_run **pp = &s->tab[run->hash & (s->cap - 1)]; *pp; pp = &(*pp)->next) {
         if (*pp == run) {
             *pp = run->next;
             s->n--;
@@ -522,7 +522,7 @@ static int runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t
     }
     run->actor = a; /* the registry's reference, released in rc_run_fini */
     rc_run_arm_initial(run);
-    if (shard_insert(s, run, hash) != 0) {
+    if (shard_insert(s, run) != 0) {
         /* the actor exists: let it stop and unlist itself (it is not listed) */
         run->state = RC_RS_RETIRED; /* fini skips the unlisting */
         rc_actor_stop(a, 0);
@@ -695,10 +695,9 @@ void rc_runs_remove(struct rc_runs *runs, struct rc_run *run)
         }
         run->conv_bound = false;
     }
-    uint32_t hash = run->hash;
-    struct rc_shard *s = shard_of(runs, hash);
+    struct rc_shard *s = shard_of(runs, run->hash);
     pthread_mutex_lock(&s->mtx);
-    if (shard_unlink(s, run, hash)) {
+    if (shard_unlink(s, run)) {
         atomic_fetch_sub_explicit(&runs->count, 1, memory_order_relaxed); /* relaxed: approx */
         /* release: after the unlink (see rc_runs_get_cached); mtx serialises
          * the writers, so a load and store suffice */
