@@ -40,6 +40,7 @@
 #include "rc_actor_internal.h"
 
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1028,6 +1029,11 @@ static void *worker_main(void *arg)
 {
     struct rc_worker *w = arg;
     tl_worker = w;
+    /* Named for top -H, perf and gdb; a name that does not fit is only
+     * cosmetic, so the result is ignored. */
+    char name[16];
+    snprintf(name, sizeof(name), "rc-worker-%u", w->index);
+    (void)pthread_setname_np(pthread_self(), name);
     for (;;) {
         struct rc_actor *a = find_work(w);
         if (!a) {
@@ -1107,7 +1113,7 @@ int rc_actor_system_new(struct rc_actor_system **out, const struct rc_actor_syst
     pthread_cond_init(&sys->reg_cv, NULL);
     for (uint32_t i = 0; i < RC_MON_STRIPES; i++)
         pthread_mutex_init(&sys->mon_mtx[i], NULL);
-    int rc = rc__timer_sys_init(sys);
+    int rc = rc__timer_sys_init(sys, opts ? opts->timer_threads : 0);
     if (rc != RC_OK) {
         free(sys->workers);
         rc_free(sys);
@@ -1239,6 +1245,7 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
     st->workers_sleeping = atomic_load_explicit(&sys->nsleeping, memory_order_relaxed);
     /* the lock is logically mutable: stats stay const for callers */
     st->timers_armed = rc__timer_armed_count((struct rc_actor_system *)sys);
+    st->timer_threads = rc__timer_threads((struct rc_actor_system *)sys);
     for (uint32_t i = 0; i < sys->nworkers; i++) {
         /* relaxed: statistics */
         st->messages_handled +=

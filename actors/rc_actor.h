@@ -206,16 +206,19 @@ int rc_actor_monitor(struct rc_actor *watcher, struct rc_actor *target, uint64_t
 /* ---- The system ---- */
 
 struct rc_actor_system_opts {
-    uint32_t workers; /* 0: the number of online CPUs */
-    uint32_t batch;   /* messages per actor turn; 0: 64 */
-    uint32_t tick_ms; /* timer wheel resolution; 0: 1 ms */
-    uint32_t tick_us; /* finer resolution in microseconds; overrides tick_ms
-                         when not 0 (runcastd keeps --watchdog-tick as its
-                         lateness budget and turns the wheel 16 times finer) */
+    uint32_t workers;       /* 0: the number of online CPUs */
+    uint32_t batch;         /* messages per actor turn; 0: 64 */
+    uint32_t tick_ms;       /* timer wheel resolution; 0: 1 ms */
+    uint32_t tick_us;       /* finer resolution in microseconds; overrides tick_ms
+                               when not 0 (runcastd keeps --watchdog-tick as its
+                               lateness budget and turns the wheel 16 times finer) */
+    uint32_t timer_threads; /* threads turning the wheel, each pinned to its own
+                               CPU; 0: 2 when the process may run on 2 CPUs or
+                               more, else 1; at most 4 */
 };
 
 int rc_actor_system_new(struct rc_actor_system **out, const struct rc_actor_system_opts *opts);
-/* Starts the worker threads and the timer thread.  RC_ESTATE if already
+/* Starts the worker threads and the timer threads.  RC_ESTATE if already
  * started or stopped. */
 int rc_actor_system_start(struct rc_actor_system *sys);
 /* Stops accepting new work (spawn fails with RC_ECLOSED), stops every live
@@ -243,8 +246,17 @@ struct rc_actor_system_stats {
     uint64_t workers_sleeping;
     uint64_t timers_armed;   /* read under the timer lock */
     uint64_t inline_handled; /* of messages_handled: in inline turns */
+    uint32_t timer_threads;  /* running timer threads */
 };
 void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_system_stats *st);
+
+/* The CPU timer thread i is pinned to, or -1 (not pinned, or no such
+ * thread).  Threads are pinned only when there are two or more. */
+int rc_actor_system_timer_cpu(const struct rc_actor_system *sys, uint32_t i);
+/* For tests: while held, timer thread i does not turn the wheel, as if the
+ * CPU it sleeps on were stalled; the others must cover for it.  Release
+ * with hold false.  RC_EINVAL if there is no such thread. */
+int rc_actor_system_hold_timer_thread(struct rc_actor_system *sys, uint32_t i, bool hold);
 
 /* ---- Timers ---- */
 

@@ -90,6 +90,20 @@ struct rc_worker {
 
 #define RC_MON_STRIPES 64u
 
+/* Timer threads (rc_timer.c): each sleeps until the wheel's next tick and
+ * whichever wakes first turns it, so one stalled CPU does not delay the
+ * watchdog (see rc_timer.c). */
+#define RC_TIMER_THREADS_MAX 4u
+
+struct rc_timer_thread {
+    struct rc_actor_system *sys;
+    pthread_t thread;
+    uint32_t index;
+    int cpu;             /* pinned to this CPU; -1: not pinned */
+    uint64_t wake_tick;  /* timer_mtx: the tick it sleeps until; 0: awake */
+    uint64_t seen_turns; /* timer_mtx: timer_turns when it last went to sleep */
+};
+
 struct rc_actor_system {
     uint32_t nworkers; /* immutable after new */
     uint32_t batch;    /* immutable after new */
@@ -129,21 +143,31 @@ struct rc_actor_system {
 
     /* Timers (rc_timer.c). */
     pthread_mutex_t timer_mtx;
-    pthread_cond_t timer_cv;       /* CLOCK_MONOTONIC */
-    struct rc_wheel wheel;         /* timer_mtx */
-    uint64_t timer_wake_tick;      /* timer_mtx: tick the timer thread sleeps until */
-    uint64_t max_sleep_ticks;      /* immutable after new */
-    _Atomic bool timer_wants_lock; /* the timer thread is waiting for timer_mtx */
-    bool timer_exit;               /* timer_mtx */
-    bool timer_running;            /* owned by start/stop */
-    pthread_t timer_thread;
+    pthread_cond_t timer_cv;      /* CLOCK_MONOTONIC */
+    struct rc_wheel wheel;        /* timer_mtx */
+    uint64_t timer_wake_tick;     /* timer_mtx: the latest tick a timer thread sleeps until */
+    uint64_t max_sleep_ticks;     /* immutable after new */
+    _Atomic int timer_wants_lock; /* timer threads waiting for timer_mtx */
+    bool timer_exit;              /* timer_mtx */
+    uint32_t timer_hold_mask;     /* timer_mtx: threads held (rc_actor_system_hold_timer_thread) */
+    uint64_t timer_tickets;       /* timer_mtx: chunks of expiries collected */
+    uint64_t timer_turns;         /* timer_mtx: calls advancing the wheel */
+    pthread_mutex_t timer_dlv_mtx;
+    pthread_cond_t timer_dlv_cv;  /* timer_dlv_mtx */
+    uint64_t timer_delivered;     /* timer_dlv_mtx: chunks delivered, in ticket order */
+    pthread_cond_t timer_hold_cv; /* timer_mtx: a held thread waits here */
+    uint32_t ntimers;             /* immutable after new */
+    uint32_t timers_running;      /* timer_mtx; written by start/stop */
+    struct rc_timer_thread timers[RC_TIMER_THREADS_MAX];
 };
 
 /* rc_timer.c */
-int rc__timer_sys_init(struct rc_actor_system *sys);
+int rc__timer_sys_init(struct rc_actor_system *sys, uint32_t nthreads);
 void rc__timer_sys_fini(struct rc_actor_system *sys);
 int rc__timer_start(struct rc_actor_system *sys);
 void rc__timer_stop(struct rc_actor_system *sys);
+/* The running timer threads. */
+uint32_t rc__timer_threads(struct rc_actor_system *sys);
 uint64_t rc__timer_armed_count(struct rc_actor_system *sys);
 
 #endif

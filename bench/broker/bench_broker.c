@@ -36,6 +36,7 @@
  *
  * Usage: bench_broker [ingest|ack|runs|expiry|inproc|all] [--runs N]
  *                     [--seconds S] [--spread S] [--tick MS] [--messages M]
+ *                     [--watchdog-threads N]
  *                     [--case mass|spread|steady|all] [--steady-rate R]
  *                     [--steady-s S] [--steady-t MS] [--publish-api] [--pull]
  * Prints one table; timing lives here, never in tests.
@@ -79,6 +80,7 @@ static bool skip_raw = false;           /* --no-raw */
 static int ack_clients = 4;             /* --clients N */
 static double spread_s = 5.0;           /* --spread S: expiry: creation time of the spread case */
 static const char *tick = "10ms";       /* --tick: --watchdog-tick of the expiry runs */
+static const char *wd_threads = "0";    /* --watchdog-threads of the expiry runs (0: default) */
 static const char *expiry_only = "all"; /* --case mass|spread|steady|all (expiry) */
 static size_t inproc_msgs = 20000;      /* --messages M (inproc) */
 static bool inproc_api = false;         /* --publish-api: inproc through rc_broker_publish */
@@ -801,7 +803,8 @@ static struct rc_broker *expiry_broker_start(struct rc_config *cfg, size_t max_r
     /* clang-format off */
     const char *opts[] = {
         "log-level", "error", "max-runs", maxruns, "watchdog", "1h", "watchdog-tick", tick,
-        "run-deadline", "0", "retention", "1h", "publisher-grace", "0", NULL};
+        "run-deadline", "0", "retention", "1h", "publisher-grace", "0",
+        "watchdog-threads", wd_threads, NULL};
     /* clang-format on */
     cfg_init(cfg, opts);
     struct rc_broker *b;
@@ -1197,6 +1200,8 @@ int main(int argc, char **argv)
             seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--spread") == 0 && i + 1 < argc)
             spread_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "--watchdog-threads") == 0 && i + 1 < argc)
+            wd_threads = argv[++i];
         else if (strcmp(argv[i], "--tick") == 0 && i + 1 < argc)
             tick = argv[++i];
         else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc)

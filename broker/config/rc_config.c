@@ -127,6 +127,8 @@ static const struct opt opts[] = {
       "Watchdog after the publisher's connection closes (0 disables); long enough for a reconnect"),
     O("watchdog-tick", "RUNCAST_WATCHDOG_TICK", "DURATION", "10ms", RC_CONFIG_DURATION, false, 1, MS_SEC, watchdog_tick_ms,
       "Watchdog lateness budget: the timer wheel turns in 1/16 of it, leaving the rest for wake-ups; finer costs timer wake-ups"),
+    O("watchdog-threads", "RUNCAST_WATCHDOG_THREADS", "N", "0", RC_CONFIG_COUNT, false, 0, 4, watchdog_threads,
+      "Threads turning the timer wheel, each on its own CPU, whichever wakes first (0 = 2 on 2+ CPUs): one stalled CPU cannot delay the watchdog"),
     /* ---- edge ---- */
     O("http", "RUNCAST_HTTP", "HOST:PORT", "127.0.0.1:7480", RC_CONFIG_HOSTPORT, false, 0, 0, http,
       "HTTP and WebSocket listen address (/ws, /healthz, /metrics, /runs); loopback by default, port 0 = any free"),

@@ -96,6 +96,7 @@ struct rc_config {
     uint64_t run_deadline_ms;    /* --run-deadline: 1h; 0 disables */
     uint64_t publisher_grace_ms; /* --publisher-grace: 15s; 0 disables */
     uint64_t watchdog_tick_ms;   /* --watchdog-tick: 10ms timer wheel resolution */
+    uint64_t watchdog_threads;   /* --watchdog-threads: 0 = 2 when 2+ CPUs are allowed */
 
     /* ---- edge ---- */
     char *http;                   /* --http: "127.0.0.1:7480" as given */

@@ -179,6 +179,7 @@ int rc_broker_new(const struct rc_config *cfg, struct rc_broker **out)
          * sixteenths of it, so its rounding takes at most 1/16 and the
          * rest is left for the timer thread's and the run's wake-ups. */
         .tick_us = rc_broker_wheel_tick_us(cfg->watchdog_tick_ms),
+        .timer_threads = (uint32_t)cfg->watchdog_threads,
     };
     int rc = rc_actor_system_new(&b->sys, &o);
     if (rc == 0)

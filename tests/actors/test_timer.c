@@ -6,7 +6,9 @@
  * asserted (never early); lateness is measured in bench_actors.
  */
 #include <criterion/criterion.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "actor_tutil.h"
 #include "rc_actor.h"
@@ -301,4 +303,155 @@ Test(timer, bad_arguments)
     cr_assert_eq(rc_timer_arm_at(sys, &t, 5), RC_EINVAL);
     rc_timer_cancel(sys, &t);
     tact_sys_end(sys, NULL);
+}
+
+/* ---- Several timer threads ---- */
+
+static int allowed_cpus(void)
+{
+    cpu_set_t set;
+    cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+    return CPU_COUNT(&set);
+}
+
+/* The default: two timer threads, each pinned to its own allowed CPU, when
+ * the process may use two CPUs or more; one, unpinned, otherwise. */
+Test(timer, default_timer_threads_sleep_on_different_cpus)
+{
+    struct rc_actor_system *sys = tact_sys_start(NULL);
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cpu_set_t set;
+    cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+    if (allowed_cpus() >= 2) {
+        cr_assert_eq(st.timer_threads, 2);
+        int c0 = rc_actor_system_timer_cpu(sys, 0), c1 = rc_actor_system_timer_cpu(sys, 1);
+        cr_assert(c0 >= 0 && c1 >= 0 && c0 != c1, "pinned to %d and %d", c0, c1);
+        cr_assert(CPU_ISSET(c0, &set) && CPU_ISSET(c1, &set), "pinned outside the allowed set");
+    } else {
+        cr_assert_eq(st.timer_threads, 1);
+        cr_assert_eq(rc_actor_system_timer_cpu(sys, 0), -1);
+    }
+    cr_assert_eq(rc_actor_system_timer_cpu(sys, 2), -1, "no such thread");
+    tact_sys_end(sys, NULL);
+}
+
+Test(timer, timer_threads_option_is_checked)
+{
+    struct rc_actor_system *sys = NULL;
+    cr_assert_eq(rc_actor_system_new(&sys, &(struct rc_actor_system_opts){.timer_threads = 5}),
+                 RC_EINVAL);
+    sys = tact_sys_start(&(struct rc_actor_system_opts){.timer_threads = 1});
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.timer_threads, 1);
+    cr_assert_eq(rc_actor_system_timer_cpu(sys, 0), -1, "one thread is not pinned");
+    cr_assert_eq(rc_actor_system_hold_timer_thread(sys, 1, true), RC_EINVAL);
+    tact_sys_end(sys, NULL);
+}
+
+/* Arms NT timers of 0-19 ms on a fresh actor of sys and returns it; they
+ * are counted in s. */
+static struct rc_actor *arm_short_timers(struct rc_actor_system *sys, struct tstate *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (int i = 0; i < NT; i++)
+        s->delay_ms[i] = (uint64_t)i;
+    struct rc_actor *a = spawn_timer_actor(sys, s, timer_fn);
+    cr_assert_eq(rc_actor_send(a, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    return a;
+}
+
+/* With one timer thread held (as if its CPU were stalled), the other turns
+ * the wheel: every timer fires once, never early, while it is held; then
+ * the same with the other one held.  Each timer is counted by its own
+ * index, so a timer fired by both threads would show as NT + 1. */
+Test(timer, a_held_timer_thread_is_covered_by_the_other)
+{
+    struct rc_actor_system *sys =
+        tact_sys_start(&(struct rc_actor_system_opts){.workers = 2, .timer_threads = 2});
+    static struct tstate s[2];
+    struct rc_actor *a[2];
+    for (uint32_t held = 0; held < 2; held++) {
+        cr_assert_eq(rc_actor_system_hold_timer_thread(sys, held, true), RC_OK);
+        a[held] = arm_short_timers(sys, &s[held]);
+        cr_assert(tact_wait_int(&s[held].current, NT, 5000),
+                  "with timer thread %u held, %d of %d timers fired", held,
+                  atomic_load(&s[held].current), NT);
+        rc_clock_sleep_ms(30); /* room for a duplicate to show */
+        cr_assert_eq(atomic_load(&s[held].current), NT);
+        cr_assert_eq(atomic_load(&s[held].early), 0);
+        cr_assert_eq(atomic_load(&s[held].stale), 0);
+        cr_assert_eq(rc_actor_system_hold_timer_thread(sys, held, false), RC_OK);
+    }
+    rc_actor_system_stop(sys);
+    for (int k = 0; k < 2; k++)
+        rc_actor_release(a[k]);
+    rc_actor_system_free(sys);
+}
+
+/* The hold does stop a thread: with the only timer thread held nothing
+ * fires; released, everything does (so the test above shows the second
+ * thread at work, not a hold that does nothing). */
+Test(timer, the_only_timer_thread_held_fires_nothing_until_released)
+{
+    struct rc_actor_system *sys =
+        tact_sys_start(&(struct rc_actor_system_opts){.workers = 2, .timer_threads = 1});
+    static struct tstate s;
+    cr_assert_eq(rc_actor_system_hold_timer_thread(sys, 0, true), RC_OK);
+    struct rc_actor *a = arm_short_timers(sys, &s);
+    rc_clock_sleep_ms(100); /* every timer is due by now */
+    cr_assert_eq(atomic_load(&s.current), 0, "a held wheel fired %d timers",
+                 atomic_load(&s.current));
+    cr_assert_eq(rc_actor_system_hold_timer_thread(sys, 0, false), RC_OK);
+    cr_assert(tact_wait_int(&s.current, NT, 5000));
+    cr_assert_eq(atomic_load(&s.early), 0);
+    tact_sys_end(sys, a);
+}
+
+/* Four timer threads racing for one wheel: 40 owners x NT timers, re-armed
+ * for three rounds of 0-29 ms; every expiry is delivered exactly once and
+ * never early (the chunks they collect never overlap). */
+static void rounds_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
+{
+    struct tstate *s = st;
+    timer_fn(self, st, msg);
+    if (msg->type == RC_MSG_TIMER && rc_timer_msg_current((struct rc_msg_timer *)msg)) {
+        size_t i = (size_t)(((struct rc_msg_timer *)msg)->timer - s->t);
+        if (atomic_load(&s->current) <= 2 * NT) { /* two more rounds */
+            s->armed_ns[i] = rc_clock_mono_ns();
+            cr_assert_eq(rc_timer_arm(s->sys, &s->t[i], s->delay_ms[i]), RC_OK);
+        }
+    }
+}
+
+Test(timer, four_timer_threads_deliver_each_expiry_once)
+{
+    enum { A = 40 };
+    struct rc_actor_system *sys =
+        tact_sys_start(&(struct rc_actor_system_opts){.workers = 2, .timer_threads = 4});
+    static struct tstate s[A];
+    struct rc_actor *a[A];
+    for (int k = 0; k < A; k++) {
+        for (int i = 0; i < NT; i++)
+            s[k].delay_ms[i] = (uint64_t)((k * 11 + i * 7) % 30);
+        a[k] = spawn_timer_actor(sys, &s[k], rounds_fn);
+        cr_assert_eq(rc_actor_send(a[k], rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
+    }
+    for (int k = 0; k < A; k++) {
+        cr_assert(tact_wait_int(&s[k].current, 3 * NT, 10000), "owner %d: %d of %d", k,
+                  atomic_load(&s[k].current), 3 * NT);
+        cr_assert_eq(atomic_load(&s[k].early), 0);
+        cr_assert_eq(atomic_load(&s[k].arg_mismatch), 0);
+    }
+    rc_clock_sleep_ms(50); /* room for a duplicate to show */
+    for (int k = 0; k < A; k++)
+        cr_assert_eq(atomic_load(&s[k].current), 3 * NT, "owner %d", k);
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(sys, &st);
+    cr_assert_eq(st.timer_threads, 4);
+    rc_actor_system_stop(sys);
+    for (int k = 0; k < A; k++)
+        rc_actor_release(a[k]);
+    rc_actor_system_free(sys);
 }
