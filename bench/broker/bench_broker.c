@@ -71,6 +71,7 @@
 #include "rc_proto.h"
 #include "rc_run.h"
 #include "rc_runs.h"
+#include "rcb_stall.h"
 
 static double seconds = 2.0;
 static size_t nruns = 1000000;
@@ -1070,6 +1071,7 @@ static void steady_case(void)
     struct rc_buf msg;
     rc_buf_init(&msg);
     char id[32];
+    struct rcb_stall *probe = rcb_stall_start(); /* the machine's own stalls, same window */
     uint64_t s0 = rc_clock_mono_ns();
     for (size_t k = 0, i = 0; k < ticks; k++) {
         sleep_until_ns(s0 + k * 1000000ull);
@@ -1102,6 +1104,8 @@ static void steady_case(void)
         rc_clock_sleep_ms(20);
     size_t got = atomic_load_explicit(&x->terminals, memory_order_acquire);
     size_t active = rc_runs_active(rc_broker_runs(b));
+    struct rcb_stall_result stall;
+    rcb_stall_stop(probe, &stall);
 
     uint64_t *late = malloc(ns * sizeof(uint64_t)), *idle = malloc(ns * sizeof(uint64_t));
     size_t nl = 0, ni = 0, early = 0;
@@ -1155,6 +1159,16 @@ static void steady_case(void)
             NULL);
         row("steady: (c) subscriber received - due, max", (double)late[nl - 1] / 1e6, "ms", NULL);
     }
+    if (stall.probes == 2) {
+        snprintf(note, sizeof(note),
+                 "the machine alone: two 1 ms sleepers on 2 CPUs late at once; %u over 5 ms",
+                 stall.together_over_5ms);
+        row("steady: machine stall, both CPUs, longest", (double)stall.together_max_ns / 1e6, "ms",
+            note);
+    }
+    if (stall.probes > 0)
+        row("steady: machine stall, one CPU, longest", (double)stall.late_max_ns / 1e6, "ms",
+            "the latest wake-up of either 1 ms sleeper");
     free(late);
     free(idle);
     rc_broker_free(b);

@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "rcb_nng.h"
+#include "rcb_stall.h"
 
 #include <nng/protocol/reqrep0/req.h>
 
@@ -201,6 +202,8 @@ static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B
     rc_buf_init(&mb);
     char id[96];
     uint64_t started = 0, behind = 0;
+    /* the machine's own stalls over the same window (rcb_stall.h) */
+    struct rcb_stall *probe = rcb_stall_start();
     uint64_t s0 = rcb_now_ns();
     for (uint32_t k = 0, i = 0; k < msgs && !rcb_expired(); k++) {
         uint64_t at = s0 + (uint64_t)k * 1000000ull;
@@ -235,6 +238,8 @@ static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B
     while (atomic_load(&l.synth) < started && rcb_now_ns() < deadline && !rcb_expired())
         rcb_sleep_ns(10000000);
     rcb_sleep_ns(100000000);
+    struct rcb_stall_result stall;
+    rcb_stall_stop(probe, &stall);
     double active_end = rcb_broker_runs_active(b);
 
     pthread_mutex_lock(&l.mtx); /* held while reading the histograms */
@@ -272,6 +277,17 @@ static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B
                 NULL, NULL);
         rcb_fig("steady: subscriber lateness max", (double)l.e2e->max / 1e6, "ms", NULL, NULL);
     }
+    if (stall.probes == 2) {
+        snprintf(note, sizeof(note),
+                 "the machine alone, same window: two 1 ms sleepers pinned to 2 CPUs, late "
+                 "at once; %u such stretches over 5 ms",
+                 stall.together_over_5ms);
+        rcb_fig("steady: machine stall, both CPUs, longest", (double)stall.together_max_ns / 1e6,
+                "ms", NULL, note);
+    }
+    if (stall.probes > 0)
+        rcb_fig("steady: machine stall, one CPU, longest", (double)stall.late_max_ns / 1e6, "ms",
+                NULL, "the latest wake-up of either 1 ms sleeper");
     pthread_mutex_unlock(&l.mtx);
     if (atomic_load(&l.synth) == 0)
         ok = false;

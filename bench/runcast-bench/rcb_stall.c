@@ -1,0 +1,149 @@
+/*
+ * rcb_stall: see rcb_stall.h.  Each probe keeps its late stretches
+ * [deadline, woke) in an array of its own (no sharing while running); the
+ * overlap of the two probes' stretches is computed after both stopped.
+ */
+#include "rcb_stall.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define PROBES        2
+#define PERIOD_NS     1000000ull
+#define MAX_STRETCHES 8192
+
+struct probe {
+    pthread_t thread;
+    int cpu;
+    struct rcb_stall *s;
+    struct rcb_stall_stretch *v; /* owned by the probe thread until joined */
+    uint32_t n;
+    uint64_t late_max;
+};
+
+struct rcb_stall {
+    _Atomic bool stop; /* relaxed: a flag; pthread_join orders the results */
+    struct probe p[PROBES];
+    uint32_t running;
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *probe_main(void *arg)
+{
+    struct probe *p = arg;
+    uint64_t due = mono_ns() + PERIOD_NS;
+    while (!atomic_load_explicit(&p->s->stop, memory_order_relaxed)) {
+        struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
+                              .tv_nsec = (long)(due % 1000000000ull)};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        uint64_t now = mono_ns();
+        uint64_t late = now > due ? now - due : 0;
+        if (late > p->late_max)
+            p->late_max = late;
+        if (late > PERIOD_NS && p->n < MAX_STRETCHES)
+            p->v[p->n++] = (struct rcb_stall_stretch){.from = due, .to = now};
+        /* no catching up after a stall: the next deadline is a period on */
+        due = late > PERIOD_NS ? now + PERIOD_NS : due + PERIOD_NS;
+    }
+    return NULL;
+}
+
+uint64_t rcb_stall_overlap(const struct rcb_stall_stretch *a, uint32_t na,
+                           const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
+                           uint32_t *over)
+{
+    /* a merge-like sweep: advance whichever stretch ends first */
+    uint64_t longest = 0;
+    uint32_t i = 0, j = 0;
+    *over = 0;
+    while (i < na && j < nb) {
+        uint64_t from = a[i].from > b[j].from ? a[i].from : b[j].from;
+        uint64_t to = a[i].to < b[j].to ? a[i].to : b[j].to;
+        if (to > from) {
+            if (to - from > longest)
+                longest = to - from;
+            if (to - from > over_ns)
+                (*over)++;
+        }
+        if (a[i].to < b[j].to)
+            i++;
+        else
+            j++;
+    }
+    return longest;
+}
+
+struct rcb_stall *rcb_stall_start(void)
+{
+    struct rcb_stall *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    atomic_init(&s->stop, false);
+    cpu_set_t allowed;
+    int cpus[PROBES] = {-1, -1}, found = 0;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
+        for (int c = 0; c < CPU_SETSIZE && found < PROBES; c++)
+            if (CPU_ISSET(c, &allowed))
+                cpus[found++] = c;
+    if (found == 0)
+        found = 1; /* unknown: one unpinned probe */
+    for (int i = 0; i < found; i++) {
+        struct probe *p = &s->p[s->running];
+        p->s = s;
+        p->cpu = cpus[i];
+        p->v = malloc(MAX_STRETCHES * sizeof(*p->v));
+        if (p->v == NULL)
+            break;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        if (p->cpu >= 0) {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(p->cpu, &one);
+            pthread_attr_setaffinity_np(&attr, sizeof(one), &one);
+        }
+        int e = pthread_create(&p->thread, &attr, probe_main, p);
+        pthread_attr_destroy(&attr);
+        if (e != 0) {
+            free(p->v);
+            p->v = NULL;
+            break;
+        }
+        s->running++;
+    }
+    if (s->running == 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void rcb_stall_stop(struct rcb_stall *s, struct rcb_stall_result *r)
+{
+    *r = (struct rcb_stall_result){0};
+    if (s == NULL)
+        return;
+    atomic_store_explicit(&s->stop, true, memory_order_relaxed);
+    for (uint32_t i = 0; i < s->running; i++) {
+        pthread_join(s->p[i].thread, NULL);
+        if (s->p[i].late_max > r->late_max_ns)
+            r->late_max_ns = s->p[i].late_max;
+    }
+    r->probes = s->running;
+    if (s->running == PROBES)
+        r->together_max_ns = rcb_stall_overlap(s->p[0].v, s->p[0].n, s->p[1].v, s->p[1].n,
+                                               5 * PERIOD_NS, &r->together_over_5ms);
+    for (uint32_t i = 0; i < s->running; i++)
+        free(s->p[i].v);
+    free(s);
+}
