@@ -104,12 +104,18 @@ static void timer_wake_tick_update(struct rc_actor_system *sys)
     sys->timer_wake_tick = latest;
 }
 
+/* The CPUs this process may run on, and their count (0 if unknown). */
+static int allowed_cpus(cpu_set_t *set)
+{
+    if (sched_getaffinity(0, sizeof(*set), set) != 0)
+        return 0;
+    return CPU_COUNT(set);
+}
+
 static uint32_t default_timer_threads(void)
 {
     cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) != 0)
-        return 1;
-    return CPU_COUNT(&set) >= 2 ? 2 : 1;
+    return allowed_cpus(&set) >= 2 ? 2 : 1;
 }
 
 int rc__timer_sys_init(struct rc_actor_system *sys, uint32_t nthreads)
@@ -320,9 +326,7 @@ static void *timer_main(void *arg)
 static void timer_pin(struct rc_actor_system *sys, pthread_attr_t *attr, uint32_t i)
 {
     cpu_set_t allowed;
-    if (sys->ntimers < 2 || sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
-        return;
-    int count = CPU_COUNT(&allowed);
+    int count = sys->ntimers < 2 ? 0 : allowed_cpus(&allowed);
     if (count < 2)
         return;
     int want = (int)((uint64_t)i * (uint64_t)count / sys->ntimers), seen = 0;

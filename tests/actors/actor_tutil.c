@@ -21,8 +21,14 @@ struct rc_actor_system *tact_sys_start(const struct rc_actor_system_opts *opts)
 
 void tact_sys_end(struct rc_actor_system *sys, struct rc_actor *a)
 {
+    tact_sys_end_all(sys, &a, 1);
+}
+
+void tact_sys_end_all(struct rc_actor_system *sys, struct rc_actor **a, size_t n)
+{
     rc_actor_system_stop(sys);
-    rc_actor_release(a);
+    for (size_t i = 0; i < n; i++)
+        rc_actor_release(a[i]);
     rc_actor_system_free(sys);
 }
 

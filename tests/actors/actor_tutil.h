@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rc_actor.h"
@@ -20,6 +21,8 @@ struct rc_actor_system *tact_sys_start(const struct rc_actor_system_opts *opts);
 /* Stops the system, releases a (NULL: none) once every actor has stopped,
  * and frees the system. */
 void tact_sys_end(struct rc_actor_system *sys, struct rc_actor *a);
+/* As tact_sys_end for n actors a[0..n). */
+void tact_sys_end_all(struct rc_actor_system *sys, struct rc_actor **a, size_t n);
 
 /* Poll (1 ms) until *v >= want; false after ms milliseconds (want >= 0).
  * The loads are seq_cst: what the writer did before its increment is

@@ -384,10 +384,7 @@ Test(timer, a_held_timer_thread_is_covered_by_the_other)
         cr_assert_eq(atomic_load(&s[held].stale), 0);
         cr_assert_eq(rc_actor_system_hold_timer_thread(sys, held, false), RC_OK);
     }
-    rc_actor_system_stop(sys);
-    for (int k = 0; k < 2; k++)
-        rc_actor_release(a[k]);
-    rc_actor_system_free(sys);
+    tact_sys_end_all(sys, a, 2);
 }
 
 /* The hold does stop a thread: with the only timer thread held nothing
@@ -450,8 +447,5 @@ Test(timer, four_timer_threads_deliver_each_expiry_once)
     struct rc_actor_system_stats st;
     rc_actor_system_stats(sys, &st);
     cr_assert_eq(st.timer_threads, 4);
-    rc_actor_system_stop(sys);
-    for (int k = 0; k < A; k++)
-        rc_actor_release(a[k]);
-    rc_actor_system_free(sys);
+    tact_sys_end_all(sys, a, A);
 }

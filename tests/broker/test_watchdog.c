@@ -541,3 +541,21 @@ Test(watchdog, the_wheel_turns_sixteen_times_per_watchdog_tick)
     cr_assert_eq(rc_broker_wheel_tick_us(0), 1);
     cr_assert_eq(rc_broker_wheel_tick_us(UINT64_MAX / 1000u), UINT32_MAX);
 }
+
+/* --watchdog-threads reaches the broker's actor system: 1 runs one timer
+ * thread, and a run still ends by the watchdog with it. */
+Test(watchdog, watchdog_threads_option_sets_the_timer_threads)
+{
+    struct rc_tb t;
+    const char *opts[] = {"watchdog-tick",    "1ms", "watchdog", "50ms",
+                          "watchdog-threads", "1",   NULL};
+    tb_start(&t, opts);
+    struct rc_actor_system_stats st;
+    rc_actor_system_stats(rc_broker_system(t.b), &st);
+    cr_assert_eq(st.timer_threads, 1);
+    struct rc_testsub *ts = watch(&t, "wt-1");
+    cr_assert_eq(tb_pub(&t, &(struct tev){.run = "wt-1", .type = "start"}, 1, NULL), RC_PROTO_OK);
+    expect_synth(ts, "wt-1", "watchdog_timeout", NULL);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
