@@ -51,6 +51,11 @@ struct lat {
     pthread_mutex_t mtx; /* protects e2e and idle (nng's thread records, main reads) */
     uint32_t T;
     uint64_t *t_sent; /* per run index */
+    /* per run index, under mtx: when its terminal arrived (0: not yet),
+     * and its idle_ms - T in ms (UINT32_MAX: none), for the attribution
+     * to machine stalls (see lateness_outside_stalls) */
+    uint64_t *t_arrived;
+    uint32_t *idle_late_ms;
     uint32_t n;
     struct rcb_hist *e2e;     /* arrival - (sent + T); one connection: one callback at a time */
     struct rcb_hist *idle;    /* idle_ms - T, in ns */
@@ -92,6 +97,11 @@ static void ev_cb(void *arg, uint32_t conn, const struct rcb_msg *m, uint64_t no
         atomic_fetch_add_explicit(&l->early, 1, memory_order_relaxed);
     if (m->idle_ms >= l->T)
         rcb_hist_record(l->idle, (m->idle_ms - l->T) * 1000000ull);
+    if (l->t_arrived) {
+        l->t_arrived[idx] = now;
+        if (m->idle_ms >= l->T && m->idle_ms - l->T < UINT32_MAX)
+            l->idle_late_ms[idx] = (uint32_t)(m->idle_ms - l->T);
+    }
     pthread_mutex_unlock(&l->mtx);
 }
 
@@ -116,11 +126,23 @@ static uint64_t created_wait(void *arg, const struct rcb_pubs_result *r)
  * connection to all runs; NULL (the figure `na_fig` reported n/a) when the
  * subscription fails.  lat_fini undoes both. */
 static struct rcb_subs *lat_start(struct lat *l, const char *ws_url, uint32_t T, uint32_t n,
-                                  const char *tag, const char *na_fig)
+                                  const char *tag, const char *na_fig, bool per_run)
 {
     *l = (struct lat){.T = T, .n = n, .tag = tag};
     pthread_mutex_init(&l->mtx, NULL);
     l->t_sent = calloc(n, sizeof(uint64_t));
+    if (per_run) { /* no memory: the attribution is left out, not the pass */
+        l->t_arrived = calloc(n, sizeof(uint64_t));
+        l->idle_late_ms = malloc((size_t)n * sizeof(uint32_t));
+        if (l->t_arrived == NULL || l->idle_late_ms == NULL) {
+            free(l->t_arrived);
+            free(l->idle_late_ms);
+            l->t_arrived = NULL;
+            l->idle_late_ms = NULL;
+        } else {
+            memset(l->idle_late_ms, 0xff, (size_t)n * sizeof(uint32_t));
+        }
+    }
     l->e2e = rcb_hist_new();
     l->idle = rcb_hist_new();
     struct rcb_subs *s = rcb_subs_new(ws_url, 1, ev_cb, l);
@@ -143,6 +165,59 @@ static void lat_fini(struct lat *l, struct rcb_subs *s)
     rcb_hist_free(l->idle);
     pthread_mutex_destroy(&l->mtx);
     free(l->t_sent);
+    free(l->t_arrived);
+    free(l->idle_late_ms);
+}
+
+/* Lateness with the machine's own stalls taken out: for each terminal, its
+ * lateness less the part of [due, due + lateness] during which both CPUs
+ * were stalled (rcb_stall: neither ran a waiting thread, so no broker
+ * design could have acted then).  What is left is the lateness the broker
+ * is answerable for. */
+struct outside {
+    uint64_t max_ns;      /* the largest lateness left */
+    uint32_t over_tick;   /* terminals more than one tick late */
+    uint32_t within_tick; /* of those, within one tick once the stalls are out */
+};
+
+#define TICK_NS 10000000ull /* the broker's default --watchdog-tick, the goal's unit */
+
+static void lateness_outside_stalls(const struct lat *l, const struct rcb_stall_result *st,
+                                    bool e2e, struct outside *o)
+{
+    *o = (struct outside){0};
+    for (uint32_t i = 0; i < l->n; i++) {
+        if (l->t_arrived[i] == 0)
+            continue;
+        uint64_t due = l->t_sent[i] + (uint64_t)l->T * 1000000ull, late;
+        if (e2e) {
+            if (l->t_arrived[i] <= due)
+                continue;
+            late = l->t_arrived[i] - due;
+        } else {
+            if (l->idle_late_ms[i] == UINT32_MAX)
+                continue;
+            late = (uint64_t)l->idle_late_ms[i] * 1000000ull;
+        }
+        uint64_t left = rcb_stall_outside(st, due, late);
+        if (left > o->max_ns)
+            o->max_ns = left;
+        if (late > TICK_NS) {
+            o->over_tick++;
+            if (left <= TICK_NS)
+                o->within_tick++;
+        }
+    }
+}
+
+static void outside_fig(const char *name, const struct outside *o)
+{
+    char note[200];
+    snprintf(note, sizeof(note),
+             "each terminal's lateness less its part in a stall of both CPUs; %u terminals "
+             "over 1 tick, %u of them within 1 tick with the stall taken out",
+             o->over_tick, o->within_tick);
+    rcb_fig(name, (double)o->max_ns / 1e6, "ms", "<= 1 tick (10 ms)", note);
 }
 
 /* Pass 3: steady expiries among N armed runs; returns false on failure. */
@@ -161,7 +236,7 @@ static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B
     char err[200], note[256];
 
     struct lat l;
-    struct rcb_subs *s = lat_start(&l, b->ws_url, T, ns, "-s-", "steady: watchdog lateness");
+    struct rcb_subs *s = lat_start(&l, b->ws_url, T, ns, "-s-", "steady: watchdog lateness", true);
     nng_socket rq = NNG_SOCKET_INITIALIZER;
     if (s == NULL) {
         ok = false;
@@ -288,7 +363,15 @@ static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B
     if (stall.probes > 0)
         rcb_fig("steady: machine stall, one CPU, longest", (double)stall.late_max_ns / 1e6, "ms",
                 NULL, "the latest wake-up of either 1 ms sleeper");
+    if (stall.probes == 2 && stall.together && l.t_arrived) {
+        struct outside o;
+        lateness_outside_stalls(&l, &stall, false, &o);
+        outside_fig("steady: broker idle_ms - T max outside machine stalls", &o);
+        lateness_outside_stalls(&l, &stall, true, &o);
+        outside_fig("steady: subscriber lateness max outside machine stalls", &o);
+    }
     pthread_mutex_unlock(&l.mtx);
+    rcb_stall_result_fini(&stall);
     if (atomic_load(&l.synth) == 0)
         ok = false;
 out:
@@ -381,7 +464,7 @@ static bool pass_mass(struct rcb_broker *bp, uint32_t N, uint32_t T, uint32_t B,
             rcb_log("runs: watchdog for pass 2: %u ms", T);
         }
         struct lat l;
-        struct rcb_subs *s = lat_start(&l, b.ws_url, T, N, "-w-", "mass expiry: lateness");
+        struct rcb_subs *s = lat_start(&l, b.ws_url, T, N, "-w-", "mass expiry: lateness", false);
         if (s == NULL) {
             ok = false;
         } else {

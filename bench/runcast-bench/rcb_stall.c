@@ -58,29 +58,80 @@ static void *probe_main(void *arg)
     return NULL;
 }
 
-uint64_t rcb_stall_overlap(const struct rcb_stall_stretch *a, uint32_t na,
-                           const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
-                           uint32_t *over)
+/* A merge-like sweep over two sorted lists, advancing whichever stretch
+ * ends first; each overlap goes to out (when not NULL) and to the longest
+ * and over-count tallies. */
+static uint32_t sweep(const struct rcb_stall_stretch *a, uint32_t na,
+                      const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
+                      uint64_t *longest, uint32_t *over, struct rcb_stall_stretch *out)
 {
-    /* a merge-like sweep: advance whichever stretch ends first */
-    uint64_t longest = 0;
-    uint32_t i = 0, j = 0;
+    uint32_t i = 0, j = 0, n = 0;
+    *longest = 0;
     *over = 0;
     while (i < na && j < nb) {
         uint64_t from = a[i].from > b[j].from ? a[i].from : b[j].from;
         uint64_t to = a[i].to < b[j].to ? a[i].to : b[j].to;
         if (to > from) {
-            if (to - from > longest)
-                longest = to - from;
+            if (to - from > *longest)
+                *longest = to - from;
             if (to - from > over_ns)
                 (*over)++;
+            if (out)
+                out[n] = (struct rcb_stall_stretch){.from = from, .to = to};
+            n++;
         }
         if (a[i].to < b[j].to)
             i++;
         else
             j++;
     }
+    return n;
+}
+
+uint64_t rcb_stall_overlap(const struct rcb_stall_stretch *a, uint32_t na,
+                           const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
+                           uint32_t *over)
+{
+    uint64_t longest;
+    sweep(a, na, b, nb, over_ns, &longest, over, NULL);
     return longest;
+}
+
+uint32_t rcb_stall_intersect(const struct rcb_stall_stretch *a, uint32_t na,
+                             const struct rcb_stall_stretch *b, uint32_t nb,
+                             struct rcb_stall_stretch *out)
+{
+    uint64_t longest;
+    uint32_t over;
+    return sweep(a, na, b, nb, 0, &longest, &over, out);
+}
+
+uint64_t rcb_stall_covered(const struct rcb_stall_stretch *v, uint32_t n, uint64_t from,
+                           uint64_t to)
+{
+    /* the first stretch that ends after from (binary search: a run of
+     * measurements asks once per terminal, the list can be thousands) */
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (v[mid].to <= from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint64_t sum = 0;
+    for (uint32_t i = lo; i < n && v[i].from < to; i++) {
+        uint64_t f = v[i].from > from ? v[i].from : from;
+        uint64_t t = v[i].to < to ? v[i].to : to;
+        if (t > f)
+            sum += t - f;
+    }
+    return sum;
+}
+
+uint64_t rcb_stall_outside(const struct rcb_stall_result *r, uint64_t due, uint64_t late)
+{
+    return late - rcb_stall_covered(r->together, r->n_together, due, due + late);
 }
 
 struct rcb_stall *rcb_stall_start(void)
@@ -140,10 +191,23 @@ void rcb_stall_stop(struct rcb_stall *s, struct rcb_stall_result *r)
             r->late_max_ns = s->p[i].late_max;
     }
     r->probes = s->running;
-    if (s->running == PROBES)
+    if (s->running == PROBES) {
         r->together_max_ns = rcb_stall_overlap(s->p[0].v, s->p[0].n, s->p[1].v, s->p[1].n,
                                                5 * PERIOD_NS, &r->together_over_5ms);
+        /* no memory for the list: the figures above stand, the list is empty */
+        r->together = malloc(((size_t)s->p[0].n + s->p[1].n + 1) * sizeof(*r->together));
+        if (r->together)
+            r->n_together =
+                rcb_stall_intersect(s->p[0].v, s->p[0].n, s->p[1].v, s->p[1].n, r->together);
+    }
     for (uint32_t i = 0; i < s->running; i++)
         free(s->p[i].v);
     free(s);
+}
+
+void rcb_stall_result_fini(struct rcb_stall_result *r)
+{
+    free(r->together);
+    r->together = NULL;
+    r->n_together = 0;
 }

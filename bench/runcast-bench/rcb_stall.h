@@ -18,16 +18,22 @@
 
 struct rcb_stall;
 
+/* A stretch during which a probe was late: [from, to) in ns of
+ * CLOCK_MONOTONIC (the clock of rcb_now_ns, so that a measurement can
+ * compare its own times with them). */
+struct rcb_stall_stretch {
+    uint64_t from, to;
+};
+
 struct rcb_stall_result {
     uint32_t probes;            /* threads that ran (1 when only one CPU is allowed) */
     uint64_t late_max_ns;       /* the latest single wake-up, either probe */
     uint64_t together_max_ns;   /* longest stretch during which both probes were late */
     uint32_t together_over_5ms; /* such stretches longer than 5 ms */
-};
-
-/* A stretch during which a probe was late: [from, to) in ns. */
-struct rcb_stall_stretch {
-    uint64_t from, to;
+    /* Every stretch during which both probes were late, in time order and
+     * not overlapping (none with one probe); rcb_stall_result_fini frees. */
+    struct rcb_stall_stretch *together;
+    uint32_t n_together;
 };
 
 /* The longest overlap between a stretch of a and one of b (both sorted by
@@ -37,9 +43,28 @@ uint64_t rcb_stall_overlap(const struct rcb_stall_stretch *a, uint32_t na,
                            const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
                            uint32_t *over);
 
+/* Writes the overlaps of a's and b's stretches (each list sorted, not
+ * overlapping within itself) into out, which has room for na + nb;
+ * returns how many.  Pure, like rcb_stall_overlap. */
+uint32_t rcb_stall_intersect(const struct rcb_stall_stretch *a, uint32_t na,
+                             const struct rcb_stall_stretch *b, uint32_t nb,
+                             struct rcb_stall_stretch *out);
+
+/* How much of [from, to) the stretches v (sorted, not overlapping) cover:
+ * the part of an interval the machine was stalled.  Pure. */
+uint64_t rcb_stall_covered(const struct rcb_stall_stretch *v, uint32_t n, uint64_t from,
+                           uint64_t to);
+
+/* A lateness with the machine's stalls taken out: late less the part of
+ * [due, due + late) during which both probes of r were late (no thread of
+ * the machine could have acted then, whatever its design). */
+uint64_t rcb_stall_outside(const struct rcb_stall_result *r, uint64_t due, uint64_t late);
+
 /* Starts the probe threads; NULL if none could start. */
 struct rcb_stall *rcb_stall_start(void);
 /* Stops them, fills *r, frees s.  NULL s: *r zeroed. */
 void rcb_stall_stop(struct rcb_stall *s, struct rcb_stall_result *r);
+/* Frees what rcb_stall_stop allocated in r (r->together). */
+void rcb_stall_result_fini(struct rcb_stall_result *r);
 
 #endif
