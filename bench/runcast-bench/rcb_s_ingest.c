@@ -23,6 +23,24 @@
 /* Issue 5's single-event goal, also offered paced (the `pace1` phase). */
 #define RCB_INGEST_GOAL 150000.0
 
+/* Raw-then-broker pairs of the batched phase (see rcb_s_ingest). */
+#define INGEST_PAIRS 3u
+
+/* The index of the median of v[0, n) (n odd; the lower middle if even). */
+static unsigned median_index(const double *v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        unsigned below = 0, equal = 0;
+        for (unsigned j = 0; j < n; j++) {
+            below += v[j] < v[i];
+            equal += v[j] == v[i] && j < i;
+        }
+        if (below + equal == (n - 1) / 2)
+            return i;
+    }
+    return 0;
+}
+
 static uint64_t sink_settle(void *arg, const struct rcb_pubs_result *r)
 {
     struct rcb_sink *k = arg;
@@ -253,10 +271,26 @@ int rcb_s_ingest(void)
     rcb_ingest_raw(P, R, n1, 1, S, RCB_INGEST_GOAL, &rawp);
     rcb_log("ingest: broker via raw PUSH, 1 event/message, paced at %.0f/s", RCB_INGEST_GOAL);
     broker_phase(&b, RCB_PUB_RAW, "pace1", P, R, n1, 1, S, RCB_INGEST_GOAL, &brkp);
-    rcb_log("ingest: raw PUSH/PULL, batches of %u", B);
-    rcb_ingest_raw(Pb, R, nb, B, S, 0, &rawb);
-    rcb_log("ingest: broker via raw PUSH, batches of %u (the same messages)", B);
-    broker_phase(&b, RCB_PUB_RAW, "rawb", Pb, R, nb, B, S, 0, &brkb);
+    /* Batches: the raw baseline and the broker alternate, INGEST_PAIRS
+     * times, and the pair with the median ratio is reported (each pair's
+     * ratio in the note).  Over seconds this machine's speed drifts by more
+     * than the difference measured: one raw phase then one broker phase
+     * gave ratios from 0.6 to 0.9 minutes apart; a ratio taken within a
+     * pair, and the median of several, is what the drift does not decide. */
+    struct rcb_phase_out rawv[INGEST_PAIRS], brkv[INGEST_PAIRS];
+    double ratio_v[INGEST_PAIRS];
+    for (unsigned k = 0; k < INGEST_PAIRS; k++) {
+        char tag[16];
+        snprintf(tag, sizeof(tag), "rawb%u", k); /* fresh runs per pair */
+        rcb_log("ingest: raw PUSH/PULL, batches of %u (pair %u of %u)", B, k + 1, INGEST_PAIRS);
+        rcb_ingest_raw(Pb, R, nb, B, S, 0, &rawv[k]);
+        rcb_log("ingest: broker via raw PUSH, batches of %u (the same messages)", B);
+        broker_phase(&b, RCB_PUB_RAW, tag, Pb, R, nb, B, S, 0, &brkv[k]);
+        ratio_v[k] = rawv[k].rate > 0 ? brkv[k].rate / rawv[k].rate : 0;
+    }
+    unsigned med = median_index(ratio_v, INGEST_PAIRS);
+    rawb = rawv[med];
+    brkb = brkv[med];
     rcb_log("ingest: broker via publisher library, adaptive batching up to %u", B);
     broker_phase(&b, RCB_PUB_LIB, "libb", Pb, R, nb, B, S, 0, &libb);
 
@@ -278,10 +312,17 @@ int rcb_s_ingest(void)
     rcb_fig("broker, raw PUSH, 1 event/msg, paced", brkp.rate, "ev/s", ">= 150,000 sustained",
             note);
     rcb_fig("  ratio to raw (paced)", brkp.rate / rawp.rate, "x", ">= 0.8", NULL);
-    rcb_fig("raw nng PUSH/PULL, batches", rawb.rate, "ev/s", "baseline", rawb.note);
-    snprintf(note, sizeof(note), "mean batch %.1f; %s", brkb.mean_batch, brkb.note);
+    snprintf(note, sizeof(note), "the median pair's; %s", rawb.note);
+    rcb_fig("raw nng PUSH/PULL, batches", rawb.rate, "ev/s", "baseline", note);
+    snprintf(note, sizeof(note), "the median pair's; mean batch %.1f; %s", brkb.mean_batch,
+             brkb.note);
     rcb_fig("broker, raw PUSH, batches", brkb.rate, "ev/s", ">= 1,000,000", note);
-    rcb_fig("  ratio to raw (batches)", brkb.rate / rawb.rate, "x", ">= 0.8", NULL);
+    size_t nl =
+        (size_t)snprintf(note, sizeof(note), "median of %u alternated pairs:", INGEST_PAIRS);
+    for (unsigned k = 0; k < INGEST_PAIRS && nl < sizeof(note); k++)
+        nl += (size_t)snprintf(note + nl, sizeof(note) - nl, "%s %.2f (%.2f / %.2f M)",
+                               k ? ";" : "", ratio_v[k], brkv[k].rate / 1e6, rawv[k].rate / 1e6);
+    rcb_fig("  ratio to raw (batches)", ratio_v[med], "x", ">= 0.8", note);
     snprintf(note, sizeof(note), "mean batch %.1f; %s", libb.mean_batch, libb.note);
     rcb_fig("broker, library, adaptive batches", libb.rate, "ev/s", ">= 1,000,000", note);
     rcb_fig("  ratio to raw (batches)", libb.rate / rawb.rate, "x", ">= 0.8", NULL);
