@@ -549,6 +549,15 @@ const char *rc_broker_listen_url(const struct rc_broker *b, enum rc_ingest_kind 
     return u;
 }
 
+uint32_t rc_broker_pull_lanes(const struct rc_broker *b, size_t i, uint32_t *conns, uint32_t cap)
+{
+    struct rc_broker *mb = (struct rc_broker *)b;
+    pthread_mutex_lock(&mb->mtx);
+    uint32_t n = rc_ingress_pull_lanes(mb->cur, i, conns, cap);
+    pthread_mutex_unlock(&mb->mtx);
+    return n;
+}
+
 /* ---- in-process publishing ---- */
 
 struct pub_ctx {

@@ -103,6 +103,9 @@ int64_t rc_broker_started_at(const struct rc_broker *b);
  * ("tcp://127.0.0.1:41234"): i-th URL of kind RC_INGEST_PULL or
  * RC_INGEST_REP, or NULL past the end.  Valid until rc_broker_stop. */
 const char *rc_broker_listen_url(const struct rc_broker *b, enum rc_ingest_kind kind, size_t i);
+/* The i-th --ingest URL's decoder lanes and their open connections (see
+ * rc_ingress_pull_lanes); 0 when it is read by nng's PULL socket. */
+uint32_t rc_broker_pull_lanes(const struct rc_broker *b, size_t i, uint32_t *conns, uint32_t cap);
 
 /* ---- In-process publishing (tests, benchmarks; the same path as the nng
  * ingress after the socket) ---- */

@@ -54,6 +54,12 @@ void rc_ingress_close_pull(struct rc_ingress *ing);
 void rc_ingress_free(struct rc_ingress *ing);
 /* The i-th resolved URL of kind (RC_INGEST_PULL / RC_INGEST_REP) or NULL. */
 const char *rc_ingress_url(const struct rc_ingress *ing, enum rc_ingest_kind kind, size_t i);
+/* The i-th PULL URL's decoder lanes (stream reader only): writes up to cap
+ * lanes' open connection counts into conns and returns how many lanes it
+ * has (0: no such URL, or read by nng's PULL socket).  For tests and
+ * diagnostics: the counts change as connections come and go. */
+uint32_t rc_ingress_pull_lanes(const struct rc_ingress *ing, size_t i, uint32_t *conns,
+                               uint32_t cap);
 
 #define RC_MSG_INGRESS_FAIL 0x52430020u
 

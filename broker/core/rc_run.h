@@ -58,7 +58,7 @@ struct rc_ingest_buf {
      * reads them (ordered by refs). */
     struct rc_runs *inflight;
     uint32_t inflight_n;
-    /* PULL: the message that queues this buffer on its socket's decoder
+    /* PULL: the message that queues this buffer on its decoder
      * actor (rc_ingest.c), embedded so that the hand-off allocates nothing.
      * While queued it holds a reference of its own, released when the
      * runtime frees the message: after the decoder's turn, or unhandled

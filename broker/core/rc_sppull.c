@@ -51,6 +51,7 @@ struct sp_conn {
     size_t need; /* bytes the frame being read needs, header included; 0: unknown */
     uint64_t hs_deadline_ns;
     uint32_t id;
+    uint32_t lane; /* hooks.opened's answer */
     bool hs_done;
     struct sp_conn *next;      /* live or dead list; protected by l->mtx */
     struct sp_conn *park_next; /* protected by l->mtx */
@@ -167,7 +168,7 @@ static void conn_end(struct sp_conn *c, const char *why)
     if (why && l->hooks.error)
         l->hooks.error(l->hooks.arg, c->peer, why);
     if (c->hs_done && l->hooks.closed)
-        l->hooks.closed(l->hooks.arg, c->id);
+        l->hooks.closed(l->hooks.arg, c->id, c->lane);
 }
 
 /* Starts the next read into c->buf[have, cap); caller checked cap > have. */
@@ -379,7 +380,7 @@ static void conn_read_cb(void *arg)
         c->hs_done = true;
         nng_aio_set_timeout(c->rx, NNG_DURATION_INFINITE);
         if (l->hooks.opened)
-            l->hooks.opened(l->hooks.arg, c->id);
+            c->lane = l->hooks.opened(l->hooks.arg, c->id);
         start = 8;
     }
     bool bad = false, nomem = false;
@@ -388,7 +389,7 @@ static void conn_read_cb(void *arg)
     bool go = true;
     if (b) {
         b->recv_ns = rc_clock_mono_ns();
-        go = l->hooks.frames(l->hooks.arg, b, c->id, l->ipc ? 9 : 8);
+        go = l->hooks.frames(l->hooks.arg, b, c->id, c->lane, l->ipc ? 9 : 8);
     }
     if (bad || nomem) {
         conn_end(c, nomem ? "out of memory" : why);
@@ -623,7 +624,7 @@ void rc_sppull_close(struct rc_sppull *p)
             sync_acquire(&live->sync);
         }
         if (live->hs_done && p->hooks.closed)
-            p->hooks.closed(p->hooks.arg, live->id);
+            p->hooks.closed(p->hooks.arg, live->id, live->lane);
         conn_free(live);
         live = next;
     }

@@ -69,21 +69,26 @@ static inline bool rc_sppull_frame_next(const uint8_t *data, size_t len, unsigne
 
 struct rc_sppull_hooks {
     /*
-     * A buffer of complete frames of connection conn, headers included
+     * A buffer of complete frames of connection conn (lane: what opened
+     * returned for it), headers included
      * (hdr_len bytes each: 8 over tcp, 9 over ipc), in stream order; its
      * recv_ns is stamped.  Takes the reference.  Returns true to read on;
      * false parks the connection (back-pressure) until rc_sppull_resume.
      */
-    bool (*frames)(void *arg, struct rc_ingest_buf *buf, uint32_t conn, unsigned hdr_len);
+    bool (*frames)(void *arg, struct rc_ingest_buf *buf, uint32_t conn, uint32_t lane,
+                   unsigned hdr_len);
     /* After a parked connection was queued: true when it may read on at
      * once (the pause's re-check, see rc_ingress.c pull_rearm). */
     bool (*may_resume)(void *arg);
     /* Connections parked (+n) or unparked / closed while parked (-n). */
     void (*parked)(void *arg, int n);
-    /* A connection completed its SP handshake (a publisher is there). */
-    void (*opened)(void *arg, uint32_t conn);
+    /* A connection completed its SP handshake (a publisher is there).
+     * Returns the connection's lane: a number of the caller's, handed back
+     * with each of its frames and with its close (the ingress: which of a
+     * socket's decoders reads it).  Without this hook every lane is 0. */
+    uint32_t (*opened)(void *arg, uint32_t conn);
     /* A connection that had completed its SP handshake ended. */
-    void (*closed)(void *arg, uint32_t conn);
+    void (*closed)(void *arg, uint32_t conn, uint32_t lane);
     /* A connection was refused or dropped for what its peer sent (or a
      * receive failed); peer as for rc_sppull_peer, why one line. */
     void (*error)(void *arg, const char *peer, const char *why);

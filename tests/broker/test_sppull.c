@@ -99,6 +99,29 @@ static bool wait_metric(rc_metric *m, uint64_t want, int ms)
     return rc_metric_get(m) >= want;
 }
 
+/* Waits for run's terminal on ts, then checks its events: seq 1, 2, ...
+ * with the first n texts "0", "1", ... and the terminal after them. */
+static void check_in_order(struct rc_testsub *ts, const char *run, size_t n)
+{
+    cr_assert(rc_testsub_wait_terminal(ts, run, 20000), "%s never ended", run);
+    size_t k = 0;
+    for (size_t i = 0; i < rc_testsub_count(ts); i++) {
+        struct rc_tframe f;
+        cr_assert(rc_testsub_get(ts, i, &f));
+        if (f.kind != RC_FRAME_EV)
+            continue;
+        cr_assert_eq(f.seq, k + 1);
+        if (k < n) {
+            char text[24], w[24];
+            cr_assert(rc_mp_str(f.raw, f.len, "text", text, sizeof(text)));
+            snprintf(w, sizeof(w), "%zu", k);
+            cr_assert_str_eq(text, w, "%s: event %zu out of order", run, k);
+        }
+        k++;
+    }
+    cr_assert_eq(k, n + 1, "%s: %zu events seen", run, k);
+}
+
 Test(sppull, a_push_peer_writing_byte_by_byte_gets_every_event_in_order, .timeout = 60)
 {
     struct rc_tb t;
@@ -134,23 +157,7 @@ Test(sppull, a_push_peer_writing_byte_by_byte_gets_every_event_in_order, .timeou
         if (i % 7 == 0)
             rc_clock_sleep_ms(1);
     }
-    cr_assert(rc_testsub_wait_terminal(ts, "bytes", 20000), "the run never ended");
-    size_t k = 0;
-    for (size_t i = 0; i < rc_testsub_count(ts); i++) {
-        struct rc_tframe f;
-        cr_assert(rc_testsub_get(ts, i, &f));
-        if (f.kind != RC_FRAME_EV)
-            continue;
-        cr_assert_eq(f.seq, k + 1);
-        if (k < N) {
-            char text[16], w[16];
-            cr_assert(rc_mp_str(f.raw, f.len, "text", text, sizeof(text)));
-            snprintf(w, sizeof(w), "%zu", k);
-            cr_assert_str_eq(text, w);
-        }
-        k++;
-    }
-    cr_assert_eq(k, N + 1, "%zu events seen", k);
+    check_in_order(ts, "bytes", N);
     cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->ingest_conn_errors), 0);
     close(fd);
     rc_buf_fini(&out);
@@ -291,6 +298,79 @@ Test(sppull, ipc_connections_are_read_with_the_ipc_framing, .timeout = 60)
     nng_close(s);
     rc_buf_fini(&b);
     rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+/* The counts of the first --ingest URL's lanes once they add up to want
+ * (5 s at most); returns the number of lanes. */
+static uint32_t lanes_when(struct rc_tb *t, uint32_t want, uint32_t conns[4])
+{
+    uint32_t n = 0;
+    for (int i = 0; i < 500; i++) {
+        n = rc_broker_pull_lanes(t->b, 0, conns, 4);
+        uint32_t sum = 0;
+        for (uint32_t l = 0; l < n && l < 4; l++)
+            sum += conns[l];
+        if (sum == want)
+            return n;
+        rc_clock_sleep_ms(10);
+    }
+    cr_assert_fail("the lanes' connections never added up to %u", want);
+    return n;
+}
+
+/* Each connection of a socket is given the decoder (lane) with the fewest
+ * connections, one lane per worker, and keeps it: two publishers are
+ * decoded side by side, each in its own order, and a new connection takes
+ * the lane a closed one left. */
+Test(sppull, connections_spread_over_one_decoder_per_worker_in_order, .timeout = 60)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "workers", "2", "watchdog", "30s", NULL};
+    tb_start(&t, opts);
+    const char *url = rc_broker_listen_url(t.b, RC_INGEST_PULL, 0);
+    cr_assert_not_null(url);
+    uint32_t conns[4] = {9, 9, 9, 9};
+    cr_assert_eq(lanes_when(&t, 0, conns), 2, "one lane per worker");
+    struct rc_testsub *ta = tb_sub_run(&t, "lane-a"), *tb = tb_sub_run(&t, "lane-b");
+    nng_socket a, b, c;
+    cr_assert_eq(nng_push0_open(&a), 0);
+    cr_assert_eq(nng_push0_open(&b), 0);
+    cr_assert_eq(nng_dial(a, url, NULL, 0), 0);
+    cr_assert_eq(nng_dial(b, url, NULL, 0), 0);
+    lanes_when(&t, 2, conns);
+    cr_assert(conns[0] == 1 && conns[1] == 1, "two connections on lanes %u / %u", conns[0],
+              conns[1]);
+    struct rc_buf buf;
+    rc_buf_init(&buf);
+    enum { N = 300 };
+    for (int i = 0; i <= N; i++) { /* interleaved: both lanes busy at once */
+        char text[16];
+        snprintf(text, sizeof(text), "%d", i);
+        const char *type = i < N ? "delta" : "complete";
+        push_tev(a, &buf,
+                 &(struct tev){.run = "lane-a", .type = type, .text = i < N ? text : NULL});
+        push_tev(b, &buf,
+                 &(struct tev){.run = "lane-b", .type = type, .text = i < N ? text : NULL});
+    }
+    check_in_order(ta, "lane-a", N);
+    check_in_order(tb, "lane-b", N);
+    /* a closed connection frees its lane for the next */
+    nng_close(a);
+    lanes_when(&t, 1, conns);
+    uint32_t freed = conns[0] == 0 ? 0 : 1;
+    cr_assert_eq(conns[1 - freed], 1);
+    cr_assert_eq(nng_push0_open(&c), 0);
+    cr_assert_eq(nng_dial(c, url, NULL, 0), 0);
+    lanes_when(&t, 2, conns);
+    cr_assert(conns[0] == 1 && conns[1] == 1, "the new connection took lane %u? %u / %u", freed,
+              conns[0], conns[1]);
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->ingest_conn_errors), 0);
+    nng_close(b);
+    nng_close(c);
+    rc_buf_fini(&buf);
+    rc_testsub_free(ta);
+    rc_testsub_free(tb);
     tb_stop(&t);
 }
 
