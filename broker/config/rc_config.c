@@ -58,7 +58,7 @@ static const struct opt opts[] = {
     O("log-ratelimit", "RUNCAST_LOG_RATELIMIT", "N", "10", RC_CONFIG_COUNT, false, 0, 1000000, log_ratelimit,
       "Lines per second from one noisy call site before summarising (0 = unlimited); a flood of bad input must not flood the log"),
     O("workers", "RUNCAST_WORKERS", "N", "0", RC_CONFIG_COUNT, false, 0, 1024, workers,
-      "Actor worker threads (0 = one per online CPU); more than the cores only adds switching"),
+      "Actor worker threads (0 = one per online CPU), also the decoders of each --ingest socket; more than the cores only adds switching"),
     O("actor-batch", "RUNCAST_ACTOR_BATCH", "N", "64", RC_CONFIG_COUNT, false, 1, 65536, actor_batch,
       "Messages an actor handles per turn before yielding its thread; bounds one busy run's hold on a worker"),
     O("epoch", "RUNCAST_EPOCH", "N", "0", RC_CONFIG_COUNT, false, 0, EPOCH_MAX, epoch,
