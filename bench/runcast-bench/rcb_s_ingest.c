@@ -329,8 +329,9 @@ int rcb_s_ingest(void)
     rcb_fig("broker RSS after", m1.rss / 1048576.0, "MiB", NULL, "process VmRSS");
     rcb_fig("broker jemalloc allocated after", m1.allocated / 1048576.0, "MiB", NULL, "/metrics");
     rcb_broker_stop(&b);
-    bool ok = brk1.accepted > 0 && lib1.accepted > 0 && brkp.accepted > 0 && brkb.accepted > 0 &&
-              libb.accepted > 0;
+    bool ok = brk1.accepted > 0 && lib1.accepted > 0 && brkp.accepted > 0 && libb.accepted > 0;
+    for (unsigned k = 0; k < INGEST_PAIRS; k++) /* every pair, not only the median's */
+        ok = ok && brkv[k].accepted > 0;
     rcb_report_end(ok, ok ? NULL : "the broker accepted nothing in some phase");
     return ok ? 0 : -1;
 }

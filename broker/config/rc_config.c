@@ -81,7 +81,7 @@ static const struct opt opts[] = {
     O("ingest-handshake-timeout", "RUNCAST_INGEST_HANDSHAKE_TIMEOUT", "DURATION", "10s", RC_CONFIG_DURATION, false, 1, MS_HOUR, ingest_handshake_timeout_ms,
       "Time a new --ingest connection has to send its SP header (stream reader) before it is dropped; as nng's own"),
     O("ingest-inline-backlog", "RUNCAST_INGEST_INLINE_BACKLOG", "N", "4096", RC_CONFIG_COUNT, false, 0, 1000000, ingest_inline_backlog,
-      "Messages a PULL socket's decoder may be behind and still run idle runs' events itself (less CPU per event); further behind they spread over the workers (32 on many cores); 0 = always spread (REP too: otherwise its thread runs idle runs' events and replies at once)"),
+      "Messages a PULL decoder (one per worker per socket) may be behind and still run idle runs' events itself (less CPU per event); further behind they spread over the workers (32 on many cores); 0 = always spread (REP too: otherwise its thread runs idle runs' events and replies at once)"),
     /* ---- input limits ---- */
     O("max-runs", "RUNCAST_MAX_RUNS", "N", "1000000", RC_CONFIG_COUNT, false, 1, 100000000, max_runs,
       "Concurrent runs; beyond it new runs are refused with `limit` (about 512 MiB of run state at the default)"),
