@@ -1172,34 +1172,26 @@ static void steady_case(void)
     if (stall.probes == 2 && stall.together) {
         /* each terminal's lateness less its part in a stall of both CPUs:
          * what the broker is answerable for (rcb_stall_outside) */
-        uint64_t idle_out = 0, recv_out = 0;
-        size_t over = 0, within = 0;
+        const uint64_t tick_ns = 10000000u; /* the goal's tick (--watchdog-tick's default) */
+        struct rcb_stall_tally idle_out = {0}, recv_out = {0};
         for (size_t i = 0; i < ns; i++) {
             if (!x->t_recv[i])
                 continue;
             uint64_t due = (t_sent[i] / 1000000u + steady_t) * 1000000u;
-            if (x->t_recv[i] > due) {
-                uint64_t out = rcb_stall_outside(&stall, due, x->t_recv[i] - due);
-                recv_out = out > recv_out ? out : recv_out;
-            }
-            if (x->idle[i] > (int64_t)steady_t) {
-                uint64_t lt = ((uint64_t)x->idle[i] - steady_t) * 1000000u;
-                uint64_t out = rcb_stall_outside(&stall, due, lt);
-                idle_out = out > idle_out ? out : idle_out;
-                if (lt > 10000000u) {
-                    over++;
-                    within += out <= 10000000u;
-                }
-            }
+            if (x->t_recv[i] > due)
+                rcb_stall_tally_add(&recv_out, &stall, due, x->t_recv[i] - due, tick_ns);
+            if (x->idle[i] > (int64_t)steady_t)
+                rcb_stall_tally_add(&idle_out, &stall, due,
+                                    ((uint64_t)x->idle[i] - steady_t) * 1000000u, tick_ns);
         }
         snprintf(note, sizeof(note),
-                 "less each one's part in a stall of both CPUs; %zu over 10 ms, %zu of them "
+                 "less each one's part in a stall of both CPUs; %u over 10 ms, %u of them "
                  "within 10 ms so",
-                 over, within);
-        row("steady: broker idle_ms - T, max outside machine stalls", (double)idle_out / 1e6, "ms",
-            note);
+                 idle_out.over_tick, idle_out.within_tick);
+        row("steady: broker idle_ms - T, max outside machine stalls", (double)idle_out.max_ns / 1e6,
+            "ms", note);
         row("steady: (c) subscriber received - due, max outside machine stalls",
-            (double)recv_out / 1e6, "ms", NULL);
+            (double)recv_out.max_ns / 1e6, "ms", NULL);
     }
     rcb_stall_result_fini(&stall);
     free(late);

@@ -169,23 +169,16 @@ static void lat_fini(struct lat *l, struct rcb_subs *s)
     free(l->idle_late_ms);
 }
 
-/* Lateness with the machine's own stalls taken out: for each terminal, its
- * lateness less the part of [due, due + lateness] during which both CPUs
- * were stalled (rcb_stall: neither ran a waiting thread, so no broker
- * design could have acted then).  What is left is the lateness the broker
- * is answerable for. */
-struct outside {
-    uint64_t max_ns;      /* the largest lateness left */
-    uint32_t over_tick;   /* terminals more than one tick late */
-    uint32_t within_tick; /* of those, within one tick once the stalls are out */
-};
-
 #define TICK_NS 10000000ull /* the broker's default --watchdog-tick, the goal's unit */
 
+/* Lateness with the machine's own stalls taken out (rcb_stall_tally_add):
+ * for each terminal, its lateness less the part of [due, due + lateness]
+ * during which both CPUs were stalled (no broker design could have acted
+ * then).  What is left is the lateness the broker is answerable for. */
 static void lateness_outside_stalls(const struct lat *l, const struct rcb_stall_result *st,
-                                    bool e2e, struct outside *o)
+                                    bool e2e, struct rcb_stall_tally *o)
 {
-    *o = (struct outside){0};
+    *o = (struct rcb_stall_tally){0};
     for (uint32_t i = 0; i < l->n; i++) {
         if (l->t_arrived[i] == 0)
             continue;
@@ -199,18 +192,11 @@ static void lateness_outside_stalls(const struct lat *l, const struct rcb_stall_
                 continue;
             late = (uint64_t)l->idle_late_ms[i] * 1000000ull;
         }
-        uint64_t left = rcb_stall_outside(st, due, late);
-        if (left > o->max_ns)
-            o->max_ns = left;
-        if (late > TICK_NS) {
-            o->over_tick++;
-            if (left <= TICK_NS)
-                o->within_tick++;
-        }
+        rcb_stall_tally_add(o, st, due, late, TICK_NS);
     }
 }
 
-static void outside_fig(const char *name, const struct outside *o)
+static void outside_fig(const char *name, const struct rcb_stall_tally *o)
 {
     char note[200];
     snprintf(note, sizeof(note),
@@ -364,7 +350,7 @@ static bool pass_steady(struct rcb_broker *b, uint32_t N, uint32_t P, uint32_t B
         rcb_fig("steady: machine stall, one CPU, longest", (double)stall.late_max_ns / 1e6, "ms",
                 NULL, "the latest wake-up of either 1 ms sleeper");
     if (stall.probes == 2 && stall.together && l.t_arrived) {
-        struct outside o;
+        struct rcb_stall_tally o;
         lateness_outside_stalls(&l, &stall, false, &o);
         outside_fig("steady: broker idle_ms - T max outside machine stalls", &o);
         lateness_outside_stalls(&l, &stall, true, &o);

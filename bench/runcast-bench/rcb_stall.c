@@ -58,13 +58,11 @@ static void *probe_main(void *arg)
     return NULL;
 }
 
-/* A merge-like sweep over two sorted lists, advancing whichever stretch
- * ends first; each overlap goes to out (when not NULL) and to the longest
- * and over-count tallies. */
-static uint32_t sweep(const struct rcb_stall_stretch *a, uint32_t na,
-                      const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
-                      uint64_t *longest, uint32_t *over, struct rcb_stall_stretch *out)
+uint32_t rcb_stall_intersect(const struct rcb_stall_stretch *a, uint32_t na,
+                             const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
+                             uint64_t *longest, uint32_t *over, struct rcb_stall_stretch *out)
 {
+    /* a merge-like sweep: advance whichever stretch ends first */
     uint32_t i = 0, j = 0, n = 0;
     *longest = 0;
     *over = 0;
@@ -86,24 +84,6 @@ static uint32_t sweep(const struct rcb_stall_stretch *a, uint32_t na,
             j++;
     }
     return n;
-}
-
-uint64_t rcb_stall_overlap(const struct rcb_stall_stretch *a, uint32_t na,
-                           const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
-                           uint32_t *over)
-{
-    uint64_t longest;
-    sweep(a, na, b, nb, over_ns, &longest, over, NULL);
-    return longest;
-}
-
-uint32_t rcb_stall_intersect(const struct rcb_stall_stretch *a, uint32_t na,
-                             const struct rcb_stall_stretch *b, uint32_t nb,
-                             struct rcb_stall_stretch *out)
-{
-    uint64_t longest;
-    uint32_t over;
-    return sweep(a, na, b, nb, 0, &longest, &over, out);
 }
 
 uint64_t rcb_stall_covered(const struct rcb_stall_stretch *v, uint32_t n, uint64_t from,
@@ -132,6 +112,19 @@ uint64_t rcb_stall_covered(const struct rcb_stall_stretch *v, uint32_t n, uint64
 uint64_t rcb_stall_outside(const struct rcb_stall_result *r, uint64_t due, uint64_t late)
 {
     return late - rcb_stall_covered(r->together, r->n_together, due, due + late);
+}
+
+void rcb_stall_tally_add(struct rcb_stall_tally *t, const struct rcb_stall_result *r, uint64_t due,
+                         uint64_t late, uint64_t tick_ns)
+{
+    uint64_t left = rcb_stall_outside(r, due, late);
+    if (left > t->max_ns)
+        t->max_ns = left;
+    if (late > tick_ns) {
+        t->over_tick++;
+        if (left <= tick_ns)
+            t->within_tick++;
+    }
 }
 
 struct rcb_stall *rcb_stall_start(void)
@@ -192,13 +185,12 @@ void rcb_stall_stop(struct rcb_stall *s, struct rcb_stall_result *r)
     }
     r->probes = s->running;
     if (s->running == PROBES) {
-        r->together_max_ns = rcb_stall_overlap(s->p[0].v, s->p[0].n, s->p[1].v, s->p[1].n,
-                                               5 * PERIOD_NS, &r->together_over_5ms);
-        /* no memory for the list: the figures above stand, the list is empty */
+        /* one sweep gives the figures and the list; no memory for the
+         * list: the figures stand, the list is empty */
         r->together = malloc(((size_t)s->p[0].n + s->p[1].n + 1) * sizeof(*r->together));
-        if (r->together)
-            r->n_together =
-                rcb_stall_intersect(s->p[0].v, s->p[0].n, s->p[1].v, s->p[1].n, r->together);
+        uint32_t n = rcb_stall_intersect(s->p[0].v, s->p[0].n, s->p[1].v, s->p[1].n, 5 * PERIOD_NS,
+                                         &r->together_max_ns, &r->together_over_5ms, r->together);
+        r->n_together = r->together ? n : 0;
     }
     for (uint32_t i = 0; i < s->running; i++)
         free(s->p[i].v);

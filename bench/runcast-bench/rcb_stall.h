@@ -36,19 +36,14 @@ struct rcb_stall_result {
     uint32_t n_together;
 };
 
-/* The longest overlap between a stretch of a and one of b (both sorted by
- * time, not overlapping within a list); *over counts overlaps longer than
- * over_ns.  Pure: the probe's arithmetic, tested on its own. */
-uint64_t rcb_stall_overlap(const struct rcb_stall_stretch *a, uint32_t na,
-                           const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
-                           uint32_t *over);
-
-/* Writes the overlaps of a's and b's stretches (each list sorted, not
- * overlapping within itself) into out, which has room for na + nb;
- * returns how many.  Pure, like rcb_stall_overlap. */
+/* The overlaps of a's and b's stretches (each list sorted by time, not
+ * overlapping within itself): the longest in *longest, how many are longer
+ * than over_ns in *over, and (out not NULL, with room for na + nb) each of
+ * them in time order; returns how many.  Pure: the probe's arithmetic,
+ * tested on its own. */
 uint32_t rcb_stall_intersect(const struct rcb_stall_stretch *a, uint32_t na,
-                             const struct rcb_stall_stretch *b, uint32_t nb,
-                             struct rcb_stall_stretch *out);
+                             const struct rcb_stall_stretch *b, uint32_t nb, uint64_t over_ns,
+                             uint64_t *longest, uint32_t *over, struct rcb_stall_stretch *out);
 
 /* How much of [from, to) the stretches v (sorted, not overlapping) cover:
  * the part of an interval the machine was stalled.  Pure. */
@@ -59,6 +54,17 @@ uint64_t rcb_stall_covered(const struct rcb_stall_stretch *v, uint32_t n, uint64
  * [due, due + late) during which both probes of r were late (no thread of
  * the machine could have acted then, whatever its design). */
 uint64_t rcb_stall_outside(const struct rcb_stall_result *r, uint64_t due, uint64_t late);
+
+/* Over many terminals: the largest lateness rcb_stall_outside leaves, the
+ * terminals more than a tick late, and how many of those fall within a
+ * tick once the stall is taken out.  Zero-initialise, then add each. */
+struct rcb_stall_tally {
+    uint64_t max_ns;
+    uint32_t over_tick;
+    uint32_t within_tick;
+};
+void rcb_stall_tally_add(struct rcb_stall_tally *t, const struct rcb_stall_result *r, uint64_t due,
+                         uint64_t late, uint64_t tick_ns);
 
 /* Starts the probe threads; NULL if none could start. */
 struct rcb_stall *rcb_stall_start(void);

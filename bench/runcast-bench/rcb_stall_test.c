@@ -17,10 +17,13 @@ Test(stall, overlap_is_the_longest_common_stretch)
     const struct rcb_stall_stretch a[] = {{0, 10 * MS}, {20 * MS, 40 * MS}, {50 * MS, 52 * MS}};
     const struct rcb_stall_stretch b[] = {{5 * MS, 8 * MS}, {30 * MS, 60 * MS}};
     uint32_t over = 99;
-    cr_assert_eq(rcb_stall_overlap(a, 3, b, 2, 5 * MS, &over), 10 * MS); /* [30,40) */
+    uint64_t longest = 99;
+    rcb_stall_intersect(a, 3, b, 2, 5 * MS, &longest, &over, NULL);
+    cr_assert_eq(longest, 10 * MS); /* [30,40) */
     cr_assert_eq(over, 1, "only [30,40) is over 5 ms (the others: 3 and 2 ms)");
     /* symmetric */
-    cr_assert_eq(rcb_stall_overlap(b, 2, a, 3, 2 * MS, &over), 10 * MS);
+    rcb_stall_intersect(b, 2, a, 3, 2 * MS, &longest, &over, NULL);
+    cr_assert_eq(longest, 10 * MS);
     cr_assert_eq(over, 2, "[5,8) and [30,40) are over 2 ms; [50,52) is not");
 }
 
@@ -29,9 +32,11 @@ Test(stall, stretches_that_only_touch_or_miss_do_not_overlap)
     const struct rcb_stall_stretch a[] = {{0, 10 * MS}, {30 * MS, 31 * MS}};
     const struct rcb_stall_stretch b[] = {{10 * MS, 20 * MS}, {40 * MS, 50 * MS}};
     uint32_t over = 99;
-    cr_assert_eq(rcb_stall_overlap(a, 2, b, 2, 0, &over), 0);
+    uint64_t longest = 99;
+    cr_assert_eq(rcb_stall_intersect(a, 2, b, 2, 0, &longest, &over, NULL), 0);
+    cr_assert_eq(longest, 0);
     cr_assert_eq(over, 0);
-    cr_assert_eq(rcb_stall_overlap(a, 2, b, 0, 0, &over), 0, "an empty list");
+    cr_assert_eq(rcb_stall_intersect(a, 2, b, 0, 0, &longest, &over, NULL), 0, "an empty list");
     cr_assert_eq(over, 0);
 }
 
@@ -41,7 +46,10 @@ Test(stall, intersect_lists_every_common_stretch_in_order)
     const struct rcb_stall_stretch a[] = {{0, 10 * MS}, {20 * MS, 40 * MS}, {50 * MS, 52 * MS}};
     const struct rcb_stall_stretch b[] = {{5 * MS, 8 * MS}, {30 * MS, 60 * MS}};
     struct rcb_stall_stretch out[5];
-    cr_assert_eq(rcb_stall_intersect(a, 3, b, 2, out), 3);
+    uint64_t longest;
+    uint32_t over;
+    cr_assert_eq(rcb_stall_intersect(a, 3, b, 2, 0, &longest, &over, out), 3);
+    cr_assert_eq(longest, 10 * MS, "the list's longest, [30,40)");
     cr_assert_eq(out[0].from, 5 * MS);
     cr_assert_eq(out[0].to, 8 * MS);
     cr_assert_eq(out[1].from, 30 * MS);
@@ -49,8 +57,9 @@ Test(stall, intersect_lists_every_common_stretch_in_order)
     cr_assert_eq(out[2].from, 50 * MS);
     cr_assert_eq(out[2].to, 52 * MS);
     const struct rcb_stall_stretch c[] = {{10 * MS, 20 * MS}};
-    cr_assert_eq(rcb_stall_intersect(a, 3, c, 1, out), 0, "touching is not overlapping");
-    cr_assert_eq(rcb_stall_intersect(a, 3, c, 0, out), 0, "an empty list");
+    cr_assert_eq(rcb_stall_intersect(a, 3, c, 1, 0, &longest, &over, out), 0,
+                 "touching is not overlapping");
+    cr_assert_eq(rcb_stall_intersect(a, 3, c, 0, 0, &longest, &over, out), 0, "an empty list");
 }
 
 Test(stall, covered_sums_the_stalled_part_of_an_interval)
@@ -77,6 +86,19 @@ Test(stall, outside_takes_the_stall_out_of_a_lateness)
     cr_assert_eq(rcb_stall_outside(&r, 80 * MS, 15 * MS), 15 * MS);
     struct rcb_stall_result none = {0};
     cr_assert_eq(rcb_stall_outside(&none, 98 * MS, 16 * MS), 16 * MS, "no list: nothing taken out");
+}
+
+Test(stall, a_tally_keeps_the_largest_left_and_counts_ticks)
+{
+    struct rcb_stall_stretch v[] = {{100 * MS, 112 * MS}};
+    struct rcb_stall_result r = {.probes = 2, .together = v, .n_together = 1};
+    struct rcb_stall_tally t = {0};
+    rcb_stall_tally_add(&t, &r, 98 * MS, 16 * MS, 10 * MS); /* over a tick, 4 left: within */
+    rcb_stall_tally_add(&t, &r, 10 * MS, 3 * MS, 10 * MS);  /* under a tick */
+    rcb_stall_tally_add(&t, &r, 20 * MS, 11 * MS, 10 * MS); /* over, no stall: 11 left */
+    cr_assert_eq(t.max_ns, 11 * MS);
+    cr_assert_eq(t.over_tick, 2);
+    cr_assert_eq(t.within_tick, 1);
 }
 
 Test(stall, a_short_run_reports_one_probe_per_cpu_up_to_two)
