@@ -79,9 +79,15 @@ static _Thread_local struct rc_worker *tl_worker;
 static _Thread_local struct rc_msg *tl_cur_msg;
 static _Thread_local bool tl_kept;
 static _Thread_local bool tl_in_turn;
-/* Whether the calling thread runs an inline turn (rc_send_batch_add_inline):
- * one level deep at most. */
-static _Thread_local bool tl_inline;
+/* How many inline turns (rc_send_batch_add_inline) the calling thread is
+ * running, nested.  Within a worker's turn one at most.  On a thread that
+ * is no worker (an I/O library's callback), its first inline turn stands
+ * for the worker's turn, and one more may nest in it: tl_outside_sys is
+ * that first turn's system while it runs (NULL otherwise), so that a
+ * publisher connection's decoder running on nng's thread still handles
+ * idle runs' events where it decoded them. */
+static _Thread_local unsigned tl_inline_depth;
+static _Thread_local struct rc_actor_system *tl_outside_sys;
 
 /* Adds n to a worker's statistic.  Only the owning worker writes these
  * (other threads only read them), so a relaxed load and store suffice: no
@@ -915,8 +921,11 @@ static void inline_turn(struct rc_send_batch *b, struct rc_actor *to, struct rc_
     struct rc_worker *w = tl_worker;
     struct rc_msg *outer_msg = tl_cur_msg;
     bool outer_kept = tl_kept, outer_in_turn = tl_in_turn;
+    bool outside_base = tl_inline_depth == 0 && !w;
     msg->flags = 0;
-    tl_inline = true;
+    tl_inline_depth++;
+    if (outside_base)
+        tl_outside_sys = to->sys;
     tl_cur_msg = msg;
     tl_kept = false;
     tl_in_turn = true;
@@ -925,15 +934,21 @@ static void inline_turn(struct rc_send_batch *b, struct rc_actor *to, struct rc_
     tl_cur_msg = outer_msg;
     tl_kept = outer_kept;
     tl_in_turn = outer_in_turn;
-    tl_inline = false;
+    tl_inline_depth--;
+    if (outside_base)
+        tl_outside_sys = NULL;
     if (!kept)
         rc_msg_free(msg);
     if (w && w->sys == to->sys) {
         worker_stat_add(&w->handled, 1);
         worker_stat_add(&w->inline_handled, 1);
+        if (outer_in_turn)
+            worker_stat_add(&w->nested_handled, 1);
     } else {
         /* relaxed: statistics; several outside threads may add at once */
         atomic_fetch_add_explicit(&to->sys->outside_handled, 1, memory_order_relaxed);
+        if (outer_in_turn)
+            atomic_fetch_add_explicit(&to->sys->outside_nested, 1, memory_order_relaxed);
     }
     /* acq_rel: release publishes this turn's effects on the state to the
      * next token holder; acquire sees the increments that keep the token
@@ -955,12 +970,23 @@ static bool inline_take(struct rc_actor *to)
                                                    memory_order_relaxed);
 }
 
+/* Whether the calling behaviour's turn may nest to's turn in itself: a
+ * worker's turn of to's system, not yet nesting one, or an outside
+ * thread's base inline turn of to's system, not yet nesting one (see
+ * tl_inline_depth). */
+static bool may_nest_in_turn(const struct rc_worker *w, const struct rc_actor *to)
+{
+    if (w && w->sys == to->sys)
+        return tl_inline_depth == 0;
+    return tl_inline_depth == 1 && tl_outside_sys == to->sys;
+}
+
 int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg)
 {
     if (!b || !to || !msg)
         return RC_EINVAL;
     struct rc_worker *w = tl_worker;
-    if (!w || w->sys != to->sys || tl_inline || !inline_take(to))
+    if (!may_nest_in_turn(w, to) || !inline_take(to))
         return rc_send_batch_add(b, to, msg);
     inline_turn(b, to, msg);
     return RC_OK;
@@ -971,9 +997,10 @@ int rc_send_batch_try_add_inline(struct rc_send_batch *b, struct rc_actor *to, s
     if (!b || !to || !msg)
         return RC_EINVAL;
     struct rc_worker *w = tl_worker;
-    /* In a turn, only a worker of to's own system may nest one (a
-     * behaviour of another system would run to's turn inside its own). */
-    bool may = !tl_inline && (!tl_in_turn || (w && w->sys == to->sys));
+    /* Outside any turn, any thread may run one (its base turn); in a turn,
+     * as rc_send_batch_add_inline (a behaviour of another system would run
+     * to's turn inside its own). */
+    bool may = tl_in_turn ? may_nest_in_turn(w, to) : tl_inline_depth == 0;
     if (!may || !inline_take(to))
         return rc_send_batch_try_add(b, to, msg);
     /* no limit to check: an idle actor's mailbox is empty */
@@ -1253,9 +1280,13 @@ void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_sy
         st->steals += atomic_load_explicit(&sys->workers[i].steals, memory_order_relaxed);
         st->inline_handled +=
             atomic_load_explicit(&sys->workers[i].inline_handled, memory_order_relaxed);
+        st->inline_nested +=
+            atomic_load_explicit(&sys->workers[i].nested_handled, memory_order_relaxed);
     }
-    /* relaxed: a statistic */
+    /* relaxed: statistics */
     uint64_t outside = atomic_load_explicit(&sys->outside_handled, memory_order_relaxed);
     st->messages_handled += outside;
     st->inline_handled += outside;
+    st->inline_outside = outside;
+    st->inline_nested += atomic_load_explicit(&sys->outside_nested, memory_order_relaxed);
 }

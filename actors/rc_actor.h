@@ -145,17 +145,23 @@ void rc_send_batch_flush(struct rc_send_batch *b);
  * exactly as a worker's turn does.  If messages or a stop reach `to`
  * during the turn it is queued through b afterwards; flush b as with any
  * batch.  One level deep: a behaviour running inline that sends inline
- * queues instead.  Results and ownership as rc_actor_send.
+ * queues instead (but see rc_send_batch_try_add_inline: an outside
+ * thread's inline turn counts as the worker's turn).  Results and
+ * ownership as rc_actor_send.
  */
 int rc_send_batch_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
 /*
  * As rc_send_batch_add_inline, with rc_send_batch_try_add's mailbox limit
  * when `to` is busy, and also from a thread that is no worker and runs no
  * turn (an I/O library's callback, say): the inline turn then runs on that
- * thread, under the same token, so the guarantees are the same.  Actors it
- * makes runnable are queued through b (flush it).  The REP ingress uses it
- * so that an acknowledged event is handled, and its ack completed, on the
- * thread that received it.
+ * thread, under the same token, so the guarantees are the same, and that
+ * turn stands for a worker's: its behaviour's rc_send_batch_add_inline to
+ * an idle actor of the same system runs nested in it, on that thread too
+ * (one level; deeper ones queue).  Actors it makes runnable are queued
+ * through b (flush it).  The REP ingress uses it so that an acknowledged
+ * event is handled, and its ack completed, on the thread that received
+ * it; the stream reader, so that a connection's decoder, and the idle
+ * runs it feeds, run on the thread that read the bytes.
  */
 int rc_send_batch_try_add_inline(struct rc_send_batch *b, struct rc_actor *to, struct rc_msg *msg);
 
@@ -246,6 +252,10 @@ struct rc_actor_system_stats {
     uint64_t workers_sleeping;
     uint64_t timers_armed;   /* read under the timer lock */
     uint64_t inline_handled; /* of messages_handled: in inline turns */
+    uint64_t inline_nested;  /* of inline_handled: nested in another turn (a
+                                decoder's running a run's) */
+    uint64_t inline_outside; /* of inline_handled: on threads that are no
+                                worker (nng's callbacks) */
     uint32_t timer_threads;  /* running timer threads */
 };
 void rc_actor_system_stats(const struct rc_actor_system *sys, struct rc_actor_system_stats *st);

@@ -86,6 +86,7 @@ struct rc_worker {
     _Atomic uint64_t handled;        /* owner writes (relaxed), stats read */
     _Atomic uint64_t steals;         /* owner writes (relaxed), stats read */
     _Atomic uint64_t inline_handled; /* owner writes (relaxed), stats read */
+    _Atomic uint64_t nested_handled; /* of inline_handled: in another turn; as above */
 } __attribute__((aligned(RC_CACHELINE)));
 
 #define RC_MON_STRIPES 64u
@@ -137,6 +138,7 @@ struct rc_actor_system {
     _Atomic uint64_t actors_live;
     _Atomic uint64_t overloads;
     _Atomic uint64_t outside_handled; /* inline turns run outside the workers */
+    _Atomic uint64_t outside_nested;  /* of those, nested in another inline turn */
 
     /* Monitor lists, striped by target address. */
     pthread_mutex_t mon_mtx[RC_MON_STRIPES];

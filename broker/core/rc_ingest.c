@@ -36,7 +36,8 @@ static void ctx_release(struct rc_ingest_ctx *c);
 static void dispatch_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
                          rc_ingest_ack_fn ack_for, void *arg);
 static void dispatch_frames_now(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe);
-static void queue_for_decoder(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe);
+static void queue_for_decoder(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                              bool may_inline);
 
 /* ---- The decoder actor (PULL) ---- */
 
@@ -557,12 +558,15 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
         return;
     }
     buf->frame_hdr = 0;
-    queue_for_decoder(c, buf, pipe);
+    queue_for_decoder(c, buf, pipe, false);
 }
 
 /* Sends buf (counted in flight) to c's decoder, which consumes the
- * caller's reference. */
-static void queue_for_decoder(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe)
+ * caller's reference.  may_inline: the caller is an I/O thread that runs
+ * no turn, and an idle decoder decodes buf right here (see
+ * rc_ingest_dispatch_frames). */
+static void queue_for_decoder(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,
+                              bool may_inline)
 {
     if (!buf->recv_ns)
         buf->recv_ns = rc_clock_mono_ns(); /* received now, decoded later */
@@ -579,7 +583,15 @@ static void queue_for_decoder(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf
     buf->decode_taken = false;
     buf->decode_metrics = c->metrics;
     rc_ingest_buf_hold(buf);
-    if (rc_actor_send(c->decoder, d) == 0)
+    int rc;
+    if (may_inline) {
+        struct rc_send_batch b = RC_SEND_BATCH_INIT;
+        rc = rc_send_batch_try_add_inline(&b, c->decoder, d); /* no mailbox limit */
+        rc_send_batch_flush(&b);
+    } else {
+        rc = rc_actor_send(c->decoder, d);
+    }
+    if (rc == 0)
         return;
     rc_ingest_buf_release(buf); /* the message's */
     /* the system is stopping */
@@ -619,7 +631,7 @@ void rc_ingest_dispatch_frames(struct rc_ingest_ctx *c, struct rc_ingest_buf *bu
         dispatch_frames_now(c, buf, pipe);
         return;
     }
-    queue_for_decoder(c, buf, pipe);
+    queue_for_decoder(c, buf, pipe, true);
 }
 
 static void frame_buf_free(struct rc_ingest_buf *b)

@@ -11,19 +11,24 @@
  * sleeping worker for the whole message; it used to be one lock and one
  * wake check per run, and a batch spreads over tens of runs).
  *
- * PULL contexts decode on a worker: rc_ingest_dispatch only counts the
- * message in flight (rc_ingest_dispatch_frames: every message of one
- * stream read, rc_sppull.h) and sends it to the context's decoder actor, whose
- * turns do the rest (in arrival order: one actor, one mailbox).  The nng
- * thread is back in nng at once, re-posts its receive sooner, and nng then
- * completes more receives inside its pipe callbacks instead of waking a
- * task thread for each (docs/ARCHITECTURE.md, "The decoder actor").  REP
- * and in-process contexts decode on the calling thread (a request has its
- * reply to send; the in-process API is measured in instructions).  Running
- * idle run actors inline on the nng thread instead (an "inline turn") was
- * measured and not kept: docs/ARCHITECTURE.md, "Ingest hand-offs".  The
- * buffer stays alive (refcounted) until every run actor is done with the
- * events, which are views into it.
+ * PULL contexts decode in their decoder actor's turns: rc_ingest_dispatch
+ * only counts the message in flight and sends it to the context's decoder
+ * actor, whose turns do the rest (in arrival order: one actor, one
+ * mailbox).  From nng's PULL socket the message is queued for a worker:
+ * the nng thread is back in nng at once, re-posts its receive sooner, and
+ * nng then completes more receives inside its pipe callbacks instead of
+ * waking a task thread for each (docs/ARCHITECTURE.md, "The decoder
+ * actor"; running the turns on that thread was measured and not kept,
+ * "Ingest hand-offs").  From the stream reader (rc_ingest_dispatch_frames:
+ * every message of one read, rc_sppull.h) an idle decoder instead runs
+ * right there, on the nng thread that read the bytes, with the idle runs
+ * it feeds nested in its turn: the connection's next read waits for it,
+ * but the kernel's socket buffer holds what arrives meanwhile, and no
+ * worker is woken (docs/ARCHITECTURE.md, "The stream reader decodes where
+ * it reads").  REP and in-process contexts decode on the calling thread
+ * (a request has its reply to send; the in-process API is measured in
+ * instructions).  The buffer stays alive (refcounted) until every run
+ * actor is done with the events, which are views into it.
  */
 #ifndef RC_INGEST_H
 #define RC_INGEST_H
@@ -104,9 +109,11 @@ void rc_ingest_dispatch(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint
 /*
  * PULL: hands a buffer of complete SP frames (hdr_len bytes of header
  * each, see rc_sppull.h) read from one connection to the decoder, which
- * dispatches each frame's message in order.  Counts them in flight at
- * once (the elements their array headers announce), so the caller's
- * pause sees them.  Consumes the caller's reference on buf.  When the
+ * dispatches each frame's message in order: when the decoder is idle, in
+ * its turn run right here (the caller is an I/O thread running no turn),
+ * else queued behind what it has.  Counts them in flight at once (the
+ * elements their array headers announce), so the caller's pause sees
+ * them.  Consumes the caller's reference on buf.  When the
  * broker is not accepting, refuses them all (`shutting_down`, counted).
  */
 void rc_ingest_dispatch_frames(struct rc_ingest_ctx *c, struct rc_ingest_buf *buf, uint32_t pipe,

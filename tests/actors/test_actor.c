@@ -1268,32 +1268,45 @@ Test(actor, inline_to_a_busy_actor_is_queued)
 }
 
 /* rc_send_batch_try_add_inline from a thread that is no worker (as an I/O
- * callback): an idle actor's turn runs right here, and what that turn
- * sends is queued to the workers through the batch. */
-Test(actor, try_inline_from_outside_runs_an_idle_actor_on_the_calling_thread)
+ * callback): an idle actor's turn runs right here, and stands for a
+ * worker's turn: what it sends inline to an idle actor runs nested in it,
+ * on this thread too (a publisher connection's decoder and its runs), and
+ * a third level is queued to the workers through the batch.  Twice, so the
+ * thread is seen back at its base once its turn is over. */
+Test(actor, try_inline_from_outside_nests_one_more_turn_on_the_calling_thread)
 {
     struct rc_actor_system *sys = start_sys(2, 0);
-    static struct inl_target ts, last;
+    static struct inl_target ts, mid, last;
     memset(&ts, 0, sizeof(ts));
+    memset(&mid, 0, sizeof(mid));
     memset(&last, 0, sizeof(last));
     struct rc_actor *l = spawn_target(sys, &last);
-    ts.next = l; /* the inline turn sends inline again: one level, so queued */
-    ts.next_st = &last;
+    mid.next = l; /* the nested turn sends inline again: queued */
+    mid.next_st = &last;
+    struct rc_actor *m = spawn_target(sys, &mid);
+    ts.next = m; /* the outside thread's turn sends inline: nested here */
+    ts.next_st = &mid;
     struct rc_actor *t = spawn_target(sys, &ts);
-    struct rc_send_batch b = RC_SEND_BATCH_INIT;
-    cr_assert_eq(rc_send_batch_try_add_inline(&b, t, rc_msg_new(sizeof(struct rc_msg), 1)), RC_OK);
-    cr_assert_eq(atomic_load(&ts.handled), 1, "handled before the add returned");
-    cr_assert(pthread_equal(ts.thread, pthread_self()), "on the calling thread");
-    cr_assert_eq(atomic_load(&ts.next_later), 1, "the nested send was queued");
-    rc_send_batch_flush(&b);
-    cr_assert(tact_wait_u64(&last.handled, 1, 5000));
-    cr_assert(!pthread_equal(last.thread, pthread_self()), "the queued one ran on a worker");
+    for (uint64_t round = 1; round <= 2; round++) {
+        struct rc_send_batch b = RC_SEND_BATCH_INIT;
+        cr_assert_eq(rc_send_batch_try_add_inline(&b, t, rc_msg_new(sizeof(struct rc_msg), 1)),
+                     RC_OK);
+        cr_assert_eq(atomic_load(&ts.handled), round, "handled before the add returned");
+        cr_assert(pthread_equal(ts.thread, pthread_self()), "on the calling thread");
+        cr_assert_eq(atomic_load(&ts.next_later), 0, "the second level ran nested");
+        cr_assert(pthread_equal(mid.thread, pthread_self()), "the second level on this thread");
+        cr_assert_eq(atomic_load(&mid.next_later), round, "the third level was queued");
+        rc_send_batch_flush(&b);
+        cr_assert(tact_wait_u64(&last.handled, round, 5000));
+        cr_assert(!pthread_equal(last.thread, pthread_self()), "the queued one ran on a worker");
+    }
     struct rc_actor_system_stats st;
     rc_actor_system_stats(sys, &st);
-    cr_assert_eq(st.inline_handled, 1);
-    cr_assert_eq(st.messages_handled, 2);
+    cr_assert_eq(st.inline_handled, 4);
+    cr_assert_eq(st.messages_handled, 6);
     rc_actor_system_stop(sys);
     rc_actor_release(t);
+    rc_actor_release(m);
     rc_actor_release(l);
     rc_actor_system_free(sys);
 }

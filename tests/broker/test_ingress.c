@@ -681,7 +681,8 @@ Test(ingress, a_port_in_use_fails_the_start_with_eaddrinuse_naming_the_url, .tim
 
 /* Publishes n deltas and a complete to run one at a time (the decoder has
  * no backlog), checks they arrived once each, in order, and returns how
- * many run messages the actor system handled inline meanwhile. */
+ * many run messages were handled inline in the decoder's turn (nested in
+ * it: the decoder's own turn may be inline too, on nng's thread). */
 static uint64_t publish_one_at_a_time(const char *backlog, const char *run, size_t n)
 {
     struct rc_tb t;
@@ -705,7 +706,7 @@ static uint64_t publish_one_at_a_time(const char *backlog, const char *run, size
     nng_close(s);
     rc_testsub_free(ts);
     tb_stop(&t);
-    return st1.inline_handled - st0.inline_handled;
+    return st1.inline_nested - st0.inline_nested;
 }
 
 /* A decoder that keeps up runs idle run actors' turns inline (the actor
@@ -721,6 +722,32 @@ Test(ingress, a_decoder_that_keeps_up_runs_idle_run_actors_inline, .timeout = 60
 Test(ingress, inline_backlog_0_hands_every_run_message_to_the_workers, .timeout = 60)
 {
     cr_assert_eq(publish_one_at_a_time("0", "spread-run", 20), 0);
+}
+
+/* The stream reader's first message on an idle broker: the connection's
+ * decoder runs on the nng thread that read it, and the new run's turn
+ * nested in it, on that thread too (no worker, no wake-up).  Counted by
+ * the actor system: two turns outside the workers, one of them nested. */
+Test(ingress, an_idle_decoder_and_its_runs_run_on_the_reading_thread, .timeout = 60)
+{
+    struct rc_tb t;
+    /* the stream reader also in the test_*_nngpull variant */
+    const char *opts[] = {
+        "ingest", "tcp://127.0.0.1:0", "watchdog", "30s", "ingest-stream-reader", "1", NULL};
+    nng_socket s = start_with_push(&t, opts);
+    struct rc_actor_system_stats st0, st;
+    rc_actor_system_stats(rc_broker_system(t.b), &st0);
+    push(s, &(struct tev){.run = "on-the-reader", .type = "delta", .text = "x"});
+    uint64_t end = rc_clock_mono_ms() + 10000;
+    do {
+        rc_clock_sleep_ms(1);
+        rc_actor_system_stats(rc_broker_system(t.b), &st);
+    } while (st.inline_outside - st0.inline_outside < 2 && rc_clock_mono_ms() < end);
+    cr_assert_eq(st.inline_outside - st0.inline_outside, 2,
+                 "the decoder and the run, on nng's thread");
+    cr_assert_eq(st.inline_nested - st0.inline_nested, 1, "the run nested in the decoder's turn");
+    nng_close(s);
+    tb_stop(&t);
 }
 
 /* Publishes n deltas and a complete to run over REQ, one round trip each:
