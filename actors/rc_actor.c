@@ -721,37 +721,31 @@ void rc_actor_stop(struct rc_actor *a, int reason)
 static struct rc_actor_kind *_Atomic actor_kinds;
 static pthread_mutex_t actor_kinds_mtx = PTHREAD_MUTEX_INITIALIZER;
 
-static const struct rc_actor_kind *actor_kind_find(struct rc_actor_kind *k,
-                                                   const struct rc_actor_kind *want)
+static const struct rc_actor_kind *actor_kind_find(struct rc_actor_kind *k, rc_actor_behaviour fn,
+                                                   rc_actor_fini fini, const char *name)
 {
     for (; k; k = k->next)
-        if (k->fn == want->fn && k->fini == want->fini && k->name == want->name &&
-            k->timers_inline == want->timers_inline)
+        if (k->fn == fn && k->fini == fini && k->name == name)
             return k;
     return NULL;
 }
 
 static const struct rc_actor_kind *actor_kind_intern(rc_actor_behaviour fn, rc_actor_fini fini,
-                                                     const struct rc_actor_opts *opts)
+                                                     const char *name)
 {
-    const struct rc_actor_kind want = {.fn = fn,
-                                       .fini = fini,
-                                       .name = opts ? opts->name : NULL,
-                                       .timers_inline = opts && opts->timers_inline};
     /* acquire: pairs with the release below, so a linked kind is complete */
     const struct rc_actor_kind *k =
-        actor_kind_find(atomic_load_explicit(&actor_kinds, memory_order_acquire), &want);
+        actor_kind_find(atomic_load_explicit(&actor_kinds, memory_order_acquire), fn, fini, name);
     if (k)
         return k;
     pthread_mutex_lock(&actor_kinds_mtx);
     /* relaxed: under the mutex, which orders it against other inserters */
     struct rc_actor_kind *head = atomic_load_explicit(&actor_kinds, memory_order_relaxed);
-    k = actor_kind_find(head, &want);
+    k = actor_kind_find(head, fn, fini, name);
     if (!k) {
         struct rc_actor_kind *n = rc_malloc(sizeof(*n));
         if (n) {
-            *n = want;
-            n->next = head;
+            *n = (struct rc_actor_kind){.next = head, .fn = fn, .fini = fini, .name = name};
             /* release: publishes *n to the lock-free readers above */
             atomic_store_explicit(&actor_kinds, n, memory_order_release);
         }
@@ -771,7 +765,7 @@ int rc_actor_spawn(struct rc_actor_system *sys, rc_actor_behaviour fn, void *sta
         return RC_ENOMEM;
     atomic_init(&a->count, 0); /* not shared yet */
     mb_init(a);
-    a->kind = actor_kind_intern(fn, fini, opts);
+    a->kind = actor_kind_intern(fn, fini, opts ? opts->name : NULL);
     if (!a->kind) {
         rc_free(a);
         return RC_ENOMEM;

@@ -79,14 +79,6 @@ typedef void (*rc_actor_fini)(void *state, int reason);
 struct rc_actor_opts {
     uint32_t mailbox_limit; /* 0: unlimited; see rc_actor_try_send */
     const char *name;       /* static string for diagnostics; may be NULL */
-    /* When one of its timers expires while the actor is idle, and only a
-     * few timers are due together, the timer thread runs its turn on that
-     * message itself (rc_send_batch_try_add_inline) instead of waking a
-     * worker: the expiry then depends on no worker thread, whose CPU may
-     * be the stalled one (the timer threads are one per CPU).  For
-     * behaviours whose timer turn is short and never blocks (the run
-     * actor's watchdog).  A busy actor's expiry is queued as usual. */
-    bool timers_inline;
 };
 
 /* Spawns an actor; *out holds one reference for the caller.  RC_ECLOSED

@@ -36,7 +36,6 @@ struct rc_actor_kind {
     rc_actor_behaviour fn;
     rc_actor_fini fini;
     const char *name;
-    bool timers_inline; /* rc_actor_opts.timers_inline */
 };
 
 struct rc_actor {

@@ -41,12 +41,6 @@
 /* Timers moved or expired per critical section of the timer thread. */
 #define RC_TIMER_CHUNK 128
 
-/* Expiries the timer thread handles itself, per chunk, for actors spawned
- * with timers_inline (see deliver).  More due together (a mass expiry)
- * go to the workers, which handle them side by side while this thread
- * keeps turning the wheel. */
-#define RC_TIMER_INLINE_MAX 8
-
 struct expired {
     struct rc_actor *owner; /* held */
     struct rc_timer *timer;
@@ -201,22 +195,10 @@ static void collect_cb(struct rc_wheel_timer *wt, uint64_t tick, void *ctx)
     x->gen = __atomic_load_n(&t->wt.user, __ATOMIC_RELAXED); /* under timer_mtx */
 }
 
-/*
- * Sends each expiry to its owner.  An owner spawned with timers_inline
- * that is idle has its turn run right here, on this timer thread, when
- * the chunk is small: the watchdog's expiry then needs no worker.  The
- * timer threads are pinned one per CPU and whichever wakes first turns
- * the wheel, so a stalled CPU does not delay the fire; a woken worker has
- * no such cover (its CPU may be the stalled one, which the kernel cannot
- * know), and on the benchmark VM the run's turn came up to 14 ms after a
- * fire that was at most 5 ms late (docs/ARCHITECTURE.md, "The watchdog's
- * turn on the timer thread").
- */
 static void deliver(struct collect *c)
 {
     struct rc_send_batch b = RC_SEND_BATCH_INIT;
     uint64_t fired = rc_clock_mono_ns(); /* once per chunk: a few us apart at most */
-    bool small = c->n <= RC_TIMER_INLINE_MAX;
     for (size_t i = 0; i < c->n; i++) {
         struct expired *x = &c->v[i];
         struct rc_msg_timer *m =
@@ -226,12 +208,7 @@ static void deliver(struct collect *c)
             m->arg = x->arg;
             m->gen = x->gen;
             m->fired_ns = fired;
-            int rc = RC_EOVERLOAD;
-            if (small && x->owner->kind->timers_inline)
-                rc = rc_send_batch_try_add_inline(&b, x->owner, &m->hdr);
-            if (rc == RC_EOVERLOAD) /* not tried, or busy at its mailbox limit */
-                rc = rc_send_batch_add(&b, x->owner, &m->hdr);
-            if (rc != RC_OK)
+            if (rc_send_batch_add(&b, x->owner, &m->hdr) != RC_OK)
                 rc_msg_free(&m->hdr); /* the owner has stopped */
         }
         /* Safe before the flush: an owner in b is runnable and not yet

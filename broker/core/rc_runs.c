@@ -512,11 +512,8 @@ static int runs_get(struct rc_runs *runs, const char *name, size_t len, uint32_t
         rc = RC_ENOMEM;
         goto fail;
     }
-    /* timers_inline: the watchdog's expiry runs on the timer thread that
-     * turned the wheel when the run is idle (rc_timer.c, deliver) */
     struct rc_actor_opts opts = {.mailbox_limit = (uint32_t)runs->cfg->run_mailbox_limit,
-                                 .name = "run",
-                                 .timers_inline = true};
+                                 .name = "run"};
     rc = rc_actor_spawn(runs->sys, rc_run_behaviour, run, rc_run_fini, &opts, &a);
     if (rc != 0) {
         rc_blob_release(run->name);

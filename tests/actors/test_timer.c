@@ -6,7 +6,6 @@
  * asserted (never early); lateness is measured in bench_actors.
  */
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -449,87 +448,4 @@ Test(timer, four_timer_threads_deliver_each_expiry_once)
     rc_actor_system_stats(sys, &st);
     cr_assert_eq(st.timer_threads, 4);
     tact_sys_end_all(sys, a, A);
-}
-
-/* ---- rc_actor_opts.timers_inline ---- */
-
-struct where {
-    struct rc_actor_system *sys;
-    struct rc_timer t;
-    char thread[16]; /* the name of the thread that ran the expiry's turn */
-    _Atomic int fired;
-};
-
-static void where_fn(struct rc_actor *self, void *st, struct rc_msg *msg)
-{
-    (void)self;
-    struct where *w = st;
-    if (msg->type != RC_MSG_TIMER)
-        return;
-    pthread_getname_np(pthread_self(), w->thread, sizeof(w->thread));
-    atomic_store(&w->fired, 1); /* seq_cst: publishes thread[] to the test */
-}
-
-static void where_fini(void *st, int reason)
-{
-    (void)reason;
-    struct where *w = st;
-    rc_timer_cancel(w->sys, &w->t);
-}
-
-/* Spawns n actors on w[0..n) (timers_inline as given) and arms each one's
- * timer for the same absolute time, at_ms from now; waits for every
- * expiry.  The actors are returned in a[]. */
-static void where_fire(struct rc_actor_system *sys, struct where *w, struct rc_actor **a, size_t n,
-                       bool timers_inline, uint64_t at_ms)
-{
-    struct rc_actor_opts o = {.name = "where", .timers_inline = timers_inline};
-    for (size_t i = 0; i < n; i++) {
-        memset(&w[i], 0, sizeof(w[i]));
-        w[i].sys = sys;
-        cr_assert_eq(rc_actor_spawn(sys, where_fn, &w[i], where_fini, &o, &a[i]), RC_OK);
-        rc_timer_init(&w[i].t, a[i], i);
-    }
-    uint64_t at = rc_clock_mono_ns() + at_ms * 1000000u;
-    for (size_t i = 0; i < n; i++)
-        cr_assert_eq(rc_timer_arm_at(sys, &w[i].t, at), RC_OK);
-    for (size_t i = 0; i < n; i++)
-        cr_assert(tact_wait_int(&w[i].fired, 1, 5000), "expiry %zu never came", i);
-}
-
-/* An idle actor spawned with timers_inline has its expiry's turn run by
- * the timer thread that turned the wheel (no worker involved); one
- * spawned without it, by a worker. */
-Test(timer, timers_inline_runs_an_idle_owners_expiry_on_the_timer_thread)
-{
-    struct rc_actor_system *sys = tact_sys_start(&(struct rc_actor_system_opts){.workers = 2});
-    static struct where w[2];
-    struct rc_actor *a[2];
-    struct rc_actor_system_stats st0, st1;
-    rc_actor_system_stats(sys, &st0);
-    where_fire(sys, &w[0], &a[0], 1, true, 5);
-    cr_assert(strncmp(w[0].thread, "rc-timer-", 9) == 0, "ran on %s", w[0].thread);
-    rc_actor_system_stats(sys, &st1);
-    cr_assert_eq(st1.inline_outside - st0.inline_outside, 1);
-    where_fire(sys, &w[1], &a[1], 1, false, 5);
-    cr_assert(strncmp(w[1].thread, "rc-worker-", 10) == 0, "ran on %s", w[1].thread);
-    rc_actor_system_stats(sys, &st0);
-    cr_assert_eq(st0.inline_outside, st1.inline_outside, "the second ran on a worker");
-    tact_sys_end_all(sys, a, 2);
-}
-
-/* More expiries due together than the timer thread handles itself (a
- * mass expiry): every one goes to the workers, so the wheel keeps
- * turning while they are handled side by side. */
-#define NWHERE 20
-Test(timer, timers_inline_leaves_many_expiries_due_together_to_the_workers)
-{
-    struct rc_actor_system *sys = tact_sys_start(&(struct rc_actor_system_opts){.workers = 2});
-    static struct where w[NWHERE];
-    struct rc_actor *a[NWHERE];
-    where_fire(sys, w, a, NWHERE, true, 20);
-    for (size_t i = 0; i < NWHERE; i++)
-        cr_assert(strncmp(w[i].thread, "rc-worker-", 10) == 0, "expiry %zu ran on %s", i,
-                  w[i].thread);
-    tact_sys_end_all(sys, a, NWHERE);
 }

@@ -750,40 +750,6 @@ Test(ingress, an_idle_decoder_and_its_runs_run_on_the_reading_thread, .timeout =
     tb_stop(&t);
 }
 
-/* The watchdog's expiry of an idle run runs the run's turn on the timer
- * thread (the run actor is spawned with timers_inline): published through
- * nng's PULL socket, whose decoder and runs turn on the workers, the only
- * turns outside the workers are the timer's. */
-Test(ingress, a_silent_runs_watchdog_turn_runs_on_the_timer_thread, .timeout = 60)
-{
-    struct rc_tb t;
-    const char *opts[] = {"ingest",
-                          "tcp://127.0.0.1:0",
-                          "ingest-stream-reader",
-                          "0",
-                          "watchdog-tick",
-                          "1ms",
-                          "watchdog",
-                          "50ms",
-                          NULL};
-    nng_socket s = start_with_push(&t, opts);
-    struct rc_testsub *ts = tb_sub_run(&t, "timer-turn");
-    struct rc_actor_system_stats st0, st1;
-    rc_actor_system_stats(rc_broker_system(t.b), &st0);
-    push(s, &(struct tev){.run = "timer-turn", .type = "start"});
-    cr_assert(rc_testsub_wait_terminal(ts, "timer-turn", 10000), "no watchdog terminal");
-    /* the turn is counted once it has returned, after its terminal went out */
-    uint64_t end = rc_clock_mono_ms() + 10000;
-    do {
-        rc_clock_sleep_ms(1);
-        rc_actor_system_stats(rc_broker_system(t.b), &st1);
-    } while (st1.inline_outside == st0.inline_outside && rc_clock_mono_ms() < end);
-    cr_assert_geq(st1.inline_outside - st0.inline_outside, 1, "no turn on the timer thread");
-    nng_close(s);
-    rc_testsub_free(ts);
-    tb_stop(&t);
-}
-
 /* Publishes n deltas and a complete to run over REQ, one round trip each:
  * every reply is ok with the next seq, the subscriber sees them in order;
  * returns how many run messages the actor system handled inline. */
