@@ -1172,17 +1172,18 @@ static void steady_case(void)
     if (stall.probes == 2 && stall.together) {
         /* each terminal's lateness less its part in a stall of both CPUs:
          * what the broker is answerable for (rcb_stall_outside) */
-        const uint64_t tick_ns = 10000000u; /* the goal's tick (--watchdog-tick's default) */
         struct rcb_stall_tally idle_out = {0}, recv_out = {0};
         for (size_t i = 0; i < ns; i++) {
             if (!x->t_recv[i])
                 continue;
             uint64_t due = (t_sent[i] / 1000000u + steady_t) * 1000000u;
             if (x->t_recv[i] > due)
-                rcb_stall_tally_add(&recv_out, &stall, due, x->t_recv[i] - due, tick_ns);
+                rcb_stall_tally_add(&recv_out, &stall, due, x->t_recv[i] - due,
+                                    RCB_STALL_GOAL_TICK_NS);
             if (x->idle[i] > (int64_t)steady_t)
                 rcb_stall_tally_add(&idle_out, &stall, due,
-                                    ((uint64_t)x->idle[i] - steady_t) * 1000000u, tick_ns);
+                                    ((uint64_t)x->idle[i] - steady_t) * 1000000u,
+                                    RCB_STALL_GOAL_TICK_NS);
         }
         snprintf(note, sizeof(note),
                  "less each one's part in a stall of both CPUs; %u over 10 ms, %u of them "

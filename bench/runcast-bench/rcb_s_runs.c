@@ -169,8 +169,6 @@ static void lat_fini(struct lat *l, struct rcb_subs *s)
     free(l->idle_late_ms);
 }
 
-#define TICK_NS 10000000ull /* the broker's default --watchdog-tick, the goal's unit */
-
 /* Lateness with the machine's own stalls taken out (rcb_stall_tally_add):
  * for each terminal, its lateness less the part of [due, due + lateness]
  * during which both CPUs were stalled (no broker design could have acted
@@ -192,7 +190,7 @@ static void lateness_outside_stalls(const struct lat *l, const struct rcb_stall_
                 continue;
             late = (uint64_t)l->idle_late_ms[i] * 1000000ull;
         }
-        rcb_stall_tally_add(o, st, due, late, TICK_NS);
+        rcb_stall_tally_add(o, st, due, late, RCB_STALL_GOAL_TICK_NS);
     }
 }
 

@@ -55,6 +55,10 @@ uint64_t rcb_stall_covered(const struct rcb_stall_stretch *v, uint32_t n, uint64
  * the machine could have acted then, whatever its design). */
 uint64_t rcb_stall_outside(const struct rcb_stall_result *r, uint64_t due, uint64_t late);
 
+/* The watchdog goal's tick (runcastd's default --watchdog-tick), the unit
+ * both benches' tallies count in. */
+#define RCB_STALL_GOAL_TICK_NS 10000000ull
+
 /* Over many terminals: the largest lateness rcb_stall_outside leaves, the
  * terminals more than a tick late, and how many of those fall within a
  * tick once the stall is taken out.  Zero-initialise, then add each. */

@@ -1195,6 +1195,9 @@ static void driver_test_end(struct rc_actor_system *sys, struct inl_driver *d, u
     struct rc_actor_system_stats st;
     rc_actor_system_stats(sys, &st);
     cr_assert_eq(st.inline_handled, want_inline);
+    /* a behaviour's inline sends nest in its worker's turn */
+    cr_assert_eq(st.inline_nested, want_inline);
+    cr_assert_eq(st.inline_outside, 0);
     rc_actor_system_stop(sys);
     for (size_t i = 0; i < n; i++)
         rc_actor_release(actors[i]);
@@ -1222,6 +1225,8 @@ Test(actor, inline_from_a_behaviour_runs_an_idle_actor_nested_in_its_turn)
     struct rc_actor_system_stats st;
     rc_actor_system_stats(sys, &st);
     cr_assert_eq(st.inline_handled, 1);
+    cr_assert_eq(st.inline_nested, 1, "counted as nested");
+    cr_assert_eq(st.inline_outside, 0, "on a worker");
     cr_assert_eq(st.messages_handled, 2, "the driver's message and the inline one");
     cr_assert_eq(rc_actor_mailbox_len(t), 0);
     rc_actor_system_stop(sys);
@@ -1303,6 +1308,8 @@ Test(actor, try_inline_from_outside_nests_one_more_turn_on_the_calling_thread)
     struct rc_actor_system_stats st;
     rc_actor_system_stats(sys, &st);
     cr_assert_eq(st.inline_handled, 4);
+    cr_assert_eq(st.inline_outside, 4, "both levels on the calling thread");
+    cr_assert_eq(st.inline_nested, 2, "the second level of each round");
     cr_assert_eq(st.messages_handled, 6);
     rc_actor_system_stop(sys);
     rc_actor_release(t);
