@@ -54,12 +54,9 @@ def log(*a):
     print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+# runcastd's first line on stdout, with the ports it bound
+LISTENING = re.compile(r"runcastd listening: ingest tcp://127\.0\.0\.1:(\d+), "
+                       r"ingest-ack tcp://127\.0\.0\.1:(\d+), http 127\.0\.0\.1:(\d+)")
 
 
 def find_binary(name, hint):
@@ -162,9 +159,10 @@ class Broker:
         self.h = h
         self.exe = exe
         self.logdir = logdir
-        self.p_pull = free_port()
-        self.p_rep = free_port()
-        self.p_http = free_port()
+        # 0 until the first start: runcastd picks free ports itself and says
+        # which (so that harnesses run side by side never race for one);
+        # restarts ask for the same ports, which the clients know
+        self.p_pull = self.p_rep = self.p_http = 0
         self.proc = None
         self.n = 0
         self.expect_exit = False
@@ -205,6 +203,15 @@ class Broker:
                 "--log-level", "info"]
 
     async def start(self):
+        # a restart's ports were this broker's a moment ago, but another
+        # process may take one in between (its exit code is then 1, "cannot
+        # listen"): try again for a while before calling it a failure
+        for attempt in range(20):
+            if await self.spawn(last=attempt == 19):
+                return
+            await asyncio.sleep(0.25)
+
+    async def spawn(self, last):
         self.n += 1
         self.stderr_path = os.path.join(self.logdir, f"runcastd.{self.n}.log")
         err = open(self.stderr_path, "wb")
@@ -213,11 +220,26 @@ class Broker:
         # let the watcher report the old one's clean exit as a crash
         proc = await asyncio.create_subprocess_exec(
             *self.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err)
-        self.proc = proc
-        self.expect_exit = False
         err.close()
         t0 = now()
         limit = 30000 if self.h.cfg["sanitized"] else 10000
+        while True:
+            with open(self.stderr_path, "rb") as f:
+                m = LISTENING.search(f.read().decode(errors="replace"))
+            if m:
+                self.p_pull, self.p_rep, self.p_http = (int(g) for g in m.groups())
+                break
+            if proc.returncode is not None:
+                if proc.returncode == 1 and not last:
+                    return False  # a port taken: the caller tries again
+                raise RuntimeError(f"runcastd exited at start ({proc.returncode}):\n"
+                                   + self.stderr_tail())
+            if now() - t0 > limit:
+                raise RuntimeError("runcastd did not say where it listens:\n"
+                                   + self.stderr_tail())
+            await asyncio.sleep(0.02)
+        self.proc = proc
+        self.expect_exit = False
         while now() - t0 < limit:
             if self.proc.returncode is not None:
                 raise RuntimeError(f"runcastd exited at start ({self.proc.returncode}):\n"
@@ -225,7 +247,7 @@ class Broker:
             try:
                 st, _ = await self.get("/healthz", timeout=2)
                 if st == 200:
-                    return
+                    return True
             except Exception:
                 pass
             await asyncio.sleep(0.05)

@@ -483,10 +483,18 @@ async def main():
     pull = await b.sp_listener(a.ingest, 0x51, False)
     rep = await b.sp_listener(a.ingest_ack, 0x31, True)
     host, port = a.http.rsplit(":", 1)
+    # the list is read at each handshake: its own origin is added once the
+    # port is known (port 0: the kernel picks it, as runcastd does)
+    origins = [None, "http://localhost"]
     wss = await websockets.serve(b.ws_handler, host, int(port), max_size=65536,
-                                 process_request=b.process_request,
-                                 origins=[None, f"http://{host}:{port}", "http://localhost"],
+                                 process_request=b.process_request, origins=origins,
                                  reuse_address=True)
+    port = wss.sockets[0].getsockname()[1]
+    origins.append(f"http://{host}:{port}")
+    # runcastd's first line, which the harness reads the ports from
+    print(f"runcastd listening: ingest tcp://{host}:{pull.sockets[0].getsockname()[1]}, "
+          f"ingest-ack tcp://{host}:{rep.sockets[0].getsockname()[1]}, http {host}:{port}",
+          flush=True)
     wd = asyncio.ensure_future(b.watchdog())
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -1,7 +1,6 @@
 // Third-party client test of the edge: Node.js `ws` + `@msgpack/msgpack`
 // against a real runcastd (publishing with the `runcast pub` CLI).
 import { spawn, spawnSync } from "node:child_process";
-import { createServer } from "node:net";
 import path from "node:path";
 import WebSocket from "ws";
 import { decode, encode } from "@msgpack/msgpack";
@@ -11,30 +10,31 @@ const RUNCASTD = path.join(BIN, "broker", "runcastd");
 const RUNCAST = path.join(BIN, "client", "runcast");
 const T = 5000;
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 function check(cond, what) {
   if (!cond) throw new Error(what);
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// runcastd on ports it picks itself (port 0, read back from its "runcastd
+// listening" line), so that tests run side by side (ctest -j) never race
+// for a port.
+const LISTENING = /runcastd listening: ingest tcp:\/\/127\.0\.0\.1:(\d+), ingest-ack tcp:\/\/127\.0\.0\.1:(\d+), http 127\.0\.0\.1:(\d+)/;
+
 class Broker {
   async start(extra = []) {
-    this.http = await freePort();
-    this.pull = await freePort();
-    this.rep = await freePort();
-    this.proc = spawn(RUNCASTD, ["--http", `127.0.0.1:${this.http}`,
-      "--ingest", `tcp://127.0.0.1:${this.pull}`, "--ingest-ack", `tcp://127.0.0.1:${this.rep}`,
-      "--log-level", "error", ...extra], { stdio: "inherit" });
+    this.proc = spawn(RUNCASTD, ["--http", "127.0.0.1:0",
+      "--ingest", "tcp://127.0.0.1:0", "--ingest-ack", "tcp://127.0.0.1:0",
+      "--log-level", "error", ...extra], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    this.proc.stdout.on("data", (d) => { out += d.toString(); });
+    for (let i = 0; i < 200 && !this.http; i++) {
+      const m = LISTENING.exec(out);
+      if (m) [this.pull, this.rep, this.http] = m.slice(1).map(Number);
+      else if (this.proc.exitCode !== null) throw new Error(`runcastd exited: ${this.proc.exitCode}`);
+      else await sleep(50);
+    }
+    check(this.http, "runcastd did not say where it listens");
     for (let i = 0; i < 200; i++) {
       try {
         const r = await fetch(`http://127.0.0.1:${this.http}/healthz`);

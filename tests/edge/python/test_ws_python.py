@@ -9,9 +9,10 @@ non-zero on the first failure.
 import asyncio
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,34 +30,52 @@ RUNCAST = os.path.join(BIN, "client", "runcast")
 T = 5.0  # seconds: the longest one message may take
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+LISTENING = re.compile(rb"runcastd listening: ingest tcp://127\.0\.0\.1:(\d+), "
+                       rb"ingest-ack tcp://127\.0\.0\.1:(\d+), http 127\.0\.0\.1:(\d+)")
 
 
 class Broker:
+    """runcastd on ports it picks itself (port 0, read back from its
+    "runcastd listening" line), so that tests run side by side (ctest -j)
+    never race for a port; a restart asks for the same ports again."""
+
     def __init__(self, extra=()):
-        self.http = free_port()
-        self.pull = free_port()
-        self.rep = free_port()
+        self.http = self.pull = self.rep = 0
         self.extra = list(extra)
         self.proc = None
 
     def start(self):
+        # a restart's ports were ours a moment ago; another process may
+        # still take one in between: retry a few times before giving up
+        for _ in range(20):
+            if self.spawn():
+                return
+            time.sleep(0.25)
+        raise RuntimeError("runcastd did not start")
+
+    def spawn(self):
         args = [RUNCASTD, "--http", f"127.0.0.1:{self.http}",
                 "--ingest", f"tcp://127.0.0.1:{self.pull}",
                 "--ingest-ack", f"tcp://127.0.0.1:{self.rep}",
                 "--log-level", "error", "--shutdown-timeout", "2s"] + self.extra
-        self.proc = subprocess.Popen(args)
+        out = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(args, stdout=out)
         deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.proc = None
+                return False
+            out.seek(0)
+            m = LISTENING.search(out.read())
+            if m:
+                self.pull, self.rep, self.http = (int(g) for g in m.groups())
+                break
+            time.sleep(0.05)
         while time.time() < deadline:
             try:
                 st, _ = self.get("/healthz")
                 if st == 200:
-                    return
+                    return True
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             time.sleep(0.05)
