@@ -400,9 +400,17 @@ void rc_edge_http_metrics(struct rc_edge_req *aio)
         metric(&b, "runcast_actor_messages_total", "counter", "Actor messages handled",
                as.messages_handled);
         metric(&b, "runcast_actor_inline_messages_total", "counter",
-               "Of those, handled inline in the sender's turn (run messages of a decoder "
-               "that keeps up)",
+               "Of those, handled on the sending thread instead of queued to a worker "
+               "(decoders on the nng thread that read their bytes, runs fed by an idle "
+               "decoder or REP reader)",
                as.inline_handled);
+        metric(&b, "runcast_actor_inline_nested_messages_total", "counter",
+               "Of the inline ones, nested in another actor's turn (a run's in its "
+               "decoder's)",
+               as.inline_nested);
+        metric(&b, "runcast_actor_inline_outside_messages_total", "counter",
+               "Of the inline ones, on threads that are no worker (nng's I/O threads)",
+               as.inline_outside);
         metric(&b, "runcast_actor_mailbox_overloads_total", "counter",
                "Sends refused by a full mailbox", as.overloads);
     }

@@ -228,6 +228,13 @@ Test(http, metrics_count_what_happened)
     cr_assert_geq(metric_value(m, "runcast_actor_inline_messages_total"), 0);
     cr_assert_leq(metric_value(m, "runcast_actor_inline_messages_total"),
                   metric_value(m, "runcast_actor_messages_total"));
+    /* nested and outside turns are parts of the inline ones */
+    cr_assert_not_null(strstr(m, "# TYPE runcast_actor_inline_nested_messages_total counter\n"));
+    cr_assert_not_null(strstr(m, "# TYPE runcast_actor_inline_outside_messages_total counter\n"));
+    cr_assert_leq(metric_value(m, "runcast_actor_inline_nested_messages_total"),
+                  metric_value(m, "runcast_actor_inline_messages_total"));
+    cr_assert_leq(metric_value(m, "runcast_actor_inline_outside_messages_total"),
+                  metric_value(m, "runcast_actor_inline_messages_total"));
     cr_assert_not_null(strstr(m, "runcast_build_info{version=\"" RUNCAST_VERSION "\""));
     cr_assert_not_null(strstr(m, "# TYPE runcast_fanout_latency_seconds histogram\n"));
     free(m);
