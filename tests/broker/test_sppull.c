@@ -53,18 +53,39 @@ static void sp_header(uint8_t h[8], unsigned proto)
     memcpy(h, v, 8);
 }
 
+/* Appends one SP/TCP frame (8-byte big-endian length, then the message)
+ * holding body, and frees body. */
+static void sp_frame_append(struct rc_buf *out, struct rc_buf *body)
+{
+    uint8_t len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (uint8_t)((uint64_t)body->len >> (56 - 8 * i));
+    cr_assert_eq(rc_buf_append(out, len, 8), 0);
+    cr_assert_eq(rc_buf_append(out, body->data, body->len), 0);
+    rc_buf_fini(body);
+}
+
 /* Appends one SP/TCP frame holding e to out. */
 static void frame_append(struct rc_buf *out, const struct tev *e)
 {
     struct rc_buf b;
     rc_buf_init(&b);
     tev_encode(&b, e);
-    uint8_t len[8];
-    for (int i = 0; i < 8; i++)
-        len[i] = (uint8_t)((uint64_t)b.len >> (56 - 8 * i));
-    cr_assert_eq(rc_buf_append(out, len, 8), 0);
-    cr_assert_eq(rc_buf_append(out, b.data, b.len), 0);
-    rc_buf_fini(&b);
+    sp_frame_append(out, &b);
+}
+
+/* Reads the broker's SP header from fd and checks it is PULL's. */
+static void expect_pull_header(int fd)
+{
+    uint8_t h[8], want[8];
+    sp_header(want, 0x51);
+    size_t got = 0;
+    while (got < 8) {
+        ssize_t n = recv(fd, h + got, 8 - got, 0);
+        cr_assert_gt(n, 0, "no SP header from the broker");
+        got += (size_t)n;
+    }
+    cr_assert_eq(memcmp(h, want, 8), 0, "the broker's SP header is not PULL's");
 }
 
 /* Reads until the broker closes the connection; true if it did within the
@@ -130,15 +151,8 @@ Test(sppull, a_push_peer_writing_byte_by_byte_gets_every_event_in_order, .timeou
     struct rc_testsub *ts = tb_sub_run(&t, "bytes");
     int fd = dial_ingest(&t);
     /* the broker introduces itself as an SP PULL */
-    uint8_t h[8], want[8];
-    sp_header(want, 0x51);
-    size_t got = 0;
-    while (got < 8) {
-        ssize_t n = recv(fd, h + got, 8 - got, 0);
-        cr_assert_gt(n, 0, "no SP header from the broker");
-        got += (size_t)n;
-    }
-    cr_assert_eq(memcmp(h, want, 8), 0, "the broker's SP header is not PULL's");
+    expect_pull_header(fd);
+    uint8_t h[8];
     struct rc_buf out;
     rc_buf_init(&out);
     sp_header(h, 0x50);
@@ -159,6 +173,116 @@ Test(sppull, a_push_peer_writing_byte_by_byte_gets_every_event_in_order, .timeou
     }
     check_in_order(ts, "bytes", N);
     cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->ingest_conn_errors), 0);
+    close(fd);
+    rc_buf_fini(&out);
+    rc_testsub_free(ts);
+    tb_stop(&t);
+}
+
+static uint64_t cut_rnd(uint64_t *s)
+{
+    *s ^= *s << 13; /* xorshift64 */
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Appends one SP/TCP frame holding the events idx[0, n) of run "cuts", as
+ * one event (n 1) or a batch, each with a text of lens[i] bytes that says
+ * which it is: "<i>:" then a letter of i's repeated. */
+static void frame_append_texts(struct rc_buf *out, size_t first, size_t n, const size_t *lens)
+{
+    struct rc_buf b;
+    rc_buf_init(&b);
+    if (n > 1)
+        cr_assert_eq(rc_mpw_array(&b, (uint32_t)n), 0);
+    for (size_t i = first; i < first + n; i++) {
+        char *text = malloc(lens[i] + 1);
+        cr_assert_not_null(text);
+        int k = snprintf(text, lens[i] + 1, "%zu:", i);
+        memset(text + k, 'a' + (int)(i % 26), lens[i] - (size_t)k);
+        text[lens[i]] = 0;
+        tev_encode(&b, &(struct tev){.run = "cuts", .type = "delta", .text = text});
+        free(text);
+    }
+    sp_frame_append(out, &b);
+}
+
+/* Messages of random sizes (single events of a few bytes to 60 KB, batches
+ * up to ~320 KB: both sides of the reader's copy threshold, 16 KiB, and
+ * past its largest buffer, 256 KiB) written in random cuts (1 byte to 64
+ * KiB, a pause now and then), so that reads end anywhere in headers and
+ * bodies while the read buffer grows and shrinks: every event arrives,
+ * whole and in order. */
+Test(sppull, random_message_sizes_in_random_cuts_arrive_whole_and_in_order, .timeout = 120)
+{
+    struct rc_tb t;
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "60s", NULL};
+    tb_start(&t, opts);
+    struct rc_testsub *ts = tb_sub_run(&t, "cuts");
+    int fd = dial_ingest(&t);
+    expect_pull_header(fd);
+    uint8_t h[8];
+    enum { EVENTS = 240 };
+    uint64_t s = 0xc0ffee15ull;
+    size_t lens[EVENTS];
+    struct rc_buf out;
+    rc_buf_init(&out);
+    sp_header(h, 0x50);
+    cr_assert_eq(rc_buf_append(&out, h, 8), 0);
+    for (size_t i = 0; i < EVENTS;) {
+        uint64_t k = cut_rnd(&s) % 10;
+        size_t n = k < 8 ? 1 : 2 + cut_rnd(&s) % 7;
+        if (n > EVENTS - i)
+            n = EVENTS - i;
+        for (size_t j = i; j < i + n; j++) {
+            size_t len =
+                k < 5 ? 1 + cut_rnd(&s) % 200 : 2000 + cut_rnd(&s) % (n > 1 ? 38000 : 58000);
+            lens[j] = len < 8 ? 8 : len; /* room for "<i>:" */
+        }
+        frame_append_texts(&out, i, n, lens);
+        i += n;
+    }
+    frame_append(&out, &(struct tev){.run = "cuts", .type = "complete"});
+    for (size_t off = 0, writes = 0; off < out.len; writes++) {
+        uint64_t k = cut_rnd(&s) % 10;
+        size_t n = k < 3   ? 1 + cut_rnd(&s) % 16
+                   : k < 7 ? 17 + cut_rnd(&s) % 4080
+                           : 4097 + cut_rnd(&s) % 61440;
+        if (n > out.len - off)
+            n = out.len - off;
+        while (n > 0) {
+            ssize_t w = send(fd, out.data + off, n, MSG_NOSIGNAL);
+            cr_assert_gt(w, 0, "send: %s", strerror(errno));
+            off += (size_t)w;
+            n -= (size_t)w;
+        }
+        if (writes % 16 == 0)
+            rc_clock_sleep_ms(1);
+    }
+    cr_assert(rc_testsub_wait_terminal(ts, "cuts", 30000), "the run never ended");
+    char *text = malloc(60000);
+    cr_assert_not_null(text);
+    size_t k = 0;
+    for (size_t i = 0; i < rc_testsub_count(ts); i++) {
+        struct rc_tframe f;
+        cr_assert(rc_testsub_get(ts, i, &f));
+        if (f.kind != RC_FRAME_EV || f.terminal)
+            continue;
+        cr_assert_lt(k, (size_t)EVENTS);
+        cr_assert_eq(f.seq, k + 1);
+        cr_assert(rc_mp_str(f.raw, f.len, "text", text, 60000));
+        cr_assert_eq(strlen(text), lens[k], "event %zu: %zu bytes of text, sent %zu", k,
+                     strlen(text), lens[k]);
+        char want[24];
+        int w = snprintf(want, sizeof(want), "%zu:", k);
+        cr_assert_eq(memcmp(text, want, (size_t)w), 0, "event %zu out of order", k);
+        cr_assert_eq(text[lens[k] - 1], 'a' + (int)(k % 26));
+        k++;
+    }
+    cr_assert_eq(k, (size_t)EVENTS);
+    cr_assert_eq(rc_metric_get(&rc_broker_metrics(t.b)->ingest_conn_errors), 0);
+    free(text);
     close(fd);
     rc_buf_fini(&out);
     rc_testsub_free(ts);

@@ -7,6 +7,7 @@
 #include "rc_buf.h"
 #include "rc_error.h"
 #include "rc_ws.h"
+#include "ws_trace.h"
 
 /* Builds one masked client frame into b. */
 static void client_frame(struct rc_buf *b, unsigned op, bool fin, const void *payload, size_t len,
@@ -302,4 +303,131 @@ Test(ws, large_16bit_and_64bit_lengths)
     free(big);
     rc_buf_fini(&b);
     rc_ws_parser_fini(&p);
+}
+
+/* ---- where the stream is cut must not change what it means ---- */
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13; /* xorshift64 */
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* A payload length around the edges of the 7-, 16- and 64-bit forms. */
+static size_t random_len(uint64_t *s)
+{
+    static const size_t lens[] = {0, 1, 2, 5, 100, 124, 125, 126, 127, 128, 300, 1000};
+    if (rnd(s) % 64 == 0)
+        return rnd(s) % 2 ? 65535 : 65536 + rnd(s) % 100;
+    return lens[rnd(s) % (sizeof(lens) / sizeof(lens[0]))];
+}
+
+/* One client frame, masked with a random key, or (broken) unmasked. */
+static void random_frame(struct rc_buf *b, uint64_t *s, unsigned op, bool fin, size_t len,
+                         unsigned rsv, bool masked)
+{
+    uint8_t h[14];
+    size_t hl = rc_ws_frame_header(h, (enum rc_ws_op)op, fin, len);
+    h[0] |= (uint8_t)(rsv << 4);
+    if (masked)
+        h[1] |= 0x80;
+    uint8_t mask[4];
+    for (int i = 0; i < 4; i++)
+        mask[i] = (uint8_t)rnd(s);
+    if (masked) {
+        memcpy(h + hl, mask, 4);
+        hl += 4;
+    }
+    rc_buf_append(b, h, hl);
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = (uint8_t)('a' + i % 26); /* valid UTF-8 for text frames */
+        if (op == RC_WS_OP_CLOSE && i < 2)
+            c = i == 0 ? 0x03 : 0xe8; /* code 1000 */
+        if (masked)
+            c ^= mask[i & 3];
+        rc_buf_append(b, &c, 1);
+    }
+}
+
+/* A random client stream: mostly well-formed frames (messages whole or in
+ * fragments with pings between, pongs, a close now and then), sometimes a
+ * broken one (reserved bits, a bad or misplaced opcode, a long or
+ * fragmented control frame, no mask) or a few raw random bytes. */
+static void random_stream(struct rc_buf *b, uint64_t *s)
+{
+    int frames = 1 + (int)(rnd(s) % 10);
+    bool open = false; /* a fragmented message is open */
+    for (int i = 0; i < frames; i++) {
+        uint64_t k = rnd(s) % 100;
+        if (k < 45) { /* data: whole, first fragment, or next fragment */
+            unsigned op = open ? RC_WS_OP_CONT : rnd(s) % 2 ? RC_WS_OP_TEXT : RC_WS_OP_BINARY;
+            bool fin = rnd(s) % 3 != 0;
+            random_frame(b, s, op, fin, random_len(s), 0, true);
+            open = !fin;
+        } else if (k < 70) { /* ping or pong, also between fragments */
+            random_frame(b, s, rnd(s) % 2 ? RC_WS_OP_PING : RC_WS_OP_PONG, true, rnd(s) % 126, 0,
+                         true);
+        } else if (k < 75) {
+            random_frame(b, s, RC_WS_OP_CLOSE, true, 2 + rnd(s) % 10, 0, true);
+        } else if (k < 80) {
+            random_frame(b, s, RC_WS_OP_BINARY, true, random_len(s), 1 + rnd(s) % 7, true);
+        } else if (k < 84) {
+            random_frame(b, s, 3 + rnd(s) % 5, true, rnd(s) % 10, 0, true); /* reserved op */
+        } else if (k < 88) {
+            random_frame(b, s, RC_WS_OP_CONT, rnd(s) % 2, rnd(s) % 10, 0, true);
+        } else if (k < 91) {
+            random_frame(b, s, RC_WS_OP_PING, rnd(s) % 2, 126 + rnd(s) % 10, 0, true);
+        } else if (k < 94) {
+            random_frame(b, s, RC_WS_OP_BINARY, true, rnd(s) % 10, 0, false);
+        } else {
+            for (int j = (int)(rnd(s) % 8); j >= 0; j--) {
+                uint8_t c = (uint8_t)rnd(s);
+                rc_buf_append(b, &c, 1);
+            }
+        }
+    }
+}
+
+Test(ws, any_cut_of_a_stream_gives_the_same_events)
+{
+    static const uint32_t limits[] = {16, 125, 1000, 65536};
+    uint64_t s = 0x5eedf00dull;
+    size_t seen[RC_WS_EV_VIOLATION + 1] = {0};
+    struct rc_buf b;
+    rc_buf_init(&b);
+    for (int i = 0; i < 1500; i++) {
+        rc_buf_reset(&b);
+        random_stream(&b, &s);
+        size_t cap = b.len + 1;
+        struct ws_trace_ev *ref = malloc(cap * sizeof(*ref)), *got = malloc(cap * sizeof(*got));
+        cr_assert(ref && got);
+        for (size_t l = 0; l < sizeof(limits) / sizeof(limits[0]); l++) {
+            size_t nref, ngot;
+            const char *why =
+                ws_trace_run(b.data, b.len, limits[l], WS_TRACE_WHOLE, ref, cap, &nref);
+            cr_assert_null(why, "stream %d, limit %u, whole: %s", i, limits[l], why);
+            cr_assert_leq(nref, cap);
+            for (size_t e = 0; e < nref; e++)
+                seen[ref[e].ev]++;
+            const uint64_t seeds[] = {WS_TRACE_BYTEWISE, 2 + rnd(&s) % 1000, 2 + rnd(&s) % 1000};
+            for (int c = 0; c < 3; c++) {
+                why = ws_trace_run(b.data, b.len, limits[l], seeds[c], got, cap, &ngot);
+                cr_assert_null(why, "stream %d, limit %u, cut %llu: %s", i, limits[l],
+                               (unsigned long long)seeds[c], why);
+                why = ws_trace_diff(ref, nref, got, ngot);
+                cr_assert_null(why, "stream %d, limit %u, cut %llu against whole: %s", i, limits[l],
+                               (unsigned long long)seeds[c], why);
+            }
+        }
+        free(ref);
+        free(got);
+    }
+    rc_buf_fini(&b);
+    /* the streams reached every kind of event, so the comparison covered them */
+    cr_assert_gt(seen[RC_WS_EV_MESSAGE], 0);
+    cr_assert_gt(seen[RC_WS_EV_CONTROL], 0);
+    cr_assert_gt(seen[RC_WS_EV_TOO_BIG], 0);
+    cr_assert_gt(seen[RC_WS_EV_VIOLATION], 0);
 }
