@@ -25,11 +25,11 @@
 #include "rc_config.h"
 #include "rc_edge_int.h"
 #include "rc_error.h"
+#include "rc_http_head.h"
 #include "rc_log.h"
 
 /* A request head (request line and headers) must fit in this. */
 #define HEAD_MAX 8192u
-#define HDRS_MAX 64u
 /* An idle keep-alive connection, or a slow request head, is closed after
  * this long. */
 #define IDLE_MS 30000
@@ -53,10 +53,8 @@ struct rc_http_sess {
     _Atomic bool killed;
     char *in; /* request bytes: the head being parsed, then what followed */
     size_t in_len, in_cap;
-    size_t head_len; /* bytes of the current request head (0: not complete) */
-    const char *hname[HDRS_MAX];
-    const char *hval[HDRS_MAX];
-    unsigned nh;
+    size_t head_len;          /* bytes of the current request head (0: not complete) */
+    struct rc_http_head head; /* the current request's, pointing into in */
     struct rc_buf out;
     size_t out_off;
     struct rc_edge_req req;
@@ -190,91 +188,20 @@ static void error_raw(struct rc_http_sess *h, uint16_t status, const char *code,
  * status to refuse with (and *why). */
 static uint16_t parse_head(struct rc_http_sess *h, const char **why)
 {
-    char *p = h->in;
-    char *end = h->in + h->head_len;
-    /* request line */
-    char *eol = strstr(p, "\r\n");
-    *eol = '\0';
-    char *sp1 = strchr(p, ' ');
-    char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL) {
-        *why = "malformed request line";
-        return 400;
-    }
-    *sp1 = '\0';
-    *sp2 = '\0';
-    const char *version = sp2 + 1;
-    if (strncmp(version, "HTTP/1.", 7) != 0 || (version[7] != '0' && version[7] != '1') ||
-        version[8] != '\0') {
-        *why = "only HTTP/1.0 and HTTP/1.1";
-        return 505;
-    }
-    h->keep = version[7] == '1';
-    h->req.method = p;
-    h->req.target = sp1 + 1;
-    if (h->req.target[0] != '/') {
-        *why = "the target must be an absolute path";
-        return 400;
-    }
-    h->req.path_len = strcspn(h->req.target, "?");
-    /* headers */
-    h->nh = 0;
-    p = eol + 2;
-    while (p < end) {
-        eol = strstr(p, "\r\n");
-        if (eol == NULL || eol == p)
-            break; /* the empty line */
-        *eol = '\0';
-        if (*p == ' ' || *p == '\t') {
-            *why = "folded header lines are not accepted";
-            return 400;
-        }
-        char *colon = strchr(p, ':');
-        if (colon == NULL || colon == p) {
-            *why = "malformed header line";
-            return 400;
-        }
-        if (h->nh == HDRS_MAX) {
-            *why = "too many header lines";
-            return 431;
-        }
-        char *ne = colon;
-        while (ne > p && (ne[-1] == ' ' || ne[-1] == '\t'))
-            ne--;
-        *ne = '\0';
-        char *v = colon + 1;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        char *ve = v + strlen(v);
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            *--ve = '\0';
-        h->hname[h->nh] = p;
-        h->hval[h->nh] = v;
-        h->nh++;
-        p = eol + 2;
-    }
-    const char *cn = rc_edge_req_header(&h->req, "Connection");
-    if (cn != NULL && strcasestr(cn, "close") != NULL)
-        h->keep = false;
-    if (cn != NULL && strcasestr(cn, "keep-alive") != NULL)
-        h->keep = true;
-    const char *cl = rc_edge_req_header(&h->req, "Content-Length");
-    if (rc_edge_req_header(&h->req, "Transfer-Encoding") != NULL ||
-        (cl != NULL && strcmp(cl, "0") != 0)) {
-        *why = "request bodies are not accepted";
-        return 413;
-    }
+    uint16_t st = rc_http_head_parse(h->in, h->head_len, &h->head, why);
+    if (st != 0)
+        return st;
+    h->keep = h->head.keep;
+    h->req.method = h->head.method;
+    h->req.target = h->head.target;
+    h->req.path_len = h->head.path_len;
     h->req.head = strcmp(h->req.method, "HEAD") == 0;
     return 0;
 }
 
 const char *rc_edge_req_header(const struct rc_edge_req *r, const char *name)
 {
-    const struct rc_http_sess *h = r->sess;
-    for (unsigned i = 0; i < h->nh; i++)
-        if (strcasecmp(h->hname[i], name) == 0)
-            return h->hval[i];
-    return NULL;
+    return rc_http_head_header(&r->sess->head, name);
 }
 
 static bool path_is(const struct rc_edge_req *r, const char *p)

@@ -2,11 +2,12 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan + libFuzzer) in
 # build-fuzz/ and runs each for SECONDS_PER_TARGET seconds, from the seed
 # corpus in tests/<area>/corpus/<target>/: the protocol's decoders (proto:
-# publish, client, json) and the edge's WebSocket frame parser (edge: ws).
+# publish, client, json) and the edge's parsers (edge: ws, the WebSocket
+# frames; http, the HTTP request head).
 # Exits non-zero on any crash, leak, timeout or out-of-memory (libFuzzer's
 # own verdict).
 #
-#   bash tests/proto/fuzz.sh 25        # CI: 4 targets x 25 s
+#   bash tests/proto/fuzz.sh 25        # CI: 5 targets x 25 s
 #
 # Environment: CC (default clang-14), RC_FUZZ_BUILD (default <repo>/build-fuzz),
 # RC_FUZZ_JOBS (build parallelism, default 2).
@@ -19,7 +20,7 @@ cc="${CC:-clang-14}"
 if ! command -v "$cc" >/dev/null; then
     cc=clang
 fi
-targets=(proto/publish proto/client proto/json edge/ws)
+targets=(proto/publish proto/client proto/json edge/ws edge/http)
 
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DRUNCAST_FUZZ=ON -DRUNCAST_SANITIZE=address -DRUNCAST_TESTS=ON >/dev/null
