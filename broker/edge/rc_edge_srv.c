@@ -53,8 +53,8 @@ struct rc_http_sess {
     _Atomic bool killed;
     char *in; /* request bytes: the head being parsed, then what followed */
     size_t in_len, in_cap;
-    size_t head_len;          /* bytes of the current request head (0: not complete) */
-    struct rc_http_head head; /* the current request's, pointing into in */
+    size_t head_len;                  /* bytes of the current request head (0: not complete) */
+    struct rc_http_head request_head; /* the current request's, pointing into in */
     struct rc_buf out;
     size_t out_off;
     struct rc_edge_req req;
@@ -188,20 +188,20 @@ static void error_raw(struct rc_http_sess *h, uint16_t status, const char *code,
  * status to refuse with (and *why). */
 static uint16_t parse_head(struct rc_http_sess *h, const char **why)
 {
-    uint16_t st = rc_http_head_parse(h->in, h->head_len, &h->head, why);
+    uint16_t st = rc_http_head_parse(h->in, h->head_len, &h->request_head, why);
     if (st != 0)
         return st;
-    h->keep = h->head.keep;
-    h->req.method = h->head.method;
-    h->req.target = h->head.target;
-    h->req.path_len = h->head.path_len;
+    h->keep = h->request_head.keep;
+    h->req.method = h->request_head.method;
+    h->req.target = h->request_head.target;
+    h->req.path_len = h->request_head.path_len;
     h->req.head = strcmp(h->req.method, "HEAD") == 0;
     return 0;
 }
 
 const char *rc_edge_req_header(const struct rc_edge_req *r, const char *name)
 {
-    return rc_http_head_header(&r->sess->head, name);
+    return rc_http_head_header(&r->sess->request_head, name);
 }
 
 static bool path_is(const struct rc_edge_req *r, const char *p)
