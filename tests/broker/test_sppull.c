@@ -143,20 +143,30 @@ static void check_in_order(struct rc_testsub *ts, const char *run, size_t n)
     cr_assert_eq(k, n + 1, "%s: %zu events seen", run, k);
 }
 
+/* Starts a broker reading tcp:// --ingest connections, subscribes ts to
+ * run, and connects a hand-made PUSH peer: returns its socket, after the
+ * broker's PULL header, with out holding the peer's own header to send. */
+static int push_peer_start(struct rc_tb *t, const char *run, struct rc_testsub **ts,
+                           struct rc_buf *out)
+{
+    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "60s", NULL};
+    tb_start(t, opts);
+    *ts = tb_sub_run(t, run);
+    int fd = dial_ingest(t);
+    expect_pull_header(fd);
+    uint8_t h[8];
+    sp_header(h, 0x50);
+    rc_buf_init(out);
+    cr_assert_eq(rc_buf_append(out, h, 8), 0);
+    return fd;
+}
+
 Test(sppull, a_push_peer_writing_byte_by_byte_gets_every_event_in_order, .timeout = 60)
 {
     struct rc_tb t;
-    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "30s", NULL};
-    tb_start(&t, opts);
-    struct rc_testsub *ts = tb_sub_run(&t, "bytes");
-    int fd = dial_ingest(&t);
-    /* the broker introduces itself as an SP PULL */
-    expect_pull_header(fd);
-    uint8_t h[8];
+    struct rc_testsub *ts;
     struct rc_buf out;
-    rc_buf_init(&out);
-    sp_header(h, 0x50);
-    cr_assert_eq(rc_buf_append(&out, h, 8), 0);
+    int fd = push_peer_start(&t, "bytes", &ts, &out);
     enum { N = 12 };
     for (int i = 0; i < N; i++) {
         char text[16];
@@ -217,19 +227,12 @@ static void frame_append_texts(struct rc_buf *out, size_t first, size_t n, const
 Test(sppull, random_message_sizes_in_random_cuts_arrive_whole_and_in_order, .timeout = 120)
 {
     struct rc_tb t;
-    const char *opts[] = {"ingest", "tcp://127.0.0.1:0", "watchdog", "60s", NULL};
-    tb_start(&t, opts);
-    struct rc_testsub *ts = tb_sub_run(&t, "cuts");
-    int fd = dial_ingest(&t);
-    expect_pull_header(fd);
-    uint8_t h[8];
+    struct rc_testsub *ts;
+    struct rc_buf out;
+    int fd = push_peer_start(&t, "cuts", &ts, &out);
     enum { EVENTS = 240 };
     uint64_t s = 0xc0ffee15ull;
     size_t lens[EVENTS];
-    struct rc_buf out;
-    rc_buf_init(&out);
-    sp_header(h, 0x50);
-    cr_assert_eq(rc_buf_append(&out, h, 8), 0);
     for (size_t i = 0; i < EVENTS;) {
         uint64_t k = cut_rnd(&s) % 10;
         size_t n = k < 8 ? 1 : 2 + cut_rnd(&s) % 7;

@@ -13,16 +13,22 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
     return h;
 }
 
+uint64_t ws_trace_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
 /* The next piece's size: mostly small (headers split anywhere), sometimes
  * large (several frames in one receive). */
 static size_t next_cut(uint64_t *s, uint64_t seed)
 {
     if (seed == WS_TRACE_BYTEWISE)
         return 1;
-    *s ^= *s << 13; /* xorshift64 */
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return (*s & 7) == 0 ? 1 + (size_t)(*s >> 8) % 4096 : 1 + (size_t)(*s >> 8) % 16;
+    uint64_t r = ws_trace_rand(s);
+    return (r & 7) == 0 ? 1 + (size_t)(r >> 8) % 4096 : 1 + (size_t)(r >> 8) % 16;
 }
 
 static const char *check_event(const struct rc_ws_result *r, uint32_t max_message)
@@ -84,19 +90,17 @@ const char *ws_trace_run(const uint8_t *data, size_t len, uint32_t max_message, 
             if (r.ev == RC_WS_EV_NONE)
                 break;
             why = check_event(&r, max_message);
+            if (why == NULL && k == cap)
+                why = "more events than frame headers could make";
             if (why != NULL)
                 break;
-            if (k < cap) {
-                struct ws_trace_ev *e = &out[k];
-                memset(e, 0, sizeof(*e));
-                e->ev = (uint8_t)r.ev;
-                e->op = (uint8_t)r.op;
-                e->close_code =
-                    r.ev == RC_WS_EV_VIOLATION || r.op == RC_WS_OP_CLOSE ? r.close_code : 0;
-                e->len = r.ev == RC_WS_EV_TOO_BIG ? 0 : r.len;
-                e->hash = r.ev == RC_WS_EV_TOO_BIG ? 0 : fnv1a(r.data, r.len);
-            }
-            k++;
+            struct ws_trace_ev *e = &out[k++];
+            memset(e, 0, sizeof(*e));
+            e->ev = (uint8_t)r.ev;
+            e->op = (uint8_t)r.op;
+            e->close_code = r.ev == RC_WS_EV_VIOLATION || r.op == RC_WS_OP_CLOSE ? r.close_code : 0;
+            e->len = r.ev == RC_WS_EV_TOO_BIG ? 0 : r.len;
+            e->hash = r.ev == RC_WS_EV_TOO_BIG ? 0 : fnv1a(r.data, r.len);
             /* as the edge connection: a violation or a close ends the input */
             if (r.ev == RC_WS_EV_VIOLATION ||
                 (r.ev == RC_WS_EV_CONTROL && r.op == RC_WS_OP_CLOSE)) {

@@ -27,12 +27,17 @@ struct ws_trace_ev {
 #define WS_TRACE_BYTEWISE 1u /* one byte per receive */
 
 /* Feeds data[0, len) cut by seed into a parser limited to max_message and
- * records up to cap events in out (*n: how many there were).  Returns NULL,
- * or what broke one of the parser's promises (a message over the limit, a
- * control payload over 125 bytes, an opcode that does not fit the event, a
- * violation without a code or reason, no memory). */
+ * records its events in out (*n of them).  Returns NULL, or what broke one
+ * of the parser's promises (a message over the limit, a control payload
+ * over 125 bytes, an opcode that does not fit the event, a violation
+ * without a code or reason, more events than cap: each takes at least a
+ * frame header, so len + 1 is always room enough), or no memory. */
 const char *ws_trace_run(const uint8_t *data, size_t len, uint32_t max_message, uint64_t seed,
                          struct ws_trace_ev *out, size_t cap, size_t *n);
+
+/* xorshift64: the next of the pseudo-random sequence in *s (not 0), for
+ * the cuts here and the tests' random streams. */
+uint64_t ws_trace_rand(uint64_t *s);
 
 /* NULL when a and b (na and nb events) are the same; else the difference. */
 const char *ws_trace_diff(const struct ws_trace_ev *a, size_t na, const struct ws_trace_ev *b,
