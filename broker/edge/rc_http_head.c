@@ -136,11 +136,14 @@ uint16_t rc_http_head_parse(char *buf, size_t len, struct rc_http_head *h, const
         h->keep = false;
     if (cn != NULL && strcasestr(cn, "keep-alive") != NULL)
         h->keep = true;
-    const char *cl = rc_http_head_header(h, "Content-Length");
-    if (rc_http_head_header(h, "Transfer-Encoding") != NULL ||
-        (cl != NULL && strcmp(cl, "0") != 0)) {
-        *why = "request bodies are not accepted";
-        return 413;
+    /* Every line, not the first of each name: a second Content-Length that
+     * a proxy in front would take is a body we would not read. */
+    for (unsigned i = 0; i < h->n; i++) {
+        if (strcasecmp(h->name[i], "Transfer-Encoding") == 0 ||
+            (strcasecmp(h->name[i], "Content-Length") == 0 && strcmp(h->value[i], "0") != 0)) {
+            *why = "request bodies are not accepted";
+            return 413;
+        }
     }
     return 0;
 }

@@ -8,7 +8,8 @@
  * path within it, at most RC_HTTP_HEADERS_MAX headers, names that are
  * tokens, values without surrounding blanks or control characters but tabs
  * (no bare CR or LF: a proxy in front would split the line there), every
- * string inside the buffer, and each header found again by name.
+ * string inside the buffer, each header found again by name, and no
+ * header of any position that announces a body.
  * tests/proto/fuzz.sh builds and runs it.
  */
 #include <stdint.h>
@@ -92,6 +93,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             first++;
         if (rc_http_head_header(&h, n) != h.value[first])
             fail("a header not found by its own name");
+        if (strcasecmp(n, "Transfer-Encoding") == 0 ||
+            (strcasecmp(n, "Content-Length") == 0 && strcmp(v, "0") != 0))
+            fail("a head that announces a body, accepted");
     }
     free(buf);
     return 0;

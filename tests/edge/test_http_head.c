@@ -86,6 +86,8 @@ Test(http_head, refusals_say_why)
         {"GET / HTTP/1.1\r\n: empty name\r\n\r\n", 400},       /* empty name */
         {"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", 413},  /* a body */
         {"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 413},
+        /* a body announced by a second header of the name */
+        {"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n", 413},
         /* where a proxy in front could read other headers than we do */
         {"GET / HTTP/1.1\r\nUpgrade : websocket\r\n\r\n", 400},              /* blank before : */
         {"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400},                      /* not a token */
